@@ -1,0 +1,145 @@
+"""The catalogues as data: the attributes, the scenario groups, the query-specific cases.
+
+The definitions live in ``core/data/*.json`` (written in our own words) so that a team can
+add or drop an attribute without touching the pipeline. Point ``PREFDISSECT_ATTRIBUTES``
+at another JSON file with the same shape to use a different attribute set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+RULES = {"score", "negated", "nonzero", "errors", "conditional", "length"}
+SEVERITIES = ("minor", "moderate", "severe")
+
+
+@dataclass(frozen=True)
+class Attribute:
+    index: int
+    key: str
+    label: str
+    definition: str
+    rating: str
+    rule: str
+    condition: str | None = None  # query case key, for conditional attributes
+    severity: str | None = None  # for error-count attributes
+    annotated_as: str | None = None  # for negated attributes (e.g. "repetitive")
+
+
+@dataclass(frozen=True)
+class ScenarioGroup:
+    key: str
+    description: str
+
+
+@dataclass(frozen=True)
+class QueryCase:
+    key: str
+    label: str
+    description: str
+    attribute: str
+
+
+class CatalogueError(ValueError):
+    pass
+
+
+def _attributes_file() -> Path:
+    override = os.environ.get("PREFDISSECT_ATTRIBUTES", "").strip()
+    return Path(override) if override else DATA_DIR / "attributes.json"
+
+
+@lru_cache(maxsize=4)
+def _load_attributes(path: str) -> tuple[Attribute, ...]:
+    rows = json.loads(Path(path).read_text(encoding="utf-8"))
+    out = []
+    seen = set()
+    for i, row in enumerate(rows):
+        key = row.get("key")
+        if not key or key in seen:
+            raise CatalogueError(f"{path}: attribute {i}: missing or duplicate key {key!r}")
+        if row.get("rule") not in RULES:
+            raise CatalogueError(f"{path}: attribute {key}: rule must be one of {sorted(RULES)}")
+        if row["rule"] == "errors" and row.get("severity") not in SEVERITIES:
+            raise CatalogueError(f"{path}: attribute {key}: errors rule needs a severity in {SEVERITIES}")
+        if row["rule"] == "conditional" and not row.get("condition"):
+            raise CatalogueError(f"{path}: attribute {key}: conditional rule needs a condition")
+        seen.add(key)
+        out.append(
+            Attribute(
+                index=i,
+                key=key,
+                label=row.get("label", key),
+                definition=row.get("definition", ""),
+                rating=row.get("rating", ""),
+                rule=row["rule"],
+                condition=row.get("condition"),
+                severity=row.get("severity"),
+                annotated_as=row.get("annotated_as"),
+            )
+        )
+    return tuple(out)
+
+
+def attributes() -> tuple[Attribute, ...]:
+    """The attributes in feature order (the order of the weight vector)."""
+    return _load_attributes(str(_attributes_file()))
+
+
+def attribute_keys() -> list[str]:
+    return [a.key for a in attributes()]
+
+
+def attribute(key: str) -> Attribute:
+    for a in attributes():
+        if a.key == key:
+            return a
+    raise KeyError(f"unknown attribute {key!r}")
+
+
+@lru_cache(maxsize=1)
+def _scenarios() -> dict:
+    return json.loads((DATA_DIR / "scenarios.json").read_text(encoding="utf-8"))
+
+
+def scenario_groups() -> tuple[ScenarioGroup, ...]:
+    return tuple(ScenarioGroup(**g) for g in _scenarios()["groups"])
+
+
+def group_keys() -> list[str]:
+    return [g.key for g in scenario_groups()]
+
+
+def query_cases() -> tuple[QueryCase, ...]:
+    return tuple(QueryCase(**c) for c in _scenarios()["cases"])
+
+
+def case_keys() -> list[str]:
+    return [c.key for c in query_cases()]
+
+
+def autoj_mapping() -> dict[str, str]:
+    """Fine Auto-J scenario name -> our scenario group."""
+    return dict(_scenarios()["autoj_to_group"])
+
+
+def group_for_scenario(fine: str | None) -> str | None:
+    """Our scenario group for a fine scenario name, or for a group name given as is.
+
+    Accepts our group keys in any case and the Auto-J scenario names; returns None for an
+    unknown or empty name (the sample is then classified later).
+    """
+    if not fine:
+        return None
+    name = str(fine).strip()
+    lowered = {g.lower(): g for g in group_keys()}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    return autoj_mapping().get(name.lower().replace(" ", "_").replace("-", "_"))
+

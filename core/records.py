@@ -1,0 +1,171 @@
+"""Typed records that cross module boundaries: what importers produce and the store keeps."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+CHOICES = ("A", "B", "tie")
+JUDGE_KINDS = ("human", "llm", "gold", "synthetic")
+
+
+def sample_id(dataset: str, query: str, response_a: str, response_b: str, occurrence: int = 0) -> str:
+    """A stable id from content: the same pair in the same dataset always gets the same id.
+
+    ``occurrence`` separates exact repeats of one pair inside a file (the n-th repeat gets n),
+    so that a file with duplicated rows still imports every row, and re-importing it adds nothing.
+    """
+    h = hashlib.sha256()
+    for part in (dataset, query, response_a, response_b, str(occurrence)):
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\x1f")
+    return h.hexdigest()[:20]
+
+
+def word_count(text: str | None) -> int:
+    return len(text.split()) if text else 0
+
+
+@dataclass
+class Dataset:
+    name: str
+    source: str = ""
+    licence: str = ""
+    description: str = ""
+    synthetic: bool = False
+
+
+@dataclass
+class Judge:
+    name: str
+    kind: str  # one of JUDGE_KINDS
+    notes: str = ""
+    size_b: float | None = None  # parameters in billions, where known
+
+    def __post_init__(self):
+        if self.kind not in JUDGE_KINDS:
+            raise ValueError(f"judge {self.name!r}: kind must be one of {JUDGE_KINDS}, not {self.kind!r}")
+
+
+@dataclass
+class Sample:
+    dataset: str
+    query: str
+    response_a: str
+    response_b: str
+    model_a: str | None = None
+    model_b: str | None = None
+    reference: str | None = None
+    scenario_group: str | None = None
+    scenario: str | None = None
+    cases: dict[str, bool] = field(default_factory=dict)  # query-case flags, where known
+    turns: int = 1
+    source_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    occurrence: int = 0
+    id: str = ""
+
+    def __post_init__(self):
+        if not self.id:
+            self.id = sample_id(self.dataset, self.query, self.response_a, self.response_b, self.occurrence)
+
+    def row(self, position: int) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "dataset": self.dataset,
+            "position": position,
+            "source_id": self.source_id,
+            "query": self.query,
+            "response_a": self.response_a,
+            "response_b": self.response_b,
+            "model_a": self.model_a,
+            "model_b": self.model_b,
+            "reference": self.reference,
+            "scenario_group": self.scenario_group,
+            "scenario": self.scenario,
+            "cases": json.dumps(self.cases, sort_keys=True) if self.cases else None,
+            "turns": self.turns,
+            "words_a": word_count(self.response_a),
+            "words_b": word_count(self.response_b),
+            "metadata": json.dumps(self.metadata, sort_keys=True, default=str) if self.metadata else None,
+        }
+
+
+@dataclass
+class Label:
+    sample_id: str
+    judge: str
+    choice: str  # "A", "B" or "tie"
+    prob_a: float | None = None  # P(judge prefers A), where known
+    verdict_ab: str | None = None  # verdict with A shown first
+    verdict_ba: str | None = None  # verdict with B shown first, mapped back to A/B
+    source: str = ""
+
+    def __post_init__(self):
+        for name in ("choice", "verdict_ab", "verdict_ba"):
+            v = getattr(self, name)
+            if v is not None and v not in CHOICES:
+                raise ValueError(f"label {name} must be one of {CHOICES}, not {v!r}")
+        if self.prob_a is not None and not (0.0 <= self.prob_a <= 1.0):
+            raise ValueError(f"label probability must lie in [0, 1], not {self.prob_a!r}")
+
+
+def choice_from_prob(p: float, eps: float = 1e-9) -> str:
+    if p > 0.5 + eps:
+        return "A"
+    if p < 0.5 - eps:
+        return "B"
+    return "tie"
+
+
+_VOTE = {"A": 1.0, "B": 0.0, "tie": 0.5}
+
+
+def combine_verdicts(verdict_ab: str | None, verdict_ba: str | None) -> tuple[str, float] | None:
+    """One label from the verdicts in both presentation orders (already mapped back to A/B).
+
+    P(A) is the mean vote over the orders that gave one (A=1, tie=1/2, B=0); the choice is the
+    side with the larger share, a tie when the two orders cancel out. None when neither order
+    gave a verdict.
+    """
+    votes = [_VOTE[v] for v in (verdict_ab, verdict_ba) if v is not None]
+    if not votes:
+        return None
+    p = sum(votes) / len(votes)
+    return choice_from_prob(p), p
+
+
+@dataclass
+class Feature:
+    sample_id: str
+    source: str  # feature set: "demo:truth", "heuristic:v1", "llm:<model>:<prompt version>"
+    attribute: str
+    value: int  # -1, 0, +1: A worse, equal, better
+    score_a: float | None = None
+    score_b: float | None = None
+    excluded: bool = False  # e.g. errors could not be checked: left out of fitting by default
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ImportBatch:
+    """Everything one import writes, validated before a single byte goes to the store."""
+
+    dataset: Dataset
+    samples: list[Sample] = field(default_factory=list)
+    judges: list[Judge] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
+    features: list[Feature] = field(default_factory=list)
+    source_file: str = ""
+
+
+@dataclass
+class ImportResult:
+    dataset: str
+    samples_added: int
+    samples_seen: int
+    labels_written: int
+    judges: list[str]
+    features_written: int = 0

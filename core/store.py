@@ -1,0 +1,438 @@
+"""The embedded SQLite store: schema, migrations and every query the app needs.
+
+One file, WAL mode, a busy timeout, schema changes only through sqlite-utils migrations.
+A ``Store`` wraps one connection; open one per thread (Streamlit reruns run on new threads,
+and sqlite3 connections refuse to cross threads).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from . import config
+from .records import Feature, ImportBatch, ImportResult, Judge, Label
+
+MIGRATIONS = Migrations("prefdissect")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@MIGRATIONS()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE datasets (
+            name TEXT PRIMARY KEY,
+            source TEXT NOT NULL DEFAULT '',
+            licence TEXT NOT NULL DEFAULT '',
+            description TEXT NOT NULL DEFAULT '',
+            synthetic INTEGER NOT NULL DEFAULT 0,
+            imported_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE samples (
+            id TEXT PRIMARY KEY,
+            dataset TEXT NOT NULL REFERENCES datasets(name),
+            position INTEGER NOT NULL,
+            source_id TEXT,
+            query TEXT NOT NULL,
+            response_a TEXT NOT NULL,
+            response_b TEXT NOT NULL,
+            model_a TEXT,
+            model_b TEXT,
+            reference TEXT,
+            scenario_group TEXT,
+            scenario TEXT,
+            cases TEXT,
+            turns INTEGER NOT NULL DEFAULT 1,
+            words_a INTEGER,
+            words_b INTEGER,
+            metadata TEXT
+        );
+        CREATE UNIQUE INDEX samples_dataset_position ON samples(dataset, position);
+        CREATE INDEX samples_group ON samples(dataset, scenario_group);
+        CREATE TABLE judges (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('human', 'llm', 'gold', 'synthetic')),
+            notes TEXT NOT NULL DEFAULT '',
+            size_b REAL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE labels (
+            sample_id TEXT NOT NULL REFERENCES samples(id),
+            judge TEXT NOT NULL REFERENCES judges(name),
+            choice TEXT NOT NULL CHECK (choice IN ('A', 'B', 'tie')),
+            prob_a REAL CHECK (prob_a IS NULL OR (prob_a >= 0 AND prob_a <= 1)),
+            verdict_ab TEXT CHECK (verdict_ab IS NULL OR verdict_ab IN ('A', 'B', 'tie')),
+            verdict_ba TEXT CHECK (verdict_ba IS NULL OR verdict_ba IN ('A', 'B', 'tie')),
+            source TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (sample_id, judge)
+        );
+        CREATE INDEX labels_judge ON labels(judge);
+        CREATE TABLE annotations (
+            id TEXT PRIMARY KEY,
+            sample_id TEXT NOT NULL REFERENCES samples(id),
+            annotator TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            step TEXT NOT NULL,
+            orientation TEXT NOT NULL DEFAULT 'AB',
+            params TEXT,
+            raw TEXT,
+            parsed TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cost REAL,
+            latency_s REAL,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 1,
+            job_id INTEGER,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX annotations_sample ON annotations(sample_id, annotator, step);
+        CREATE TABLE features (
+            sample_id TEXT NOT NULL REFERENCES samples(id),
+            source TEXT NOT NULL,
+            attribute TEXT NOT NULL,
+            value INTEGER NOT NULL CHECK (value IN (-1, 0, 1)),
+            score_a REAL,
+            score_b REAL,
+            excluded INTEGER NOT NULL DEFAULT 0,
+            provenance TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (sample_id, source, attribute)
+        );
+        CREATE INDEX features_source ON features(source, attribute);
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            key TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled', 'paused')),
+            params TEXT NOT NULL DEFAULT '{}',
+            total INTEGER NOT NULL DEFAULT 0,
+            done INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0,
+            budget REAL,
+            message TEXT,
+            error TEXT,
+            worker_pid INTEGER,
+            heartbeat_at TEXT,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT
+        );
+        CREATE TABLE profiles (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            dataset TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            judge TEXT NOT NULL,
+            feature_source TEXT NOT NULL,
+            method TEXT NOT NULL,
+            attributes TEXT NOT NULL,
+            mean TEXT NOT NULL,
+            sd TEXT,
+            lo TEXT,
+            hi TEXT,
+            interval TEXT,
+            p_pos TEXT,
+            n INTEGER,
+            accuracy REAL,
+            log_loss REAL,
+            rhat TEXT,
+            ess TEXT,
+            fingerprint TEXT,
+            provenance TEXT,
+            imported INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            UNIQUE (dataset, scope, judge, feature_source, method)
+        );
+        """
+    )
+    db["samples"].enable_fts(["query", "response_a", "response_b"], create_triggers=True, tokenize="porter")
+
+
+class Store:
+    """One connection to the store file, migrated and in WAL mode."""
+
+    def __init__(self, path: str | Path | None = None, *, busy_timeout_s: float | None = None):
+        settings = config.settings()
+        self.path = Path(path) if path is not None else settings.store
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        timeout = settings.busy_timeout_s if busy_timeout_s is None else busy_timeout_s
+        conn = sqlite3.connect(str(self.path), timeout=timeout)
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        self.db.execute("PRAGMA foreign_keys = ON")
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        if MIGRATIONS.pending(self.db):
+            with _migration_lock:
+                try:
+                    MIGRATIONS.apply(self.db)
+                except sqlite3.OperationalError:
+                    # another process migrated the same file between our check and our write
+                    if MIGRATIONS.pending(self.db):
+                        raise
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.db.conn
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writes
+
+    def write_batch(self, batch: ImportBatch) -> ImportResult:
+        """Write one validated import in a single transaction: all of it or nothing."""
+        ts = now()
+        ds = batch.dataset
+        with self.db.atomic():
+            c = self.conn
+            c.execute(
+                "INSERT INTO datasets (name, source, licence, description, synthetic, imported_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET updated_at = excluded.updated_at",
+                (ds.name, ds.source, ds.licence, ds.description, int(ds.synthetic), ts, ts),
+            )
+            existing = {
+                r[0]
+                for r in _chunked_in(c, "SELECT id FROM samples WHERE id IN ({})", [s.id for s in batch.samples])
+            }
+            next_pos = c.execute(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM samples WHERE dataset = ?", (ds.name,)
+            ).fetchone()[0]
+            new_rows = []
+            for s in batch.samples:
+                if s.id in existing:
+                    continue
+                existing.add(s.id)
+                new_rows.append(s.row(next_pos))
+                next_pos += 1
+            if new_rows:
+                cols = list(new_rows[0])
+                c.executemany(
+                    f"INSERT INTO samples ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    [tuple(r[k] for k in cols) for r in new_rows],
+                )
+            self._upsert_judges(batch.judges, ts)
+            self._upsert_labels(batch.labels, ts)
+            self._upsert_features(batch.features, ts)
+        return ImportResult(
+            dataset=ds.name,
+            samples_added=len(new_rows),
+            samples_seen=len(batch.samples),
+            labels_written=len(batch.labels),
+            judges=[j.name for j in batch.judges],
+            features_written=len(batch.features),
+        )
+
+    def _upsert_judges(self, judges: Iterable[Judge], ts: str) -> None:
+        self.conn.executemany(
+            "INSERT INTO judges (name, kind, notes, size_b, created_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET"
+            "  notes = CASE WHEN excluded.notes != '' THEN excluded.notes ELSE judges.notes END,"
+            "  size_b = COALESCE(excluded.size_b, judges.size_b)",
+            [(j.name, j.kind, j.notes, j.size_b, ts) for j in judges],
+        )
+
+    def _upsert_labels(self, labels: Iterable[Label], ts: str) -> None:
+        self.conn.executemany(
+            "INSERT INTO labels (sample_id, judge, choice, prob_a, verdict_ab, verdict_ba, source, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(sample_id, judge) DO UPDATE SET choice = excluded.choice, prob_a = excluded.prob_a,"
+            "  verdict_ab = excluded.verdict_ab, verdict_ba = excluded.verdict_ba, source = excluded.source"
+            " WHERE labels.choice IS NOT excluded.choice OR labels.prob_a IS NOT excluded.prob_a"
+            "  OR labels.verdict_ab IS NOT excluded.verdict_ab OR labels.verdict_ba IS NOT excluded.verdict_ba",
+            [(l.sample_id, l.judge, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, l.source, ts) for l in labels],
+        )
+
+    def _upsert_features(self, features: Iterable[Feature], ts: str) -> None:
+        self.conn.executemany(
+            "INSERT INTO features (sample_id, source, attribute, value, score_a, score_b, excluded, provenance, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(sample_id, source, attribute) DO UPDATE SET value = excluded.value,"
+            "  score_a = excluded.score_a, score_b = excluded.score_b, excluded = excluded.excluded,"
+            "  provenance = excluded.provenance",
+            [
+                (
+                    f.sample_id,
+                    f.source,
+                    f.attribute,
+                    int(f.value),
+                    f.score_a,
+                    f.score_b,
+                    int(f.excluded),
+                    json.dumps(f.provenance, sort_keys=True) if f.provenance else None,
+                    ts,
+                )
+                for f in features
+            ],
+        )
+
+    def write_labels(self, judges: list[Judge], labels: list[Label]) -> int:
+        """Add one or more judges' labels for samples already stored, in one transaction."""
+        with self.db.atomic():
+            self._upsert_judges(judges, now())
+            self._upsert_labels(labels, now())
+        return len(labels)
+
+    def save_profile(self, profile: dict[str, Any]) -> None:
+        """Insert or replace one profile row (keys: the profiles columns; lists as Python lists)."""
+        row = dict(profile)
+        for k in ("attributes", "mean", "sd", "lo", "hi", "p_pos", "rhat", "ess", "provenance"):
+            if k in row and row[k] is not None and not isinstance(row[k], str):
+                row[k] = json.dumps(row[k])
+        row.setdefault("created_at", now())
+        cols = list(row)
+        with self.db.atomic():
+            self.conn.execute(
+                f"INSERT INTO profiles ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+                " ON CONFLICT(dataset, scope, judge, feature_source, method) DO UPDATE SET "
+                + ", ".join(f"{k} = excluded.{k}" for k in cols),
+                [row[k] for k in cols],
+            )
+
+    # ------------------------------------------------------------------ reads
+
+    def rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql, tuple(params))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        row = self.conn.execute(sql, tuple(params)).fetchone()
+        return row[0] if row else None
+
+    def is_empty(self) -> bool:
+        return not self.scalar("SELECT EXISTS (SELECT 1 FROM samples)")
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return self.rows(
+            "SELECT d.name, d.source, d.licence, d.description, d.synthetic, d.imported_at,"
+            " (SELECT COUNT(*) FROM samples s WHERE s.dataset = d.name) AS samples,"
+            " (SELECT COUNT(DISTINCT l.judge) FROM labels l JOIN samples s ON s.id = l.sample_id"
+            "   WHERE s.dataset = d.name) AS judges,"
+            " (SELECT COUNT(*) FROM labels l JOIN samples s ON s.id = l.sample_id WHERE s.dataset = d.name) AS labels"
+            " FROM datasets d ORDER BY d.name"
+        )
+
+    def judges(self, dataset: str | None = None) -> list[dict[str, Any]]:
+        where, params = ("WHERE s.dataset = ?", [dataset]) if dataset else ("", [])
+        return self.rows(
+            "SELECT j.name, j.kind, j.notes, j.size_b, COUNT(l.sample_id) AS labels,"
+            " SUM(l.choice = 'A') AS a, SUM(l.choice = 'B') AS b, SUM(l.choice = 'tie') AS tie,"
+            " SUM(l.prob_a IS NOT NULL) AS with_prob,"
+            " SUM(l.verdict_ab IS NOT NULL AND l.verdict_ba IS NOT NULL) AS both_orders,"
+            " SUM(l.verdict_ab IS NOT NULL AND l.verdict_ab = l.verdict_ba) AS consistent"
+            " FROM judges j JOIN labels l ON l.judge = j.name JOIN samples s ON s.id = l.sample_id "
+            + where
+            + " GROUP BY j.name ORDER BY j.name",
+            params,
+        )
+
+    def scenario_counts(self, dataset: str | None = None) -> list[dict[str, Any]]:
+        where, params = ("WHERE dataset = ?", [dataset]) if dataset else ("", [])
+        return self.rows(
+            "SELECT dataset, COALESCE(scenario_group, '(unclassified)') AS scenario_group, COUNT(*) AS samples"
+            f" FROM samples {where} GROUP BY dataset, scenario_group ORDER BY dataset, scenario_group",
+            params,
+        )
+
+    def labels(self, dataset: str | None = None, judges: list[str] | None = None) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT l.sample_id, l.judge, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, s.dataset"
+            " FROM labels l JOIN samples s ON s.id = l.sample_id WHERE 1=1"
+        )
+        params: list[Any] = []
+        if dataset:
+            sql += " AND s.dataset = ?"
+            params.append(dataset)
+        if judges:
+            sql += f" AND l.judge IN ({', '.join('?' * len(judges))})"
+            params.extend(judges)
+        return self.rows(sql, params)
+
+    def sample(self, sample_id: str) -> dict[str, Any] | None:
+        rows = self.rows("SELECT * FROM samples WHERE id = ?", [sample_id])
+        if not rows:
+            return None
+        row = rows[0]
+        for k in ("cases", "metadata"):
+            row[k] = json.loads(row[k]) if row[k] else {}
+        return row
+
+    def sample_ids(self, dataset: str) -> list[str]:
+        """The dataset's sample ids in import order (the order label lists refer to)."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM samples WHERE dataset = ? ORDER BY position", (dataset,)
+        )]
+
+    def search(self, text: str, *, dataset: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Full-text search over query and responses, best match first."""
+        q = fts_query(text)
+        if not q:
+            return []
+        sql = (
+            "SELECT s.id, s.dataset, s.scenario_group, substr(s.query, 1, 200) AS query"
+            " FROM samples_fts f JOIN samples s ON s.rowid = f.rowid"
+            " WHERE samples_fts MATCH ?"
+        )
+        params: list[Any] = [q]
+        if dataset:
+            sql += " AND s.dataset = ?"
+            params.append(dataset)
+        sql += " ORDER BY bm25(samples_fts) LIMIT ?"
+        params.append(limit)
+        return self.rows(sql, params)
+
+    def table_counts(self) -> dict[str, int]:
+        names = ["datasets", "samples", "judges", "labels", "annotations", "features", "jobs", "profiles"]
+        return {n: self.scalar(f"SELECT COUNT(*) FROM {n}") for n in names}
+
+
+def fts_query(text: str) -> str:
+    """User text -> a safe FTS5 query: every word quoted, all words required."""
+    words = [w for w in "".join(ch if ch.isalnum() else " " for ch in text).split() if w]
+    return " ".join(f'"{w}"' for w in words)
+
+
+def _chunked_in(conn: sqlite3.Connection, sql: str, values: list[Any], size: int = 900):
+    for i in range(0, len(values), size):
+        chunk = values[i : i + size]
+        yield from conn.execute(sql.format(", ".join("?" * len(chunk))), chunk)
+
+
+_migration_lock = threading.Lock()
+_local = threading.local()
+
+
+def open_store(path: str | Path | None = None) -> Store:
+    """The calling thread's store for ``path`` (default: the configured store), opened once per thread."""
+    key = str(Path(path) if path is not None else config.settings().store)
+    cache = getattr(_local, "stores", None)
+    if cache is None:
+        cache = _local.stores = {}
+    store = cache.get(key)
+    if store is None:
+        store = cache[key] = Store(key)
+    return store

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -405,9 +406,26 @@ class Store:
         params.append(limit)
         return self.rows(sql, params)
 
+    def overview(self) -> "Overview":
+        """Everything the Overview page shows, in one call."""
+        return Overview(
+            counts=self.table_counts(),
+            datasets=self.datasets(),
+            scenarios=self.scenario_counts(),
+            judges=self.judges(),
+        )
+
     def table_counts(self) -> dict[str, int]:
         names = ["datasets", "samples", "judges", "labels", "annotations", "features", "jobs", "profiles"]
         return {n: self.scalar(f"SELECT COUNT(*) FROM {n}") for n in names}
+
+
+@dataclass(frozen=True)
+class Overview:
+    counts: dict[str, int]
+    datasets: list[dict[str, Any]]
+    scenarios: list[dict[str, Any]]
+    judges: list[dict[str, Any]]
 
 
 def fts_query(text: str) -> str:

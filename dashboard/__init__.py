@@ -1,0 +1,1 @@
+"""The Streamlit side: app entry point, cached data access, chart builders, shared widgets."""

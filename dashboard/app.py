@@ -1,0 +1,30 @@
+"""Streamlit entry point: ``streamlit run dashboard/app.py``.
+
+Sets up the page, seeds the synthetic demo into an empty store, and registers every page
+of ``pages/`` with ``st.navigation``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard import data  # noqa: E402
+
+PAGES = [
+    st.Page(ROOT / "pages" / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
+]
+
+st.set_page_config(page_title="Preference dissection", page_icon=":material/balance:", layout="wide")
+
+if "seeded" not in st.session_state:
+    with st.spinner("Empty store: building the synthetic demo dataset..."):
+        st.session_state["seeded"] = data.ensure_seeded()
+
+st.navigation(PAGES).run()

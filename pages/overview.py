@@ -1,0 +1,62 @@
+"""Overview: what is in the store: datasets, scenarios, judges, and how the judges agree."""
+
+import streamlit as st
+
+from dashboard import charts, data
+
+st.title("Overview")
+fp = data.fingerprint()
+ov = data.overview(fp)
+counts = ov["counts"]
+
+if not counts["samples"]:
+    st.info("The store is empty. Import data with `python -m core import FORMAT PATH` or build the demo with "
+            "`python -m core demo`.")
+    st.stop()
+
+datasets = ov["datasets"]
+if datasets["synthetic"].astype(bool).any():
+    names = ", ".join(datasets.loc[datasets["synthetic"].astype(bool), "name"])
+    st.caption(f":orange-badge[synthetic] {names}: generated texts and judges with known profiles, for trying the tool.")
+
+cols = st.columns(4)
+cols[0].metric("Datasets", f"{counts['datasets']:,}")
+cols[1].metric("Samples", f"{counts['samples']:,}")
+cols[2].metric("Judges", f"{counts['judges']:,}")
+cols[3].metric("Labels", f"{counts['labels']:,}")
+
+st.subheader("Datasets")
+st.dataframe(
+    datasets[["name", "samples", "judges", "labels", "source", "licence", "synthetic", "imported_at"]],
+    hide_index=True,
+    column_config={"synthetic": st.column_config.CheckboxColumn("synthetic")},
+)
+
+st.subheader("Samples per scenario group")
+scen = ov["scenarios"]
+st.altair_chart(charts.scenario_bars(scen), width="stretch")
+
+st.subheader("Judges")
+judges = ov["judges"]
+st.dataframe(
+    judges[["name", "kind", "size_b", "labels", "a", "b", "tie", "with_prob", "both_orders"]],
+    hide_index=True,
+    column_config={
+        "size_b": st.column_config.NumberColumn("size (B params)"),
+        "a": "chose A", "b": "chose B", "tie": "ties",
+        "with_prob": "with probability", "both_orders": "both orders",
+    },
+)
+
+st.subheader("Agreement between judges on shared samples")
+choice = st.selectbox("Dataset", list(datasets["name"]), key="agreement_dataset")
+agree = data.agreement(fp, choice)
+if agree.empty or agree["judge_a"].nunique() < 2:
+    st.info("This dataset has fewer than two judges.")
+else:
+    st.altair_chart(charts.agreement_heatmap(agree), width="content")
+    pairs = agree[agree["judge_a"] < agree["judge_b"]].sort_values("rate", ascending=False)
+    st.dataframe(
+        pairs, hide_index=True,
+        column_config={"rate": st.column_config.NumberColumn("agreement", format="percent")},
+    )

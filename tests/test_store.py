@@ -1,0 +1,150 @@
+import sqlite3
+import threading
+
+import pytest
+
+from core.records import Dataset, Feature, ImportBatch, Judge, Label, Sample, combine_verdicts
+from core.store import MIGRATIONS, Store, fts_query, open_store
+
+
+def batch(dataset="ds", n=3, judge="j1"):
+    samples = [
+        Sample(dataset, f"question {i} about volcanoes", f"answer A{i} lava", f"answer B{i} ash", scenario_group="Knowledge-aware")
+        for i in range(n)
+    ]
+    return ImportBatch(
+        dataset=Dataset(dataset, source="test"),
+        samples=samples,
+        judges=[Judge(judge, "human")],
+        labels=[Label(s.id, judge, "A" if i % 2 else "B") for i, s in enumerate(samples)],
+        features=[Feature(samples[0].id, "t", "clear", 1, 3, 1)],
+    )
+
+
+def test_new_store_is_migrated_in_wal_mode_with_a_busy_timeout(tmp_path):
+    s = Store(tmp_path / "s.db", busy_timeout_s=7)
+    assert s.scalar("PRAGMA journal_mode") == "wal"
+    assert s.scalar("PRAGMA busy_timeout") == 7000
+    assert not MIGRATIONS.pending(s.db)
+    assert {"datasets", "samples", "judges", "labels", "annotations", "features", "jobs", "profiles",
+            "samples_fts"} <= set(s.db.table_names())
+    s.close()
+    # reopening applies nothing twice
+    s2 = Store(tmp_path / "s.db")
+    assert len(MIGRATIONS.applied(s2.db)) == len(MIGRATIONS._migrations)
+
+
+def test_write_batch_and_reimport_adds_nothing(tmp_path):
+    s = Store(tmp_path / "s.db")
+    r1 = s.write_batch(batch())
+    assert (r1.samples_added, r1.labels_written) == (3, 3)
+    before = s.table_counts()
+    r2 = s.write_batch(batch())
+    assert r2.samples_added == 0
+    assert s.table_counts() == before
+    assert [r["position"] for r in s.rows("SELECT position FROM samples ORDER BY position")] == [0, 1, 2]
+
+
+def test_a_failing_batch_leaves_nothing_behind(tmp_path):
+    s = Store(tmp_path / "s.db")
+    s.write_batch(batch("first"))
+    before = s.table_counts()
+    bad = batch("second")
+    bad.labels.append(Label("no-such-sample", "j1", "A"))  # violates the foreign key
+    with pytest.raises(sqlite3.IntegrityError):
+        s.write_batch(bad)
+    assert s.table_counts() == before
+    assert [d["name"] for d in s.datasets()] == ["first"]
+
+
+def test_appending_to_a_dataset_continues_positions(tmp_path):
+    s = Store(tmp_path / "s.db")
+    s.write_batch(batch(n=2))
+    more = batch(n=4)  # two already stored, two new
+    s.write_batch(more)
+    ids = s.sample_ids("ds")
+    assert ids == [x.id for x in more.samples]
+
+
+def test_sample_ids_are_stable_content_hashes():
+    a = Sample("ds", "q", "a", "b")
+    assert a.id == Sample("ds", "q", "a", "b").id
+    assert a.id != Sample("ds", "q", "b", "a").id
+    assert a.id != Sample("other", "q", "a", "b").id
+    assert a.id != Sample("ds", "q", "a", "b", occurrence=1).id
+
+
+def test_overview_counts(tmp_path):
+    s = Store(tmp_path / "s.db")
+    s.write_batch(batch(n=5))
+    ov = s.overview()
+    assert ov.counts["samples"] == 5 and ov.counts["labels"] == 5
+    (j,) = ov.judges
+    assert (j["name"], j["labels"], j["a"], j["b"], j["tie"]) == ("j1", 5, 2, 3, 0)
+    assert ov.scenarios == [{"dataset": "ds", "scenario_group": "Knowledge-aware", "samples": 5}]
+    (d,) = ov.datasets
+    assert (d["samples"], d["judges"], d["labels"]) == (5, 1, 5)
+
+
+def test_full_text_search(tmp_path):
+    s = Store(tmp_path / "s.db")
+    s.write_batch(batch(n=3))
+    s.write_batch(ImportBatch(Dataset("x"), samples=[Sample("x", "how to bake bread", "knead the dough", "buy it")]))
+    hits = s.search("dough")
+    assert [h["dataset"] for h in hits] == ["x"]
+    assert len(s.search("volcanoes")) == 3
+    assert s.search("volcanoes", dataset="x") == []
+    assert s.search("lava question") and not s.search("lava bread")  # all words required
+    # FTS syntax in user input is inert
+    assert s.search('"unbalanced AND OR (') == []
+    assert s.search("   ") == []
+
+
+def test_fts_query_quotes_every_word():
+    assert fts_query('a "b" OR c*') == '"a" "b" "OR" "c"'
+
+
+def test_label_checks():
+    with pytest.raises(ValueError):
+        Label("s", "j", "C")
+    with pytest.raises(ValueError):
+        Label("s", "j", "A", prob_a=1.5)
+    with pytest.raises(ValueError):
+        Judge("j", "robot")
+
+
+@pytest.mark.parametrize(
+    "ab,ba,expected",
+    [("A", "A", ("A", 1.0)), ("A", "B", ("tie", 0.5)), ("A", "tie", ("A", 0.75)),
+     ("B", None, ("B", 0.0)), (None, None, None)],
+)
+def test_combine_verdicts(ab, ba, expected):
+    assert combine_verdicts(ab, ba) == expected
+
+
+def test_open_store_gives_each_thread_its_own_connection(tmp_path):
+    path = tmp_path / "s.db"
+    main = open_store(path)
+    assert open_store(path) is main
+    seen = []
+
+    def worker():
+        s = open_store(path)
+        seen.append(s)
+        s.write_batch(batch(n=1))
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen and seen[0] is not main
+    assert main.table_counts()["samples"] == 1
+
+
+def test_profiles_upsert(tmp_path):
+    s = Store(tmp_path / "s.db")
+    row = dict(dataset="d", scope="Code", judge="j", feature_source="f", method="truth",
+               attributes=["a", "b"], mean=[0.1, -0.2])
+    s.save_profile(row)
+    s.save_profile({**row, "mean": [0.3, 0.4]})
+    (p,) = s.rows("SELECT * FROM profiles")
+    assert p["mean"] == "[0.3, 0.4]"

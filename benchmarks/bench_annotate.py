@@ -1,0 +1,90 @@
+"""Benchmark: annotation throughput against the loopback server with 250 ms per call.
+
+For 1, 8, 32 and 128 requests in flight: requests and samples per second through the whole
+annotation pipeline (stored answers, features), against the ideal rate in_flight / latency
+(target: >= 85% up to 128), and the peak memory of the annotating process (target: < 500 MB).
+The server runs in its own process, as a real endpoint would.
+
+    .venv/bin/python benchmarks/bench_annotate.py [--latency 0.25] [--levels 1,8,32,128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def one_level(in_flight: int, latency: float, base_url: str, seconds: float) -> dict:
+    from core import annotate, demo
+    from core.llm import LLMSettings
+    from core.store import Store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "store.db")
+        demo.build_demo(store, n_per_group=120)
+        # enough samples to keep the pipe full for about `seconds` (about 5 requests per sample)
+        n = max(4, min(1320, int(in_flight / latency * seconds / 5)))
+        samples = store.samples_for(demo.DEMO_DATASET, limit=n)
+        for s in samples:  # annotate everything: drop the demo's scenario / reference shortcuts
+            s["scenario_group"] = None
+            s["reference"] = None
+        settings = LLMSettings(model="bench", base_url=base_url, api_key="bench", concurrency=in_flight,
+                               timeout_s=30, price_input=1.0, price_output=4.0)
+        t = time.perf_counter()
+        p = annotate.run_annotation(store, samples, settings)
+        wall = time.perf_counter() - t
+    ideal = in_flight / latency
+    return {
+        "in_flight": in_flight, "samples": p.done, "failed": p.failed, "requests": p.requests, "wall_s": wall,
+        "requests_per_s": p.requests / wall, "samples_per_s": p.done / wall, "ideal_requests_per_s": ideal,
+        "efficiency": p.requests / wall / ideal,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--latency", type=float, default=0.25)
+    ap.add_argument("--levels", default="1,8,32,128")
+    ap.add_argument("--seconds", type=float, default=10.0, help="target duration of each level")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--base-url", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one_level(args.one, args.latency, args.base_url, args.seconds)))
+        return
+    server = subprocess.Popen(
+        [sys.executable, "-m", "core", "loopback", "--", "--port", "0", "--latency", str(args.latency)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        base_url = next(w for w in line.split() if w.startswith("http"))
+        rows = []
+        for level in [int(x) for x in args.levels.split(",")]:
+            out = subprocess.run([sys.executable, __file__, "--one", str(level), "--latency", str(args.latency),
+                                  "--base-url", base_url, "--seconds", str(args.seconds)],
+                                 capture_output=True, text=True, check=True).stdout
+            row = json.loads(out.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"{row['in_flight']:>4} in flight: {row['requests_per_s']:7.1f} req/s of ideal "
+                  f"{row['ideal_requests_per_s']:6.0f} ({row['efficiency']:.0%}), {row['samples_per_s']:6.1f} samples/s, "
+                  f"{row['samples']} samples / {row['requests']} requests in {row['wall_s']:.1f} s, "
+                  f"peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)
+    finally:
+        server.terminate()
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "annotate.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -39,14 +39,14 @@ def one_level(in_flight: int, latency: float, base_url: str, seconds: float) -> 
             s["reference"] = None
         settings = LLMSettings(model="bench", base_url=base_url, api_key="bench", concurrency=in_flight,
                                timeout_s=30, price_input=1.0, price_output=4.0)
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         p = annotate.run_annotation(store, samples, settings)
-        wall = time.perf_counter() - t
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
     ideal = in_flight / latency
     return {
         "in_flight": in_flight, "samples": p.done, "failed": p.failed, "requests": p.requests, "wall_s": wall,
         "requests_per_s": p.requests / wall, "samples_per_s": p.done / wall, "ideal_requests_per_s": ideal,
-        "efficiency": p.requests / wall / ideal,
+        "efficiency": p.requests / wall / ideal, "client_cpu_share": cpu / wall,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -78,7 +78,7 @@ def main() -> None:
             print(f"{row['in_flight']:>4} in flight: {row['requests_per_s']:7.1f} req/s of ideal "
                   f"{row['ideal_requests_per_s']:6.0f} ({row['efficiency']:.0%}), {row['samples_per_s']:6.1f} samples/s, "
                   f"{row['samples']} samples / {row['requests']} requests in {row['wall_s']:.1f} s, "
-                  f"peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)
+                  f"client CPU {row['client_cpu_share']:.0%}, peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)
     finally:
         server.terminate()
     out = ROOT / "benchmarks" / "results"

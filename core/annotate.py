@@ -17,7 +17,8 @@ import asyncio
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from string import Template
@@ -26,7 +27,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, Field, create_model
 
 from . import catalogue, features
-from .llm import LLM, LLMError, LLMSettings, messages_tokens
+from .llm import LLM, LLMError, LLMSettings, messages_tokens, strict_schema
 from .records import Feature
 from .store import Store
 
@@ -138,7 +139,7 @@ class Request:
             "model": settings.model, "prompt_version": prompt_version, "step": self.step,
             "orientation": self.orientation, "messages": self.messages, "temperature": settings.temperature,
             "max_tokens": self.max_tokens, "logprobs": self.logprobs,
-            "schema": self.schema.model_json_schema() if self.schema else None,
+            "schema": strict_schema(self.schema) if self.schema else None,
         }
         self.key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         return self
@@ -569,8 +570,41 @@ def order_consistency(store: Store, source: str) -> dict[str, float | None]:
 def run_annotation(store: Store, samples: list[dict[str, Any]], settings: LLMSettings, *, both_orders: bool = False,
                    budget: float | None = None, job_id: int | None = None,
                    on_progress: Callable[[Progress], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> Progress:
+                   should_stop: Callable[[], bool] | None = None, processes: int | None = None) -> Progress:
     """Annotate ``samples`` (blocking). Already answered requests are not sent again."""
+    return run_work(store, samples, settings, "annotate", {"both_orders": both_orders}, budget=budget,
+                    job_id=job_id, on_progress=on_progress, should_stop=should_stop, processes=processes)
+
+
+#: requests in flight one process drives well; above it the work is split over processes
+IN_FLIGHT_PER_PROCESS = 64
+
+
+def _work_fn(name: str) -> Callable:
+    if name == "annotate":
+        return annotate_sample
+    from .judges import judge_sample
+
+    return judge_sample
+
+
+def run_work(store: Store, samples: list[dict[str, Any]], settings: LLMSettings, work: str, kwargs: dict[str, Any], *,
+             budget: float | None = None, job_id: int | None = None,
+             on_progress: Callable[[Progress], None] | None = None, should_stop: Callable[[], bool] | None = None,
+             processes: int | None = None) -> Progress:
+    """Run ``work`` ("annotate" or "judge") over samples through one LLM endpoint.
+
+    One process drives about IN_FLIGHT_PER_PROCESS requests in flight before the HTTP client's
+    own CPU cost becomes the limit; above that the samples are split over processes (by query,
+    so identical requests stay in one process and are still sent once), each with its share of
+    the concurrency and of the budget."""
+    if processes is None:
+        processes = min(os.cpu_count() or 1, -(-settings.concurrency // IN_FLIGHT_PER_PROCESS))
+    processes = max(1, min(processes, len(samples) // 8 or 1))
+    if processes > 1:
+        return _run_sharded(store, samples, settings, work, kwargs, processes, budget=budget, job_id=job_id,
+                            on_progress=on_progress, should_stop=should_stop)
+    fn = _work_fn(work)
 
     async def main() -> Progress:
         async with LLM(settings) as llm:
@@ -578,12 +612,98 @@ def run_annotation(store: Store, samples: list[dict[str, Any]], settings: LLMSet
             if on_progress:
                 runner.on_result = lambda: on_progress(runner.progress)
 
-            async def work(sample, r):
-                return await annotate_sample(sample, r, both_orders=both_orders)
+            async def one(sample, r):
+                return await fn(sample, r, **kwargs)
 
-            return await run_samples(samples, work, runner, should_stop)
+            return await run_samples(samples, one, runner, should_stop)
 
     return asyncio.run(main())
+
+
+def _shard_main(store_path: str, samples, settings, work, kwargs, budget, job_id, index, queue, stop) -> None:
+    """A child process: its shard of the samples, progress reported through ``queue``."""
+    last = [0.0]
+
+    def report(p: Progress, final: bool = False) -> None:
+        t = time.monotonic()
+        if final or t - last[0] >= 0.2:
+            last[0] = t
+            queue.put(("progress", index, asdict(p)))
+
+    try:
+        with Store(store_path) as store:
+            p = run_work(store, samples, settings, work, kwargs, budget=budget, job_id=job_id, on_progress=report,
+                         should_stop=stop.is_set, processes=1)
+        report(p, final=True)
+        queue.put(("done", index, None))
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
+        queue.put(("error", index, f"{type(e).__name__}: {e}"))
+
+
+def _run_sharded(store: Store, samples, settings, work, kwargs, processes: int, *, budget, job_id, on_progress,
+                 should_stop) -> Progress:
+    import multiprocessing as mp
+    import queue as queue_mod
+
+    shards: list[list[dict[str, Any]]] = [[] for _ in range(processes)]
+    for s in samples:
+        h = int(hashlib.sha256(s["query"].encode("utf-8", "surrogatepass")).hexdigest()[:8], 16)
+        shards[h % processes].append(s)
+    shards = [sh for sh in shards if sh]
+    share = replace(settings, concurrency=max(1, settings.concurrency // len(shards)))
+    ctx = mp.get_context("spawn")
+    q, stop = ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_shard_main, daemon=True,
+                         args=(str(store.path), sh, share, work, kwargs,
+                               None if budget is None else budget / len(shards), job_id, i, q, stop))
+             for i, sh in enumerate(shards)]
+    for pr in procs:
+        pr.start()
+    latest = {i: Progress(total=len(sh)) for i, sh in enumerate(shards)}
+    finished: set[int] = set()
+    error = None
+    while len(finished) < len(procs):
+        try:
+            kind, i, payload = q.get(timeout=0.2)
+        except queue_mod.Empty:
+            if any(not pr.is_alive() and i not in finished for i, pr in enumerate(procs)):
+                dead = [i for i, pr in enumerate(procs) if not pr.is_alive() and i not in finished]
+                error = error or f"worker process for shard {dead[0]} died (exit code {procs[dead[0]].exitcode})"
+                finished.update(dead)
+        else:
+            if kind == "progress":
+                latest[i] = Progress(**payload)
+            elif kind == "error":
+                error = error or payload
+                finished.add(i)
+            else:
+                finished.add(i)
+        total = _sum_progress(latest.values())
+        if on_progress:
+            on_progress(total)
+        if should_stop and not stop.is_set() and should_stop():
+            stop.set()
+    for pr in procs:
+        pr.join(5)
+    if error:
+        raise RuntimeError(error)
+    return _sum_progress(latest.values())
+
+
+def _sum_progress(parts) -> Progress:
+    parts = list(parts)
+    out = Progress()
+    for p in parts:
+        out.total += p.total
+        out.done += p.done
+        out.failed += p.failed
+        out.requests += p.requests
+        out.cached += p.cached
+        out.request_failures += p.request_failures
+        out.cost += p.cost
+        out.errors = (out.errors + p.errors)[-5:]
+        out.stopped = out.stopped or p.stopped
+    return out
 
 
 def estimate_text(est: Estimate) -> str:

@@ -1140,7 +1140,7 @@ def build_demo(store: Store, *, seed: int = 0, n_per_group: int = 50) -> ImportR
     """Write the demo into the store in one transaction. Building it again adds nothing."""
     batch, annotations, profiles = generate(seed, n_per_group)
     ts = now()
-    with store.db.atomic():
+    with store.writing():
         result = store.write_batch(batch)
         if annotations:
             cols = list(annotations[0]) + ["created_at"]

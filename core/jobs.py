@@ -105,7 +105,7 @@ def submit(store: Store, kind: str, params: dict[str, Any], *, total: int = 0, b
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; one of {KINDS}")
     key = job_key(kind, params)
-    with store.db.atomic():
+    with store.writing():
         store.conn.execute(
             "INSERT INTO jobs (key, kind, status, params, total, budget, created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?)"
             " ON CONFLICT(key) DO UPDATE SET budget = COALESCE(excluded.budget, jobs.budget)",
@@ -116,7 +116,7 @@ def submit(store: Store, kind: str, params: dict[str, Any], *, total: int = 0, b
 
 def cancel(store: Store, job_id: int) -> JobStatus:
     """Ask a job to stop: a running worker finishes its requests in flight, stores them, and stops."""
-    with store.db.atomic():
+    with store.writing():
         store.conn.execute(
             "UPDATE jobs SET status = 'cancelled', message = 'cancelled by user', finished_at = ?"
             " WHERE id = ? AND status IN ('queued', 'running', 'paused')", (now(), job_id))
@@ -127,7 +127,7 @@ def resume(store: Store, job_id: int) -> JobStatus:
     """Queue a stopped, failed, paused or orphaned job again (finished work is not redone)."""
     job = get(store, job_id)
     if job.status in ("cancelled", "paused", "failed", "done") or job.stale:
-        with store.db.atomic():
+        with store.writing():
             store.conn.execute(
                 "UPDATE jobs SET status = 'queued', error = NULL, finished_at = NULL, worker_pid = NULL WHERE id = ?",
                 (job_id,))
@@ -139,7 +139,7 @@ def claim(store: Store, job_id: int, pid: int | None = None) -> bool:
     job = get(store, job_id)
     if job.status not in ("queued", "running") or (job.status == "running" and not job.stale):
         return False
-    with store.db.atomic():
+    with store.writing():
         cur = store.conn.execute(
             "UPDATE jobs SET status = 'running', worker_pid = ?, heartbeat_at = ?, started_at = COALESCE(started_at, ?),"
             " error = NULL WHERE id = ? AND status = ? AND COALESCE(heartbeat_at, '') = COALESCE(?, '')",
@@ -150,7 +150,7 @@ def claim(store: Store, job_id: int, pid: int | None = None) -> bool:
 
 def _update(store: Store, job_id: int, **cols: Any) -> None:
     sets = ", ".join(f"{k} = ?" for k in cols)
-    with store.db.atomic():
+    with store.writing():
         store.conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*cols.values(), job_id])
 
 

@@ -120,28 +120,16 @@ async def judge_sample(sample: dict, runner, *, judge: str, both_orders: bool = 
 
 
 def collect_labels(store: Store, samples: list[dict], settings, *, judge: str, both_orders: bool = True,
-                   budget: float | None = None, job_id: int | None = None, on_progress=None, should_stop=None):
+                   budget: float | None = None, job_id: int | None = None, on_progress=None, should_stop=None,
+                   processes: int | None = None):
     """Ask an OpenAI-compatible model which response is better (in both orders), store its labels.
 
     Requests are cached like annotation: a rerun or resume sends only what has not succeeded.
     """
-    import asyncio
+    from .annotate import run_work
 
-    from .annotate import Runner, run_samples
-    from .llm import LLM
-
-    async def main():
-        async with LLM(settings) as llm:
-            runner = Runner(store, llm, budget=budget, job_id=job_id)
-            if on_progress:
-                runner.on_result = lambda: on_progress(runner.progress)
-
-            async def work(sample, r):
-                return await judge_sample(sample, r, judge=judge, both_orders=both_orders)
-
-            return await run_samples(samples, work, runner, should_stop)
-
-    return asyncio.run(main())
+    return run_work(store, samples, settings, "judge", {"judge": judge, "both_orders": both_orders}, budget=budget,
+                    job_id=job_id, on_progress=on_progress, should_stop=should_stop, processes=processes)
 
 
 def plan_judge_requests(sample: dict, both_orders: bool) -> list:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -195,6 +196,27 @@ class Store:
     def conn(self) -> sqlite3.Connection:
         return self.db.conn
 
+    @contextmanager
+    def writing(self) -> Iterator["Store"]:
+        """A write transaction, all or nothing.
+
+        BEGIN IMMEDIATE takes the write lock up front, waiting up to the busy timeout: a deferred
+        transaction that reads first and writes later fails at once with "database is locked"
+        when another process wrote in between (WAL cannot upgrade a stale snapshot). Nested use
+        becomes a savepoint."""
+        if self.conn.in_transaction:
+            with self.db.atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.conn.rollback()
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
     def close(self) -> None:
         self.db.close()
 
@@ -210,7 +232,7 @@ class Store:
         """Write one validated import in a single transaction: all of it or nothing."""
         ts = now()
         ds = batch.dataset
-        with self.db.atomic():
+        with self.writing():
             c = self.conn
             c.execute(
                 "INSERT INTO datasets (name, source, licence, description, synthetic, imported_at, updated_at)"
@@ -295,13 +317,13 @@ class Store:
 
     def write_labels(self, judges: list[Judge], labels: list[Label]) -> int:
         """Add one or more judges' labels for samples already stored, in one transaction."""
-        with self.db.atomic():
+        with self.writing():
             self._upsert_judges(judges, now())
             self._upsert_labels(labels, now())
         return len(labels)
 
     def write_features(self, features: list[Feature]) -> None:
-        with self.db.atomic():
+        with self.writing():
             self._upsert_features(features, now())
 
     def record_annotation(self, row: dict[str, Any]) -> None:
@@ -311,7 +333,7 @@ class Store:
             if row.get(k) is not None:
                 row[k] = json.dumps(row[k], sort_keys=True)
         cols = list(row)
-        with self.db.atomic():
+        with self.writing():
             self.conn.execute(
                 f"INSERT OR REPLACE INTO annotations ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                 [row[k] for k in cols],
@@ -329,7 +351,7 @@ class Store:
 
     def reuse_annotation(self, request_key: str, sample_id: str, row_id: str) -> None:
         """Record, for another sample, an answer already paid for (cost 0, marked reused)."""
-        with self.db.atomic():
+        with self.writing():
             self.conn.execute(
                 "INSERT OR IGNORE INTO annotations (id, request_key, sample_id, annotator, prompt_version, step,"
                 " orientation, params, raw, parsed, prompt_tokens, completion_tokens, cost, latency_s, status, error,"
@@ -352,7 +374,7 @@ class Store:
     def set_sample_analysis(self, sample_id: str, *, scenario_group: str | None = None,
                             cases: dict[str, bool] | None = None) -> None:
         """Fill a sample's scenario group or query cases from annotation, never overwriting data."""
-        with self.db.atomic():
+        with self.writing():
             if scenario_group:
                 self.conn.execute(
                     "UPDATE samples SET scenario_group = ? WHERE id = ? AND scenario_group IS NULL",
@@ -393,7 +415,7 @@ class Store:
                 row[k] = json.dumps(row[k])
         row.setdefault("created_at", now())
         cols = list(row)
-        with self.db.atomic():
+        with self.writing():
             self.conn.execute(
                 f"INSERT INTO profiles ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
                 " ON CONFLICT(dataset, scope, judge, feature_source, method) DO UPDATE SET "

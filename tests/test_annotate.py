@@ -260,3 +260,19 @@ def test_rate_limiter_spaces_requests():
 
     elapsed = asyncio.run(go())
     assert elapsed >= 1.5  # the burst of 100 is free, the next 20 come at 10 per second
+
+
+def test_work_split_over_processes_keeps_the_guarantees(pandalm_store):
+    store = pandalm_store
+    samples = store.samples_for("pandalm-test", limit=40)
+    seen = []
+    with LoopbackServer(latency=0.01) as server:
+        p = annotate.run_annotation(store, samples, settings_for(server, concurrency=16), processes=2,
+                                    on_progress=lambda pr: seen.append(pr.done))
+        stats = server.stats
+    assert p.done == 40 and p.failed == 0 and p.total == 40
+    assert seen and seen[-1] == 40
+    src = annotate.feature_source("loopback-1", False)
+    assert store.scalar("SELECT COUNT(DISTINCT sample_id) FROM features WHERE source = ?", [src]) == 40
+    # samples sharing a query went to the same process: identical requests were still sent once
+    assert stats.completions == ok_rows(store)

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -254,7 +255,11 @@ class Progress:
 
 
 class Runner:
-    """Sends requests through one LLM, never twice: store-first, budget-checked, recorded."""
+    """Sends requests through one LLM, never twice: store-first, budget-checked, recorded.
+
+    Store reads and writes run on one thread of their own with its own connection (``db``), so
+    the event loop keeps serving the other requests in flight while SQLite commits or waits for
+    another process's lock; a coroutine still awaits its answer's commit before using it."""
 
     def __init__(self, store: Store, llm: LLM, *, budget: float | None = None, job_id: int | None = None,
                  progress: Progress | None = None, on_result: Callable[[], None] | None = None):
@@ -269,6 +274,26 @@ class Runner:
         self.on_result = on_result
         self.stop_reason: str | None = None
         self.inflight: dict[str, asyncio.Future] = {}
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-io")
+        self._io_store: Store | None = None
+
+    async def db(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a Store method on the store thread."""
+
+        def call():
+            if self._io_store is None:
+                self._io_store = Store(self.store.path)
+            return getattr(self._io_store, method)(*args, **kwargs)
+
+        return await asyncio.get_running_loop().run_in_executor(self._io, call)
+
+    def close(self) -> None:
+        def close_store():
+            if self._io_store is not None:
+                self._io_store.close()
+
+        self._io.submit(close_store).result()
+        self._io.shutdown()
 
     async def run(self, req: Request) -> Any:
         """The parsed answer (dict, or text for schema-less steps), or None when it failed.
@@ -277,16 +302,16 @@ class Runner:
         answered from the store, or joined to the one in flight."""
         req.finalize(self.settings, self.version)
         row_id = annotation_id(req.key, req.sample_id)
-        cached = self.store.cached_annotations([req.key])
+        cached = await self.db('cached_annotations', [req.key])
         if req.key in cached:
             self.progress.cached += 1
-            self.store.reuse_annotation(req.key, req.sample_id, row_id)
+            await self.db('reuse_annotation', req.key, req.sample_id, row_id)
             return cached[req.key]
         if req.key in self.inflight:
             parsed = await asyncio.shield(self.inflight[req.key])
             self.progress.cached += 1
             if parsed is not None:
-                self.store.reuse_annotation(req.key, req.sample_id, row_id)
+                await self.db('reuse_annotation', req.key, req.sample_id, row_id)
             return parsed
         future = asyncio.get_running_loop().create_future()
         self.inflight[req.key] = future
@@ -320,7 +345,7 @@ class Runner:
                                         logprobs=req.logprobs, validate=req.validate)
         except LLMError as e:
             cost = self.settings.cost(*e.usage)
-            self.store.record_annotation({**row, "raw": e.raw, "parsed": None, "prompt_tokens": e.usage[0],
+            await self.db('record_annotation', {**row, "raw": e.raw, "parsed": None, "prompt_tokens": e.usage[0],
                                           "completion_tokens": e.usage[1], "cost": cost, "latency_s": e.latency_s,
                                           "status": "failed", "error": str(e), "attempts": e.attempts})
             self._account(estimate, cost, failed=str(e))
@@ -328,7 +353,7 @@ class Runner:
         parsed = c.parsed.model_dump() if isinstance(c.parsed, BaseModel) else c.parsed
         if req.logprobs:
             parsed = {"text": c.content, "top_logprobs": c.top_logprobs}
-        self.store.record_annotation({**row, "raw": c.content, "parsed": parsed, "prompt_tokens": c.prompt_tokens,
+        await self.db('record_annotation', {**row, "raw": c.content, "parsed": parsed, "prompt_tokens": c.prompt_tokens,
                                       "completion_tokens": c.completion_tokens, "cost": c.cost,
                                       "latency_s": c.latency_s, "status": "ok", "error": None,
                                       "attempts": c.attempts})
@@ -419,11 +444,11 @@ async def annotate_sample(sample: dict[str, Any], runner: Runner, *, both_orders
 
     ok = all(v is not None for v in results.values()) and analysis is not None and bool(reference)
     if results.get("scenario") or analysis is not None:
-        runner.store.set_sample_analysis(
-            sample["id"], scenario_group=(results.get("scenario") or {}).get("scenario_group"),
+        await runner.db(
+            "set_sample_analysis", sample["id"], scenario_group=(results.get("scenario") or {}).get("scenario_group"),
             cases=analysis.cases() if analysis else None)
     if ok:
-        runner.store.write_features(resolve_sample(sample, results, orders, runner.settings.model, both_orders))
+        await runner.db("write_features", resolve_sample(sample, results, orders, runner.settings.model, both_orders))
     return ok
 
 
@@ -615,7 +640,10 @@ def run_work(store: Store, samples: list[dict[str, Any]], settings: LLMSettings,
             async def one(sample, r):
                 return await fn(sample, r, **kwargs)
 
-            return await run_samples(samples, one, runner, should_stop)
+            try:
+                return await run_samples(samples, one, runner, should_stop)
+            finally:
+                runner.close()
 
     return asyncio.run(main())
 

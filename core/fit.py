@@ -366,22 +366,25 @@ def _laplace_drift(x: np.ndarray, v: np.ndarray, alpha: np.ndarray, tau: np.ndar
     alternating sides, where c is the speed at 0. Closed form for any number of crossings.
     Most coordinates do not reach 0 within one step, so the crossing branch is evaluated only
     for those that do. ``has_prior`` (bool per coordinate, None = all) exempts the intercept,
-    which moves in a straight line (its alpha is 0).
+    which moves in a straight line (its alpha is 0). ``tau`` broadcasts against x (a trailing
+    axis of 1 is one step per chain); ``alpha`` has x's shape or broadcasts to it.
     """
-    s = np.where(x >= 0, 1.0, -1.0)
-    a_tau = alpha * tau
-    v_new = v - s * a_tau
-    x_new = x + tau * (v - 0.5 * s * a_tau)
-    cross = x_new * s < 0  # the parabola would end beyond 0: it reached the kink
+    pull = np.copysign(alpha * tau, x)  # alpha * tau * sign(x)
+    v_new = v - pull
+    x_new = v + v_new
+    x_new *= 0.5 * tau
+    x_new += x  # x + tau * (v - pull / 2): the parabola, were there no kink
+    cross = x_new * x < 0  # it would end beyond 0: it reached the kink
     if has_prior is not None:
         cross &= has_prior
     if cross.any():
         i = np.flatnonzero(cross)
         d = x.shape[-1]
-        si = s.ravel()[i]
-        al = np.broadcast_to(alpha, x.shape).ravel()[i] if alpha.shape != x.shape else alpha.ravel()[i]
-        ta = tau.ravel()[i // d] if tau.shape[-1] == 1 else tau.ravel()[i]
-        y = si * x.ravel()[i]  # distance from the kink, >= 0
+        xi = x.ravel()[i]
+        si = np.where(xi >= 0, 1.0, -1.0)
+        al = alpha.ravel()[i] if alpha.shape == x.shape else np.broadcast_to(alpha, x.shape).ravel()[i]
+        ta = tau.ravel()[i // d] if tau.ndim == x.ndim and tau.shape[-1] == 1 else np.broadcast_to(tau, x.shape).ravel()[i]
+        y = si * xi  # distance from the kink, >= 0
         u = si * v.ravel()[i]  # speed away from it
         c = np.sqrt(u * u + 2.0 * al * y)  # speed at 0
         r = ta - (u + c) / al  # time left after the first crossing
@@ -455,8 +458,10 @@ def _hmc(
     # Initial metric: marginal variances from the curvature at w = 0, where every p(1-p) is
     # 1/4; the prior adds the precision of a normal with the Laplace's variance 2b^2.
     if init_var is None:
-        Mw = np.ones((G, J, n)) if M is None else M
-        prec = np.einsum("gni,gjn,gnk->gjik", X, Mw / 4.0, X, optimize=True)
+        if M is None:
+            prec = np.broadcast_to((XT32 @ X32).astype(float)[:, None] / 4.0, (G, J, d, d)).copy()
+        else:
+            prec = (X.transpose(0, 2, 1)[:, None] * (M[:, :, None, :] / 4.0)) @ X[:, None]
         prec += np.diag(np.where(lap > 0, 0.5 * lap**2, gprec))
         var = np.einsum("gjii->gji", np.linalg.inv(prec))[:, :, None, :]
     else:
@@ -507,10 +512,10 @@ def _hmc(
         g = grad
         hs = 0.5 * step * var
         for s_ in range(L):
-            v = v + hs * g
+            v += hs * g
             w, v = _laplace_drift(w, v, alpha, step, has_prior)
             lp_s_new, g = smooth(w, s_ == L - 1)
-            v = v + hs * g
+            v += hs * g
         lp_new = lp_s_new - prior_lap(w)
         log_ratio = (lp_new - 0.5 * (v * v / var).sum(-1)) - (lp - 0.5 * (z * z).sum(-1))
         log_ratio = np.where(np.isfinite(log_ratio), log_ratio, -np.inf)
@@ -591,9 +596,10 @@ def _pad(problems: Sequence[tuple[np.ndarray, np.ndarray]]) -> _Batch:
 #: batches amortise Python's per-step overhead, but past the CPU cache the matrix products
 #: slow down more than that saves (measured on the 2-core CI machine: ~1e5 is the knee).
 BATCH_ELEMENTS = 120_000
-#: Python's cost per leapfrog step of one batch, in padded elements (measured: padding one
-#: judge's 16 groups into 3 batches beats 1 (too much padding) and 7 (too many calls)).
-_CALL_OVERHEAD = 2_000
+#: Python's cost per leapfrog step of one batch, in padded elements (measured: one judge's 16
+#: scopes run fastest as 2 batches, [1418, 820, 820] and the 13 scopes of 121-459 samples,
+#: ~1.7 s of CPU against ~2.5 s as 1 batch (too much padding) or 3-7 (too many calls)).
+_CALL_OVERHEAD = 3_000
 #: Below this many elements per batch a step is mostly Python (holding the GIL): threads only
 #: contend, so small workloads run on one thread whatever ``workers`` says.
 _THREAD_MIN_ELEMENTS = 30_000

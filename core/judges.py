@@ -115,7 +115,7 @@ async def judge_sample(sample: dict, runner, *, judge: str, both_orders: bool = 
     prob_a = sum(known) / len(known)
     label = Label(sample["id"], judge, _verdict(prob_a), prob_a=prob_a, verdict_ab=_verdict(p_ab),
                   verdict_ba=_verdict(p_a_from_ba), source=f"collected:{runner.settings.model}")
-    runner.store.write_labels([Judge(judge, "llm", notes=f"collected from {runner.settings.model}")], [label])
+    await runner.db("write_labels", [Judge(judge, "llm", notes=f"collected from {runner.settings.model}")], [label])
     return len(known) == len(orders)
 
 

@@ -195,7 +195,9 @@ class LLM:
         n_clients = max(1, -(-settings.concurrency // CLIENT_SLOTS))
         self.clients = [
             openai.AsyncOpenAI(api_key=settings.api_key or "not-set", base_url=settings.base_url,
-                               timeout=settings.timeout_s, max_retries=settings.max_retries)
+                               timeout=settings.timeout_s, max_retries=settings.max_retries,
+                               # the SDK's aiohttp transport: half the CPU per request of the default
+                               http_client=openai.DefaultAioHttpClient(timeout=settings.timeout_s))
             for _ in range(n_clients)
         ]
         self._next_client = 0

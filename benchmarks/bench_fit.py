@@ -1,0 +1,197 @@
+"""Benchmark: a paper-scale dissection (16 scopes x 33 judges = 528 profiles) on this machine.
+
+The workload mirrors the paper's: the 16 scopes and their sizes from
+``gair/query_aware_idxs.json`` (11 scenario groups, 5 query-specific cases; "all" left out),
+33 judges, 29 features drawn like real comparison features (``fit.simulate_features``), and
+each (scope, judge)'s labels drawn from the paper's published weights for that pair. It reports:
+
+- the whole dissection with the fast path (every judge, scope and 5-fold CV); target < 60 s;
+- one new judge across all 16 scopes with the fast path (median of 3 runs); target < 3 s;
+- peak memory of the fast path (``ru_maxrss`` before any NUTS is loaded); target < 2 GB;
+- the exact path (NUTS, 4 x 2000 draws after 1000 warm-up, 5 folds) on a few profiles of one
+  scope, extrapolated to all 528: per-profile time x 33 judges x sum over scopes of n / n_timed
+  (NUTS's cost per draw grows linearly with n at a near-constant tree depth);
+- the paper's recipe (NUTS 4 x 2000 after 500 warm-up, refitted on 10 folds) timed the same way;
+  its ratio to the fast dissection.
+
+    .venv/bin/python benchmarks/bench_fit.py [--workers 2] [--exact-profiles 2] [--recipe-profiles 2] [--quick]
+
+Prints a table and writes benchmarks/results/fit.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core import catalogue, compare, fit  # noqa: E402
+
+SHARED_DATA_ENV = "PREFDISSECT_SHARED_DATA"
+
+
+def shared_data() -> Path:
+    override = os.environ.get(SHARED_DATA_ENV, "").strip()
+    return Path(override).expanduser() if override else ROOT.parent / "shared" / "data"
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def workload(seed: int = 0):
+    gair = shared_data() / "gair"
+    sizes = {g: len(ix) for g, ix in json.loads((gair / "query_aware_idxs.json").read_text()).items() if g != "all"}
+    published = compare.load_published_profiles(gair / "fitted_paras_comparison")
+    judges = list(published["Advice"])
+    rng = np.random.default_rng(seed)
+    cases = set(catalogue.case_keys())
+    tasks, truth = {}, {}
+    for scope, n in sizes.items():
+        X = fit.simulate_features(n, rng, case=scope if scope in cases else None)
+        W = np.stack([published[scope][j] for j in judges])
+        tasks[scope] = (X, fit.simulate_labels(X, W, rng))
+        truth[scope] = W
+    return sizes, judges, tasks, truth
+
+
+def summary_of(result, truth, judges):
+    profiles = [p for ps in result.values() for p in ps]
+    corr = [np.corrcoef(p.mean, truth[s][judges.index(p.judge)])[0, 1] for s, ps in result.items() for p in ps]
+    return {
+        "profiles": len(profiles),
+        "max_rhat": max(p.diagnostics["max_rhat"] for p in profiles),
+        "min_ess": min(p.diagnostics["min_ess"] for p in profiles),
+        "divergences": int(sum(p.diagnostics["divergences"] for p in profiles)),
+        "median_accuracy": float(np.median([p.accuracy for p in profiles])),
+        "median_corr_with_true_weights": float(np.median(corr)),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--exact-profiles", type=int, default=2, help="profiles timed with the exact path")
+    ap.add_argument("--recipe-profiles", type=int, default=2, help="profiles timed with the paper's recipe")
+    ap.add_argument("--quick", action="store_true", help="fast path only")
+    args = ap.parse_args()
+    if not (shared_data() / "gair" / "query_aware_idxs.json").is_file():
+        sys.exit(f"the paper's data is not at {shared_data()} (set {SHARED_DATA_ENV})")
+    warnings.filterwarnings("ignore")
+
+    sizes, judges, tasks, truth = workload()
+    total_n = sum(sizes.values())
+    out: dict = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "versions": fit.library_versions(),
+        "workload": {"scopes": len(sizes), "judges": len(judges), "profiles": len(sizes) * len(judges),
+                     "samples_per_scope": sizes, "features": len(catalogue.attribute_keys())},
+        "workers": args.workers,
+    }
+
+    # -- fast: the whole dissection
+    t0 = time.perf_counter()
+    result = fit.fit_groups(tasks, judges, method="fast", workers=args.workers)
+    fast_s = time.perf_counter() - t0
+    out["fast_dissection"] = {"seconds": fast_s, "settings": result["Advice"][0].settings,
+                              **summary_of(result, truth, judges)}
+    del result
+
+    # -- fast: one new judge across every scope
+    k = judges.index("gpt-4-1106-preview")
+    one_tasks = {s: (X, Y[:, [k]]) for s, (X, Y) in tasks.items()}
+    runs = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fit.fit_groups(one_tasks, ["new-judge"], method="fast", workers=args.workers)
+        runs.append(time.perf_counter() - t0)
+    out["fast_one_judge"] = {"seconds_median": statistics.median(runs), "seconds_runs": runs}
+    out["fast_peak_memory_mb"] = peak_mb()
+
+    if not args.quick:
+        scope = "Advice"
+        X, Y = tasks[scope]
+        n = X.shape[0]
+        scale = len(judges) * total_n / n  # profiles-equivalent of the whole dissection at this n
+
+        t0 = time.perf_counter()
+        fit.fit_exact(X[:50], Y[:50, 0], draws=10, tune=10, chains=1)  # compile once (cached after)
+        compile_s = time.perf_counter() - t0
+
+        # -- exact path, as fit_profiles(method="exact") runs it
+        m = args.exact_profiles
+        t0 = time.perf_counter()
+        exact = fit.fit_groups({scope: (X, Y[:, :m])}, judges[:m], method="exact", workers=1)
+        per_profile = (time.perf_counter() - t0) / m
+        out["exact"] = {
+            "settings": exact[scope][0].settings,
+            "sampler": exact[scope][0].sampler,
+            "profiles_timed": m,
+            "timed_scope": scope,
+            "timed_n": n,
+            "seconds_per_profile": per_profile,
+            "compile_seconds": compile_s,
+            "extrapolated_dissection_seconds": per_profile * scale,
+            "extrapolation": "seconds per profile x 33 judges x sum over scopes of n_scope / n_timed",
+        }
+
+        # -- the paper's recipe: NUTS 4 x 2000 draws after 500 warm-up, refitted on 10 folds
+        m = args.recipe_profiles
+        folds = np.array_split(np.random.default_rng(0).permutation(n), 10)
+        t0 = time.perf_counter()
+        for j in range(m):
+            for test in folds:
+                train = np.setdiff1d(np.arange(n), test)
+                fit.fit_exact(X[train], Y[train, j], draws=2000, tune=500, chains=4, seed=j)
+        per_profile = (time.perf_counter() - t0) / m
+        recipe_total = per_profile * scale
+        out["paper_recipe"] = {
+            "profiles_timed": m,
+            "seconds_per_profile": per_profile,
+            "paper_reported_seconds_per_profile": 16,
+            "extrapolated_dissection_seconds": recipe_total,
+            "ratio_to_fast_dissection": recipe_total / fast_s,
+        }
+    out["final_peak_memory_mb"] = peak_mb()
+
+    rows = [
+        ("fast: 528-profile dissection (5-fold CV)", f"{fast_s:.1f} s", "< 60 s"),
+        ("fast: one new judge x 16 scopes (median of 3)", f"{out['fast_one_judge']['seconds_median']:.2f} s", "< 3 s"),
+        ("fast: peak memory", f"{out['fast_peak_memory_mb']:.0f} MB", "< 2048 MB"),
+        ("fast: max R-hat / min bulk ESS / divergences",
+         f"{out['fast_dissection']['max_rhat']:.3f} / {out['fast_dissection']['min_ess']:.0f} / "
+         f"{out['fast_dissection']['divergences']}", ""),
+    ]
+    if "exact" in out:
+        e, r = out["exact"], out["paper_recipe"]
+        rows += [
+            (f"exact: per profile (n={e['timed_n']}, 4x2000+1000, 5 folds)", f"{e['seconds_per_profile']:.1f} s", ""),
+            ("exact: 528 profiles, extrapolated", f"{e['extrapolated_dissection_seconds'] / 60:.0f} min", ""),
+            ("paper recipe: per profile (4x2000+500, 10 folds)", f"{r['seconds_per_profile']:.1f} s", "paper: ~16 s"),
+            ("paper recipe: 528 profiles, extrapolated", f"{r['extrapolated_dissection_seconds'] / 60:.0f} min", ""),
+            ("paper recipe / fast", f"{r['ratio_to_fast_dissection']:.0f}x", ""),
+        ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure'.ljust(width)}  {'result':>14}  target")
+    for name, value, target in rows:
+        print(f"{name.ljust(width)}  {value:>14}  {target}")
+    dest = ROOT / "benchmarks" / "results" / "fit.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    print(f"wrote {dest.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

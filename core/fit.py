@@ -12,7 +12,9 @@ order), no intercept by default, and an independent Laplace(0, b) prior on every
   reversible integrator that solves the Laplace prior's part of the dynamics in closed form),
   checked against long NUTS runs in ``tests/test_fit.py``; fast because every judge of a
   group shares one feature matrix, so one matrix product moves hundreds of chains one step.
-  ``fit_fast.__doc__`` says why this sampler and not another.
+  ``fit_fast.__doc__`` says why this sampler and not another. Its per-sample arithmetic is
+  float32 (the chain targets the float32 posterior, within ~1e-5 of the float64 one in log
+  density, far below Monte-Carlo error).
 
 :func:`fit_profiles` turns either posterior into :class:`Profile` records (summaries,
 k-fold accuracy, convergence diagnostics, provenance); :func:`profile_row` shapes one for
@@ -21,8 +23,10 @@ k-fold accuracy, convergence diagnostics, provenance); :func:`profile_row` shape
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
+import inspect
 import json
 import math
 import os
@@ -35,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from . import catalogue
 
@@ -291,10 +295,10 @@ def fit_exact(
 # --------------------------------------------------------------------------- fast: batched HMC
 
 _FAST_DOC = """
-Why batched split HMC (and not the alternatives):
+Why this sampler and not another:
 
 - The posterior is log-concave (logistic likelihood, Laplace prior) and nearly uncorrelated
-  once scaled (posterior correlations |r| < 0.15 on realistic features), but the prior's kink
+  once scaled (posterior correlations mostly |r| < 0.25 on realistic features), but the prior's kink
   at 0 matters: with b = 0.1 most weights sit within a couple of posterior sds of 0, and plain
   leapfrog across the kink (a jump of 2/b in the gradient) forces tiny steps: NUTS takes ~30
   leapfrog steps per draw here, plain HMC needed ~11.
@@ -335,20 +339,6 @@ class _Batch:
     M: np.ndarray | None  # (G, J, n) 1 where labelled, None when every row is labelled
 
 
-def _softplus_sum(Z: np.ndarray, buf: np.ndarray, M: np.ndarray | None) -> np.ndarray:
-    # log(1 + e^z) = max(z, 0) + log(1 + e^-|z|); numpy's log1p and logaddexp are ~10x slower
-    # than exp and log on this machine, and the absolute error here is at most ~1e-16.
-    np.abs(Z, out=buf)
-    np.negative(buf, out=buf)
-    np.exp(buf, out=buf)
-    buf += 1.0
-    np.log(buf, out=buf)
-    buf += np.maximum(Z, 0.0)
-    if M is not None:
-        buf *= M
-    return buf.sum(axis=-1, dtype=np.float64)
-
-
 def _expit(Z: np.ndarray, out: np.ndarray) -> np.ndarray:
     np.negative(Z, out=out)
     np.exp(out, out=out)
@@ -374,7 +364,7 @@ def _laplace_drift(x: np.ndarray, v: np.ndarray, alpha: np.ndarray, tau: np.ndar
     x_new = v + v_new
     x_new *= 0.5 * tau
     x_new += x  # x + tau * (v - pull / 2): the parabola, were there no kink
-    cross = x_new * x < 0  # it would end beyond 0: it reached the kink
+    cross = x_new * x <= 0  # it would end beyond 0 (or starts on it): it reaches the kink
     if has_prior is not None:
         cross &= has_prior
     if cross.any():
@@ -383,7 +373,10 @@ def _laplace_drift(x: np.ndarray, v: np.ndarray, alpha: np.ndarray, tau: np.ndar
         xi = x.ravel()[i]
         si = np.where(xi >= 0, 1.0, -1.0)
         al = alpha.ravel()[i] if alpha.shape == x.shape else np.broadcast_to(alpha, x.shape).ravel()[i]
-        ta = tau.ravel()[i // d] if tau.ndim == x.ndim and tau.shape[-1] == 1 else np.broadcast_to(tau, x.shape).ravel()[i]
+        if tau.ndim == x.ndim and tau.shape[-1] == 1:  # one step per chain
+            ta = tau.ravel()[i // d]
+        else:
+            ta = np.broadcast_to(tau, x.shape).ravel()[i]
         y = si * xi  # distance from the kink, >= 0
         u = si * v.ravel()[i]  # speed away from it
         c = np.sqrt(u * u + 2.0 * al * y)  # speed at 0
@@ -428,6 +421,7 @@ def _hmc(
     Mrep = None if M is None else np.repeat(M, C, axis=1).astype(np.float32)  # (G, J*C, n)
     Zbuf = np.empty((G, J * C, n), dtype=np.float32)
     Pbuf = np.empty_like(Zbuf)
+    Lbuf = np.empty_like(Zbuf)
     W32 = np.empty((G, J * C, d), dtype=np.float32)
     n_grad = 0
     gauss = bool(gprec.any())  # only the optional intercept has a Gaussian prior
@@ -440,16 +434,22 @@ def _hmc(
         W32[...] = W.reshape(G, J * C, d)
         np.matmul(W32, XT32, out=Zbuf)
         P = _expit(Zbuf, Pbuf)
+        lp = None
+        if want_lp:
+            # log(1 + e^z) = z - log(sigmoid(z)), reusing the sigmoid (numpy's logaddexp and
+            # log1p are ~10x slower than exp and log here); the absolute error is ~1e-7 * |z|.
+            np.log(P, out=Lbuf)
+            np.subtract(Zbuf, Lbuf, out=Lbuf)
+            if Mrep is not None:
+                np.multiply(Lbuf, Mrep, out=Lbuf)
+            lp = (W * XtY).sum(-1) - Lbuf.sum(axis=-1, dtype=np.float64).reshape(G, J, C)
+            if gauss:
+                lp -= 0.5 * (gprec * W * W).sum(-1)
         if Mrep is not None:
             P *= Mrep
         grad = XtY - (P @ X32).reshape(G, J, C, d)
         if gauss:
             grad -= gprec * W
-        if not want_lp:
-            return None, grad
-        lp = (W * XtY).sum(-1) - _softplus_sum(Zbuf, Pbuf, Mrep).reshape(G, J, C)
-        if gauss:
-            lp -= 0.5 * (gprec * W * W).sum(-1)
         return lp, grad
 
     def prior_lap(W: np.ndarray) -> np.ndarray:
@@ -637,12 +637,13 @@ def _sample_many(
     settings: dict[str, Any],
     init_var: Sequence[np.ndarray] | None = None,
     adapt_metric: bool = True,
-    workers: int = 1,
+    workers: int | None = None,
     consume: Callable[[int, Posterior], Any] | None = None,
 ) -> list[Any]:
     """Sample prepared problems (design, labels) in padded batches; see :func:`fit_fast_many`."""
     if not prepped:
         return []
+    workers = (os.cpu_count() or 1) if workers is None else workers
     d = prepped[0][0].shape[1]
     if any(X.shape[1] != d for X, _ in prepped) or len({Y.shape[1] for _, Y in prepped}) != 1:
         raise ValueError("all problems need the same features and the same number of judges")
@@ -681,10 +682,14 @@ def _sample_many(
     width = prepped[0][1].shape[1] * chains
     largest = max(len(b) * prepped[b[0]][0].shape[0] * width for b in buckets)
     if workers > 1 and len(buckets) > 1 and largest >= _THREAD_MIN_ELEMENTS:
-        from threadpoolctl import threadpool_limits
+        try:  # threadpoolctl comes with PyMC; without it BLAS threads just compete a little
+            from threadpoolctl import threadpool_limits
 
+            one_blas_thread = threadpool_limits(limits=1, user_api="blas")
+        except ImportError:  # pragma: no cover
+            one_blas_thread = contextlib.nullcontext()
         # one BLAS thread per worker: the workers are the parallelism
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        with one_blas_thread, ThreadPoolExecutor(workers) as pool:
             list(pool.map(run, range(len(buckets))))
     else:
         for b in range(len(buckets)):
@@ -701,13 +706,14 @@ def fit_fast_many(
     chains: int = 4,
     seed: int | Sequence[int] = 0,
     intercept: bool = False,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> list[Posterior]:
     """:func:`fit_fast` for several problems (X_g, Y_g) at once, each with the same number of judges.
 
     Problems of similar size are padded into one batch and sampled together (zero rows of X
     change nothing), so one judge's 16 groups cost about as much as its largest group. With
-    ``workers`` > 1, batches run on threads (numpy releases the GIL in its kernels).
+    ``workers`` > 1 (default: one per core), batches run on threads (numpy releases the GIL
+    in its kernels).
     Results are reproducible for the same call; the random streams are per batch, so the
     same problem sampled in a different company gets different (equally valid) draws.
     """
@@ -737,19 +743,20 @@ def fit_fast(
 
     Y is (n, J) (or (n,) for one judge): 1 = A preferred, 0 = B preferred, NaN = no label.
     ``Posterior.diagnostics`` holds per-judge acceptance rates, step sizes, divergences and
-    the adapted metric. The sampler is batched split HMC; why:
+    the adapted metric. The sampler is batched split HMC, for these reasons:
     """
     return fit_fast_many([(X, Y)], prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed,
                          intercept=intercept)[0]
 
 
-fit_fast.__doc__ = (fit_fast.__doc__ or "") + _FAST_DOC
+if fit_fast.__doc__:  # None under python -OO
+    fit_fast.__doc__ = inspect.cleandoc(fit_fast.__doc__) + "\n" + _FAST_DOC
 
 
 # --------------------------------------------------------------------------- diagnostics
 
 
-def _average_ranks(a: np.ndarray) -> np.ndarray:
+def _average_ranks(a: np.ndarray, return_sorted: bool = False):
     """Ranks 1..N along the last axis, ties sharing their average rank (scipy's "average").
 
     Ties are common in MCMC output (a rejected proposal repeats the draw). Written out because
@@ -768,15 +775,24 @@ def _average_ranks(a: np.ndarray) -> np.ndarray:
     ranks_sorted = np.repeat(starts % N + (sizes - 1) / 2.0 + 1.0, sizes).reshape(a.shape)
     ranks = np.empty(a.shape)
     np.put_along_axis(ranks, order, ranks_sorted, axis=-1)
+    if return_sorted:
+        return ranks.reshape(shape), srt.reshape(shape)
     return ranks.reshape(shape)
 
 
-def _z_scale(a: np.ndarray) -> np.ndarray:
-    """Rank-normalise each series (last two axes: chains x draws) as ArviZ does (Blom, c=3/8)."""
+def _z_scale(a: np.ndarray, return_sorted: bool = False):
+    """Rank-normalise each series (last two axes: chains x draws) as ArviZ does (Blom, c=3/8).
+
+    Average ranks are whole or half numbers, so the normal quantiles come from a table of 2N
+    values instead of N evaluations of the inverse normal per series.
+    """
     k = a.shape[:-2]
     flat = a.reshape(*k, -1)
     N = flat.shape[-1]
-    return special.ndtri((_average_ranks(flat) - 0.375) / (N + 0.25)).reshape(a.shape)
+    ranks, srt = _average_ranks(flat, return_sorted=True)
+    table = special.ndtri((np.arange(2 * N - 1) / 2.0 + 1.0 - 0.375) / (N + 0.25))
+    z = table[(2.0 * ranks - 2.0).astype(np.intp)].reshape(a.shape)
+    return (z, srt) if return_sorted else z
 
 
 def _split(a: np.ndarray) -> np.ndarray:
@@ -829,19 +845,35 @@ def _ess_basic(a: np.ndarray) -> np.ndarray:
     return np.where(constant, float(N), ess)
 
 
-def rhat_ess(by_chain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def rhat_ess(by_chain: np.ndarray, *, engine: str = "numpy") -> tuple[np.ndarray, np.ndarray]:
     """Rank-normalised split R-hat and bulk ESS (Vehtari et al. 2021) per weight.
 
-    ``by_chain`` is (..., chains, draws, d); both results are (..., d). The numbers are
-    ArviZ's (``az.rhat(method="rank")``, ``az.ess(method="bulk")``; a test pins the match to
-    1e-8), computed in one vectorised pass: ArviZ 0.23 loops in Python over every scalar
-    (~2 ms each), which alone would take ~35 s for a paper-scale dissection (528 x 29 weights).
-    Leading entries are processed in chunks to bound the temporaries (ranks, FFTs) at ~0.1 GB.
+    ``by_chain`` is (..., chains, draws, d); both results are (..., d). ``engine="arviz"``
+    asks ArviZ for every weight (``az.rhat(method="rank")``, ``az.ess(method="bulk")``);
+    ``"numpy"`` computes the same numbers in one vectorised pass (a test pins the match to
+    1e-8). ArviZ 0.23 loops in Python over every scalar (~2 ms each), which alone would take
+    ~35 s of a paper-scale dissection (528 x 29 weights), so the fast path uses numpy and the
+    exact path, where NUTS takes seconds per judge anyway, uses ArviZ. Leading entries are
+    processed in chunks to bound the temporaries (ranks, FFTs) at ~0.1 GB.
     """
     arr = np.asarray(by_chain, dtype=float)
     lead = arr.shape[:-3]
     chains, draws, d = arr.shape[-3:]
     flat = arr.reshape(-1, chains, draws, d)
+    if engine == "arviz":
+        import arviz as az
+
+        rhat = np.empty((flat.shape[0], d))
+        ess = np.empty((flat.shape[0], d))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i in range(flat.shape[0]):
+                for k in range(d):
+                    rhat[i, k] = az.rhat(flat[i, :, :, k], method="rank")
+                    ess[i, k] = az.ess(flat[i, :, :, k], method="bulk")
+        return rhat.reshape(*lead, d), ess.reshape(*lead, d)
+    if engine != "numpy":
+        raise ValueError(f"engine must be 'numpy' or 'arviz', not {engine!r}")
     rhat = np.full((flat.shape[0], d), np.nan)
     ess = np.full((flat.shape[0], d), np.nan)
     step = max(1, (1 << 21) // max(chains * draws * d, 1))
@@ -857,12 +889,13 @@ def _rhat_ess_chunk(by_chain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if draws < 4:
         return nan, nan.copy()
     split = _split(a)
-    z = _z_scale(split)
+    z, srt = _z_scale(split, return_sorted=True)
     ess = _ess_basic(z)
     if chains < 2:
         return nan, ess
     bulk = _rhat_basic(z)
-    med = np.median(split.reshape(*split.shape[:-2], -1), axis=-1)[..., None, None]
+    N = srt.shape[-1]
+    med = (0.5 * (srt[..., (N - 1) // 2] + srt[..., N // 2]))[..., None, None]
     tail = _rhat_basic(_z_scale(np.abs(split - med)))
     return np.maximum(bulk, tail), ess
 
@@ -982,13 +1015,14 @@ def _summarise(
     attributes: list[str],
     interval_prob: float,
     keep_draws: int,
+    engine: str = "numpy",
 ) -> list[dict[str, Any]]:
     """Per-judge summaries from (J, chains, draws, d) posterior draws."""
     J, C, S, d = by_chain.shape
     flat = by_chain.reshape(J, C * S, d)
     tail = (1.0 - interval_prob) / 2.0
     lo, hi = np.quantile(flat, [tail, 1.0 - tail], axis=1)
-    rhat, ess = rhat_ess(by_chain)
+    rhat, ess = rhat_ess(by_chain, engine=engine)
     mean = flat.mean(axis=1)
     sd = flat.std(axis=1, ddof=1)
     p_pos = (flat > 0).mean(axis=1)
@@ -1038,7 +1072,7 @@ def fit_groups(
     attributes: Sequence[str] | None = None,
     interval_prob: float = INTERVAL_PROB,
     keep_draws: int = KEEP_DRAWS,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> dict[Any, list[Profile]]:
     """Profiles for the same judges in several scopes: {scope: (X, Y)} -> {scope: [Profile per judge]}.
 
@@ -1048,7 +1082,8 @@ def fit_groups(
     and fold (defaults 4 x 2000 after 1000). ``folds`` = 0 or 1 skips cross-validation.
     The fast path's fold fits run one chain of a quarter of the draws: they only need a
     posterior mean, whose Monte-Carlo error (sd/15) is then far below its sampling error.
-    ``workers`` threads share the fast path's batches (use the number of cores).
+    ``workers`` threads share the fast path's batches (default: one per core; workloads too
+    small to gain from threads run on one).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
@@ -1077,7 +1112,7 @@ def fit_groups(
 
     def summarise(by_chain: np.ndarray) -> list[dict[str, Any]]:
         return _summarise(by_chain, judges=judges, attributes=names, interval_prob=interval_prob,
-                          keep_draws=keep_draws)
+                          keep_draws=keep_draws, engine="numpy" if method == "fast" else "arviz")
 
     t0 = time.perf_counter()
     summaries: list[list[dict[str, Any]]] = []
@@ -1178,12 +1213,34 @@ def fit_groups(
     return result
 
 
-def fit_profiles(X: Any, Y: Any, judges: Sequence[str], *, method: str = "fast", **kwargs: Any) -> list[Profile]:
-    """One Profile per judge for judges sharing the feature matrix X (one scope).
+def fit_profiles(
+    X: Any,
+    Y: Any,
+    judges: Sequence[str],
+    *,
+    method: str = "fast",
+    prior_scale: float = DEFAULT_PRIOR_SCALE,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int = 4,
+    seed: int = 0,
+    folds: int = 5,
+    intercept: bool = False,
+    attributes: Sequence[str] | None = None,
+    interval_prob: float = INTERVAL_PROB,
+    keep_draws: int = KEEP_DRAWS,
+    workers: int | None = None,
+) -> list[Profile]:
+    """One Profile per judge, for judges sharing the feature matrix X (one scope).
 
-    Y is (n, J), one column per judge in ``judges``; see :func:`fit_groups` for the options.
+    Y is (n, J), one column per judge in ``judges`` (or (n,) for one judge); the options are
+    :func:`fit_groups`'s.
     """
-    return fit_groups({None: (X, Y)}, judges, method=method, **kwargs)[None]
+    return fit_groups(
+        {None: (X, Y)}, judges, method=method, prior_scale=prior_scale, draws=draws, tune=tune, chains=chains,
+        seed=seed, folds=folds, intercept=intercept, attributes=attributes, interval_prob=interval_prob,
+        keep_draws=keep_draws, workers=workers,
+    )[None]
 
 
 def _clean(values: Any) -> Any:

@@ -407,6 +407,69 @@ class Store:
             r["cases"] = json.loads(r["cases"]) if r["cases"] else {}
         return rows
 
+    def feature_sources(self, dataset: str | None = None) -> list[dict[str, Any]]:
+        """The feature sets present, with how many samples each covers."""
+        where, params = ("JOIN samples s ON s.id = f.sample_id WHERE s.dataset = ?", [dataset]) if dataset else ("", [])
+        return self.rows(
+            f"SELECT f.source, COUNT(DISTINCT f.sample_id) AS samples FROM features f {where}"
+            " GROUP BY f.source ORDER BY samples DESC, f.source", params)
+
+    def scope_sql(self, scope: str | None) -> tuple[str, list[Any]]:
+        """SQL condition on samples for a scope: a scenario group, a query case, or all (None / "all")."""
+        from . import catalogue
+
+        if not scope or scope == "all":
+            return "1 = 1", []
+        if scope in catalogue.case_keys():
+            return f"json_extract(s.cases, '$.{scope}') = 1", []
+        return "s.scenario_group = ?", [scope]
+
+    def design(self, dataset: str, feature_source: str, *, scope: str | None = None,
+               judges: list[str] | None = None, include_excluded: bool = False) -> "Design":
+        """Feature matrix and labels for fitting: samples of the dataset (in scope) with features
+        from ``feature_source``; Y[i, j] = 1 when judge j preferred A, 0 for B, NaN for a tie or
+        no label. Samples whose features are marked excluded (errors not checkable) are left out
+        unless asked for."""
+        import numpy as np
+
+        from . import catalogue
+
+        cond, params = self.scope_sql(scope)
+        keys = catalogue.attribute_keys()
+        col = {k: i for i, k in enumerate(keys)}
+        rows = self.conn.execute(
+            "SELECT f.sample_id, f.attribute, f.value, f.excluded FROM features f JOIN samples s ON s.id = f.sample_id"
+            f" WHERE f.source = ? AND s.dataset = ? AND {cond} ORDER BY s.position",
+            [feature_source, dataset, *params],
+        ).fetchall()
+        index: dict[str, int] = {}
+        excluded: set[str] = set()
+        for sid, _, _, exc in rows:
+            index.setdefault(sid, len(index))
+            if exc:
+                excluded.add(sid)
+        X = np.zeros((len(index), len(keys)))
+        for sid, attr, value, _ in rows:
+            if attr in col:
+                X[index[sid], col[attr]] = value
+        ids = list(index)
+        if not include_excluded and excluded:
+            keep = [i for i, sid in enumerate(ids) if sid not in excluded]
+            X, ids = X[keep], [ids[i] for i in keep]
+            index = {sid: i for i, sid in enumerate(ids)}
+        if judges is None:
+            judges = [r[0] for r in _chunked_in(
+                self.conn, "SELECT DISTINCT judge FROM labels WHERE sample_id IN ({}) ORDER BY judge", ids)]
+            judges = sorted(set(judges))
+        jcol = {j: i for i, j in enumerate(judges)}
+        Y = np.full((len(ids), len(judges)), np.nan)
+        if ids and judges:
+            for sid, judge, choice in _chunked_in(
+                self.conn, "SELECT sample_id, judge, choice FROM labels WHERE sample_id IN ({})", ids):
+                if judge in jcol and choice != "tie":
+                    Y[index[sid], jcol[judge]] = 1.0 if choice == "A" else 0.0
+        return Design(sample_ids=ids, attributes=keys, X=X, judges=list(judges), Y=Y, excluded=len(excluded))
+
     def save_profile(self, profile: dict[str, Any]) -> None:
         """Insert or replace one profile row (keys: the profiles columns; lists as Python lists)."""
         row = dict(profile)
@@ -530,6 +593,16 @@ class Store:
     def table_counts(self) -> dict[str, int]:
         names = ["datasets", "samples", "judges", "labels", "annotations", "features", "jobs", "profiles"]
         return {n: self.scalar(f"SELECT COUNT(*) FROM {n}") for n in names}
+
+
+@dataclass
+class Design:
+    sample_ids: list[str]
+    attributes: list[str]
+    X: Any  # (n, d) comparison features
+    judges: list[str]
+    Y: Any  # (n, J): 1 = A preferred, 0 = B, NaN = tie or no label
+    excluded: int = 0  # samples left out because their errors could not be checked
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,8 @@ def test_weight_difference_of_fitted_profiles_uses_their_draws():
 
 def test_load_published_profiles_reads_the_papers_format(tmp_path):
     for scope, judges in (("Advice", ("human", "gpt-4")), ("w_stances", ("human",))):
-        lines = [json.dumps({"model_name": j, "parameters": list(np.arange(D) * (k + 1.0))}) for k, j in enumerate(judges)]
+        lines = [json.dumps({"model_name": j, "parameters": list(np.arange(D) * (k + 1.0))})
+                 for k, j in enumerate(judges)]
         (tmp_path / f"model_{scope}_fitted_paras.jsonl").write_text("\n".join(lines) + "\n")
     (tmp_path / "unrelated.txt").write_text("x")
     profiles = compare.load_published_profiles(tmp_path)

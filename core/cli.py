@@ -245,6 +245,74 @@ def cmd_jobs(args) -> int:
     return 0
 
 
+def _default_feature_source(store, dataset: str) -> str:
+    """The richest feature set the dataset has: LLM annotations, then the paper's, the demo's, the heuristics."""
+    sources = [r["source"] for r in store.feature_sources(dataset)]
+    if not sources:
+        raise CLIError(f"dataset {dataset!r} has no features yet: run `python -m core annotate --dataset {dataset}` "
+                       "(without an LLM configured it uses the offline heuristics)")
+    rank = lambda src: (0 if src.startswith("llm:") else 1 if src.startswith("hf:") else 2 if src == "demo" else 3)
+    return sorted(sources, key=rank)[0]
+
+
+def cmd_fit(args) -> int:
+    from tqdm import tqdm
+
+    from . import fit
+
+    with _store(args) as store:
+        if args.dataset not in {d["name"] for d in store.datasets()}:
+            raise CLIError(f"no dataset {args.dataset!r}")
+        source = args.features or _default_feature_source(store, args.dataset)
+        scopes = args.scopes.split(",") if args.scopes else None
+        judges = args.judges.split(",") if args.judges else None
+        bar = tqdm(total=len(scopes or fit.default_scopes()), unit="scope", file=sys.stderr, disable=None)
+
+        def progress(scope, i, n):
+            bar.n = i
+            bar.set_postfix_str(scope, refresh=True)
+
+        try:
+            rep = fit.dissect(store, args.dataset, source, scopes=scopes, judges=judges, method=args.method,
+                              prior_scale=args.prior_scale, folds=args.folds, seed=args.seed, force=args.force,
+                              include_excluded=args.include_excluded, on_progress=progress)
+        finally:
+            bar.close()
+        print(f"dataset '{args.dataset}', features '{source}', {args.method} path: {len(rep.fitted)} profiles fitted, "
+              f"{len(rep.unchanged)} unchanged, in {rep.seconds:.1f} s")
+        for scope, why in rep.skipped:
+            print(f"  skipped {scope}: {why}")
+        if args.show:
+            for p in store.profiles(dataset=args.dataset, feature_source=source, method=args.method):
+                if scopes and p["scope"] not in scopes:
+                    continue
+                top = sorted(zip(p["attributes"], p["mean"]), key=lambda t: -t[1])[:3]
+                acc = f"{p['accuracy']:.1%}" if p["accuracy"] is not None else "-"
+                print(f"  {p['scope']:<18} {p['judge']:<26} n={p['n']:<5} held-out acc {acc:>6}  top: "
+                      + ", ".join(f"{k} {v:+.2f}" for k, v in top))
+    return 0
+
+
+def cmd_profiles(args) -> int:
+    from . import fit
+
+    with _store(args) as store:
+        if args.import_dir:
+            if not Path(args.import_dir).is_dir():
+                raise CLIError(f"{args.import_dir}: no such directory")
+            n = fit.import_published(store, args.import_dir, dataset=args.dataset or "published")
+            print(f"{args.import_dir}: {n} imported profiles (means only) in dataset '{args.dataset or 'published'}'")
+            return 0
+        rows = store.profiles(dataset=args.dataset)
+        for p in rows:
+            acc = f"{p['accuracy']:.1%}" if p["accuracy"] is not None else "-"
+            print(f"{p['dataset']:<20} {p['scope']:<18} {p['judge']:<28} {p['method']:<9} {p['feature_source']:<24}"
+                  f" n={p['n'] or '-':<5} acc {acc}")
+        if not rows:
+            print("no profiles")
+    return 0
+
+
 def cmd_loopback(args) -> int:
     from . import loopback
 
@@ -351,6 +419,33 @@ def build_parser() -> argparse.ArgumentParser:
     jd.add_argument("--single-order", action="store_true", help="ask only with A shown first")
     _llm_args(jd)
     jd.set_defaults(func=cmd_judge)
+
+    ft = sub.add_parser(
+        "fit", help="fit preference profiles (Bayesian logistic regression per scope and judge)",
+        description="Fit one Bayesian logistic regression per (scope, judge): label 1 when the judge preferred A, "
+        "the 29 comparison features, Laplace(0, b) prior. The fast path (batched HMC, checked against NUTS) is "
+        "the default; --method exact runs NUTS. Profiles whose inputs did not change are not fitted again.")
+    ft.add_argument("--dataset", required=True)
+    ft.add_argument("--features", help="feature set (default: LLM annotations, else the paper's, the demo's, "
+                    "the heuristics)")
+    ft.add_argument("--scopes", help="comma-separated scenario groups / query cases (default: all 16)")
+    ft.add_argument("--judges", help="comma-separated judges (default: every judge with labels)")
+    ft.add_argument("--method", choices=["fast", "exact"], default="fast")
+    ft.add_argument("--prior-scale", type=float, default=0.1, help="Laplace prior scale b (default 0.1)")
+    ft.add_argument("--folds", type=int, default=5, help="k for held-out accuracy (0 or 1: none)")
+    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--force", action="store_true", help="refit even when the inputs did not change")
+    ft.add_argument("--include-excluded", action="store_true",
+                    help="keep samples whose errors could not be checked")
+    ft.add_argument("--show", action="store_true", help="print each profile's top attributes and accuracy")
+    ft.set_defaults(func=cmd_fit)
+
+    pf = sub.add_parser("profiles", help="list profiles, or import published ones",
+                        description="List stored profiles, or import profiles in the seed repository's layout "
+                        "(one model_<scope>_fitted_paras.jsonl per scope) as external, means-only profiles.")
+    pf.add_argument("--import", dest="import_dir", metavar="DIR")
+    pf.add_argument("--dataset", help="dataset to list, or to file imported profiles under (default 'published')")
+    pf.set_defaults(func=cmd_profiles)
 
     jb = sub.add_parser("jobs", help="list jobs; cancel or resume one",
                         description="List annotation and judge jobs with progress and cost; cancel or resume one.")

@@ -36,6 +36,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -427,8 +428,12 @@ def _hmc(
     gauss = bool(gprec.any())  # only the optional intercept has a Gaussian prior
     has_prior = (lap > 0) if gauss else None
 
+    @np.errstate(over="ignore", divide="ignore", invalid="ignore")
     def smooth(W: np.ndarray, want_lp: bool):
-        """Log likelihood (+ the intercept's Gaussian prior) and its gradient."""
+        """Log likelihood (+ the intercept's Gaussian prior) and its gradient.
+
+        A wild warm-up proposal can push float32 exp past its range: the log density becomes
+        -inf or NaN there and the Metropolis test rejects the move, so the warnings are muted."""
         nonlocal n_grad
         n_grad += 1
         W32[...] = W.reshape(G, J * C, d)
@@ -1288,3 +1293,109 @@ def profile_row(profile: Profile, dataset: str, scope: str, judge: str, feature_
         },
         "imported": 0,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# From the store: the dissection of a dataset, saved as profiles
+
+
+#: fewer labelled samples than this in a scope and a judge gets no profile there
+MIN_SAMPLES = 20
+
+
+@dataclass
+class DissectionReport:
+    fitted: list[tuple[str, str]] = field(default_factory=list)  # (scope, judge)
+    unchanged: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (scope, reason)
+    seconds: float = 0.0
+
+
+def default_scopes() -> list[str]:
+    """Every scenario group and query case, and "all" (the whole dataset: the only scope of data
+    that has no scenario groups yet)."""
+    return ["all"] + catalogue.group_keys() + catalogue.case_keys()
+
+
+def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] | None = None,
+            judges: Sequence[str] | None = None, method: str = "fast", prior_scale: float = DEFAULT_PRIOR_SCALE,
+            draws: int | None = None, tune: int | None = None, chains: int = 4, seed: int = 0, folds: int = 5,
+            include_excluded: bool = False, force: bool = False,
+            on_progress: Callable[[str, int, int], None] | None = None) -> DissectionReport:
+    """Fit and store a profile for every (scope, judge) of a dataset with enough labels.
+
+    A profile whose inputs (features, labels, prior and sampler settings) are unchanged since it
+    was stored is not fitted again unless ``force``.
+    """
+    report = DissectionReport()
+    t0 = time.perf_counter()
+    scopes = list(scopes or default_scopes())
+    requested = dict(method=method, prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed,
+                     folds=folds, include_excluded=include_excluded)
+    for i, scope in enumerate(scopes):
+        if on_progress:
+            on_progress(scope, i, len(scopes))
+        d = store.design(dataset, feature_source, scope=scope, judges=list(judges) if judges else None,
+                         include_excluded=include_excluded)
+        counts = (~np.isnan(d.Y)).sum(axis=0) if d.Y.size else np.zeros(len(d.judges))
+        keep = [j for j in range(len(d.judges)) if counts[j] >= MIN_SAMPLES]
+        for j in range(len(d.judges)):
+            if counts[j] < MIN_SAMPLES:
+                report.skipped.append((scope, f"{d.judges[j]}: {int(counts[j])} labelled samples (< {MIN_SAMPLES})"))
+        if not d.judges:
+            report.skipped.append((scope, f"no labelled samples with {feature_source!r} features"))
+        stored = {p["judge"]: (p.get("provenance") or {}).get("inputs") for p in
+                  store.profiles(dataset=dataset, scope=scope, feature_source=feature_source, method=method)}
+        todo = []
+        for j in keep:
+            key = fingerprint(d.X, d.Y[:, j], requested)
+            if not force and stored.get(d.judges[j]) == key:
+                report.unchanged.append((scope, d.judges[j]))
+            else:
+                todo.append((j, key))
+        if not todo:
+            continue
+        cols = [j for j, _ in todo]
+        names = [d.judges[j] for j in cols]
+        (profiles,) = fit_groups({scope: (d.X, d.Y[:, cols])}, names, method=method, prior_scale=prior_scale,
+                                 draws=draws, tune=tune, chains=chains, seed=seed, folds=folds,
+                                 attributes=d.attributes).values()
+        rows = []
+        for (j, key), prof in zip(todo, profiles):
+            row = profile_row(prof, dataset, scope, d.judges[j], feature_source)
+            row["provenance"]["inputs"] = key
+            row["provenance"]["excluded_samples"] = d.excluded
+            if prof.samples is not None:
+                row["draws"] = np.ascontiguousarray(prof.samples, dtype=np.float32).tobytes()
+            rows.append(row)
+            report.fitted.append((scope, d.judges[j]))
+        with store.writing():
+            for row in rows:
+                store.save_profile(row)
+    if on_progress:
+        on_progress("", len(scopes), len(scopes))
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def import_published(store, directory: str | Path, *, dataset: str = "published",
+                     feature_source: str = "published") -> int:
+    """Profiles in the seed repository's layout (one ``model_<group>_fitted_paras.jsonl`` per scope,
+    rows of a judge name and its weights) as external profiles: means only, marked imported."""
+    from .compare import load_published_profiles
+
+    data = load_published_profiles(directory)
+    keys = catalogue.attribute_keys()
+    rows = []
+    for scope, judges in data.items():
+        for judge, weights in judges.items():
+            w = [float(x) for x in weights]
+            if len(w) != len(keys):
+                raise ValueError(f"{directory}: scope {scope!r}, judge {judge!r}: {len(w)} weights, expected {len(keys)}")
+            rows.append({"dataset": dataset, "scope": scope, "judge": judge, "feature_source": feature_source,
+                         "method": "imported", "attributes": keys, "mean": w, "imported": 1,
+                         "provenance": {"source": str(directory), "imported": True}})
+    with store.writing():
+        for row in rows:
+            store.save_profile(row)
+    return len(rows)

@@ -168,6 +168,12 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["samples"].enable_fts(["query", "response_a", "response_b"], create_triggers=True, tokenize="porter")
 
 
+@MIGRATIONS()
+def m002_profile_draws(db: sqlite_utils.Database) -> None:
+    # thinned posterior draws (float32, row-major, draws x attributes) for differences and simulation
+    db.execute("ALTER TABLE profiles ADD COLUMN draws BLOB")
+
+
 class Store:
     """One connection to the store file, migrated and in WAL mode."""
 
@@ -469,6 +475,31 @@ class Store:
                 if judge in jcol and choice != "tie":
                     Y[index[sid], jcol[judge]] = 1.0 if choice == "A" else 0.0
         return Design(sample_ids=ids, attributes=keys, X=X, judges=list(judges), Y=Y, excluded=len(excluded))
+
+    def profiles(self, *, dataset: str | None = None, scope: str | None = None, judges: list[str] | None = None,
+                 feature_source: str | None = None, method: str | None = None,
+                 with_draws: bool = False) -> list[dict[str, Any]]:
+        """Stored profiles, lists decoded (and draws as an array when asked for)."""
+        import numpy as np
+
+        cols = "*" if with_draws else ", ".join(c for c in self.db["profiles"].columns_dict if c != "draws")
+        sql, params = f"SELECT {cols} FROM profiles WHERE 1 = 1", []
+        for name, value in (("dataset", dataset), ("scope", scope), ("feature_source", feature_source),
+                            ("method", method)):
+            if value is not None:
+                sql += f" AND {name} = ?"
+                params.append(value)
+        if judges:
+            sql += f" AND judge IN ({', '.join('?' * len(judges))})"
+            params.extend(judges)
+        rows = self.rows(sql + " ORDER BY dataset, scope, judge", params)
+        for r in rows:
+            for k in ("attributes", "mean", "sd", "lo", "hi", "p_pos", "rhat", "ess", "provenance"):
+                if r.get(k):
+                    r[k] = json.loads(r[k])
+            if with_draws and r.get("draws") is not None:
+                r["draws"] = np.frombuffer(r["draws"], dtype=np.float32).reshape(-1, len(r["attributes"]))
+        return rows
 
     def save_profile(self, profile: dict[str, Any]) -> None:
         """Insert or replace one profile row (keys: the profiles columns; lists as Python lists)."""

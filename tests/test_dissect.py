@@ -1,0 +1,132 @@
+"""Fitting from the store: the dissection of a dataset saved as profiles, and published profiles."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import annotate, catalogue, demo, fit, importers
+from core.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("dissect") / "store.db")
+    demo.build_demo(store)
+    yield store
+    store.close()
+
+
+def test_dissection_of_the_demo_stores_a_profile_per_scope_and_judge(demo_store):
+    rep = fit.dissect(demo_store, demo.DEMO_DATASET, "demo")
+    profiles = demo_store.profiles(dataset=demo.DEMO_DATASET, method="fast", with_draws=True)
+    scopes = {p["scope"] for p in profiles}
+    assert {"all", *catalogue.group_keys()} <= scopes
+    assert len(profiles) == len(rep.fitted)
+    for p in profiles:
+        assert len(p["mean"]) == len(p["sd"]) == len(p["lo"]) == len(p["hi"]) == 29
+        assert all(lo <= m <= hi for lo, m, hi in zip(p["lo"], p["mean"], p["hi"]))
+        assert p["interval"] == "eti94" and p["n"] >= fit.MIN_SAMPLES
+        assert 0 <= p["accuracy"] <= 1 and p["log_loss"] > 0
+        assert max(p["rhat"]) < 1.05 and min(p["ess"]) > 200
+        prov = p["provenance"]
+        assert prov["prior"] == {"family": "laplace", "scale": 0.1} and prov["versions"]["pymc"]
+        assert p["draws"].shape[1] == 29
+    # scopes with too few labelled samples are reported, not fitted
+    for scope, why in rep.skipped:
+        assert "labelled samples" in why
+
+
+def test_unchanged_inputs_are_not_refitted_and_a_changed_label_is(demo_store):
+    fit.dissect(demo_store, demo.DEMO_DATASET, "demo", scopes=["Code"])
+    again = fit.dissect(demo_store, demo.DEMO_DATASET, "demo", scopes=["Code"])
+    assert not again.fitted and len(again.unchanged) == 4
+    sid = demo_store.samples_for(demo.DEMO_DATASET, scenario="Code", limit=1)[0]["id"]
+    with demo_store.writing():
+        demo_store.conn.execute(
+            "UPDATE labels SET choice = CASE choice WHEN 'A' THEN 'B' ELSE 'A' END WHERE sample_id = ? AND judge = ?",
+            (sid, "demo-crowd"))
+    changed = fit.dissect(demo_store, demo.DEMO_DATASET, "demo", scopes=["Code"])
+    assert changed.fitted == [("Code", "demo-crowd")]
+
+
+def test_intervals_cover_the_demo_judges_true_weights(demo_store):
+    """The demo's judges are stronger than the paper's default prior expects (weights up to ~2
+    against Laplace(0, 0.1)), so coverage is checked with a prior of the demo's scale; with
+    b = 0.1 the large weights are shrunk and covered less often (about 0.7)."""
+    truth = {(p["scope"], p["judge"]): np.array(p["mean"]) for p in
+             demo_store.profiles(dataset=demo.DEMO_DATASET, method="truth")}
+    covered = []
+    tasks = {g: demo_store.design(demo.DEMO_DATASET, "demo", scope=g) for g in catalogue.group_keys()}
+    judges = tasks["Code"].judges
+    fits = fit.fit_groups({g: (d.X, d.Y) for g, d in tasks.items()}, judges, prior_scale=0.5, folds=0)
+    for g, profiles in fits.items():
+        for judge, p in zip(judges, profiles):
+            w = truth[(g, judge)]
+            covered.extend((w >= np.array(p.lo)) & (w <= np.array(p.hi)))
+    rate = float(np.mean(covered))
+    assert len(covered) == 11 * 4 * 29
+    assert 0.88 <= rate <= 0.99, rate
+
+
+def test_published_profiles_import_as_means_only(tmp_path, shared_data):
+    store = Store(tmp_path / "s.db")
+    n = fit.import_published(store, shared_data / "gair" / "fitted_paras_comparison")
+    assert n == 16 * 33
+    rows = store.profiles(dataset="published")
+    assert len(rows) == 528 and all(r["imported"] == 1 and r["method"] == "imported" for r in rows)
+    human = next(r for r in rows if r["scope"] == "Advice" and r["judge"] == "human")
+    first = json.loads((shared_data / "gair" / "fitted_paras_comparison" / "model_Advice_fitted_paras.jsonl")
+                       .read_text().splitlines()[0])
+    expect = next(json.loads(line) for line in
+                  (shared_data / "gair" / "fitted_paras_comparison" / "model_Advice_fitted_paras.jsonl")
+                  .read_text().splitlines() if json.loads(line)["model_name"] == "human")
+    assert human["mean"] == pytest.approx(expect["parameters"]) and first["parameters"]
+    assert human["sd"] is None and human["attributes"] == catalogue.attribute_keys()
+    # importing again replaces, never duplicates
+    fit.import_published(store, shared_data / "gair" / "fitted_paras_comparison")
+    assert len(store.profiles(dataset="published")) == 528
+
+
+def test_real_judges_of_pandalm_on_heuristic_features(tmp_path, shared_data):
+    """Three humans, their majority and two LLM judges of PandaLM, on the offline features:
+    every judge rewards the longer response, and each predicts held-out choices better than chance."""
+    store = Store(tmp_path / "s.db")
+    importers.import_file(store, "pandalm", shared_data / "pandalm" / "testset-v1.json")
+    annotate.run_heuristics(store, store.samples_for("pandalm-test"))
+    fit.dissect(store, "pandalm-test", "heuristic:v1", scopes=["all"])
+    profiles = {p["judge"]: p for p in store.profiles(dataset="pandalm-test", scope="all")}
+    assert set(profiles) == {"pandalm-annotator1", "pandalm-annotator2", "pandalm-annotator3",
+                             "pandalm-human-majority", "gpt-3.5-turbo", "pandalm-7b"}
+    i = catalogue.attribute_keys().index("lengthy")
+    for judge, p in profiles.items():
+        assert p["lo"][i] > 0, f"{judge} does not reward length"
+        assert p["accuracy"] > 0.55, (judge, p["accuracy"])
+
+
+def test_cli_fit_and_profiles(tmp_path, shared_data):
+    path = tmp_path / "s.db"
+    with Store(path) as s:
+        demo.build_demo(s)
+
+    def run(*args):
+        res = subprocess.run([sys.executable, "-m", "core", "--store", str(path), *args], cwd=ROOT,
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    out = run("fit", "--dataset", demo.DEMO_DATASET, "--scopes", "all,Code", "--show")
+    assert "8 profiles fitted" in out and "held-out acc" in out
+    assert "0 profiles fitted, 8 unchanged" in run("fit", "--dataset", demo.DEMO_DATASET, "--scopes", "all,Code")
+    assert "528 imported profiles" in run("profiles", "--import", str(shared_data / "gair" / "fitted_paras_comparison"))
+    listing = run("profiles", "--dataset", demo.DEMO_DATASET)
+    assert sum(" fast " in line for line in listing.splitlines()) == 8
+    assert sum(" truth " in line for line in listing.splitlines()) == 44  # the demo's known profiles
+    res = subprocess.run([sys.executable, "-m", "core", "--store", str(path), "fit", "--dataset", "nope"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 2 and res.stderr.strip() == "error: no dataset 'nope'"

@@ -266,11 +266,12 @@ def cmd_fit(args) -> int:
         source = args.features or _default_feature_source(store, args.dataset)
         scopes = args.scopes.split(",") if args.scopes else None
         judges = args.judges.split(",") if args.judges else None
-        bar = tqdm(total=len(scopes or fit.default_scopes()), unit="scope", file=sys.stderr, disable=None)
+        bar = tqdm(total=None, unit="step", file=sys.stderr, disable=None)
 
-        def progress(scope, i, n):
+        def progress(stage, i, n):
+            bar.total = n
             bar.n = i
-            bar.set_postfix_str(scope, refresh=True)
+            bar.set_postfix_str(stage, refresh=True)
 
         try:
             rep = fit.dissect(store, args.dataset, source, scopes=scopes, judges=judges, method=args.method,

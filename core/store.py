@@ -432,49 +432,68 @@ class Store:
 
     def design(self, dataset: str, feature_source: str, *, scope: str | None = None,
                judges: list[str] | None = None, include_excluded: bool = False) -> "Design":
-        """Feature matrix and labels for fitting: samples of the dataset (in scope) with features
-        from ``feature_source``; Y[i, j] = 1 when judge j preferred A, 0 for B, NaN for a tie or
-        no label. Samples whose features are marked excluded (errors not checkable) are left out
-        unless asked for."""
+        """Feature matrix and labels of one scope (see ``designs``)."""
+        return self.designs(dataset, feature_source, [scope or "all"], judges=judges,
+                            include_excluded=include_excluded)[scope or "all"]
+
+    def designs(self, dataset: str, feature_source: str, scopes: list[str], *, judges: list[str] | None = None,
+                include_excluded: bool = False) -> dict[str, "Design"]:
+        """Feature matrices and labels for fitting, per scope, from one read of the dataset.
+
+        Rows: samples of the dataset in the scope (a scenario group, a query case, or "all") that
+        have features from ``feature_source``, in dataset order; Y[i, j] = 1 when judge j preferred
+        A, 0 for B, NaN for a tie or no label. Samples whose features are marked excluded (errors
+        not checkable) are left out unless asked for. Judges default to every judge with a label
+        on one of the samples."""
         import numpy as np
+        import pandas as pd
 
         from . import catalogue
 
-        cond, params = self.scope_sql(scope)
         keys = catalogue.attribute_keys()
-        col = {k: i for i, k in enumerate(keys)}
-        rows = self.conn.execute(
+        feats = pd.read_sql_query(
             "SELECT f.sample_id, f.attribute, f.value, f.excluded FROM features f JOIN samples s ON s.id = f.sample_id"
-            f" WHERE f.source = ? AND s.dataset = ? AND {cond} ORDER BY s.position",
-            [feature_source, dataset, *params],
-        ).fetchall()
-        index: dict[str, int] = {}
-        excluded: set[str] = set()
-        for sid, _, _, exc in rows:
-            index.setdefault(sid, len(index))
-            if exc:
-                excluded.add(sid)
-        X = np.zeros((len(index), len(keys)))
-        for sid, attr, value, _ in rows:
-            if attr in col:
-                X[index[sid], col[attr]] = value
-        ids = list(index)
-        if not include_excluded and excluded:
-            keep = [i for i, sid in enumerate(ids) if sid not in excluded]
-            X, ids = X[keep], [ids[i] for i in keep]
-            index = {sid: i for i, sid in enumerate(ids)}
-        if judges is None:
-            judges = [r[0] for r in _chunked_in(
-                self.conn, "SELECT DISTINCT judge FROM labels WHERE sample_id IN ({}) ORDER BY judge", ids)]
-            judges = sorted(set(judges))
-        jcol = {j: i for i, j in enumerate(judges)}
-        Y = np.full((len(ids), len(judges)), np.nan)
-        if ids and judges:
-            for sid, judge, choice in _chunked_in(
-                self.conn, "SELECT sample_id, judge, choice FROM labels WHERE sample_id IN ({})", ids):
-                if judge in jcol and choice != "tie":
-                    Y[index[sid], jcol[judge]] = 1.0 if choice == "A" else 0.0
-        return Design(sample_ids=ids, attributes=keys, X=X, judges=list(judges), Y=Y, excluded=len(excluded))
+            " WHERE f.source = ? AND s.dataset = ?", self.conn, params=[feature_source, dataset])
+        meta = pd.read_sql_query("SELECT id, position, scenario_group, cases FROM samples WHERE dataset = ?"
+                                 " ORDER BY position", self.conn, params=[dataset]).set_index("id")
+        with_features = set(feats["sample_id"])
+        ids_all = [i for i in meta.index if i in with_features]
+        excluded_ids = set(feats.loc[feats["excluded"] == 1, "sample_id"])
+        wide = feats.pivot_table(index="sample_id", columns="attribute", values="value", aggfunc="first")
+        X_all = wide.reindex(index=ids_all, columns=keys).fillna(0).to_numpy(dtype=float)
+        lab_sql = ("SELECT l.sample_id, l.judge, l.choice FROM labels l JOIN samples s ON s.id = l.sample_id"
+                   " WHERE s.dataset = ?")
+        params: list[Any] = [dataset]
+        if judges:
+            lab_sql += f" AND l.judge IN ({', '.join('?' * len(judges))})"
+            params.extend(judges)
+        labs = pd.read_sql_query(lab_sql, self.conn, params=params)
+        labs = labs[labs["sample_id"].isin(set(ids_all))]
+        names = list(judges) if judges else sorted(labs["judge"].unique())
+        labs = labs[labs["choice"] != "tie"]
+        yv = labs.assign(y=(labs["choice"] == "A").astype(float)).pivot_table(
+            index="sample_id", columns="judge", values="y", aggfunc="first")
+        Y_all = yv.reindex(index=ids_all, columns=names).to_numpy(dtype=float)
+        groups = meta.loc[ids_all, "scenario_group"].to_numpy() if ids_all else np.array([])
+        cases = [json.loads(c) if isinstance(c, str) and c else {} for c in meta.loc[ids_all, "cases"]] if ids_all else []
+        keep_base = np.array([include_excluded or i not in excluded_ids for i in ids_all], dtype=bool)
+        out = {}
+        for scope in scopes:
+            if not scope or scope == "all":
+                mask = np.ones(len(ids_all), dtype=bool)
+            elif scope in catalogue.case_keys():
+                mask = np.array([bool(c.get(scope)) for c in cases], dtype=bool)
+            else:
+                mask = groups == scope
+            in_scope = mask if len(ids_all) else np.zeros(0, dtype=bool)
+            rows = in_scope & keep_base if len(ids_all) else in_scope
+            out[scope] = Design(
+                sample_ids=[i for i, k in zip(ids_all, rows) if k], attributes=keys,
+                X=X_all[rows] if len(ids_all) else np.zeros((0, len(keys))),
+                judges=names, Y=Y_all[rows] if len(ids_all) else np.zeros((0, len(names))),
+                excluded=int((in_scope & ~keep_base).sum()) if len(ids_all) else 0,
+            )
+        return out
 
     def profiles(self, *, dataset: str | None = None, scope: str | None = None, judges: list[str] | None = None,
                  feature_source: str | None = None, method: str | None = None,

@@ -140,13 +140,19 @@ class Request:
             "model": settings.model, "prompt_version": prompt_version, "step": self.step,
             "orientation": self.orientation, "messages": self.messages, "temperature": settings.temperature,
             "max_tokens": self.max_tokens, "logprobs": self.logprobs,
-            "schema": strict_schema(self.schema) if self.schema else None,
+            "schema": schema_digest(self.schema) if self.schema else None,
         }
         self.key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         return self
 
     def estimate_cost(self, settings: LLMSettings) -> float:
         return settings.cost(messages_tokens(self.messages), TYPICAL_OUTPUT.get(self.step, self.max_tokens))
+
+
+@lru_cache(maxsize=256)
+def schema_digest(schema: type[BaseModel]) -> str:
+    """A hash of the answer schema as sent, part of every request key."""
+    return hashlib.sha256(json.dumps(strict_schema(schema), sort_keys=True).encode()).hexdigest()
 
 
 def annotation_id(request_key: str, sample_id: str) -> str:

@@ -1,7 +1,5 @@
-"""Judges: how their labels relate (agreement, position consistency).
-
-Collecting a new judge's labels from an LLM lives here too once the annotation engine lands.
-"""
+"""Judges: how their labels relate (agreement, position consistency), and collecting a new
+judge's labels from any OpenAI-compatible model (the paper's "add a new model")."""
 
 from __future__ import annotations
 

@@ -30,5 +30,6 @@ def test_pages_hold_no_sql():
 
 
 def test_no_unsafe_html_anywhere():
+    needle = "unsafe_allow_html" + "=True"  # spelled apart so this file does not match itself
     for path in list((ROOT / "pages").glob("*.py")) + list((ROOT / "dashboard").glob("*.py")):
-        assert "unsafe_allow_html=True" not in path.read_text().replace(" ", ""), path.name
+        assert needle not in path.read_text().replace(" ", ""), path.name

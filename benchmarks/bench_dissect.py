@@ -67,7 +67,7 @@ def main() -> None:
         again = fit.dissect(store, "paper-scale", "sim")
         second = time.perf_counter() - t
         t = time.perf_counter()
-        one = fit.dissect(store, "paper-scale", "sim", judges=["human"], force=True)
+        fit.dissect(store, "paper-scale", "sim", judges=["human"], force=True)
         single = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"dissection through the store: {len(rep.fitted)} profiles in {first:.1f} s "

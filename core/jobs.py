@@ -23,7 +23,6 @@ from typing import Any, Callable
 from .store import Store, now
 
 KINDS = ("annotate", "judge", "heuristic")
-ACTIVE = ("queued", "running")
 STALE_AFTER_S = 30.0  # a running job without a heartbeat for this long has lost its worker
 HEARTBEAT_S = 1.0
 

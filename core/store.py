@@ -420,16 +420,6 @@ class Store:
             f"SELECT f.source, COUNT(DISTINCT f.sample_id) AS samples FROM features f {where}"
             " GROUP BY f.source ORDER BY samples DESC, f.source", params)
 
-    def scope_sql(self, scope: str | None) -> tuple[str, list[Any]]:
-        """SQL condition on samples for a scope: a scenario group, a query case, or all (None / "all")."""
-        from . import catalogue
-
-        if not scope or scope == "all":
-            return "1 = 1", []
-        if scope in catalogue.case_keys():
-            return f"json_extract(s.cases, '$.{scope}') = 1", []
-        return "s.scenario_group = ?", [scope]
-
     def design(self, dataset: str, feature_source: str, *, scope: str | None = None,
                judges: list[str] | None = None, include_excluded: bool = False) -> "Design":
         """Feature matrix and labels of one scope (see ``designs``)."""
@@ -474,25 +464,20 @@ class Store:
         yv = labs.assign(y=(labs["choice"] == "A").astype(float)).pivot_table(
             index="sample_id", columns="judge", values="y", aggfunc="first")
         Y_all = yv.reindex(index=ids_all, columns=names).to_numpy(dtype=float)
-        groups = meta.loc[ids_all, "scenario_group"].to_numpy() if ids_all else np.array([])
-        cases = [json.loads(c) if isinstance(c, str) and c else {} for c in meta.loc[ids_all, "cases"]] if ids_all else []
-        keep_base = np.array([include_excluded or i not in excluded_ids for i in ids_all], dtype=bool)
+        groups = meta.loc[ids_all, "scenario_group"].to_numpy()
+        cases = [json.loads(c) if isinstance(c, str) and c else {} for c in meta.loc[ids_all, "cases"]]
+        usable = np.array([include_excluded or i not in excluded_ids for i in ids_all], dtype=bool)
         out = {}
         for scope in scopes:
             if not scope or scope == "all":
-                mask = np.ones(len(ids_all), dtype=bool)
+                in_scope = np.ones(len(ids_all), dtype=bool)
             elif scope in catalogue.case_keys():
-                mask = np.array([bool(c.get(scope)) for c in cases], dtype=bool)
+                in_scope = np.array([bool(c.get(scope)) for c in cases], dtype=bool)
             else:
-                mask = groups == scope
-            in_scope = mask if len(ids_all) else np.zeros(0, dtype=bool)
-            rows = in_scope & keep_base if len(ids_all) else in_scope
-            out[scope] = Design(
-                sample_ids=[i for i, k in zip(ids_all, rows) if k], attributes=keys,
-                X=X_all[rows] if len(ids_all) else np.zeros((0, len(keys))),
-                judges=names, Y=Y_all[rows] if len(ids_all) else np.zeros((0, len(names))),
-                excluded=int((in_scope & ~keep_base).sum()) if len(ids_all) else 0,
-            )
+                in_scope = groups == scope
+            rows = in_scope & usable
+            out[scope] = Design(sample_ids=[i for i, k in zip(ids_all, rows) if k], attributes=keys, X=X_all[rows],
+                                judges=names, Y=Y_all[rows], excluded=int((in_scope & ~usable).sum()))
         return out
 
     def profiles(self, *, dataset: str | None = None, scope: str | None = None, judges: list[str] | None = None,

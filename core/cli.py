@@ -38,10 +38,11 @@ def cmd_demo(args) -> int:
     from . import demo
 
     with _store(args) as store:
-        res = demo.build_demo(store, seed=args.seed, n_per_group=args.per_group)
+        res = demo.build_demo(store, seed=args.seed, n_per_group=args.per_group, fit=not args.no_fit)
+        fitted = store.scalar("SELECT COUNT(*) FROM profiles WHERE dataset = ? AND method = 'fast'", [res.dataset])
     print(
         f"demo dataset '{res.dataset}' (synthetic): {res.samples_added} samples added "
-        f"({res.samples_seen} in the demo), judges: {', '.join(res.judges)}"
+        f"({res.samples_seen} in the demo), judges: {', '.join(res.judges)}; {fitted} fitted profiles"
     )
     return 0
 
@@ -357,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "deterministic synthetic demo (texts, annotations, features, judges with known profiles).")
     d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     d.add_argument("--per-group", type=int, default=50, help="pairs per scenario group (default 50)")
+    d.add_argument("--no-fit", action="store_true", help="do not fit the judges' profiles after building")
     d.set_defaults(func=cmd_demo)
 
     i = sub.add_parser(

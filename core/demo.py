@@ -1136,8 +1136,11 @@ def _reference(item: dict[str, Any]) -> str | None:
     return item.get("answer")
 
 
-def build_demo(store: Store, *, seed: int = 0, n_per_group: int = 50) -> ImportResult:
-    """Write the demo into the store in one transaction. Building it again adds nothing."""
+def build_demo(store: Store, *, seed: int = 0, n_per_group: int = 50, fit: bool = True) -> ImportResult:
+    """Write the demo into the store in one transaction. Building it again adds nothing.
+
+    With ``fit`` (the default) the judges' profiles are then fitted on the fast path (a few
+    seconds), so every page has something to show on a first start."""
     batch, annotations, profiles = generate(seed, n_per_group)
     ts = now()
     with store.writing():
@@ -1150,4 +1153,8 @@ def build_demo(store: Store, *, seed: int = 0, n_per_group: int = 50) -> ImportR
             )
         for row in profiles:
             store.save_profile(row)
+    if fit:
+        from .fit import dissect
+
+        dissect(store, DEMO_DATASET, FEATURE_SOURCE)
     return result

@@ -19,6 +19,13 @@ from dashboard import data  # noqa: E402
 
 PAGES = [
     st.Page(ROOT / "pages" / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page(ROOT / "pages" / "samples.py", title="Samples", icon=":material/table_view:", url_path="samples"),
+    st.Page(ROOT / "pages" / "profiles.py", title="Profiles", icon=":material/bar_chart:", url_path="profiles"),
+    st.Page(ROOT / "pages" / "similarity.py", title="Similarity", icon=":material/grid_on:", url_path="similarity"),
+    st.Page(ROOT / "pages" / "judges.py", title="Judges", icon=":material/gavel:", url_path="judges"),
+    st.Page(ROOT / "pages" / "annotate.py", title="Annotate & fit", icon=":material/model_training:",
+            url_path="annotate"),
+    st.Page(ROOT / "pages" / "simulate.py", title="Simulator", icon=":material/science:", url_path="simulate"),
 ]
 
 st.set_page_config(page_title="Preference dissection", page_icon=":material/balance:", layout="wide")

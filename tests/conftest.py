@@ -33,3 +33,30 @@ def store(tmp_path):
     s = Store(tmp_path / "store.db")
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def streamlit_server(tmp_path_factory):
+    """One real `streamlit run` for every browser test, on a demo-seeded store of its own.
+
+    Yields (url, store_path). Tests that need special data write it into that store first."""
+    from tests import browserkit
+
+    if not (browserkit.CHROMIUM and browserkit.CHROMEDRIVER):
+        pytest.skip(browserkit.MARKS[1].kwargs["reason"])
+    path = tmp_path_factory.mktemp("browser") / "store.db"
+    proc, url = browserkit.start_streamlit(path)
+    yield url, path
+    browserkit.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for every browser test."""
+    from tests import browserkit
+
+    if not (browserkit.CHROMIUM and browserkit.CHROMEDRIVER):
+        pytest.skip(browserkit.MARKS[1].kwargs["reason"])
+    driver = browserkit.chrome()
+    yield driver
+    driver.quit()

@@ -30,7 +30,7 @@ def one_level(in_flight: int, latency: float, base_url: str, seconds: float) -> 
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "store.db")
-        demo.build_demo(store, n_per_group=300)
+        demo.build_demo(store, n_per_group=300, fit=False)  # profiles are not needed here
         # enough samples to keep the pipe full for about `seconds` (about 5 requests per sample)
         n = max(4, min(3300, int(in_flight / latency * seconds / 5)))
         samples = store.samples_for(demo.DEMO_DATASET, limit=n)

@@ -107,7 +107,33 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .config import settings
+    from .store import export_store
+
+    source = Path(args.store) if args.store else settings().store
+    if not source.exists():
+        raise CLIError(f"no store at {source}")
+    dest = export_store(source, args.path, overwrite=args.overwrite)
+    print(f"exported {source} to {dest} ({dest.stat().st_size / 1e6:.1f} MB, a consistent snapshot)")
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from .config import settings
+    from .store import restore_store
+
+    target = Path(args.store) if args.store else settings().store
+    counts, safety = restore_store(args.path, target)
+    print(f"restored {args.path} into {target}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if safety:
+        print(f"the previous contents are kept in {safety}")
+    return 0
+
+
 def cmd_search(args) -> int:
+    if not args.text.strip():
+        raise CLIError("nothing to search for: give one or more words")
     with _store(args) as store:
         hits = store.search(args.text, dataset=args.dataset, limit=args.limit)
     for h in hits:
@@ -115,6 +141,90 @@ def cmd_search(args) -> int:
         print(f"{h['id']}  {h['dataset']}  {h['scenario_group'] or '-'}  {query}")
     if not hits:
         print("no match")
+    return 0
+
+
+def _sample_filter(store, args):
+    """The Samples page's filters from ``samples`` options (checked: a typo is named, not an empty list)."""
+    from . import samples
+    from .store import SampleFilter
+
+    datasets = [d["name"] for d in store.datasets() if d["samples"]]
+    dataset = args.dataset or (datasets[0] if datasets else None)
+    if dataset not in datasets:
+        raise CLIError(f"no dataset {dataset!r} with samples" + (f" (there are: {', '.join(datasets)})" if datasets else ""))
+    judges = {r["name"] for r in store.judges(dataset)}
+    named = ([args.judge] if args.judge else []) + (args.disagree.split(",") if args.disagree else [])
+    unknown = [j for j in named if j not in judges]
+    if unknown:
+        raise CLIError(f"no labels from judge(s) {', '.join(map(repr, unknown))} on dataset {dataset!r}")
+    attrs = tuple(a for spec in args.attr or () for a in spec.split(",") if a)
+    f = SampleFilter(dataset=dataset, scenario=args.scenario, case=args.case, judge=args.judge,
+                     disagree=tuple(args.disagree.split(",")) if args.disagree else (), attributes=attrs,
+                     feature_source=(args.features or _default_feature_source(store, dataset)) if attrs else None,
+                     direction=args.direction, include_excluded=args.include_excluded, text=args.search)
+    return samples.scope_filter(f, args.scope) if args.scope else f
+
+
+def _show_sample(store, args) -> int:
+    from . import samples
+
+    view = samples.sample_view(store, args.show)
+    if view is None:
+        raise CLIError(f"no sample {args.show!r}")
+    s = view.sample
+    ex = samples.explain(store, args.show, args.judge, args.scope, method=args.method) if args.judge else None
+    if args.json:
+        out = {"sample": {k: v for k, v in s.items()}, "votes": view.votes, "features": view.features,
+               "reference": view.reference}
+        if ex is not None:
+            c = ex.contributions
+            out["explanation"] = {"judge": ex.judge, "scope": ex.scope, "problem": ex.problem,
+                                  "profile": None if ex.profile is None else
+                                  {k: ex.profile[k] for k in ("method", "feature_source", "scope", "n", "accuracy")},
+                                  "contributions": ex.frame_rows, "logit": c and c.logit, "p_a": c and c.p_a,
+                                  "predicted": c and c.predicted, "actual": (ex.vote or {}).get("choice")}
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    cases = ", ".join(k for k, v in (s.get("cases") or {}).items() if v) or "none"
+    print(f"sample {s['id']} (dataset {s['dataset']}, #{s['position'] + 1}); scenario group "
+          f"{s.get('scenario_group') or '-'}; query cases: {cases}; models {s.get('model_a') or '?'} vs {s.get('model_b') or '?'}")
+    print("query: " + " ".join(s["query"].split())[:300])
+    for v in view.votes:
+        p = f"P(A) {v['prob_a']:.3f}" if v["prob_a"] is not None else ""
+        orders = f"A first {v['verdict_ab']}, B first {v['verdict_ba']}" if v["verdict_ab"] or v["verdict_ba"] else ""
+        print(f"  vote {v['judge']:<28} {v['choice']:<4} {p:<12} {orders}")
+    if ex is not None:
+        if ex.contributions is None:
+            print(f"contributions: {ex.problem}")
+            return 0
+        c, prof = ex.contributions, ex.profile
+        print(f"contributions to {ex.judge}'s logit P(A) (profile: scope {ex.scope}, method {prof['method']}, "
+              f"features {prof['feature_source']}):")
+        for r in sorted(ex.frame_rows, key=lambda r: -abs(r["contribution"])):
+            if r["contribution"]:
+                print(f"  {r['label']:<40} x {r['x']:+.0f}  w {r['weight']:+.3f}  -> {r['contribution']:+.3f}")
+        print(f"  sum = logit P(A) {c.logit:+.3f}: P(A) {c.p_a:.1%}, predicted {c.predicted}; "
+              f"actual {(ex.vote or {}).get('choice') or 'no label'}")
+    return 0
+
+
+def cmd_samples(args) -> int:
+    """List samples with the Samples page's filters, one page at a time, or show one (``--show``)."""
+    with _store(args) as store:
+        if args.show:
+            return _show_sample(store, args)
+        f = _sample_filter(store, args)
+        rows, total = store.browse(f, offset=(args.page - 1) * args.size, limit=args.size)
+    if args.json:
+        print(json.dumps({"total": total, "page": args.page, "size": args.size, "rows": rows}, indent=2, default=str))
+        return 0
+    first = (args.page - 1) * args.size
+    print(f"{total:,} samples" + (f"; showing {first + 1:,}-{first + len(rows):,}" if rows else ""))
+    for r in rows:
+        choices = " ".join(f"{j}={c or '-'}" for j, c in r["choices"].items())
+        feats = " ".join(f"{a}={v:+d}" for a, v in r["features"].items() if v is not None)
+        print(f"{r['id']}  #{r['position'] + 1:<6} {r['scenario_group'] or '-':<18} {choices} {feats}  {r['query'][:80]}")
     return 0
 
 
@@ -132,9 +242,6 @@ def _run_job_foreground(store, job) -> int:
 
     from . import jobs
 
-    if job.status == "done" and not job.failed:
-        print(f"job {job.id} already finished: {job.done} samples, ${job.cost:.4f}")
-        return 0
     if job.status in ("cancelled", "paused", "failed", "done") or job.stale:
         job = jobs.resume(store, job.id)
     if not jobs.claim(store, job.id):
@@ -154,6 +261,36 @@ def _run_job_foreground(store, job) -> int:
     print(f"job {final.id} {final.status}: {final.done}/{final.total} samples done, {final.failed} failed, "
           f"cost ${final.cost:.4f}. {final.message or ''}")
     return 0 if final.status == "done" else 3
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _money(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an amount in USD, not {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
 
 
 def _samples_or_fail(store, args):
@@ -228,16 +365,57 @@ def cmd_worker(args) -> int:
     return 0
 
 
+def _jobs_submit_or_show(args) -> int:
+    """``jobs --submit KIND --params JSON`` (what the dashboard's start buttons do) and ``jobs --show ID``."""
+    from . import jobs
+    from .llm import LLMSettings
+
+    with _store(args) as store:
+        if args.show:
+            job = jobs.get(store, args.show)
+            budget = f" of a ${job.budget:.2f} budget" if job.budget is not None else ""
+            print(f"job {job.id} {job.state}: {job.summary}")
+            print(f"  current run: {job.done}/{job.total} {job.unit} done, {job.failed} failed; spent ${job.cost:.4f}{budget}")
+            for line in filter(None, (job.message, job.error and f"error: {job.error}")):
+                print(f"  {line}")
+            for r in jobs.runs(store, job.id):
+                print(f"  earlier run {r['run']}: {r['status']}, {r['done']}/{r['total']} done, {r['failed']} failed, "
+                      f"${r['cost']:.4f}, {r['started_at']} to {r['finished_at'] or '?'}")
+            for f in jobs.failures(store, job.id):
+                print(f"  failed: sample {f['sample_id']} step {f['step']} ({f['orientation']}): {f['error']}")
+            return 0
+        try:
+            params = json.loads(args.params or "{}")
+        except json.JSONDecodeError as e:
+            raise CLIError(f"--params is not JSON: {e}") from None
+        if not isinstance(params, dict) or not params.get("dataset"):
+            raise CLIError('--params must be a JSON object with at least "dataset", e.g. '
+                           '\'{"dataset": "demo-synthetic", "scenarios": ["Code", "Advice"]}\'')
+        if args.submit in ("annotate", "judge") and "llm" not in params:
+            params["llm"] = LLMSettings.from_env().public()
+        if args.submit == "judge" and not params.get("judge"):
+            raise CLIError('a judge job needs "judge": the name to store the labels under')
+        total = 0 if args.submit == "fit" else len(jobs.select_samples(store, params))
+        job, pid = jobs.launch(store, args.submit, params, total=total, budget=args.budget)
+    if pid:
+        print(f"job {job.id} queued ({job.summary}); worker pid {pid}. Follow it: python -m core jobs --show {job.id}")
+    else:
+        print(f"job {job.id} is {job.state} ({job.summary}): no new worker started")
+    return 0
+
+
 def cmd_jobs(args) -> int:
     from . import jobs
 
+    if getattr(args, "submit", None) or getattr(args, "show", None):
+        return _jobs_submit_or_show(args)
     with _store(args) as store:
         if args.cancel:
             jobs.cancel(store, args.cancel)
         if args.resume:
             job = jobs.resume(store, args.resume)
-            if job.status == "queued":
-                pid = jobs.start_worker(store.path, job.id)
+            pid = jobs.ensure_worker(store, job.id)
+            if pid:
                 print(f"job {job.id} resumed by worker pid {pid}")
         for j in jobs.list_jobs(store):
             state = "running (worker lost)" if j.stale else j.status
@@ -247,13 +425,57 @@ def cmd_jobs(args) -> int:
 
 
 def _default_feature_source(store, dataset: str) -> str:
-    """The richest feature set the dataset has: LLM annotations, then the paper's, the demo's, the heuristics."""
-    sources = [r["source"] for r in store.feature_sources(dataset)]
-    if not sources:
+    """``jobs.default_feature_source``, or a CLI error saying how to get features."""
+    from . import jobs
+
+    source = jobs.default_feature_source(store, dataset)
+    if source is None:
         raise CLIError(f"dataset {dataset!r} has no features yet: run `python -m core annotate --dataset {dataset}` "
                        "(without an LLM configured it uses the offline heuristics)")
-    rank = lambda src: (0 if src.startswith("llm:") else 1 if src.startswith("hf:") else 2 if src == "demo" else 3)
-    return sorted(sources, key=rank)[0]
+    return source
+
+
+def _fit_background(args) -> int:
+    """``fit --background``: the same fit as a job run by a worker process (as the dashboard starts it)."""
+    from . import jobs
+
+    with _store(args) as store:
+        if args.dataset not in {d["name"] for d in store.datasets()}:
+            raise CLIError(f"no dataset {args.dataset!r}")
+        params = {"dataset": args.dataset, "features": args.features or _default_feature_source(store, args.dataset),
+                  "scopes": args.scopes.split(",") if args.scopes else None,
+                  "judges": args.judges.split(",") if args.judges else None, "method": args.method,
+                  "prior_scale": args.prior_scale, "folds": args.folds, "seed": args.seed, "force": args.force,
+                  "include_excluded": args.include_excluded}
+        job, pid = jobs.launch(store, "fit", params)
+    if pid:
+        print(f"fit job {job.id} queued; worker pid {pid}. Follow it: python -m core jobs --show {job.id}")
+    else:
+        print(f"fit job {job.id} is {job.state}: no new worker started")
+    return 0
+
+
+def cmd_judges(args) -> int:
+    import pandas as pd
+
+    from . import judges
+
+    with _store(args) as store:
+        rows = store.judges(args.dataset)
+        if args.reference and args.reference not in {r["name"] for r in rows}:
+            raise CLIError(f"no labels from judge {args.reference!r}" + (f" on dataset {args.dataset!r}" if args.dataset else ""))
+        reference = args.reference or judges.default_reference(rows)
+        table = judges.judge_table(store, args.dataset, reference)
+    if table.empty:
+        print("no judges with labels")
+        return 0
+    print(f"agreement with {reference} on shared samples; position consistency where both orders are known")
+    for r in table.itertuples():
+        agr = f"{r.agreement_ref:.1%} of {r.shared_ref}" if pd.notna(r.agreement_ref) else "-"
+        cons = f"{r.consistency:.1%} of {r.both_orders}" if pd.notna(r.consistency) else "-"
+        print(f"{r.name:<28} {r.kind:<9} {r.labels:>6} labels  agreement {agr:<16} position consistency {cons:<16}"
+              f" {r.datasets}")
+    return 0
 
 
 def cmd_fit(args) -> int:
@@ -261,6 +483,8 @@ def cmd_fit(args) -> int:
 
     from . import fit
 
+    if getattr(args, "background", False):
+        return _fit_background(args)
     with _store(args) as store:
         if args.dataset not in {d["name"] for d in store.datasets()}:
             raise CLIError(f"no dataset {args.dataset!r}")
@@ -315,6 +539,126 @@ def cmd_profiles(args) -> int:
     return 0
 
 
+_METHOD_PREFERENCE = ("fast", "exact", "truth", "imported")
+
+
+def _profile_set(store, args) -> tuple[str, str]:
+    """(feature source, method) of a dataset's stored profiles: as asked, else the first present
+    (methods in the order fast, exact, truth, imported)."""
+    rows = store.profiles(dataset=args.dataset)
+    if not rows:
+        raise CLIError(f"no profiles for dataset {args.dataset!r}: fit them with `python -m core fit --dataset "
+                       f"{args.dataset}` (or import published ones with `python -m core profiles --import DIR`)")
+    sources = sorted({r["feature_source"] for r in rows})
+    source = args.features or sources[0]
+    methods = {r["method"] for r in rows if r["feature_source"] == source}
+    if not methods:
+        raise CLIError(f"no profiles of dataset {args.dataset!r} on features {source!r} (there are: {', '.join(sources)})")
+    method = args.method or sorted(methods, key=lambda m: (_METHOD_PREFERENCE + (m,)).index(m))[0]
+    if method not in methods:
+        raise CLIError(f"no {method!r} profiles of dataset {args.dataset!r} (there are: {', '.join(sorted(methods))})")
+    return source, method
+
+
+def cmd_export_profiles(args) -> int:
+    from . import compare
+
+    with _store(args) as store:
+        source, method = _profile_set(store, args)
+        rows = store.profiles(dataset=args.dataset, scope=args.scope, feature_source=source, method=method,
+                              judges=args.judges.split(",") if args.judges else None)
+    if not rows:
+        raise CLIError(f"no {method!r} profiles of dataset {args.dataset!r}"
+                       + (f" in scope {args.scope!r}" if args.scope else "") + " for those judges")
+    text = compare.export_profiles(rows, args.format)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {len(rows)} profiles ({method}, features {source!r}) to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_similarity(args) -> int:
+    from . import compare
+
+    with _store(args) as store:
+        source, method = _profile_set(store, args)
+        weights = compare.weights_from_rows(store.profiles(dataset=args.dataset, feature_source=source, method=method))
+        known = {j["name"]: j["size_b"] for j in store.judges()}
+    if args.scope and args.scope not in weights:
+        raise CLIError(f"no profiles in scope {args.scope!r} (there are: {', '.join(sorted(weights))})")
+    scopes = [args.scope] if args.scope else compare.scenario_scopes(weights)
+    matrix = compare.similarity_matrix(weights, args.judges.split(",") if args.judges else None, scopes=scopes,
+                                       method=args.corr)
+    if len(matrix) < 2:
+        raise CLIError("similarity needs profiles of at least two judges")
+    order = compare.cluster_order(matrix)
+    matrix = matrix.loc[order, order]
+    where = f"in {args.scope!r}" if args.scope else f"averaged over {len(scopes)} scenario groups"
+    print(f"{args.corr} similarity of {len(order)} judges ({args.dataset}, {method}, features {source!r}), {where};"
+          " ordered by hierarchical clustering")
+    print(matrix.round(3).to_string())
+    groups: dict[str, list[str]] = {}
+    for item in args.group or ():
+        name, sep, members = item.partition("=")
+        if not sep or not name.strip() or not members.strip():
+            raise CLIError(f"--group must look like NAME=JUDGE,JUDGE,..., not {item!r}")
+        groups[name.strip()] = [j.strip() for j in members.split(",") if j.strip() in matrix.index]
+    if not groups and args.size_split:
+        groups = compare.size_groups(order, compare.judge_sizes(order, known), args.size_split)
+    groups = {k: v for k, v in groups.items() if v}
+    if len(groups) >= 2:
+        g = compare.group_similarity(matrix, groups)
+        print()
+        print(compare.group_table(g, groups).round(3).to_string(index=False))
+    if args.csv:
+        matrix.to_csv(args.csv)
+        print(f"matrix written to {args.csv}")
+    return 0
+
+
+def _rates(items: Sequence[str] | None, what: str) -> dict[str, float]:
+    """ATTR=RATE (or ATTR alone: rate 1) -> {attribute: rate}."""
+    out: dict[str, float] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        try:
+            rate = float(value) if sep else 1.0
+        except ValueError:
+            raise CLIError(f"{what} must look like ATTRIBUTE=RATE with a rate in [0, 1], not {item!r}") from None
+        if not key:
+            raise CLIError(f"{what} must look like ATTRIBUTE=RATE, not {item!r}")
+        out[key] = rate
+    return out
+
+
+def cmd_simulate(args) -> int:
+    from . import simulate
+
+    with _store(args) as store:
+        if args.dataset not in {d["name"] for d in store.datasets()}:
+            raise CLIError(f"no dataset {args.dataset!r}")
+        common = dict(scope=args.scope, feature_source=args.features, method=args.method)
+        sims = simulate.simulate(store, args.dataset, args.judge, model=args.model, opponent=args.opponent,
+                                 inject=_rates(args.inject, "--inject"), suppress=_rates(args.suppress, "--suppress"),
+                                 **common)
+        out: dict[str, Any] = {"dataset": args.dataset, "scope": args.scope, "model": args.model,
+                               "opponent": args.opponent, "results": [s.to_dict() for s in sims]}
+        if args.rank:
+            out["ranking"] = [simulate.injection_ranking(store, args.dataset, j, model=args.model,
+                                                         opponent=args.opponent, **common).to_dict()
+                              for j in args.judge]
+        if args.control:
+            out["leaderboard"] = [simulate.controlled_win_rates(store, args.dataset, j, args.control, **common).to_dict()
+                                  for j in args.judge]
+        if args.calibration:
+            out["calibration"] = [c.to_dict() for c in simulate.calibration(store, args.dataset, args.judge, **common)]
+    print(json.dumps(out, indent=2))
+    return 0
+
+
 def cmd_loopback(args) -> int:
     from . import loopback
 
@@ -338,8 +682,8 @@ def _llm_args(p: argparse.ArgumentParser) -> None:
 def _selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--scenario", help="only this scenario group")
-    p.add_argument("--limit", type=int, help="only the first N samples")
-    p.add_argument("--budget", type=float, help="stop before the projected spend passes this many USD")
+    p.add_argument("--limit", type=_positive_int, help="only the first N samples")
+    p.add_argument("--budget", type=_money, help="stop before the projected spend passes this many USD")
     p.add_argument("--estimate-only", action="store_true", help="print the cost estimate and stop")
 
 
@@ -357,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="build the built-in synthetic demo dataset", description="Build the "
                        "deterministic synthetic demo (texts, annotations, features, judges with known profiles).")
     d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    d.add_argument("--per-group", type=int, default=50, help="pairs per scenario group (default 50)")
+    d.add_argument("--per-group", type=_positive_int, default=50, help="pairs per scenario group (default 50)")
     d.add_argument("--no-fit", action="store_true", help="do not fit the judges' profiles after building")
     d.set_defaults(func=cmd_demo)
 
@@ -396,12 +740,49 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--json", action="store_true", help="print JSON")
     inf.set_defaults(func=cmd_info)
 
+    ex = sub.add_parser("export", help="copy the store to a file while the app runs",
+                        description="Write a consistent snapshot of the store (SQLite's online backup) to PATH: a "
+                        "single file that `restore` or any SQLite tool opens. Safe while the dashboard and workers "
+                        "write.")
+    ex.add_argument("path", help="the file to write")
+    ex.add_argument("--overwrite", action="store_true", help="replace PATH if it exists")
+    ex.set_defaults(func=cmd_export)
+    rs = sub.add_parser("restore", help="replace the store's contents with an export",
+                        description="Check PATH (an export), save the current store beside itself as "
+                        "<name>.before-restore-<time>.db, then copy PATH in. Sessions see the restored contents "
+                        "on their next interaction.")
+    rs.add_argument("path", help="an export written by `python -m core export`")
+    rs.set_defaults(func=cmd_restore)
     s = sub.add_parser("search", help="full-text search over queries and responses",
                        description="Full-text search over queries and responses, best match first.")
     s.add_argument("text")
     s.add_argument("--dataset")
-    s.add_argument("--limit", type=int, default=20)
+    s.add_argument("--limit", type=_positive_int, default=20)
     s.set_defaults(func=cmd_search)
+    sp = sub.add_parser(
+        "samples", help="list samples with filters, or show one with a judge's contributions",
+        description="List a dataset's samples with the Samples page's filters (scenario group, query case, judge, "
+                    "judges that disagree, attributes on which A and B differ, full-text search), one page at a "
+                    "time; or --show ID: the sample, every judge's vote and, with --judge, each attribute's "
+                    "contribution to that judge's predicted choice (from its stored profile).")
+    sp.add_argument("--dataset", help="default: the first dataset with samples")
+    sp.add_argument("--scenario", help="a scenario group")
+    sp.add_argument("--case", help="a query case (intent_unclear, express_feeling, w_constraints, w_stances, w_mistakes)")
+    sp.add_argument("--scope", help="a profile scope: all, a scenario group or a query case (filters the list; "
+                                    "with --show, the profile used)")
+    sp.add_argument("--judge", help="only samples this judge labelled, with its choice; with --show, whose choice to explain")
+    sp.add_argument("--disagree", help="comma-separated judges (two or more) whose choices differ")
+    sp.add_argument("--attr", action="append", help="attribute key(s) on which A and B differ (repeat or comma-separate)")
+    sp.add_argument("--features", help="feature source for --attr (default: the richest the dataset has)")
+    sp.add_argument("--direction", choices=["A", "B"], help="with --attr: the response better on them")
+    sp.add_argument("--include-excluded", action="store_true", help="keep samples left out of fitting in --attr")
+    sp.add_argument("--search", help="full-text search (then best match first)")
+    sp.add_argument("--page", type=_positive_int, default=1)
+    sp.add_argument("--size", type=_positive_int, default=20)
+    sp.add_argument("--show", metavar="ID", help="show one sample")
+    sp.add_argument("--method", help="with --show and --judge: the profile method (default: fast, exact, truth)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_samples)
     an = sub.add_parser(
         "annotate", help="rate the attributes of each pair with an LLM (or the offline heuristics)",
         description="Annotate samples with an OpenAI-compatible LLM: scenario, query analysis, 0-3 ratings, "
@@ -435,12 +816,14 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--judges", help="comma-separated judges (default: every judge with labels)")
     ft.add_argument("--method", choices=["fast", "exact"], default="fast")
     ft.add_argument("--prior-scale", type=float, default=0.1, help="Laplace prior scale b (default 0.1)")
-    ft.add_argument("--folds", type=int, default=5, help="k for held-out accuracy (0 or 1: none)")
+    ft.add_argument("--folds", type=_non_negative_int, default=5, help="k for held-out accuracy (0 or 1: none)")
     ft.add_argument("--seed", type=int, default=0)
     ft.add_argument("--force", action="store_true", help="refit even when the inputs did not change")
     ft.add_argument("--include-excluded", action="store_true",
                     help="keep samples whose errors could not be checked")
     ft.add_argument("--show", action="store_true", help="print each profile's top attributes and accuracy")
+    ft.add_argument("--background", action="store_true",
+                    help="run as a job in a worker process (as the dashboard does) and return at once")
     ft.set_defaults(func=cmd_fit)
 
     pf = sub.add_parser("profiles", help="list profiles, or import published ones",
@@ -450,16 +833,85 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--dataset", help="dataset to list, or to file imported profiles under (default 'published')")
     pf.set_defaults(func=cmd_profiles)
 
+    xp = sub.add_parser("export-profiles", help="write stored profiles as CSV or JSON (weights, intervals, provenance)",
+                        description="Write stored profiles as the Profiles page downloads them: CSV (one line per "
+                        "profile and attribute: weight mean, sd, interval, P(w > 0), 100*sigmoid(w) and its interval, "
+                        "R-hat, ESS, with accuracy and provenance) or JSON (one object per profile).")
+    xp.add_argument("--dataset", required=True)
+    xp.add_argument("--scope", help="one scenario group / query case / all (default: every scope)")
+    xp.add_argument("--judges", help="comma-separated judges (default: all)")
+    xp.add_argument("--features", help="feature set of the profiles (default: the first stored)")
+    xp.add_argument("--method", help="fast, exact, truth or imported (default: the first stored, in that order)")
+    xp.add_argument("--format", choices=["csv", "json"], default="csv")
+    xp.add_argument("--out", "-o", metavar="FILE", help="write here instead of standard output")
+    xp.set_defaults(func=cmd_export_profiles)
+
+    sm = sub.add_parser("similarity", help="judge similarity matrix and judge-group similarity",
+                        description="Similarity of judges: the correlation of their weight vectors, averaged over "
+                        "the scenario groups (or in one scope), ordered by hierarchical clustering; with --group or "
+                        "--size-split, the mean similarity within and between groups of judges.")
+    sm.add_argument("--dataset", required=True)
+    sm.add_argument("--scope", help="one scope instead of the average over the scenario groups")
+    sm.add_argument("--judges", help="comma-separated judges (default: all)")
+    sm.add_argument("--features", help="feature set of the profiles (default: the first stored)")
+    sm.add_argument("--method", help="fast, exact, truth or imported (default: the first stored, in that order)")
+    sm.add_argument("--corr", choices=["pearson", "spearman"], default="pearson")
+    sm.add_argument("--group", action="append", metavar="NAME=J1,J2", help="a group of judges (repeatable)")
+    sm.add_argument("--size-split", type=float, metavar="B",
+                    help="group by size at B billion parameters (judges.size_b, else read off the name)")
+    sm.add_argument("--csv", metavar="FILE", help="also write the matrix as CSV")
+    sm.set_defaults(func=cmd_similarity)
+
     jb = sub.add_parser("jobs", help="list jobs; cancel or resume one",
                         description="List annotation and judge jobs with progress and cost; cancel or resume one.")
     jb.add_argument("--cancel", type=int, metavar="ID")
     jb.add_argument("--resume", type=int, metavar="ID", help="queue the job again and start a worker for it")
+    jb.add_argument("--submit", choices=["annotate", "judge", "heuristic", "fit"], metavar="KIND",
+                    help="queue a job (annotate, judge, heuristic, fit) with --params and start a worker for it; "
+                    "a finished job of the same parameters runs again (its history is kept)")
+    jb.add_argument("--params", metavar="JSON", help='the job\'s parameters, e.g. \'{"dataset": "demo-synthetic", '
+                    '"scenarios": ["Code"], "limit": 20}\'; annotate and judge jobs take the LLM settings from '
+                    "PREFDISSECT_LLM_* unless \"llm\" is given")
+    jb.add_argument("--budget", type=float, metavar="USD", help="the job's budget over all its runs (with --submit)")
+    jb.add_argument("--show", type=int, metavar="ID", help="one job: progress, spend, earlier runs, failures")
     jb.set_defaults(func=cmd_jobs)
+
+    jg = sub.add_parser("judges", help="list judges with agreement and position consistency",
+                        description="Judges with labels: kind, labels, datasets, agreement with a reference judge on "
+                        "shared samples, and position consistency (same verdict in both orders, where known).")
+    jg.add_argument("--dataset", help="only this dataset's labels")
+    jg.add_argument("--reference", help="judge to compare with (default: a human judge, else a gold one, else the first)")
+    jg.set_defaults(func=cmd_judges)
 
     wk = sub.add_parser("worker", help="run one queued job (the dashboard starts these)",
                         description="Run one queued job to its end in this process.")
     wk.add_argument("job", type=int)
     wk.set_defaults(func=cmd_worker)
+
+    sm = sub.add_parser(
+        "simulate", help="predict a model's win rate when its responses show (or hide) attributes",
+        description="The injection simulator: from each judge's fitted profile, the observed win rate of MODEL against "
+        "OPPONENT, the predicted win rate before and after injecting (+) or suppressing (-) attributes in MODEL's "
+        "responses, each taking effect in a share RATE of the pairs, with 94% intervals from the posterior draws and "
+        "each attribute's contribution (Shapley). Prints JSON, one result per judge. Optionally adds the "
+        "what-to-inject ranking (--rank), attribute-controlled win rates of every model (--control) and a "
+        "calibration table (--calibration). Win rates are shares in [0, 1]; ties count half.")
+    sm.add_argument("--dataset", required=True)
+    sm.add_argument("--judge", action="append", required=True, help="judge whose profile to use (repeatable)")
+    sm.add_argument("--scope", default="all", help="scenario group, query case or 'all' (default)")
+    sm.add_argument("--model", help="the model under test (default: response A of every pair)")
+    sm.add_argument("--opponent", default="all", help="its opponent or baseline (default 'all': any other model)")
+    sm.add_argument("--inject", action="append", metavar="ATTR=RATE",
+                    help="make MODEL show ATTR more than the opponent in a share RATE of the pairs (repeatable)")
+    sm.add_argument("--suppress", action="append", metavar="ATTR=RATE",
+                    help="make MODEL show ATTR less than the opponent in a share RATE of the pairs (repeatable)")
+    sm.add_argument("--features", help="feature set of the profile (default: the profile's own)")
+    sm.add_argument("--method", help="profile method (default: exact, else fast, else any)")
+    sm.add_argument("--rank", action="store_true", help="add the what-to-inject ranking (each attribute alone, rate 1)")
+    sm.add_argument("--control", action="append", metavar="ATTR",
+                    help="add every model's win rate with ATTR's effect neutralised (repeatable)")
+    sm.add_argument("--calibration", action="store_true", help="add predicted against observed by decile")
+    sm.set_defaults(func=cmd_simulate)
 
     lb2 = sub.add_parser("loopback", help="serve a scripted OpenAI-compatible endpoint on 127.0.0.1",
                          description="Serve a scripted OpenAI-compatible endpoint on 127.0.0.1 for offline demos and "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -230,3 +231,265 @@ def load_published_profiles(directory: str | Path) -> dict[str, dict[str, np.nda
     if not out:
         raise FileNotFoundError(f"no model_<scope>_fitted_paras.jsonl files in {directory}")
     return out
+
+
+# --------------------------------------------------------------------------- stored profiles as tables
+# ``Store.profiles()`` rows -> the frames that the Profiles and Similarity pages, their downloads and
+# the CLI's ``export-profiles`` / ``similarity`` commands share.
+
+#: columns of :func:`profile_frame`, one row per (profile, attribute)
+PROFILE_FRAME_COLUMNS = [
+    "dataset", "scope", "judge", "feature_source", "method", "index", "attribute", "label",
+    "mean", "sd", "lo", "hi", "p_pos", "percent", "percent_lo", "percent_hi", "rhat", "ess",
+]
+
+#: per-profile columns of :func:`profile_summary` (held-out accuracy, diagnostics, provenance)
+SUMMARY_COLUMNS = [
+    "dataset", "scope", "judge", "feature_source", "method", "n", "accuracy", "log_loss", "folds",
+    "max_rhat", "min_ess", "divergences", "accept_rate", "interval", "sampler", "prior", "prior_scale",
+    "seed", "draws", "fitted_at", "versions", "fingerprint", "imported",
+]
+
+
+def _floats(values: Any, d: int) -> list[float]:
+    """A stored list (None entries allowed) as floats with NaN, or d NaNs when absent."""
+    if values is None:
+        return [math.nan] * d
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def profile_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per (profile, attribute): the weight's posterior mean, sd, interval (``lo``/``hi``, as
+    stored: see the profile's ``interval``), P(w > 0), R-hat and ESS, and the paper's display
+    quantity ``percent`` = 100 * sigmoid(mean) with ``percent_lo``/``percent_hi`` the interval mapped
+    the same way (exact for an equal-tailed interval: the map is monotone). Means-only profiles
+    (imported ones) get NaN for everything but the mean."""
+    from .fit import display_percent
+
+    labels = {a.key: a.label for a in catalogue.attributes()}
+    parts = []
+    for r in rows:
+        attrs = list(r["attributes"])
+        d = len(attrs)
+        cols = {k: np.asarray(_floats(r.get(k), d), dtype=float) for k in ("mean", "sd", "lo", "hi", "p_pos", "rhat", "ess")}
+        part = pd.DataFrame({
+            "dataset": r.get("dataset"), "scope": r.get("scope"), "judge": r["judge"],
+            "feature_source": r.get("feature_source"), "method": r.get("method"),
+            "index": np.arange(d), "attribute": attrs, "label": [labels.get(k, k) for k in attrs],
+            **{k: cols[k] for k in ("mean", "sd", "lo", "hi", "p_pos")},
+            "percent": display_percent(cols["mean"]),
+            "percent_lo": display_percent(cols["lo"]),
+            "percent_hi": display_percent(cols["hi"]),
+            "rhat": cols["rhat"], "ess": cols["ess"],
+        })
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=PROFILE_FRAME_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[PROFILE_FRAME_COLUMNS]
+
+
+def top_bottom(frame: pd.DataFrame, k: int = 5) -> pd.DataFrame:
+    """Each judge's ``k`` most and ``k`` least rewarded attributes (by posterior-mean weight).
+
+    Columns: judge, end ("top" / "bottom"), rank (1 = the most rewarded for "top", the most
+    disliked for "bottom"), attribute, label, mean, lo, hi, percent, percent_lo, percent_hi."""
+    cols = ["judge", "end", "rank", "attribute", "label", "mean", "lo", "hi", "percent", "percent_lo", "percent_hi"]
+    out = []
+    for judge, g in frame.groupby("judge", sort=False):
+        g = g.sort_values(["mean", "index"], ascending=[False, True], kind="stable")
+        top = g.head(k).assign(end="top", rank=np.arange(1, min(k, len(g)) + 1))
+        bottom = g.iloc[::-1].head(k).assign(end="bottom", rank=np.arange(1, min(k, len(g)) + 1))
+        out.extend([top, bottom])
+    if not out:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(out, ignore_index=True)[cols]
+
+
+def profile_summary(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per profile: samples used, held-out accuracy and log loss, convergence diagnostics
+    (largest R-hat, smallest ESS over the weights; divergences and acceptance rate of the sampler)
+    and provenance (sampler, prior, seed, draws, library versions, fit time, data fingerprint)."""
+    recs = []
+    for r in rows:
+        prov = r.get("provenance") or {}
+        diag = prov.get("diagnostics") or {}
+        prior = prov.get("prior") or {}
+        rhat = [v for v in _floats(r.get("rhat"), 0) if math.isfinite(v)]
+        ess = [v for v in _floats(r.get("ess"), 0) if math.isfinite(v)]
+        versions = prov.get("versions") or {}
+        recs.append({
+            "dataset": r.get("dataset"), "scope": r.get("scope"), "judge": r["judge"],
+            "feature_source": r.get("feature_source"), "method": r.get("method"), "n": r.get("n"),
+            "accuracy": r.get("accuracy"), "log_loss": r.get("log_loss"), "folds": prov.get("folds"),
+            "max_rhat": max(rhat) if rhat else diag.get("max_rhat"),
+            "min_ess": min(ess) if ess else diag.get("min_ess"),
+            "divergences": diag.get("divergences"), "accept_rate": diag.get("accept_rate"),
+            "interval": r.get("interval"), "sampler": prov.get("sampler"),
+            "prior": (f"{prior.get('family')}(0, {prior.get('scale')})" if prior else None),
+            "prior_scale": prior.get("scale"), "seed": prov.get("seed"), "draws": prov.get("draws"),
+            "fitted_at": prov.get("fitted_at") or r.get("created_at"),
+            "versions": ", ".join(f"{k} {v}" for k, v in versions.items()) or None,
+            "fingerprint": r.get("fingerprint"), "imported": bool(r.get("imported")),
+        })
+    return pd.DataFrame(recs, columns=SUMMARY_COLUMNS)
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    return v
+
+
+def export_profiles(rows: Sequence[Mapping[str, Any]], fmt: str = "csv") -> str:
+    """Stored profiles as a download: ``csv`` (one line per profile and attribute, with the interval,
+    the display percent and the profile's accuracy and provenance repeated on each line) or
+    ``json`` (one object per profile: its attributes with their numbers, and the full provenance)."""
+    frame = profile_frame(rows)
+    summary = profile_summary(rows)
+    if fmt == "csv":
+        key = ["dataset", "scope", "judge", "feature_source", "method"]
+        extra = summary[key + ["n", "accuracy", "log_loss", "interval", "sampler", "prior_scale", "seed", "draws",
+                               "folds", "fitted_at", "versions", "fingerprint", "imported"]]
+        return frame.merge(extra, on=key, how="left").to_csv(index=False)
+    if fmt != "json":
+        raise ValueError(f"format must be 'csv' or 'json', not {fmt!r}")
+    out = []
+    for r, (_, s) in zip(rows, summary.iterrows()):
+        f = frame[(frame["judge"] == r["judge"]) & (frame["scope"] == r.get("scope"))
+                  & (frame["method"] == r.get("method")) & (frame["dataset"] == r.get("dataset"))
+                  & (frame["feature_source"] == r.get("feature_source"))]
+        attrs = f[["attribute", "label", "mean", "sd", "lo", "hi", "p_pos", "percent", "percent_lo", "percent_hi",
+                   "rhat", "ess"]].to_dict(orient="records")
+        out.append({
+            **{k: s[k] for k in ("dataset", "scope", "judge", "feature_source", "method", "n", "accuracy", "log_loss",
+                                 "interval", "imported")},
+            "display": "percent = 100 * sigmoid(weight): P(preferred | better on this attribute alone), in %",
+            "attributes": attrs,
+            "provenance": r.get("provenance") or {},
+            "fingerprint": r.get("fingerprint"),
+        })
+    return json.dumps(_json_safe(out), indent=2, default=str)
+
+
+def difference_of(row_a: Mapping[str, Any], row_b: Mapping[str, Any], *, prob: float = 0.94,
+                  seed: int = 0) -> pd.DataFrame:
+    """:func:`weight_difference` of two stored profiles (rows read ``with_draws=True``), with labels.
+
+    Intervals and P(a > b) come from the stored posterior draws; NaN when either profile has none
+    (imported, means-only profiles)."""
+    if list(row_a["attributes"]) != list(row_b["attributes"]):
+        raise ValueError("profiles have different attributes")
+    out = weight_difference(_floats(row_a["mean"], 0), _floats(row_b["mean"], 0), draws_a=row_a.get("draws"),
+                            draws_b=row_b.get("draws"), attributes=list(row_a["attributes"]), prob=prob, seed=seed)
+    labels = {a.key: a.label for a in catalogue.attributes()}
+    out.insert(1, "label", [labels.get(k, k) for k in out["attribute"]])
+    out.insert(0, "index", np.arange(len(out)))
+    return out
+
+
+def weights_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
+    """Stored profile rows -> {scope: {judge: mean weights}}, the input of :func:`similarity_matrix`."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for r in rows:
+        out.setdefault(r["scope"], {})[r["judge"]] = np.asarray(_floats(r["mean"], 0), dtype=float)
+    return out
+
+
+def scenario_scopes(profiles: WeightsByScope) -> list[str]:
+    """The scopes the paper averages similarity over: the scenario groups present (catalogue order);
+    if there are none (a dataset fitted only as "all"), every scope but the query cases."""
+    groups = [g for g in catalogue.group_keys() if g in profiles]
+    return groups or default_scopes(profiles)
+
+
+# --------------------------------------------------------------------------- groups of judges
+
+_MOE = re.compile(r"(?<![\w.])(\d+)x(\d+(?:\.\d+)?)b(?![a-z])")
+_SIZE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)b(?![a-z])")
+
+
+def size_from_name(name: str) -> float | None:
+    """Billions of parameters read off a model name ("llama-2-70b-chat" 70, "mistral-8x7b" 56),
+    or None when the name does not say (gpt-4, zephyr, human)."""
+    low = str(name).lower()
+    m = _MOE.search(low)
+    if m:
+        return float(m.group(1)) * float(m.group(2))
+    m = _SIZE.search(low)
+    return float(m.group(1)) if m else None
+
+
+def judge_sizes(judges: Iterable[str], known: Mapping[str, float | None] | None = None) -> dict[str, float | None]:
+    """Each judge's size in billions of parameters: the recorded one (``judges.size_b``) when known,
+    else read off the name (:func:`size_from_name`)."""
+    known = known or {}
+    out = {}
+    for j in judges:
+        k = known.get(j)
+        out[j] = float(k) if k is not None and math.isfinite(float(k)) else size_from_name(j)
+    return out
+
+
+def size_groups(judges: Iterable[str], sizes: Mapping[str, float | None], split: float = 30.0) -> dict[str, list[str]]:
+    """Judges split at ``split`` billion parameters (the paper's ~30B split); judges of unknown size
+    are left out. ``sizes`` maps a judge to its size (e.g. ``judges.size_b``, else
+    :func:`size_from_name`)."""
+    small, large = [], []
+    for j in judges:
+        s = sizes.get(j)
+        if s is None or not math.isfinite(float(s)):
+            continue
+        (small if float(s) < split else large).append(j)
+    return {f"< {split:g}B": small, f"≥ {split:g}B": large}
+
+
+def groups_by(judges: Iterable[str], key: Mapping[str, str | None]) -> dict[str, list[str]]:
+    """Judges grouped by a property (e.g. their kind); judges without it are left out."""
+    out: dict[str, list[str]] = {}
+    for j in judges:
+        k = key.get(j)
+        if k:
+            out.setdefault(str(k), []).append(j)
+    return out
+
+
+def cluster_groups(matrix: pd.DataFrame, k: int, *, method: str = "average") -> dict[str, list[str]]:
+    """The judges cut into ``k`` clusters of the same hierarchical clustering that :func:`cluster_order`
+    draws (1 - similarity, average linkage); clusters named in the order they appear there."""
+    names = list(matrix.index)
+    if len(names) < 2 or k < 2:
+        return {"cluster 1": names}
+    S = matrix.to_numpy(dtype=float)
+    S = np.where(np.isfinite(S), S, 0.0)
+    D = np.clip(1.0 - (S + S.T) / 2.0, 0.0, 2.0)
+    np.fill_diagonal(D, 0.0)
+    Z = hierarchy.linkage(squareform(D, checks=False), method=method, optimal_ordering=True)
+    labels = hierarchy.fcluster(Z, t=min(k, len(names)), criterion="maxclust")
+    order = [names[i] for i in hierarchy.leaves_list(Z)]
+    lab = dict(zip(names, labels))
+    seen: dict[int, list[str]] = {}
+    for j in order:
+        seen.setdefault(int(lab[j]), []).append(j)
+    return {f"cluster {i}": js for i, js in enumerate(seen.values(), start=1)}
+
+
+def group_table(g: GroupSimilarity, groups: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """:class:`GroupSimilarity` as a table: one row per group (intra), one per pair of groups, and (with
+    more than two groups) the overall inter-group mean; with the judges and pairs behind each number.
+    ``groups`` are the members as passed to :func:`group_similarity`, limited to the matrix's judges."""
+    recs = [{"comparison": "within", "group": name, "judges": len(groups[name]), "pairs": g.pairs.get(name, 0),
+             "similarity": g.intra[name]} for name in g.intra]
+    for (a, b), v in g.between.items():
+        recs.append({"comparison": "between", "group": f"{a} vs {b}", "judges": len(groups[a]) + len(groups[b]),
+                     "pairs": len(groups[a]) * len(groups[b]), "similarity": v})
+    if len(g.between) != 1:  # with two groups the one pair of groups is the overall figure already
+        recs.append({"comparison": "between", "group": "all across groups",
+                     "judges": sum(len(v) for v in groups.values()), "pairs": g.pairs.get("inter", 0),
+                     "similarity": g.inter})
+    return pd.DataFrame(recs, columns=["comparison", "group", "judges", "pairs", "similarity"])

@@ -37,5 +37,29 @@ class Settings:
     )
 
 
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(v.strip().lower() for v in os.environ.get(name, "").split(",") if v.strip())
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may do what on a shared deployment (see dashboard/auth.py).
+
+    Open (every visitor an editor) unless a sign-in is configured: OIDC through Streamlit's
+    ``[auth]`` secrets, or a shared password. Passwords are compared, never shown or logged."""
+
+    #: shared password every team member signs in with (viewers)
+    password: str = field(default_factory=lambda: os.environ.get("PREFDISSECT_PASSWORD", ""), repr=False)
+    #: password that makes the session an editor (import, paid jobs); without it, editors are listed
+    editor_password: str = field(
+        default_factory=lambda: os.environ.get("PREFDISSECT_EDITOR_PASSWORD", ""), repr=False)
+    #: sign-in names or e-mails (lower case) that may edit, comma-separated; "*" means everyone
+    editors: tuple[str, ...] = field(default_factory=lambda: _list("PREFDISSECT_EDITORS"))
+
+
+def access() -> Access:
+    return Access()
+
+
 def settings() -> Settings:
     return Settings()

@@ -1295,6 +1295,58 @@ def profile_row(profile: Profile, dataset: str, scope: str, judge: str, feature_
     }
 
 
+@dataclass(frozen=True)
+class Contributions:
+    """How one profile's posterior-mean weights add up to its predicted choice on one sample.
+
+    For the logistic model logit P(A preferred) = sum_k w_k x_k (+ the intercept, when the profile
+    has one: it multiplies a constant 1), so ``terms`` (w_k x_k, in ``attributes`` order) add up
+    exactly to ``logit``. ``x`` are the sample's comparison features (+1 A better, -1 B better, 0
+    equal); attributes the sample has no feature for count as 0 and are listed in ``missing``."""
+
+    attributes: list[str]
+    weights: list[float]
+    x: list[float]
+    terms: list[float]
+    logit: float
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def p_a(self) -> float:
+        """Predicted probability that the judge prefers A."""
+        return float(special.expit(self.logit))
+
+    @property
+    def predicted(self) -> str:
+        return "A" if self.logit > 0 else "B" if self.logit < 0 else "tie"
+
+
+def contributions(attributes: Sequence[str], weights: Sequence[float],
+                  features: Mapping[str, float]) -> Contributions:
+    """Per-attribute contributions w_k x_k of a profile (its ``attributes`` and ``mean``) to the
+    logit of P(A) on a sample with comparison features ``features`` (attribute key -> -1/0/+1).
+
+    Swapping A and B negates every x_k, so every attribute's term flips sign; an intercept's term
+    does not (it is the judge's preference for the first position, whatever is shown there)."""
+    if len(attributes) != len(weights):
+        raise ValueError(f"{len(weights)} weights for {len(attributes)} attributes")
+    xs, terms, missing = [], [], []
+    for name, w in zip(attributes, weights):
+        if w is None or not math.isfinite(float(w)):
+            raise ValueError(f"the profile has no finite weight for {name!r}")
+        if name == INTERCEPT:
+            x = 1.0
+        elif name in features and features[name] is not None:
+            x = float(features[name])
+        else:
+            x = 0.0
+            missing.append(name)
+        xs.append(x)
+        terms.append(float(w) * x if x else 0.0)  # no -0.0 where the attribute is equal
+    return Contributions(attributes=list(attributes), weights=[float(w) for w in weights], x=xs, terms=terms,
+                         logit=float(math.fsum(terms)), missing=missing)
+
+
 # ---------------------------------------------------------------------------------------------
 # From the store: the dissection of a dataset, saved as profiles
 
@@ -1317,6 +1369,28 @@ def default_scopes() -> list[str]:
     return ["all"] + catalogue.group_keys() + catalogue.case_keys()
 
 
+def _check_dissect_inputs(store, dataset: str, feature_source: str, scopes: Sequence[str],
+                          judges: Sequence[str] | None, folds: int) -> None:
+    """Name what is wrong before any work: a typo must not fit nothing and report success."""
+    known = set(default_scopes())
+    unknown = [s for s in scopes if s not in known]
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(map(repr, unknown))}; scopes are 'all', the scenario groups "
+                         f"({', '.join(catalogue.group_keys())}) and the query cases ({', '.join(catalogue.case_keys())})")
+    sources = [r["source"] for r in store.feature_sources(dataset)]
+    if feature_source not in sources:
+        raise ValueError(f"dataset {dataset!r} has no features from {feature_source!r}"
+                         + (f" (it has: {', '.join(sources)})" if sources else "; annotate it first"))
+    if judges:
+        labelled = {r["name"] for r in store.judges(dataset) if r.get("labels")}
+        missing = [j for j in judges if j not in labelled]
+        if missing:
+            raise ValueError(f"no labels from judge(s) {', '.join(map(repr, missing))} on dataset {dataset!r}"
+                             + (f" (judges: {', '.join(sorted(labelled))})" if labelled else ""))
+    if folds < 0:
+        raise ValueError(f"folds must be 0 (no held-out accuracy) or more, not {folds}")
+
+
 def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] | None = None,
             judges: Sequence[str] | None = None, method: str = "fast", prior_scale: float = DEFAULT_PRIOR_SCALE,
             draws: int | None = None, tune: int | None = None, chains: int = 4, seed: int = 0, folds: int = 5,
@@ -1333,6 +1407,7 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
     report = DissectionReport()
     t0 = time.perf_counter()
     scopes = list(scopes or default_scopes())
+    _check_dissect_inputs(store, dataset, feature_source, scopes, judges, folds)
     requested = dict(method=method, prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed,
                      folds=folds, include_excluded=include_excluded)
     steps = len(scopes)

@@ -1,10 +1,26 @@
 """Long work as jobs: records in the store, run by a worker process.
 
-A job is identified by its kind and parameters: submitting the same job twice gives one job.
-The dashboard starts a worker process (``python -m core worker JOB``) and pages poll the job's
-row; the CLI runs the same worker in the foreground. A worker heartbeats while it runs; a job
-whose worker died (a crash, SIGKILL, a redeploy) can be resumed, and resuming sends only the
-requests that have not succeeded yet, because every answer is already in the store.
+Kinds: ``annotate`` (an LLM rates the attributes), ``judge`` (an LLM's labels, in both orders),
+``heuristic`` (the offline annotator) and ``fit`` (``core.fit.dissect``: profiles per scope and judge).
+
+Semantics (the dashboard and the CLI share them):
+
+- A job is identified by its kind and its parameters, normalised (``normalize_params``: unset
+  values dropped, scenario groups, scopes and judges as sorted lists, fit settings at their
+  defaults dropped), so the same request from the page or the command line is one job; submitting
+  it twice gives that one job.
+- Submitting a job that is queued or running returns it untouched. Submitting a finished one
+  (done, failed, cancelled, paused) runs it again: the finished run is archived in ``job_runs``
+  (its counts, cost, message, error, times) and the job is queued. ``resume`` does the same by id.
+  A rerun sends only the requests that have not succeeded (every answer is already in the store),
+  so rerunning after new data pays only for the new samples; a fit refits only changed inputs.
+- ``budget`` is per job, across its runs: a run may spend what the earlier runs of the job left.
+  ``cost`` on the job row is the job's total spend (from the stored requests); ``done``,
+  ``failed`` and ``total`` count the current run.
+- A worker heartbeats while it runs; a running job whose worker died (a crash, SIGKILL, a
+  redeploy) is stale and can be resumed. ``ensure_worker`` starts a worker only when none is on
+  the job (queued: none starting; running: stale), so a second click or a second browser never
+  starts a second worker, and ``claim`` lets only one process run a job.
 """
 
 from __future__ import annotations
@@ -12,8 +28,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -22,9 +40,16 @@ from typing import Any, Callable
 
 from .store import Store, now
 
-KINDS = ("annotate", "judge", "heuristic")
+KINDS = ("annotate", "judge", "heuristic", "fit")
+FINISHED = ("done", "failed", "cancelled", "paused")
 STALE_AFTER_S = 30.0  # a running job without a heartbeat for this long has lost its worker
 HEARTBEAT_S = 1.0
+BEAT_EVERY_S = 5.0  # the worker's heartbeat thread, independent of progress
+HEURISTIC_CHUNK = 500
+ESTIMATE_SAMPLES = 1000  # larger selections: the estimate is computed on this many samples and scaled
+#: fit settings at these values are left out of a fit job's parameters (and so of its key)
+FIT_DEFAULTS = {"method": "fast", "prior_scale": 0.1, "folds": 5, "seed": 0, "force": False,
+                "include_excluded": False}
 
 
 @dataclass
@@ -63,6 +88,56 @@ class JobStatus:
         age = datetime.now(timezone.utc) - datetime.fromisoformat(self.heartbeat_at)
         return age > timedelta(seconds=STALE_AFTER_S)
 
+    @property
+    def active(self) -> bool:
+        """Queued, or running with a live worker."""
+        return self.status == "queued" or (self.status == "running" and not self.stale)
+
+    @property
+    def stopping(self) -> bool:
+        """Cancelled while running, and its worker (another process) has not finished winding down:
+        the requests in flight finish and are stored first, then the worker writes ``finished_at``.
+        Not to be run again until it has."""
+        if self.status not in FINISHED or self.finished_at or not self.worker_pid or self.worker_pid == os.getpid():
+            return False
+        if not self.heartbeat_at or not _alive(self.worker_pid):
+            return False
+        age = datetime.now(timezone.utc) - datetime.fromisoformat(self.heartbeat_at)
+        return age <= timedelta(seconds=STALE_AFTER_S)
+
+    @property
+    def state(self) -> str:
+        if self.stale:
+            return "running (worker lost)"
+        return f"{self.status} (worker stopping)" if self.stopping else self.status
+
+    @property
+    def unit(self) -> str:
+        return "steps" if self.kind == "fit" else "samples"
+
+    @property
+    def summary(self) -> str:
+        """One line: what the job does (no secrets: parameters never hold the key)."""
+        p = self.params
+        parts = [self.kind, p.get("dataset", "")]
+        groups = scenario_groups(p)
+        if self.kind == "fit":
+            parts.append(f"features {p.get('features', '(default)')}")
+            parts.append(", ".join(p["judges"]) if p.get("judges") else "every judge")
+            parts.append(f"{len(p['scopes'])} scopes" if p.get("scopes") else "every scope")
+            parts.append(p.get("method", "fast"))
+        else:
+            parts.append(", ".join(groups) if groups else "every group")
+            if p.get("limit"):
+                parts.append(f"first {p['limit']}")
+            if self.kind == "judge":
+                parts.append(f"as judge {p.get('judge')}")
+            if p.get("llm"):
+                parts.append(str(p["llm"].get("model")))
+            if p.get("both_orders"):
+                parts.append("both orders")
+        return " · ".join(str(x) for x in parts if x)
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -82,6 +157,79 @@ def job_key(kind: str, params: dict[str, Any]) -> str:
     return kind + ":" + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:24]
 
 
+def normalize_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The canonical parameters of a job: what the same request looks like from any caller.
+
+    Unset values (None, empty lists) are dropped; ``scenario`` (one group, the older form) and
+    ``scenarios`` become one sorted ``scenarios`` list; ``scopes`` and ``judges`` are sorted; a
+    fit's settings at their defaults are dropped."""
+    p = {k: v for k, v in params.items() if v is not None and v != [] and v != ()}
+    groups = scenario_groups(p)
+    p.pop("scenario", None)
+    p.pop("scenarios", None)
+    if groups:
+        p["scenarios"] = groups
+    for k in ("scopes", "judges"):
+        if k in p:
+            p[k] = sorted(set([p[k]] if isinstance(p[k], str) else p[k]))
+    if kind == "fit":
+        p = {k: v for k, v in p.items() if not (k in FIT_DEFAULTS and v == FIT_DEFAULTS[k])}
+    return p
+
+
+def scenario_groups(params: dict[str, Any]) -> list[str]:
+    """The scenario groups a job covers (empty: all), from ``scenarios`` and/or the older ``scenario``."""
+    groups = params.get("scenarios") or []
+    if isinstance(groups, str):
+        groups = [groups]
+    if params.get("scenario"):
+        groups = [params["scenario"], *groups]
+    return sorted(set(groups))
+
+
+def select_samples(store: Store, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The samples an annotate, judge or heuristic job covers, in dataset order."""
+    groups = scenario_groups(params)
+    limit = params.get("limit")
+    if len(groups) <= 1:
+        return store.samples_for(params["dataset"], scenario=groups[0] if groups else None, limit=limit)
+    wanted = set(groups)
+    rows = [s for s in store.samples_for(params["dataset"]) if s["scenario_group"] in wanted]
+    return rows[: int(limit)] if limit else rows
+
+
+def estimate(store: Store, kind: str, params: dict[str, Any], settings, *,
+             max_samples: int | None = ESTIMATE_SAMPLES) -> tuple[Any, int | None]:
+    """The cost estimate of an annotate or judge job before it starts (``core.annotate.estimate``:
+    the tokens of the actual prompts x the prices, per step, for requests not answered yet).
+
+    Above ``max_samples`` samples it is computed on that many evenly spaced samples and scaled to
+    the whole selection (prompt building dominates, about 0.2 ms a request); returns the
+    estimate and the number of samples it was computed on when it was scaled (else None)."""
+    from . import annotate, judges
+
+    samples = select_samples(store, params)
+    planner = judges.plan_judge_requests if kind == "judge" else annotate.plan_requests
+    both = bool(params.get("both_orders", kind == "judge"))
+    if not max_samples or len(samples) <= max_samples:
+        return annotate.estimate(store, samples, settings, both_orders=both, planner=planner), None
+    step = len(samples) / max_samples
+    part = [samples[int(i * step)] for i in range(max_samples)]
+    est = annotate.estimate(store, part, settings, both_orders=both, planner=planner)
+    f = len(samples) / len(part)
+    by_step = {k: {kk: (vv * f if kk == "cost" else round(vv * f)) for kk, vv in v.items()} for k, v in est.by_step.items()}
+    return annotate.Estimate(samples=len(samples), requests=round(est.requests * f), cached=round(est.cached * f),
+                             input_tokens=round(est.input_tokens * f), output_tokens=round(est.output_tokens * f),
+                             cost=est.cost * f, by_step=by_step), len(part)
+
+
+def default_feature_source(store: Store, dataset: str) -> str | None:
+    """The richest feature set a dataset has: LLM annotations, then the paper's, the demo's, the heuristics."""
+    sources = [r["source"] for r in store.feature_sources(dataset)]
+    rank = lambda src: (0 if src.startswith("llm:") else 1 if src.startswith("hf:") else 2 if src == "demo" else 3)
+    return sorted(sources, key=rank)[0] if sources else None
+
+
 def _row(r: dict[str, Any]) -> JobStatus:
     r = dict(r)
     r["params"] = json.loads(r["params"] or "{}")
@@ -99,37 +247,100 @@ def list_jobs(store: Store, limit: int = 50) -> list[JobStatus]:
     return [_row(r) for r in store.rows("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", [limit])]
 
 
+def runs(store: Store, job_id: int) -> list[dict[str, Any]]:
+    """The job's earlier runs (archived when it was queued again), oldest first."""
+    return store.rows("SELECT * FROM job_runs WHERE job_id = ? ORDER BY run", [job_id])
+
+
+def run_counts(store: Store) -> dict[int, int]:
+    """Runs per job, the current one included (a job never started counts 0)."""
+    out = {r[0]: r[1] for r in store.conn.execute("SELECT job_id, COUNT(*) FROM job_runs GROUP BY job_id")}
+    for (job_id,) in store.conn.execute("SELECT id FROM jobs WHERE started_at IS NOT NULL"):
+        out[job_id] = out.get(job_id, 0) + 1
+    return out
+
+
+def activity(store: Store) -> tuple:
+    """A cheap fingerprint of job activity (requests stored, job rows), for caches that depend on it."""
+    return tuple(store.conn.execute(
+        "SELECT (SELECT MAX(rowid) FROM annotations), (SELECT COUNT(*) FROM annotations WHERE status = 'ok'),"
+        " (SELECT MAX(id) FROM jobs), (SELECT COUNT(*) FROM features)").fetchone())
+
+
+def failures(store: Store, job_id: int, limit: int = 5) -> list[dict[str, Any]]:
+    """The job's latest requests that failed for good (a retried success replaces its failure)."""
+    return store.rows(
+        "SELECT sample_id, step, orientation, error, attempts, created_at FROM annotations"
+        " WHERE job_id = ? AND status = 'failed' ORDER BY created_at DESC, rowid DESC LIMIT ?", [job_id, limit])
+
+
+def spent(store: Store, job_id: int) -> float:
+    """What the job's requests cost, over all its runs (each request's cost is stored as it returns)."""
+    return float(store.scalar("SELECT COALESCE(SUM(cost), 0) FROM annotations WHERE job_id = ?", [job_id]) or 0.0)
+
+
 def submit(store: Store, kind: str, params: dict[str, Any], *, total: int = 0, budget: float | None = None) -> JobStatus:
-    """The job for (kind, params): created queued, or the existing one (never a duplicate)."""
+    """The job for (kind, params): created queued, or the existing one (never a duplicate).
+
+    An existing job that is queued or running is returned as is (a new budget, if given, is
+    kept); a finished one is queued again for a new run, its last run archived (``runs``)."""
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; one of {KINDS}")
-    key = job_key(kind, params)
+    norm = normalize_params(kind, params)
+    key, legacy = job_key(kind, norm), job_key(kind, params)
     with store.writing():
+        rows = store.rows("SELECT * FROM jobs WHERE key IN (?, ?) ORDER BY key = ? DESC LIMIT 1", [key, legacy, key])
+        if not rows:
+            store.conn.execute(
+                "INSERT INTO jobs (key, kind, status, params, total, budget, created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                (key, kind, json.dumps(norm, sort_keys=True), total, budget, now()))
+            return _row(store.rows("SELECT * FROM jobs WHERE key = ?", [key])[0])
+        job = _row(rows[0])
+        if budget is not None:
+            store.conn.execute("UPDATE jobs SET budget = ? WHERE id = ?", (budget, job.id))
+        if job.status in FINISHED and not job.stopping:
+            _requeue(store, job, total=total or None)
+    return get(store, job.id)
+
+
+def _requeue(store: Store, job: JobStatus, *, total: int | None = None, message: str = "queued again") -> None:
+    """Archive the job's last run (if it ran) and queue it (inside a write transaction)."""
+    if job.started_at:
+        n, before = store.conn.execute(
+            "SELECT COALESCE(MAX(run), 0), COALESCE(SUM(cost), 0) FROM job_runs WHERE job_id = ?", (job.id,)).fetchone()
         store.conn.execute(
-            "INSERT INTO jobs (key, kind, status, params, total, budget, created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?)"
-            " ON CONFLICT(key) DO UPDATE SET budget = COALESCE(excluded.budget, jobs.budget)",
-            (key, kind, json.dumps(params, sort_keys=True), total, budget, now()),
-        )
-    return _row(store.rows("SELECT * FROM jobs WHERE key = ?", [key])[0])
+            "INSERT INTO job_runs (job_id, run, status, total, done, failed, cost, budget, message, error, worker_pid,"
+            " started_at, finished_at, archived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job.id, n + 1, "lost" if job.stale else job.status, job.total, job.done, job.failed,
+             round(max(0.0, job.cost - before), 8), job.budget, job.message, job.error, job.worker_pid,
+             job.started_at, job.finished_at or (job.heartbeat_at if job.stale else None), now()))
+    store.conn.execute(
+        "UPDATE jobs SET status = 'queued', total = COALESCE(?, total), done = 0, failed = 0, message = ?, error = NULL,"
+        " worker_pid = NULL, heartbeat_at = NULL, started_at = NULL, finished_at = NULL WHERE id = ?",
+        (total, message, job.id))
 
 
 def cancel(store: Store, job_id: int) -> JobStatus:
-    """Ask a job to stop: a running worker finishes its requests in flight, stores them, and stops."""
+    """Ask a job to stop: a running worker finishes its requests in flight, stores them, and stops
+    (it then writes ``finished_at``; until it has, the job is ``stopping``)."""
     with store.writing():
         store.conn.execute(
-            "UPDATE jobs SET status = 'cancelled', message = 'cancelled by user', finished_at = ?"
+            "UPDATE jobs SET status = 'cancelled', message = 'cancelled by user',"
+            " finished_at = CASE WHEN status = 'running' THEN NULL ELSE ? END"
             " WHERE id = ? AND status IN ('queued', 'running', 'paused')", (now(), job_id))
     return get(store, job_id)
 
 
-def resume(store: Store, job_id: int) -> JobStatus:
-    """Queue a stopped, failed, paused or orphaned job again (finished work is not redone)."""
-    job = get(store, job_id)
-    if job.status in ("cancelled", "paused", "failed", "done") or job.stale:
-        with store.writing():
-            store.conn.execute(
-                "UPDATE jobs SET status = 'queued', error = NULL, finished_at = NULL, worker_pid = NULL WHERE id = ?",
-                (job_id,))
+def resume(store: Store, job_id: int, *, budget: float | None = None) -> JobStatus:
+    """Queue a stopped, failed, paused, finished or orphaned job again for a new run (finished
+    work is not redone); ``budget`` replaces the job's budget. A live job, or one whose worker is
+    still stopping, is left as it is."""
+    with store.writing():
+        job = get(store, job_id)
+        if budget is not None:
+            store.conn.execute("UPDATE jobs SET budget = ? WHERE id = ?", (budget, job_id))
+        if (job.status in FINISHED and not job.stopping) or job.stale:
+            _requeue(store, job, message="resumed")
     return get(store, job_id)
 
 
@@ -147,57 +358,117 @@ def claim(store: Store, job_id: int, pid: int | None = None) -> bool:
     return cur.rowcount == 1
 
 
-def _update(store: Store, job_id: int, **cols: Any) -> None:
+def _update(store: Store, job_id: int, *, owner: int | None = None, **cols: Any) -> None:
+    """Write job columns; with ``owner``, only while that worker still holds the job (a job queued
+    again meanwhile belongs to the next run, and a late write of the old one must not land)."""
     sets = ", ".join(f"{k} = ?" for k in cols)
+    guard, extra = (" AND worker_pid = ?", [owner]) if owner is not None else ("", [])
     with store.writing():
-        store.conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*cols.values(), job_id])
+        store.conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?{guard}", [*cols.values(), job_id, *extra])
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps a running job's heartbeat fresh while its work runs, whatever the work reports
+    (a long fit batch, stalled requests), on a connection of its own."""
+
+    def __init__(self, path: Path, job_id: int, owner: int | None):
+        super().__init__(name=f"job-{job_id}-heartbeat", daemon=True)
+        self.path, self.job_id, self.owner = path, job_id, owner
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        store = Store(self.path)
+        try:
+            while not self.halt.wait(BEAT_EVERY_S):
+                try:
+                    with store.writing():
+                        store.conn.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ? AND status = 'running'"
+                                           " AND worker_pid IS ?", (now(), self.job_id, self.owner))
+                except sqlite3.OperationalError:  # busy beyond the timeout: try again next beat
+                    pass
+        finally:
+            store.close()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(10)
 
 
 def run(store: Store, job_id: int, *, on_progress: Callable[[Any], None] | None = None) -> JobStatus:
     """Run a claimed job to its end in this process: the worker and the CLI both come here."""
-    from . import annotate, judges
-    from .llm import LLMSettings
-
     job = get(store, job_id)
-    p = job.params
-    samples = store.samples_for(p["dataset"], scenario=p.get("scenario"), limit=p.get("limit"))
-    _update(store, job_id, total=len(samples), heartbeat_at=now())
+    owner = job.worker_pid  # set by claim: every write below lands only while this run holds the job
+
+    def update(**cols: Any) -> None:
+        _update(store, job_id, owner=owner, **cols)
+
+    beat = _Heartbeat(store.path, job_id, owner)
+    beat.start()
     last = [0.0, 0.0]  # last progress write, last cancellation check
 
-    def progress(pr) -> None:
-        t = time.monotonic()
-        if on_progress:
-            on_progress(pr)
-        if t - last[0] >= HEARTBEAT_S or pr.done == pr.total:
-            last[0] = t
-            msg = f"{pr.requests} requests sent, {pr.cached} answered from the store"
-            if pr.request_failures:
-                msg += f", {pr.request_failures} failed (last: {pr.errors[-1]})"
-            _update(store, job_id, done=pr.done, failed=pr.failed, cost=round(pr.cost, 8), message=msg[:1000],
-                    heartbeat_at=now())
-
-    def should_stop() -> bool:
+    def cancelled() -> bool:
         t = time.monotonic()
         if t - last[1] < HEARTBEAT_S:
             return False
         last[1] = t
-        return store.scalar("SELECT status FROM jobs WHERE id = ?", [job_id]) == "cancelled"
+        status, pid = store.conn.execute("SELECT status, worker_pid FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return status == "cancelled" or pid != owner  # cancelled, or handed to another worker
+
+    def due(final: bool) -> bool:
+        t = time.monotonic()
+        if final or t - last[0] >= HEARTBEAT_S:
+            last[0] = t
+            return True
+        return False
 
     try:
-        if job.kind == "heuristic":
-            n = annotate.run_heuristics(store, samples)
-            pr = annotate.Progress(total=len(samples), done=n)
+        if job.kind == "fit":
+            status, msg, cols = _run_fit(store, job, update, on_progress, due, cancelled)
+        elif job.kind == "heuristic":
+            status, msg, cols = _run_heuristic(store, job, update, on_progress, due, cancelled)
         else:
-            settings = LLMSettings.from_env(**p.get("llm", {}))
-            common = dict(budget=job.budget, job_id=job_id, on_progress=progress, should_stop=should_stop)
-            if job.kind == "annotate":
-                pr = annotate.run_annotation(store, samples, settings, both_orders=p.get("both_orders", False), **common)
-            else:
-                pr = judges.collect_labels(store, samples, settings, judge=p["judge"],
-                                           both_orders=p.get("both_orders", True), **common)
+            status, msg, cols = _run_llm(store, job, update, on_progress, due, cancelled)
     except Exception as e:  # recorded on the job; the worker's log has the traceback
-        _update(store, job_id, status="failed", error=f"{type(e).__name__}: {e}"[:2000], finished_at=now())
+        update(status="failed", error=f"{type(e).__name__}: {e}"[:2000], finished_at=now(), heartbeat_at=now(),
+               **({"cost": round(spent(store, job_id), 8)} if job.kind in ("annotate", "judge") else {}))
         raise
+    finally:
+        beat.stop()
+    update(status=status, message=msg[:2000], finished_at=now(), heartbeat_at=now(), **cols)
+    return get(store, job_id)
+
+
+def _run_llm(store: Store, job: JobStatus, update, on_progress, due, cancelled):
+    from . import annotate, judges
+    from .llm import LLMSettings
+
+    p = job.params
+    samples = select_samples(store, p)
+    before = spent(store, job.id)  # what earlier runs of this job paid: the budget covers them too
+    update(total=len(samples), cost=round(before, 8), heartbeat_at=now())
+
+    def progress(pr) -> None:
+        if on_progress:
+            on_progress(pr)
+        if due(pr.done == pr.total):
+            msg = f"{pr.requests} requests sent, {pr.cached} answered from the store"
+            if pr.request_failures:
+                msg += f", {pr.request_failures} failed (last: {pr.errors[-1]})"
+            update(done=pr.done, failed=pr.failed, cost=round(before + pr.cost, 8), message=msg[:1000],
+                   heartbeat_at=now())
+
+    settings = LLMSettings.from_env(**p.get("llm", {}))
+    budget = None if job.budget is None else max(0.0, job.budget - before)
+    common = dict(budget=budget, job_id=job.id, on_progress=progress, should_stop=cancelled)
+    if job.kind == "annotate":
+        pr = annotate.run_annotation(store, samples, settings, both_orders=p.get("both_orders", False), **common)
+    else:
+        pr = judges.collect_labels(store, samples, settings, judge=p["judge"], both_orders=p.get("both_orders", True),
+                                   **common)
     if pr.stopped == "cancelled":
         status, msg = "cancelled", "cancelled by user; resume to continue"
     elif pr.stopped:
@@ -206,16 +477,81 @@ def run(store: Store, job_id: int, *, on_progress: Callable[[Any], None] | None 
         status, msg = "done", f"finished with {pr.failed} samples failed; resume to retry them"
     else:
         status, msg = "done", "finished"
-    _update(store, job_id, status=status, done=pr.done, failed=pr.failed, cost=round(pr.cost, 8),
-            message=msg, finished_at=now(), heartbeat_at=now())
-    return get(store, job_id)
+    return status, msg, dict(done=pr.done, failed=pr.failed, cost=round(spent(store, job.id), 8))
+
+
+def _run_heuristic(store: Store, job: JobStatus, update, on_progress, due, cancelled):
+    from . import annotate
+
+    samples = select_samples(store, job.params)
+    update(total=len(samples), heartbeat_at=now())
+    done = 0
+    for i in range(0, len(samples), HEURISTIC_CHUNK):
+        if cancelled():
+            return "cancelled", f"cancelled by user after {done} samples; resume to continue", dict(done=done)
+        done += annotate.run_heuristics(store, samples[i : i + HEURISTIC_CHUNK])
+        pr = annotate.Progress(total=len(samples), done=done)
+        if on_progress:
+            on_progress(pr)
+        if due(done == len(samples)):
+            update(done=done, message=f"{done} of {len(samples)} samples", heartbeat_at=now())
+    return "done", "finished (offline heuristics: feature set heuristic:v1)", dict(done=done, failed=0)
+
+
+def _run_fit(store: Store, job: JobStatus, update, on_progress, due, cancelled):
+    from . import fit
+
+    p = job.params
+    source = p.get("features") or default_feature_source(store, p["dataset"])
+    if not source:
+        raise ValueError(f"dataset {p['dataset']!r} has no features yet: annotate it first")
+    state = {"done": 0, "total": 0}
+
+    def progress(stage: str, i: int, n: int) -> None:
+        state.update(done=i, total=n)
+        if on_progress:
+            on_progress((stage, i, n))
+        if due(i == n):
+            update(done=i, total=n, message=stage[:1000], heartbeat_at=now())
+        if cancelled():
+            raise _Cancelled
+
+    settings = {k: p.get(k, v) for k, v in FIT_DEFAULTS.items()}
+    try:
+        rep = fit.dissect(store, p["dataset"], source, scopes=p.get("scopes"), judges=p.get("judges"),
+                          on_progress=progress, **settings)
+    except _Cancelled:
+        return ("cancelled", f"cancelled by user at step {state['done']} of {state['total']} (batches already fitted "
+                "are stored); resume to continue", dict(done=state["done"], total=state["total"]))
+    msg = (f"features {source}: {len(rep.fitted)} profiles fitted, {len(rep.unchanged)} unchanged, "
+           f"{len(rep.skipped)} skipped, in {rep.seconds:.1f} s")
+    if rep.skipped:
+        msg += " (" + "; ".join(f"{scope}: {why}" for scope, why in rep.skipped[:3]) + (" ..." if len(rep.skipped) > 3 else "") + ")"
+    return "done", msg, dict(done=state["total"], total=state["total"], failed=0)
+
+
+def log_path(store_path: str | Path, job_id: int) -> Path:
+    return Path(store_path).resolve().parent / "jobs" / f"job-{job_id}.log"
+
+
+def log_tail(store_path: str | Path, job_id: int, lines: int = 20, max_bytes: int = 16_384) -> str:
+    """The last lines of the job's worker log ("" when there is none)."""
+    path = log_path(store_path, job_id)
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def start_worker(store_path: str | Path, job_id: int, *, env: dict[str, str] | None = None) -> int:
     """Start a detached worker process for a job; its output goes to ``jobs/job-N.log`` beside the store."""
-    logs = Path(store_path).resolve().parent / "jobs"
-    logs.mkdir(exist_ok=True)
-    log = open(logs / f"job-{job_id}.log", "ab")
+    log_file = log_path(store_path, job_id)
+    log_file.parent.mkdir(exist_ok=True)
+    log = open(log_file, "ab")
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen(
         [sys.executable, "-m", "core", "--store", str(store_path), "worker", str(job_id)],
@@ -224,3 +560,42 @@ def start_worker(store_path: str | Path, job_id: int, *, env: dict[str, str] | N
     )
     log.close()
     return proc.pid
+
+
+def ensure_worker(store: Store, job_id: int, *, env: dict[str, str] | None = None) -> int | None:
+    """Start a worker for the job unless one is on it; the new worker's pid, or None.
+
+    None when the job is finished, running with a live worker, or queued with a worker already
+    starting. A stale running job is queued again first. The start is reserved by a
+    compare-and-set on the job row, so two callers at once (two clicks, two browsers) start one
+    worker; ``claim`` in the worker is the last guard. ``env`` reaches the worker's environment
+    only (how a key from Streamlit secrets gets there without being written anywhere)."""
+    job = get(store, job_id)
+    if job.stale:
+        job = resume(store, job_id)
+    if job.status != "queued" or (job.worker_pid and _alive(job.worker_pid)):
+        return None
+    me = os.getpid()
+    with store.writing():
+        cur = store.conn.execute("UPDATE jobs SET worker_pid = ? WHERE id = ? AND status = 'queued' AND worker_pid IS ?",
+                                 (me, job_id, job.worker_pid))
+    if cur.rowcount != 1:
+        return None
+    try:
+        pid = start_worker(store.path, job_id, env=env)
+    except BaseException:
+        _update(store, job_id, worker_pid=None)
+        raise
+    with store.writing():  # the worker may have claimed it already (it then wrote its own pid)
+        store.conn.execute("UPDATE jobs SET worker_pid = ? WHERE id = ? AND status = 'queued' AND worker_pid = ?",
+                           (pid, job_id, me))
+    return pid
+
+
+def launch(store: Store, kind: str, params: dict[str, Any], *, total: int = 0, budget: float | None = None,
+           env: dict[str, str] | None = None) -> tuple[JobStatus, int | None]:
+    """Submit a job (or run a finished one again) and start a worker unless one is on it.
+    Returns the job and the new worker's pid (None when none was needed)."""
+    job = submit(store, kind, params, total=total, budget=budget)
+    pid = ensure_worker(store, job.id, env=env)
+    return get(store, job.id), pid

@@ -25,35 +25,48 @@ class Agreement:
         return self.agree / self.shared if self.shared else None
 
 
+def _agreement_counts(store: Store, dataset: str | None, judges: list[str] | None):
+    """(judge names, shared counts, agreeing counts): square matrices over the judges.
+
+    One read of the labels and small products over a samples x judges code matrix, so 33
+    judges over the paper's 5,240 pairs take a fraction of a second."""
+    sql = "SELECT l.sample_id, l.judge, l.choice FROM labels l"
+    params: list = []
+    if dataset:
+        sql = ("SELECT l.sample_id, l.judge, l.choice FROM samples s JOIN labels l ON l.sample_id = s.id"
+               " WHERE s.dataset = ?")
+        params.append(dataset)
+    if judges:
+        sql += (" AND" if dataset else " WHERE") + f" l.judge IN ({', '.join('?' * len(judges))})"
+        params.extend(judges)
+    labels = pd.read_sql_query(sql, store.conn, params=params)
+    rows, _ = pd.factorize(labels["sample_id"])
+    cols, names = pd.factorize(labels["judge"], sort=True)
+    codes = labels["choice"].map(_CODE).to_numpy()
+    have = np.zeros((rows.max() + 1 if len(rows) else 0, len(names)), dtype=bool)
+    have[rows, cols] = True
+    shared = np.einsum("ij,ik->jk", have, have, dtype=np.int64)  # einsum: no BLAS pool to wake
+    agree = np.zeros_like(shared)
+    for code in set(_CODE.values()):
+        hit = np.zeros_like(have)
+        sel = codes == code
+        hit[rows[sel], cols[sel]] = True
+        agree += np.einsum("ij,ik->jk", hit, hit, dtype=np.int64)
+    return list(names), shared, agree
+
+
 def agreement(store: Store, dataset: str | None = None, judges: list[str] | None = None) -> list[Agreement]:
     """Pairwise agreement between judges on the samples both labelled (ties count as a choice)."""
-    labels = pd.DataFrame(store.labels(dataset, judges), columns=["sample_id", "judge", "choice"])
-    if labels.empty:
-        return []
-    wide = labels.assign(code=labels["choice"].map(_CODE)).pivot(index="sample_id", columns="judge", values="code")
-    names = sorted(wide.columns)
-    m = wide[names].to_numpy(dtype=float)
-    have = ~np.isnan(m)
-    out = []
-    for i, a in enumerate(names):
-        for j in range(i + 1, len(names)):
-            both = have[:, i] & have[:, j]
-            shared = int(both.sum())
-            agree = int((m[both, i] == m[both, j]).sum())
-            out.append(Agreement(a, names[j], shared, agree))
-    return out
+    names, shared, agree = _agreement_counts(store, dataset, judges)
+    return [Agreement(a, names[j], int(shared[i, j]), int(agree[i, j]))
+            for i, a in enumerate(names) for j in range(i + 1, len(names))]
 
 
 def agreement_frame(store: Store, dataset: str | None = None) -> pd.DataFrame:
     """Agreement as a long table (judge_a, judge_b, shared, agree, rate), both orders plus the diagonal."""
-    rows = []
-    for ag in agreement(store, dataset):
-        if not ag.shared:
-            continue
-        rows.append((ag.judge_a, ag.judge_b, ag.shared, ag.agree, ag.rate))
-        rows.append((ag.judge_b, ag.judge_a, ag.shared, ag.agree, ag.rate))
-    for j in store.judges(dataset):
-        rows.append((j["name"], j["name"], j["labels"], j["labels"], 1.0))
+    names, shared, agree = _agreement_counts(store, dataset, None)
+    rows = [(a, b, int(shared[i, j]), int(agree[i, j]), agree[i, j] / shared[i, j])
+            for i, a in enumerate(names) for j, b in enumerate(names) if shared[i, j]]
     return pd.DataFrame(rows, columns=["judge_a", "judge_b", "shared", "agree", "rate"])
 
 
@@ -153,3 +166,91 @@ def position_consistency(store: Store, judge: str) -> Consistency:
         (judge,),
     ).fetchone()
     return Consistency(judge, n, same)
+
+
+# ---------------------------------------------------------------- the Judges page's table
+
+def default_reference(judge_rows: list[dict]) -> str | None:
+    """The judge others are compared with by default: a human one, else a gold one, else the first."""
+    for kind in ("human", "gold"):
+        for j in judge_rows:
+            if j["kind"] == kind:
+                return j["name"]
+    return judge_rows[0]["name"] if judge_rows else None
+
+
+SUMMARY_COLUMNS = ["name", "kind", "size_b", "datasets", "labels", "a", "b", "tie", "with_prob", "both_orders",
+                   "consistent", "consistency"]
+
+
+def judge_summary(store: Store, dataset: str | None = None) -> dict:
+    """One read of the labels (on ``dataset``, or on any) gives the Judges page everything:
+
+    ``table``: one row per judge with labels: kind, size, the datasets it labelled, label counts,
+    position consistency (labels with a verdict in both orders, how many keep their verdict, the
+    share); ``shared`` and ``agree``: judge x judge frames of the samples both labelled and of
+    those with the same choice (ties count as a choice), as ``agreement`` counts them."""
+    # one scan of the labels, everything but the two keys as small integers (cheap to fetch)
+    sql = ("SELECT l.sample_id, l.judge, CASE l.choice WHEN 'A' THEN 1 WHEN 'B' THEN -1 ELSE 0 END AS code,"
+           " l.prob_a IS NOT NULL AS has_prob, l.verdict_ab IS NOT NULL AND l.verdict_ba IS NOT NULL AS both,"
+           " l.verdict_ab IS NOT NULL AND l.verdict_ab = l.verdict_ba AS same FROM labels l")
+    params: list = []
+    if dataset:
+        sql += " NOT INDEXED WHERE l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)"
+        params.append(dataset)
+    labels = pd.read_sql_query(sql, store.conn, params=params)
+    if labels.empty:
+        empty = pd.DataFrame(dtype=int)
+        return {"table": pd.DataFrame(columns=SUMMARY_COLUMNS), "shared": empty, "agree": empty}
+    meta = pd.read_sql_query("SELECT name, kind, size_b FROM judges", store.conn).set_index("name")
+    if dataset:
+        datasets = pd.Series(dataset, index=labels["judge"].unique())
+    else:
+        pairs = pd.read_sql_query("SELECT DISTINCT l.judge, s.dataset FROM labels l JOIN samples s ON s.id = l.sample_id"
+                                  " ORDER BY s.dataset", store.conn)
+        datasets = pairs.groupby("judge")["dataset"].agg(", ".join)
+    code = labels["code"]
+    g = labels.assign(a=code == 1, b=code == -1, tie=code == 0).groupby("judge")
+    table = pd.DataFrame({
+        "labels": g.size(), "a": g["a"].sum(), "b": g["b"].sum(), "tie": g["tie"].sum(),
+        "with_prob": g["has_prob"].sum(), "both_orders": g["both"].sum(), "consistent": g["same"].sum(),
+    }).astype(int)
+    table["datasets"] = datasets.reindex(table.index).fillna("")
+    table["consistency"] = (table["consistent"] / table["both_orders"]).where(table["both_orders"] > 0)
+    table = table.join(meta, how="left").rename_axis("name").reset_index().sort_values("name")
+    wide = labels.pivot(index="sample_id", columns="judge", values="code")
+    names = sorted(wide.columns)
+    m = wide[names].to_numpy(dtype=float)
+    have = (~np.isnan(m)).astype(np.int64)
+    shared = have.T @ have
+    agree = sum((m == v).astype(np.int64).T @ (m == v).astype(np.int64) for v in (1, -1, 0))
+    return {"table": table[SUMMARY_COLUMNS].reset_index(drop=True),
+            "shared": pd.DataFrame(shared, index=names, columns=names),
+            "agree": pd.DataFrame(agree, index=names, columns=names)}
+
+
+def with_reference(summary: dict, reference: str | None) -> pd.DataFrame:
+    """The summary's table with agreement with ``reference``: samples shared, agreeing, the share."""
+    table = summary["table"].copy()
+    if reference is None or reference not in summary["shared"].index:
+        table["shared_ref"], table["agree_ref"], table["agreement_ref"] = 0, 0, None
+        return table
+    table["shared_ref"] = table["name"].map(summary["shared"][reference]).fillna(0).astype(int)
+    table["agree_ref"] = table["name"].map(summary["agree"][reference]).fillna(0).astype(int)
+    table["agreement_ref"] = (table["agree_ref"] / table["shared_ref"]).where(table["shared_ref"] > 0)
+    return table
+
+
+def agreement_pairs(summary: dict) -> pd.DataFrame:
+    """Every ordered pair of judges with shared samples, and each judge with itself (as
+    ``agreement_frame``): judge_a, judge_b, shared, agree, rate."""
+    shared, agree = summary["shared"], summary["agree"]
+    rows = [(a, b, int(shared.at[a, b]), int(agree.at[a, b]), agree.at[a, b] / shared.at[a, b])
+            for a in shared.index for b in shared.columns if shared.at[a, b] > 0]
+    return pd.DataFrame(rows, columns=["judge_a", "judge_b", "shared", "agree", "rate"])
+
+
+def judge_table(store: Store, dataset: str | None = None, reference: str | None = None) -> pd.DataFrame:
+    """One row per judge with labels: kind, size, datasets, label counts, position consistency and
+    agreement with ``reference`` on the samples both labelled (see ``judge_summary``)."""
+    return with_reference(judge_summary(store, dataset), reference)

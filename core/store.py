@@ -174,6 +174,32 @@ def m002_profile_draws(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE profiles ADD COLUMN draws BLOB")
 
 
+@MIGRATIONS()
+def m003_job_runs(db: sqlite_utils.Database) -> None:
+    # a job's earlier runs, archived when it is queued again (core/jobs.py): its history is kept
+    db.executescript(
+        """
+        CREATE TABLE job_runs (
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            run INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            total INTEGER NOT NULL DEFAULT 0,
+            done INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0,
+            budget REAL,
+            message TEXT,
+            error TEXT,
+            worker_pid INTEGER,
+            started_at TEXT,
+            finished_at TEXT,
+            archived_at TEXT NOT NULL,
+            PRIMARY KEY (job_id, run)
+        );
+        """
+    )
+
+
 class Store:
     """One connection to the store file, migrated and in WAL mode."""
 
@@ -480,6 +506,26 @@ class Store:
                                 judges=names, Y=Y_all[rows], excluded=int((in_scope & ~usable).sum()))
         return out
 
+    def differing_counts(self, dataset: str, feature_source: str, scope: str | None = None) -> dict[str, int]:
+        """Per attribute, how many samples of a scope (scenario group, query case, or "all") differ on it:
+        the comparison feature from ``feature_source`` is not 0. Samples marked excluded are left out,
+        as ``designs`` leaves them out of fitting (a sample's features are marked together: see
+        ``features.resolve``). One aggregate query: the scope's samples first (CROSS JOIN fixes
+        that order), then their features by primary key."""
+        from . import catalogue
+
+        sql = ("SELECT f.attribute, COUNT(*) FROM samples s CROSS JOIN features f"
+               " ON f.sample_id = s.id AND f.source = ?"
+               " WHERE s.dataset = ? AND f.value != 0 AND f.excluded = 0")
+        params: list[Any] = [feature_source, dataset]
+        if scope and scope != "all":
+            if scope in catalogue.case_keys():
+                sql += " AND json_extract(s.cases, '$.' || ?)"
+            else:
+                sql += " AND s.scenario_group = ?"
+            params.append(scope)
+        return {a: int(n) for a, n in self.conn.execute(sql + " GROUP BY f.attribute", params)}
+
     def profiles(self, *, dataset: str | None = None, scope: str | None = None, judges: list[str] | None = None,
                  feature_source: str | None = None, method: str | None = None,
                  with_draws: bool = False) -> list[dict[str, Any]]:
@@ -537,25 +583,30 @@ class Store:
 
     def datasets(self) -> list[dict[str, Any]]:
         return self.rows(
-            "SELECT d.name, d.source, d.licence, d.description, d.synthetic, d.imported_at,"
-            " (SELECT COUNT(*) FROM samples s WHERE s.dataset = d.name) AS samples,"
-            " (SELECT COUNT(DISTINCT l.judge) FROM labels l JOIN samples s ON s.id = l.sample_id"
-            "   WHERE s.dataset = d.name) AS judges,"
-            " (SELECT COUNT(*) FROM labels l JOIN samples s ON s.id = l.sample_id WHERE s.dataset = d.name) AS labels"
-            " FROM datasets d ORDER BY d.name"
+            "WITH n AS (SELECT dataset, COUNT(*) AS samples FROM samples GROUP BY dataset),"
+            " per AS (SELECT s.dataset, COUNT(*) AS labels, COUNT(DISTINCT l.judge) AS judges"
+            "         FROM samples s JOIN labels l ON l.sample_id = s.id GROUP BY s.dataset)"
+            " SELECT d.name, d.source, d.licence, d.description, d.synthetic, d.imported_at,"
+            " COALESCE(n.samples, 0) AS samples, COALESCE(per.judges, 0) AS judges, COALESCE(per.labels, 0) AS labels"
+            " FROM datasets d LEFT JOIN n ON n.dataset = d.name LEFT JOIN per ON per.dataset = d.name ORDER BY d.name"
         )
 
     def judges(self, dataset: str | None = None) -> list[dict[str, Any]]:
-        where, params = ("WHERE s.dataset = ?", [dataset]) if dataset else ("", [])
+        """Judges with labels (on the dataset), with their label counts."""
+        # one scan of the labels (NOT INDEXED: walking the judge index and fetching each row is
+        # twice as slow at the paper's 173k labels), aggregated before the join to judges
+        where, params = ("WHERE l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)", [dataset]) if dataset \
+            else ("", [])
         return self.rows(
-            "SELECT j.name, j.kind, j.notes, j.size_b, COUNT(l.sample_id) AS labels,"
-            " SUM(l.choice = 'A') AS a, SUM(l.choice = 'B') AS b, SUM(l.choice = 'tie') AS tie,"
-            " SUM(l.prob_a IS NOT NULL) AS with_prob,"
-            " SUM(l.verdict_ab IS NOT NULL AND l.verdict_ba IS NOT NULL) AS both_orders,"
-            " SUM(l.verdict_ab IS NOT NULL AND l.verdict_ab = l.verdict_ba) AS consistent"
-            " FROM judges j JOIN labels l ON l.judge = j.name JOIN samples s ON s.id = l.sample_id "
-            + where
-            + " GROUP BY j.name ORDER BY j.name",
+            "SELECT j.name, j.kind, j.notes, j.size_b, agg.labels, agg.a, agg.b, agg.tie, agg.with_prob,"
+            " agg.both_orders, agg.consistent FROM judges j JOIN ("
+            "  SELECT l.judge, COUNT(*) AS labels,"
+            "  SUM(l.choice = 'A') AS a, SUM(l.choice = 'B') AS b, SUM(l.choice = 'tie') AS tie,"
+            "  SUM(l.prob_a IS NOT NULL) AS with_prob,"
+            "  SUM(l.verdict_ab IS NOT NULL AND l.verdict_ba IS NOT NULL) AS both_orders,"
+            "  SUM(l.verdict_ab IS NOT NULL AND l.verdict_ab = l.verdict_ba) AS consistent"
+            f"  FROM labels l NOT INDEXED {where} GROUP BY l.judge"
+            ") agg ON agg.judge = j.name ORDER BY j.name",
             params,
         )
 
@@ -596,25 +647,194 @@ class Store:
             "SELECT id FROM samples WHERE dataset = ? ORDER BY position", (dataset,)
         )]
 
+    def pair_meta(self, dataset: str) -> dict[str, dict[str, Any]]:
+        """Per sample id: the two responding models and the query cases (decoded), for the simulator."""
+        out = {}
+        for sid, model_a, model_b, cases in self.conn.execute(
+            "SELECT id, model_a, model_b, cases FROM samples WHERE dataset = ?", (dataset,)
+        ):
+            out[sid] = {"model_a": model_a, "model_b": model_b, "cases": json.loads(cases) if cases else {}}
+        return out
+
     def search(self, text: str, *, dataset: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Full-text search over query and responses, best match first."""
         q = fts_query(text)
         if not q:
             return []
         # rank inside FTS5 first and join only the hits kept: joining every match before the
-        # LIMIT costs seconds on common words over 100k samples
-        where = "samples_fts MATCH ?"
-        params: list[Any] = [q]
-        if dataset:
-            where += " AND rowid IN (SELECT rowid FROM samples WHERE dataset = ?)"
-            params.append(dataset)
+        # LIMIT costs seconds on common words over 100k samples (see _fts_hits for the rest)
+        hits, params = self._fts_hits(q, SampleFilter(dataset=dataset))
         params.append(limit)
         return self.rows(
             "SELECT s.id, s.dataset, s.scenario_group, substr(s.query, 1, 200) AS query FROM"
-            f" (SELECT rowid, rank FROM samples_fts WHERE {where} ORDER BY rank LIMIT ?) hit"
-            " JOIN samples s ON s.rowid = hit.rowid ORDER BY hit.rank",
+            f" ({hits} ORDER BY score, rowid LIMIT ?) hit"
+            " JOIN samples s ON s.rowid = hit.rowid ORDER BY hit.score, hit.rowid",
             params,
         )
+
+    # ------------------------------------------------------------------ browsing (the Samples page)
+
+    def dataset_span(self, dataset: str) -> tuple[int, int] | None:
+        """(first, last) rowid of a dataset when its samples fill that rowid range alone (the usual
+        case: an import appends), else None. Cached until this or another connection writes."""
+        cache = self.__dict__.setdefault("_span_cache", {})
+        version = (self.conn.total_changes, self.scalar("PRAGMA data_version"))
+        hit = cache.get(dataset)
+        if hit is None or hit[0] != version:
+            lo, hi, n = self.conn.execute(
+                "SELECT MIN(rowid), MAX(rowid), COUNT(*) FROM samples WHERE dataset = ?", (dataset,)).fetchone()
+            hit = cache[dataset] = (version, (lo, hi) if n and hi - lo + 1 == n else None)
+        return hit[1]
+
+    def _filter_sql(self, f: "SampleFilter") -> tuple[list[str], list[Any]]:
+        """WHERE terms over ``samples s`` for everything in ``f`` but the text."""
+        from . import catalogue
+
+        where: list[str] = []
+        params: list[Any] = []
+        if f.dataset:
+            where.append("s.dataset = ?")
+            params.append(f.dataset)
+        if f.scenario == UNCLASSIFIED:
+            where.append("s.scenario_group IS NULL")
+        elif f.scenario:
+            where.append("s.scenario_group = ?")
+            params.append(f.scenario)
+        if f.case:
+            if f.case not in catalogue.case_keys():
+                raise ValueError(f"unknown query case {f.case!r}; cases are {', '.join(catalogue.case_keys())}")
+            where.append("json_extract(s.cases, '$.' || ?) = 1")
+            params.append(f.case)
+        if f.judge:
+            # correlated probes of the primary keys: a page in dataset order stops early, where a
+            # materialised id list would read every label of the judge first
+            where.append("EXISTS (SELECT 1 FROM labels WHERE sample_id = s.id AND judge = ?)")
+            params.append(f.judge)
+        if f.disagree:
+            if len(set(f.disagree)) < 2:
+                raise ValueError("pick two or more judges to find where they disagree")
+            where.append("(SELECT COUNT(DISTINCT choice) FROM labels WHERE sample_id = s.id AND judge IN"
+                         f" ({', '.join('?' * len(f.disagree))}) AND choice != 'tie') > 1")
+            params.extend(f.disagree)
+        if f.attributes:
+            if not f.feature_source:
+                raise ValueError("filtering on attributes needs a feature source")
+            value = {"A": "= 1", "B": "= -1"}.get(f.direction or "", "!= 0")
+            if f.direction not in (None, "", "any", "A", "B"):
+                raise ValueError(f"direction must be A, B or any, not {f.direction!r}")
+            for attr in f.attributes:
+                where.append("EXISTS (SELECT 1 FROM features WHERE sample_id = s.id AND source = ? AND attribute = ?"
+                             f" AND value {value}" + ("" if f.include_excluded else " AND excluded = 0") + ")")
+                params.extend([f.feature_source, attr])
+        return where, params
+
+    def _fts_hits(self, q: str, f: "SampleFilter") -> tuple[str, list[Any]]:
+        """``SELECT rowid, score`` of the full-text matches that pass ``f`` (lower score = better).
+
+        bm25() sorted by SQLite's top-N sorter under a LIMIT, not FTS5's ``ORDER BY rank``, which
+        sorts every match in a second statement first (twice the time on common words). A dataset
+        is a rowid range when it fills one (FTS5 seeks it); other filters join as a set that FTS5
+        must not see: a ``rowid IN`` it can use runs one full-text query per listed sample (minutes
+        at 100k), hence ``+rowid``."""
+        sql = "SELECT rowid, bm25(samples_fts) AS score FROM samples_fts WHERE samples_fts MATCH ?"
+        params: list[Any] = [q]
+        span = self.dataset_span(f.dataset) if f.dataset else None
+        if span:
+            sql += " AND rowid BETWEEN ? AND ?"
+            params.extend(span)
+        where, wparams = self._filter_sql(f if not span else _without_dataset(f))
+        if where:
+            sql += f" AND +rowid IN (SELECT s.rowid FROM samples s WHERE {' AND '.join(where)})"
+            params.extend(wparams)
+        return sql, params
+
+    def browse(self, f: "SampleFilter | None" = None, *, offset: int = 0,
+               limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+        """One page of the samples that pass ``f`` and how many pass in all.
+
+        Rows in dataset order (dataset, then position), or best match first when ``f.text`` is set
+        (``score``: bm25, lower is better). Each row: id, dataset, position, scenario_group, query
+        (its start), models, word counts; ``choices`` and ``prob_a`` of ``f.shown_judges()`` (None
+        where a judge did not label it); ``features``: the value of each filtered attribute."""
+        f = f or SampleFilter()
+        offset, limit = max(int(offset), 0), max(int(limit), 0)
+        judges = f.shown_judges()
+        extra, xparams = [], []
+        for i, j in enumerate(judges):
+            extra.append(f"(SELECT choice FROM labels WHERE sample_id = s.id AND judge = ?) AS _c{i}")
+            extra.append(f"(SELECT prob_a FROM labels WHERE sample_id = s.id AND judge = ?) AS _p{i}")
+            xparams.extend([j, j])
+        for i, a in enumerate(f.attributes):
+            extra.append(f"(SELECT value FROM features WHERE sample_id = s.id AND source = ? AND attribute = ?) AS _f{i}")
+            xparams.extend([f.feature_source, a])
+        cols = ("s.id, s.dataset, s.position, s.scenario_group, substr(s.query, 1, 160) AS query, s.model_a,"
+                " s.model_b, s.words_a, s.words_b" + "".join(", " + e for e in extra))
+        q = fts_query(f.text or "")
+        if f.text and not q:
+            return [], 0
+        if q:
+            hits, hparams = self._fts_hits(q, f)
+            total = self.scalar(f"SELECT COUNT(*) FROM ({hits})", hparams)
+            rows = self.rows(
+                f"SELECT {cols}, hit.score FROM ({hits} ORDER BY score, rowid LIMIT ? OFFSET ?) hit"
+                " JOIN samples s ON s.rowid = hit.rowid ORDER BY hit.score, hit.rowid",
+                xparams + hparams + [limit, offset])
+        else:
+            where, params = self._filter_sql(f)
+            clause = " WHERE " + " AND ".join(where) if where else ""
+            total = self.scalar(f"SELECT COUNT(*) FROM samples s{clause}", params)
+            rows = self.rows(f"SELECT {cols} FROM samples s{clause} ORDER BY s.dataset, s.position LIMIT ? OFFSET ?",
+                             xparams + params + [limit, offset])
+        for r in rows:
+            r["query"] = " ".join((r["query"] or "").split())
+            r["choices"] = {j: r.pop(f"_c{i}") for i, j in enumerate(judges)}
+            r["prob_a"] = {j: r.pop(f"_p{i}") for i, j in enumerate(judges)}
+            r["features"] = {a: r.pop(f"_f{i}") for i, a in enumerate(f.attributes)}
+        return rows, int(total or 0)
+
+    def browse_index(self, sample_id: str, f: "SampleFilter | None" = None) -> int | None:
+        """Where a sample stands in ``browse``'s order for ``f`` (0-based), or None when it does not
+        pass the filter: for previous / next, and for the page a linked sample is on."""
+        f = f or SampleFilter()
+        q = fts_query(f.text or "")
+        if f.text and not q:
+            return None
+        if q:
+            hits, params = self._fts_hits(q, f)
+            rowid = self.scalar("SELECT rowid FROM samples WHERE id = ?", [sample_id])
+            row = None if rowid is None else self.conn.execute(f"{hits} AND rowid = ?", params + [rowid]).fetchone()
+            if row is None:
+                return None
+            score = row[1]
+            return int(self.scalar(f"SELECT COUNT(*) FROM ({hits}) WHERE score < ? OR (score = ? AND rowid < ?)",
+                                   params + [score, score, rowid]))
+        where, params = self._filter_sql(f)
+        clause = " AND ".join(where) if where else "1 = 1"
+        row = self.conn.execute(f"SELECT s.dataset, s.position FROM samples s WHERE {clause} AND s.id = ?",
+                                params + [sample_id]).fetchone()
+        if row is None:
+            return None
+        return int(self.scalar(f"SELECT COUNT(*) FROM samples s WHERE {clause} AND (s.dataset, s.position) < (?, ?)",
+                               params + list(row)))
+
+    def sample_labels(self, sample_id: str) -> list[dict[str, Any]]:
+        """Every judge's vote on one sample: choice, P(A), the verdicts in both orders, the judge's kind."""
+        return self.rows(
+            "SELECT l.judge, j.kind, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, l.source FROM labels l"
+            " LEFT JOIN judges j ON j.name = l.judge WHERE l.sample_id = ? ORDER BY l.judge", [sample_id])
+
+    def sample_features(self, sample_id: str, source: str | None = None) -> list[dict[str, Any]]:
+        """One sample's comparison features (all sources, or one), provenance decoded."""
+        sql = ("SELECT source, attribute, value, score_a, score_b, excluded, provenance FROM features"
+               " WHERE sample_id = ?")
+        params: list[Any] = [sample_id]
+        if source is not None:
+            sql += " AND source = ?"
+            params.append(source)
+        rows = self.rows(sql + " ORDER BY source", params)
+        for r in rows:
+            r["provenance"] = json.loads(r["provenance"]) if r["provenance"] else {}
+        return rows
 
     def overview(self) -> "Overview":
         """Everything the Overview page shows, in one call."""
@@ -628,6 +848,44 @@ class Store:
     def table_counts(self) -> dict[str, int]:
         names = ["datasets", "samples", "judges", "labels", "annotations", "features", "jobs", "profiles"]
         return {n: self.scalar(f"SELECT COUNT(*) FROM {n}") for n in names}
+
+
+#: the scenario filter value for samples without a scenario group yet
+UNCLASSIFIED = "(unclassified)"
+
+
+@dataclass(frozen=True)
+class SampleFilter:
+    """Which samples the Samples page lists (``Store.browse``); every field optional, all must hold.
+
+    ``scenario``: a scenario group (``UNCLASSIFIED`` for none yet); ``case``: a query case key;
+    ``judge``: samples that judge labelled (its choice comes with each row); ``disagree``: two or
+    more judges whose non-tie choices on the sample differ; ``attributes``: samples whose comparison
+    feature from ``feature_source`` is non-zero on every one of them (``direction`` "A": A better
+    on each, "B": B better on each). Samples whose features are marked excluded (errors not
+    checkable) are left out of the attribute filter, as fitting leaves them out, unless
+    ``include_excluded``. ``text``: full-text search; rows then come best match first."""
+
+    dataset: str | None = None
+    scenario: str | None = None
+    case: str | None = None
+    judge: str | None = None
+    disagree: tuple[str, ...] = ()
+    attributes: tuple[str, ...] = ()
+    feature_source: str | None = None
+    direction: str | None = None
+    include_excluded: bool = False
+    text: str | None = None
+
+    def shown_judges(self) -> list[str]:
+        """The judges whose choices come with each row: the judge, then the disagreeing ones."""
+        return list(dict.fromkeys(([self.judge] if self.judge else []) + list(self.disagree)))
+
+
+def _without_dataset(f: SampleFilter) -> SampleFilter:
+    from dataclasses import replace
+
+    return replace(f, dataset=None)
 
 
 @dataclass
@@ -652,6 +910,95 @@ def fts_query(text: str) -> str:
     """User text -> a safe FTS5 query: every word quoted, all words required."""
     words = [w for w in "".join(ch if ch.isalnum() else " " for ch in text).split() if w]
     return " ".join(f'"{w}"' for w in words)
+
+
+class RestoreError(ValueError):
+    """The file given to restore is not a store this version can use; nothing was changed."""
+
+
+def _copy(src: sqlite3.Connection, dest_path: Path) -> None:
+    """Online backup of ``src`` into a new self-contained file (rollback journal, no -wal beside it)."""
+    part = dest_path.with_name(dest_path.name + ".part")
+    part.unlink(missing_ok=True)
+    target = sqlite3.connect(str(part))
+    try:
+        src.backup(target)
+        target.execute("PRAGMA journal_mode = DELETE")
+    finally:
+        target.close()
+    part.replace(dest_path)
+
+
+def export_store(path: str | Path, dest: str | Path, *, overwrite: bool = False) -> Path:
+    """A consistent copy of the store while the app and workers keep reading and writing.
+
+    SQLite's online backup copies a single snapshot, so a copy is never half of one write. The
+    copy is one file (no -wal) that ``restore_store`` or any SQLite tool can open. The store holds
+    no API keys, so neither does the copy."""
+    dest = Path(dest)
+    if dest.exists() and not overwrite:
+        raise FileExistsError(f"{dest} exists; choose another name, or overwrite it (--overwrite)")
+    if dest.resolve() == Path(path).resolve():
+        raise ValueError("the export must go to a different file than the store")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with Store(path) as store:
+        _copy(store.conn, dest)
+    return dest
+
+
+def check_export(source: str | Path) -> dict[str, int]:
+    """Validate a file for restore (readable SQLite, intact, our schema, not from a newer version);
+    returns its table counts. Raises RestoreError naming what is wrong; never writes to it."""
+    source = Path(source)
+    if not source.is_file():
+        raise RestoreError(f"{source}: no such file")
+    try:
+        conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        try:
+            ok = conn.execute("PRAGMA quick_check").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if ok != "ok":
+                raise RestoreError(f"{source}: damaged SQLite file ({ok})")
+            missing = {"_sqlite_migrations", "datasets", "samples", "labels", "profiles"} - tables
+            if missing:
+                raise RestoreError(f"{source}: not a prefdissect store (no {', '.join(sorted(missing))} table)")
+            applied = {r[0] for r in conn.execute(
+                "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", [MIGRATIONS.name])}
+            known = {m.name for m in MIGRATIONS._migrations}
+            newer = applied - known
+            if newer:
+                raise RestoreError(f"{source}: written by a newer version (migrations {', '.join(sorted(newer))})")
+            return {t: conn.execute(f"SELECT COUNT(*) FROM [{t}]").fetchone()[0]
+                    for t in ("datasets", "samples", "judges", "labels", "profiles") if t in tables}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        raise RestoreError(f"{source}: not an SQLite database ({e})") from None
+
+
+def restore_store(source: str | Path, path: str | Path) -> tuple[dict[str, int], Path | None]:
+    """Replace the store's contents with an export, keeping a copy of what was there.
+
+    The file is checked first (``check_export``); the current store is saved beside itself as
+    ``<name>.before-restore-<time>.db``; then the export is copied in with the online backup API,
+    inside the store's own locking, so readers see either the old or the new contents; then
+    migrations bring an older export up to date. Returns the restored counts and the safety copy."""
+    counts = check_export(source)
+    path = Path(path)
+    safety = None
+    if path.exists():
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        safety = path.with_name(f"{path.stem}.before-restore-{stamp}.db")
+        export_store(path, safety)
+    src = sqlite3.connect(f"file:{Path(source)}?mode=ro", uri=True)
+    try:
+        with Store(path) as store:
+            src.backup(store.conn)
+    finally:
+        src.close()
+    with Store(path):  # applies migrations an older export lacks
+        pass
+    return counts, safety
 
 
 def _chunked_in(conn: sqlite3.Connection, sql: str, values: list[Any], size: int = 900):

@@ -1,7 +1,8 @@
 """Streamlit entry point: ``streamlit run dashboard/app.py``.
 
-Sets up the page, seeds the synthetic demo into an empty store, and registers every page
-of ``pages/`` with ``st.navigation``.
+Sets up the page, asks for sign-in when the deployment is configured for it (dashboard/auth.py),
+seeds the synthetic demo into an empty store, and registers every page of ``pages/`` with
+``st.navigation``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dash
 
 import streamlit as st  # noqa: E402
 
-from dashboard import data  # noqa: E402
+from dashboard import auth, data  # noqa: E402
 
 PAGES = [
     st.Page(ROOT / "pages" / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
@@ -29,6 +30,8 @@ PAGES = [
 ]
 
 st.set_page_config(page_title="Preference dissection", page_icon=":material/balance:", layout="wide")
+
+auth.gate()  # a session that is not signed in sees only the sign-in
 
 if "seeded" not in st.session_state:
     with st.spinner("Empty store: building the synthetic demo dataset..."):

@@ -36,3 +36,335 @@ def agreement_heatmap(frame: pd.DataFrame) -> alt.Chart:
         color=alt.condition("datum.rate > 0.6", alt.value("white"), alt.value("black")),
     )
     return (cells + text).properties(width=alt.Step(42), height=alt.Step(24))
+
+
+# --------------------------------------------------------------------------- profiles and similarity
+
+#: name of the click selection on the profile chart (fields: attribute, judge)
+PROFILE_PICK = "attribute_pick"
+#: name of the click selection on the similarity heatmap (fields: judge_a, judge_b)
+CELL_PICK = "cell_pick"
+
+
+def attribute_order(frame: pd.DataFrame, order: str = "catalogue") -> list[str]:
+    """Attribute labels from top to bottom: catalogue order, or by the first judge's weight (largest first)."""
+    if frame.empty:
+        return []
+    if order == "weight":
+        first = frame["judge"].iloc[0]
+        mine = frame[frame["judge"] == first].sort_values(["mean", "index"], ascending=[False, True], kind="stable")
+        return list(mine["label"])
+    if order != "catalogue":
+        raise ValueError(f"order must be 'catalogue' or 'weight', not {order!r}")
+    return list(frame.drop_duplicates("attribute").sort_values("index")["label"])
+
+
+def percent_domain(frame: pd.DataFrame) -> list[float]:
+    """The x range of :func:`profile_chart`: every bar and interval, and 45-55% at least, in steps of 5."""
+    vals = pd.concat([frame["percent"], frame["percent_lo"], frame["percent_hi"]]).dropna()
+    lo = min(float(vals.min()) if len(vals) else 50.0, 45.0)
+    hi = max(float(vals.max()) if len(vals) else 50.0, 55.0)
+    return [max(0.0, 5 * ((lo - 1) // 5)), min(100.0, 5 * -((-(hi + 1)) // 5))]
+
+
+def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool = True,
+                  title: str | None = None, domain: list[float] | None = None) -> alt.LayerChart:
+    """The paper's profile chart: per attribute, 100 * sigmoid(weight) in % as a bar from the 50% line
+    (above 50: the judge rewards the attribute; below: it dislikes it), the credible interval as a
+    whisker, one colour per judge (judges dodged within a row). ``frame`` is
+    ``core.compare.profile_frame`` output. With ``select``, a click on a bar selects its
+    (attribute, judge) under :data:`PROFILE_PICK`. ``domain`` fixes the x range (to draw charts
+    side by side on one scale; default :func:`percent_domain` of the frame)."""
+    judges = list(dict.fromkeys(frame["judge"]))
+    rows = attribute_order(frame, order)
+    multi = len(judges) > 1
+    step = min(16 + 6 * len(judges), 36)  # pixels per attribute row
+    y = alt.Y("label:N", sort=rows, title=None, axis=alt.Axis(labelLimit=220, labelFontSize=12, labelOverlap=False))
+    enc = dict(y=y, color=alt.Color("judge:N", sort=judges, title=None, legend=alt.Legend(orient="top", labelFontSize=12),
+                                    scale=alt.Scale(scheme="tableau10")))
+    if multi:
+        enc["yOffset"] = alt.YOffset("judge:N", sort=judges)
+    domain = list(domain) if domain is not None else percent_domain(frame)
+    ticks = list(range(int(-(-domain[0] // 10) * 10), int(domain[1]) + 1, 10))  # every 10%, 50 among them
+    scale = alt.Scale(domain=domain, nice=False, zero=False)
+    x = alt.X("percent:Q", title="P(preferred | better on this attribute alone), %", scale=scale,
+              axis=alt.Axis(values=ticks))
+    tooltip = [alt.Tooltip("judge:N"), alt.Tooltip("label:N", title="attribute"),
+               alt.Tooltip("percent:Q", title="%", format=".1f"),
+               alt.Tooltip("percent_lo:Q", title="interval from", format=".1f"),
+               alt.Tooltip("percent_hi:Q", title="interval to", format=".1f"),
+               alt.Tooltip("mean:Q", title="weight", format="+.3f"),
+               alt.Tooltip("p_pos:Q", title="P(weight > 0)", format=".2f")]
+    base = alt.Chart(frame).encode(**enc)
+    bars = base.mark_bar(cornerRadiusEnd=2).encode(x=x, x2=alt.X2(datum=50), tooltip=tooltip)
+    whiskers = base.mark_rule(strokeWidth=1.2, opacity=0.8).encode(
+        x=alt.X("percent_lo:Q", scale=scale), x2="percent_hi:Q", color=alt.value("#444444"), tooltip=tooltip)
+    if select:
+        pick = alt.selection_point(name=PROFILE_PICK, fields=["attribute", "judge"], on="click")
+        bars = bars.encode(opacity=alt.condition(pick, alt.value(0.85), alt.value(0.4))).add_params(pick)
+    fifty = alt.Chart(pd.DataFrame({"x": [50.0]})).mark_rule(color="#666666", strokeDash=[5, 4], size=1.5).encode(x="x:Q")
+    # bars above the whiskers, so that a click on a bar reaches the bar (and its selection), not the
+    # whisker drawn across it; the bars are slightly transparent so the whisker still shows through.
+    # A fixed height (with yOffset a Step would size the offset band, not the row) that also holds
+    # the legend, the axis and the title: Streamlit fits the whole chart into it.
+    height = step * max(len(rows), 1) + 80 + (24 if title else 0)
+    chart = alt.layer(whiskers, bars, fifty).properties(height=height)
+    if title:
+        chart = chart.properties(title=title)
+    return chart
+
+
+def difference_chart(frame: pd.DataFrame, a: str, b: str, *, order: list[str] | None = None) -> alt.LayerChart:
+    """Judge a minus judge b per attribute (weights, log-odds): a point at the posterior-mean
+    difference, the interval as a whisker, a zero line. ``frame`` is ``core.compare.difference_of``
+    output; points whose interval excludes 0 are coloured by which judge rewards the attribute more."""
+    rows = order or list(frame.sort_values("index")["label"])
+    verdict = pd.Series("no clear difference", index=frame.index)
+    verdict[frame["lo"] > 0] = f"{a} rewards more"
+    verdict[frame["hi"] < 0] = f"{b} rewards more"
+    data = frame.assign(verdict=verdict)
+    y = alt.Y("label:N", sort=rows, title=None, axis=alt.Axis(labelLimit=220, labelFontSize=12))
+    color = alt.Color("verdict:N", title=None, legend=alt.Legend(orient="top"),
+                      scale=alt.Scale(domain=[f"{a} rewards more", f"{b} rewards more", "no clear difference"],
+                                      range=["#1f77b4", "#d62728", "#9a9a9a"]))
+    tooltip = [alt.Tooltip("label:N", title="attribute"), alt.Tooltip("a:Q", title=a, format="+.3f"),
+               alt.Tooltip("b:Q", title=b, format="+.3f"), alt.Tooltip("diff:Q", title="difference", format="+.3f"),
+               alt.Tooltip("lo:Q", title="interval from", format="+.3f"),
+               alt.Tooltip("hi:Q", title="interval to", format="+.3f"),
+               alt.Tooltip("p_pos:Q", title=f"P({a} > {b})", format=".2f")]
+    base = alt.Chart(data).encode(y=y, tooltip=tooltip)
+    whiskers = base.mark_rule(strokeWidth=1.6).encode(x=alt.X("lo:Q", title=f"weight of {a} minus {b}"), x2="hi:Q",
+                                                      color=color)
+    points = base.mark_point(filled=True, size=60).encode(x="diff:Q", color=color)
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="#666666", strokeDash=[5, 4]).encode(x="x:Q")
+    return alt.layer(whiskers, points, zero).properties(height=alt.Step(18))
+
+
+def similarity_heatmap(matrix: pd.DataFrame, *, select: bool = True) -> alt.LayerChart:
+    """Judge x judge similarity in the matrix's own order (pass it ordered by clustering), with the
+    value in each cell when there is room. With ``select``, a click on a cell selects its
+    (judge_a, judge_b) under :data:`CELL_PICK`."""
+    names = list(matrix.index)
+    long = (matrix.rename_axis(index="judge_a", columns="judge_b").stack(future_stack=True)
+            .rename("similarity").reset_index())
+    cell = 44 if len(names) <= 12 else 26
+    base = alt.Chart(long).encode(
+        x=alt.X("judge_b:N", sort=names, title=None, axis=alt.Axis(labelAngle=-45, labelLimit=160, labelOverlap=False)),
+        y=alt.Y("judge_a:N", sort=names, title=None, axis=alt.Axis(labelLimit=200, labelOverlap=False)),
+    )
+    color = alt.Color("similarity:Q", title="similarity",
+                      scale=alt.Scale(scheme="redblue", domain=[-1.0, 1.0]))  # symmetric: 0 is white
+    tooltip = ["judge_a:N", "judge_b:N", alt.Tooltip("similarity:Q", format=".3f")]
+    cells = base.mark_rect().encode(color=color, tooltip=tooltip)
+    if select:
+        pick = alt.selection_point(name=CELL_PICK, fields=["judge_a", "judge_b"], on="click")
+        cells = cells.encode(opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55))).add_params(pick)
+    layers = [cells]
+    if len(names) <= 16:
+        values = base.mark_text(fontSize=11).encode(
+            text=alt.Text("similarity:Q", format=".2f"),
+            color=alt.condition("datum.similarity > 0.6", alt.value("white"), alt.value("black")),
+            tooltip=tooltip)
+        if select:
+            # the number drawn over a cell receives a click there: it gets its own selection (one
+            # Vega-Lite selection cannot span two layers), which :func:`cell_selection` reads too
+            values = values.add_params(alt.selection_point(name=CELL_PICK + "_value", fields=["judge_a", "judge_b"],
+                                                           on="click"))
+        layers.append(values)
+    return alt.layer(*layers).properties(width=alt.Step(cell), height=alt.Step(cell))
+
+
+def cell_selection(event) -> list[dict]:
+    """The heatmap cell clicked (on the cell or on its number), from an ``st.altair_chart`` event."""
+    return selection_of(event, CELL_PICK) or selection_of(event, CELL_PICK + "_value")
+
+
+def selection_of(event, name: str) -> list[dict]:
+    """The selected points of one selection parameter in an ``st.altair_chart(on_select=...)`` event."""
+    try:
+        sel = event["selection"][name]
+    except (KeyError, TypeError):
+        return []
+    return [dict(p) for p in sel] if isinstance(sel, list) else []
+
+
+def chart_image(chart: alt.TopLevelMixin, fmt: str, *, scale: float = 2.0) -> bytes:
+    """The chart as a PNG or SVG file, rendered offline by vl-convert."""
+    import vl_convert as vlc
+
+    spec = chart.to_json()
+    if fmt == "png":
+        return vlc.vegalite_to_png(spec, scale=scale)
+    if fmt == "svg":
+        return vlc.vegalite_to_svg(spec).encode("utf-8")
+    raise ValueError(f"format must be 'png' or 'svg', not {fmt!r}")
+
+
+def judge_rates(frame: pd.DataFrame, value: str, *, title: str, count: str | None = None) -> alt.LayerChart:
+    """One bar per judge: a rate in [0, 1] (agreement with a reference, position consistency),
+    with a rule at 50% and the count behind each rate in the tooltip. Rows without a rate are left out."""
+    data = frame.dropna(subset=[value])[["name", value] + ([count] if count else [])]
+    tooltip = ["name", alt.Tooltip(f"{value}:Q", title=title, format=".1%")]
+    if count:
+        tooltip.append(alt.Tooltip(f"{count}:Q", title="samples"))
+    bars = alt.Chart(data).mark_bar().encode(
+        x=alt.X(f"{value}:Q", title=title, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        y=alt.Y("name:N", title=None, sort="-x"),
+        tooltip=tooltip,
+    )
+    rule = alt.Chart(pd.DataFrame({"x": [0.5]})).mark_rule(strokeDash=[4, 3], color="gray").encode(x="x:Q")
+    return (bars + rule).properties(height=alt.Step(22))
+
+
+# --------------------------------------------------------------------------- simulator (pages/simulate.py)
+
+#: colours of the simulator's stages, fixed so that several judges read alike
+STAGE_COLORS = {"observed": "#4c78a8", "predicted before": "#9d9d9d", "predicted after": "#e45756"}
+
+
+def _half_line(axis: str = "x") -> alt.Chart:
+    return alt.Chart(pd.DataFrame({axis: [0.5]})).mark_rule(strokeDash=[4, 3], color="gray").encode(
+        **{axis: f"{axis}:Q"})
+
+
+def simulation_chart(frame: pd.DataFrame) -> alt.LayerChart:
+    """Observed, predicted-before and predicted-after win rates per judge, each with its 94% interval
+    (a thin bar: credible; the observed one: Jeffreys) and, for predictions, the predictive interval
+    (what the judge's labels on these pairs would show) as a faint band. Columns: judge, stage,
+    mean, lo, hi, pred_lo, pred_hi (win rates as shares)."""
+    stages = [s for s in STAGE_COLORS if s in set(frame["stage"])]
+    color = alt.Color("stage:N", title=None, sort=stages,
+                      scale=alt.Scale(domain=stages, range=[STAGE_COLORS[s] for s in stages]))
+    base = alt.Chart(frame).encode(
+        y=alt.Y("judge:N", title=None),
+        yOffset=alt.YOffset("stage:N", sort=stages),
+        color=color,
+    )
+    tooltip = ["judge", "stage", alt.Tooltip("mean:Q", format=".1%", title="win rate"),
+               alt.Tooltip("lo:Q", format=".1%", title="94% from"), alt.Tooltip("hi:Q", format=".1%", title="94% to"),
+               alt.Tooltip("pred_lo:Q", format=".1%", title="predictive from"),
+               alt.Tooltip("pred_hi:Q", format=".1%", title="predictive to")]
+    band = base.transform_filter("isValid(datum.pred_lo)").mark_rule(strokeWidth=10, opacity=0.18).encode(
+        x=alt.X("pred_lo:Q"), x2="pred_hi:Q")
+    ci = base.mark_rule(strokeWidth=3).encode(
+        x=alt.X("lo:Q", title="win rate of the model under test", axis=alt.Axis(format="%"),
+                scale=alt.Scale(zero=False)),
+        x2="hi:Q", tooltip=tooltip)
+    point = base.mark_point(filled=True, size=80).encode(x="mean:Q", tooltip=tooltip)
+    return (band + ci + point + _half_line()).properties(height=alt.Step(18))
+
+
+def contribution_chart(frame: pd.DataFrame) -> alt.LayerChart:
+    """Each attribute's contribution to the change in win rate (Shapley; they add up to the change),
+    one bar per judge with its 94% interval. Columns: judge, label, direction, rate, mean, lo, hi."""
+    data = frame.assign(change=frame["direction"].map({"inject": "+", "suppress": "-"}) + " " + frame["label"])
+    base = alt.Chart(data).encode(
+        y=alt.Y("change:N", title=None),
+        yOffset=alt.YOffset("judge:N"),
+        color=alt.Color("judge:N", title="judge", scale=alt.Scale(scheme="tableau10")),
+    )
+    tooltip = ["judge", "label", "direction", alt.Tooltip("rate:Q", format=".0%", title="success rate"),
+               alt.Tooltip("mean:Q", format="+.1%", title="contribution"),
+               alt.Tooltip("lo:Q", format="+.1%", title="94% from"), alt.Tooltip("hi:Q", format="+.1%", title="94% to")]
+    bars = base.mark_bar(opacity=0.75).encode(
+        x=alt.X("mean:Q", title="contribution to the change in win rate (points)", axis=alt.Axis(format="+%")),
+        tooltip=tooltip)
+    err = base.mark_rule(color="black").encode(x="lo:Q", x2="hi:Q", tooltip=tooltip)
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="gray").encode(x="x:Q")
+    return (bars + err + zero).properties(height=alt.Step(16))
+
+
+def injection_ranking_chart(frame: pd.DataFrame) -> alt.LayerChart:
+    """The top-5 and bottom-5 attributes to inject: predicted gain in win rate with its 94% interval.
+    Columns: label, mean, lo, hi, part ("top 5" / "bottom 5")."""
+    order = list(frame.sort_values("mean", ascending=False)["label"])
+    base = alt.Chart(frame).encode(y=alt.Y("label:N", title=None, sort=order))
+    tooltip = ["label", "part", alt.Tooltip("mean:Q", format="+.1%", title="gain"),
+               alt.Tooltip("lo:Q", format="+.1%", title="94% from"), alt.Tooltip("hi:Q", format="+.1%", title="94% to"),
+               alt.Tooltip("p_positive:Q", format=".0%", title="P(gain > 0)")]
+    bars = base.mark_bar().encode(
+        x=alt.X("mean:Q", title="predicted gain in win rate when injected into every pair", axis=alt.Axis(format="+%")),
+        color=alt.condition("datum.mean > 0", alt.value("#54a24b"), alt.value("#e45756")),
+        tooltip=tooltip)
+    err = base.mark_rule(color="black").encode(x="lo:Q", x2="hi:Q", tooltip=tooltip)
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="gray").encode(x="x:Q")
+    return (bars + err + zero).properties(height=alt.Step(20))
+
+
+def leaderboard_chart(frame: pd.DataFrame) -> alt.LayerChart:
+    """Raw against attribute-controlled win rate per model (a dumbbell; controlled with its 94% interval),
+    models ordered by raw win rate. Columns: model, raw, controlled, controlled_lo, controlled_hi, sharp."""
+    order = list(frame.sort_values("raw", ascending=False)["model"])
+    long = frame.melt(id_vars=["model", "sharp"], value_vars=["raw", "controlled"], var_name="rate",
+                      value_name="win_rate")
+    y = alt.Y("model:N", title=None, sort=order, axis=alt.Axis(labelLimit=240))
+    link = alt.Chart(frame).mark_rule(color="gray").encode(y=y, x=alt.X("raw:Q"), x2="controlled:Q")
+    ci = alt.Chart(frame).mark_rule(strokeWidth=3, opacity=0.5, color="#e45756").encode(
+        y=y, x="controlled_lo:Q", x2="controlled_hi:Q")
+    points = alt.Chart(long).mark_point(filled=True, size=90).encode(
+        y=y,
+        x=alt.X("win_rate:Q", title="win rate against all other models", axis=alt.Axis(format="%"),
+                scale=alt.Scale(zero=False)),
+        color=alt.Color("rate:N", title=None, scale=alt.Scale(domain=["raw", "controlled"],
+                                                             range=["#4c78a8", "#e45756"])),
+        shape=alt.condition("datum.sharp", alt.value("diamond"), alt.value("circle")),
+        tooltip=["model", "rate", alt.Tooltip("win_rate:Q", format=".1%", title="win rate"), "sharp"])
+    return (link + ci + points + _half_line()).properties(height=alt.Step(24))
+
+
+def calibration_chart(frame: pd.DataFrame) -> alt.LayerChart:
+    """Predicted against observed P(A preferred) by decile of the prediction, one line per judge, with the
+    observed share's 94% interval and the diagonal of perfect calibration. Columns: judge, bin, pairs,
+    predicted, observed, lo, hi."""
+    diag = alt.Chart(pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0]})).mark_line(
+        strokeDash=[4, 3], color="gray").encode(x="x:Q", y="y:Q")
+    base = alt.Chart(frame).encode(
+        x=alt.X("predicted:Q", title="predicted P(A preferred), decile mean", scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%")),
+        color=alt.Color("judge:N", title="judge", scale=alt.Scale(scheme="tableau10")),
+    )
+    tooltip = ["judge", "bin", "pairs", alt.Tooltip("predicted:Q", format=".1%"),
+               alt.Tooltip("observed:Q", format=".1%"), alt.Tooltip("lo:Q", format=".1%", title="94% from"),
+               alt.Tooltip("hi:Q", format=".1%", title="94% to")]
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("observed:Q", title="observed share of A (ties 1/2)", scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%")),
+        tooltip=tooltip)
+    err = base.mark_rule(opacity=0.5).encode(y="lo:Q", y2="hi:Q", tooltip=tooltip)
+    return (diag + err + line).properties(width=360, height=360)
+
+
+WATERFALL_COLOURS = {"towards A": "#4c78a8", "towards B": "#e45756", "logit P(A)": "#54a24b"}
+
+
+def contribution_waterfall(frame: pd.DataFrame, *, order: str = "magnitude") -> alt.LayerChart:
+    """One judge's per-attribute contributions w_k·x_k to logit P(A) on one sample, as a waterfall:
+    each bar starts where the previous one ended, and the last bar (the sum) is the logit of the
+    predicted P(A). Attributes with no contribution (equal on the sample) are left out. ``order``:
+    "magnitude" (largest first) or "given" (the frame's order). Columns: label, contribution; x and
+    weight go to the tooltip when present."""
+    d = frame[frame["contribution"] != 0].copy()
+    if order == "magnitude":
+        d = d.reindex(d["contribution"].abs().sort_values(ascending=False, kind="stable").index)
+    d["end"] = d["contribution"].cumsum()
+    d["start"] = d["end"] - d["contribution"]
+    d["kind"] = d["contribution"].map(lambda c: "towards A" if c > 0 else "towards B")
+    total = float(d["contribution"].sum())
+    d = pd.concat([d, pd.DataFrame([{"label": "logit P(A) = sum", "contribution": total, "start": 0.0, "end": total,
+                                     "kind": "logit P(A)"}])], ignore_index=True)
+    d["step"] = range(len(d))
+    for col in ("x", "weight"):
+        if col not in d:
+            d[col] = None
+    bars = alt.Chart(d).mark_bar().encode(
+        y=alt.Y("label:N", title=None, sort=alt.EncodingSortField(field="step", order="ascending"),
+                axis=alt.Axis(labelLimit=240)),
+        x=alt.X("start:Q", title="contribution to logit P(A)  (right: towards A, left: towards B)"),
+        x2="end:Q",
+        color=alt.Color("kind:N", title=None, scale=alt.Scale(domain=list(WATERFALL_COLOURS),
+                                                             range=list(WATERFALL_COLOURS.values()))),
+        tooltip=["label", alt.Tooltip("x:Q", title="A vs B (x)"), alt.Tooltip("weight:Q", format="+.3f"),
+                 alt.Tooltip("contribution:Q", format="+.3f"), alt.Tooltip("end:Q", format="+.3f", title="running sum")],
+    )
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="gray").encode(x="x:Q")
+    return (bars + zero).properties(height=alt.Step(20))

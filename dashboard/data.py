@@ -57,3 +57,369 @@ def overview(fp: tuple) -> dict:
 @st.cache_data(show_spinner=False, max_entries=32)
 def agreement(fp: tuple, dataset: str | None) -> pd.DataFrame:
     return judges.agreement_frame(store(), dataset)
+
+
+# --------------------------------------------------------------------------- profiles and similarity
+# (pages/profiles.py and pages/similarity.py)
+
+from core import compare  # noqa: E402
+
+
+def scope_order(scopes) -> list[str]:
+    """Scopes in reading order: "all", the scenario groups, the query cases (catalogue order), the rest."""
+    from core import catalogue
+
+    scopes = list(dict.fromkeys(scopes))
+    known = ["all"] + catalogue.group_keys() + catalogue.case_keys()
+    return [s for s in known if s in scopes] + sorted(s for s in scopes if s not in known)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def profile_index(fp: tuple) -> pd.DataFrame:
+    """Which profiles are stored: one row per profile (its key, samples used, imported or fitted)."""
+    cols = ["dataset", "feature_source", "method", "scope", "judge", "n", "imported"]
+    return pd.DataFrame([{k: r.get(k) for k in cols} for r in store().profiles()], columns=cols)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def profile_rows(fp: tuple, dataset: str, feature_source: str, method: str, scope: str,
+                 judges: tuple[str, ...]) -> list[dict]:
+    """Stored profiles of these judges in one scope, with their posterior draws, in the judges' order."""
+    rows = store().profiles(dataset=dataset, scope=scope, feature_source=feature_source, method=method,
+                            judges=list(judges), with_draws=True)
+    rank = {j: i for i, j in enumerate(judges)}
+    return sorted(rows, key=lambda r: rank.get(r["judge"], len(rank)))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def profile_view(fp: tuple, dataset: str, feature_source: str, method: str, scope: str,
+                 judges: tuple[str, ...], k: int = 5) -> dict:
+    """What the Profiles page shows: per-attribute frame, top/bottom attributes, accuracy and
+    diagnostics, and the CSV / JSON downloads."""
+    rows = profile_rows(fp, dataset, feature_source, method, scope, judges)
+    frame = compare.profile_frame(rows)
+    return {
+        "frame": frame,
+        "top": compare.top_bottom(frame, k),
+        "summary": compare.profile_summary(rows),
+        "csv": compare.export_profiles(rows, "csv"),
+        "json": compare.export_profiles(rows, "json"),
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def weight_difference(fp: tuple, dataset: str, feature_source: str, method: str, scope: str, a: str,
+                      b: str) -> pd.DataFrame:
+    """Judge a minus judge b per attribute, with intervals from the stored posterior draws."""
+    rows = {r["judge"]: r for r in profile_rows(fp, dataset, feature_source, method, scope, (a, b))}
+    return compare.difference_of(rows[a], rows[b])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def differing_samples(fp: tuple, dataset: str, feature_source: str, scope: str) -> dict[str, int]:
+    """Per attribute, how many samples of the scope differ on it (A and B compare unequal);
+    empty when the dataset has no samples stored (imported profiles)."""
+    return store().differing_counts(dataset, feature_source, scope)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def judge_details(fp: tuple) -> pd.DataFrame:
+    """Every judge with labels: kind and size (billions of parameters, when known)."""
+    return pd.DataFrame(store().judges(), columns=["name", "kind", "size_b", "notes", "labels"])
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def similarity(fp: tuple, dataset: str, feature_source: str, method: str, scope: str | None,
+               judges: tuple[str, ...], corr: str) -> dict:
+    """Judge similarity (correlation of weight vectors; averaged over the scenario groups when
+    ``scope`` is None), ordered by hierarchical clustering."""
+    weights = compare.weights_from_rows(store().profiles(dataset=dataset, feature_source=feature_source, method=method))
+    scopes = [scope] if scope else compare.scenario_scopes(weights)
+    matrix = compare.similarity_matrix(weights, list(judges) or None, scopes=scopes, method=corr)
+    order = compare.cluster_order(matrix)
+    return {"matrix": matrix.loc[order, order], "order": order, "scopes": scopes}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def judge_groups(fp: tuple, dataset: str, feature_source: str, method: str, scope: str | None,
+                 judges: tuple[str, ...], corr: str, by: str, split: float = 30.0, k: int = 2) -> dict[str, list[str]]:
+    """Automatic judge groups: by size (``judges.size_b``, else read off the name, split at
+    ``split`` B), by kind, or by cutting the clustering into ``k`` clusters."""
+    if by == "clusters":
+        return compare.cluster_groups(similarity(fp, dataset, feature_source, method, scope, judges, corr)["matrix"], k)
+    details = judge_details(fp).set_index("name")
+    if by == "kind":
+        return compare.groups_by(judges, details["kind"].to_dict())
+    return compare.size_groups(judges, compare.judge_sizes(judges, details["size_b"].dropna().to_dict()), split)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def group_similarity(fp: tuple, dataset: str, feature_source: str, method: str, scope: str | None,
+                     judges: tuple[str, ...], corr: str, groups: tuple[tuple[str, tuple[str, ...]], ...]) -> pd.DataFrame:
+    """Intra- and inter-group similarity of judge groups, as a table (see ``compare.group_table``)."""
+    matrix = similarity(fp, dataset, feature_source, method, scope, judges, corr)["matrix"]
+    members = {name: [j for j in js if j in matrix.index] for name, js in groups}
+    return compare.group_table(compare.group_similarity(matrix, members), members)
+
+
+# --------------------------------------------------------------------------- jobs, annotation, judges
+# (pages/annotate.py and pages/judges.py; live job state is read uncached by dashboard/jobview.py)
+
+from core import jobs as _jobs  # noqa: E402
+
+
+def activity_fingerprint() -> tuple:
+    """``fingerprint()`` plus job activity (requests stored, jobs, features): cost estimates and
+    feature sets change when a job stores answers, which the plain fingerprint does not see."""
+    return fingerprint() + _jobs.activity(store())
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def job_estimate(fp: tuple, kind: str, dataset: str, scenarios: tuple[str, ...], limit: int | None,
+                 llm: tuple[tuple[str, object], ...], both_orders: bool) -> dict:
+    """Cost estimate of an annotate or judge job before it starts (core.annotate.estimate: the
+    tokens of the actual prompts x the prices, per step, for the requests not answered yet)."""
+    from core.llm import LLMSettings
+
+    params = {"dataset": dataset, "scenarios": list(scenarios), "limit": limit, "both_orders": both_orders}
+    settings = LLMSettings(**dict(llm))  # no key: an estimate needs none
+    est, sampled = _jobs.estimate(store(), kind, params, settings)
+    steps = pd.DataFrame([{"step": k, **v} for k, v in est.by_step.items()],
+                         columns=["step", "requests", "input_tokens", "output_tokens", "cost"])
+    return {"estimate": est, "sampled": sampled, "steps": steps}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def feature_sources(fp: tuple, dataset: str) -> dict:
+    """The dataset's feature sets (with samples covered) and the one fitting uses by default."""
+    s = store()
+    return {"sources": s.feature_sources(dataset), "default": _jobs.default_feature_source(s, dataset)}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def judge_summary(fp: tuple, dataset: str | None) -> dict:
+    """Per-judge counts and position consistency, and every pair's shared / agreeing samples (one read)."""
+    return judges.judge_summary(store(), dataset)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def judge_table(fp: tuple, dataset: str | None, reference: str | None) -> pd.DataFrame:
+    """Judges with label counts, datasets, position consistency and agreement with ``reference``."""
+    return judges.with_reference(judge_summary(fp, dataset), reference)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def judge_pairs(fp: tuple, dataset: str | None) -> pd.DataFrame:
+    """Agreement of every two judges (as ``agreement``), from the same read."""
+    return judges.agreement_pairs(judge_summary(fp, dataset))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def dataset_judges(fp: tuple, dataset: str) -> list[str]:
+    """Names of the judges with labels on the dataset."""
+    return [r["name"] for r in store().judges(dataset)]
+
+
+@st.cache_data(show_spinner=False)
+def fit_scopes() -> list[str]:
+    from core import fit
+
+    return fit.default_scopes()
+
+
+# --------------------------------------------------------------------------- simulator (pages/simulate.py)
+
+from core import simulate as _simulate  # noqa: E402
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def simulation_datasets(fp: tuple) -> list[str]:
+    """Datasets with a profile whose features they have: the ones the simulator can run on."""
+    return _simulate.datasets(store())
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def simulation_options(fp: tuple, dataset: str) -> dict:
+    """Per feature set, scope and method the judges with a profile; the responding models of a dataset."""
+    return _simulate.simulation_options(store(), dataset)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def simulation_pairs(fp: tuple, dataset: str, feature_source: str, scope: str):
+    """The scope's pairs (features, models, where conditional attributes apply), read once: moving a
+    slider then costs only the simulation, not a read of every feature of the dataset."""
+    return _simulate.load_pairs(store(), dataset, feature_source, scope)
+
+
+def _pairs_or_none(fp: tuple, dataset: str, feature_source: str | None, scope: str):
+    return simulation_pairs(fp, dataset, feature_source, scope) if feature_source else None
+
+
+def _estimate_row(judge: str, stage: str, e) -> dict:
+    return {"judge": judge, "stage": stage, "mean": e.mean, "lo": e.lo, "hi": e.hi,
+            "pred_lo": e.pred_lo, "pred_hi": e.pred_hi}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def simulation(fp: tuple, dataset: str, judges: tuple[str, ...], scope: str, model: str | None, opponent: str,
+               inject: tuple[tuple[str, float], ...], suppress: tuple[tuple[str, float], ...],
+               method: str | None, feature_source: str | None = None) -> dict:
+    """core.simulate.simulate for several judges, with frames for the page's tables and charts."""
+    sims = _simulate.simulate(store(), dataset, list(judges), scope=scope, model=model, opponent=opponent,
+                              inject=dict(inject), suppress=dict(suppress), method=method,
+                              feature_source=feature_source,
+                              pairs=_pairs_or_none(fp, dataset, feature_source, scope))
+    rates, contrib, prov = [], [], []
+    for s in sims:
+        if s.observed is not None:
+            rates.append({"judge": s.judge, "stage": "observed", "mean": s.observed, "lo": s.observed_lo,
+                          "hi": s.observed_hi, "pred_lo": None, "pred_hi": None})
+        rates.append(_estimate_row(s.judge, "predicted before", s.before))
+        rates.append(_estimate_row(s.judge, "predicted after", s.after))
+        contrib += [{"judge": s.judge, "attribute": c.attribute, "label": c.label, "direction": c.direction,
+                     "rate": c.rate, "applies": c.applies, "mean": c.mean, "lo": c.lo, "hi": c.hi}
+                    for c in s.contributions]
+        prov.append({**s.profile, "pairs": s.pairs, "labelled": s.labelled,
+                     "pairs_fingerprint": s.settings["pairs_fingerprint"], "seconds": s.settings["seconds"]})
+    return {"results": sims, "rates": pd.DataFrame(rates), "contributions": pd.DataFrame(contrib),
+            "provenance": pd.DataFrame(prov)}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def injection_ranking(fp: tuple, dataset: str, judge: str, scope: str, model: str | None, opponent: str,
+                      method: str | None, feature_source: str | None = None) -> dict:
+    """What to inject: every attribute alone (rate 1), ranked by M's predicted gain under one judge."""
+    r = _simulate.injection_ranking(store(), dataset, judge, scope=scope, model=model, opponent=opponent,
+                                    method=method, feature_source=feature_source,
+                                    pairs=_pairs_or_none(fp, dataset, feature_source, scope))
+    frame = pd.DataFrame([{"attribute": g.attribute, "label": g.label, "mean": g.mean, "lo": g.lo, "hi": g.hi,
+                           "p_positive": g.p_positive, "applies": g.applies} for g in r.gains])
+    top = frame.head(5).assign(part="top 5")
+    bottom = frame.tail(5).iloc[::-1].assign(part="bottom 5")
+    return {"ranking": r, "frame": frame, "extremes": pd.concat([top, bottom], ignore_index=True)}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def controlled_leaderboard(fp: tuple, dataset: str, judge: str, attributes: tuple[str, ...], scope: str,
+                           method: str | None, feature_source: str | None = None) -> dict:
+    """Raw and attribute-controlled win rates of every responding model under one judge."""
+    lb = _simulate.controlled_win_rates(store(), dataset, judge, list(attributes), scope=scope, method=method,
+                                        feature_source=feature_source,
+                                        pairs=_pairs_or_none(fp, dataset, feature_source, scope))
+    frame = pd.DataFrame([r.__dict__ for r in lb.rows])
+    return {"leaderboard": lb, "frame": frame, "warnings": lb.warnings}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def calibration(fp: tuple, dataset: str, judges: tuple[str, ...], scope: str, method: str | None,
+                feature_source: str | None = None) -> dict:
+    """Predicted against observed P(A preferred) by decile, per judge, and each judge's calibration error."""
+    cals = _simulate.calibration(store(), dataset, list(judges), scope=scope, method=method,
+                                 feature_source=feature_source,
+                                 pairs=_pairs_or_none(fp, dataset, feature_source, scope))
+    bins = pd.DataFrame([{"judge": c.judge, **b} for c in cals for b in c.bins])
+    summary = pd.DataFrame([{"judge": c.judge, "pairs": c.pairs, "ece": c.ece, "method": c.profile["method"]}
+                            for c in cals])
+    return {"bins": bins, "summary": summary}
+
+
+# --------------------------------------------------------------------------- samples (pages/samples.py)
+
+from core import catalogue as _catalogue, samples as _samples  # noqa: E402
+from core.store import SampleFilter  # noqa: E402
+from dashboard import sampleurl as _sampleurl  # noqa: E402
+
+
+def samples_fingerprint() -> tuple:
+    """``fingerprint()`` and the last feature and annotation written: an annotation job adds those
+    (and fills scenario groups and query cases) without touching samples, labels or profiles."""
+    s = store()
+    return fingerprint() + tuple(s.conn.execute(
+        "SELECT (SELECT MAX(rowid) FROM features), (SELECT MAX(rowid) FROM annotations)").fetchone())
+
+
+def sample_catalogue() -> dict:
+    """Attribute labels, scenario groups and query-case labels, for the filters."""
+    return {"attributes": {a.key: a.label for a in _catalogue.attributes()}, "groups": _catalogue.group_keys(),
+            "cases": {c.key: c.label for c in _catalogue.query_cases()},
+            "rated_as": {a.key: a.annotated_as for a in _catalogue.attributes() if a.annotated_as}}
+
+
+def sample_scopes(sample: dict) -> list[str]:
+    """The profile scopes a sample belongs to: its scenario group, its query cases, "all"."""
+    return _samples.sample_scopes(sample)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def sample_datasets(fp: tuple) -> list[str]:
+    """Datasets that have samples (imported profiles alone have none), largest first."""
+    rows = [d for d in store().datasets() if d["samples"]]
+    return [d["name"] for d in sorted(rows, key=lambda d: (-d["samples"], d["name"]))]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def sample_dataset_of(fp: tuple, sample_id: str) -> str | None:
+    return store().scalar("SELECT dataset FROM samples WHERE id = ?", [sample_id])
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def sample_options(fp: tuple, dataset: str) -> _sampleurl.Options:
+    """The filters' choices on one dataset: scenario groups present, labelled judges, feature sources."""
+    s = store()
+    return _sampleurl.Options(scenarios=[r["scenario_group"] for r in s.scenario_counts(dataset)],
+                              judges=[r["name"] for r in s.judges(dataset)],
+                              sources=[r["source"] for r in s.feature_sources(dataset)])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def browse(fp: tuple, f: SampleFilter, offset: int, limit: int) -> dict:
+    """One page of the filtered list: ``ids`` (in order), the ``frame`` the table shows, ``total``."""
+    rows, total = store().browse(f, offset=offset, limit=limit)
+    labels = {a.key: a.label for a in _catalogue.attributes()}
+    side = {1: "A", -1: "B", 0: "equal", None: None}
+    records = []
+    for r in rows:
+        rec = {"#": r["position"] + 1, "scenario": r["scenario_group"], "query": r["query"]}
+        for j, choice in r["choices"].items():
+            rec[f"{j}"] = choice
+        for a, v in r["features"].items():
+            rec[f"{labels.get(a, a)}: better"] = side.get(v, v)
+        rec.update({"model A": r["model_a"], "model B": r["model_b"], "words A": r["words_a"], "words B": r["words_b"]})
+        if "score" in r:
+            rec["match (bm25)"] = -r["score"]
+        records.append(rec)
+    return {"ids": [r["id"] for r in rows], "frame": pd.DataFrame(records), "total": total,
+            "choice_columns": list(f.shown_judges())}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def browse_index(fp: tuple, sample_id: str, f: SampleFilter) -> int | None:
+    return store().browse_index(sample_id, f)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def sample_at(fp: tuple, f: SampleFilter, index: int) -> str | None:
+    """The id at a position (0-based) of the filtered list, for previous / next."""
+    if index < 0:
+        return None
+    rows, _ = store().browse(f, offset=index, limit=1)
+    return rows[0]["id"] if rows else None
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def sample_view(fp: tuple, sample_id: str) -> _samples.SampleView | None:
+    return _samples.sample_view(store(), sample_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def profiled_judges(fp: tuple, dataset: str) -> list[str]:
+    """Judges with a stored profile on the dataset (any scope, any method)."""
+    return sorted({p["judge"] for p in store().profiles(dataset=dataset)})
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def explanation(fp: tuple, sample_id: str, judge: str, scope: str) -> dict:
+    """A judge's contributions on one sample (``core.samples.explain``) and the frame the chart draws."""
+    e = _samples.explain(store(), sample_id, judge, scope)
+    return {"explanation": e, "frame": pd.DataFrame(e.frame_rows, columns=["attribute", "label", "x", "weight",
+                                                                            "contribution"])}

@@ -1,6 +1,128 @@
-"""Judges (being built in this session)."""
+"""Judges: who labelled what, how they agree, how consistent they are when the responses swap
+places; add a judge (upload its labels or collect them from a model) and fit it."""
 
 import streamlit as st
 
+from dashboard import auth, charts, data, workbench
+from dashboard.render import plain
+
 st.title("Judges")
-st.info("This page is being built.")
+workbench.show_flash()
+
+fp = data.fingerprint()
+ov = data.overview(fp)
+names = list(ov["datasets"]["name"])
+if not names:
+    st.info("The store is empty. Import data with `python -m core import FORMAT PATH` or build the demo with "
+            "`python -m core demo`.")
+    st.stop()
+
+dataset = st.selectbox("Dataset", [None, *names], index=1 if len(names) == 1 else 0, key="judges_dataset",
+                       format_func=lambda d: "every dataset" if d is None else d)
+base = data.judge_table(fp, dataset, None)
+
+if base.empty:
+    st.info("No judge has labels here yet: add one below.")
+else:
+    kinds = dict(zip(base["name"], base["kind"]))
+    options = list(base["name"])
+    default = next((i for k in ("human", "gold") for i, n in enumerate(options) if kinds[n] == k), 0)
+    reference = st.selectbox("Reference judge", options, index=default, key="judges_reference",
+                             help="agreement is measured against this judge, on the samples both labelled")
+    table = data.judge_table(fp, dataset, reference)
+    st.dataframe(
+        table, hide_index=True,
+        column_order=["name", "kind", "size_b", "labels", "agreement_ref", "shared_ref", "consistency", "both_orders",
+                      "datasets", "a", "b", "tie", "with_prob", "agree_ref", "consistent"],
+        column_config={
+            "size_b": st.column_config.NumberColumn("size (B params)"),
+            "a": "chose A", "b": "chose B", "tie": "ties", "with_prob": "with probability",
+            "both_orders": "both orders known", "consistent": "same verdict both orders",
+            "consistency": st.column_config.NumberColumn("position consistency", format="percent"),
+            "shared_ref": "shared with reference", "agree_ref": "agree with reference",
+            "agreement_ref": st.column_config.NumberColumn("agreement with reference", format="percent"),
+        },
+    )
+    others = table[table["name"] != reference]
+    if others["agreement_ref"].notna().any():
+        st.markdown(f"**Agreement with {plain(reference)}** (share of shared samples with the same choice)")
+        st.altair_chart(charts.judge_rates(others, "agreement_ref", title="agreement with the reference",
+                                           count="shared_ref"), width="stretch")
+
+    st.subheader("Position bias")
+    both = table[table["both_orders"] > 0]
+    if both.empty:
+        st.info("No judge here has verdicts in both orders yet. Collect a model's labels below with both orders to "
+                "see how often it keeps its verdict when A and B swap places.")
+    else:
+        st.caption("Share of samples on which the judge gave the same verdict with A shown first and with B shown "
+                   "first (only where both verdicts are known). 100%: no position bias.")
+        st.altair_chart(charts.judge_rates(both, "consistency", title="position consistency", count="both_orders"),
+                        width="stretch")
+
+    st.subheader("Agreement between every two judges")
+    agree = data.judge_pairs(fp, dataset)
+    if agree.empty or agree["judge_a"].nunique() < 2:
+        st.info("Fewer than two judges here.")
+    else:
+        st.altair_chart(charts.agreement_heatmap(agree), width="content")
+        pairs = agree[agree["judge_a"] < agree["judge_b"]].sort_values("rate", ascending=False)
+        st.dataframe(pairs, hide_index=True,
+                     column_config={"rate": st.column_config.NumberColumn("agreement", format="percent")})
+
+st.subheader("Add a judge")
+upload_tab, collect_tab, fit_tab = st.tabs(["Upload labels", "Collect from a model", "Fit"])
+
+with upload_tab:
+    st.caption("The paper's format: a JSON list of \"A\" / \"B\" (or \"tie\", or null for no label), one per sample "
+               "in the dataset's order. Or a table (CSV, JSONL, JSON list of objects, parquet) with the columns "
+               "sample\\_id, label and, optionally, prob\\_a. A file with an error is rejected whole, naming the row "
+               "and field, and the store is left unchanged.")
+    upload = st.file_uploader("Labels file", type=["json", "csv", "jsonl", "parquet"], key="labels_file")
+    c1, c2, c3 = st.columns([2, 2, 1])
+    up_dataset = c1.selectbox("Dataset the labels are for", names, key="upload_dataset")
+    up_judge = c2.text_input("Judge name", key="upload_judge", placeholder="e.g. my-model")
+    up_kind = c3.selectbox("Kind", ["llm", "human", "gold", "synthetic"], key="upload_kind")
+    if up_judge.strip() and up_judge.strip() in set(ov["judges"]["name"]):
+        st.caption("A judge of this name exists: its labels on these samples are replaced by the file's.")
+    if auth.require_editor("adding a judge"):
+        if st.button("Add judge", type="primary", key="upload_add", disabled=not (upload and up_judge.strip())):
+            try:
+                n = workbench.import_labels(upload.name, upload.getvalue(), dataset=up_dataset, judge=up_judge,
+                                            kind=up_kind)
+            except ValueError as e:  # importers.InputError: file, row and field at fault
+                st.error("Not imported; the store is unchanged. " + plain(e))
+            else:
+                st.session_state["judges_fit_judges"] = [up_judge.strip()]
+                workbench.flash(f"Added {n:,} labels for judge {up_judge.strip()} on dataset {up_dataset}. "
+                                "Fit it in the Fit tab.")
+                st.rerun()
+
+with collect_tab:
+    st.caption("Ask an OpenAI-compatible model which response is better, in both orders; the answer tokens' "
+               "log-probabilities give the probability when the server returns them. Cached and resumable: a rerun "
+               "sends only what has not succeeded.")
+    selection, _ = workbench.selection_form("collect", ov)
+    judge_name = st.text_input("Store the labels as judge", key="collect_judge", placeholder="e.g. gpt-4o-mini-judge")
+    llm = workbench.endpoint_form("collect")
+    both_orders = st.checkbox("Both orders (A/B and B/A)", value=True, key="collect_both")
+    budget = st.number_input("Budget (USD; 0: none)", min_value=0.0, value=0.0, step=0.5, format="%.2f",
+                             key="collect_budget")
+    st.markdown("**Cost estimate** (before anything is sent)")
+    est = data.job_estimate(data.activity_fingerprint(), "judge", selection["dataset"], tuple(selection["scenarios"]),
+                            selection["limit"], tuple(sorted(llm.items())), both_orders)
+    workbench.show_estimate(est)
+    ready = bool(llm["base_url"] or workbench.key_source())
+    if not ready:
+        st.warning("Set an API key, or a base URL of a server that needs none, to start.")
+    if auth.require_editor("collecting labels"):
+        if st.button("Start collecting", type="primary", key="collect_start", icon=":material/play_arrow:",
+                     disabled=not (ready and judge_name.strip() and est["estimate"].samples)):
+            workbench.start("judge", {**selection, "judge": judge_name.strip(), "both_orders": both_orders, "llm": llm},
+                            total=est["estimate"].samples, budget=budget or None, watch_key="judges_watch")
+
+with fit_tab:
+    workbench.fit_form("judges_fit", ov, watch_key="judges_watch")
+
+st.subheader("Jobs")
+workbench.watch(kinds=("judge", "fit"), key="judges_watch")

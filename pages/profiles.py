@@ -1,6 +1,196 @@
-"""Profiles (being built in this session)."""
+"""Profiles: what each judge rewards and dislikes, in one scope (a scenario group, a query case, or all).
+
+The paper's chart (100 * sigmoid(weight): the probability that the response better on an attribute is
+preferred, with the 50% line and credible intervals), each judge's top and bottom attributes, the
+difference of two judges, held-out accuracy, fit diagnostics and provenance, downloads, and a
+drill-down from an attribute to the samples that differ on it.
+"""
+
+from pathlib import Path
 
 import streamlit as st
 
-st.title("Profiles")
-st.info("This page is being built.")
+from dashboard import charts, data
+from dashboard.render import plain as md  # data-derived text in markdown: escaped
+
+PAGES = Path(__file__).resolve().parent
+SAMPLES = PAGES / "samples.py"
+METHOD_ORDER = ["fast", "exact", "truth", "imported"]
+
+st.title("Preference profiles")
+fp = data.fingerprint()
+index = data.profile_index(fp)
+
+if index.empty:
+    st.info(
+        "No profiles are stored yet. Fit them from the command line, e.g. "
+        "`python -m core fit --dataset NAME` (one Bayesian logistic regression per scenario group, query case and "
+        "judge; `--method exact` for NUTS), import the paper's with `python -m core profiles --import DIR`, "
+        "or start a fit on the Annotate & fit page."
+    )
+    st.page_link(PAGES / "annotate.py", label="Annotate & fit", icon=":material/model_training:")
+    st.stop()
+
+
+def _ordered(values, preferred):
+    values = list(dict.fromkeys(values))
+    return [v for v in preferred if v in values] + sorted(v for v in values if v not in preferred)
+
+
+def _scope_label(scope: str, n) -> str:
+    return f"{scope} · n={int(n):,}" if n == n and n is not None else scope
+
+
+# A link can preselect the view: /profiles?dataset=D&features=F&method=M&scope=S&judge=J1&judge=J2&order=weight
+qp = st.query_params
+
+
+def _at(options: list, name: str) -> int:
+    return options.index(qp[name]) if qp.get(name) in options else 0
+
+
+c1, c2, c3 = st.columns(3)
+datasets = sorted(index["dataset"].unique())
+dataset = c1.selectbox("Dataset", datasets, index=_at(datasets, "dataset"), key="profiles_dataset")
+rows = index[index["dataset"] == dataset]
+sources = sorted(rows["feature_source"].unique())
+feature_source = c2.selectbox("Features", sources, index=_at(sources, "features"), key="profiles_features")
+rows = rows[rows["feature_source"] == feature_source]
+methods = _ordered(rows["method"], METHOD_ORDER)
+method = c3.selectbox("Method", methods, index=_at(methods, "method"), key="profiles_method",
+                      help="fast: batched HMC; exact: NUTS; truth: the demo's known weights; imported: published means")
+rows = rows[rows["method"] == method]
+
+scope_order = data.scope_order(rows["scope"])
+scope_n = rows.groupby("scope")["n"].max().to_dict()
+c1, c2, c3 = st.columns([1, 2, 1])
+scope = c1.selectbox("Scope", scope_order, index=_at(scope_order, "scope"), key="profiles_scope",
+                     format_func=lambda s: _scope_label(s, scope_n.get(s)),
+                     help="a scenario group, a query-specific case, or all samples; n = labelled samples used")
+in_scope = list(rows.loc[rows["scope"] == scope, "judge"])
+# keyed by the choices above (a kept value outside the new options would empty the widget); the
+# judges chosen last carry over to another scope when they have a profile there; judges named in a
+# link win once, when the link is followed
+linked = tuple(qp.get_all("judge"))
+if linked and st.session_state.get("profiles_link_seen") != linked:
+    st.session_state["profiles_link_seen"] = linked
+    kept = [j for j in linked if j in in_scope]
+else:
+    kept = [j for j in st.session_state.get("profiles_judges_last", []) if j in in_scope]
+chosen = c2.multiselect("Judges", in_scope, default=kept or in_scope[:4],
+                        key=f"profiles_judges|{dataset}|{feature_source}|{method}|{scope}")
+st.session_state["profiles_judges_last"] = chosen
+orders = ["catalogue", "weight"]
+order = c3.radio("Order", orders, index=_at(orders, "order"), horizontal=True, key="profiles_order",
+                 format_func=lambda o: "by attribute" if o == "catalogue" else "by weight (first judge)")
+
+if not chosen:
+    st.info("Choose at least one judge.")
+    st.stop()
+
+view = data.profile_view(fp, dataset, feature_source, method, scope, tuple(chosen))
+frame, summary = view["frame"], view["summary"]
+
+# ------------------------------------------------------------------ the chart, and the click to drill down
+chart = charts.profile_chart(frame, order=order)
+st.caption(
+    "Bars: the probability (in %) that a judge prefers the response that is better on this attribute alone, "
+    "100·sigmoid(weight); the dashed line is 50% (indifferent); whiskers: the "
+    f"{'94% equal-tailed credible interval' if frame['lo'].notna().any() else 'interval (none stored: means only)'}. "
+    "Click a bar to open the samples that differ on that attribute, with that judge's choices."
+)
+event = st.altair_chart(chart, on_select="rerun", key="profiles_chart", width="stretch")
+picked = charts.selection_of(event, charts.PROFILE_PICK)
+if picked:
+    pick = (picked[0].get("attribute"), picked[0].get("judge"))
+    if pick != st.session_state.get("profiles_last_pick") and all(pick):
+        st.session_state["profiles_last_pick"] = pick
+        st.switch_page(SAMPLES, query_params={"dataset": dataset, "attr": pick[0], "judge": pick[1], "scope": scope})
+else:
+    st.session_state.pop("profiles_last_pick", None)
+
+d1, d2, d3, d4 = st.columns(4)
+stem = f"profiles_{dataset}_{scope}_{method}".replace(" ", "_")
+d1.download_button("Weights (CSV)", view["csv"], file_name=stem + ".csv", mime="text/csv", on_click="ignore",
+                   icon=":material/download:", key="profiles_csv")
+d2.download_button("Weights (JSON)", view["json"], file_name=stem + ".json", mime="application/json",
+                   on_click="ignore", icon=":material/download:", key="profiles_json")
+d3.download_button("Chart (PNG)", lambda: charts.chart_image(chart, "png"), file_name=stem + ".png", mime="image/png",
+                   on_click="ignore", icon=":material/image:", key="profiles_png")
+d4.download_button("Chart (SVG)", lambda: charts.chart_image(chart, "svg"), file_name=stem + ".svg",
+                   mime="image/svg+xml", on_click="ignore", icon=":material/image:", key="profiles_svg")
+
+# ------------------------------------------------------------------ top and bottom attributes
+st.subheader("Most and least rewarded attributes")
+top = view["top"]
+percent = st.column_config.NumberColumn("%", format="%.1f")
+for i, judge in enumerate(chosen):
+    st.markdown(f"**{md(judge)}**")
+    mine = top[top["judge"] == judge]
+    for col, (end, title) in zip(st.columns(2), (("top", "rewards"), ("bottom", "dislikes"))):
+        part = mine[mine["end"] == end][["label", "percent", "percent_lo", "percent_hi", "mean"]]
+        with col:
+            st.dataframe(part, hide_index=True, key=f"profiles_{end}_{i}", column_config={
+                "label": st.column_config.TextColumn(title), "percent": percent,
+                "percent_lo": st.column_config.NumberColumn("from", format="%.1f"),
+                "percent_hi": st.column_config.NumberColumn("to", format="%.1f"),
+                "mean": st.column_config.NumberColumn("weight", format="%+.3f")})
+
+# ------------------------------------------------------------------ drill-down links
+counts = data.differing_samples(fp, dataset, feature_source, scope)
+st.subheader("Samples behind an attribute")
+if not counts:
+    st.caption(f"Dataset {md(repr(dataset))} has no samples stored (its profiles were imported), so there is nothing to open.")
+else:
+    judge = st.selectbox("Judge whose choices to show", chosen, key="profiles_link_judge") if len(chosen) > 1 else chosen[0]
+    st.caption(f"Open the samples of scope {md(repr(scope))} that differ on an attribute, with {md(judge)}'s choices:")
+    labels = frame.drop_duplicates("attribute").set_index("label")["attribute"]
+    link_cols = st.columns(4)
+    for i, label in enumerate(charts.attribute_order(frame, order)):
+        key = labels[label]
+        link_cols[i % 4].page_link(
+            SAMPLES, label=f"{md(label)} · {counts.get(key, 0):,}",
+            query_params={"dataset": dataset, "attr": key, "judge": judge, "scope": scope})
+
+# ------------------------------------------------------------------ two judges compared
+st.subheader("Difference between two judges")
+if len(in_scope) < 2:
+    st.caption("Only one judge has a profile in this scope.")
+else:
+    c1, c2 = st.columns(2)
+    first = c1.selectbox("Judge", in_scope, index=in_scope.index(chosen[0]), key="profiles_diff_a")
+    others = [j for j in in_scope if j != first]
+    default_b = next((j for j in chosen if j != first), others[0])
+    second = c2.selectbox("minus judge", others, index=others.index(default_b), key="profiles_diff_b")
+    diff = data.weight_difference(fp, dataset, feature_source, method, scope, first, second)
+    if diff["lo"].isna().all():
+        st.caption("These profiles have no stored posterior draws (imported or known weights: means only), so the "
+                   "difference has no interval.")
+    else:
+        st.caption("Difference of weights (log-odds), with its 94% interval from randomly paired posterior draws "
+                   f"of the two fits, and P({md(first)} > {md(second)}).")
+    st.altair_chart(charts.difference_chart(diff, first, second, order=charts.attribute_order(frame, order)),
+                    width="stretch", key="profiles_diff_chart")
+    st.dataframe(diff[["label", "a", "b", "diff", "lo", "hi", "p_pos"]], hide_index=True, key="profiles_diff_table",
+                 column_config={"label": "attribute", "a": st.column_config.NumberColumn(first, format="%+.3f"),
+                                "b": st.column_config.NumberColumn(second, format="%+.3f"),
+                                "diff": st.column_config.NumberColumn("difference", format="%+.3f"),
+                                "lo": st.column_config.NumberColumn("from", format="%+.3f"),
+                                "hi": st.column_config.NumberColumn("to", format="%+.3f"),
+                                "p_pos": st.column_config.NumberColumn(f"P({first} > {second})", format="%.2f")})
+
+# ------------------------------------------------------------------ accuracy, diagnostics, provenance
+st.subheader("Held-out accuracy and fit diagnostics")
+st.caption("Accuracy and log loss are out of fold (k-fold: each fold predicted by a fit on the others). "
+           "R-hat near 1 and a large effective sample size (ESS) mean the sampler converged.")
+st.dataframe(summary[["judge", "n", "accuracy", "log_loss", "folds", "max_rhat", "min_ess", "divergences", "accept_rate"]],
+             hide_index=True, key="profiles_accuracy", column_config={
+                 "n": st.column_config.NumberColumn("samples"),
+                 "accuracy": st.column_config.NumberColumn("held-out accuracy", format="percent"),
+                 "log_loss": st.column_config.NumberColumn("log loss", format="%.3f"),
+                 "max_rhat": st.column_config.NumberColumn("max R-hat", format="%.3f"),
+                 "min_ess": st.column_config.NumberColumn("min ESS", format="%.0f"),
+                 "accept_rate": st.column_config.NumberColumn("acceptance", format="%.2f")})
+with st.expander("Provenance"):
+    st.dataframe(summary[["judge", "method", "sampler", "prior", "seed", "draws", "interval", "fitted_at", "versions",
+                          "fingerprint", "imported"]], hide_index=True, key="profiles_provenance")

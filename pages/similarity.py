@@ -1,6 +1,147 @@
-"""Similarity (being built in this session)."""
+"""Similarity: how alike judges prefer, as the correlation of their weight vectors.
 
+Following the paper, two judges' similarity is the Pearson (or Spearman) correlation of their 29
+weights within a scope, averaged over the scenario groups (or within one chosen scope). The heatmap
+is ordered by hierarchical clustering; judge groups (by size, by kind, by cluster, or your own) get
+their intra- and inter-group similarity; a click on a cell shows the two profiles side by side.
+"""
+
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 
-st.title("Similarity")
-st.info("This page is being built.")
+from dashboard import charts, data
+from dashboard.render import plain as md  # data-derived text in markdown: escaped
+
+PAGES = Path(__file__).resolve().parent
+AVERAGED = "averaged over the scenario groups"
+
+st.title("Judge similarity")
+fp = data.fingerprint()
+index = data.profile_index(fp)
+index = index[index.groupby(["dataset", "feature_source", "method"])["judge"].transform("nunique") >= 2]
+
+if index.empty:
+    st.info(
+        "Similarity needs profiles of at least two judges on one dataset. Fit them with "
+        "`python -m core fit --dataset NAME`, import the paper's with `python -m core profiles --import DIR`, "
+        "or start a fit on the Annotate & fit page."
+    )
+    st.page_link(PAGES / "annotate.py", label="Annotate & fit", icon=":material/model_training:")
+    st.stop()
+
+c1, c2, c3, c4 = st.columns(4)
+dataset = c1.selectbox("Dataset", sorted(index["dataset"].unique()), key="sim_dataset")
+rows = index[index["dataset"] == dataset]
+feature_source = c2.selectbox("Features", sorted(rows["feature_source"].unique()), key="sim_features")
+rows = rows[rows["feature_source"] == feature_source]
+methods = sorted(rows["method"].unique(), key=lambda m: (["fast", "exact", "truth", "imported"] + [m]).index(m))
+method = c3.selectbox("Method", methods, key="sim_method")
+rows = rows[rows["method"] == method]
+corr = c4.radio("Correlation", ["pearson", "spearman"], horizontal=True, key="sim_corr",
+                format_func=str.capitalize)
+
+c1, c2 = st.columns([1, 3])
+scope_choice = c1.selectbox("Scenarios", [AVERAGED] + data.scope_order(rows["scope"]), key="sim_scope")
+scope = None if scope_choice == AVERAGED else scope_choice
+available = sorted((rows if scope is None else rows[rows["scope"] == scope])["judge"].unique())
+# keyed by the choices above, so that another dataset starts from all of its judges
+judges = c2.multiselect("Judges", available, default=available,
+                        key=f"sim_judges|{dataset}|{feature_source}|{method}|{scope}")
+if len(judges) < 2:
+    st.info("Choose at least two judges.")
+    st.stop()
+
+sim = data.similarity(fp, dataset, feature_source, method, scope, tuple(judges), corr)
+matrix = sim["matrix"]
+st.caption(
+    f"{corr.capitalize()} correlation of the judges' weight vectors"
+    + (f", averaged over {len(sim['scopes'])} scenario groups" if scope is None else f" in {md(repr(scope))}")
+    + "; ordered by hierarchical clustering (average linkage on 1 − similarity). Click a cell to see the two "
+    "profiles side by side below."
+)
+event = st.altair_chart(charts.similarity_heatmap(matrix), on_select="rerun", key="sim_heatmap", width="content")
+with st.expander("The matrix as a table"):
+    st.dataframe(matrix, key="sim_matrix", column_config={j: st.column_config.NumberColumn(j, format="%.3f")
+                                                          for j in matrix.columns})
+    st.download_button("Matrix (CSV)", matrix.to_csv(), file_name=f"similarity_{dataset}_{corr}.csv".replace(" ", "_"),
+                       mime="text/csv", on_click="ignore", key="sim_csv", icon=":material/download:")
+
+# ------------------------------------------------------------------ judge groups
+st.subheader("Groups of judges")
+modes = {"size": "size (parameters)", "kind": "kind", "clusters": "clusters", "custom": "my own groups"}
+by_size = data.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "size")
+sized = sum(1 for js in by_size.values() if js) >= 2  # else start from the clustering (e.g. unnamed sizes)
+by = st.radio("Group the judges by", list(modes), index=0 if sized else 2, format_func=modes.get, horizontal=True,
+              key="sim_group_by")
+members: dict[str, list[str]] = {}
+if by == "size":
+    split = st.number_input("Split at (billions of parameters)", min_value=0.5, value=30.0, step=5.0, key="sim_split")
+    members = data.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "size", split=split)
+elif by == "kind":
+    members = data.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "kind")
+elif by == "clusters":
+    k = st.slider("Clusters", 2, max(2, min(8, len(judges) - 1)), 2, key="sim_k", disabled=len(judges) < 3)
+    members = data.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "clusters", k=k)
+else:
+    n_groups = st.number_input("Groups", min_value=2, max_value=6, value=2, key="sim_n_groups")
+    cols = st.columns(int(n_groups))
+    for g, col in enumerate(cols):
+        name = col.text_input("Name", value=f"group {g + 1}", key=f"sim_group_name_{g}")
+        members[name or f"group {g + 1}"] = col.multiselect("Judges", judges, key=f"sim_group_{g}")
+
+members = {name: js for name, js in members.items() if js}
+left_out = [j for j in judges if not any(j in js for js in members.values())]
+if len(members) < 2:
+    reason = {"size": "fewer than two size groups have judges of known size (`judges.size_b`, or a size in the name "
+              "such as 7b / 70b)", "kind": "the judges are all of one kind (or of no recorded kind)"}.get(
+        by, "define at least two non-empty groups")
+    st.info(f"No group comparison: {reason}.")
+else:
+    table = data.group_similarity(fp, dataset, feature_source, method, scope, tuple(judges), corr,
+                                  tuple((name, tuple(js)) for name, js in members.items()))
+    c1, c2 = st.columns([3, 2])
+    c1.dataframe(table, hide_index=True, key="sim_groups", column_config={
+        "similarity": st.column_config.NumberColumn("mean similarity", format="%.3f")})
+    c2.dataframe([{"group": name, "judges": ", ".join(js)} for name, js in members.items()], hide_index=True,
+                 key="sim_members")
+    if left_out:
+        st.caption("Not in any group: " + ", ".join(map(md, left_out)))
+
+# ------------------------------------------------------------------ two profiles side by side
+st.subheader("Two profiles side by side")
+cell = charts.cell_selection(event)
+if cell:
+    pair = (cell[0].get("judge_a"), cell[0].get("judge_b"))
+    if pair != st.session_state.get("sim_last_cell") and all(p in judges for p in pair):
+        st.session_state["sim_last_cell"] = pair
+        st.session_state["sim_a"], st.session_state["sim_b"] = pair
+else:
+    st.session_state.pop("sim_last_cell", None)
+if st.session_state.get("sim_a") not in judges:
+    st.session_state["sim_a"] = sim["order"][0]
+if st.session_state.get("sim_b") not in judges:
+    st.session_state["sim_b"] = sim["order"][1]
+
+side_scopes = [scope] if scope else data.scope_order(rows["scope"])
+c1, c2, c3 = st.columns(3)
+a = c1.selectbox("Judge", judges, key="sim_a")
+b = c2.selectbox("and judge", judges, key="sim_b")
+side_scope = c3.selectbox("Scope", side_scopes, key="sim_side_scope", disabled=scope is not None)
+st.caption(f"Similarity of {md(a)} and {md(b)}: **{matrix.loc[a, b]:.3f}** ({corr}"
+           + (", averaged over the scenario groups)" if scope is None else f", in {md(repr(scope))})"))
+st.page_link(PAGES / "profiles.py", label=f"Open {md(a)} and {md(b)} on the Profiles page (difference, intervals, samples)",
+             icon=":material/bar_chart:", query_params={"dataset": dataset, "features": feature_source,
+                                                         "method": method, "scope": side_scope, "judge": [a, b]})
+views = {judge: data.profile_view(fp, dataset, feature_source, method, side_scope, (judge,))["frame"] for judge in (a, b)}
+shown = [f for f in views.values() if not f.empty]
+domain = charts.percent_domain(pd.concat(shown)) if shown else None  # one x scale for both
+left, right = st.columns(2)
+for side, col, judge in (("a", left, a), ("b", right, b)):
+    with col:
+        if views[judge].empty:
+            st.caption(f"{md(judge)} has no profile in {md(repr(side_scope))}.")
+        else:
+            st.altair_chart(charts.profile_chart(views[judge], select=False, title=judge, domain=domain),
+                            width="stretch", key=f"sim_profile_{side}")

@@ -1,6 +1,196 @@
-"""Simulator (being built in this session)."""
+"""Simulator: how far a judge-based win rate moves when a model's responses show, or hide, attributes.
+
+From each judge's fitted profile (posterior draws of its attribute weights): the observed win rate of a
+model under test against an opponent, the predicted win rate before and after injecting (+) or
+suppressing (-) attributes with a success rate each, with 94% intervals and each attribute's
+contribution; several judges side by side; what to inject (top-5 / bottom-5); attribute-controlled
+win rates of every model; calibration of each judge's profile. The method is in core/simulate.py.
+"""
 
 import streamlit as st
 
+from core import catalogue
+from dashboard import charts, data
+from dashboard.render import plain
+
+def pct(x) -> str:
+    return "-" if x is None or x != x else f"{x:.1%}"
+
+
 st.title("Simulator")
-st.info("This page is being built.")
+st.caption(
+    "Estimates from a judge's fitted profile how a model's win rate would move if its responses showed an "
+    "attribute more (inject +) or less (suppress -) than the opponent's, in a share of the pairs (the success "
+    "rate). Intervals are 94% from the profile's posterior draws; ties count half. The method, precisely, is "
+    "in the docstring of core/simulate.py.")
+
+fp = data.fingerprint()
+datasets = data.simulation_datasets(fp)
+if not datasets:
+    st.info("No fitted profiles with features to simulate on yet. Fit some with `python -m core fit --dataset NAME` "
+            "or on the Annotate & fit page.")
+    st.stop()
+
+c1, c2, c3, c4 = st.columns(4)
+dataset = c1.selectbox("Dataset", datasets, key="sim_dataset")
+opts = data.simulation_options(fp, dataset)
+sources = opts["feature_sources"]
+feature_source = c2.selectbox("Features", sources, key=f"sim_features|{dataset}",
+                              help="the feature set the profiles were fitted on (and the pairs are read from)")
+by_scope = opts["index"][feature_source]
+scopes = list(by_scope)
+scope = c3.selectbox("Scope", scopes, key=f"sim_scope|{dataset}|{feature_source}",
+                     help="the scenario group, query case or 'all' whose pairs and profile are used")
+methods = list(by_scope[scope])
+method = c4.selectbox("Profile", methods, key=f"sim_method|{dataset}|{feature_source}|{scope}",
+                      help="fast: batched HMC; exact: NUTS; truth / imported: means only (no interval)")
+in_scope = by_scope[scope][method]
+judges = st.multiselect("Judges (side by side)", in_scope, default=in_scope[:2],
+                        key=f"sim_judges|{dataset}|{feature_source}|{scope}|{method}")
+
+model_names = [m["model"] for m in opts["models"]]
+c1, c2 = st.columns(2)
+if model_names:
+    model = c1.selectbox("Model under test", model_names, key=f"sim_model|{dataset}")
+    opponents = ["all"] + [m for m in model_names if m != model]
+    opponent = c2.selectbox("Opponent or baseline", opponents, key=f"sim_opponent|{dataset}|{model}",
+                            format_func=lambda o: "all other models" if o == "all" else o)
+else:
+    c1.caption("This dataset names no responding models: response A of every pair is the one under test.")
+    model, opponent = None, "all"
+
+keys = catalogue.attribute_keys()
+label = {k: catalogue.attribute(k).label for k in keys}
+c1, c2 = st.columns(2)
+inject_keys = c1.multiselect("Inject (+): the model shows more of", keys, default=["lengthy"], key="sim_inject",
+                             format_func=label.get, max_selections=6)
+suppress_keys = c2.multiselect("Suppress (-): the model shows less of", [k for k in keys if k not in inject_keys],
+                               key="sim_suppress", format_func=label.get,
+                               max_selections=max(0, 6 - len(inject_keys)) or None)
+inject, suppress = {}, {}
+with c1:
+    for k in inject_keys:
+        inject[k] = st.slider(f"success rate: + {label[k]}", 0.0, 1.0, 0.5, 0.05, format="percent",
+                              key=f"sim_rate_inject_{k}")
+with c2:
+    for k in suppress_keys:
+        suppress[k] = st.slider(f"success rate: - {label[k]}", 0.0, 1.0, 0.5, 0.05, format="percent",
+                                key=f"sim_rate_suppress_{k}")
+
+if not judges:
+    st.info("Choose at least one judge.")
+    st.stop()
+
+# ------------------------------------------------------------------ the simulation
+try:
+    sim = data.simulation(fp, dataset, tuple(judges), scope, model, opponent, tuple(inject.items()),
+                          tuple(suppress.items()), method, feature_source)
+except ValueError as e:
+    st.warning(str(e))
+    st.stop()
+
+cols = st.columns(len(judges))
+for col, s in zip(cols, sim["results"]):
+    with col:
+        st.markdown(f"**{plain(s.judge)}** · {s.pairs:,} pairs")
+        m1, m2, m3 = st.columns(3)
+        m1.metric("Observed", pct(s.observed),
+                  help=None if s.observed is None else f"94% Jeffreys interval {pct(s.observed_lo)} to {pct(s.observed_hi)}")
+        m2.metric("Predicted before", pct(s.before.mean), help=f"94% interval {pct(s.before.lo)} to {pct(s.before.hi)}")
+        m3.metric("Predicted after", pct(s.after.mean), delta=f"{s.change.mean * 100:+.1f} points",
+                  help=f"94% interval {pct(s.after.lo)} to {pct(s.after.hi)}")
+        if s.profile.get("stale"):
+            st.warning("The labels changed since this profile was fitted: refit for current numbers.")
+
+st.altair_chart(charts.simulation_chart(sim["rates"]), width="stretch", key="sim_rates_chart")
+st.caption("Dots and thick bars: the estimate and its 94% interval (observed: Jeffreys; predicted: credible, "
+           "from the posterior draws). Faint wide bands: the predictive interval, where the judge's labels on these "
+           "pairs would land (posterior uncertainty plus label noise): compare the observed rate with it.")
+st.dataframe(sim["rates"], hide_index=True, key="sim_rates_table", column_config={
+    "mean": st.column_config.NumberColumn("win rate", format="percent"),
+    "lo": st.column_config.NumberColumn("94% from", format="percent"),
+    "hi": st.column_config.NumberColumn("94% to", format="percent"),
+    "pred_lo": st.column_config.NumberColumn("predictive from", format="percent"),
+    "pred_hi": st.column_config.NumberColumn("predictive to", format="percent")})
+
+st.subheader("Contribution of each attribute to the change")
+contrib = sim["contributions"]
+if contrib.empty:
+    st.caption("Choose attributes to inject or suppress.")
+else:
+    st.altair_chart(charts.contribution_chart(contrib), width="stretch", key="sim_contrib_chart")
+    st.caption("Shapley values over the changes: each attribute's average marginal effect over the orders in which "
+               "the changes could be added; per judge they add up to the change. 'applies' is the share of pairs "
+               "where the change can move the comparison (elsewhere the model is already ahead, or behind, on it, "
+               "or the query case of a conditional attribute does not arise).")
+    st.dataframe(contrib[["judge", "label", "direction", "rate", "applies", "mean", "lo", "hi"]], hide_index=True,
+                 key="sim_contrib_table", column_config={
+                     "label": "attribute", "rate": st.column_config.NumberColumn("success rate", format="percent"),
+                     "applies": st.column_config.NumberColumn("applies", format="percent"),
+                     "mean": st.column_config.NumberColumn("contribution", format="percent"),
+                     "lo": st.column_config.NumberColumn("94% from", format="percent"),
+                     "hi": st.column_config.NumberColumn("94% to", format="percent")})
+
+with st.expander("Provenance of the profiles used"):
+    st.dataframe(sim["provenance"], hide_index=True, key="sim_provenance")
+
+# ------------------------------------------------------------------ what to inject
+st.subheader("What to inject")
+st.caption("Every attribute injected alone into every pair where it can apply (rate 100%), ranked by the predicted "
+           "gain in the model's win rate: the top 5 to show and the bottom 5 to avoid, for this judge.")
+rank_judge = st.selectbox("Judge", judges, key="sim_rank_judge") if len(judges) > 1 else judges[0]
+ranking = data.injection_ranking(fp, dataset, rank_judge, scope, model, opponent, method, feature_source)
+st.altair_chart(charts.injection_ranking_chart(ranking["extremes"]), width="stretch", key="sim_rank_chart")
+with st.expander("All attributes"):
+    st.dataframe(ranking["frame"], hide_index=True, key="sim_rank_table", column_config={
+        "mean": st.column_config.NumberColumn("gain", format="percent"),
+        "lo": st.column_config.NumberColumn("94% from", format="percent"),
+        "hi": st.column_config.NumberColumn("94% to", format="percent"),
+        "p_positive": st.column_config.NumberColumn("P(gain > 0)", format="%.2f"),
+        "applies": st.column_config.NumberColumn("applies", format="percent")})
+
+# ------------------------------------------------------------------ attribute-controlled win rates
+st.subheader("Attribute-controlled win rates")
+st.caption("Each model's raw win rate against all others, and the rate with the chosen attributes' effect "
+           "neutralised: a per-model offset is calibrated so the profile reproduces the raw rate, then the chosen "
+           "features are set to 0 (as AlpacaEval's length-controlled win rate does for length; length and "
+           "formatting together are the idea behind Arena's style control). Flagged: a difference above 10 points "
+           "or a rank move of 2 or more.")
+controls = st.multiselect("Neutralise", keys, default=["lengthy"], key="sim_control", format_func=label.get)
+if not model_names:
+    st.caption("This dataset names no responding models, so there is no leaderboard.")
+elif controls:
+    tabs = st.tabs([str(j) for j in judges])
+    for i, (tab, judge) in enumerate(zip(tabs, judges)):
+        with tab:
+            lb = data.controlled_leaderboard(fp, dataset, judge, tuple(controls), scope, method, feature_source)
+            for w in lb["warnings"]:
+                st.warning(plain(w))
+            frame = lb["frame"]
+            if frame.empty:
+                st.caption("No labelled pairs between named models.")
+                continue
+            st.altair_chart(charts.leaderboard_chart(frame), width="stretch", key=f"sim_lb_chart_{i}")
+            st.dataframe(frame[["model", "pairs", "raw", "controlled", "controlled_lo", "controlled_hi", "shift",
+                                "raw_rank", "controlled_rank", "rank_change", "sharp"]],
+                         hide_index=True, key=f"sim_lb_table_{i}", column_config={
+                             "raw": st.column_config.NumberColumn("raw", format="percent"),
+                             "controlled": st.column_config.NumberColumn("controlled", format="percent"),
+                             "controlled_lo": st.column_config.NumberColumn("94% from", format="percent"),
+                             "controlled_hi": st.column_config.NumberColumn("94% to", format="percent"),
+                             "shift": st.column_config.NumberColumn("shift", format="percent"),
+                             "sharp": st.column_config.CheckboxColumn("flagged")})
+
+# ------------------------------------------------------------------ calibration
+st.subheader("Calibration of each judge's profile")
+st.caption("Pairs sorted by the profile's predicted P(A preferred) and cut into deciles; each point sets a decile's "
+           "mean prediction against the observed share of A (94% interval). On the diagonal, the profile is "
+           "calibrated. In-sample: the profile was fitted on these labels (held-out accuracy is on the Profiles page).")
+cal = data.calibration(fp, dataset, tuple(in_scope), scope, method, feature_source)
+if cal["bins"].empty:
+    st.caption("No labelled pairs to calibrate on.")
+else:
+    c1, c2 = st.columns([2, 1])
+    c1.altair_chart(charts.calibration_chart(cal["bins"]), key="sim_cal_chart")
+    c2.dataframe(cal["summary"], hide_index=True, key="sim_cal_table", column_config={
+        "ece": st.column_config.NumberColumn("calibration error", format="percent")})

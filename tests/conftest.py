@@ -36,6 +36,28 @@ def store(tmp_path):
 
 
 @pytest.fixture(scope="session")
+def demo_file(tmp_path_factory) -> Path:
+    """The demo with its fitted profiles, built once per test session: copy it, never write to it."""
+    from core import demo
+
+    path = tmp_path_factory.mktemp("demo") / "demo.db"
+    with Store(path) as s:
+        demo.build_demo(s)
+    return path
+
+
+@pytest.fixture
+def store_path(demo_file, tmp_path, monkeypatch) -> Path:
+    """A private copy of the demo store, made the app's store (``PREFDISSECT_STORE``)."""
+    import shutil
+
+    path = tmp_path / "store.db"
+    shutil.copy(demo_file, path)
+    monkeypatch.setenv("PREFDISSECT_STORE", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
 def streamlit_server(tmp_path_factory):
     """One real `streamlit run` for every browser test, on a demo-seeded store of its own.
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def demo_store(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("dissect") / "store.db")
-    demo.build_demo(store)
+    demo.build_demo(store, fit=False)
     yield store
     store.close()
 
@@ -112,7 +112,7 @@ def test_real_judges_of_pandalm_on_heuristic_features(tmp_path, shared_data):
 def test_cli_fit_and_profiles(tmp_path, shared_data):
     path = tmp_path / "s.db"
     with Store(path) as s:
-        demo.build_demo(s)
+        demo.build_demo(s, fit=False)
 
     def run(*args):
         res = subprocess.run([sys.executable, "-m", "core", "--store", str(path), *args], cwd=ROOT,

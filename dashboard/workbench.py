@@ -1,0 +1,291 @@
+"""The pieces the Annotate & fit and Judges pages share: the pages that change the store.
+
+Sample selection, the LLM endpoint form (the key's status, never the key), the cost estimate,
+starting a background job, the job watcher (a fragment that polls the job's row in the store, so
+a reload or a second browser sees the same job), job history, and adding a judge from an
+uploaded labels file. Everything here calls ``core``; nothing derived from data is rendered as
+markup (``st.text`` / ``st.code`` / data frames, or markdown through ``render.plain``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import importers, jobs
+from core.llm import KEY_ENVS, LLMSettings
+from dashboard import auth, data
+from dashboard.render import plain
+
+POLL_S = 1.0  # how often the watcher polls a live job's row
+STATUS_COLOURS = {"queued": "gray", "running": "blue", "done": "green", "failed": "red", "cancelled": "orange",
+                  "paused": "orange", "running (worker lost)": "red"}
+# ---------------------------------------------------------------- the annotator endpoint and its key
+
+
+def _secret_key() -> str | None:
+    try:
+        for name in KEY_ENVS:
+            if name in st.secrets and st.secrets[name]:
+                return str(st.secrets[name])
+    except Exception:  # no secrets file
+        return None
+    return None
+
+
+def key_source() -> str | None:
+    """Where the API key comes from ("environment", "Streamlit secrets") or None; never the key."""
+    if any(os.environ.get(k) for k in KEY_ENVS):
+        return "environment"
+    return "Streamlit secrets" if _secret_key() else None
+
+
+def worker_env() -> dict[str, str]:
+    """What a worker needs beyond this process's environment: the key from Streamlit secrets when
+    the environment has none. It goes into the worker's process environment only, never to a
+    file, the store, job parameters or logs."""
+    if any(os.environ.get(k) for k in KEY_ENVS):
+        return {}
+    key = _secret_key()
+    return {KEY_ENVS[0]: key} if key else {}
+
+
+def llm_configured() -> bool:
+    return bool(key_source() or LLMSettings.from_env().base_url)
+
+
+def endpoint_form(prefix: str) -> dict:
+    """Base URL, model, prices and requests in flight (defaults from ``PREFDISSECT_LLM_*``) and
+    whether a key is set. Returns the public settings (no key), as jobs store them."""
+    env = LLMSettings.from_env()
+    c1, c2 = st.columns(2)
+    base_url = c1.text_input("Base URL (OpenAI-compatible)", value=env.base_url or "", key=f"{prefix}_base_url",
+                             placeholder="empty: OpenAI", help="OpenAI, vLLM, Ollama, a gateway, the loopback server")
+    model = c2.text_input("Model", value=env.model, key=f"{prefix}_model")
+    c3, c4, c5 = st.columns(3)
+    price_in = c3.number_input("USD per million input tokens", min_value=0.0, value=float(env.price_input),
+                               step=0.05, format="%.3f", key=f"{prefix}_price_in")
+    price_out = c4.number_input("USD per million output tokens", min_value=0.0, value=float(env.price_output),
+                                step=0.05, format="%.3f", key=f"{prefix}_price_out")
+    concurrency = c5.number_input("Requests in flight", min_value=1, max_value=512, value=int(env.concurrency),
+                                  key=f"{prefix}_concurrency")
+    source = key_source()
+    if source:
+        st.caption(f":material/key: API key: set (from the {source}). It is passed to the worker's environment "
+                   "only, never shown or stored.")
+    else:
+        st.caption(":material/key_off: API key: not set. Set PREFDISSECT\\_LLM\\_API\\_KEY (or OPENAI\\_API\\_KEY) in the "
+                   "environment or in Streamlit secrets; a local server may need none.")
+    settings = replace(env, base_url=base_url.strip() or None, model=model.strip() or env.model,
+                       price_input=float(price_in), price_output=float(price_out), concurrency=int(concurrency))
+    return settings.public()
+
+
+# ---------------------------------------------------------------- what to work on
+
+
+def selection_form(prefix: str, overview: dict) -> tuple[dict, int]:
+    """Dataset, scenario groups (none chosen: every group) and a sample limit. Returns the job's
+    selection parameters and how many samples they cover."""
+    datasets = overview["datasets"]
+    dataset = st.selectbox("Dataset", list(datasets["name"]), key=f"{prefix}_dataset")
+    scen = overview["scenarios"]
+    scen = scen[(scen["dataset"] == dataset) & (scen["scenario_group"] != "(unclassified)")]
+    counts = dict(zip(scen["scenario_group"], scen["samples"].astype(int)))
+    groups = st.multiselect("Scenario groups", list(counts), key=f"{prefix}_groups", placeholder="every group",
+                            format_func=lambda g: f"{g} ({counts[g]:,})")
+    limit = int(st.number_input("At most this many samples (0: all)", min_value=0, value=0, step=10,
+                                key=f"{prefix}_limit"))
+    n = sum(counts[g] for g in groups) if groups else int(datasets.set_index("name").loc[dataset, "samples"])
+    if limit:
+        n = min(n, limit)
+    return {"dataset": dataset, "scenarios": groups, "limit": limit or None}, n
+
+
+def show_estimate(est: dict) -> None:
+    """The cost estimate of a job before it starts: totals and one row per step."""
+    e = est["estimate"]
+    cols = st.columns(4)
+    cols[0].metric("Samples", f"{e.samples:,}")
+    cols[1].metric("Requests to send", f"{e.requests:,}", help=f"{e.cached:,} already answered (from the store, free)")
+    cols[2].metric("Tokens (in + out)", f"~{e.input_tokens + e.output_tokens:,}")
+    cols[3].metric("Estimated cost", f"${e.cost:.4f}")
+    if not est["steps"].empty:
+        st.dataframe(est["steps"], hide_index=True, column_config={
+            "input_tokens": st.column_config.NumberColumn("input tokens (est.)", format="%d"),
+            "output_tokens": st.column_config.NumberColumn("output tokens (typical)", format="%d"),
+            "cost": st.column_config.NumberColumn("cost (USD)", format="$%.4f")})
+    how = "Input tokens are counted on the actual prompts"
+    if est["sampled"]:
+        how += f" of {est['sampled']:,} evenly spaced samples, scaled to all {e.samples:,}"
+    st.caption(how + "; outputs are typical lengths per step; conditional ratings are counted for every sample "
+               "(an upper bound).")
+
+
+# ---------------------------------------------------------------- starting and watching jobs
+
+
+def flash(message: str, kind: str = "success") -> None:
+    st.session_state["workbench_flash"] = (kind, message)
+
+
+def show_flash() -> None:
+    kind, message = st.session_state.pop("workbench_flash", (None, None))
+    if message:
+        getattr(st, kind)(plain(message))
+
+
+def start(kind: str, params: dict, *, total: int = 0, budget: float | None = None, watch_key: str = "watch") -> None:
+    """Submit the job (or run a finished one again) and start a worker unless one is on it."""
+    job, pid = jobs.launch(data.store(), kind, params, total=total, budget=budget, env=worker_env())
+    st.session_state[f"{watch_key}_next"] = job.id
+    if pid:
+        flash(f"Job #{job.id} started (worker pid {pid}).")
+    elif job.active:
+        flash(f"Job #{job.id} is already {job.status}: no second worker was started.", "info")
+    elif job.stopping:
+        flash(f"Job #{job.id} is still stopping (its requests in flight finish first); start it again in a moment.",
+              "info")
+    else:
+        flash(f"Job #{job.id} is {job.status}.", "info")
+    st.rerun()
+
+
+def watch(kinds: tuple[str, ...] | None = None, key: str = "watch") -> None:
+    """Pick a job (default: the one just started, else the newest live one, else the newest) and
+    follow it: a fragment polls its row while it is live."""
+    recent = [j for j in jobs.list_jobs(data.store(), 100) if not kinds or j.kind in kinds]
+    if not recent:
+        st.caption("No jobs yet.")
+        return
+    by_id = {j.id: j for j in recent}
+    pick = f"{key}_pick"
+    nxt = st.session_state.pop(f"{key}_next", None)
+    if nxt in by_id:
+        st.session_state[pick] = nxt
+    if st.session_state.get(pick) not in by_id:
+        live = [j for j in recent if j.active or j.stale]
+        st.session_state[pick] = (live or recent)[0].id
+    labels = {i: f"#{i} · {j.summary}" for i, j in by_id.items()}  # stable labels: the state is in the panel
+    job_id = st.selectbox("Job", list(by_id), key=pick, format_func=labels.__getitem__)
+    live = by_id[job_id].active or by_id[job_id].stopping
+    st.fragment(_panel, run_every=POLL_S if live else None)(job_id, live, key)
+
+
+def _panel(job_id: int, was_live: bool, key: str) -> None:
+    store = data.store()
+    job = jobs.get(store, job_id)
+    if was_live and not (job.active or job.stopping):
+        st.rerun()  # it ended: refresh the whole page (history, estimates, feature sets)
+    with st.container(border=True):
+        st.badge(job.state, color=STATUS_COLOURS.get(job.state, "gray"))
+        st.text(job.summary)
+        st.progress(job.fraction, text=f"{job.done:,} of {job.total:,} {job.unit}")
+        cols = st.columns(4)
+        cols[0].metric("Done", f"{job.done:,}")
+        cols[1].metric("Failed", f"{job.failed:,}")
+        cols[2].metric("Total", f"{job.total:,}")
+        spend = f"${job.cost:.4f}" + (f" of ${job.budget:.2f}" if job.budget is not None else "")
+        cols[3].metric("Spend / budget", spend, help="what the job's requests cost over all its runs")
+        if job.message:
+            st.text(job.message)
+        if job.error:
+            st.error("The job failed:")
+            st.code(job.error, language=None, wrap_lines=True)
+        fails = jobs.failures(store, job_id)
+        if fails:
+            st.caption("Latest failed requests (the reasons the server or the parser gave)")
+            st.dataframe(pd.DataFrame(fails), hide_index=True)
+        past = jobs.runs(store, job_id)
+        if past:
+            st.caption("Earlier runs of this job")
+            st.dataframe(pd.DataFrame(past)[["run", "status", "done", "total", "failed", "cost", "message", "started_at",
+                                             "finished_at"]], hide_index=True,
+                         column_config={"cost": st.column_config.NumberColumn(format="$%.4f")})
+        with st.expander("Worker log (last lines)"):
+            st.code(jobs.log_tail(store.path, job_id) or "(no log yet)", language=None, wrap_lines=True)
+        if not auth.can_edit():
+            return
+        c1, c2, c3 = st.columns([1, 1, 2])
+        if c1.button("Cancel", key=f"{key}_cancel_{job_id}", disabled=not job.active, icon=":material/stop:"):
+            jobs.cancel(store, job_id)
+            flash(f"Job #{job_id}: cancel requested; requests in flight finish and are stored.", "info")
+            st.rerun()
+        new_budget = None
+        if job.status == "paused":
+            new_budget = c3.number_input("New budget (USD)", min_value=0.0, value=float(job.budget or 0.0) * 2,
+                                         step=0.5, key=f"{key}_budget_{job_id}") or None
+        if c2.button("Resume", key=f"{key}_resume_{job_id}", disabled=job.active or job.stopping,
+                     icon=":material/play_arrow:",
+                     help="run it again: only what has not succeeded is sent"):
+            jobs.resume(store, job_id, budget=new_budget)
+            pid = jobs.ensure_worker(store, job_id, env=worker_env())
+            flash(f"Job #{job_id} resumed" + (f" (worker pid {pid})." if pid else "."))
+            st.rerun()
+
+
+def history(kinds: tuple[str, ...] | None = None) -> None:
+    store = data.store()
+    rows = [j for j in jobs.list_jobs(store, 200) if not kinds or j.kind in kinds]
+    if not rows:
+        st.caption("No jobs yet.")
+        return
+    runs = jobs.run_counts(store)
+    frame = pd.DataFrame([{
+        "id": j.id, "kind": j.kind, "status": j.state, "job": j.summary, "done": j.done, "total": j.total,
+        "failed": j.failed, "cost": j.cost, "budget": j.budget, "runs": runs.get(j.id, 0), "created": j.created_at,
+        "started": j.started_at, "finished": j.finished_at, "message": j.message,
+    } for j in rows])
+    st.dataframe(frame, hide_index=True, column_config={
+        "cost": st.column_config.NumberColumn("cost (USD)", format="$%.4f"),
+        "budget": st.column_config.NumberColumn("budget (USD)", format="$%.2f")})
+
+
+def fit_form(prefix: str, overview: dict, *, default_judges: list[str] | None = None, watch_key: str = "watch") -> None:
+    """Fit chosen judges' profiles on a feature set: a fit job, watched like the others."""
+    names = list(overview["datasets"]["name"])
+    dataset = st.selectbox("Dataset", names, key=f"{prefix}_dataset")
+    fs = data.feature_sources(data.activity_fingerprint(), dataset)
+    if not fs["sources"]:
+        st.info("This dataset has no features yet: annotate it first (the offline heuristics need no LLM).")
+        return
+    sizes = {r["source"]: r["samples"] for r in fs["sources"]}
+    sources = list(sizes)
+    source = st.selectbox("Feature set", sources, index=sources.index(fs["default"]), key=f"{prefix}_source",
+                          format_func=lambda s: f"{s} ({sizes[s]:,} samples)")
+    judge_names = data.dataset_judges(data.fingerprint(), dataset)
+    k = f"{prefix}_judges"
+    if k in st.session_state:  # set by another widget (a judge just added): keep what this dataset has
+        st.session_state[k] = [j for j in st.session_state[k] if j in judge_names]
+    default = [j for j in (default_judges or []) if j in judge_names] or None
+    chosen = st.multiselect("Judges", judge_names, default=None if k in st.session_state else default, key=k,
+                            placeholder="every judge with labels")
+    scopes = st.multiselect("Scopes", data.fit_scopes(), key=f"{prefix}_scopes",
+                            placeholder="every scope: all, the scenario groups, the query cases")
+    method = st.radio("Method", ["fast", "exact"], horizontal=True, key=f"{prefix}_method",
+                      help="fast: batched HMC, checked against NUTS; exact: NUTS (slower)")
+    force = st.checkbox("Refit even when the inputs did not change", key=f"{prefix}_force")
+    params = {"dataset": dataset, "features": source, "judges": chosen, "scopes": scopes, "method": method,
+              "force": force}
+    if auth.require_editor("fitting profiles"):
+        if st.button("Fit", type="primary", key=f"{prefix}_start", icon=":material/model_training:"):
+            start("fit", params, watch_key=watch_key)
+
+
+# ---------------------------------------------------------------- adding a judge from a file
+
+
+def import_labels(filename: str, content: bytes, *, dataset: str, judge: str, kind: str) -> int:
+    """Add a judge's labels from an uploaded file (``core.importers.import_labels``): written to a
+    temporary file named like the upload, so an error names the file; all or nothing."""
+    name = Path(filename).name or "labels"
+    with tempfile.TemporaryDirectory(prefix="labels-upload-") as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(content)
+        return importers.import_labels(data.store(), path, dataset=dataset, judge=judge.strip(), kind=kind,
+                                       notes=f"uploaded labels ({name})")

@@ -1,0 +1,244 @@
+"""The Annotate & fit page (AppTest): the cost estimate and the key's status before starting, a
+real annotation job against the loopback server watched to the end, one worker per job, a fit job."""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import annotate, demo, jobs
+from core.llm import LLMSettings
+from core.loopback import LoopbackServer
+from core.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+PAGE = "../pages/annotate.py"  # relative to the main script's folder
+FAKE_KEY = "sk-FAKE-must-never-show-8c1e5d"
+
+
+@pytest.fixture(scope="module")
+def demo_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("demo") / "store.db"
+    with Store(path) as s:
+        demo.build_demo(s, fit=False)
+    return path
+
+
+@pytest.fixture
+def store_path(demo_file, tmp_path, monkeypatch):
+    path = tmp_path / "store.db"
+    shutil.copy(demo_file, path)
+    monkeypatch.setenv("PREFDISSECT_STORE", str(path))
+    for name in ("PREFDISSECT_LLM_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFDISSECT_LLM_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("PREFDISSECT_LLM_PRICE_INPUT", "2.5")
+    monkeypatch.setenv("PREFDISSECT_LLM_PRICE_OUTPUT", "10")
+    return path
+
+
+def page(timeout=120):
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def shown(at) -> str:
+    """Everything the page sent to the browser: every element's protobuf, tabs and fragments included."""
+    return "\n".join(str(el.proto) for el in at._tree if getattr(el, "proto", None) is not None)
+
+
+def plain(markdown: str) -> str:
+    """Markdown the page escaped (data-derived text is rendered inert) back to its text."""
+    return markdown.replace("\\", "")
+
+
+def metrics(at) -> dict:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_estimate_and_key_status_before_starting_and_never_the_key(store_path):
+    at = page()
+    assert at.radio(key="ann_mode").value == "llm"  # a key is set, so the LLM is offered first
+    assert any("API key: set (from the environment)" in c.value for c in at.caption)
+    with Store(store_path) as s:
+        samples = s.samples_for("demo-synthetic")
+        est = annotate.estimate(s, samples, LLMSettings.from_env())
+    m = metrics(at)
+    assert m["Samples"] == f"{len(samples):,}" == "550"
+    assert m["Requests to send"] == f"{est.requests:,}"
+    assert m["Estimated cost"] == f"${est.cost:.4f}" and est.cost > 0
+    steps = next(df.value for df in at.dataframe if "step" in df.value.columns)
+    assert dict(zip(steps["step"], steps["requests"])) == {k: v["requests"] for k, v in est.by_step.items()}
+
+    # two scenario groups, both orders: the estimate follows, still from core
+    at.multiselect(key="ann_groups").set_value(["Code", "Advice"])
+    at.checkbox(key="ann_both").check()
+    at.run()
+    assert not at.exception
+    with Store(store_path) as s:
+        chosen = jobs.select_samples(s, {"dataset": "demo-synthetic", "scenarios": ["Code", "Advice"]})
+        est2 = annotate.estimate(s, chosen, LLMSettings.from_env(), both_orders=True)
+    m = metrics(at)
+    assert m["Samples"] == "100" and m["Estimated cost"] == f"${est2.cost:.4f}"
+    assert m["Requests to send"] == f"{est2.requests:,}"
+
+    everything = shown(at) + repr(at.session_state)
+    assert FAKE_KEY not in everything
+    assert "sk-FAKE" not in everything
+
+
+def test_without_an_llm_the_offline_heuristics_are_offered_and_run(store_path, monkeypatch):
+    monkeypatch.delenv("PREFDISSECT_LLM_API_KEY")
+    at = page()
+    assert at.radio(key="ann_mode").value == "heuristic"
+    assert any("No LLM is configured" in i.value for i in at.info)
+    at.multiselect(key="ann_groups").set_value(["Code"])
+    at.run()
+    at.button(key="ann_start").click().run()
+    with Store(store_path) as s:
+        (job,) = jobs.list_jobs(s)
+        assert job.kind == "heuristic" and job.params == {"dataset": "demo-synthetic", "scenarios": ["Code"]}
+        final = wait_done(s, job.id)
+        assert final.done == 50
+        assert s.scalar("SELECT COUNT(DISTINCT sample_id) FROM features WHERE source = 'heuristic:v1'") == 50
+
+
+def wait_done(store, job_id, at=None, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = jobs.get(store, job_id)
+        if job.status in jobs.FINISHED:
+            return job
+        if at is not None:
+            at.run()  # the page polls the job row on every run
+            assert not at.exception, [e.value for e in at.exception]
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} still {jobs.get(store, job_id).status} after {timeout} s")
+
+
+def test_start_an_annotation_job_against_the_loopback_server_and_watch_it_finish(store_path, monkeypatch):
+    with LoopbackServer(latency=0.3) as server:
+        monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", server.url)
+        monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "loopback-1")
+        at = page()
+        assert at.text_input(key="ann_base_url").value == server.url
+        assert at.text_input(key="ann_model").value == "loopback-1"
+        at.multiselect(key="ann_groups").set_value(["Code"])
+        at.number_input(key="ann_limit").set_value(6)
+        at.number_input(key="ann_concurrency").set_value(4)
+        at.run()
+        assert metrics(at)["Samples"] == "6"
+        at.button(key="ann_start").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("started (worker pid" in plain(s.value) for s in at.success)
+        with Store(store_path) as s:
+            (job,) = jobs.list_jobs(s)
+        assert job.kind == "annotate" and job.total == 6
+        assert job.params["llm"]["base_url"] == server.url and "api_key" not in job.params["llm"]
+        assert at.selectbox(key="annotate_watch_pick").value == job.id
+
+        # a second click while it is live starts no second worker
+        at.button(key="ann_start").click().run()
+        assert any("no second worker" in plain(i.value) for i in at.info), [i.value for i in at.info]
+
+        # a reload or a second browser (a new session) follows the same job from the store
+        other = page()
+        assert other.selectbox(key="annotate_watch_pick").value == job.id
+
+        with Store(store_path) as s:
+            final = wait_done(s, job.id, at)
+            paid = s.scalar("SELECT COUNT(*) FROM annotations WHERE job_id = ? AND status = 'ok' AND reused = 0",
+                            [job.id])
+            spent = s.scalar("SELECT SUM(cost) FROM annotations WHERE job_id = ?", [job.id])
+            n_feat = s.scalar("SELECT COUNT(DISTINCT sample_id) FROM features WHERE source = ?",
+                              [annotate.feature_source("loopback-1", False)])
+            assert jobs.runs(s, job.id) == []  # one run: the second click did not start one
+        assert final.status == "done" and final.done == 6 and final.failed == 0
+        assert server.stats.completions == paid  # every answer served was stored once
+        assert n_feat == 6
+    at.run()
+    assert not at.exception
+    m = metrics(at)
+    assert (m["Done"], m["Failed"], m["Total"]) == ("6", "0", "6")
+    assert m["Spend / budget"] == f"${spent:.4f}"
+    assert any(t.value == "finished" for t in at.text)
+    history = next(df.value for df in at.dataframe if "runs" in df.value.columns)
+    row = history.set_index("id").loc[job.id]
+    assert (row["status"], row["done"], row["runs"]) == ("done", 6, 1)
+    everything = shown(at) + jobs.log_tail(store_path, job.id, lines=1000)
+    assert FAKE_KEY not in everything
+    with Store(store_path) as s:
+        assert FAKE_KEY not in json.dumps(s.rows("SELECT * FROM jobs")) + json.dumps(
+            s.rows("SELECT params, raw, error FROM annotations"))
+
+
+def test_fit_tab_starts_a_fit_job_that_writes_profiles(store_path):
+    at = page()
+    assert at.selectbox(key="fit_source").value == "demo"
+    at.multiselect(key="fit_judges").set_value(["demo-crowd"])
+    at.multiselect(key="fit_scopes").set_value(["Code", "Advice"])
+    at.run()
+    at.button(key="fit_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    with Store(store_path) as s:
+        (job,) = jobs.list_jobs(s)
+        assert job.kind == "fit" and job.params == {"dataset": "demo-synthetic", "features": "demo",
+                                                     "judges": ["demo-crowd"], "scopes": ["Advice", "Code"]}
+        final = wait_done(s, job.id, at)
+        rows = s.profiles(dataset="demo-synthetic", judges=["demo-crowd"], method="fast")
+    assert final.status == "done", final.error
+    assert sorted(r["scope"] for r in rows) == ["Advice", "Code"]
+    at.run()
+    assert any("2 profiles fitted" in t.value for t in at.text)
+
+
+def test_cancel_and_resume_from_the_job_panel(store_path, monkeypatch):
+    with LoopbackServer(latency=0.4) as server:
+        monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", server.url)
+        monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "loopback-1")
+        at = page()
+        at.multiselect(key="ann_groups").set_value(["Advice"])
+        at.number_input(key="ann_limit").set_value(10)
+        at.number_input(key="ann_concurrency").set_value(1)
+        at.run()
+        at.button(key="ann_start").click().run()
+        with Store(store_path) as s:
+            (job,) = jobs.list_jobs(s)
+            deadline = time.time() + 60
+            while jobs.get(s, job.id).status != "running" or not server.stats.completions:
+                assert time.time() < deadline, "the worker never started"
+                time.sleep(0.1)
+            at.run()
+            at.button(key=f"annotate_watch_cancel_{job.id}").click().run()
+            assert not at.exception, [e.value for e in at.exception]
+            assert jobs.get(s, job.id).status == "cancelled"
+            stopped = wait_done(s, job.id)
+            deadline = time.time() + 60
+            while jobs.get(s, job.id).stopping:  # requests in flight finish and are stored first
+                assert time.time() < deadline
+                time.sleep(0.1)
+            stopped = jobs.get(s, job.id)
+            assert stopped.message == "cancelled by user; resume to continue" and stopped.done < 10
+            paid_before = {r["request_key"] for r in s.rows(
+                "SELECT request_key FROM annotations WHERE job_id = ? AND status = 'ok' AND reused = 0", [job.id])}
+            at.run()
+            assert at.button(key=f"annotate_watch_resume_{job.id}").disabled is False
+            at.button(key=f"annotate_watch_resume_{job.id}").click().run()
+            assert not at.exception, [e.value for e in at.exception]
+            assert any("resumed" in plain(m.value) for m in at.success)
+            final = wait_done(s, job.id, at)
+            assert final.status == "done" and final.done == 10
+            assert [r["status"] for r in jobs.runs(s, job.id)] == ["cancelled"]
+            paid = s.scalar("SELECT COUNT(*) FROM annotations WHERE job_id = ? AND status = 'ok' AND reused = 0",
+                            [job.id])
+        assert server.stats.completions == paid and len(paid_before) < paid  # nothing paid twice
+    at.run()
+    earlier = next(df.value for df in at.dataframe if "run" in df.value.columns and "status" in df.value.columns)
+    assert list(earlier["status"]) == ["cancelled"]

@@ -1,0 +1,206 @@
+"""The Judges page (AppTest): agreement and position-consistency figures equal core's; a judge
+collected from the loopback server in both orders; uploads that add a judge, and a malformed one
+that shows the file, row and field and leaves the store byte-for-byte unchanged."""
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import demo, jobs, judges
+from core.loopback import LoopbackServer
+from core.store import Store
+from dashboard import charts
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+PAGE = "../pages/judges.py"
+
+
+@pytest.fixture(scope="module")
+def demo_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("demo") / "store.db"
+    with Store(path) as s:
+        demo.build_demo(s, fit=False)
+    return path
+
+
+@pytest.fixture
+def store_path(demo_file, tmp_path, monkeypatch):
+    path = tmp_path / "store.db"
+    shutil.copy(demo_file, path)
+    monkeypatch.setenv("PREFDISSECT_STORE", str(path))
+    for name in ("PREFDISSECT_LLM_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFDISSECT_LLM_MODEL",
+                 "PREFDISSECT_LLM_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    return path
+
+
+def page(timeout=120):
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def frame_with(at, column):
+    return next(df.value for df in at.dataframe if column in df.value.columns)
+
+
+def plain(markdown: str) -> str:
+    return markdown.replace("\\", "")
+
+
+def checksum(path) -> str:
+    """sha256 of the store file once the WAL is folded into it."""
+    conn = sqlite3.connect(str(path))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def wait_done(store, job_id, at, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = jobs.get(store, job_id)
+        if job.status in jobs.FINISHED:
+            return job
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} still running after {timeout} s")
+
+
+def test_figures_match_core_and_a_judge_collected_in_both_orders_shows_its_position_consistency(store_path,
+                                                                                                monkeypatch):
+    at = page()
+    assert at.selectbox(key="judges_dataset").value == "demo-synthetic"  # the only dataset
+    assert any("No judge here has verdicts in both orders" in i.value for i in at.info)
+
+    with LoopbackServer(latency=0.05) as server:
+        monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", "sk-test-judges")
+        monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", server.url)
+        monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "loopback-1")
+        at = page()
+        at.multiselect(key="collect_groups").set_value(["Code", "Advice"])
+        at.number_input(key="collect_limit").set_value(30)
+        at.text_input(key="collect_judge").input("loopback-judge")
+        at.run()
+        est = {m.label: m.value for m in at.metric}
+        assert est["Samples"] == "30" and est["Requests to send"] == "60"  # both orders: two requests a sample
+        at.button(key="collect_start").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        with Store(store_path) as s:
+            (job,) = jobs.list_jobs(s)
+            assert job.kind == "judge" and job.params["judge"] == "loopback-judge" and job.params["both_orders"]
+            final = wait_done(s, job.id, at)
+        assert final.status == "done" and final.done == 30
+
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    with Store(store_path) as s:
+        pairs_core = {(a.judge_a, a.judge_b): (a.shared, a.agree) for a in judges.agreement(s, "demo-synthetic")}
+        cons = judges.position_consistency(s, "loopback-judge")
+        labels = {j["name"]: j["labels"] for j in s.judges("demo-synthetic")}
+    assert cons.both_orders == 30 and 0 < cons.consistent <= 30
+    reference = at.selectbox(key="judges_reference").value
+    table = frame_with(at, "agreement_ref").set_index("name")
+    assert dict(table["labels"]) == labels and labels["loopback-judge"] == 30
+    for name, row in table.iterrows():
+        if name == reference:
+            continue
+        shared, agree = pairs_core[tuple(sorted((name, reference)))]
+        assert (row["shared_ref"], row["agree_ref"]) == (shared, agree), name
+        assert row["agreement_ref"] == pytest.approx(agree / shared)
+    row = table.loc["loopback-judge"]
+    assert (row["both_orders"], row["consistent"]) == (cons.both_orders, cons.consistent)
+    assert row["consistency"] == pytest.approx(cons.rate)
+    assert table.loc["demo-crowd", "both_orders"] == 0 and pd_isna(table.loc["demo-crowd", "consistency"])
+    pairs = frame_with(at, "judge_a")
+    assert {(r.judge_a, r.judge_b): (r.shared, r.agree) for r in pairs.itertuples()} == pairs_core
+
+    # another reference: the figures follow
+    at.selectbox(key="judges_reference").set_value("loopback-judge").run()
+    table = frame_with(at, "agreement_ref").set_index("name")
+    shared, agree = pairs_core[("demo-strict", "loopback-judge")]
+    assert (table.loc["demo-strict", "shared_ref"], table.loc["demo-strict", "agree_ref"]) == (shared, agree)
+    assert shared == 30
+
+
+def pd_isna(x) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(x))
+
+
+def test_uploading_the_papers_json_list_adds_a_judge(store_path):
+    with Store(store_path) as s:
+        ids = s.sample_ids("demo-synthetic")
+        crowd = {r["sample_id"]: r["choice"] for r in s.labels("demo-synthetic", ["demo-crowd"])}
+    half = len(ids) // 2
+    flip = {"A": "B", "B": "A"}
+    uploaded = [crowd[i] for i in ids[:half]] + [flip[crowd[i]] for i in ids[half:]]
+    at = page()
+    at.file_uploader(key="labels_file").set_value(("my_judge.json", json.dumps(uploaded).encode(), "application/json"))
+    at.text_input(key="upload_judge").input("uploaded-judge")
+    at.selectbox(key="upload_kind").set_value("human")
+    at.run()
+    at.button(key="upload_add").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert any("Added 550 labels for judge uploaded-judge" in plain(s.value) for s in at.success)
+    with Store(store_path) as s:
+        row = next(j for j in s.judges() if j["name"] == "uploaded-judge")
+        source = s.scalar("SELECT DISTINCT source FROM labels WHERE judge = 'uploaded-judge'")
+    assert (row["kind"], row["labels"]) == ("human", 550) and source == "upload:my_judge.json"
+    # it is listed, and offered for fitting
+    assert "uploaded-judge" in set(frame_with(at, "agreement_ref")["name"])
+    assert at.multiselect(key="judges_fit_judges").value == ["uploaded-judge"]
+    # a new session takes the human judge as the reference: it agrees with demo-crowd on half the samples
+    fresh = page()
+    assert fresh.selectbox(key="judges_reference").value == "uploaded-judge"
+    table = frame_with(fresh, "agreement_ref").set_index("name")
+    assert (table.loc["demo-crowd", "shared_ref"], table.loc["demo-crowd", "agree_ref"]) == (550, half)
+
+
+@pytest.mark.parametrize("name, content, where", [
+    ("labels_bad.csv", "sample_id,label\n{0},A\n{1},B\n{2},C\n", ["labels_bad.csv", "row 3", "label"]),
+    ("labels_short.json", '["A", "B", "A"]', ["labels_short.json", "3 labels for the 550 samples"]),
+    ("labels_unknown.csv", "sample_id,label\n{0},A\nnot-a-sample,B\n", ["labels_unknown.csv", "row 2", "sample_id"]),
+])
+def test_a_malformed_upload_shows_where_and_leaves_the_store_unchanged(store_path, name, content, where):
+    with Store(store_path) as s:
+        ids = s.sample_ids("demo-synthetic")
+    before = checksum(store_path)
+    at = page()
+    at.file_uploader(key="labels_file").set_value((name, content.format(*ids).encode(), "text/plain"))
+    at.text_input(key="upload_judge").input("bad-judge")
+    at.run()
+    at.button(key="upload_add").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    (err,) = at.error
+    text = plain(err.value)
+    assert text.startswith("Not imported; the store is unchanged.")
+    for part in where:
+        assert part in text, text
+    assert checksum(store_path) == before
+    with Store(store_path) as s:
+        assert "bad-judge" not in {j["name"] for j in s.judges()}
+
+
+def test_judge_rates_chart_spec():
+    import pandas as pd
+
+    frame = pd.DataFrame({"name": ["a", "b", "c"], "consistency": [0.9, None, 0.4], "both_orders": [10, 0, 5]})
+    spec = charts.judge_rates(frame, "consistency", title="position consistency", count="both_orders").to_dict()
+    bars, rule = spec["layer"]
+    assert bars["mark"]["type"] == "bar" and bars["encoding"]["x"]["scale"]["domain"] == [0, 1]
+    values = spec["datasets"][bars["data"]["name"]]
+    assert [(v["name"], v["consistency"]) for v in values] == [("a", 0.9), ("c", 0.4)]  # no rate: left out
+    assert spec["datasets"][rule["data"]["name"]] == [{"x": 0.5}]

@@ -1,0 +1,38 @@
+"""Browser: the Annotate & fit and Judges pages render in headless Chromium on a real `streamlit run`
+(the shared demo-seeded server; these tests only read, so other browser modules see the same store)."""
+
+import time
+
+from tests import browserkit
+from tests.browserkit import wait_for_count, wait_for_text
+
+pytestmark = browserkit.MARKS
+
+
+def no_exception(browser) -> None:
+    assert not browser.find_elements("css selector", "[data-testid='stException']")
+
+
+def test_annotate_page_renders(streamlit_server, browser):
+    url, _ = streamlit_server
+    browser.get(url + "/annotate")
+    wait_for_text(browser, "Annotator")
+    body = wait_for_text(browser, "Fit profiles")
+    for text in ("Annotate & fit", "Job", "Fit profiles", "History", "Scenario groups"):
+        assert text in body
+    no_exception(browser)
+    time.sleep(1.0)
+    browserkit.screenshot(browser, "annotate")
+
+
+def test_judges_page_renders_with_the_demo_judges(streamlit_server, browser):
+    url, _ = streamlit_server
+    browser.get(url + "/judges")
+    wait_for_text(browser, "Upload labels")  # near the end of the page: the run got there
+    body = wait_for_text(browser, "Collect from a model")
+    for text in ("Reference judge", "Position bias", "Agreement between every two judges", "Add a judge"):
+        assert text in body
+    wait_for_count(browser, "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg", 2)
+    no_exception(browser)
+    time.sleep(1.0)
+    browserkit.screenshot(browser, "judges")

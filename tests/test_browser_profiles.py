@@ -1,0 +1,98 @@
+"""Browser tests of the Profiles and Similarity pages: a real `streamlit run` in headless Chromium.
+
+Uses the session's shared server (demo store) and browser from conftest.py. Saves the screenshots
+``profiles.png`` (the README's) and ``similarity.png`` to artifacts/screenshots/."""
+
+import time
+from urllib.parse import parse_qs, urlparse
+
+from selenium.webdriver.common.by import By
+
+from tests import browserkit
+from tests.browserkit import wait_for_count, wait_for_text
+
+pytestmark = browserkit.MARKS
+
+CHARTS = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
+
+
+def wait_for_url(driver, part: str, timeout: float = 60) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if part in driver.current_url:
+            return driver.current_url
+        time.sleep(0.2)
+    raise AssertionError(f"URL never contained {part!r}: {driver.current_url}")
+
+
+def assert_contract(url, want: dict) -> None:
+    """The Samples page's URL contract: /samples?dataset=D&attr=ATTR_KEY&judge=J&scope=S (the page may
+    add parameters of its own once it has loaded)."""
+    assert url.path.endswith("/samples"), url
+    got = parse_qs(url.query)
+    assert {k: got.get(k) for k in want} == {k: [v] for k, v in want.items()}, got
+
+
+def test_profiles_page_draws_the_chart_and_an_attribute_link_opens_its_samples(streamlit_server, browser):
+    url, _ = streamlit_server
+    # a link can preselect judges: three demo judges with distinct tastes, for the README screenshot
+    browser.get(url + "/profiles?judge=demo-crowd&judge=demo-strict&judge=demo-stylist")
+    body = wait_for_text(browser, "Held-out accuracy and fit diagnostics")  # the last section
+    for text in ("Preference profiles", "Most and least rewarded", "Difference between two judges",
+                 "demo-crowd", "demo-strict", "demo-stylist"):
+        assert text in body, text
+    wait_for_count(browser, CHARTS, 2)  # the profile chart and the difference chart
+    size = browser.get_window_size()
+    try:
+        browser.set_window_size(1400, 1800)  # the whole chart in one screenshot
+        time.sleep(2.0)  # let the charts and grids paint at the new size
+        browserkit.screenshot(browser, "profiles")
+    finally:
+        browser.set_window_size(size["width"], size["height"])
+
+    links = [a for a in browser.find_elements(By.CSS_SELECTOR, "a[href*='samples?']") if "attr=" in a.get_attribute("href")]
+    assert len(links) == 29, [a.get_attribute("href") for a in links]
+    link = next(a for a in links if a.text.startswith("lengthy"))
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", link)
+    time.sleep(0.5)
+    link.click()
+    got = urlparse(wait_for_url(browser, "/samples?"))
+    assert_contract(got, {"dataset": "demo-synthetic", "attr": "lengthy", "judge": "demo-crowd", "scope": "all"})
+
+
+def test_clicking_a_bar_of_the_profile_chart_opens_the_samples_of_that_attribute_and_judge(streamlit_server, browser):
+    url, _ = streamlit_server
+    browser.get(url + "/profiles?scope=Code&judge=demo-strict&judge=demo-crowd")
+    wait_for_text(browser, "Held-out accuracy and fit diagnostics")
+    wait_for_count(browser, "[data-testid='stVegaLiteChart'] svg g.mark-rect path", 58)  # 29 bars x 2 judges
+    time.sleep(1.0)
+    bars = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'] svg g.mark-rect path")
+    # Vega labels each bar with its tooltip fields; pick the strict judge's "no severe errors" bar
+    bar = next(b for b in bars if "label: no severe errors;" in (b.get_attribute("aria-label") or "")
+               and "judge: demo-strict;" in b.get_attribute("aria-label"))
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", bar)
+    time.sleep(0.5)
+    bar.click()
+    got = urlparse(wait_for_url(browser, "/samples?"))
+    assert_contract(got, {"dataset": "demo-synthetic", "attr": "no_severe_errors", "judge": "demo-strict",
+                          "scope": "Code"})
+
+
+def test_similarity_page_draws_the_heatmap_and_two_profiles(streamlit_server, browser):
+    url, _ = streamlit_server
+    browser.get(url + "/similarity")
+    body = wait_for_text(browser, "on the Profiles page")  # the last element
+    for text in ("Judge similarity", "averaged over 11 scenario groups", "Groups of judges", "Two profiles side by side",
+                 "Similarity of demo-"):
+        assert text in body, text
+    wait_for_count(browser, CHARTS, 3)  # heatmap + two profiles
+    time.sleep(1.5)
+    browserkit.screenshot(browser, "similarity")
+    # a click on a cell (on its number, drawn over it) puts that pair side by side
+    texts = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'] svg g.mark-text text")
+    cell = next(t for t in texts if "judge_a: demo-crowd;" in (t.get_attribute("aria-label") or "")
+                and "judge_b: demo-strict;" in t.get_attribute("aria-label"))
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", cell)
+    time.sleep(0.5)
+    cell.click()
+    wait_for_text(browser, "Similarity of demo-crowd and demo-strict")

@@ -477,19 +477,23 @@ class Store:
         excluded_ids = set(feats.loc[feats["excluded"] == 1, "sample_id"])
         wide = feats.pivot_table(index="sample_id", columns="attribute", values="value", aggfunc="first")
         X_all = wide.reindex(index=ids_all, columns=keys).fillna(0).to_numpy(dtype=float)
-        lab_sql = ("SELECT l.sample_id, l.judge, l.choice FROM labels l JOIN samples s ON s.id = l.sample_id"
-                   " WHERE s.dataset = ?")
-        params: list[Any] = [dataset]
-        if judges:
-            lab_sql += f" AND l.judge IN ({', '.join('?' * len(judges))})"
-            params.extend(judges)
-        labs = pd.read_sql_query(lab_sql, self.conn, params=params)
-        labs = labs[labs["sample_id"].isin(set(ids_all))]
-        names = list(judges) if judges else sorted(labs["judge"].unique())
-        labs = labs[labs["choice"] != "tie"]
-        yv = labs.assign(y=(labs["choice"] == "A").astype(float)).pivot_table(
-            index="sample_id", columns="judge", values="y", aggfunc="first")
-        Y_all = yv.reindex(index=ids_all, columns=names).to_numpy(dtype=float)
+        if judges is not None and not judges:  # features only (the simulator): no labels to read
+            names: list[str] = []
+            Y_all = np.empty((len(ids_all), 0))
+        else:
+            lab_sql = ("SELECT l.sample_id, l.judge, l.choice FROM labels l JOIN samples s ON s.id = l.sample_id"
+                       " WHERE s.dataset = ?")
+            params: list[Any] = [dataset]
+            if judges:
+                lab_sql += f" AND l.judge IN ({', '.join('?' * len(judges))})"
+                params.extend(judges)
+            labs = pd.read_sql_query(lab_sql, self.conn, params=params)
+            labs = labs[labs["sample_id"].isin(set(ids_all))]
+            names = list(judges) if judges else sorted(labs["judge"].unique())
+            labs = labs[labs["choice"] != "tie"]
+            yv = labs.assign(y=(labs["choice"] == "A").astype(float)).pivot_table(
+                index="sample_id", columns="judge", values="y", aggfunc="first")
+            Y_all = yv.reindex(index=ids_all, columns=names).to_numpy(dtype=float)
         groups = meta.loc[ids_all, "scenario_group"].to_numpy()
         cases = [json.loads(c) if isinstance(c, str) and c else {} for c in meta.loc[ids_all, "cases"]]
         usable = np.array([include_excluded or i not in excluded_ids for i in ids_all], dtype=bool)

@@ -244,10 +244,12 @@ def simulation_options(fp: tuple, dataset: str) -> dict:
     return _simulate.simulation_options(store(), dataset)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_resource(show_spinner=False, max_entries=8)
 def simulation_pairs(fp: tuple, dataset: str, feature_source: str, scope: str):
     """The scope's pairs (features, models, where conditional attributes apply), read once: moving a
-    slider then costs only the simulation, not a read of every feature of the dataset."""
+    slider then costs only the simulation, not a read of every feature of the dataset. A shared
+    resource, not a copy per call (the simulator only reads it): unpickling 5,000 pairs on every
+    rerun cost more than the simulation."""
     return _simulate.load_pairs(store(), dataset, feature_source, scope)
 
 

@@ -186,7 +186,11 @@ st.subheader("Calibration of each judge's profile")
 st.caption("Pairs sorted by the profile's predicted P(A preferred) and cut into deciles; each point sets a decile's "
            "mean prediction against the observed share of A (94% interval). On the diagonal, the profile is "
            "calibrated. In-sample: the profile was fitted on these labels (held-out accuracy is on the Profiles page).")
-cal = data.calibration(fp, dataset, tuple(in_scope), scope, method, feature_source)
+cal_judges = st.multiselect("Judges to calibrate", in_scope, default=judges or in_scope[:2],
+                            key=f"sim_cal_judges|{dataset}|{feature_source}|{scope}|{method}",
+                            help="every judge with a profile in this scope can be checked; a few at a time keep the "
+                                 "page quick at the paper's scale (33 judges)")
+cal = data.calibration(fp, dataset, tuple(cal_judges), scope, method, feature_source)
 if cal["bins"].empty:
     st.caption("No labelled pairs to calibrate on.")
 else:

@@ -109,6 +109,9 @@ def test_ranking_leaderboard_and_calibration_are_cores(store_path):
     model = at.selectbox(key=f"sim_model|{DS}").value
     at.selectbox(key="sim_rank_judge").set_value(judges[1]).run()
     at.multiselect(key="sim_control").set_value(["lengthy", "well_formatted"]).run()
+    every = list(at.multiselect(key=f"sim_cal_judges|{DS}|demo|all|fast").options)
+    assert len(every) == 4  # any fitted judge can be calibrated; the default is the judges compared
+    at.multiselect(key=f"sim_cal_judges|{DS}|demo|all|fast").set_value(every).run()
     assert not at.exception, [e.value for e in at.exception]
     with Store(store_path) as s:
         rank = sim.injection_ranking(s, DS, judges[1], model=model, method="fast", feature_source="demo")

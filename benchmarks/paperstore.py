@@ -47,7 +47,8 @@ def _text(rng: np.random.Generator, n_words: int) -> str:
     return "\n".join(lines)
 
 
-def build(path: Path, seed: int = 0) -> dict:
+def write(store: Store, seed: int = 0) -> int:
+    """Write the paper-scale dataset (no profiles) into ``store``; returns the number of pairs."""
     gair = shared_data() / "gair"
     idx = json.loads((gair / "query_aware_idxs.json").read_text())
     published = compare.load_published_profiles(gair / "fitted_paras_comparison")
@@ -70,13 +71,18 @@ def build(path: Path, seed: int = 0) -> dict:
         for j in judges:
             p = 1 / (1 + np.exp(-x @ published[g][j]))
             batch.labels.append(Label(s.id, j, "A" if rng.random() < p else "B", prob_a=float(p)))
-    t = time.perf_counter()
+    store.write_batch(batch)
+    return len(batch.samples)
+
+
+def build(path: Path, seed: int = 0) -> dict:
+    """The dataset and every profile fitted, in a new store file."""
     with Store(path) as store:
-        store.write_batch(batch)
+        n = write(store, seed)
+        t = time.perf_counter()
         rep = fit.dissect(store, DATASET, SOURCE)
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return {"pairs": len(batch.samples), "judges": len(judges), "profiles": len(rep.fitted),
-            "fit_seconds": round(time.perf_counter() - t, 1)}
+    return {"pairs": n, "profiles": len(rep.fitted), "fit_seconds": round(time.perf_counter() - t, 1)}
 
 
 def paper_store(dest: Path) -> Path:

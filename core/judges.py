@@ -40,12 +40,17 @@ def _agreement_counts(store: Store, dataset: str | None, judges: list[str] | Non
         sql += (" AND" if dataset else " WHERE") + f" l.judge IN ({', '.join('?' * len(judges))})"
         params.extend(judges)
     labels = pd.read_sql_query(sql, store.conn, params=params)
-    rows, _ = pd.factorize(labels["sample_id"])
-    cols, names = pd.factorize(labels["judge"], sort=True)
-    codes = labels["choice"].map(_CODE).to_numpy()
+    return _pairwise(labels["sample_id"], labels["judge"], labels["choice"].map(_CODE).to_numpy())
+
+
+def _pairwise(sample_ids: pd.Series, judge_names: pd.Series, codes: np.ndarray):
+    """(sorted judge names, shared, agree) from one row per label: a samples x judges boolean
+    matrix per choice code and their products (einsum: no BLAS pool to wake for small products)."""
+    rows, _ = pd.factorize(sample_ids)
+    cols, names = pd.factorize(judge_names, sort=True)
     have = np.zeros((rows.max() + 1 if len(rows) else 0, len(names)), dtype=bool)
     have[rows, cols] = True
-    shared = np.einsum("ij,ik->jk", have, have, dtype=np.int64)  # einsum: no BLAS pool to wake
+    shared = np.einsum("ij,ik->jk", have, have, dtype=np.int64)
     agree = np.zeros_like(shared)
     for code in set(_CODE.values()):
         hit = np.zeros_like(have)
@@ -218,12 +223,7 @@ def judge_summary(store: Store, dataset: str | None = None) -> dict:
     table["datasets"] = datasets.reindex(table.index).fillna("")
     table["consistency"] = (table["consistent"] / table["both_orders"]).where(table["both_orders"] > 0)
     table = table.join(meta, how="left").rename_axis("name").reset_index().sort_values("name")
-    wide = labels.pivot(index="sample_id", columns="judge", values="code")
-    names = sorted(wide.columns)
-    m = wide[names].to_numpy(dtype=float)
-    have = (~np.isnan(m)).astype(np.int64)
-    shared = have.T @ have
-    agree = sum((m == v).astype(np.int64).T @ (m == v).astype(np.int64) for v in (1, -1, 0))
+    names, shared, agree = _pairwise(labels["sample_id"], labels["judge"], labels["code"].to_numpy())
     return {"table": table[SUMMARY_COLUMNS].reset_index(drop=True),
             "shared": pd.DataFrame(shared, index=names, columns=names),
             "agree": pd.DataFrame(agree, index=names, columns=names)}

@@ -55,6 +55,19 @@ def overview(fp: tuple) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
+def catalog(fp: tuple) -> dict:
+    """What the job and upload forms choose from: datasets, samples per scenario group, judge names.
+    A fraction of ``overview``: no per-judge label counts, which cost a scan of every label."""
+    s = store()
+    return {
+        "datasets": pd.DataFrame(s.datasets(), columns=["name", "source", "licence", "description", "synthetic",
+                                                        "imported_at", "samples", "judges", "labels"]),
+        "scenarios": pd.DataFrame(s.scenario_counts(), columns=["dataset", "scenario_group", "samples"]),
+        "judges": pd.DataFrame(s.rows("SELECT name FROM judges ORDER BY name"), columns=["name"]),
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
 def agreement(fp: tuple, dataset: str | None) -> pd.DataFrame:
     return judges.agreement_frame(store(), dataset)
 

@@ -13,7 +13,7 @@ st.caption("Long work runs as a job in a worker process and is recorded in the s
 workbench.show_flash()
 
 fp = data.fingerprint()
-ov = data.overview(fp)
+ov = data.catalog(fp)
 if ov["datasets"].empty:
     st.info("The store is empty. Import data with `python -m core import FORMAT PATH` or build the demo with "
             "`python -m core demo`.")

@@ -10,7 +10,7 @@ st.title("Judges")
 workbench.show_flash()
 
 fp = data.fingerprint()
-ov = data.overview(fp)
+ov = data.catalog(fp)
 names = list(ov["datasets"]["name"])
 if not names:
     st.info("The store is empty. Import data with `python -m core import FORMAT PATH` or build the demo with "

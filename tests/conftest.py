@@ -46,6 +46,26 @@ def demo_file(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def unfitted_demo_file(tmp_path_factory) -> Path:
+    """The demo without fitted profiles (for tests that fit, or count what a job writes), built once."""
+    from core import demo
+
+    path = tmp_path_factory.mktemp("demo-unfitted") / "demo.db"
+    with Store(path) as s:
+        demo.build_demo(s, fit=False)
+    return path
+
+
+def store_sha256(path: Path) -> str:
+    """The store file's sha256 after folding the WAL in, so the file alone holds every committed write."""
+    import hashlib
+
+    with Store(path) as s:
+        s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 @pytest.fixture
 def store_path(demo_file, tmp_path, monkeypatch) -> Path:
     """A private copy of the demo store, made the app's store (``PREFDISSECT_STORE``)."""

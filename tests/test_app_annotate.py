@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import annotate, demo, jobs
+from core import annotate, jobs
 from core.llm import LLMSettings
 from core.loopback import LoopbackServer
 from core.store import Store
@@ -20,18 +20,10 @@ PAGE = "../pages/annotate.py"  # relative to the main script's folder
 FAKE_KEY = "sk-FAKE-must-never-show-8c1e5d"
 
 
-@pytest.fixture(scope="module")
-def demo_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("demo") / "store.db"
-    with Store(path) as s:
-        demo.build_demo(s, fit=False)
-    return path
-
-
 @pytest.fixture
-def store_path(demo_file, tmp_path, monkeypatch):
+def store_path(unfitted_demo_file, tmp_path, monkeypatch):
     path = tmp_path / "store.db"
-    shutil.copy(demo_file, path)
+    shutil.copy(unfitted_demo_file, path)
     monkeypatch.setenv("PREFDISSECT_STORE", str(path))
     for name in ("PREFDISSECT_LLM_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFDISSECT_LLM_MODEL"):
         monkeypatch.delenv(name, raising=False)

@@ -2,38 +2,29 @@
 collected from the loopback server in both orders; uploads that add a judge, and a malformed one
 that shows the file, row and field and leaves the store byte-for-byte unchanged."""
 
-import hashlib
 import json
 import shutil
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import demo, jobs, judges
+from core import jobs, judges
 from core.loopback import LoopbackServer
 from core.store import Store
 from dashboard import charts
+from tests.conftest import store_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
 PAGE = "../pages/judges.py"
 
 
-@pytest.fixture(scope="module")
-def demo_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("demo") / "store.db"
-    with Store(path) as s:
-        demo.build_demo(s, fit=False)
-    return path
-
-
 @pytest.fixture
-def store_path(demo_file, tmp_path, monkeypatch):
+def store_path(unfitted_demo_file, tmp_path, monkeypatch):
     path = tmp_path / "store.db"
-    shutil.copy(demo_file, path)
+    shutil.copy(unfitted_demo_file, path)
     monkeypatch.setenv("PREFDISSECT_STORE", str(path))
     for name in ("PREFDISSECT_LLM_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFDISSECT_LLM_MODEL",
                  "PREFDISSECT_LLM_API_KEY"):
@@ -55,14 +46,6 @@ def frame_with(at, column):
 
 def plain(markdown: str) -> str:
     return markdown.replace("\\", "")
-
-
-def checksum(path) -> str:
-    """sha256 of the store file once the WAL is folded into it."""
-    conn = sqlite3.connect(str(path))
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def wait_done(store, job_id, at, timeout=180):
@@ -177,7 +160,7 @@ def test_uploading_the_papers_json_list_adds_a_judge(store_path):
 def test_a_malformed_upload_shows_where_and_leaves_the_store_unchanged(store_path, name, content, where):
     with Store(store_path) as s:
         ids = s.sample_ids("demo-synthetic")
-    before = checksum(store_path)
+    before = store_sha256(store_path)
     at = page()
     at.file_uploader(key="labels_file").set_value((name, content.format(*ids).encode(), "text/plain"))
     at.text_input(key="upload_judge").input("bad-judge")
@@ -189,7 +172,7 @@ def test_a_malformed_upload_shows_where_and_leaves_the_store_unchanged(store_pat
     assert text.startswith("Not imported; the store is unchanged.")
     for part in where:
         assert part in text, text
-    assert checksum(store_path) == before
+    assert store_sha256(store_path) == before
     with Store(store_path) as s:
         assert "bad-judge" not in {j["name"] for j in s.judges()}
 

@@ -7,15 +7,14 @@ command that writes."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-from pathlib import Path
 
 import pytest
 
 from core import cli, demo
 from core.importers import import_file
 from core.store import Store
+from tests.conftest import store_sha256
 from tests.test_importers import BAD, jsonl, seed_ids
 
 UPLOADS = [c for c in BAD if not c.options and c.fmt != "nope"]
@@ -83,12 +82,6 @@ def store_file(pristine, tmp_path):
     return path
 
 
-def digest(path: Path) -> str:
-    with Store(path) as s:
-        s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
     try:
         code = cli.main(argv)
@@ -108,7 +101,7 @@ def one_clear_error(err: str) -> str:
 
 @pytest.mark.parametrize("case", UPLOADS, ids=[c.id for c in UPLOADS])
 def test_malformed_upload_through_the_cli(case, store_file, tmp_path, capsys):
-    before = digest(store_file)
+    before = store_sha256(store_file)
     written = []
     for name, content in case.files.items():
         if callable(content):
@@ -128,7 +121,7 @@ def test_malformed_upload_through_the_cli(case, store_file, tmp_path, capsys):
     if case.field is not None:
         assert f"field {case.field!r}" in line
     assert case.message.split("\n")[0][:40] in line
-    assert digest(store_file) == before
+    assert store_sha256(store_file) == before
 
 
 @pytest.mark.parametrize("case_id, args, fragment", ARGUMENTS, ids=[a[0] for a in ARGUMENTS])
@@ -136,13 +129,13 @@ def test_malformed_arguments(case_id, args, fragment, store_file, tmp_path, caps
     (tmp_path / "three.json").write_text('["A", "B", "A"]')
     (tmp_path / "ok.jsonl").write_text(jsonl({"query": "q", "response_a": "a", "response_b": "b"}))
     (tmp_path / "notes.txt").write_text("not a database")
-    before = digest(store_file)
+    before = store_sha256(store_file)
     import shlex
     argv = ["--store", str(store_file)] + shlex.split(args.format(tmp=tmp_path))
     code, err = run_cli(argv, capsys)
     assert code == 2, err
     assert fragment in one_clear_error(err)
-    assert digest(store_file) == before
+    assert store_sha256(store_file) == before
     assert not list(tmp_path.glob("*.before-restore-*"))
 
 

@@ -1,7 +1,6 @@
 """Team deployment: the Procfile command serves the app on $PORT, and the store can be exported
 (a consistent copy while it is written) and restored (checked first, previous contents kept)."""
 
-import hashlib
 import os
 import re
 import shutil
@@ -14,33 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from core import cli, demo
+from core import cli
 from core.records import Dataset, ImportBatch, Judge, Label, Sample
 from core.store import RestoreError, Store, check_export, export_store, restore_store
 from tests import browserkit
+from tests.conftest import store_sha256
 from tests.stsession import Session
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sha(path: Path) -> str:
-    with Store(path) as s:  # fold the WAL in so the file alone holds every committed write
-        s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def demo_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("deploy") / "demo.db"
-    with Store(path) as s:
-        demo.build_demo(s, fit=False)
-    return path
-
-
 @pytest.fixture
-def store_file(demo_file, tmp_path):
+def store_file(unfitted_demo_file, tmp_path):
     path = tmp_path / "store.db"
-    shutil.copy(demo_file, path)
+    shutil.copy(unfitted_demo_file, path)
     return path
 
 
@@ -148,14 +134,14 @@ def bad_exports(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_restore_refuses_bad_files_and_changes_nothing(store_file, tmp_path):
-    before = sha(store_file)
+    before = store_sha256(store_file)
     for what, path in bad_exports(tmp_path).items():
         with pytest.raises(RestoreError) as err:
             restore_store(path, store_file)
         assert path.name in str(err.value), what
         if what != "truncated":
             assert what in str(err.value)
-    assert sha(store_file) == before
+    assert store_sha256(store_file) == before
     assert not list(store_file.parent.glob("*.before-restore-*"))
 
 

@@ -9,24 +9,15 @@ import time
 
 import pytest
 
-from core import annotate, demo, jobs
+from core import annotate, jobs
 from core.loopback import LoopbackServer
 from core.store import Store
 
 
-@pytest.fixture(scope="module")
-def demo_file(tmp_path_factory):
-    """The synthetic demo without fitted profiles, built once for the module."""
-    path = tmp_path_factory.mktemp("demo") / "store.db"
-    with Store(path) as s:
-        demo.build_demo(s, fit=False)
-    return path
-
-
 @pytest.fixture
-def store(demo_file, tmp_path):
+def store(unfitted_demo_file, tmp_path):
     path = tmp_path / "store.db"
-    shutil.copy(demo_file, path)
+    shutil.copy(unfitted_demo_file, path)
     s = Store(path)
     yield s
     s.close()

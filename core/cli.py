@@ -153,7 +153,7 @@ def _sample_filter(store, args):
     dataset = args.dataset or (datasets[0] if datasets else None)
     if dataset not in datasets:
         raise CLIError(f"no dataset {dataset!r} with samples" + (f" (there are: {', '.join(datasets)})" if datasets else ""))
-    judges = {r["name"] for r in store.judges(dataset)}
+    judges = set(store.judge_names(dataset))
     named = ([args.judge] if args.judge else []) + (args.disagree.split(",") if args.disagree else [])
     unknown = [j for j in named if j not in judges]
     if unknown:

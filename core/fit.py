@@ -1382,7 +1382,7 @@ def _check_dissect_inputs(store, dataset: str, feature_source: str, scopes: Sequ
         raise ValueError(f"dataset {dataset!r} has no features from {feature_source!r}"
                          + (f" (it has: {', '.join(sources)})" if sources else "; annotate it first"))
     if judges:
-        labelled = {r["name"] for r in store.judges(dataset) if r.get("labels")}
+        labelled = set(store.judge_names(dataset))
         missing = [j for j in judges if j not in labelled]
         if missing:
             raise ValueError(f"no labels from judge(s) {', '.join(map(repr, missing))} on dataset {dataset!r}"

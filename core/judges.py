@@ -69,10 +69,7 @@ def agreement(store: Store, dataset: str | None = None, judges: list[str] | None
 
 def agreement_frame(store: Store, dataset: str | None = None) -> pd.DataFrame:
     """Agreement as a long table (judge_a, judge_b, shared, agree, rate), both orders plus the diagonal."""
-    names, shared, agree = _agreement_counts(store, dataset, None)
-    rows = [(a, b, int(shared[i, j]), int(agree[i, j]), agree[i, j] / shared[i, j])
-            for i, a in enumerate(names) for j, b in enumerate(names) if shared[i, j]]
-    return pd.DataFrame(rows, columns=["judge_a", "judge_b", "shared", "agree", "rate"])
+    return _long(*_agreement_counts(store, dataset, None))
 
 
 # ---------------------------------------------------------------- collecting an LLM judge's labels
@@ -245,9 +242,15 @@ def agreement_pairs(summary: dict) -> pd.DataFrame:
     """Every ordered pair of judges with shared samples, and each judge with itself (as
     ``agreement_frame``): judge_a, judge_b, shared, agree, rate."""
     shared, agree = summary["shared"], summary["agree"]
-    rows = [(a, b, int(shared.at[a, b]), int(agree.at[a, b]), agree.at[a, b] / shared.at[a, b])
-            for a in shared.index for b in shared.columns if shared.at[a, b] > 0]
-    return pd.DataFrame(rows, columns=["judge_a", "judge_b", "shared", "agree", "rate"])
+    return _long(list(shared.index), shared.to_numpy(), agree.to_numpy())
+
+
+def _long(names: list[str], shared: np.ndarray, agree: np.ndarray) -> pd.DataFrame:
+    """The square counts as one row per ordered pair with a shared sample (row-major order)."""
+    i, j = np.nonzero(shared > 0) if len(names) else (np.array([], int), np.array([], int))
+    names = np.asarray(names, dtype=object)
+    return pd.DataFrame({"judge_a": names[i], "judge_b": names[j], "shared": shared[i, j].astype(int),
+                         "agree": agree[i, j].astype(int), "rate": agree[i, j] / shared[i, j]})
 
 
 def judge_table(store: Store, dataset: str | None = None, reference: str | None = None) -> pd.DataFrame:

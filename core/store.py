@@ -441,10 +441,19 @@ class Store:
 
     def feature_sources(self, dataset: str | None = None) -> list[dict[str, Any]]:
         """The feature sets present, with how many samples each covers."""
-        where, params = ("JOIN samples s ON s.id = f.sample_id WHERE s.dataset = ?", [dataset]) if dataset else ("", [])
+        # distinct (sample, source) pairs straight from the covering primary key: 10x faster than
+        # COUNT(DISTINCT) over the source index, which fetches every row for its sample id
+        where, params = ("WHERE sample_id IN (SELECT id FROM samples WHERE dataset = ?)", [dataset]) if dataset \
+            else ("", [])
         return self.rows(
-            f"SELECT f.source, COUNT(DISTINCT f.sample_id) AS samples FROM features f {where}"
-            " GROUP BY f.source ORDER BY samples DESC, f.source", params)
+            f"SELECT source, COUNT(*) AS samples FROM (SELECT DISTINCT sample_id, source FROM features {where})"
+            " GROUP BY source ORDER BY samples DESC, source", params)
+
+    def has_features(self, dataset: str, feature_source: str) -> bool:
+        """Whether a sample of the dataset has features from the source (a probe of the primary key)."""
+        return bool(self.scalar(
+            "SELECT EXISTS (SELECT 1 FROM features WHERE source = ?"
+            " AND sample_id IN (SELECT id FROM samples WHERE dataset = ?))", [feature_source, dataset]))
 
     def design(self, dataset: str, feature_source: str, *, scope: str | None = None,
                judges: list[str] | None = None, include_excluded: bool = False) -> "Design":
@@ -534,11 +543,13 @@ class Store:
 
     def profiles(self, *, dataset: str | None = None, scope: str | None = None, judges: list[str] | None = None,
                  feature_source: str | None = None, method: str | None = None,
-                 with_draws: bool = False) -> list[dict[str, Any]]:
-        """Stored profiles, lists decoded (and draws as an array when asked for)."""
+                 with_draws: bool = False, columns: list[str] | None = None) -> list[dict[str, Any]]:
+        """Stored profiles, lists decoded (and draws as an array when asked for). ``columns``: only
+        these (an index of what is stored needs no weights decoded: 561 profiles' JSON is 0.1 s)."""
         import numpy as np
 
-        cols = "*" if with_draws else ", ".join(c for c in self.db["profiles"].columns_dict if c != "draws")
+        cols = ", ".join(columns) if columns else "*" if with_draws else \
+            ", ".join(c for c in self.db["profiles"].columns_dict if c != "draws")
         sql, params = f"SELECT {cols} FROM profiles WHERE 1 = 1", []
         for name, value in (("dataset", dataset), ("scope", scope), ("feature_source", feature_source),
                             ("method", method)):
@@ -616,6 +627,14 @@ class Store:
             params,
         )
 
+    def judge_names(self, dataset: str | None = None) -> list[str]:
+        """Names of the judges with a label (on the dataset): one index probe per judge, no label scan."""
+        where, params = (" AND l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)", [dataset]) if dataset \
+            else ("", [])
+        return [r[0] for r in self.conn.execute(
+            f"SELECT name FROM judges j WHERE EXISTS (SELECT 1 FROM labels l WHERE l.judge = j.name{where})"
+            " ORDER BY name", params)]
+
     def scenario_counts(self, dataset: str | None = None) -> list[dict[str, Any]]:
         where, params = ("WHERE dataset = ?", [dataset]) if dataset else ("", [])
         return self.rows(
@@ -637,6 +656,12 @@ class Store:
             sql += f" AND l.judge IN ({', '.join('?' * len(judges))})"
             params.extend(judges)
         return self.rows(sql, params)
+
+    def choices(self, dataset: str, judge: str) -> dict[str, str]:
+        """sample id -> the judge's choice (A, B, tie) on the dataset: primary-key probes, no join."""
+        return dict(self.conn.execute(
+            "SELECT sample_id, choice FROM labels WHERE judge = ?"
+            " AND sample_id IN (SELECT id FROM samples WHERE dataset = ?)", (judge, dataset)))
 
     def sample(self, sample_id: str) -> dict[str, Any] | None:
         rows = self.rows("SELECT * FROM samples WHERE id = ?", [sample_id])

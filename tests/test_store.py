@@ -148,3 +148,31 @@ def test_profiles_upsert(tmp_path):
     s.save_profile({**row, "mean": [0.3, 0.4]})
     (p,) = s.rows("SELECT * FROM profiles")
     assert p["mean"] == "[0.3, 0.4]"
+    assert s.profiles()[0]["mean"] == [0.3, 0.4]
+    assert s.profiles(columns=["judge", "mean"]) == [{"judge": "j", "mean": [0.3, 0.4]}]  # only what is asked
+
+
+def test_judge_names_and_feature_sources_are_per_dataset(tmp_path):
+    s = Store(tmp_path / "s.db")
+    s.write_batch(batch("first", n=3, judge="j1"))
+    second = batch("second", n=2, judge="j2")
+    second.features.append(Feature(second.samples[0].id, "t", "harmless", 0))  # same sample twice: counted once
+    second.features.append(Feature(second.samples[1].id, "other", "clear", -1))
+    s.write_batch(second)
+    assert s.judge_names("first") == ["j1"]
+    assert s.judge_names("second") == ["j2"]
+    assert s.judge_names() == ["j1", "j2"]
+    assert s.judge_names("no-such-dataset") == []
+    assert s.feature_sources("second") == [{"source": "other", "samples": 1}, {"source": "t", "samples": 1}]
+    assert s.feature_sources() == [{"source": "t", "samples": 2}, {"source": "other", "samples": 1}]
+
+
+def test_choices_and_has_features_are_per_dataset(tmp_path):
+    s = Store(tmp_path / "s.db")
+    s.write_batch(batch("first", n=3, judge="j1"))
+    s.write_batch(batch("second", n=2, judge="j1"))
+    first = s.sample_ids("first")
+    assert s.choices("first", "j1") == {sid: ("A" if i % 2 else "B") for i, sid in enumerate(first)}
+    assert len(s.choices("second", "j1")) == 2 and s.choices("first", "nobody") == {}
+    assert s.has_features("first", "t") and not s.has_features("first", "other")
+    assert not s.has_features("no-such-dataset", "t")

@@ -22,11 +22,12 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import openai
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    import openai
 
 KEY_ENVS = ("PREFDISSECT_LLM_API_KEY", "OPENAI_API_KEY")
 CLIENT_SLOTS = 16
@@ -189,6 +190,8 @@ class LLM:
     """An OpenAI-compatible chat endpoint. Use one per event loop (``async with`` or ``aclose``)."""
 
     def __init__(self, settings: LLMSettings):
+        import openai  # here, not at the top: half a second that the dashboard's pages need not pay
+
         self.settings = settings
         # One client per CLIENT_SLOTS requests in flight: the HTTP pool scans all its connections
         # on every request, which costs more CPU than the request itself at 100+ in flight.
@@ -230,6 +233,8 @@ class LLM:
         An answer that does not parse (or is a refusal) is asked for again once with the
         validation error; a second failure raises LLMError carrying the raw text.
         """
+        import openai
+
         attempts, usage, latency = 0, [0, 0], 0.0
         msgs = list(messages)
         last_raw: str | None = None
@@ -281,6 +286,9 @@ class LLM:
             ]
 
     async def _send(self, messages, schema, max_tokens, logprobs):
+        import openai
+        from openai.types.chat import ChatCompletion
+
         s = self.settings
         kwargs: dict[str, Any] = {
             "model": s.model,

@@ -33,3 +33,14 @@ def test_no_unsafe_html_anywhere():
     needle = "unsafe_allow_html" + "=True"  # spelled apart so this file does not match itself
     for path in list((ROOT / "pages").glob("*.py")) + list((ROOT / "dashboard").glob("*.py")):
         assert needle not in path.read_text().replace(" ", ""), path.name
+
+
+def test_the_dashboard_loads_without_the_openai_sdk():
+    # the SDK costs half a second to import; only code that sends a request loads it, so a page's
+    # first render does not pay for it
+    code = (
+        "import sys, dashboard.data, dashboard.workbench, dashboard.charts, core.annotate, core.jobs, core.simulate\n"
+        "sys.exit(1 if 'openai' in sys.modules else 0)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, "a dashboard module imports openai at load time\n" + res.stderr

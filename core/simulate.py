@@ -420,35 +420,44 @@ def gains_arrays(X: np.ndarray, W: np.ndarray, cols: Sequence[int], target: int,
     return res.means[0], res.means[1:], (deltas != 0).mean(axis=0) if X.shape[0] else np.zeros(len(cols))
 
 
+CONTROL_TOL = 1e-6  # |mean sigmoid - observed| at which the offset counts as calibrated
+
+
 def controlled_arrays(X: np.ndarray, W: np.ndarray, won: np.ndarray, cols: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Per draw: (controlled win rate, the model's logit offset c), for oriented labelled pairs X with
-    outcomes ``won`` (1, 0, 1/2 for ties). c solves mean_i sigmoid(x_i . w + c) = mean(won); the
-    controlled rate is mean_i sigmoid(x_i' . w + c) with the ``cols`` features set to 0."""
-    X = np.asarray(X, dtype=np.float64)
-    W = np.asarray(W, dtype=np.float64)
+    outcomes ``won`` (1, 0, 1/2 for ties). c solves mean_i sigmoid(x_i . w + c) = mean(won) to
+    CONTROL_TOL; the controlled rate is mean_i sigmoid(x_i' . w + c) with the ``cols`` features set to 0.
+
+    The (pairs x draws) passes run in float32 into one reused buffer, with sigmoid(z) = (1 + tanh(z/2)) / 2
+    and float64 sums: six times faster than float64 temporaries, and exact to well under CONTROL_TOL."""
     obs = float(np.mean(won))
-    Z = X @ W.T  # (n, D)
-    Xc = X.copy()
-    Xc[:, list(cols)] = 0.0
-    Zc = Xc @ W.T
     D = W.shape[0]
     if obs <= 0.0 or obs >= 1.0:  # no finite offset; every shift keeps the rate at 0 or 1
         return np.full(D, obs), np.full(D, -np.inf if obs <= 0 else np.inf)
-    pm = _sigmoid(Z).mean(axis=0)
+    X = np.asarray(X, dtype=np.float32)
+    half_wt = np.ascontiguousarray(0.5 * np.asarray(W, dtype=np.float32).T)
+    half_z = X @ half_wt  # (n, D): z / 2
+    Xc = X.copy()
+    Xc[:, list(cols)] = 0.0
+    half_zc = Xc @ half_wt
+    n = X.shape[0]
+    buf = np.empty_like(half_z)
+
+    def mean_tanh(half, c):  # mean_i tanh((z_i + c) / 2) per draw; buf keeps the tanh values
+        np.add(half, (0.5 * c).astype(np.float32), out=buf)
+        np.tanh(buf, out=buf)
+        return buf.mean(axis=0, dtype=np.float64)
+
+    pm = 0.5 + 0.5 * mean_tanh(half_z, np.zeros(D))
     c = special.logit(obs) - special.logit(np.clip(pm, 1e-12, 1 - 1e-12))
-    for _ in range(100):  # Newton on a monotone function of c, steps capped: converges in a few
-        p = _sigmoid(Z + c)
-        g = p.mean(axis=0) - obs
-        if np.abs(g).max() < 1e-12:
+    for _ in range(50):  # Newton on a monotone function of c, steps capped: converges in one to three
+        g = 0.5 + 0.5 * mean_tanh(half_z, c) - obs
+        if np.abs(g).max() < CONTROL_TOL:
             break
-        h = np.maximum((p * (1.0 - p)).mean(axis=0), 1e-12)
+        # p (1 - p) = (1 - tanh^2) / 4
+        h = np.maximum(0.25 * (1.0 - np.einsum("ij,ij->j", buf, buf, dtype=np.float64) / n), 1e-12)
         c = c - np.clip(g / h, -4.0, 4.0)
-    return _sigmoid(Zc + c).mean(axis=0), c
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(-z)) through tanh (exact, and much faster than scipy's expit on large arrays)."""
-    return 0.5 + 0.5 * np.tanh(0.5 * z)
+    return 0.5 + 0.5 * mean_tanh(half_zc, c), c
 
 
 # --------------------------------------------------------------------------- the store side
@@ -513,7 +522,7 @@ def _pairs_for(store, dataset: str, feature_source: str, scope: str, given: Pair
 def judge_outcomes(store, dataset: str, judge: str) -> dict[str, float]:
     """sample id -> 1 (A chosen), 0 (B), 1/2 (tie) for one judge."""
     value = {"A": 1.0, "B": 0.0, "tie": 0.5}
-    return {r["sample_id"]: value[r["choice"]] for r in store.labels(dataset, judges=[judge])}
+    return {sid: value[choice] for sid, choice in store.choices(dataset, judge).items()}
 
 
 def _method_rank(p: Mapping[str, Any]) -> tuple:
@@ -527,7 +536,7 @@ def pick_profile(store, dataset: str, scope: str, judge: str, *, feature_source:
     rows = store.profiles(dataset=dataset, scope=scope, judges=[judge], feature_source=feature_source,
                           method=method, with_draws=True)
     if not rows:
-        have = sorted({p["scope"] for p in store.profiles(dataset=dataset, judges=[judge])})
+        have = sorted({p["scope"] for p in store.profiles(dataset=dataset, judges=[judge], columns=["scope"])})
         raise SimulationError(
             f"no profile of judge {judge!r} in scope {scope!r} of dataset {dataset!r}"
             + (f" (method {method!r})" if method else "")
@@ -962,7 +971,8 @@ def calibration(store, dataset: str, judges: Sequence[str] | None = None, *, sco
     """Predicted against observed P(A preferred) by decile of the prediction, for each judge with a profile."""
     given = pairs
     if judges is None:
-        rows = store.profiles(dataset=dataset, scope=scope, feature_source=feature_source, method=method)
+        rows = store.profiles(dataset=dataset, scope=scope, feature_source=feature_source, method=method,
+                              columns=["judge"])
         judges = sorted({r["judge"] for r in rows})
     out = []
     cache: dict[str, PairSet] = {}
@@ -985,13 +995,8 @@ def calibration(store, dataset: str, judges: Sequence[str] | None = None, *, sco
 
 def datasets(store) -> list[str]:
     """Datasets with at least one profile whose feature set the dataset has (so there are pairs to simulate)."""
-    out = []
-    have = {(r["dataset"], r["feature_source"]) for r in store.profiles()}
-    for d in store.datasets():
-        sources = {r["source"] for r in store.feature_sources(d["name"])}
-        if any((d["name"], src) in have for src in sources):
-            out.append(d["name"])
-    return out
+    have = {(r["dataset"], r["feature_source"]) for r in store.profiles(columns=["dataset", "feature_source"])}
+    return sorted({d for d, src in have if store.has_features(d, src)})
 
 
 def simulation_options(store, dataset: str) -> dict[str, Any]:
@@ -999,7 +1004,8 @@ def simulation_options(store, dataset: str) -> dict[str, Any]:
     with a profile (feature sets the dataset has, scopes in catalogue order, fitted methods first),
     and the responding models with their pair counts."""
     sources = {r["source"] for r in store.feature_sources(dataset)}
-    rows = [r for r in store.profiles(dataset=dataset) if r["feature_source"] in sources]
+    rows = [r for r in store.profiles(dataset=dataset, columns=["feature_source", "scope", "method", "judge"])
+            if r["feature_source"] in sources]
     known = ["all"] + catalogue.group_keys() + catalogue.case_keys()
     scope_key = lambda sc: (known.index(sc) if sc in known else len(known), sc)  # noqa: E731
     method_key = lambda m: (FITTED_METHODS.index(m) if m in FITTED_METHODS else len(FITTED_METHODS), m)  # noqa: E731

@@ -262,8 +262,8 @@ def test_neutralising_an_attribute_with_no_effect_changes_no_win_rate(own_store)
     lb = sim.controlled_win_rates(store, "own", "j", ["funny"])
     assert {r.model for r in lb.rows} == set(MODELS)
     for r in lb.rows:
-        assert r.controlled == pytest.approx(r.raw, abs=1e-9)
-        assert r.controlled_lo == pytest.approx(r.raw, abs=1e-9) and r.rank_change == 0 and not r.sharp
+        assert r.controlled == pytest.approx(r.raw, abs=sim.CONTROL_TOL)
+        assert r.controlled_lo == pytest.approx(r.raw, abs=sim.CONTROL_TOL) and r.rank_change == 0 and not r.sharp
     assert not lb.warnings
     # and the raw rates are the labels' (ties half)
     value = {"A": 1.0, "B": 0.0, "tie": 0.5}

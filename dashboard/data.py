@@ -91,7 +91,7 @@ def scope_order(scopes) -> list[str]:
 def profile_index(fp: tuple) -> pd.DataFrame:
     """Which profiles are stored: one row per profile (its key, samples used, imported or fitted)."""
     cols = ["dataset", "feature_source", "method", "scope", "judge", "n", "imported"]
-    return pd.DataFrame([{k: r.get(k) for k in cols} for r in store().profiles()], columns=cols)
+    return pd.DataFrame(store().profiles(columns=cols), columns=cols)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -230,7 +230,7 @@ def judge_pairs(fp: tuple, dataset: str | None) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=16)
 def dataset_judges(fp: tuple, dataset: str) -> list[str]:
     """Names of the judges with labels on the dataset."""
-    return [r["name"] for r in store().judges(dataset)]
+    return store().judge_names(dataset)
 
 
 @st.cache_data(show_spinner=False)
@@ -382,7 +382,7 @@ def sample_options(fp: tuple, dataset: str) -> _sampleurl.Options:
     """The filters' choices on one dataset: scenario groups present, labelled judges, feature sources."""
     s = store()
     return _sampleurl.Options(scenarios=[r["scenario_group"] for r in s.scenario_counts(dataset)],
-                              judges=[r["name"] for r in s.judges(dataset)],
+                              judges=s.judge_names(dataset),
                               sources=[r["source"] for r in s.feature_sources(dataset)])
 
 
@@ -429,7 +429,7 @@ def sample_view(fp: tuple, sample_id: str) -> _samples.SampleView | None:
 @st.cache_data(show_spinner=False, max_entries=32)
 def profiled_judges(fp: tuple, dataset: str) -> list[str]:
     """Judges with a stored profile on the dataset (any scope, any method)."""
-    return sorted({p["judge"] for p in store().profiles(dataset=dataset)})
+    return sorted({p["judge"] for p in store().profiles(dataset=dataset, columns=["judge"])})
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -46,8 +46,8 @@ else:
     others = table[table["name"] != reference]
     if others["agreement_ref"].notna().any():
         st.markdown(f"**Agreement with {plain(reference)}** (share of shared samples with the same choice)")
-        st.altair_chart(charts.judge_rates(others, "agreement_ref", title="agreement with the reference",
-                                           count="shared_ref"), width="stretch")
+        charts.show(charts.judge_rates, others, "agreement_ref", title="agreement with the reference",
+                    count="shared_ref", width="stretch")
 
     st.subheader("Position bias")
     both = table[table["both_orders"] > 0]
@@ -57,15 +57,15 @@ else:
     else:
         st.caption("Share of samples on which the judge gave the same verdict with A shown first and with B shown "
                    "first (only where both verdicts are known). 100%: no position bias.")
-        st.altair_chart(charts.judge_rates(both, "consistency", title="position consistency", count="both_orders"),
-                        width="stretch")
+        charts.show(charts.judge_rates, both, "consistency", title="position consistency", count="both_orders",
+                    width="stretch")
 
     st.subheader("Agreement between every two judges")
     agree = data.judge_pairs(fp, dataset)
     if agree.empty or agree["judge_a"].nunique() < 2:
         st.info("Fewer than two judges here.")
     else:
-        st.altair_chart(charts.agreement_heatmap(agree), width="content")
+        charts.show(charts.agreement_heatmap, agree, width="content")
         pairs = agree[agree["judge_a"] < agree["judge_b"]].sort_values("rate", ascending=False)
         st.dataframe(pairs, hide_index=True,
                      column_config={"rate": st.column_config.NumberColumn("agreement", format="percent")})

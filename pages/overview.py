@@ -34,7 +34,7 @@ st.dataframe(
 
 st.subheader("Samples per scenario group")
 scen = ov["scenarios"]
-st.altair_chart(charts.scenario_bars(scen), width="stretch")
+charts.show(charts.scenario_bars, scen, width="stretch")
 
 st.subheader("Judges")
 judges = ov["judges"]
@@ -54,7 +54,7 @@ agree = data.agreement(fp, choice)
 if agree.empty or agree["judge_a"].nunique() < 2:
     st.info("This dataset has fewer than two judges.")
 else:
-    st.altair_chart(charts.agreement_heatmap(agree), width="content")
+    charts.show(charts.agreement_heatmap, agree, width="content")
     pairs = agree[agree["judge_a"] < agree["judge_b"]].sort_values("rate", ascending=False)
     st.dataframe(
         pairs, hide_index=True,

@@ -92,14 +92,13 @@ view = data.profile_view(fp, dataset, feature_source, method, scope, tuple(chose
 frame, summary = view["frame"], view["summary"]
 
 # ------------------------------------------------------------------ the chart, and the click to drill down
-chart = charts.profile_chart(frame, order=order)
 st.caption(
     "Bars: the probability (in %) that a judge prefers the response that is better on this attribute alone, "
     "100·sigmoid(weight); the dashed line is 50% (indifferent); whiskers: the "
     f"{'94% equal-tailed credible interval' if frame['lo'].notna().any() else 'interval (none stored: means only)'}. "
     "Click a bar to open the samples that differ on that attribute, with that judge's choices."
 )
-event = st.altair_chart(chart, on_select="rerun", key="profiles_chart", width="stretch")
+event = charts.show(charts.profile_chart, frame, order=order, on_select="rerun", key="profiles_chart", width="stretch")
 picked = charts.selection_of(event, charts.PROFILE_PICK)
 if picked:
     pick = (picked[0].get("attribute"), picked[0].get("judge"))
@@ -115,9 +114,9 @@ d1.download_button("Weights (CSV)", view["csv"], file_name=stem + ".csv", mime="
                    icon=":material/download:", key="profiles_csv")
 d2.download_button("Weights (JSON)", view["json"], file_name=stem + ".json", mime="application/json",
                    on_click="ignore", icon=":material/download:", key="profiles_json")
-d3.download_button("Chart (PNG)", lambda: charts.chart_image(chart, "png"), file_name=stem + ".png", mime="image/png",
+d3.download_button("Chart (PNG)", lambda: charts.chart_image(charts.profile_chart(frame, order=order), "png"), file_name=stem + ".png", mime="image/png",
                    on_click="ignore", icon=":material/image:", key="profiles_png")
-d4.download_button("Chart (SVG)", lambda: charts.chart_image(chart, "svg"), file_name=stem + ".svg",
+d4.download_button("Chart (SVG)", lambda: charts.chart_image(charts.profile_chart(frame, order=order), "svg"), file_name=stem + ".svg",
                    mime="image/svg+xml", on_click="ignore", icon=":material/image:", key="profiles_svg")
 
 # ------------------------------------------------------------------ top and bottom attributes
@@ -169,8 +168,8 @@ else:
     else:
         st.caption("Difference of weights (log-odds), with its 94% interval from randomly paired posterior draws "
                    f"of the two fits, and P({md(first)} > {md(second)}).")
-    st.altair_chart(charts.difference_chart(diff, first, second, order=charts.attribute_order(frame, order)),
-                    width="stretch", key="profiles_diff_chart")
+    charts.show(charts.difference_chart, diff, first, second, order=charts.attribute_order(frame, order),
+                width="stretch", key="profiles_diff_chart")
     st.dataframe(diff[["label", "a", "b", "diff", "lo", "hi", "p_pos"]], hide_index=True, key="profiles_diff_table",
                  column_config={"label": "attribute", "a": st.column_config.NumberColumn(first, format="%+.3f"),
                                 "b": st.column_config.NumberColumn(second, format="%+.3f"),

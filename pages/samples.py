@@ -271,7 +271,7 @@ if view is not None:
             prof = e.profile
             left, right = st.columns([3, 1])
             with left:
-                st.altair_chart(charts.contribution_waterfall(frame), width="stretch", key=K + "waterfall")
+                charts.show(charts.contribution_waterfall, frame, width="stretch", key=K + "waterfall")
             with right:
                 vote = e.vote or {}
                 st.metric("Actual choice", vote.get("choice") or "no label")

@@ -61,7 +61,7 @@ st.caption(
     + "; ordered by hierarchical clustering (average linkage on 1 − similarity). Click a cell to see the two "
     "profiles side by side below."
 )
-event = st.altair_chart(charts.similarity_heatmap(matrix), on_select="rerun", key="sim_heatmap", width="content")
+event = charts.show(charts.similarity_heatmap, matrix, on_select="rerun", key="sim_heatmap", width="content")
 with st.expander("The matrix as a table"):
     st.dataframe(matrix, key="sim_matrix", column_config={j: st.column_config.NumberColumn(j, format="%.3f")
                                                           for j in matrix.columns})
@@ -143,5 +143,5 @@ for side, col, judge in (("a", left, a), ("b", right, b)):
         if views[judge].empty:
             st.caption(f"{md(judge)} has no profile in {md(repr(side_scope))}.")
         else:
-            st.altair_chart(charts.profile_chart(views[judge], select=False, title=judge, domain=domain),
-                            width="stretch", key=f"sim_profile_{side}")
+            charts.show(charts.profile_chart, views[judge], select=False, title=judge, domain=domain,
+                        width="stretch", key=f"sim_profile_{side}")

@@ -102,7 +102,7 @@ for col, s in zip(cols, sim["results"]):
         if s.profile.get("stale"):
             st.warning("The labels changed since this profile was fitted: refit for current numbers.")
 
-st.altair_chart(charts.simulation_chart(sim["rates"]), width="stretch", key="sim_rates_chart")
+charts.show(charts.simulation_chart, sim["rates"], width="stretch", key="sim_rates_chart")
 st.caption("Dots and thick bars: the estimate and its 94% interval (observed: Jeffreys; predicted: credible, "
            "from the posterior draws). Faint wide bands: the predictive interval, where the judge's labels on these "
            "pairs would land (posterior uncertainty plus label noise): compare the observed rate with it.")
@@ -118,7 +118,7 @@ contrib = sim["contributions"]
 if contrib.empty:
     st.caption("Choose attributes to inject or suppress.")
 else:
-    st.altair_chart(charts.contribution_chart(contrib), width="stretch", key="sim_contrib_chart")
+    charts.show(charts.contribution_chart, contrib, width="stretch", key="sim_contrib_chart")
     st.caption("Shapley values over the changes: each attribute's average marginal effect over the orders in which "
                "the changes could be added; per judge they add up to the change. 'applies' is the share of pairs "
                "where the change can move the comparison (elsewhere the model is already ahead, or behind, on it, "
@@ -140,7 +140,7 @@ st.caption("Every attribute injected alone into every pair where it can apply (r
            "gain in the model's win rate: the top 5 to show and the bottom 5 to avoid, for this judge.")
 rank_judge = st.selectbox("Judge", judges, key="sim_rank_judge") if len(judges) > 1 else judges[0]
 ranking = data.injection_ranking(fp, dataset, rank_judge, scope, model, opponent, method, feature_source)
-st.altair_chart(charts.injection_ranking_chart(ranking["extremes"]), width="stretch", key="sim_rank_chart")
+charts.show(charts.injection_ranking_chart, ranking["extremes"], width="stretch", key="sim_rank_chart")
 with st.expander("All attributes"):
     st.dataframe(ranking["frame"], hide_index=True, key="sim_rank_table", column_config={
         "mean": st.column_config.NumberColumn("gain", format="percent"),
@@ -160,26 +160,25 @@ controls = st.multiselect("Neutralise", keys, default=["lengthy"], key="sim_cont
 if not model_names:
     st.caption("This dataset names no responding models, so there is no leaderboard.")
 elif controls:
-    tabs = st.tabs([str(j) for j in judges])
-    for i, (tab, judge) in enumerate(zip(tabs, judges)):
-        with tab:
-            lb = data.controlled_leaderboard(fp, dataset, judge, tuple(controls), scope, method, feature_source)
-            for w in lb["warnings"]:
-                st.warning(plain(w))
-            frame = lb["frame"]
-            if frame.empty:
-                st.caption("No labelled pairs between named models.")
-                continue
-            st.altair_chart(charts.leaderboard_chart(frame), width="stretch", key=f"sim_lb_chart_{i}")
-            st.dataframe(frame[["model", "pairs", "raw", "controlled", "controlled_lo", "controlled_hi", "shift",
-                                "raw_rank", "controlled_rank", "rank_change", "sharp"]],
-                         hide_index=True, key=f"sim_lb_table_{i}", column_config={
-                             "raw": st.column_config.NumberColumn("raw", format="percent"),
-                             "controlled": st.column_config.NumberColumn("controlled", format="percent"),
-                             "controlled_lo": st.column_config.NumberColumn("94% from", format="percent"),
-                             "controlled_hi": st.column_config.NumberColumn("94% to", format="percent"),
-                             "shift": st.column_config.NumberColumn("shift", format="percent"),
-                             "sharp": st.column_config.CheckboxColumn("flagged")})
+    # one judge at a time (a tab per judge would compute every leaderboard on every run)
+    lb_judge = st.selectbox("Leaderboard under", judges, key="sim_lb_judge") if len(judges) > 1 else judges[0]
+    lb = data.controlled_leaderboard(fp, dataset, lb_judge, tuple(controls), scope, method, feature_source)
+    for w in lb["warnings"]:
+        st.warning(plain(w))
+    frame = lb["frame"]
+    if frame.empty:
+        st.caption("No labelled pairs between named models.")
+    else:
+        charts.show(charts.leaderboard_chart, frame, width="stretch", key="sim_lb_chart")
+        st.dataframe(frame[["model", "pairs", "raw", "controlled", "controlled_lo", "controlled_hi", "shift",
+                            "raw_rank", "controlled_rank", "rank_change", "sharp"]],
+                     hide_index=True, key="sim_lb_table", column_config={
+                         "raw": st.column_config.NumberColumn("raw", format="percent"),
+                         "controlled": st.column_config.NumberColumn("controlled", format="percent"),
+                         "controlled_lo": st.column_config.NumberColumn("94% from", format="percent"),
+                         "controlled_hi": st.column_config.NumberColumn("94% to", format="percent"),
+                         "shift": st.column_config.NumberColumn("shift", format="percent"),
+                         "sharp": st.column_config.CheckboxColumn("flagged")})
 
 # ------------------------------------------------------------------ calibration
 st.subheader("Calibration of each judge's profile")
@@ -195,6 +194,6 @@ if cal["bins"].empty:
     st.caption("No labelled pairs to calibrate on.")
 else:
     c1, c2 = st.columns([2, 1])
-    c1.altair_chart(charts.calibration_chart(cal["bins"]), key="sim_cal_chart")
+    charts.show(charts.calibration_chart, cal["bins"], where=c1, key="sim_cal_chart")
     c2.dataframe(cal["summary"], hide_index=True, key="sim_cal_table", column_config={
         "ece": st.column_config.NumberColumn("calibration error", format="percent")})

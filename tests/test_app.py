@@ -60,3 +60,42 @@ def test_empty_store_without_seeding_says_how_to_fill_it(demo_store, monkeypatch
     at = run_app()
     assert any("store is empty" in i.value for i in at.info)
     assert not at.metric
+
+
+def _show_and_altair_chart():
+    import pandas as pd
+    import streamlit as st
+
+    from dashboard import charts
+
+    frame = pd.DataFrame({"dataset": ["d", "d"], "scenario_group": ["g", "h"], "samples": [3, 5]})
+    charts.show(charts.scenario_bars, frame, width="stretch")
+    st.altair_chart(charts.scenario_bars(frame), width="stretch")
+
+
+def test_charts_are_cached_specs_that_draw_what_altair_chart_draws(monkeypatch):
+    from dashboard import charts
+
+    assert charts._to_vega_lite is not None, "Streamlit's Altair conversion moved: charts.show draws uncached"
+    at = AppTest.from_function(_show_and_altair_chart).run()
+    cached, direct = at.get("vega_lite_chart")
+    assert cached.proto.spec == direct.proto.spec
+    assert [(d.name, d.data.data) for d in cached.proto.datasets] == [(d.name, d.data.data) for d in direct.proto.datasets]
+    # built once per distinct input: a rerun with equal data reuses the spec, new data rebuilds it
+    import pandas as pd
+
+    calls = []
+    real = charts.scenario_bars
+
+    def counting(frame):
+        calls.append(len(frame))
+        return real(frame)
+
+    counting.__name__ = "scenario_bars"
+    monkeypatch.setattr(charts, "scenario_bars", counting)
+    charts._vega_lite_spec.clear()
+    frame = pd.DataFrame({"dataset": ["d"], "scenario_group": ["g"], "samples": [3]})
+    first = charts._vega_lite_spec("scenario_bars", (frame,), ())
+    assert charts._vega_lite_spec("scenario_bars", (frame.copy(),), ()) == first and calls == [1]
+    charts._vega_lite_spec("scenario_bars", (frame.assign(samples=[4]),), ())
+    assert calls == [1, 1]

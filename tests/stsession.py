@@ -23,13 +23,17 @@ FINISHED = {
 }
 
 
+WIDGETS = {"selectbox", "radio", "multiselect", "slider", "checkbox", "number_input"}
+
+
 @dataclass
 class Run:
     page: str
     seconds: float
     status: str
-    texts: list[str] = field(default_factory=list)  # markdown / text / exception bodies seen
+    texts: list[str] = field(default_factory=list)  # markdown, text, alert, heading bodies; metrics
     exceptions: list[str] = field(default_factory=list)
+    widgets: dict = field(default_factory=dict)  # label -> (kind, element proto), first of a label wins
 
 
 class Session:
@@ -53,11 +57,32 @@ class Session:
         msg.clear_cache = True
         self.ws.send(msg.SerializeToString())
 
-    def run(self, page: str = "", query: str = "") -> Run:
-        """Run a page (its url_path; "" for the default page) and wait for the end of the run."""
+    def run(self, page: str = "", query: str = "", change: dict | None = None, widgets: dict | None = None) -> Run:
+        """Run a page (its url_path; "" for the default page) and wait for the end of the run.
+
+        ``change``: {widget label: new value} as a user would set them, for widgets seen in
+        ``widgets`` (a previous run's ``Run.widgets`` of the page); the other widgets keep their values.
+        A value is an option as shown (selectbox, radio, multiselect: a list), a number (slider,
+        number_input) or a bool (checkbox)."""
         msg = BackMsg()
         msg.rerun_script.query_string = query
         msg.rerun_script.page_name = page
+        for label, value in (change or {}).items():
+            kind, el = (widgets or {})[label]
+            state = msg.rerun_script.widget_states.widgets.add()
+            state.id = el.id
+            if kind in ("selectbox", "radio"):
+                state.string_value = str(value)
+            elif kind == "multiselect":
+                state.string_array_value.data.extend(str(v) for v in value)
+            elif kind == "slider":
+                state.double_array_value.data.extend(value if isinstance(value, (list, tuple)) else [value])
+            elif kind == "checkbox":
+                state.bool_value = bool(value)
+            elif el.data_type == el.INT:  # number_input
+                state.int_value = int(value)
+            else:
+                state.double_value = float(value)
         t = time.perf_counter()
         self.ws.send(msg.SerializeToString())
         run = Run(page, 0.0, "timeout")
@@ -77,6 +102,10 @@ class Session:
                     run.exceptions.append(f"{el.exception.type}: {el.exception.message}")
                 elif which in ("markdown", "text", "alert", "heading"):
                     run.texts.append(getattr(el, which).body)
+                elif which == "metric":
+                    run.texts.append(f"{el.metric.label}: {el.metric.body}")
+                elif which in WIDGETS:
+                    run.widgets.setdefault(getattr(el, which).label, (which, getattr(el, which)))
             elif kind == "script_finished" and started:
                 status = FINISHED.get(fwd.script_finished, str(fwd.script_finished))
                 if status == "rerun":

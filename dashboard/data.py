@@ -21,15 +21,9 @@ def store() -> Store:
 
 
 def fingerprint() -> tuple:
+    """The key of every cached read: the store's path and version (moves with any content change)."""
     s = store()
-    return (str(s.path),) + tuple(
-        s.conn.execute(
-            "SELECT (SELECT COUNT(*) FROM samples), (SELECT MAX(rowid) FROM samples),"
-            " (SELECT COUNT(*) FROM labels), (SELECT MAX(rowid) FROM labels),"
-            " (SELECT COUNT(*) FROM profiles), (SELECT MAX(created_at) FROM profiles),"
-            " (SELECT MAX(updated_at) FROM datasets)"
-        ).fetchone()
-    )
+    return (str(s.path),) + s.version()
 
 
 def ensure_seeded() -> bool:
@@ -141,12 +135,19 @@ def judge_details(fp: tuple) -> pd.DataFrame:
     return pd.DataFrame(store().judges(), columns=["name", "kind", "size_b", "notes", "labels"])
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def profile_weights(fp: tuple, dataset: str, feature_source: str, method: str) -> dict:
+    """{scope: {judge: mean weights}} of every stored profile: read once for every scope's similarity."""
+    return compare.weights_from_rows(store().profiles(dataset=dataset, feature_source=feature_source, method=method,
+                                                      columns=["scope", "judge", "mean"]))
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def similarity(fp: tuple, dataset: str, feature_source: str, method: str, scope: str | None,
                judges: tuple[str, ...], corr: str) -> dict:
     """Judge similarity (correlation of weight vectors; averaged over the scenario groups when
     ``scope`` is None), ordered by hierarchical clustering."""
-    weights = compare.weights_from_rows(store().profiles(dataset=dataset, feature_source=feature_source, method=method))
+    weights = profile_weights(fp, dataset, feature_source, method)
     scopes = [scope] if scope else compare.scenario_scopes(weights)
     matrix = compare.similarity_matrix(weights, list(judges) or None, scopes=scopes, method=corr)
     order = compare.cluster_order(matrix)

@@ -176,3 +176,22 @@ def test_choices_and_has_features_are_per_dataset(tmp_path):
     assert len(s.choices("second", "j1")) == 2 and s.choices("first", "nobody") == {}
     assert s.has_features("first", "t") and not s.has_features("first", "other")
     assert not s.has_features("no-such-dataset", "t")
+
+
+def test_version_moves_with_every_content_change(tmp_path):
+    s = Store(tmp_path / "s.db")
+    b = batch(n=3)
+    s.write_batch(b)
+    v0 = s.version()
+    assert s.version() == v0  # reading does not move it
+    # a relabelled sample: same count, same rowids, a different version (caches must not keep the old label)
+    s.write_labels([], [Label(b.samples[0].id, "j1", "tie")])
+    v1 = s.version()
+    assert v1 != v0 and s.table_counts()["labels"] == 3
+    s.write_features([Feature(b.samples[0].id, "t", "clear", -1, 1, 3)])  # an annotation resolved again
+    v2 = s.version()
+    assert v2 != v1
+    s.set_sample_analysis(b.samples[1].id, scenario_group="Code")  # it has one: not overwritten, no change
+    assert s.version() == v2
+    s.set_sample_analysis(b.samples[1].id, cases={"stance": True})  # the query analysis filled in
+    assert s.version() != v2

@@ -25,30 +25,52 @@ class Agreement:
         return self.agree / self.shared if self.shared else None
 
 
+def _read_labels(store: Store, dataset: str | None, judges: list[str] | None = None):
+    """One scan of the labels (on ``dataset``; of ``judges``), grouped by judge in SQLite:
+    (sorted judge names, each judge's sample ids, each judge's labels packed as choice * 8 +
+    has probability * 4 + both orders known * 2 + same verdict in both, with choice A 2, tie 1, B 0).
+
+    Per judge, the sample ids come as one string and the packed labels as one list that numpy
+    parses: a Python row per label (173k at the paper's scale) cost three times as much."""
+    packed = ("(CASE l.choice WHEN 'A' THEN 2 WHEN 'B' THEN 0 ELSE 1 END) * 8 + (l.prob_a IS NOT NULL) * 4"
+              " + (l.verdict_ab IS NOT NULL AND l.verdict_ba IS NOT NULL) * 2"
+              " + (l.verdict_ab IS NOT NULL AND l.verdict_ab IS l.verdict_ba)")
+    sql = f"SELECT l.judge, group_concat(l.sample_id, char(31)), group_concat({packed}) FROM labels l NOT INDEXED"
+    where, params = [], []
+    if dataset:
+        where.append("l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)")
+        params.append(dataset)
+    if judges:
+        where.append(f"l.judge IN ({', '.join('?' * len(judges))})")
+        params.extend(judges)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    groups = store.conn.execute(sql + " GROUP BY l.judge ORDER BY l.judge", params).fetchall()
+    return ([g[0] for g in groups], [g[1].split("\x1f") for g in groups],
+            [np.fromstring(g[2], sep=",", dtype=np.int64) for g in groups])
+
+
+def _choice_codes(flags: np.ndarray) -> np.ndarray:
+    return (flags >> 3) - 1  # A 1, tie 0, B -1 (as _CODE)
+
+
 def _agreement_counts(store: Store, dataset: str | None, judges: list[str] | None):
     """(judge names, shared counts, agreeing counts): square matrices over the judges.
 
     One read of the labels and small products over a samples x judges code matrix, so 33
     judges over the paper's 5,240 pairs take a fraction of a second."""
-    sql = "SELECT l.sample_id, l.judge, l.choice FROM labels l"
-    params: list = []
-    if dataset:
-        sql = ("SELECT l.sample_id, l.judge, l.choice FROM samples s JOIN labels l ON l.sample_id = s.id"
-               " WHERE s.dataset = ?")
-        params.append(dataset)
-    if judges:
-        sql += (" AND" if dataset else " WHERE") + f" l.judge IN ({', '.join('?' * len(judges))})"
-        params.extend(judges)
-    labels = pd.read_sql_query(sql, store.conn, params=params)
-    return _pairwise(labels["sample_id"], labels["judge"], labels["choice"].map(_CODE).to_numpy())
+    return _pairwise(*_read_labels(store, dataset, judges))
 
 
-def _pairwise(sample_ids: pd.Series, judge_names: pd.Series, codes: np.ndarray):
-    """(sorted judge names, shared, agree) from one row per label: a samples x judges boolean
-    matrix per choice code and their products (einsum: no BLAS pool to wake for small products)."""
-    rows, _ = pd.factorize(sample_ids)
-    cols, names = pd.factorize(judge_names, sort=True)
-    have = np.zeros((rows.max() + 1 if len(rows) else 0, len(names)), dtype=bool)
+def _pairwise(names: list[str], ids: list[list[str]], flags: list[np.ndarray]):
+    """(judge names, shared, agree) from ``_read_labels``: a samples x judges boolean matrix per
+    choice and their products (einsum: no BLAS pool to wake for small products)."""
+    if not names:
+        return [], np.zeros((0, 0), dtype=np.int64), np.zeros((0, 0), dtype=np.int64)
+    rows, _ = pd.factorize(np.asarray([i for mine in ids for i in mine], dtype=object))
+    cols = np.repeat(np.arange(len(names)), [len(f) for f in flags])
+    codes = _choice_codes(np.concatenate(flags))
+    have = np.zeros((rows.max() + 1, len(names)), dtype=bool)
     have[rows, cols] = True
     shared = np.einsum("ij,ik->jk", have, have, dtype=np.int64)
     agree = np.zeros_like(shared)
@@ -192,35 +214,30 @@ def judge_summary(store: Store, dataset: str | None = None) -> dict:
     position consistency (labels with a verdict in both orders, how many keep their verdict, the
     share); ``shared`` and ``agree``: judge x judge frames of the samples both labelled and of
     those with the same choice (ties count as a choice), as ``agreement`` counts them."""
-    # one scan of the labels, everything but the two keys as small integers (cheap to fetch)
-    sql = ("SELECT l.sample_id, l.judge, CASE l.choice WHEN 'A' THEN 1 WHEN 'B' THEN -1 ELSE 0 END AS code,"
-           " l.prob_a IS NOT NULL AS has_prob, l.verdict_ab IS NOT NULL AND l.verdict_ba IS NOT NULL AS both,"
-           " l.verdict_ab IS NOT NULL AND l.verdict_ab = l.verdict_ba AS same FROM labels l")
-    params: list = []
-    if dataset:
-        sql += " NOT INDEXED WHERE l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)"
-        params.append(dataset)
-    labels = pd.read_sql_query(sql, store.conn, params=params)
-    if labels.empty:
+    names, ids, flags = _read_labels(store, dataset)
+    if not names:
         empty = pd.DataFrame(dtype=int)
         return {"table": pd.DataFrame(columns=SUMMARY_COLUMNS), "shared": empty, "agree": empty}
+    code = [_choice_codes(f) for f in flags]
+
+    def per_judge(bit: int) -> list[int]:
+        return [int((f >> bit & 1).sum()) for f in flags]
+
+    table = pd.DataFrame({"labels": [len(f) for f in flags], "a": [int((c == 1).sum()) for c in code],
+                          "b": [int((c == -1).sum()) for c in code], "tie": [int((c == 0).sum()) for c in code],
+                          "with_prob": per_judge(2), "both_orders": per_judge(1), "consistent": per_judge(0)},
+                         index=pd.Index(names))
     meta = pd.read_sql_query("SELECT name, kind, size_b FROM judges", store.conn).set_index("name")
     if dataset:
-        datasets = pd.Series(dataset, index=labels["judge"].unique())
+        datasets = pd.Series(dataset, index=names)
     else:
-        pairs = pd.read_sql_query("SELECT DISTINCT l.judge, s.dataset FROM labels l JOIN samples s ON s.id = l.sample_id"
+        pairs = pd.read_sql_query("SELECT DISTINCT l.judge, s.dataset FROM samples s JOIN labels l ON l.sample_id = s.id"
                                   " ORDER BY s.dataset", store.conn)
         datasets = pairs.groupby("judge")["dataset"].agg(", ".join)
-    code = labels["code"]
-    g = labels.assign(a=code == 1, b=code == -1, tie=code == 0).groupby("judge")
-    table = pd.DataFrame({
-        "labels": g.size(), "a": g["a"].sum(), "b": g["b"].sum(), "tie": g["tie"].sum(),
-        "with_prob": g["has_prob"].sum(), "both_orders": g["both"].sum(), "consistent": g["same"].sum(),
-    }).astype(int)
     table["datasets"] = datasets.reindex(table.index).fillna("")
     table["consistency"] = (table["consistent"] / table["both_orders"]).where(table["both_orders"] > 0)
     table = table.join(meta, how="left").rename_axis("name").reset_index().sort_values("name")
-    names, shared, agree = _pairwise(labels["sample_id"], labels["judge"], labels["code"].to_numpy())
+    names, shared, agree = _pairwise(names, ids, flags)
     return {"table": table[SUMMARY_COLUMNS].reset_index(drop=True),
             "shared": pd.DataFrame(shared, index=names, columns=names),
             "agree": pd.DataFrame(agree, index=names, columns=names)}

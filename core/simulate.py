@@ -476,6 +476,14 @@ class PairSet:
     model_a: np.ndarray  # (n,) object
     model_b: np.ndarray
     applicable: np.ndarray  # (n, d) bool: where a change of the attribute can apply
+    _outcomes: dict = field(default_factory=dict, repr=False, compare=False)  # judge -> judge_outcomes
+
+    def outcomes(self, store, judge: str) -> dict[str, float]:
+        """``judge_outcomes`` on this dataset, read once per PairSet: a PairSet is read from one state
+        of the store and dropped when it changes (the dashboard keys it on the store's version)."""
+        if judge not in self._outcomes:
+            self._outcomes[judge] = judge_outcomes(store, self.dataset, judge)
+        return self._outcomes[judge]
 
     def select(self, model: str | None, opponent: str = ALL) -> tuple[np.ndarray, np.ndarray]:
         """Rows of M's pairs against the opponent and each one's orientation sign (+1: M is A)."""
@@ -671,7 +679,7 @@ def _settings(prob: float, draws: int, ids: Sequence[str], sign: np.ndarray, sec
 def _judge_pairs(store, pairs: PairSet, judge: str, model: str | None, opponent: str, outcomes=None):
     """M's pairs for one judge: the labelled ones (with outcomes from M's side), or all when none is labelled."""
     idx, sign = pairs.select(model, opponent)
-    outcomes = judge_outcomes(store, pairs.dataset, judge) if outcomes is None else outcomes
+    outcomes = pairs.outcomes(store, judge) if outcomes is None else outcomes
     lab = np.array([pairs.sample_ids[i] in outcomes for i in idx], dtype=bool)
     if lab.any():
         idx, sign = idx[lab], sign[lab]
@@ -702,7 +710,7 @@ def simulate(store, dataset: str, judges: Sequence[str], *, scope: str = "all", 
         prof = pick_profile(store, dataset, scope, judge, feature_source=feature_source, method=method)
         src = prof["feature_source"]
         pairs = cache.get(src) or cache.setdefault(src, _pairs_for(store, dataset, src, scope, given))
-        outcomes = judge_outcomes(store, dataset, judge)
+        outcomes = pairs.outcomes(store, judge)
         idx, sign, won = _judge_pairs(store, pairs, judge, model, opponent, outcomes)
         if not len(idx):
             raise SimulationError(f"no pairs of {model!r} against {opponent!r} in scope {scope!r} of {dataset!r}"
@@ -892,7 +900,7 @@ def controlled_win_rates(store, dataset: str, judge: str, attributes: Sequence[s
     W, intercept = profile_draws(prof, pairs.attributes)
     offset = 1 if intercept else 0
     cols = [pairs.attributes.index(a) + offset for a in attributes]
-    outcomes = judge_outcomes(store, dataset, judge)
+    outcomes = pairs.outcomes(store, judge)
     names = sorted({m for m in list(pairs.model_a) + list(pairs.model_b) if m})
     found = []
     for m in names:
@@ -980,7 +988,7 @@ def calibration(store, dataset: str, judges: Sequence[str] | None = None, *, sco
         prof = pick_profile(store, dataset, scope, judge, feature_source=feature_source, method=method)
         src = prof["feature_source"]
         pairs = cache.get(src) or cache.setdefault(src, _pairs_for(store, dataset, src, scope, given))
-        outcomes = judge_outcomes(store, dataset, judge)
+        outcomes = pairs.outcomes(store, judge)
         idx = np.array([i for i, s in enumerate(pairs.sample_ids) if s in outcomes], dtype=int)
         if not len(idx):
             continue

@@ -376,6 +376,36 @@ def contribution_waterfall(frame: pd.DataFrame, *, order: str = "magnitude") -> 
 
 # --------------------------------------------------------------------------- drawing on a page
 
+
+def _share_altair_class_table() -> bool:
+    """Altair rebuilds a hash table of all its ~600 schema classes on every ``SchemaBase.from_dict``,
+    and every shorthand string in an encoding (``x2="hi:Q"``, a tooltip field) makes one such call:
+    40% of building a chart (vega/altair#3547, still open). The table depends only on the classes,
+    so build it once. Guarded: on an Altair without these internals nothing is patched (False)."""
+    from altair.utils import schemapi
+
+    base, table_cls = getattr(schemapi, "SchemaBase", None), getattr(schemapi, "_FromDict", None)
+    if base is None or table_cls is None or not hasattr(base, "_default_wrapper_classes"):
+        return False
+    if getattr(base.from_dict, "shared_class_table", False):
+        return True
+    tables: dict = {}
+
+    def from_dict(cls, dct, validate: bool = True):
+        if validate:
+            cls.validate(dct)
+        key = cls._default_wrapper_classes.__func__
+        if key not in tables:
+            tables[key] = table_cls(cls._default_wrapper_classes())
+        return tables[key].from_dict(dct, cls)
+
+    from_dict.shared_class_table = True
+    base.from_dict = classmethod(from_dict)
+    return True
+
+
+_share_altair_class_table()
+
 try:  # Streamlit's own Altair-to-Vega-Lite conversion (data as Arrow, its theme defaults)
     from streamlit.elements.vega_charts import _convert_altair_to_vega_lite_spec as _to_vega_lite
 except ImportError:  # pragma: no cover - a later Streamlit renamed it: draw uncached (test_charts_are_cached)

@@ -71,9 +71,9 @@ else:
                      column_config={"rate": st.column_config.NumberColumn("agreement", format="percent")})
 
 st.subheader("Add a judge")
-upload_tab, collect_tab, fit_tab = st.tabs(["Upload labels", "Collect from a model", "Fit"])
 
-with upload_tab:
+
+def upload_labels() -> None:
     st.caption("The paper's format: a JSON list of \"A\" / \"B\" (or \"tie\", or null for no label), one per sample "
                "in the dataset's order. Or a table (CSV, JSONL, JSON list of objects, parquet) with the columns "
                "sample\\_id, label and, optionally, prob\\_a. A file with an error is rejected whole, naming the row "
@@ -94,11 +94,13 @@ with upload_tab:
                 st.error("Not imported; the store is unchanged. " + plain(e))
             else:
                 st.session_state["judges_fit_judges"] = [up_judge.strip()]
+                st.session_state["judges_next_tab"] = FIT_TAB  # the tabs exist already in this run
                 workbench.flash(f"Added {n:,} labels for judge {up_judge.strip()} on dataset {up_dataset}. "
-                                "Fit it in the Fit tab.")
+                                "Fit it below.")
                 st.rerun()
 
-with collect_tab:
+
+def collect_labels() -> None:
     st.caption("Ask an OpenAI-compatible model which response is better, in both orders; the answer tokens' "
                "log-probabilities give the probability when the server returns them. Cached and resumable: a rerun "
                "sends only what has not succeeded.")
@@ -121,8 +123,20 @@ with collect_tab:
             workbench.start("judge", {**selection, "judge": judge_name.strip(), "both_orders": both_orders, "llm": llm},
                             total=est["estimate"].samples, budget=budget or None, watch_key="judges_watch")
 
-with fit_tab:
+
+def fit_judges() -> None:
     workbench.fit_form("judges_fit", ov, watch_key="judges_watch")
+
+
+FIT_TAB = "Fit"
+ADD_TABS = {"Upload labels": upload_labels, "Collect from a model": collect_labels, FIT_TAB: fit_judges}
+if "judges_next_tab" in st.session_state:
+    st.session_state["judges_add_tab"] = st.session_state.pop("judges_next_tab")
+# only the open tab runs: the collect tab's cost estimate plans every request of its selection
+for tab, show in zip(st.tabs(list(ADD_TABS), key="judges_add_tab", on_change="rerun"), ADD_TABS.values()):
+    if tab.open:
+        with tab:
+            show()
 
 st.subheader("Jobs")
 workbench.watch(kinds=("judge", "fit"), key="judges_watch")

@@ -99,3 +99,30 @@ def test_charts_are_cached_specs_that_draw_what_altair_chart_draws(monkeypatch):
     assert charts._vega_lite_spec("scenario_bars", (frame.copy(),), ()) == first and calls == [1]
     charts._vega_lite_spec("scenario_bars", (frame.assign(samples=[4]),), ())
     assert calls == [1, 1]
+
+
+def test_the_shared_altair_class_table_changes_no_chart():
+    """charts patches Altair's from_dict to build its class table once: every builder's spec is the
+    one unpatched Altair makes."""
+    import subprocess
+    import sys
+
+    code = (
+        "import pandas as pd\n"
+        "from altair.utils import schemapi\n"
+        "original = schemapi.SchemaBase.__dict__['from_dict']\n"
+        "from dashboard import charts\n"
+        "assert schemapi.SchemaBase.__dict__['from_dict'] is not original and charts._share_altair_class_table()\n"
+        "frame = pd.DataFrame({'dataset': ['d', 'e'], 'scenario_group': ['g', 'h'], 'samples': [3, 5]})\n"
+        "rates = pd.DataFrame({'name': ['a', 'b'], 'kind': ['llm', 'human'], 'consistency': [0.5, 0.9],"
+        " 'both_orders': [4, 10]})\n"
+        "def specs():\n"
+        "    return [charts.scenario_bars(frame).to_dict(),\n"
+        "            charts.judge_rates(rates, 'consistency', title='t', count='both_orders').to_dict()]\n"
+        "patched = specs()\n"
+        "schemapi.SchemaBase.from_dict = original  # the classmethod itself, as Altair defines it\n"
+        "assert specs() == patched\n"
+        "print('same')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "same" in res.stdout, res.stdout + res.stderr

@@ -71,6 +71,10 @@ def test_figures_match_core_and_a_judge_collected_in_both_orders_shows_its_posit
         monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", server.url)
         monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "loopback-1")
         at = page()
+        with pytest.raises(KeyError):
+            at.text_input(key="collect_judge")  # a closed tab does not run (nor estimate its cost)
+        at.session_state["judges_add_tab"] = "Collect from a model"
+        at.run()
         at.multiselect(key="collect_groups").set_value(["Code", "Advice"])
         at.number_input(key="collect_limit").set_value(30)
         at.text_input(key="collect_judge").input("loopback-judge")

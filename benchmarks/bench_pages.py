@@ -133,6 +133,18 @@ def load(url: str, sessions: int, seconds: float) -> dict:
     return res
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """The server process's peak resident memory (Linux: VmHWM), with Streamlit's per-run garbage
+    collection off (.streamlit/config.toml)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--load", action="store_true", help="also run the concurrent-sessions load test")
@@ -146,6 +158,8 @@ def main() -> None:
             results = {"pages": page_speed(url)}
             if args.load:
                 results["load"] = load(url, args.sessions, args.seconds)
+            results["server_peak_rss_mb"] = peak_rss_mb(proc.pid)
+            print(f"server peak RSS {results['server_peak_rss_mb']} MB")
         finally:
             browserkit.stop(proc)
     out = ROOT / "benchmarks" / "results"

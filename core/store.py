@@ -621,13 +621,12 @@ class Store:
 
     def version(self) -> tuple:
         """Changes whenever stored content does (samples, judges, labels, features, profiles, datasets):
-        counts and largest rowids for inserts, the revision counter for updates and deletes. Cheap
-        (index ends only), so caches can key on it; job bookkeeping does not move it."""
+        the largest rowids move with inserts, the revision counter with updates and deletes. Cheap
+        (the ends of the rowid trees, no count), so caches can key on it; job bookkeeping does not
+        move it."""
         return tuple(self.conn.execute(
-            "SELECT (SELECT COUNT(*) FROM samples), (SELECT MAX(rowid) FROM samples),"
-            " (SELECT COUNT(*) FROM labels), (SELECT MAX(rowid) FROM labels), (SELECT MAX(rowid) FROM features),"
-            " (SELECT COUNT(*) FROM profiles), (SELECT MAX(created_at) FROM profiles),"
-            " (SELECT MAX(updated_at) FROM datasets), (SELECT n FROM revision)").fetchone())
+            "SELECT " + ", ".join(f"(SELECT MAX(rowid) FROM {t})" for t in REVISED_TABLES)
+            + ", (SELECT n FROM revision)").fetchone())
 
     def is_empty(self) -> bool:
         return not self.scalar("SELECT EXISTS (SELECT 1 FROM samples)")

@@ -101,17 +101,16 @@ def profile_rows(fp: tuple, dataset: str, feature_source: str, method: str, scop
 @st.cache_data(show_spinner=False, max_entries=64)
 def profile_view(fp: tuple, dataset: str, feature_source: str, method: str, scope: str,
                  judges: tuple[str, ...], k: int = 5) -> dict:
-    """What the Profiles page shows: per-attribute frame, top/bottom attributes, accuracy and
-    diagnostics, and the CSV / JSON downloads."""
+    """What the Profiles page shows: per-attribute frame, top/bottom attributes, accuracy and diagnostics."""
     rows = profile_rows(fp, dataset, feature_source, method, scope, judges)
     frame = compare.profile_frame(rows)
-    return {
-        "frame": frame,
-        "top": compare.top_bottom(frame, k),
-        "summary": compare.profile_summary(rows),
-        "csv": compare.export_profiles(rows, "csv"),
-        "json": compare.export_profiles(rows, "json"),
-    }
+    return {"frame": frame, "top": compare.top_bottom(frame, k), "summary": compare.profile_summary(rows)}
+
+
+def profile_export(fp: tuple, dataset: str, feature_source: str, method: str, scope: str, judges: tuple[str, ...],
+                   fmt: str) -> str:
+    """The weights download (CSV or JSON), made when the button is clicked, not on every view."""
+    return compare.export_profiles(profile_rows(fp, dataset, feature_source, method, scope, judges), fmt)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from scipy import special
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from core import catalogue, compare, fit
@@ -138,16 +138,24 @@ def test_accuracy_and_diagnostics_are_the_stored_ones(store_path):
 
 @pytest.fixture
 def downloads(monkeypatch) -> list[tuple[bytes, str, str | None]]:
-    """What the page hands to st.download_button: a spy on Streamlit's in-memory media storage."""
+    """What the page's download buttons deliver: a spy on Streamlit's media file manager, which is
+    handed each button's file, or the callable that makes it on a click (called here, as a click does)."""
     seen: list[tuple[bytes, str, str | None]] = []
-    real = MemoryMediaFileStorage.load_and_get_id
+    real_add, real_deferred = MediaFileManager.add, MediaFileManager.add_deferred
 
-    def spy(self, path_or_data, mimetype, kind, filename=None):
-        data = path_or_data.encode() if isinstance(path_or_data, str) else bytes(path_or_data)
-        seen.append((data, mimetype, filename))
-        return real(self, path_or_data, mimetype, kind, filename)
+    def keep(data, mimetype, filename):
+        seen.append((data.encode() if isinstance(data, str) else bytes(data), mimetype, filename))
 
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", spy)
+    def add(self, path_or_data, mimetype, coordinates, file_name=None, is_for_static_download=False):
+        keep(path_or_data, mimetype, file_name)
+        return real_add(self, path_or_data, mimetype, coordinates, file_name, is_for_static_download)
+
+    def add_deferred(self, data_callable, mimetype, coordinates, file_name=None, **kw):
+        keep(data_callable(), mimetype, file_name)
+        return real_deferred(self, data_callable, mimetype, coordinates, file_name, **kw)
+
+    monkeypatch.setattr(MediaFileManager, "add", add)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
     return seen
 
 

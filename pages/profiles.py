@@ -104,7 +104,8 @@ if picked:
     pick = (picked[0].get("attribute"), picked[0].get("judge"))
     if pick != st.session_state.get("profiles_last_pick") and all(pick):
         st.session_state["profiles_last_pick"] = pick
-        st.switch_page(SAMPLES, query_params={"dataset": dataset, "attr": pick[0], "judge": pick[1], "scope": scope})
+        st.switch_page(SAMPLES, query_params={"dataset": dataset, "attr": pick[0], "judge": pick[1], "scope": scope,
+                                              "source": feature_source})
 else:
     st.session_state.pop("profiles_last_pick", None)
 
@@ -150,7 +151,7 @@ else:
         key = labels[label]
         link_cols[i % 4].page_link(
             SAMPLES, label=f"{md(label)} · {counts.get(key, 0):,}",
-            query_params={"dataset": dataset, "attr": key, "judge": judge, "scope": scope})
+            query_params={"dataset": dataset, "attr": key, "judge": judge, "scope": scope, "source": feature_source})
 
 # ------------------------------------------------------------------ two judges compared
 st.subheader("Difference between two judges")

@@ -196,7 +196,7 @@ def test_chart_image_export_png_and_svg(store_path):
         charts.chart_image(chart, "gif")
 
 
-def test_drill_down_links_name_dataset_attribute_judge_and_scope(store_path):
+def test_drill_down_links_name_dataset_attribute_judge_scope_and_features(store_path):
     at = open_page()
     links = at.page_link
     assert len(links) == 29
@@ -208,7 +208,7 @@ def test_drill_down_links_name_dataset_attribute_judge_and_scope(store_path):
     proto = next(p.proto for p in links if p.value.startswith("lengthy"))
     assert proto.page == "samples"
     assert parse_qs(proto.query_string) == {"dataset": ["demo-synthetic"], "attr": ["lengthy"],
-                                            "judge": ["demo-contrarian"], "scope": ["all"]}
+                                            "judge": ["demo-contrarian"], "scope": ["all"], "source": ["demo"]}
 
 
 def test_imported_profiles_show_means_without_intervals_or_samples(store_path, shared_data):

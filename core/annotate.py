@@ -17,13 +17,14 @@ import asyncio
 import hashlib
 import json
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from string import Template
-from typing import Any, Callable, Literal
+from typing import Any, Awaitable, Callable, Literal
 
 from pydantic import BaseModel, Field, create_model
 
@@ -389,15 +390,37 @@ async def gather_all(named: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_samples(samples: list[dict[str, Any]], work: Callable, runner: Runner,
-                      should_stop: Callable[[], bool] | None = None) -> Progress:
-    """Run ``work(sample, runner) -> bool (ok)`` over samples with bounded concurrency."""
+                      should_stop: Callable[[], bool] | None = None,
+                      more: Callable[[], Awaitable[list[dict[str, Any]] | None]] | None = None) -> Progress:
+    """Run ``work(sample, runner) -> bool (ok)`` over samples with bounded concurrency.
+
+    ``more``: where further samples come from once these are started (shared work: another
+    process takes what this one does not), None when there are no more."""
     p = runner.progress
     p.total = len(samples)
     queue = list(reversed(samples))
     width = max(1, runner.settings.concurrency * 2)
+    fetching = asyncio.Lock()
+    exhausted = more is None
+
+    async def refill() -> None:
+        nonlocal exhausted
+        async with fetching:  # one fetch at a time: the end of the work is seen once
+            if queue or exhausted:
+                return
+            got = await more()
+            if got is None:
+                exhausted = True
+            else:
+                p.total += len(got)
+                queue.extend(reversed(got))
 
     async def worker():
-        while queue and not runner.stop_reason:
+        while not runner.stop_reason:
+            if not queue:
+                await refill()
+                if not queue:
+                    break
             if should_stop and should_stop():
                 runner.stop_reason = "cancelled"
                 break
@@ -622,7 +645,8 @@ def _work_fn(name: str) -> Callable:
 def run_work(store: Store, samples: list[dict[str, Any]], settings: LLMSettings, work: str, kwargs: dict[str, Any], *,
              budget: float | None = None, job_id: int | None = None,
              on_progress: Callable[[Progress], None] | None = None, should_stop: Callable[[], bool] | None = None,
-             processes: int | None = None) -> Progress:
+             processes: int | None = None,
+             more: Callable[[], Awaitable[list[dict[str, Any]] | None]] | None = None) -> Progress:
     """Run ``work`` ("annotate" or "judge") over samples through one LLM endpoint.
 
     One process drives about IN_FLIGHT_PER_PROCESS requests in flight before the HTTP client's
@@ -647,15 +671,26 @@ def run_work(store: Store, samples: list[dict[str, Any]], settings: LLMSettings,
                 return await fn(sample, r, **kwargs)
 
             try:
-                return await run_samples(samples, one, runner, should_stop)
+                return await run_samples(samples, one, runner, should_stop, more)
             finally:
                 runner.close()
 
     return asyncio.run(main())
 
 
-def _shard_main(store_path: str, samples, settings, work, kwargs, budget, job_id, index, queue, stop) -> None:
-    """A child process: its shard of the samples, progress reported through ``queue``."""
+def _pull_from(work_queue, samples: list[dict[str, Any]]) -> Callable[[], Awaitable[list[dict[str, Any]] | None]]:
+    """``run_samples``' ``more`` over a shared queue of index groups (None: the end of the work)."""
+    async def more() -> list[dict[str, Any]] | None:
+        group = await asyncio.get_running_loop().run_in_executor(None, work_queue.get)
+        return None if group is None else [samples[i] for i in group]
+
+    return more
+
+
+def _shard_main(store_path: str, samples, settings, work, kwargs, budget, job_id, index, queue, stop,
+                work_queue) -> None:
+    """One share of the work, in a child process or in a thread of the parent: it takes groups of
+    samples from ``work_queue`` as it has room for them and reports progress through ``queue``."""
     last = [0.0]
 
     def report(p: Progress, final: bool = False) -> None:
@@ -666,8 +701,8 @@ def _shard_main(store_path: str, samples, settings, work, kwargs, budget, job_id
 
     try:
         with Store(store_path) as store:
-            p = run_work(store, samples, settings, work, kwargs, budget=budget, job_id=job_id, on_progress=report,
-                         should_stop=stop.is_set, processes=1)
+            p = run_work(store, [], settings, work, kwargs, budget=budget, job_id=job_id, on_progress=report,
+                         should_stop=stop.is_set, processes=1, more=_pull_from(work_queue, samples))
         report(p, final=True)
         queue.put(("done", index, None))
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
@@ -676,33 +711,42 @@ def _shard_main(store_path: str, samples, settings, work, kwargs, budget, job_id
 
 def _run_sharded(store: Store, samples, settings, work, kwargs, processes: int, *, budget, job_id, on_progress,
                  should_stop) -> Progress:
+    """The work shared by ``processes`` workers: the parent's own thread, which starts sending at
+    once, and child processes, which join as soon as they have started. They draw groups of samples
+    from one queue, so none sits idle while another still has a backlog; a group holds the samples
+    of one query, so identical requests stay in one worker and are still sent once."""
     import multiprocessing as mp
     import queue as queue_mod
 
-    shards: list[list[dict[str, Any]]] = [[] for _ in range(processes)]
-    for s in samples:
+    groups: dict[int, list[int]] = {}
+    for i, s in enumerate(samples):
         h = int(hashlib.sha256(s["query"].encode("utf-8", "surrogatepass")).hexdigest()[:8], 16)
-        shards[h % processes].append(s)
-    shards = [sh for sh in shards if sh]
-    share = replace(settings, concurrency=max(1, settings.concurrency // len(shards)))
+        groups.setdefault(h, []).append(i)
+    share = replace(settings, concurrency=max(1, settings.concurrency // processes))
     ctx = mp.get_context("spawn")
-    q, stop = ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=_shard_main, daemon=True,
-                         args=(str(store.path), sh, share, work, kwargs,
-                               None if budget is None else budget / len(shards), job_id, i, q, stop))
-             for i, sh in enumerate(shards)]
-    for pr in procs:
-        pr.start()
-    latest = {i: Progress(total=len(sh)) for i, sh in enumerate(shards)}
+    q, stop, work_queue = ctx.Queue(), ctx.Event(), ctx.Queue()
+    work_queue.cancel_join_thread()  # work left over after a stop must not hold up the exit
+    for g in groups.values():
+        work_queue.put(g)
+    for _ in range(processes):
+        work_queue.put(None)  # one end-of-work mark per worker
+    args = [(str(store.path), samples, share, work, kwargs, None if budget is None else budget / processes, job_id,
+             i, q, stop, work_queue) for i in range(processes)]
+    workers = [threading.Thread(target=_shard_main, args=args[0], daemon=True)]
+    workers += [ctx.Process(target=_shard_main, args=a, daemon=True) for a in args[1:]]
+    for w in workers:
+        w.start()
+    latest = {i: Progress() for i in range(processes)}
     finished: set[int] = set()
     error = None
-    while len(finished) < len(procs):
+    while len(finished) < len(workers):
         try:
             kind, i, payload = q.get(timeout=0.2)
         except queue_mod.Empty:
-            if any(not pr.is_alive() and i not in finished for i, pr in enumerate(procs)):
-                dead = [i for i, pr in enumerate(procs) if not pr.is_alive() and i not in finished]
-                error = error or f"worker process for shard {dead[0]} died (exit code {procs[dead[0]].exitcode})"
+            dead = [i for i, w in enumerate(workers) if not w.is_alive() and i not in finished]
+            if dead:
+                code = getattr(workers[dead[0]], "exitcode", None)
+                error = error or f"worker {dead[0]} died" + (f" (exit code {code})" if code is not None else "")
                 finished.update(dead)
         else:
             if kind == "progress":
@@ -712,23 +756,21 @@ def _run_sharded(store: Store, samples, settings, work, kwargs, processes: int, 
                 finished.add(i)
             else:
                 finished.add(i)
-        total = _sum_progress(latest.values())
+        total = _sum_progress(latest.values(), total=len(samples))
         if on_progress:
             on_progress(total)
         if should_stop and not stop.is_set() and should_stop():
             stop.set()
-    for pr in procs:
-        pr.join(5)
+    for w in workers:
+        w.join(5)
     if error:
         raise RuntimeError(error)
-    return _sum_progress(latest.values())
+    return _sum_progress(latest.values(), total=len(samples))
 
 
-def _sum_progress(parts) -> Progress:
-    parts = list(parts)
-    out = Progress()
+def _sum_progress(parts, *, total: int) -> Progress:
+    out = Progress(total=total)  # the workers' own totals grow as they take work
     for p in parts:
-        out.total += p.total
         out.done += p.done
         out.failed += p.failed
         out.requests += p.requests

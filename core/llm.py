@@ -246,18 +246,18 @@ class LLM:
                 raise LLMError(_describe(e), raw=last_raw, usage=tuple(usage), attempts=attempts,
                                latency_s=latency) from e
             latency += dt
-            if resp.usage:
-                usage[0] += resp.usage.prompt_tokens or 0
-                usage[1] += resp.usage.completion_tokens or 0
-            choice = resp.choices[0] if resp.choices else None
-            msg = choice.message if choice else None
-            last_raw = msg.content if msg else None
+            tokens = resp.get("usage") or {}
+            usage[0] += tokens.get("prompt_tokens") or 0
+            usage[1] += tokens.get("completion_tokens") or 0
+            choice = resp["choices"][0] if resp["choices"] else None
+            msg = choice.get("message") if isinstance(choice, dict) else None
+            last_raw = msg.get("content") if isinstance(msg, dict) else None
             problem = None
             parsed: Any = None
-            if msg is None:
+            if not isinstance(msg, dict):
                 problem = "the answer had no message"
-            elif getattr(msg, "refusal", None):
-                problem = f"the model refused: {msg.refusal}"
+            elif msg.get("refusal"):
+                problem = f"the model refused: {msg['refusal']}"
             elif schema is not None:
                 try:
                     parsed = schema.model_validate(parse_json_tolerant(last_raw))
@@ -287,7 +287,6 @@ class LLM:
 
     async def _send(self, messages, schema, max_tokens, logprobs):
         import openai
-        from openai.types.chat import ChatCompletion
 
         s = self.settings
         kwargs: dict[str, Any] = {
@@ -309,10 +308,12 @@ class LLM:
                 client = self.clients[self._next_client]
                 self._next_client = (self._next_client + 1) % len(self.clients)
                 try:
-                    # the client's documented route for raw requests: the same retries, errors and
-                    # typed result, without re-walking plain-dict params through its type transforms
-                    resp = await client.post("/chat/completions", body={**kwargs, **extra}, cast_to=ChatCompletion)
-                    return resp, mode, time.perf_counter() - t0
+                    # the client's documented route for raw requests: the same retries and errors,
+                    # without re-walking plain-dict params through its type transforms, and the JSON
+                    # as it came (cast_to=object): building the typed ChatCompletion for the three
+                    # fields read here was a tenth of the client's CPU per request
+                    data = await client.post("/chat/completions", body={**kwargs, **extra}, cast_to=object)
+                    return _chat_completion(data), mode, time.perf_counter() - t0
                 except openai.BadRequestError as e:
                     # servers without structured outputs: fall back to JSON mode, then to plain text
                     if schema is not None and self.mode != "text" and "response_format" in str(e).lower():
@@ -362,14 +363,20 @@ def strict_schema(schema: type[BaseModel]) -> dict[str, Any]:
     return js
 
 
-def _first_top_logprobs(choice) -> dict[str, float] | None:
-    lp = getattr(choice, "logprobs", None)
-    content = getattr(lp, "content", None) if lp else None
+def _chat_completion(data: Any) -> dict[str, Any]:
+    """A chat completion body as JSON; anything else (a garbled or foreign body) raises ValueError."""
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise ValueError(f"not a chat completion: {str(data)[:200]}")
+    return data
+
+
+def _first_top_logprobs(choice: dict[str, Any]) -> dict[str, float] | None:
+    content = (choice.get("logprobs") or {}).get("content")
     if not content:
         return None
     first = content[0]
-    out = {t.token: t.logprob for t in (first.top_logprobs or [])}
-    out.setdefault(first.token, first.logprob)
+    out = {t["token"]: t["logprob"] for t in (first.get("top_logprobs") or [])}
+    out.setdefault(first["token"], first["logprob"])
     return out
 
 

@@ -163,6 +163,18 @@ def test_first_preferred_reads_logprobs_then_text():
     assert judges.first_preferred(None) is None
 
 
+def test_a_body_that_is_not_a_chat_completion_is_unreadable_and_logprobs_are_read_from_json():
+    from core import llm
+
+    for body in ({}, {"choices": None}, "<html>busy</html>", None):
+        with pytest.raises(ValueError, match="not a chat completion"):
+            llm._chat_completion(body)  # retried as an unreadable body, like truncated JSON
+    choice = {"logprobs": {"content": [{"token": "A", "logprob": -0.1,
+                                        "top_logprobs": [{"token": "B", "logprob": -2.0}]}]}}
+    assert llm._first_top_logprobs(choice) == {"B": -2.0, "A": -0.1}
+    assert llm._first_top_logprobs({"logprobs": None}) is None
+
+
 def test_strict_schema_requires_every_property():
     js = strict_schema(annotate.ErrorCheck)
     assert js["required"] == ["checkable", "errors_1", "errors_2"] and js["additionalProperties"] is False

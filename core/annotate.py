@@ -738,16 +738,18 @@ def _run_sharded(store: Store, samples, settings, work, kwargs, processes: int, 
         w.start()
     latest = {i: Progress() for i in range(processes)}
     finished: set[int] = set()
+    ended: set[int] = set()  # workers seen gone without their last message, given one more wait for it
     error = None
     while len(finished) < len(workers):
         try:
             kind, i, payload = q.get(timeout=0.2)
         except queue_mod.Empty:
-            dead = [i for i, w in enumerate(workers) if not w.is_alive() and i not in finished]
+            dead = [i for i in ended if i not in finished]
             if dead:
                 code = getattr(workers[dead[0]], "exitcode", None)
                 error = error or f"worker {dead[0]} died" + (f" (exit code {code})" if code is not None else "")
                 finished.update(dead)
+            ended = {i for i, w in enumerate(workers) if not w.is_alive() and i not in finished}
         else:
             if kind == "progress":
                 latest[i] = Progress(**payload)

@@ -205,9 +205,9 @@ REVISED_TABLES = ("datasets", "samples", "judges", "labels", "features", "profil
 
 @MIGRATIONS()
 def m004_revision(db: sqlite_utils.Database) -> None:
-    # A counter that every update or delete of stored content moves. An insert already moves a count
-    # or the largest rowid, but a relabelled sample (an upsert) moves neither, and caches keyed on
-    # the store's version (the dashboard's) would keep showing the old label.
+    # A counter that every update or delete of stored content moves. An insert already moves the
+    # table's largest rowid, but a relabelled sample (an upsert) does not, and caches keyed on the
+    # store's version (the dashboard's) would keep showing the old label.
     db.executescript(
         "CREATE TABLE revision (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);"
         " INSERT INTO revision VALUES (1, 0);"

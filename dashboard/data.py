@@ -88,14 +88,18 @@ def profile_index(fp: tuple) -> pd.DataFrame:
     return pd.DataFrame(store().profiles(columns=cols), columns=cols)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def profile_rows(fp: tuple, dataset: str, feature_source: str, method: str, scope: str,
-                 judges: tuple[str, ...]) -> list[dict]:
-    """Stored profiles of these judges in one scope, with their posterior draws, in the judges' order."""
+def _profiles_in_order(dataset: str, feature_source: str, method: str, scope: str, judges: tuple[str, ...]):
     rows = store().profiles(dataset=dataset, scope=scope, feature_source=feature_source, method=method,
                             judges=list(judges), with_draws=True)
     rank = {j: i for i, j in enumerate(judges)}
     return sorted(rows, key=lambda r: rank.get(r["judge"], len(rank)))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def profile_rows(fp: tuple, dataset: str, feature_source: str, method: str, scope: str,
+                 judges: tuple[str, ...]) -> list[dict]:
+    """Stored profiles of these judges in one scope, with their posterior draws, in the judges' order."""
+    return _profiles_in_order(dataset, feature_source, method, scope, judges)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -107,10 +111,11 @@ def profile_view(fp: tuple, dataset: str, feature_source: str, method: str, scop
     return {"frame": frame, "top": compare.top_bottom(frame, k), "summary": compare.profile_summary(rows)}
 
 
-def profile_export(fp: tuple, dataset: str, feature_source: str, method: str, scope: str, judges: tuple[str, ...],
+def profile_export(dataset: str, feature_source: str, method: str, scope: str, judges: tuple[str, ...],
                    fmt: str) -> str:
-    """The weights download (CSV or JSON), made when the button is clicked, not on every view."""
-    return compare.export_profiles(profile_rows(fp, dataset, feature_source, method, scope, judges), fmt)
+    """The weights download (CSV or JSON), made when the button is clicked, not on every view. It
+    runs in Streamlit's download thread, outside any page run, so it reads the store directly."""
+    return compare.export_profiles(_profiles_in_order(dataset, feature_source, method, scope, judges), fmt)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -111,15 +111,17 @@ else:
 
 d1, d2, d3, d4 = st.columns(4)
 stem = f"profiles_{dataset}_{scope}_{method}".replace(" ", "_")
-shown = (fp, dataset, feature_source, method, scope, tuple(chosen))
+shown = (dataset, feature_source, method, scope, tuple(chosen))
 d1.download_button("Weights (CSV)", lambda: data.profile_export(*shown, "csv"), file_name=stem + ".csv",
                    mime="text/csv", on_click="ignore", icon=":material/download:", key="profiles_csv")
 d2.download_button("Weights (JSON)", lambda: data.profile_export(*shown, "json"), file_name=stem + ".json",
                    mime="application/json", on_click="ignore", icon=":material/download:", key="profiles_json")
-d3.download_button("Chart (PNG)", lambda: charts.chart_image(charts.profile_chart(frame, order=order), "png"), file_name=stem + ".png", mime="image/png",
-                   on_click="ignore", icon=":material/image:", key="profiles_png")
-d4.download_button("Chart (SVG)", lambda: charts.chart_image(charts.profile_chart(frame, order=order), "svg"), file_name=stem + ".svg",
-                   mime="image/svg+xml", on_click="ignore", icon=":material/image:", key="profiles_svg")
+d3.download_button("Chart (PNG)", lambda: charts.chart_image(charts.profile_chart(frame, order=order), "png"),
+                   file_name=stem + ".png", mime="image/png", on_click="ignore", icon=":material/image:",
+                   key="profiles_png")
+d4.download_button("Chart (SVG)", lambda: charts.chart_image(charts.profile_chart(frame, order=order), "svg"),
+                   file_name=stem + ".svg", mime="image/svg+xml", on_click="ignore", icon=":material/image:",
+                   key="profiles_svg")
 
 # ------------------------------------------------------------------ top and bottom attributes
 st.subheader("Most and least rewarded attributes")

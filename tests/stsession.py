@@ -34,6 +34,7 @@ class Run:
     texts: list[str] = field(default_factory=list)  # markdown, text, alert, heading bodies; metrics
     exceptions: list[str] = field(default_factory=list)
     widgets: dict = field(default_factory=dict)  # label -> (kind, element proto), first of a label wins
+    downloads: dict = field(default_factory=dict)  # download button label -> its proto (url or deferred_file_id)
 
 
 class Session:
@@ -41,6 +42,8 @@ class Session:
         ws_url = url.replace("http://", "ws://").rstrip("/") + "/_stcore/stream"
         self.ws = connect(ws_url, subprotocols=["streamlit"], open_timeout=timeout, max_size=None).__enter__()
         self.timeout = timeout
+        self.http_url = url
+        self.session_id = ""  # the server's id for this session, from its first new_session message
 
     def close(self) -> None:
         self.ws.close()
@@ -95,6 +98,8 @@ class Session:
             kind = fwd.WhichOneof("type")
             if kind == "new_session":
                 started = True
+                if fwd.new_session.HasField("initialize"):
+                    self.session_id = fwd.new_session.initialize.session_id
             elif kind == "delta" and fwd.delta.WhichOneof("type") == "new_element":
                 el = fwd.delta.new_element
                 which = el.WhichOneof("type")
@@ -104,6 +109,8 @@ class Session:
                     run.texts.append(getattr(el, which).body)
                 elif which == "metric":
                     run.texts.append(f"{el.metric.label}: {el.metric.body}")
+                elif which == "download_button":
+                    run.downloads[el.download_button.label] = el.download_button
                 elif which in WIDGETS:
                     run.widgets.setdefault(getattr(el, which).label, (which, getattr(el, which)))
             elif kind == "script_finished" and started:
@@ -114,3 +121,29 @@ class Session:
                 break
         run.seconds = time.perf_counter() - t
         return run
+
+    def download(self, button) -> bytes:
+        """What a click on a download button (a ``Run.downloads`` proto) delivers: for a deferred
+        file, the backend operation the browser sends, then the file at the URL it answers with."""
+        import urllib.request
+
+        url = button.url
+        if not url:
+            msg = BackMsg()
+            msg.backend_operation_request.request_id = "download"
+            msg.backend_operation_request.session_id = self.session_id
+            msg.backend_operation_request.deferred_file.file_id = button.deferred_file_id
+            self.ws.send(msg.SerializeToString())
+            deadline = time.monotonic() + self.timeout
+            while not url:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no answer to the deferred download")
+                fwd = ForwardMsg()
+                fwd.ParseFromString(self.ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+                if fwd.WhichOneof("type") == "backend_operation_response":
+                    resp = fwd.backend_operation_response
+                    if resp.error_msg:
+                        raise RuntimeError(f"download failed: {resp.error_msg} {resp.error_reason}")
+                    url = resp.deferred_file.url
+        with urllib.request.urlopen(self.http_url.rstrip("/") + url, timeout=self.timeout) as r:
+            return r.read()

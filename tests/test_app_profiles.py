@@ -196,6 +196,29 @@ def test_chart_image_export_png_and_svg(store_path):
         charts.chart_image(chart, "gif")
 
 
+def test_downloads_made_on_click_by_a_real_server_carry_the_stored_weights(store_path):
+    """The downloads are deferred: the server makes them in its own thread when the browser asks,
+    outside any page run. Asked over Streamlit's protocol, as a click does, and fetched over HTTP."""
+    from tests import browserkit
+    from tests.stsession import Session
+
+    proc, url = browserkit.start_streamlit(store_path)
+    try:
+        with Session(url, timeout=120) as session:
+            run = session.run("profiles")
+            assert run.status == "ok" and not run.exceptions
+            files = {label: session.download(b) for label, b in run.downloads.items()}
+    finally:
+        browserkit.stop(proc)
+    want = stored(store_path, dataset="demo-synthetic", scope="all", method="fast")
+    csv = pd.read_csv(io.BytesIO(files["Weights (CSV)"]))
+    assert sorted(set(csv["judge"])) == JUDGES and len(csv) == 4 * 29
+    for judge, row in want.items():
+        assert np.allclose(csv[csv["judge"] == judge].sort_values("index")["mean"], row["mean"])
+    assert [p["judge"] for p in json.loads(files["Weights (JSON)"])] == JUDGES
+    assert files["Chart (PNG)"].startswith(b"\x89PNG") and files["Chart (SVG)"].startswith(b"<svg")
+
+
 def test_drill_down_links_name_dataset_attribute_judge_scope_and_features(store_path):
     at = open_page()
     links = at.page_link

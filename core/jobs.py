@@ -223,11 +223,15 @@ def estimate(store: Store, kind: str, params: dict[str, Any], settings, *,
                              cost=est.cost * f, by_step=by_step), len(part)
 
 
-def default_feature_source(store: Store, dataset: str) -> str | None:
-    """The richest feature set a dataset has: LLM annotations, then the paper's, the demo's, the heuristics."""
-    sources = [r["source"] for r in store.feature_sources(dataset)]
+def richest_feature_source(sources: list[str]) -> str | None:
+    """Of these feature sets, the richest: LLM annotations, then the paper's, the demo's, the heuristics."""
     rank = lambda src: (0 if src.startswith("llm:") else 1 if src.startswith("hf:") else 2 if src == "demo" else 3)
     return sorted(sources, key=rank)[0] if sources else None
+
+
+def default_feature_source(store: Store, dataset: str) -> str | None:
+    """The richest feature set a dataset has (``richest_feature_source``)."""
+    return richest_feature_source([r["source"] for r in store.feature_sources(dataset)])
 
 
 def _row(r: dict[str, Any]) -> JobStatus:

@@ -210,8 +210,8 @@ def job_estimate(fp: tuple, kind: str, dataset: str, scenarios: tuple[str, ...],
 @st.cache_data(show_spinner=False, max_entries=16)
 def feature_sources(fp: tuple, dataset: str) -> dict:
     """The dataset's feature sets (with samples covered) and the one fitting uses by default."""
-    s = store()
-    return {"sources": s.feature_sources(dataset), "default": _jobs.default_feature_source(s, dataset)}
+    sources = store().feature_sources(dataset)  # one read: a job writing features cannot come between two
+    return {"sources": sources, "default": _jobs.richest_feature_source([r["source"] for r in sources])}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
+from core.jobs import richest_feature_source as default_source  # the set `python -m core fit` picks by default
+
 from core import catalogue
 from core.store import UNCLASSIFIED, SampleFilter
 
@@ -85,13 +87,6 @@ def _values(params: Mapping[str, Any], key: str) -> list[str]:
 def _one(params: Mapping[str, Any], key: str) -> str | None:
     vals = _values(params, key)
     return vals[-1] if vals else None
-
-
-def default_source(sources: list[str]) -> str | None:
-    """The richest feature set: LLM annotations, then the paper's, the demo's, the heuristics
-    (the order ``python -m core fit`` picks its default in)."""
-    rank = lambda s: (0 if s.startswith("llm:") else 1 if s.startswith("hf:") else 2 if s == "demo" else 3)
-    return sorted(sources, key=rank)[0] if sources else None
 
 
 def parse(params: Mapping[str, Any], *, datasets: list[str], dataset_of: Callable[[str], str | None],

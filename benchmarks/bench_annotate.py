@@ -57,8 +57,9 @@ def one_level(in_flight: int, latency: float, base_url: str, seconds: float) -> 
         "requests_per_s": p.requests / wall, "samples_per_s": p.done / wall, "ideal_requests_per_s": ideal,
         "efficiency": p.requests / wall / ideal, "client_cpu_share": cpu / wall,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        # the worker processes above 64 in flight (0 when there are none)
-        "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        # the worker processes above 64 in flight (the largest child process; none below)
+        "worker_peak_rss_mb": (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+                               if in_flight > annotate.IN_FLIGHT_PER_PROCESS else 0),
     }
 
 

@@ -375,13 +375,22 @@ class Store:
             self._upsert_features(features, now())
 
     def record_annotation(self, row: dict[str, Any]) -> None:
-        """Store one LLM request's outcome the moment it returns (its own transaction)."""
+        """Store one LLM request's outcome the moment it returns (its own transaction). An outcome
+        that replaces an earlier failure of the same request carries that failure's usage, cost and
+        attempts with its own: the failed attempts were paid for, and the spend must say so."""
         row = {**row, "created_at": row.get("created_at") or now()}
         for k in ("params", "parsed"):  # JSON always, so a plain-text answer reads back as text
             if row.get(k) is not None:
                 row[k] = json.dumps(row[k], sort_keys=True)
-        cols = list(row)
         with self.writing():
+            earlier = self.conn.execute(
+                "SELECT prompt_tokens, completion_tokens, cost, attempts FROM annotations WHERE id = ? AND status = 'failed'",
+                (row.get("id"),)).fetchone()
+            if earlier:
+                for k, v in zip(("prompt_tokens", "completion_tokens", "cost", "attempts"), earlier):
+                    if v is not None:
+                        row[k] = (row.get(k) or 0) + v
+            cols = list(row)
             self.conn.execute(
                 f"INSERT OR REPLACE INTO annotations ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                 [row[k] for k in cols],

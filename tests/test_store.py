@@ -195,3 +195,22 @@ def test_version_moves_with_every_content_change(tmp_path):
     assert s.version() == v2
     s.set_sample_analysis(b.samples[1].id, cases={"stance": True})  # the query analysis filled in
     assert s.version() != v2
+
+
+def test_a_success_after_a_failure_carries_the_failed_attempts_cost(tmp_path):
+    s = Store(tmp_path / "s.db")
+    b = batch(n=1)
+    s.write_batch(b)
+    base = {"id": "r1", "request_key": "k1", "sample_id": b.samples[0].id, "annotator": "m", "prompt_version": "v",
+            "step": "ratings"}
+    s.record_annotation({**base, "status": "failed", "error": "unparseable", "prompt_tokens": 100,
+                         "completion_tokens": 40, "cost": 0.002, "attempts": 2, "job_id": 7})
+    s.record_annotation({**base, "status": "ok", "parsed": {"x": 1}, "prompt_tokens": 100, "completion_tokens": 30,
+                         "cost": 0.0015, "attempts": 1, "job_id": 7})
+    (row,) = s.rows("SELECT status, prompt_tokens, completion_tokens, cost, attempts FROM annotations")
+    assert row["status"] == "ok" and (row["prompt_tokens"], row["completion_tokens"], row["attempts"]) == (200, 70, 3)
+    assert row["cost"] == pytest.approx(0.0035)  # the failed attempts were paid for: the job's spend keeps them
+    # a success is final: writing it again (a reused answer) adds nothing
+    s.record_annotation({**base, "status": "ok", "parsed": {"x": 1}, "prompt_tokens": 100, "completion_tokens": 30,
+                         "cost": 0.0015, "attempts": 1, "job_id": 7})
+    assert s.scalar("SELECT cost FROM annotations") == pytest.approx(0.0015)

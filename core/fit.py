@@ -971,6 +971,14 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def inputs_key(X: np.ndarray, y: np.ndarray, requested: Mapping[str, Any]) -> str:
+    """What a fit of one judge in one scope rests on (stored as ``provenance["inputs"]``): the
+    design, the judge's labels (1 A, 0 B, NaN tie or none) and the fit's requested settings. The
+    dissection refits only when it changed; the simulator flags a profile stale when it did."""
+    x_digest = hashlib.sha256(np.ascontiguousarray(X, dtype=np.float64).tobytes()).hexdigest()
+    return fingerprint(np.frombuffer(x_digest.encode(), dtype=np.uint8), y, requested)
+
+
 def fingerprint(X: np.ndarray, y: np.ndarray, settings: Mapping[str, Any]) -> str:
     """sha256 over the design, one judge's labels and the settings that shape the posterior.
 
@@ -1425,12 +1433,11 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
         stored = {p["judge"]: (p.get("provenance") or {}).get("inputs") for p in
                   store.profiles(dataset=dataset, scope=scope, feature_source=feature_source, method=method)}
         todo, keys = [], []
-        x_digest = hashlib.sha256(np.ascontiguousarray(d.X, dtype=np.float64).tobytes()).hexdigest()
         for j, judge in enumerate(d.judges):
             if counts[j] < MIN_SAMPLES:
                 report.skipped.append((scope, f"{judge}: {int(counts[j])} labelled samples (< {MIN_SAMPLES})"))
                 continue
-            key = fingerprint(np.frombuffer(x_digest.encode(), dtype=np.uint8), d.Y[:, j], requested)
+            key = inputs_key(d.X, d.Y[:, j], requested)
             if not force and stored.get(judge) == key:
                 report.unchanged.append((scope, judge))
             else:
@@ -1452,6 +1459,7 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
             for judge, key, prof in zip(names, keys, profiles):
                 row = profile_row(prof, dataset, scope, judge, feature_source)
                 row["provenance"]["inputs"] = key
+                row["provenance"]["requested"] = requested  # so the key can be recomputed on later data
                 row["provenance"]["excluded_samples"] = d.excluded
                 if prof.samples is not None:
                     row["draws"] = np.ascontiguousarray(prof.samples, dtype=np.float32).tobytes()

@@ -576,7 +576,7 @@ def oriented(pairs: PairSet, idx: np.ndarray, sign: np.ndarray, intercept: bool)
     return Xo
 
 
-def provenance(profile: Mapping[str, Any], draws_used: int, labelled_now: int | None = None) -> dict[str, Any]:
+def provenance(profile: Mapping[str, Any], draws_used: int, stale: bool | None = None) -> dict[str, Any]:
     """What a result rests on: the profile's identity, fit and record (shown with every result)."""
     prov = profile.get("provenance") or {}
     out = {
@@ -587,15 +587,27 @@ def provenance(profile: Mapping[str, Any], draws_used: int, labelled_now: int | 
         "fingerprint": profile.get("fingerprint"), "draws": int(draws_used),
         "means_only": profile.get("draws") is None, "imported": bool(profile.get("imported")),
     }
-    if labelled_now is not None and profile.get("n") is not None and profile["method"] in FITTED_METHODS:
-        # a changed count of labelled (non-tie) samples in the scope means the labels moved since the fit
-        out["stale"] = int(profile["n"]) != int(labelled_now)
+    if stale is not None:
+        out["stale"] = stale
     return out
 
 
-def _labelled_count(pairs: PairSet, outcomes: Mapping[str, float]) -> int:
-    """Samples of the scope a fit would use now: labelled A or B (ties are left out of fitting)."""
-    return sum(1 for i in pairs.sample_ids if outcomes.get(i, 0.5) != 0.5)
+def _stale(profile: Mapping[str, Any], pairs: PairSet, outcomes: Mapping[str, float]) -> bool | None:
+    """Whether the judge's labels or the features moved since the profile was fitted (None: not a fit).
+
+    A fit that recorded its settings is checked exactly: its input key (``fit.inputs_key``) computed
+    again on the pairs and labels now. Older fits, and fits that kept the samples whose errors could
+    not be checked (other rows than these pairs), fall back on the count of labelled samples."""
+    if profile.get("n") is None or profile["method"] not in FITTED_METHODS:
+        return None
+    prov = profile.get("provenance") or {}
+    requested, key = prov.get("requested"), prov.get("inputs")
+    if requested and key and not requested.get("include_excluded"):
+        from .fit import inputs_key
+
+        y = np.array([{1.0: 1.0, 0.0: 0.0}.get(outcomes.get(i), np.nan) for i in pairs.sample_ids])
+        return inputs_key(pairs.X, y, requested) != key
+    return int(profile["n"]) != sum(1 for i in pairs.sample_ids if outcomes.get(i, 0.5) != 0.5)
 
 
 def _fingerprint(ids: Iterable[str], sign: np.ndarray) -> str:
@@ -742,7 +754,7 @@ def simulate(store, dataset: str, judges: Sequence[str], *, scope: str = "all", 
             after=Estimate.from_draws(res.after, prob, res.var_after),
             change=Estimate.from_draws(res.after - res.before, prob),
             contributions=contributions,
-            profile=provenance(prof, W.shape[0], _labelled_count(pairs, outcomes)),
+            profile=provenance(prof, W.shape[0], _stale(prof, pairs, outcomes)),
             settings=_settings(prob, W.shape[0], [pairs.sample_ids[i] for i in idx], sign,
                                time.perf_counter() - t0, mixture="independent, exact expectation",
                                contributions="shapley"),

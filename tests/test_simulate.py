@@ -309,6 +309,22 @@ def demo_store(tmp_path_factory):
     store.close()
 
 
+def test_stale_is_exact_a_flipped_label_with_the_same_counts_shows(demo_store, tmp_path):
+    judges = ["demo-crowd", "demo-stylist"]
+    fresh = sim.simulate(demo_store, demo.DEMO_DATASET, judges, model="demo-model-alpha", inject={"lengthy": 1.0})
+    assert [r.profile["stale"] for r in fresh] == [False, False]  # the fit's input key, recomputed, matches
+    demo_store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    copy = tmp_path / "copy.db"
+    shutil.copy(demo_store.path, copy)
+    with Store(copy) as s:
+        flip = {"A": "B", "B": "A"}
+        sid, choice = next((r["sample_id"], r["choice"]) for r in s.labels(demo.DEMO_DATASET, ["demo-crowd"])
+                           if r["choice"] in flip)
+        s.write_labels([], [Label(sid, "demo-crowd", flip[choice])])  # A <-> B: no count changes
+        crowd, stylist = sim.simulate(s, demo.DEMO_DATASET, judges, model="demo-model-alpha", inject={"lengthy": 1.0})
+    assert crowd.profile["stale"] is True and stylist.profile["stale"] is False
+
+
 def test_demo_judges_side_by_side_use_their_own_profiles(demo_store):
     sims = sim.simulate(demo_store, demo.DEMO_DATASET, ["demo-crowd", "demo-stylist"], model="demo-model-alpha",
                         opponent="demo-model-beta", inject={"well_formatted": 1.0}, suppress={"admits_limits": 1.0})

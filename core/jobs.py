@@ -265,10 +265,11 @@ def run_counts(store: Store) -> dict[int, int]:
 
 
 def activity(store: Store) -> tuple:
-    """A cheap fingerprint of job activity (requests stored, job rows), for caches that depend on it."""
+    """A cheap fingerprint of job activity (requests stored, job rows), for caches that depend on it.
+    Features written by a job move ``Store.version``, which callers combine with this."""
     return tuple(store.conn.execute(
         "SELECT (SELECT MAX(rowid) FROM annotations), (SELECT COUNT(*) FROM annotations WHERE status = 'ok'),"
-        " (SELECT MAX(id) FROM jobs), (SELECT COUNT(*) FROM features)").fetchone())
+        " (SELECT MAX(id) FROM jobs)").fetchone())
 
 
 def failures(store: Store, job_id: int, limit: int = 5) -> list[dict[str, Any]]:

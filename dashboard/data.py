@@ -187,8 +187,8 @@ from core import jobs as _jobs  # noqa: E402
 
 
 def activity_fingerprint() -> tuple:
-    """``fingerprint()`` plus job activity (requests stored, jobs, features): cost estimates and
-    feature sets change when a job stores answers, which the plain fingerprint does not see."""
+    """``fingerprint()`` plus job activity (requests stored, jobs): cost estimates change when a job
+    stores answers, which the plain fingerprint does not see (its features it does)."""
     return fingerprint() + _jobs.activity(store())
 
 

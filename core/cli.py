@@ -610,7 +610,9 @@ def cmd_similarity(args) -> int:
         print()
         print(compare.group_table(g, groups).round(3).to_string(index=False))
     if args.csv:
-        matrix.to_csv(args.csv)
+        from . import safecsv
+
+        safecsv.to_csv(matrix, args.csv)
         print(f"matrix written to {args.csv}")
     return 0
 

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import catalogue
+from . import catalogue, safecsv
 
 METHODS = ("pearson", "spearman")
 
@@ -362,7 +362,7 @@ def export_profiles(rows: Sequence[Mapping[str, Any]], fmt: str = "csv") -> str:
         key = ["dataset", "scope", "judge", "feature_source", "method"]
         extra = summary[key + ["n", "accuracy", "log_loss", "interval", "sampler", "prior_scale", "seed", "draws",
                                "folds", "fitted_at", "versions", "fingerprint", "imported"]]
-        return frame.merge(extra, on=key, how="left").to_csv(index=False)
+        return safecsv.to_csv(frame.merge(extra, on=key, how="left"), index=False)
     if fmt != "json":
         raise ValueError(f"format must be 'csv' or 'json', not {fmt!r}")
     out = []

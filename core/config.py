@@ -61,5 +61,51 @@ def access() -> Access:
     return Access()
 
 
+# ---------------------------------------------------------------- where the API key may go
+
+#: the operator's endpoint (the key is configured for it) and any further endpoints the key may reach
+LLM_BASE_URL_ENVS = ("PREFDISSECT_LLM_BASE_URL", "OPENAI_BASE_URL")
+LLM_ALLOWED_ENV = "PREFDISSECT_LLM_ALLOWED_BASE_URLS"
+#: a key typed in a page for one job: handed to that job's worker only (never stored), used only for
+#: a base URL the operator did not configure
+TYPED_KEY_ENV = "PREFDISSECT_LLM_TYPED_API_KEY"
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+def normalise_base_url(url: str | None) -> str:
+    """One spelling per endpoint, for comparing base URLs: scheme and host lower-cased, default
+    ports dropped, no trailing slash, no query or fragment; empty means OpenAI's."""
+    from urllib.parse import urlsplit
+
+    raw = (url or "").strip() or OPENAI_BASE_URL
+    parts = urlsplit(raw)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: no endpoint we would send a key to
+        return raw
+    if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}{parts.path.rstrip('/')}"
+
+
+def key_base_urls() -> tuple[str, ...]:
+    """The endpoints the configured API key may be sent to (normalised): the configured base URL
+    (OpenAI's when none is set) and those listed in ``PREFDISSECT_LLM_ALLOWED_BASE_URLS``
+    (comma-separated; environment or Streamlit secrets). Nothing a page or job parameters say
+    widens this list."""
+    configured = next((os.environ[k] for k in LLM_BASE_URL_ENVS if os.environ.get(k, "").strip()), None)
+    listed = [u for u in os.environ.get(LLM_ALLOWED_ENV, "").split(",") if u.strip()]
+    return tuple(dict.fromkeys(normalise_base_url(u) for u in [configured, *listed]))
+
+
+def key_allowed_for(base_url: str | None) -> bool:
+    """Whether the operator's API key may be sent to ``base_url``."""
+    return normalise_base_url(base_url) in key_base_urls()
+
+
 def settings() -> Settings:
     return Settings()

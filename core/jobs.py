@@ -535,8 +535,15 @@ def _run_fit(store: Store, job: JobStatus, update, on_progress, due, cancelled):
     return "done", msg, dict(done=state["total"], total=state["total"], failed=0)
 
 
+def log_dir(store_path: str | Path) -> Path:
+    """The folder of a store's job logs: beside the store, named after the store file
+    (``store.db`` -> ``store.db.jobs/``), so stores that share a folder never share a log."""
+    path = Path(store_path).resolve()
+    return path.parent / f"{path.name}.jobs"
+
+
 def log_path(store_path: str | Path, job_id: int) -> Path:
-    return Path(store_path).resolve().parent / "jobs" / f"job-{job_id}.log"
+    return log_dir(store_path) / f"job-{job_id}.log"
 
 
 def log_tail(store_path: str | Path, job_id: int, lines: int = 20, max_bytes: int = 16_384) -> str:
@@ -553,7 +560,7 @@ def log_tail(store_path: str | Path, job_id: int, lines: int = 20, max_bytes: in
 
 
 def start_worker(store_path: str | Path, job_id: int, *, env: dict[str, str] | None = None) -> int:
-    """Start a detached worker process for a job; its output goes to ``jobs/job-N.log`` beside the store."""
+    """Start a detached worker process for a job; its output goes to ``<store>.jobs/job-N.log`` beside the store."""
     log_file = log_path(store_path, job_id)
     log_file.parent.mkdir(exist_ok=True)
     log = open(log_file, "ab")

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from pydantic import BaseModel, ValidationError
 
+from . import config
+
 if TYPE_CHECKING:
     import openai
 
@@ -60,7 +62,11 @@ class LLMSettings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "LLMSettings":
-        """Settings from ``PREFDISSECT_LLM_*`` variables (see the README), then ``overrides``."""
+        """Settings from ``PREFDISSECT_LLM_*`` variables (see the README), then ``overrides``.
+
+        The configured key goes only with a base URL the operator configured
+        (``config.key_allowed_for``); for any other base URL the key is the one typed for that
+        job (``PREFDISSECT_LLM_TYPED_API_KEY`` in the worker's environment) or none."""
         s = cls(
             model=_env("PREFDISSECT_LLM_MODEL", cls.model),
             base_url=_env("PREFDISSECT_LLM_BASE_URL", _env("OPENAI_BASE_URL")),
@@ -76,7 +82,12 @@ class LLMSettings:
             api_key=next((os.environ[k] for k in KEY_ENVS if os.environ.get(k)), None),
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
-        return replace(s, **overrides)
+        s = replace(s, **overrides)
+        if "api_key" not in overrides and not config.key_allowed_for(s.base_url):
+            # a base URL the operator did not configure (typed in a page, a job's parameters, a CLI
+            # flag) gets no server key: only a key typed for that job, if any
+            s = replace(s, api_key=os.environ.get(config.TYPED_KEY_ENV) or None)
+        return s
 
     @property
     def key_is_set(self) -> bool:

@@ -1041,12 +1041,73 @@ def check_export(source: str | Path) -> dict[str, int]:
             newer = applied - known
             if newer:
                 raise RestoreError(f"{source}: written by a newer version (migrations {', '.join(sorted(newer))})")
+            differences = schema_differences(conn, applied)
+            if differences:
+                shown = "; ".join(differences[:10]) + (f"; and {len(differences) - 10} more"
+                                                         if len(differences) > 10 else "")
+                raise RestoreError(f"{source}: its schema is not the one its migrations make: {shown}")
             return {t: conn.execute(f"SELECT COUNT(*) FROM [{t}]").fetchone()[0]
                     for t in ("datasets", "samples", "judges", "labels", "profiles") if t in tables}
         finally:
             conn.close()
     except sqlite3.DatabaseError as e:
         raise RestoreError(f"{source}: not an SQLite database ({e})") from None
+
+
+def _schema(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    """The shape of a database: every table's columns and foreign keys, every index's table,
+    uniqueness and columns, every trigger's and view's SQL (whitespace-normalised)."""
+    out: dict[str, dict[str, Any]] = {"table": {}, "index": {}, "trigger": {}, "view": {}}
+    rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"
+                        " WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").fetchall()
+    for kind, name, table, sql in rows:
+        if kind == "table":
+            cols = [tuple(r[1:6]) for r in conn.execute(f"PRAGMA table_xinfo([{name}])")]
+            fks = sorted(tuple(r[2:5]) for r in conn.execute(f"PRAGMA foreign_key_list([{name}])"))
+            out["table"][name] = (cols, fks)
+        elif kind == "index":
+            cols = [r[2] for r in conn.execute(f"PRAGMA index_info([{name}])")]
+            out["index"][name] = (table, " ".join((sql or "").split()).upper().startswith("CREATE UNIQUE"), cols)
+        elif kind in ("trigger", "view"):
+            out[kind][name] = " ".join((sql or "").split())
+    return out
+
+
+def schema_differences(conn: sqlite3.Connection, applied: set[str]) -> list[str]:
+    """How the schema of ``conn`` differs from the one its applied migrations make (empty: none).
+
+    The reference is built by applying the same migrations, in order, to an empty database in
+    memory, so a reshaped table, a missing or foreign index, trigger or view is named."""
+    order = [m.name for m in MIGRATIONS._migrations]
+    missing = [n for n in order[: max((order.index(a) for a in applied if a in order), default=-1) + 1]
+               if n not in applied]
+    if missing:
+        return [f"migrations {', '.join(missing)} were skipped"]
+    reference = sqlite_utils.Database(memory=True)
+    try:
+        stop = next((n for n in order if n not in applied), None)
+        MIGRATIONS.apply(reference, stop_before=stop)
+        want = _schema(reference.conn)
+    finally:
+        reference.close()
+    have = _schema(conn)
+    out = []
+    for kind in ("table", "index", "trigger", "view"):
+        for name in sorted(set(want[kind]) | set(have[kind])):
+            if name not in have[kind]:
+                out.append(f"{kind} {name} is missing")
+            elif name not in want[kind]:
+                out.append(f"{kind} {name} is not ours")
+            elif have[kind][name] != want[kind][name]:
+                if kind == "table":
+                    (hc, hf), (wc, wf) = have[kind][name], want[kind][name]
+                    what = "columns" if hc != wc else "foreign keys"
+                    hn, wn = ([c[0] for c in hc], [c[0] for c in wc]) if hc != wc else (hf, wf)
+                    out.append(f"table {name} has other {what} ({', '.join(map(str, hn))}; expected "
+                               f"{', '.join(map(str, wn))})" if hn != wn else f"table {name} has other column types")
+                else:
+                    out.append(f"{kind} {name} is defined differently")
+    return out
 
 
 def restore_store(source: str | Path, path: str | Path) -> tuple[dict[str, int], Path | None]:

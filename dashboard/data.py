@@ -15,6 +15,13 @@ from core import config, judges
 from core.store import Store, open_store
 
 
+def csv_download(frame: pd.DataFrame, *, index: bool = True) -> str:
+    """A frame as CSV for a download button, formula cells neutralised (``core.safecsv``)."""
+    from core import safecsv
+
+    return safecsv.to_csv(frame, index=index)
+
+
 def store() -> Store:
     """This thread's connection to the configured store."""
     return open_store(config.settings().store)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import importers, jobs
+from core import config, importers, jobs
 from core.llm import KEY_ENVS, LLMSettings
 from dashboard import auth, data
 from dashboard.render import plain
@@ -45,14 +45,31 @@ def key_source() -> str | None:
     return "Streamlit secrets" if _secret_key() else None
 
 
-def worker_env() -> dict[str, str]:
+_TYPED = "workbench_typed_keys"  # session memory only: normalised base URL -> a key typed for it
+
+
+def worker_env(base_url: str | None = None) -> dict[str, str]:
     """What a worker needs beyond this process's environment: the key from Streamlit secrets when
-    the environment has none. It goes into the worker's process environment only, never to a
-    file, the store, job parameters or logs."""
-    if any(os.environ.get(k) for k in KEY_ENVS):
-        return {}
-    key = _secret_key()
-    return {KEY_ENVS[0]: key} if key else {}
+    the environment has none, and a key this session typed for ``base_url`` when the operator did
+    not configure that endpoint. Keys go into the worker's process environment only, never to a
+    file, the store, job parameters or logs; the worker sends the operator's key only to the
+    endpoints the operator configured (``config.key_allowed_for``)."""
+    env: dict[str, str] = {}
+    if not any(os.environ.get(k) for k in KEY_ENVS):
+        key = _secret_key()
+        if key:
+            env[KEY_ENVS[0]] = key
+    typed = st.session_state.get(_TYPED, {}).get(config.normalise_base_url(base_url))
+    if typed and not config.key_allowed_for(base_url):
+        env[config.TYPED_KEY_ENV] = typed
+    return env
+
+
+def has_key_for(base_url: str | None) -> bool:
+    """Whether a job on ``base_url`` would be sent with a key (the operator's or one typed here)."""
+    if config.key_allowed_for(base_url):
+        return bool(key_source())
+    return bool(st.session_state.get(_TYPED, {}).get(config.normalise_base_url(base_url)))
 
 
 def llm_configured() -> bool:
@@ -75,7 +92,19 @@ def endpoint_form(prefix: str) -> dict:
     concurrency = c5.number_input("Requests in flight", min_value=1, max_value=512, value=int(env.concurrency),
                                   key=f"{prefix}_concurrency")
     source = key_source()
-    if source:
+    typed_base = base_url.strip() or None
+    if not config.key_allowed_for(typed_base):
+        # the deployment's key goes only to the endpoints its operator configured
+        st.caption(":material/shield: This base URL is not one this deployment is configured for, so its API key "
+                   "is not sent there. If the server needs a key, type one: it is used for jobs you start on this "
+                   "URL in this browser session only, and never stored or shown.")
+        typed = st.text_input("API key for this base URL (optional)", type="password", key=f"{prefix}_typed_key")
+        keys = st.session_state.setdefault(_TYPED, {})
+        if typed.strip():
+            keys[config.normalise_base_url(typed_base)] = typed.strip()
+        else:
+            keys.pop(config.normalise_base_url(typed_base), None)
+    elif source:
         st.caption(f":material/key: API key: set (from the {source}). It is passed to the worker's environment "
                    "only, never shown or stored.")
     else:
@@ -142,7 +171,8 @@ def show_flash() -> None:
 
 def start(kind: str, params: dict, *, total: int = 0, budget: float | None = None, watch_key: str = "watch") -> None:
     """Submit the job (or run a finished one again) and start a worker unless one is on it."""
-    job, pid = jobs.launch(data.store(), kind, params, total=total, budget=budget, env=worker_env())
+    env = worker_env((params.get("llm") or {}).get("base_url"))
+    job, pid = jobs.launch(data.store(), kind, params, total=total, budget=budget, env=env)
     st.session_state[f"{watch_key}_next"] = job.id
     if pid:
         flash(f"Job #{job.id} started (worker pid {pid}).")
@@ -224,7 +254,7 @@ def _panel(job_id: int, was_live: bool, key: str) -> None:
                      icon=":material/play_arrow:",
                      help="run it again: only what has not succeeded is sent"):
             jobs.resume(store, job_id, budget=new_budget)
-            pid = jobs.ensure_worker(store, job_id, env=worker_env())
+            pid = jobs.ensure_worker(store, job_id, env=worker_env((job.params.get("llm") or {}).get("base_url")))
             flash(f"Job #{job_id} resumed" + (f" (worker pid {pid})." if pid else "."))
             st.rerun()
 

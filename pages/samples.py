@@ -301,7 +301,7 @@ if view is not None:
         src = state.source if state.source in sources else sources[0]
         if len(sources) > 1:
             ss[K + "source_pick"] = src
-            src = st.radio("Feature source", sources, horizontal=True, key=K + "source_pick",
+            src = st.radio("Feature source", sources, horizontal=True, key=K + "source_pick", format_func=plain,
                            on_change=lambda: ss.update({K + "source": ss[K + "source_pick"]}))
         who = view.source_notes.get(src)
         st.caption(plain(f"Source {src}: " + (f"ratings and reasons by {who}" if who else

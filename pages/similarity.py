@@ -65,7 +65,7 @@ event = charts.show(charts.similarity_heatmap, matrix, on_select="rerun", key="s
 with st.expander("The matrix as a table"):
     st.dataframe(matrix, key="sim_matrix", column_config={j: st.column_config.NumberColumn(j, format="%.3f")
                                                           for j in matrix.columns})
-    st.download_button("Matrix (CSV)", matrix.to_csv(), file_name=f"similarity_{dataset}_{corr}.csv".replace(" ", "_"),
+    st.download_button("Matrix (CSV)", data.csv_download(matrix), file_name=f"similarity_{dataset}_{corr}.csv".replace(" ", "_"),
                        mime="text/csv", on_click="ignore", key="sim_csv", icon=":material/download:")
 
 # ------------------------------------------------------------------ judge groups

@@ -105,7 +105,7 @@ def test_two_sessions_a_worker_and_a_fit_at_once(store_file, tmp_path):
     assert fitted == 68
     assert not errors, errors[:5]
     assert all(len(r) >= len(PAGES) for r in runs), [len(r) for r in runs]
-    logs = "".join(p.read_text(errors="replace") for p in (store_file.parent / "jobs").glob("*.log"))
+    logs = "".join(p.read_text(errors="replace") for p in jobs.log_dir(store_file).glob("*.log"))
     for text in (server_log, logs, fit_out):
         assert "database is locked" not in text
         assert "sk-concurrency-test" not in text

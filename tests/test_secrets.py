@@ -49,6 +49,8 @@ def test_the_key_is_nowhere(tmp_path, monkeypatch):
         demo.build_demo(s)
     env = {**os.environ, "PREFDISSECT_LLM_API_KEY": KEY}
     with LoopbackServer(latency=0.0, api_key=KEY) as llm:
+        # the operator configured this server for the key (else the key is not sent: tests/test_security.py)
+        env["PREFDISSECT_LLM_ALLOWED_BASE_URLS"] = llm.url
         common = ["--dataset", demo.DEMO_DATASET, "--limit", "6", "--model", "loopback-1", "--base-url", llm.url]
         runs = [cli(store, "annotate", *common, "--both-orders", env=env),
                 cli(store, "judge", *common, "--judge", "loopback-judge", env=env)]
@@ -59,7 +61,8 @@ def test_the_key_is_nowhere(tmp_path, monkeypatch):
             job = jobs.submit(s, "judge", {"dataset": demo.DEMO_DATASET, "scenario": None, "limit": 8,
                                            "judge": "loopback-judge-2", "both_orders": True,
                                            "llm": {"model": "loopback-1", "base_url": llm.url}})
-        jobs.start_worker(store, job.id, env={"PREFDISSECT_LLM_API_KEY": KEY})
+        jobs.start_worker(store, job.id, env={"PREFDISSECT_LLM_API_KEY": KEY,
+                                              "PREFDISSECT_LLM_ALLOWED_BASE_URLS": llm.url})
         for _ in range(600):
             with Store(store) as s:
                 if jobs.get(s, job.id).status not in ("queued", "running"):
@@ -90,9 +93,9 @@ def test_the_key_is_nowhere(tmp_path, monkeypatch):
     assert "loopback-judge" in page_text  # the pages did show the new judge's data
 
     haystacks = {
-        "store": b"".join(p.read_bytes() for p in tmp_path.glob("store.db*")),
+        "store": b"".join(p.read_bytes() for p in tmp_path.glob("store.db*") if p.is_file()),
         "export": export.read_bytes(),
-        "job logs": b"".join(p.read_bytes() for p in (tmp_path / "jobs").glob("*")),
+        "job logs": b"".join(p.read_bytes() for p in jobs.log_dir(store).glob("*")),
         "cli output": "".join(r.stdout + r.stderr for r in runs).encode(),
         "pages": page_text.encode(),
     }

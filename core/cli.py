@@ -107,6 +107,18 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_preflight(args) -> int:
+    """Exit 2 with one line when the store cannot be written; warn when it may not last."""
+    loc = config.check_store_location(Path(args.store) if args.store else None)
+    for w in loc.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if loc.error:
+        print(f"error: {loc.error}", file=sys.stderr)
+        return 2
+    print(f"store: {loc.path} (writable{', may not last' if loc.warnings else ''})")
+    return 0
+
+
 def cmd_export(args) -> int:
     from .config import settings
     from .store import export_store
@@ -738,6 +750,13 @@ def build_parser() -> argparse.ArgumentParser:
     inf = sub.add_parser("info", help="summarise the store", description="Show datasets, judges and table counts.")
     inf.add_argument("--json", action="store_true", help="print JSON")
     inf.set_defaults(func=cmd_info)
+
+    pf = sub.add_parser("preflight", help="check the store's location before a deployment starts",
+                        description="Check that the store can be written where it is (exit 2 with one line if not) "
+                        "and warn when it sits where a restart or redeploy would lose it (a temporary folder, "
+                        "Heroku, or the code's own filesystem in a container or on a PaaS). The Procfile and the "
+                        "Dockerfile run it before the dashboard.")
+    pf.set_defaults(func=cmd_preflight)
 
     ex = sub.add_parser("export", help="copy the store to a file while the app runs",
                         description="Write a consistent snapshot of the store (SQLite's online backup) to PATH: a "

@@ -109,3 +109,63 @@ def key_allowed_for(base_url: str | None) -> bool:
 
 def settings() -> Settings:
     return Settings()
+
+
+# ---------------------------------------------------------------- where the store lives
+
+#: environment markers of platforms whose own filesystem does not survive a restart or redeploy
+PLATFORM_ENVS = {"DYNO": "Heroku", "RENDER": "Render", "FLY_APP_NAME": "Fly.io", "RAILWAY_ENVIRONMENT": "Railway",
+                 "K_SERVICE": "Cloud Run", "KUBERNETES_SERVICE_HOST": "Kubernetes"}
+TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """What is wrong with where the store lives: ``error`` (it cannot be written: do not start)
+    and ``warnings`` (it can, but may not last)."""
+
+    path: Path
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def _platform() -> str | None:
+    for name, platform in PLATFORM_ENVS.items():
+        if os.environ.get(name):
+            return platform
+    if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists():
+        return "a container"
+    return None
+
+
+def check_store_location(path: Path | None = None) -> StoreLocation:
+    """Whether the store can be written where it is, and whether it will outlive a restart.
+
+    Unwritable (the folder cannot be made, or a file cannot be created in it, or the store file is
+    read-only) is an error. A temporary folder, or the filesystem the code runs from on a platform
+    or in a container (which a redeploy replaces), draws a warning: paid annotations would be lost."""
+    path = Path(path) if path is not None else settings().store
+    folder = path.expanduser().resolve().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(f"{path} is read-only")
+    except OSError as e:
+        return StoreLocation(path, error=f"the store {path} cannot be written ({e.strerror or e}): mount a writable "
+                                         f"volume there or point {STORE_ENV} at a writable file")
+    warnings = []
+    text = str(folder)
+    platform = _platform()
+    if any(text == t or text.startswith(t + "/") for t in TEMP_DIRS):
+        warnings.append(f"the store {path} is in a temporary folder, which the system may empty: point {STORE_ENV} "
+                        "at a file on a persistent disk")
+    elif platform == "Heroku":
+        warnings.append(f"the store {path} is on Heroku's ephemeral filesystem: every restart (at least daily) and "
+                        "deploy loses it, and with it every paid annotation; use a platform with a persistent disk")
+    elif platform and folder.stat().st_dev == REPO_ROOT.stat().st_dev:
+        warnings.append(f"the store {path} is on the same filesystem as the code in {platform}, which a redeploy "
+                        f"replaces: mount a persistent volume (e.g. at /data) and set {STORE_ENV}=/data/store.db")
+    return StoreLocation(path, None, tuple(warnings))

@@ -17,6 +17,7 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dash
 import streamlit as st  # noqa: E402
 
 from dashboard import auth, data  # noqa: E402
+from dashboard.render import plain  # noqa: E402
 
 PAGES = [
     st.Page(ROOT / "pages" / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
@@ -31,7 +32,16 @@ PAGES = [
 
 st.set_page_config(page_title="Preference dissection", page_icon=":material/balance:", layout="wide")
 
-auth.gate()  # a session that is not signed in sees only the sign-in
+where = data.store_location()
+if where.error:  # nothing can be saved: say why in one line rather than fail on the first write
+    st.error(f"Cannot start: {where.error}", icon=":material/error:")
+    st.stop()
+
+user = auth.gate()  # a session that is not signed in sees only the sign-in
+if where.warnings and user.can_edit:
+    with st.sidebar:
+        for w in where.warnings:
+            st.warning(plain(w), icon=":material/warning:")
 
 if "seeded" not in st.session_state:
     with st.spinner("Empty store: building the synthetic demo dataset..."):

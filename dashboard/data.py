@@ -33,6 +33,20 @@ def fingerprint() -> tuple:
     return (str(s.path),) + s.version()
 
 
+@st.cache_resource(show_spinner=False)
+def store_location() -> config.StoreLocation:
+    """Where the store lives and what is wrong with it, checked once per server (and logged)."""
+    import logging
+
+    loc = config.check_store_location()
+    log = logging.getLogger("prefdissect")
+    for w in loc.warnings:
+        log.warning("store: %s", w)
+    if loc.error:
+        log.error("store: %s", loc.error)
+    return loc
+
+
 def ensure_seeded() -> bool:
     """Build the synthetic demo when the store is empty (and seeding is on). True if it built."""
     s = store()

@@ -1,6 +1,7 @@
 """Team deployment: the Procfile command serves the app on $PORT, and the store can be exported
 (a consistent copy while it is written) and restored (checked first, previous contents kept)."""
 
+import json
 import os
 import re
 import shutil
@@ -154,3 +155,169 @@ def test_cli_export_and_restore(store_file, tmp_path, capsys):
     assert cli.main(["--store", str(store_file), "restore", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "samples 550" in printed and re.search(r"before-restore-\d{8}T\d{6}Z\.db", printed)
+
+
+# ---------------------------------------------------------------- the platform files (issue 20)
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(instruction, argument) per Dockerfile instruction, continuation lines joined."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), " ".join(rest.split())))
+    return out
+
+
+def test_one_python_version_everywhere():
+    pinned = (ROOT / ".python-version").read_text().strip()
+    assert pinned == f"{sys.version_info.major}.{sys.version_info.minor}"  # what CI and this venv run
+    base = next(arg for ins, arg in _dockerfile() if ins == "FROM")
+    assert base == f"python:{pinned}-slim"
+    assert f"Python {pinned}" in (ROOT / "README.md").read_text()
+
+
+def test_runtime_requirements_hold_no_test_tools():
+    runtime = (ROOT / "requirements.txt").read_text().lower()
+    for tool in ("pytest", "selenium", "websockets=="):
+        assert tool not in runtime, tool
+    test = (ROOT / "requirements-test.txt").read_text()
+    assert "-r requirements.txt" in test and "pytest==" in test and "selenium==" in test
+
+
+def test_dockerfile_is_slim_unprivileged_with_a_volume_a_port_and_a_health_check():
+    steps = _dockerfile()
+    kinds = [ins for ins, _ in steps]
+    arg = {ins: a for ins, a in steps}  # the last of each
+    assert arg["USER"] not in ("root", "0") and kinds.index("USER") < kinds.index("CMD")
+    assert "/data" in arg["VOLUME"] and "PREFDISSECT_STORE=/data/store.db" in " ".join(a for i, a in steps if i == "ENV")
+    assert "/_stcore/health" in arg["HEALTHCHECK"] and "PORT" in arg["HEALTHCHECK"]
+    assert "${PORT}" in arg["CMD"] and "0.0.0.0" in arg["CMD"] and "preflight" in arg["CMD"]
+    installs = [a for i, a in steps if i == "RUN" and "pip install" in a]
+    assert installs and all("requirements.txt" in a and "requirements-test" not in a for a in installs)
+    for ins, a in steps:  # everything the image copies exists
+        if ins == "COPY":
+            for src in a.split()[:-1]:
+                assert (ROOT / src).exists(), src
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for never in (".venv", "*.db", ".streamlit/secrets.toml", ".git"):
+        assert never in ignored, never
+
+
+def test_render_blueprint_declares_the_disk_the_health_check_and_the_secrets():
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "render.yaml").read_text())
+    (web,) = [s for s in spec["services"] if s["type"] == "web"]
+    assert web["runtime"] == "docker" and (ROOT / web["dockerfilePath"]).exists()
+    assert web["healthCheckPath"] == "/_stcore/health"
+    assert web["disk"]["mountPath"] == "/data" and web["disk"]["sizeGB"] >= 1
+    env = {e["key"]: e for e in web["envVars"]}
+    assert env["PREFDISSECT_STORE"]["value"].startswith(web["disk"]["mountPath"] + "/")
+    for secret in ("PREFDISSECT_PASSWORD", "PREFDISSECT_EDITOR_PASSWORD", "PREFDISSECT_LLM_API_KEY"):
+        assert env[secret].get("sync") is False and "value" not in env[secret], secret  # never committed
+    assert env["PREFDISSECT_COOKIE_SECRET"].get("generateValue") is True
+
+
+def test_fly_config_declares_the_volume_the_port_and_the_health_check():
+    import tomllib
+
+    spec = tomllib.loads((ROOT / "fly.toml").read_text())
+    (mount,) = spec["mounts"]
+    assert mount["destination"] == "/data"
+    assert spec["env"]["PREFDISSECT_STORE"].startswith("/data/")
+    svc = spec["http_service"]
+    assert str(svc["internal_port"]) == spec["env"]["PORT"]
+    assert [c["path"] for c in svc["checks"]] == ["/_stcore/health"]
+    assert svc["min_machines_running"] >= 1 and svc["auto_stop_machines"] in ("off", False)
+
+
+def test_preflight_refuses_an_unwritable_store_in_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert cli.main(["--store", str(blocker / "store.db"), "preflight"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the store") and "cannot be written" in err[0]
+    assert not (blocker / "store.db").exists()
+
+
+def test_preflight_warns_about_stores_that_will_not_last(tmp_path, monkeypatch, capsys):
+    from core import config
+
+    assert config.check_store_location(Path("/tmp/x/store.db")).warnings  # a temporary folder
+    monkeypatch.setenv("DYNO", "web.1")
+    loc = config.check_store_location(ROOT / "store-check" / "store.db")
+    assert loc.error is None and any("Heroku" in w for w in loc.warnings)
+    monkeypatch.delenv("DYNO")
+    monkeypatch.setenv("RENDER", "true")
+    assert any("same filesystem as the code" in w for w in config.check_store_location(
+        ROOT / "store-check" / "store.db").warnings)  # not on a mounted disk
+    (ROOT / "store-check").rmdir()
+    monkeypatch.delenv("RENDER")
+    assert cli.main(["--store", str(tmp_path / "ok.db"), "preflight"]) == 0
+    assert "writable" in capsys.readouterr().out
+
+
+def test_the_dashboard_refuses_to_start_on_an_unwritable_store(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("PREFDISSECT_STORE", str(blocker / "store.db"))
+    from dashboard import data
+
+    data.store_location.clear()
+    try:
+        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
+        at.run()
+        assert not at.exception
+        assert [e.value for e in at.error][0].startswith("Cannot start: the store")
+        assert not at.metric  # no page ran
+    finally:
+        data.store_location.clear()
+
+
+@pytest.mark.slow
+def test_the_image_steps_run_in_a_fresh_environment(tmp_path):
+    """The Dockerfile's build and start, without Docker: its pip install into a fresh virtual
+    environment from the requirements file it copies, the files it copies laid out as in /app, and
+    its CMD run there with PORT and the store on a 'volume' folder. Checks the health endpoint and
+    the Overview page, as the image's health check and a browser would."""
+    steps = _dockerfile()
+    app = tmp_path / "app"
+    app.mkdir()
+    for ins, a in steps:
+        if ins == "COPY":
+            *srcs, dest = a.split()
+            for src in srcs:
+                target = app / dest if dest != "." else app / Path(src).name
+                if (ROOT / src).is_dir():
+                    shutil.copytree(ROOT / src, target, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    shutil.copy(ROOT / src, target)
+    venv = tmp_path / "venv"
+    install = next(a for i, a in steps if i == "RUN" and "pip install" in a).replace("/venv", str(venv))
+    res = subprocess.run(["sh", "-c", install], cwd=app, capture_output=True, text=True, timeout=1500)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    argv = json.loads(next(a for i, a in steps if i == "CMD"))
+    port = browserkit.free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {"PATH": f"{venv}/bin:/usr/bin:/bin", "PORT": str(port), "PREFDISSECT_STORE": str(data / "store.db"),
+           "HOME": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen(argv, cwd=app, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        browserkit.wait_healthy(url, proc, timeout=120)
+        with Session(url) as session:
+            run = session.run("")
+        assert run.status == "ok" and not run.exceptions, run.exceptions
+        assert "Samples per scenario group" in run.texts  # the demo was built on the volume
+        assert (data / "store.db").exists()
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(15)

@@ -48,5 +48,5 @@ def test_every_page_file_is_registered_in_navigation():
 
 def test_procfile_runs_streamlit_on_port():
     line = (ROOT / "Procfile").read_text().strip()
-    assert line.startswith("web: streamlit run dashboard/app.py")
+    assert line.startswith("web: python -m core preflight && streamlit run dashboard/app.py")
     assert "$PORT" in line and "0.0.0.0" in line and "--server.headless true" in line

@@ -96,7 +96,8 @@ def test_inert_markdown_keeps_line_breaks_and_plain_escapes_everything():
     assert "hardbreak" in [t.type for t in toks]
     assert render.inert_markdown(None) == ""
     label = "*not* [a](javascript:x) <b> #1 $x"
-    assert shown(render.plain(label)) == label
+    # shown exactly as written (bar invisible zero-width spaces that keep URLs and e-mails from linking)
+    assert shown(render.plain(label)).replace(render.ZWSP, "") == label
     assert not {t.type for t in tokens(render.plain(label))} & {"em_open", "link_open", "html_inline"}
     assert shown(render.plain_lines("a*\nb_")) == "a*b_"  # two lines, markup literal
 

@@ -89,9 +89,6 @@ class InputErrors(InputError):
         super().__init__(file, f"{total:,} problems: {listed}{tail}")
         self.row, self.field = self.problems[0].row, self.problems[0].field  # the first problem's place
 
-    def __str__(self) -> str:
-        return f"{Path(self.file).name if self.file else 'input'}: {self.message}"
-
     def lines(self) -> list[str]:
         head = f"{Path(self.file).name if self.file else 'input'}: {len(self.problems) + self.more:,} problems"
         return [head] + [f"  {p}" for p in self.problems] + ([f"  ... and {self.more:,} more"] if self.more else [])
@@ -1440,8 +1437,7 @@ def parse_generic(path: Any, *, dataset: str | None = None, columns: Mapping[str
     rules = _category_groups(path, category_groups)
     b = _Builder(Dataset(dataset or path.stem, source=f"imported from {path.name}"), path)
     judge = b.judge(judge, judge_kind, notes=f"labels imported from {path.name}")
-    ab_cols = VerdictColumns(col["label"], col["scores"], col["score_a"], col["score_b"])
-    ba_cols = VerdictColumns(col["label_ba"], col["scores_ba"])
+    ab_cols, ba_cols = _verdict_columns(columns)
     has_ba = swapped is not None or "label_ba" in columns or "scores_ba" in columns
     verdict_mapped = any(k in columns for k in ("label", "label_ba", "prob_a", "scores", "scores_ba", "score_a", "score_b"))
     id_column = col["id"]
@@ -1455,6 +1451,7 @@ def parse_generic(path: Any, *, dataset: str | None = None, columns: Mapping[str
             rec.require(col[name])
         return rec.text(col[name], optional=True, scalars=True) if text else rec.get(col[name])
 
+    prob_col = "prob_a" in columns or not (columns.keys() & set(VERDICT_FIELDS))
     problems = Problems(path)
     first_row_of: dict[str, int | None] = {}
     seen_categories: set[str] = set()
@@ -1484,7 +1481,7 @@ def parse_generic(path: Any, *, dataset: str | None = None, columns: Mapping[str
                         ba = read_order(other, ab_cols, vocab, swapped=not ba_mapped, scale=scale)
                     elif has_ba:
                         ba = read_order(rec, ba_cols, vocab, swapped=not ba_mapped, scale=scale)
-                    fields = combine_orders(ab, ba, _probability(rec, col["prob_a"]))
+                    fields = combine_orders(ab, ba, _probability(rec, col["prob_a"]) if prob_col else None)
                 source_id = optional(rec, "id")
                 if source_id is not None:
                     if isinstance(source_id, (dict, list, bool, float)):
@@ -1529,6 +1526,22 @@ def parse_generic(path: Any, *, dataset: str | None = None, columns: Mapping[str
                                       "judge's verdicts hold nothing)", field=col["label"]))
     problems.raise_if_any()
     return b.finish()
+
+
+#: the fields that hold one judge's verdicts (``parse_generic``, ``import_labels``)
+VERDICT_FIELDS = ("label", "label_ba", "prob_a", "scores", "scores_ba", "score_a", "score_b")
+
+
+def _verdict_columns(columns: Mapping[str, str]) -> tuple[VerdictColumns, VerdictColumns]:
+    """Where the verdicts of the two orders are. When any verdict field is mapped, only the mapped
+    ones are read (a judge's file often carries the gold ``label`` too); else every field under
+    its own name."""
+    explicit = columns.keys() & set(VERDICT_FIELDS)
+
+    def c(name: str) -> str | None:
+        return columns.get(name) if explicit else name
+
+    return VerdictColumns(c("label"), c("scores"), c("score_a"), c("score_b")), VerdictColumns(c("label_ba"), c("scores_ba"))
 
 
 def _scale_option(path: Path, value: Any) -> float:
@@ -1597,19 +1610,40 @@ def import_file(store, fmt: str, path: Any, **options: Any) -> ImportReport:
     return ImportReport(**vars(result), counts=dict(batch.counts), repeats=list(batch.repeats))
 
 
-def import_labels(store, path: Any, *, dataset: str, judge: str, kind: str = "llm", notes: str = "") -> int:
+LABEL_COLUMNS = ("sample_id", "label", "label_ba", "prob_a", "scores", "scores_ba", "score_a", "score_b")
+
+
+def import_labels(store, path: Any, *, dataset: str, judge: str, kind: str = "llm", notes: str = "",
+                  columns: Mapping[str, str] | None = None, label_values: Any = None, swapped: Any = None,
+                  ba_mapped: Any = False, score_scale: Any = 1.0, replace: Any = False) -> int:
     """Labels of one judge for samples already stored; returns the number of labels written.
 
     Two layouts: the paper's upload format, a JSON list of "A" / "B" (or "tie"; null = no label)
     with one entry per sample in the dataset's order (``store.sample_ids(dataset)``); or a
-    table (CSV, JSONL, JSON list of objects, parquet) with ``sample_id``, ``label`` and an
-    optional ``prob_a`` column.
+    table (CSV, JSONL, JSON list of objects, parquet) with ``sample_id`` (our id, or the user's
+    own id given at import: the ``id`` column), ``label`` and the optional columns of one judge's
+    verdicts that ``parse_generic`` reads (``label_ba``, ``prob_a``, ``scores``, ``scores_ba``,
+    ``score_a``, ``score_b``; ``columns`` maps them to the file's names or nested paths;
+    ``swapped=FILE``: the swapped run in a second file of the same columns, matched by sample id).
+
+    A judge that already has labels on the dataset keeps them: a file that would change one, or
+    that names another kind than the stored one, is refused (``store.ConflictError``) unless
+    ``replace``, which replaces the judge's labels on the dataset (and its kind). A file whose
+    every label is empty is refused. Every bad row is reported at once.
     """
     path = Path(path)
     if kind not in JUDGE_KINDS:
         raise InputError(path, f"kind must be one of {', '.join(JUDGE_KINDS)}, not {_show(kind)}", field="kind")
     if not isinstance(judge, str) or not judge.strip():
         raise InputError(path, "the judge name must be a non-empty string", field="judge")
+    judge = _checked_name(path, judge, "judge")
+    columns = dict(columns or {})
+    unknown = sorted(set(columns) - set(LABEL_COLUMNS))
+    if unknown:
+        raise InputError(path, f"unknown column key(s) {', '.join(map(repr, unknown))} (known: {', '.join(LABEL_COLUMNS)})",
+                         field="columns")
+    vocab = _vocab_option(path, label_values)
+    scale = _scale_option(path, score_scale)
     ids = store.sample_ids(dataset)
     if not ids:
         raise InputError(path, f"dataset {dataset!r} has no samples in the store; import the samples first")
@@ -1621,31 +1655,77 @@ def import_labels(store, path: Any, *, dataset: str, judge: str, kind: str = "ll
         if len(data) != len(ids):
             raise InputError(path, f"{len(data)} labels for the {len(ids)} samples of dataset {dataset!r}: "
                                    "the list needs one label per sample, in the dataset's order")
-        labels = []
+        labels, problems = [], Problems(path)
         for n, (sid, value) in enumerate(zip(ids, data), 1):
-            choice = to_choice(_Row(path, n, {}), "label", value, AB_TIE)
-            if choice is not None:
-                labels.append(Label(sid, judge, choice, source=source))
+            with problems.row():
+                choice, strength = parse_verdict(_Row(path, n, {}), "label", value, vocab)
+                if choice is not None:
+                    labels.append(Label(sid, judge, choice, source=source, strength_ab=strength))
+        problems.raise_if_any()
     else:
-        rows = (_Row(path, n, obj) for n, obj in enumerate(data, 1)) if data is not None else _records(path)
-        labels = _label_table(rows, set(ids), dataset, judge, source)
-    return store.write_labels([Judge(judge, kind, notes=notes)], labels)
+        rows = (_Row(path, n, obj) for n, obj in enumerate(data, 1)) if data is not None else None
+        own = dict(store.conn.execute("SELECT source_id, id FROM samples WHERE dataset = ? AND source_id IS NOT NULL",
+                                      (dataset,)))
+        labels = _label_table(path, rows, set(ids), own, dataset, judge, source, columns, vocab, scale,
+                              swapped, _flag(ba_mapped))
+    if not labels:
+        raise InputError(path, "every label in the file is empty: nothing to import (a judge with no labels "
+                               "would be created)", field=columns.get("label", "label"))
+    return store.write_labels([Judge(judge, kind, notes=notes)], labels, dataset=dataset, replace=_flag(replace))
 
 
-def _label_table(rows, known: set[str], dataset: str, judge: str, source: str) -> list[Label]:
+def _label_table(path: Path, rows, known: set[str], own: dict[str, str], dataset: str, judge: str, source: str,
+                 columns: dict[str, str], vocab: Vocab, scale: float, swapped: Any, ba_mapped: bool) -> list[Label]:
+    col = {name: columns.get(name, name) for name in LABEL_COLUMNS}
+    ab_cols, ba_cols = _verdict_columns(columns)
+    has_ba = swapped is not None or "label_ba" in columns or "scores_ba" in columns
+    problems = Problems(path)
+    swapped_file, swapped_rows = (None, None)
+    if swapped is not None:
+        swapped_file, swapped_rows = _swapped_rows(path, swapped, col["sample_id"])
+
+    def resolve(rec: _Row) -> str:
+        raw = rec.require(col["sample_id"])
+        if isinstance(raw, (dict, list, bool, float)):
+            raise rec.error(col["sample_id"], f"must be a string or an integer, not {_type(raw)}")
+        sid = str(raw).strip()
+        if sid in known:
+            return sid
+        if sid in own:
+            return own[sid]
+        raise rec.error(col["sample_id"], f"unknown sample id {sid!r}: neither a sample id of dataset {dataset!r} "
+                                          "nor an id given at its import")
+
+    prob_col = "prob_a" in columns or not (columns.keys() & set(VERDICT_FIELDS))
     labels, first_row_of = [], {}
-    for rec in rows:
-        if not isinstance(rec.data, Mapping):
-            raise rec.error(None, f"expected an object, found {_type(rec.data)}")
-        sid = rec.text("sample_id")
-        if sid not in known:
-            raise rec.error("sample_id", f"unknown sample id {sid!r}: not a sample of dataset {dataset!r}")
-        if sid in first_row_of:
-            raise rec.error("sample_id", f"duplicate sample id {sid!r} (also in row {first_row_of[sid]})")
-        first_row_of[sid] = rec.n
-        choice = to_choice(rec, "label", rec.require("label"), AB_TIE)
-        prob_a = _probability(rec, "prob_a")
-        if choice is None and prob_a is None:
-            continue
-        labels.append(Label(sid, judge, choice or choice_from_prob(prob_a), prob_a, source=source))
+    try:
+        for i, rec in enumerate(rows if rows is not None else _records(path, problems)):
+            with problems.row():
+                if not isinstance(rec.data, Mapping):
+                    raise rec.error(None, f"expected an object, found {_type(rec.data)}")
+                sid = resolve(rec)
+                if sid in first_row_of:
+                    raise rec.error(col["sample_id"], f"duplicate sample {sid!r} (also in row {first_row_of[sid]})")
+                first_row_of[sid] = rec.n
+                if not (columns.keys() & set(VERDICT_FIELDS)):
+                    rec.require(col["label"])
+                for name in columns:
+                    rec.require(col[name])
+                ab = read_order(rec, ab_cols, vocab, swapped=False, scale=scale)
+                ba = None
+                if swapped_rows is not None:
+                    key = str(rec.require(col["sample_id"]))
+                    other = swapped_rows.get(key)
+                    if other is None:
+                        raise rec.error(col["sample_id"], f"no row for {key!r} in the swapped run's file {swapped_file.name}")
+                    ba = read_order(other, ab_cols, vocab, swapped=not ba_mapped, scale=scale)
+                elif has_ba:
+                    ba = read_order(rec, ba_cols, vocab, swapped=not ba_mapped, scale=scale)
+                fields = combine_orders(ab, ba, _probability(rec, col["prob_a"]) if prob_col else None)
+                if fields is None:
+                    continue
+                labels.append(Label(sid, judge, fields.pop("choice"), source=source, **fields))
+    except InputError as e:
+        problems.add(e)
+    problems.raise_if_any()
     return labels

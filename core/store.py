@@ -425,13 +425,16 @@ class Store:
                 " AND sample_id IN ({})", ids, prefix=[judge]
             ):
                 l = mine[sid]
-                if (choice, prob_a, ab, ba) != (l.choice, l.prob_a, l.verdict_ab, l.verdict_ba):
+                stored, new = (choice, prob_a, ab, ba), (l.choice, l.prob_a, l.verdict_ab, l.verdict_ba)
+                if stored != new:
                     changed += 1
-                    first = first or (sid, choice, l.choice)
+                    if first is None:
+                        k = next(i for i in range(4) if stored[i] != new[i])
+                        first = (sid, ("choice", "prob_a", "verdict_ab", "verdict_ba")[k], stored[k], new[k])
             if changed:
                 raise ConflictError(
                     f"judge {judge!r} already has labels here, and {changed:,} of them would change (sample "
-                    f"{first[0]}: stored {first[1]}, new {first[2]}); nothing was written. To replace this judge's "
+                    f"{first[0]}: {first[1]} stored {first[2]!r}, new {first[3]!r}); nothing was written. To replace this judge's "
                     "labels on the dataset, ask for it (--replace, or the page's confirmation); to keep both, "
                     "use another judge name")
 

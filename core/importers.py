@@ -214,8 +214,8 @@ def read_rows(path: Any, problems: Problems | None = None) -> Iterator[tuple[int
     if kind is None:
         raise InputError(p, f"unsupported file type {p.suffix or '(none)'!r}: expected .jsonl, .json, .csv, .tsv or .parquet")
     p = _checked_path(p)
-    if kind == "json" and _first_byte(p) == b"{":
-        kind = "jsonl"  # a .json file holding one object per line
+    if kind == "json" and _first_byte(p) == b"{" and _first_line_is_json(p):
+        kind = "jsonl"  # a .json file holding one object per line (else one object of lists of rows)
     if kind == "jsonl":
         return _jsonl_rows(p, problems)
     if kind == "json":
@@ -284,6 +284,20 @@ def _parse_json_checked(text: str) -> Any:
     return parse_json(text)
 
 
+def _first_line_is_json(path: Path) -> bool:
+    """Whether the first non-blank line of the file is a JSON value by itself (JSONL), not the
+    start of one document spread over lines."""
+    with path.open("rb") as f:
+        for raw in f:
+            if raw.strip(b" \t\r\n\xef\xbb\xbf"):
+                try:
+                    json.loads(raw.decode("utf-8-sig", "replace"))
+                    return True
+                except (ValueError, RecursionError):
+                    return False
+    return True
+
+
 def _decode(path: Path, raw: bytes, line: int, *, row: int | None) -> str:
     try:
         return raw.decode("utf-8-sig" if line == 1 else "utf-8")
@@ -343,8 +357,12 @@ def load_json(path: Any) -> Any:
 
 def _json_rows(path: Path, problems: Problems | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     data = load_json(path)
+    if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
+        # an object of lists of rows ({"length bias": [...], "concreteness": [...]}): the rows in
+        # order, each with the key it was listed under as the field "_key" (usable as a category)
+        data = [{"_key": k, **row} if isinstance(row, dict) else row for k, rows in data.items() for row in rows]
     if not isinstance(data, list):
-        raise InputError(path, f"expected a JSON list of objects, found {_type(data)}")
+        raise InputError(path, f"expected a JSON list of objects (or an object of such lists), found {_type(data)}")
     if not data:
         raise InputError(path, "no data rows")
     for n, obj in enumerate(data, 1):

@@ -1037,7 +1037,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = getattr(e, "lines", None)
         if callable(lines):  # importers.InputErrors: every problem of a file, one per line
             for line in lines():
-                print(line if line.startswith(" ") else f"error: {line}", file=sys.stderr)
+                print(f"error: {line.strip()}", file=sys.stderr)
             return 2
         msg = " ".join(str(e).split())
         print(f"error: {msg}", file=sys.stderr)

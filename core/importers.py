@@ -1463,20 +1463,25 @@ def parse_generic(path: Any, *, dataset: str | None = None, columns: Mapping[str
         if swapped is not None else (None, None)
     ba_mapped = _flag(ba_mapped)
 
+    mapped = [col[name] for name in columns if name not in ("chosen", "rejected") or pairs == "chosen_rejected"]
+
     def optional(rec: _Row, name: str, *, text: bool = False) -> Any:
-        """An optional column: None when absent, but a column the caller mapped must exist."""
-        if name in columns:
-            rec.require(col[name])
+        """An optional column: None when absent (a mapped column's presence is checked once per row)."""
         return rec.text(col[name], optional=True, scalars=True) if text else rec.get(col[name])
 
     prob_col = "prob_a" in columns or not (columns.keys() & set(VERDICT_FIELDS))
+    _check_orders(path, columns, swapped)
+    source = f"generic:{path.name}"
+    group_of = _memo(catalogue.group_for_scenario)
     problems = Problems(path)
     first_row_of: dict[str, int | None] = {}
     seen_categories: set[str] = set()
     labelled = 0
     try:
         for i, rec in enumerate(_records(path, problems)):
-            with problems.row():
+            try:
+                for c in mapped:  # a column the caller mapped must exist, even when empty
+                    rec.require(c)
                 query = rec.text(col["query"])
                 metadata: dict[str, Any] = {}
                 fields: dict[str, Any] = {}
@@ -1490,8 +1495,6 @@ def parse_generic(path: Any, *, dataset: str | None = None, columns: Mapping[str
                 else:
                     a = rec.text(col["response_a"], allow_empty=allow_empty)
                     bb = rec.text(col["response_b"], allow_empty=allow_empty)
-                    for name in ("label", "prob_a", "scores", "score_a", "score_b", "label_ba", "scores_ba"):
-                        optional(rec, name)
                     ab = read_order(rec, ab_cols, vocab, swapped=False, scale=scale)
                     ba = None
                     if swapped_rows is not None:
@@ -1509,25 +1512,24 @@ def parse_generic(path: Any, *, dataset: str | None = None, columns: Mapping[str
                         raise rec.error(col["id"], f"duplicate id {source_id!r} (also in row {first_row_of[source_id]})")
                     first_row_of[source_id] = rec.n
                 text = {name: optional(rec, name, text=True) for name in ("scenario", "scenario_group", "reference")}
-                for name in ("model_a", "model_b", "category"):
-                    optional(rec, name)
                 names = {name: rec.name(col[name], optional=True) for name in ("model_a", "model_b", "category")}
                 group = text["scenario_group"]
-                if group is not None and catalogue.group_for_scenario(group) is None:
+                if group is not None and group_of(group) is None:
                     raise rec.error(col["scenario_group"], f"unknown scenario group {_show(group)} (expected one of {', '.join(catalogue.group_keys())})")
                 category = names["category"]
                 if category is not None:
                     seen_categories.add(category)
                 s = b.sample(query, a, bb, model_a=names["model_a"], model_b=names["model_b"], reference=text["reference"],
                              scenario=text["scenario"], category=category,
-                             scenario_group=catalogue.group_for_scenario(group) or catalogue.group_for_scenario(text["scenario"])
-                             or _group_of(category, rules),
+                             scenario_group=group_of(group) or group_of(text["scenario"]) or _group_of(category, rules),
                              source_id=source_id, metadata=metadata)
                 if fields is None:
                     b.counts["no_verdict"] += 1
                 else:
                     labelled += 1
-                    b.label(s, judge, fields.pop("choice"), **fields, source=f"generic:{path.name}")
+                    b.label(s, judge, fields.pop("choice"), **fields, source=source)
+            except InputError as e:  # noted; the next row goes on, so that one rejection lists every problem
+                problems.add(e)
     except InputError as e:  # a file that cannot be read on (bad encoding, broken CSV quoting)
         problems.add(e)
     for pattern, _ in rules:
@@ -1560,6 +1562,29 @@ def _verdict_columns(columns: Mapping[str, str]) -> tuple[VerdictColumns, Verdic
         return columns.get(name) if explicit else name
 
     return VerdictColumns(c("label"), c("scores"), c("score_a"), c("score_b")), VerdictColumns(c("label_ba"), c("scores_ba"))
+
+
+def _memo(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``fn`` remembered per argument for one file (scenario names repeat on every row)."""
+    seen: dict[Any, Any] = {}
+
+    def call(x: Any) -> Any:
+        try:
+            return seen[x]
+        except KeyError:
+            seen[x] = fn(x)
+            return seen[x]
+        except TypeError:  # unhashable: not a name anyway
+            return fn(x)
+    return call
+
+
+def _check_orders(path: Path, columns: Mapping[str, str], swapped: Any) -> None:
+    """A swapped run without the run with A shown first is a mapping mistake: when any verdict
+    field is mapped only mapped fields are read, so ``label`` must be mapped beside ``label_ba``."""
+    if ("label_ba" in columns or "scores_ba" in columns) and not columns.keys() & {"label", "scores", "score_a", "score_b"}:
+        raise InputError(path, "the verdict with B shown first is mapped (label_ba / scores_ba) but not the one with A "
+                               "shown first: map it too (e.g. --map label=label or --map scores=...)", field="label")
 
 
 def _scale_option(path: Path, value: Any) -> float:
@@ -1715,10 +1740,11 @@ def _label_table(path: Path, rows, known: set[str], own: dict[str, str], dataset
                                           "nor an id given at its import")
 
     prob_col = "prob_a" in columns or not (columns.keys() & set(VERDICT_FIELDS))
+    _check_orders(path, columns, swapped)
     labels, first_row_of = [], {}
     try:
         for i, rec in enumerate(rows if rows is not None else _records(path, problems)):
-            with problems.row():
+            try:
                 if not isinstance(rec.data, Mapping):
                     raise rec.error(None, f"expected an object, found {_type(rec.data)}")
                 sid = resolve(rec)
@@ -1743,6 +1769,8 @@ def _label_table(path: Path, rows, known: set[str], own: dict[str, str], dataset
                 if fields is None:
                     continue
                 labels.append(Label(sid, judge, fields.pop("choice"), source=source, **fields))
+            except InputError as e:  # noted; the next row goes on
+                problems.add(e)
     except InputError as e:
         problems.add(e)
     problems.raise_if_any()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -51,12 +52,17 @@ class NameError_(ValueError):
 
 
 def normalise_name(value: Any, what: str = "name") -> str:
+    if isinstance(value, str):
+        return _normalise_name(value, what)
+    raise NameError_(f"the {what} must be a string, not {type(value).__name__}")
+
+
+@functools.lru_cache(maxsize=65536)  # names repeat on every row of a file: model names, categories
+def _normalise_name(value: str, what: str) -> str:
     """A dataset, judge or model name as stored: NFKC (full-width and compatibility forms folded),
     runs of whitespace made one space, trimmed. Refused (``NameError_``, saying which character
     and where): empty, longer than ``NAME_MAX``, or holding control, zero-width, bidirectional or
     other invisible characters, which would make two names look identical or garble a terminal."""
-    if not isinstance(value, str):
-        raise NameError_(f"the {what} must be a string, not {type(value).__name__}")
     name = unicodedata.normalize("NFKC", value)
     for i, ch in enumerate(name):
         cat = unicodedata.category(ch)

@@ -86,19 +86,20 @@ def main() -> None:
             ["labels", str(scores), "--dataset", "bench", "--judge", "bench-judge-2", "--map", "scores=scores",
              "--map", "scores_ba=scores_ba"],
         ]
-        wall, times = 0.0, []
+        wall, step_times = 0.0, []
         for step in steps:
             t = time.perf_counter()
             res = subprocess.run([sys.executable, "-m", "core", "--store", str(store), *step],
                                  cwd=ROOT, capture_output=True, text=True)
-            times.append(time.perf_counter() - t)
+            step_times.append(time.perf_counter() - t)
             if res.returncode:
                 raise SystemExit(res.stderr)
             print(res.stdout.strip())
-        wall = sum(times)
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"import: {wall:.1f} s wall (pairs + judge 1 in both orders {times[0]:.1f} s, judge 2's scores "
-              f"{times[1]:.1f} s), peak RSS {peak_mb:.0f} MB, store {store.stat().st_size / 1e6:.0f} MB")
+        wall = sum(step_times)
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak_mb, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+        print(f"import: {wall:.1f} s wall, {cpu:.1f} s CPU (pairs + judge 1 in both orders {step_times[0]:.1f} s, judge 2's scores "
+              f"{step_times[1]:.1f} s), peak RSS {peak_mb:.0f} MB, store {store.stat().st_size / 1e6:.0f} MB")
         from core.store import Store
 
         with Store(store) as s:
@@ -118,7 +119,7 @@ def main() -> None:
         out = ROOT / "benchmarks" / "results"
         out.mkdir(parents=True, exist_ok=True)
         (out / "import.json").write_text(json.dumps(
-            {"pairs": args.pairs, "judges": 2, "both_orders": True, "import_s": wall, "step_s": times,
+            {"pairs": args.pairs, "judges": 2, "both_orders": True, "import_s": wall, "import_cpu_s": cpu, "step_s": step_times,
              "peak_rss_mb": peak_mb,
              "search_median_ms": statistics.median(times), "search_max_ms": max(times)}, indent=2))
 

@@ -1775,3 +1775,62 @@ def _label_table(path: Path, rows, known: set[str], own: dict[str, str], dataset
         problems.add(e)
     problems.raise_if_any()
     return labels
+
+
+# ---------------------------------------------------------------------------- uploads (the dashboard's import)
+
+UPLOAD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
+
+
+def save_upload(store_path: Any, filename: str, content: bytes) -> Path:
+    """Keep an uploaded file beside the store (``uploads/<content hash>-<name>``) for an import job
+    to read: the same content gives the same path, so the same upload is the same job. The name is
+    reduced to safe characters; its suffix must be one the importers read."""
+    name = Path(str(filename)).name
+    suffix = Path(name).suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        raise InputError(name or "upload", f"unsupported file type {suffix or '(none)'!r}: expected one of "
+                                           f"{', '.join(UPLOAD_SUFFIXES)}")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:80].strip("._") or "upload"
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    folder = Path(store_path).resolve().parent / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{digest}-{stem}{suffix}"
+    if not path.exists():
+        part = path.with_name(path.name + ".part")
+        part.write_bytes(content)
+        part.replace(path)
+    return path
+
+
+def preview_rows(path: Any, n: int = 5) -> tuple[list[str], list[dict[str, Any]]]:
+    """The column names (of the first rows) and the first ``n`` rows of a file, for a mapping form."""
+    rows, names = [], {}
+    for _, row in read_rows(path):
+        rows.append(row)
+        names.update(dict.fromkeys(row))
+        if len(rows) >= n:
+            break
+    return list(names), rows
+
+
+def check_file(fmt: str, path: Any, **options: Any) -> ParsedFile:
+    """Parse and validate without writing (``parse_file``): the full validation report of an upload."""
+    return parse_file(fmt, path, **options)
+
+
+def run_import(store, params: Mapping[str, Any], progress: Callable[[str, int, int], None] | None = None) -> ImportReport:
+    """An import job's work: ``params`` = {"format", "path", "options"} (``dataset`` lives in the
+    options). Steps: read and check every row, then write it all in one transaction."""
+    options = dict(params.get("options") or {})
+    if progress:
+        progress("reading and checking the file", 0, 2)
+    replace = options.pop("replace", False)
+    batch = parse_file(params["format"], params["path"], **options)
+    if progress:
+        progress(f"writing {len(batch.samples):,} samples and {len(batch.labels):,} labels", 1, 2)
+    result = store.write_batch(batch, replace=_flag(replace))
+    report = ImportReport(**vars(result), counts=dict(batch.counts), repeats=list(batch.repeats))
+    if progress:
+        progress("done", 2, 2)
+    return report

@@ -280,7 +280,7 @@ def fit_form(prefix: str, overview: dict, *, default_judges: list[str] | None = 
 # ---------------------------------------------------------------- adding a judge from a file
 
 
-def import_labels(filename: str, content: bytes, *, dataset: str, judge: str, kind: str) -> int:
+def import_labels(filename: str, content: bytes, *, dataset: str, judge: str, kind: str, replace: bool = False) -> int:
     """Add a judge's labels from an uploaded file (``core.importers.import_labels``): written to a
     temporary file named like the upload, so an error names the file; all or nothing."""
     name = Path(filename).name or "labels"
@@ -288,4 +288,4 @@ def import_labels(filename: str, content: bytes, *, dataset: str, judge: str, ki
         path = Path(tmp) / name
         path.write_bytes(content)
         return importers.import_labels(data.store(), path, dataset=dataset, judge=judge.strip(), kind=kind,
-                                       notes=f"uploaded labels ({name})")
+                                       notes=f"uploaded labels ({name})", replace=replace)

@@ -194,14 +194,15 @@ def delete_section() -> None:
         st.warning(plain(e))
         return
     st.markdown("**This removes:** " + ", ".join(f"{n:,} {table}" for table, n in plan.items() if n))
-    sure = st.checkbox("I understand; delete it (a backup is taken first)", key="own_del_sure")
+    nonce = st.session_state.get("own_del_nonce", 0)  # a new checkbox after each deletion: confirm every time
+    sure = st.checkbox("I understand; delete it (a backup is taken first)", key=f"own_del_sure_{nonce}")
     if st.button("Delete", type="primary", key="own_del_go", disabled=not sure, icon=":material/delete:"):
         try:
             removed, backup = s.delete(what, name, dataset=dataset)
         except ValueError as e:
             st.error(plain(e))
             return
-        st.session_state["own_del_sure"] = False
+        st.session_state["own_del_nonce"] = nonce + 1
         workbench.flash("Deleted: " + ", ".join(f"{n:,} {t}" for t, n in removed.items() if n)
                         + f". The store as it was is kept in {backup.name}.")
         st.rerun()

@@ -24,6 +24,18 @@ def _store(args):
     return Store(args.store) if args.store else Store()
 
 
+def _inert(text: Any) -> str:
+    """Dataset text for a terminal: control characters (an ANSI escape would recolour or move the
+    cursor) and invisible formatting characters (bidirectional overrides) shown as escapes."""
+    import unicodedata
+
+    text = "" if text is None else str(text)
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(ch if ch == " " or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp", "Co", "Cs")
+                   else ascii(ch)[1:-1] for ch in text)
+
+
 def _pairs(items: Sequence[str] | None, what: str) -> dict[str, str]:
     out = {}
     for item in items or ():
@@ -193,7 +205,7 @@ def cmd_search(args) -> int:
         hits = store.search(args.text, dataset=args.dataset, limit=args.limit)
     for h in hits:
         query = " ".join(h["query"].split())[:100]
-        print(f"{h['id']}  {h['dataset']}  {h['scenario_group'] or '-'}  {query}")
+        print(_inert(f"{h['id']}  {h['dataset']}  {h['scenario_group'] or '-'}  {query}"))
     if not hits:
         print("no match")
     return 0
@@ -215,7 +227,7 @@ def _sample_filter(store, args):
     if unknown:
         raise CLIError(f"no labels from judge(s) {', '.join(map(repr, unknown))} on dataset {dataset!r}")
     attrs = tuple(a for spec in args.attr or () for a in spec.split(",") if a)
-    f = SampleFilter(dataset=dataset, scenario=args.scenario, case=args.case, judge=args.judge,
+    f = SampleFilter(dataset=dataset, scenario=args.scenario, case=args.case, judge=args.judge, category=args.category,
                      disagree=tuple(disagree), attributes=attrs,
                      feature_source=(args.features or _default_feature_source(store, dataset)) if attrs else None,
                      direction=args.direction, include_excluded=args.include_excluded, text=args.search)
@@ -243,13 +255,14 @@ def _show_sample(store, args) -> int:
         print(json.dumps(out, indent=2, default=str))
         return 0
     cases = ", ".join(k for k, v in (s.get("cases") or {}).items() if v) or "none"
-    print(f"sample {s['id']} (dataset {s['dataset']}, #{s['position'] + 1}); scenario group "
-          f"{s.get('scenario_group') or '-'}; query cases: {cases}; models {s.get('model_a') or '?'} vs {s.get('model_b') or '?'}")
-    print("query: " + " ".join(s["query"].split())[:300])
+    print(_inert(f"sample {s['id']} (dataset {s['dataset']}, #{s['position'] + 1}); scenario group "
+                 f"{s.get('scenario_group') or '-'}; query cases: {cases}; models {s.get('model_a') or '?'} vs "
+                 f"{s.get('model_b') or '?'}" + (f"; category {s['category']}" if s.get("category") else "")))
+    print("query: " + _inert(" ".join(s["query"].split())[:300]))
     for v in view.votes:
         p = f"P(A) {v['prob_a']:.3f}" if v["prob_a"] is not None else ""
         orders = f"A first {v['verdict_ab']}, B first {v['verdict_ba']}" if v["verdict_ab"] or v["verdict_ba"] else ""
-        print(f"  vote {v['judge']:<28} {v['choice']:<4} {p:<12} {orders}")
+        print(_inert(f"  vote {v['judge']:<28} {v['choice']:<4} {p:<12} {orders}"))
     if ex is not None:
         if ex.contributions is None:
             print(f"contributions: {ex.problem}")
@@ -280,7 +293,7 @@ def cmd_samples(args) -> int:
     for r in rows:
         choices = " ".join(f"{j}={c or '-'}" for j, c in r["choices"].items())
         feats = " ".join(f"{a}={v:+d}" for a, v in r["features"].items() if v is not None)
-        print(f"{r['id']}  #{r['position'] + 1:<6} {r['scenario_group'] or '-':<18} {choices} {feats}  {r['query'][:80]}")
+        print(_inert(f"{r['id']}  #{r['position'] + 1:<6} {r['scenario_group'] or '-':<18} {choices} {feats}  {r['query'][:80]}"))
     return 0
 
 
@@ -869,6 +882,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "contribution to that judge's predicted choice (from its stored profile).")
     sp.add_argument("--dataset", help="default: the first dataset with samples")
     sp.add_argument("--scenario", help="a scenario group")
+    sp.add_argument("--category", help="one of the dataset's own categories (from a category column at import)")
     sp.add_argument("--case", help="a query case (intent_unclear, express_feeling, w_constraints, w_stances, w_mistakes)")
     sp.add_argument("--scope", help="a profile scope: all, a scenario group or a query case (filters the list; "
                                     "with --show, the profile used)")

@@ -461,3 +461,14 @@ def test_delete_each_kind_leaves_nothing_orphaned_and_keeps_a_backup(store_path,
         with pytest.raises(ValueError, match="no dataset"):
             s.delete_plan("dataset", dataset)
     assert profile["id"]
+
+
+def test_dataset_text_reaches_the_terminal_inert(tmp_path, store, capsys):
+    rows = [{"query": "evil \x1b[2J\x1b[31mred\u202e txt", "response_a": "a", "response_b": "b", "label": "A",
+             "category": "law"}]
+    import_file(store, "generic", jsonl(tmp_path / "p.jsonl", rows), dataset="d")
+    code, out, _ = run_cli(capsys, "--store", store.path, "samples", "--dataset", "d", "--category", "law")
+    assert code == 0 and "1 samples" in out
+    assert "\x1b" not in out and "\u202e" not in out and "\\x1b[2J" in out and "\\u202e" in out
+    code, out, _ = run_cli(capsys, "--store", store.path, "search", "evil")
+    assert code == 0 and "\x1b" not in out and "\\x1b[31mred" in out

@@ -871,15 +871,20 @@ def parse_autoj(path: Any, *, dataset: str = "autoj-pairwise", outputs: Any = No
             orders[order] = (p, [to_choice(rec, "output", rec.require("output"), vocab) for rec in _records(p)])
     human = b.judge("autoj-human", "human", notes="Auto-J test set human labels (ties kept)")
     autoj = b.judge("auto-j-13b", "llm", size_b=13, notes="Auto-J-13B, verdicts in both presentation orders")
-    for i, rec in enumerate(_records(path)):
-        scenario = rec.text("scenario")
-        s = b.sample(rec.text("prompt"), rec.text("response 1", allow_empty=True), rec.text("response 2", allow_empty=True),
-                     scenario=scenario, scenario_group=catalogue.group_for_scenario(scenario))
-        b.label(s, human, to_choice(rec, "label", rec.require("label"), AUTOJ), source="autoj:label")
-        ab, ba = (orders[o][1][i] if o in orders and i < len(orders[o][1]) else None for o in ("ab", "ba"))
-        combined = combine_verdicts(ab, ba)
-        if combined:
-            b.label(s, autoj, combined[0], prob_a=combined[1], verdict_ab=ab, verdict_ba=ba, source="autoj:outputs")
+    problems = Problems(path)
+    for i, rec in enumerate(_records(path, problems)):
+        try:
+            scenario = rec.text("scenario")
+            s = b.sample(rec.text("prompt"), rec.text("response 1", allow_empty=True), rec.text("response 2", allow_empty=True),
+                         scenario=scenario, scenario_group=catalogue.group_for_scenario(scenario))
+            b.label(s, human, to_choice(rec, "label", rec.require("label"), AUTOJ), source="autoj:label")
+            ab, ba = (orders[o][1][i] if o in orders and i < len(orders[o][1]) else None for o in ("ab", "ba"))
+            combined = combine_verdicts(ab, ba)
+            if combined:
+                b.label(s, autoj, combined[0], prob_a=combined[1], verdict_ab=ab, verdict_ba=ba, source="autoj:outputs")
+        except InputError as e:  # noted; the next row goes on, so one rejection lists every problem
+            problems.add(e)
+    problems.raise_if_any()
     rows = b.counts["rows"]
     for p, verdicts in orders.values():
         if len(verdicts) != rows:
@@ -927,36 +932,41 @@ def parse_pandalm(path: Any, *, dataset: str = "pandalm-test", gpt35: Any = None
             llm_results.append((judge, _by_idx(p, key, vocab)))
     annotators = [b.judge(f"pandalm-annotator{k}", "human", notes=f"PandaLM human annotator {k}") for k in (1, 2, 3)]
     majority = b.judge("pandalm-human-majority", "human", notes="Majority of PandaLM's three annotators (no majority: tie)")
-    for rec in _records(path):
-        idx = rec.require("idx")
-        if not isinstance(idx, (int, str)) or isinstance(idx, bool) or str(idx) == "":
-            raise rec.error("idx", f"must be an integer or a string, not {_show(idx)}")
-        key = str(idx)
-        parts = [rec.text("instruction", allow_empty=True), rec.text("input", optional=True, allow_empty=True) or ""]
-        query = "\n\n".join(p for p in parts if p.strip())  # one row has a blank instruction and all in input
-        if not query:
-            raise rec.error("instruction", "is empty, and so is the input")
-        model_a, model_b = _split_models(rec, "cmp_key")
-        s = b.sample(
-            query,
-            rec.text("response1", allow_empty=True, scalars=True),
-            rec.text("response2", allow_empty=True, scalars=True),
-            model_a=model_a, model_b=model_b, source_id=key,
-            metadata={"idx": idx, "motivation_app": rec.text("motivation_app", optional=True)},
-        )
-        votes = [to_choice(rec, f"annotator{k}", rec.require(f"annotator{k}"), PANDALM) for k in (1, 2, 3)]
-        for judge, vote in zip(annotators, votes):
-            b.label(s, judge, vote, source="pandalm:annotator")
-        if None not in votes:
-            top, n = Counter(votes).most_common(1)[0]
-            prob_a = (votes.count("A") + 0.5 * votes.count("tie")) / 3
-            b.label(s, majority, top if n >= 2 else "tie", prob_a=prob_a, source="pandalm:majority")
-        for judge, (aux_path, results) in llm_results:
-            if key not in results:
-                raise InputError(aux_path, f"has no row with idx {key!r} (row {rec.n} of {path.name})", field="idx")
-            if results[key] is None:
-                b.counts[f"unparsable:{judge}"] += 1
-            b.label(s, judge, results[key], source=f"pandalm:{aux_path.name}")
+    problems = Problems(path)
+    for rec in _records(path, problems):
+        try:
+            idx = rec.require("idx")
+            if not isinstance(idx, (int, str)) or isinstance(idx, bool) or str(idx) == "":
+                raise rec.error("idx", f"must be an integer or a string, not {_show(idx)}")
+            key = str(idx)
+            parts = [rec.text("instruction", allow_empty=True), rec.text("input", optional=True, allow_empty=True) or ""]
+            query = "\n\n".join(p for p in parts if p.strip())  # one row has a blank instruction and all in input
+            if not query:
+                raise rec.error("instruction", "is empty, and so is the input")
+            model_a, model_b = _split_models(rec, "cmp_key")
+            s = b.sample(
+                query,
+                rec.text("response1", allow_empty=True, scalars=True),
+                rec.text("response2", allow_empty=True, scalars=True),
+                model_a=model_a, model_b=model_b, source_id=key,
+                metadata={"idx": idx, "motivation_app": rec.text("motivation_app", optional=True)},
+            )
+            votes = [to_choice(rec, f"annotator{k}", rec.require(f"annotator{k}"), PANDALM) for k in (1, 2, 3)]
+            for judge, vote in zip(annotators, votes):
+                b.label(s, judge, vote, source="pandalm:annotator")
+            if None not in votes:
+                top, n = Counter(votes).most_common(1)[0]
+                prob_a = (votes.count("A") + 0.5 * votes.count("tie")) / 3
+                b.label(s, majority, top if n >= 2 else "tie", prob_a=prob_a, source="pandalm:majority")
+            for judge, (aux_path, results) in llm_results:
+                if key not in results:
+                    raise InputError(aux_path, f"has no row with idx {key!r} (row {rec.n} of {path.name})", field="idx")
+                if results[key] is None:
+                    b.counts[f"unparsable:{judge}"] += 1
+                b.label(s, judge, results[key], source=f"pandalm:{aux_path.name}")
+        except InputError as e:  # noted; the next row goes on, so one rejection lists every problem
+            problems.add(e)
+    problems.raise_if_any()
     return b.finish()
 
 
@@ -995,26 +1005,30 @@ def parse_alpaca_eval(path: Any, *, dataset: str | None = None, judge: str | Non
         dataset = f"alpaca_eval-{generators[0]}"
     b = _Builder(Dataset(dataset, source=f"tatsu-lab/alpaca_eval annotations ({path.parent.name})", licence="CC BY-NC 4.0",
                          description="AlpacaEval instructions; A is the baseline (output_1), B the evaluated model."), path)
+    problems = Problems(path)
     for rec in rows:
-        a, bb = rec.text("output_1", allow_empty=True), rec.text("output_2", allow_empty=True)
-        pref = rec.number("preference")
-        identical = pref == 0 or a == bb
-        metadata = {"source_dataset": rec.text("dataset", optional=True)}
-        if identical:
-            metadata["identical_outputs"] = True
-        s = b.sample(rec.text("instruction"), a, bb, model_a=rec.text("generator_1"), model_b=rec.text("generator_2"),
-                     metadata={k: v for k, v in metadata.items() if v is not None})
-        name = judge or rec.text("annotator")
-        b.judge(name, "llm", notes="AlpacaEval annotator configuration")
-        if pref is None:
-            b.counts["failed"] += 1
-        elif pref == 0:
-            b.counts["identical_outputs"] += 1
-        elif 1.0 <= pref <= 2.0:
-            discrete = _ALPACA_DISCRETE.get(pref)
-            b.label(s, name, discrete, prob_a=None if discrete else 2.0 - pref, source="alpaca_eval:preference")
-        else:
-            raise rec.error("preference", f"must be 1, 2, 1.5, a value in [1, 2], 0 or null, not {_show(rec.get('preference'))}")
+        try:
+            a, bb = rec.text("output_1", allow_empty=True), rec.text("output_2", allow_empty=True)
+            pref = rec.number("preference")
+            identical = pref == 0 or a == bb
+            metadata = {"source_dataset": rec.text("dataset", optional=True)}
+            if identical:
+                metadata["identical_outputs"] = True
+            s = b.sample(rec.text("instruction"), a, bb, model_a=rec.text("generator_1"), model_b=rec.text("generator_2"),
+                         metadata={k: v for k, v in metadata.items() if v is not None})
+            name = b.judge(judge or rec.text("annotator"), "llm", notes="AlpacaEval annotator configuration")
+            if pref is None:
+                b.counts["failed"] += 1
+            elif pref == 0:
+                b.counts["identical_outputs"] += 1
+            elif 1.0 <= pref <= 2.0:
+                discrete = _ALPACA_DISCRETE.get(pref)
+                b.label(s, name, discrete, prob_a=None if discrete else 2.0 - pref, source="alpaca_eval:preference")
+            else:
+                raise rec.error("preference", f"must be 1, 2, 1.5, a value in [1, 2], 0 or null, not {_show(rec.get('preference'))}")
+        except InputError as e:  # noted; the next row goes on, so one rejection lists every problem
+            problems.add(e)
+    problems.raise_if_any()
     return b.finish()
 
 
@@ -1138,9 +1152,14 @@ def parse_hf(path: Any, *, dataset: str = "preference-dissection", revision: str
     b = _Builder(Dataset(dataset, source=f"GAIR/preference-dissection ({Path(name).name})", licence="CC-BY-NC-4.0",
                          description="5,240 Chatbot Arena pairs with the paper's property annotations and 33 judges."),
                  files[0])
+    problems = Problems(files[0])
     for file in files:
-        for rec in _records(file):
-            _hf_row(b, rec, file)
+        for rec in _records(file, problems):
+            try:
+                _hf_row(b, rec, file)
+            except InputError as e:  # noted; the next row goes on, so one rejection lists every problem
+                problems.add(e)
+    problems.raise_if_any()
     return b.finish()
 
 
@@ -1266,16 +1285,21 @@ def parse_arena(path: Any, *, dataset: str = "chatbot-arena") -> ParsedFile:
     b = _Builder(Dataset(dataset, source=f"Chatbot Arena conversations ({path.name})",
                          description="Real user conversations with two anonymous models and the user's vote."), path)
     crowd = b.judge("arena-crowd", "human", notes="Chatbot Arena users' votes")
-    for rec in _records(path):
-        if rec.has("conversation_a"):
-            s = _arena_conversation(b, rec)
-        elif rec.has("prompt") or rec.has("response_a"):
-            s = _arena_paper_row(b, rec)
-        else:
-            raise rec.error("conversation_a", "missing: expected Chatbot Arena fields (conversation_a, conversation_b) "
-                                              "or the paper's (prompt, response_a, response_b)")
-        winner = rec.require("winner")
-        b.label(s, crowd, to_choice(rec, "winner", winner, ARENA_WINNER), source=f"arena:{winner}")
+    problems = Problems(path)
+    for rec in _records(path, problems):
+        try:
+            if rec.has("conversation_a"):
+                s = _arena_conversation(b, rec)
+            elif rec.has("prompt") or rec.has("response_a"):
+                s = _arena_paper_row(b, rec)
+            else:
+                raise rec.error("conversation_a", "missing: expected Chatbot Arena fields (conversation_a, conversation_b) "
+                                                  "or the paper's (prompt, response_a, response_b)")
+            winner = rec.require("winner")
+            b.label(s, crowd, to_choice(rec, "winner", winner, ARENA_WINNER), source=f"arena:{winner}")
+        except InputError as e:  # noted; the next row goes on, so one rejection lists every problem
+            problems.add(e)
+    problems.raise_if_any()
     return b.finish()
 
 

@@ -472,3 +472,13 @@ def test_dataset_text_reaches_the_terminal_inert(tmp_path, store, capsys):
     assert "\x1b" not in out and "\u202e" not in out and "\\x1b[2J" in out and "\\u202e" in out
     code, out, _ = run_cli(capsys, "--store", store.path, "search", "evil")
     assert code == 0 and "\x1b" not in out and "\\x1b[31mred" in out
+
+
+def test_the_benchmark_formats_list_every_bad_row_too(tmp_path, store):
+    good = {"conversation_a": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+            "conversation_b": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}],
+            "model_a": "m1", "model_b": "m2", "winner": "model_a"}
+    rows = [good, {**good, "winner": "nobody"}, {**good, "model_a": 5}, {k: v for k, v in good.items() if k != "winner"}]
+    with pytest.raises(InputErrors) as info:
+        import_file(store, "arena", jsonl(tmp_path / "arena.jsonl", rows))
+    assert [(e.row, e.field) for e in info.value.problems] == [(2, "winner"), (3, "model_a"), (4, "winner")]

@@ -404,6 +404,7 @@ def cmd_judge(args) -> int:
     if not (settings.key_is_set or settings.base_url):
         raise CLIError("no LLM configured: set PREFDISSECT_LLM_API_KEY (or OPENAI_API_KEY) and/or PREFDISSECT_LLM_BASE_URL")
     with _store(args) as store:
+        args.judge = store.judge_name(args.judge)
         samples = _samples_or_fail(store, args)
         both = not args.single_order
         est = annotate.estimate(store, samples, settings, both_orders=both, planner=judges.plan_judge_requests)
@@ -461,6 +462,8 @@ def _jobs_submit_or_show(args) -> int:
             params["llm"] = LLMSettings.from_env().public()
         if args.submit == "judge" and not params.get("judge"):
             raise CLIError('a judge job needs "judge": the name to store the labels under')
+        if args.submit == "judge":
+            params["judge"] = store.judge_name(params["judge"])
         total = 0 if args.submit == "fit" else len(jobs.select_samples(store, params))
         job, pid = jobs.launch(store, args.submit, params, total=total, budget=args.budget)
     if pid:

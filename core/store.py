@@ -382,6 +382,15 @@ class Store:
              for l in labels],
         )
 
+    def judge_name(self, name: str) -> str:
+        """A judge name as it will be stored (``records.normalise_name``); ValueError when it cannot
+        be one, ConflictError when it differs from a stored judge's name only by case."""
+        from .records import normalise_name
+
+        name = normalise_name(name, "judge name")
+        self._check_names(None, [Judge(name, "llm")])
+        return name
+
     def _check_names(self, dataset: str | None, judges: Iterable[Judge], models: set[str] = frozenset()) -> None:
         """Refuse a name that differs from a stored (or another new) one only by case: two judges
         that look alike would split one judge's labels, or merge two."""

@@ -124,11 +124,15 @@ def import_section() -> None:
             options["label_values"] = values.strip()
         if groups.strip():
             options["category_groups"] = groups.strip()
-        c1, c2 = st.columns(2)
+        c1, c2, c3 = st.columns(3)
         if c1.checkbox("Keep empty responses (allow_empty)", key="own_empty"):
             options["allow_empty"] = True
         if c2.checkbox("label_ba is already in A/B terms (ba_mapped)", key="own_ba_mapped"):
             options["ba_mapped"] = True
+        scale = c3.number_input("Score scale (P(A) = sigmoid((score A - score B) / scale))", min_value=0.001,
+                                value=1.0, key="own_scale")
+        if scale != 1.0:
+            options["score_scale"] = scale
     replace = st.checkbox("Replace this judge's labels on the dataset if the file changes them", key="own_replace",
                           help="without it, a file that would change a stored label, or a judge's kind, is refused")
     if st.button("Check the file", key="own_check", icon=":material/fact_check:"):

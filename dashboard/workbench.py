@@ -19,6 +19,7 @@ import streamlit as st
 
 from core import importers, jobs
 from core.llm import KEY_ENVS, LLMSettings
+from core.store import category_scope
 from dashboard import auth, data
 from dashboard.render import plain
 
@@ -142,6 +143,12 @@ def show_flash() -> None:
 
 def start(kind: str, params: dict, *, total: int = 0, budget: float | None = None, watch_key: str = "watch") -> None:
     """Submit the job (or run a finished one again) and start a worker unless one is on it."""
+    if kind == "judge" and params.get("judge"):
+        try:  # the name as it will be stored; refused when it only differs by case from a stored judge's
+            params = {**params, "judge": data.store().judge_name(params["judge"])}
+        except ValueError as e:
+            st.error(str(e))
+            return
     job, pid = jobs.launch(data.store(), kind, params, total=total, budget=budget, env=worker_env())
     st.session_state[f"{watch_key}_next"] = job.id
     if pid:
@@ -265,8 +272,13 @@ def fit_form(prefix: str, overview: dict, *, default_judges: list[str] | None = 
     default = [j for j in (default_judges or []) if j in judge_names] or None
     chosen = st.multiselect("Judges", judge_names, default=None if k in st.session_state else default, key=k,
                             placeholder="every judge with labels")
-    scopes = st.multiselect("Scopes", data.fit_scopes(), key=f"{prefix}_scopes",
-                            placeholder="every scope: all, the scenario groups, the query cases")
+    own = [category_scope(c) for c in data.sample_options(data.fingerprint(), dataset).categories]
+    k = f"{prefix}_scopes"
+    if k in st.session_state:  # a category scope of another dataset is not offered here
+        st.session_state[k] = [x for x in st.session_state[k] if x in data.fit_scopes() or x in own]
+    scopes = st.multiselect("Scopes", data.fit_scopes() + own, key=k,
+                            placeholder="every scope: all, the scenario groups, the query cases",
+                            help="category:NAME scopes are the dataset's own categories (fitted only when chosen)")
     method = st.radio("Method", ["fast", "exact"], horizontal=True, key=f"{prefix}_method",
                       help="fast: batched HMC, checked against NUTS; exact: NUTS (slower)")
     force = st.checkbox("Refit even when the inputs did not change", key=f"{prefix}_force")

@@ -482,3 +482,12 @@ def test_the_benchmark_formats_list_every_bad_row_too(tmp_path, store):
     with pytest.raises(InputErrors) as info:
         import_file(store, "arena", jsonl(tmp_path / "arena.jsonl", rows))
     assert [(e.row, e.field) for e in info.value.problems] == [(2, "winner"), (3, "model_a"), (4, "winner")]
+
+
+def test_a_judge_to_collect_gets_a_checked_name(seeded, capsys):
+    with pytest.raises(ConflictError, match="existing judge 'crowd'"):
+        seeded.judge_name("CROWD")
+    assert seeded.judge_name(" my\u00a0judge ") == "my judge"
+    code, _, err = run_cli(capsys, "--store", seeded.path, "jobs", "--submit", "judge", "--params",
+                           json.dumps({"dataset": "d", "judge": "bad\u200bname"}))
+    assert code == 2 and "invisible" in err

@@ -147,13 +147,20 @@ class Sample:
 
     category: str | None = None  # the user's own category (any taxonomy), as in the data
 
+    #: the id this pair had before texts were normalised (set only when normalising changed them),
+    #: so a store imported earlier finds its sample again instead of adding the pair twice
+    legacy_id: str | None = None
+
     def __post_init__(self):
+        raw = (self.query, self.response_a, self.response_b)
         self.query = normalise_text(self.query)
         self.response_a = normalise_text(self.response_a)
         self.response_b = normalise_text(self.response_b)
         self.reference = normalise_text(self.reference)
         if not self.id:
             self.id = _content_id(self.dataset, self.query, self.response_a, self.response_b, self.occurrence)
+            if raw != (self.query, self.response_a, self.response_b):
+                self.legacy_id = _content_id(self.dataset, *raw, self.occurrence)
 
     def row(self, position: int) -> dict[str, Any]:
         return {

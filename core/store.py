@@ -314,6 +314,7 @@ class Store:
         ds = batch.dataset
         with self.writing():
             c = self.conn
+            batch = self._legacy_ids(batch)
             self._check_names(ds.name, batch.judges, {m for s in batch.samples for m in (s.model_a, s.model_b) if m})
             self._check_label_changes(batch.judges, batch.labels, ds.name, replace=replace)
             c.execute(
@@ -355,6 +356,24 @@ class Store:
             judges=[j.name for j in batch.judges],
             features_written=len(batch.features),
         )
+
+    def _legacy_ids(self, batch: ImportBatch) -> ImportBatch:
+        """The batch with a pair stored before texts were normalised (under the id of its raw text)
+        pointing at that stored sample: its labels and features go there, and it is not added again."""
+        from dataclasses import replace
+
+        legacy = {s.legacy_id: s.id for s in batch.samples if s.legacy_id}
+        if not legacy:
+            return batch
+        found = {r[0] for r in _chunked_in(self.conn, "SELECT id FROM samples WHERE id IN ({})", list(legacy))}
+        if not found:
+            return batch
+        to_old = {legacy[old]: old for old in found}
+        return replace(
+            batch,
+            samples=[replace(s, id=to_old[s.id], legacy_id=None) if s.id in to_old else s for s in batch.samples],
+            labels=[replace(l, sample_id=to_old[l.sample_id]) if l.sample_id in to_old else l for l in batch.labels],
+            features=[replace(f, sample_id=to_old[f.sample_id]) if f.sample_id in to_old else f for f in batch.features])
 
     def _upsert_judges(self, judges: Iterable[Judge], ts: str) -> None:
         self.conn.executemany(

@@ -491,3 +491,28 @@ def test_a_judge_to_collect_gets_a_checked_name(seeded, capsys):
     code, _, err = run_cli(capsys, "--store", seeded.path, "jobs", "--submit", "judge", "--params",
                            json.dumps({"dataset": "d", "judge": "bad\u200bname"}))
     assert code == 2 and "invisible" in err
+
+
+def test_a_store_imported_before_normalisation_finds_its_pairs_again(tmp_path, store):
+    """Before issue 16 a pair's id hashed its raw text: re-importing the file must not add it twice."""
+    import hashlib
+
+    from core.records import Dataset, Sample
+    from core.importers import ParsedFile
+
+    def old_id(*parts):
+        h = hashlib.sha256()
+        for part in ("d", *parts, "0"):
+            h.update(part.encode())
+            h.update(b"\x1f")
+        return h.hexdigest()[:20]
+
+    raw = ("a query \r\n", "A says  \r\n", "B says")
+    old = Sample("d", *raw, id=old_id(*raw))  # as the old importer stored it (the text is stored normalised here)
+    store.write_batch(ParsedFile(dataset=Dataset("d"), samples=[old]))
+    rows = [{"query": raw[0], "response_a": raw[1], "response_b": raw[2], "label": "B"},
+            {"query": "new", "response_a": "x", "response_b": "y", "label": "A"}]
+    res = import_file(store, "generic", jsonl(tmp_path / "again.jsonl", rows), dataset="d")
+    assert (res.samples_added, res.samples_seen) == (1, 2)
+    assert store.scalar("SELECT choice FROM labels WHERE sample_id = ?", [old.id]) == "B"
+    assert store.table_counts()["samples"] == 2

@@ -1168,7 +1168,8 @@ class Store:
     def sample_labels(self, sample_id: str) -> list[dict[str, Any]]:
         """Every judge's vote on one sample: choice, P(A), the verdicts in both orders, the judge's kind."""
         return self.rows(
-            "SELECT l.judge, j.kind, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, l.source FROM labels l"
+            "SELECT l.judge, j.kind, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, l.strength_ab, l.strength_ba,"
+            " l.source FROM labels l"
             " LEFT JOIN judges j ON j.name = l.judge WHERE l.sample_id = ? ORDER BY l.judge", [sample_id])
 
     def sample_features(self, sample_id: str, source: str | None = None) -> list[dict[str, Any]]:

@@ -200,7 +200,7 @@ if view is not None:
     st.caption(" · ".join(plain(x) for x in [
         f"id {s['id']}", f"scenario group: {s.get('scenario_group') or 'not classified yet'}",
         ("query cases: " + ", ".join(cases)) if cases else "no query-specific case",
-        f"turns: {s.get('turns') or 1}"]))
+        f"turns: {s.get('turns') or 1}"] + ([f"your category: {s['category']}"] if s.get("category") else [])))
 
     raw = st.toggle("Show the texts as raw text", key=K + "raw",
                     help="Off: markdown, rendered inert (no HTML, no images, only web links). On: exactly as stored.")
@@ -237,9 +237,15 @@ if view is not None:
         columns = ["judge", "kind", "choice", "prob_a"]
         if votes[["verdict_ab", "verdict_ba"]].notna().any().any():  # both-order verdicts, where known
             columns += ["verdict_ab", "verdict_ba", "consistent"]
+        if votes[["strength_ab", "strength_ba"]].notna().any().any():  # A>>B (2) or A>B (1), where given
+            strength = {1: "slightly", 2: "clearly"}
+            for k in ("strength_ab", "strength_ba"):
+                votes[k] = votes[k].map(strength.get)
+            columns += ["strength_ab"] + (["strength_ba"] if votes["strength_ba"].notna().any() else [])
         st.dataframe(votes[columns], hide_index=True, key=K + "votes", column_config={
                          "prob_a": st.column_config.NumberColumn("P(A)", format="%.3f"),
                          "verdict_ab": "verdict, A shown first", "verdict_ba": "verdict, B shown first",
+                         "strength_ab": "how strongly (A shown first)", "strength_ba": "how strongly (B shown first)",
                          "consistent": st.column_config.CheckboxColumn("same in both orders")})
     else:
         st.caption("No judge has labelled this sample.")

@@ -139,3 +139,25 @@ def test_deleting_a_dataset_asks_first_keeps_a_backup_and_leaves_nothing(store_p
     assert len(backups) == 1
     with Store(backups[0]) as b:
         assert b.table_counts()["samples"] > 0
+
+
+def test_a_sample_shows_its_category_and_each_orders_verdict_strength(store_path, tmp_path):
+    from core.importers import import_file
+
+    rows = [{"query": "q1", "response_a": "a", "response_b": "b", "label": "A>>B", "label_ba": "A>B", "category": "law"}]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with Store(store_path) as s:
+        import_file(s, "generic", path, dataset="mine", judge="j", columns={"label": "label", "label_ba": "label_ba",
+                                                                              "category": "category"})
+        sid = s.sample_ids("mine")[0]
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.query_params["id"] = sid
+    at.switch_page("../pages/samples.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("your category: law" in c.value.replace("\\", "") for c in at.caption)
+    votes = next(df.value for df in at.dataframe if "strength_ab" in df.value.columns).iloc[0]
+    # A>>B with A first; A>B in the run with B first is "the first shown (B) is better": B, slightly
+    assert (votes["verdict_ab"], votes["strength_ab"], votes["verdict_ba"], votes["strength_ba"]) == \
+        ("A", "clearly", "B", "slightly")

@@ -855,9 +855,13 @@ class Store:
                 if "labels" in where else []
             for table, (clause, params) in where.items():  # children first: labels ... datasets
                 removed[table] = self.conn.execute(f"DELETE FROM {table} WHERE {clause}", params).rowcount
+            uploads = []
             if kind == "dataset":  # finished jobs on the dataset go with it (their history is its)
-                ids = [r["id"] for r in self.rows("SELECT id, params FROM jobs") if
-                       json.loads(r["params"] or "{}").get("dataset") == name]
+                mine = [r for r in self.rows("SELECT id, kind, params FROM jobs")
+                        if json.loads(r["params"] or "{}").get("dataset") == name]
+                ids = [r["id"] for r in mine]
+                uploads = [Path(json.loads(r["params"])["path"]) for r in mine
+                           if r["kind"] == "import" and json.loads(r["params"]).get("path")]
                 if ids:
                     marks = ", ".join("?" * len(ids))
                     self.conn.execute(f"DELETE FROM job_runs WHERE job_id IN ({marks})", ids)
@@ -867,6 +871,12 @@ class Store:
                 removed["judges"] = self.conn.execute(
                     f"DELETE FROM judges WHERE name IN ({marks}) AND NOT EXISTS"
                     " (SELECT 1 FROM labels WHERE judge = judges.name)", touched).rowcount
+        folder = (self.path.resolve().parent / "uploads").resolve()
+        for upload in uploads:  # the files its import jobs read (kept beside the store) go too
+            if upload.resolve().parent == folder and not self.scalar(
+                    "SELECT 1 FROM jobs WHERE params LIKE ?", [f"%{upload.name}%"]):
+                upload.unlink(missing_ok=True)
+                removed["uploads"] = removed.get("uploads", 0) + 1
         del plan
         return removed, copy
 

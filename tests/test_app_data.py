@@ -109,6 +109,8 @@ def test_an_upload_is_mapped_checked_imported_as_a_job_and_shows_everywhere(stor
         cats = {r["category"]: r["samples"] for r in s.category_counts("mine")}
     assert len(labels) == 30 and all(l["verdict_ab"] and l["verdict_ba"] for l in labels)
     assert cats == {"math": 10, "code": 10, "law": 10}
+    uploads = list((store_path.parent / "uploads").glob("*-my_pairs.jsonl"))
+    assert len(uploads) == 1 and uploads[0].read_bytes().count(b"\n") == 30
     # on the Overview (breakdown by category) and the Samples page (a filter), without a restart
     ov = AppTest.from_file(APP, default_timeout=120)
     ov.run()
@@ -121,6 +123,10 @@ def test_an_upload_is_mapped_checked_imported_as_a_job_and_shows_everywhere(stor
     sp.selectbox(key="samples_category").set_value("law").run()
     assert not sp.exception, [e.value for e in sp.exception]
     assert any("of **10**" in m.value for m in sp.markdown), [m.value for m in sp.markdown]
+    with Store(store_path) as s:  # deleting the dataset takes its import job and the uploaded file with it
+        removed, _ = s.delete("dataset", "mine", backup=False)
+        assert removed["jobs"] == 1 and removed["uploads"] == 1 and not [j for j in jobs.list_jobs(s) if j.kind == "import"]
+    assert not uploads[0].exists()
 
 
 def test_deleting_a_dataset_asks_first_keeps_a_backup_and_leaves_nothing(store_path):

@@ -21,6 +21,7 @@ rejects them unless ``allow_empty=True``. A query must never be empty.
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import hashlib
 import inspect
@@ -528,9 +529,25 @@ class _Row:
         return _Row(self.file, self.n, value, f"{self.prefix}{key}.")
 
 
+#: called with the number of rows read so far, every ``ROW_HOOK_EVERY`` rows (an import job's progress)
+_ROW_HOOK: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar("row_hook", default=None)
+ROW_HOOK_EVERY = 2000
+
+
 def _records(path: Any, problems: Problems | None = None) -> Iterator[_Row]:
     p = Path(path)
-    return (_Row(p, n, data) for n, data in read_rows(p, problems))
+    rows = (_Row(p, n, data) for n, data in read_rows(p, problems))
+    hook = _ROW_HOOK.get()
+    return rows if hook is None else _counted(rows, hook)
+
+
+def _counted(rows: Iterator[_Row], hook: Callable[[int], None]) -> Iterator[_Row]:
+    n = 0
+    for n, rec in enumerate(rows, 1):
+        if n % ROW_HOOK_EVERY == 0:
+            hook(n)
+        yield rec
+    hook(n)
 
 
 # ---------------------------------------------------------------------------- labels
@@ -1843,18 +1860,43 @@ def check_file(fmt: str, path: Any, **options: Any) -> ParsedFile:
     return parse_file(fmt, path, **options)
 
 
+def estimate_rows(path: Any) -> int:
+    """About how many rows a file holds, cheaply: its lines (JSONL, CSV less the header; a CSV cell
+    may span lines, so this can be high), the row count of a parquet file, 0 when unknown (JSON)."""
+    p = Path(path)
+    kind = _KINDS.get(p.suffix.lower())
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(p).metadata.num_rows)
+        if kind in ("jsonl", "csv", "tsv"):
+            with p.open("rb") as f:
+                lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+            return max(lines - (kind != "jsonl"), 0)
+    except Exception:  # a file the import itself will reject, with the reason
+        return 0
+    return 0
+
+
 def run_import(store, params: Mapping[str, Any], progress: Callable[[str, int, int], None] | None = None) -> ImportReport:
     """An import job's work: ``params`` = {"format", "path", "options"} (``dataset`` lives in the
-    options). Steps: read and check every row, then write it all in one transaction."""
+    options). Every row is read and checked (progress every ``ROW_HOOK_EVERY`` rows, of about
+    ``estimate_rows``), then everything is written in one transaction (the last step)."""
     options = dict(params.get("options") or {})
-    if progress:
-        progress("reading and checking the file", 0, 2)
+    total = estimate_rows(params["path"]) + 1  # the rows, then the write
+    say = progress or (lambda *a: None)
+    say("reading and checking the rows", 0, total)
     replace = options.pop("replace", False)
-    batch = parse_file(params["format"], params["path"], **options)
-    if progress:
-        progress(f"writing {len(batch.samples):,} samples and {len(batch.labels):,} labels", 1, 2)
+    token = _ROW_HOOK.set(lambda n: say(f"reading and checking the rows: {n:,} read", min(n, total - 1), total))
+    try:
+        batch = parse_file(params["format"], params["path"], **options)
+    finally:
+        _ROW_HOOK.reset(token)
+    rows = batch.counts.get("rows", 0)
+    total = max(total, rows + 1)
+    say(f"writing {len(batch.samples):,} samples and {len(batch.labels):,} labels", total - 1, total)
     result = store.write_batch(batch, replace=_flag(replace))
     report = ImportReport(**vars(result), counts=dict(batch.counts), repeats=list(batch.repeats))
-    if progress:
-        progress("done", 2, 2)
+    say("done", total, total)
     return report

@@ -113,7 +113,7 @@ class JobStatus:
 
     @property
     def unit(self) -> str:
-        return "steps" if self.kind in ("fit", "import") else "samples"
+        return "steps" if self.kind == "fit" else "rows" if self.kind == "import" else "samples"
 
     @property
     def summary(self) -> str:
@@ -515,13 +515,15 @@ def _run_import(store: Store, job: JobStatus, update, on_progress, due, cancelle
     def progress(stage: str, i: int, n: int) -> None:
         if on_progress:
             on_progress((stage, i, n))
-        update(done=i, total=n, message=stage[:1000], heartbeat_at=now())
+        if due(i >= n - 1) or i == 0:  # the write step and the end always show
+            update(done=i, total=n, message=stage[:1000], heartbeat_at=now())
 
     rep = importers.run_import(store, job.params, progress)
     notes = " ".join(f"Note: {n}." for n in rep.notes())
     msg = (f"dataset {rep.dataset!r}: {rep.samples_added:,} new samples of {rep.samples_seen:,}, "
            f"{rep.labels_written:,} labels from {', '.join(rep.judges) or 'no judge'}. {notes}")
-    return "done", msg.strip(), dict(done=2, total=2, failed=0)
+    done = rep.counts.get("rows", 0) + 1
+    return "done", msg.strip(), dict(done=done, total=done, failed=0)
 
 
 def _run_fit(store: Store, job: JobStatus, update, on_progress, due, cancelled):

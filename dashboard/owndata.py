@@ -159,7 +159,7 @@ def import_section() -> None:
     if st.button("Import", type="primary", key="own_import", icon=":material/upload:"):
         params = {"dataset": options["dataset"], "format": fmt, "path": str(path),
                   "options": {**options, "replace": replace}}
-        workbench.start("import", params, total=2, watch_key="own_watch")
+        workbench.start("import", params, total=importers.estimate_rows(path) + 1, watch_key="own_watch")
 
 
 def delete_section() -> None:

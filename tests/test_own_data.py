@@ -516,3 +516,21 @@ def test_a_store_imported_before_normalisation_finds_its_pairs_again(tmp_path, s
     assert (res.samples_added, res.samples_seen) == (1, 2)
     assert store.scalar("SELECT choice FROM labels WHERE sample_id = ?", [old.id]) == "B"
     assert store.table_counts()["samples"] == 2
+
+
+def test_an_import_job_reports_progress_by_rows(tmp_path, seeded, monkeypatch):
+    from core import importers, jobs
+
+    monkeypatch.setattr(importers, "ROW_HOOK_EVERY", 10)
+    rows = [{"query": f"job q{i}", "response_a": "a", "response_b": "b", "label": "A", "category": "c"} for i in range(35)]
+    path = importers.save_upload(seeded.path, "../odd name!.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    assert path.parent == seeded.path.parent / "uploads" and path.name.endswith("-odd_name.jsonl")
+    seen = []
+    job = jobs.submit(seeded, "import", {"dataset": "d", "format": "generic", "path": str(path),
+                                         "options": {"dataset": "d", "judge": "crowd"}}, total=36)
+    assert jobs.claim(seeded, job.id)
+    final = jobs.run(seeded, job.id, on_progress=seen.append)
+    assert final.status == "done" and (final.done, final.total) == (36, 36) and final.unit == "rows"
+    assert [i for _, i, _ in seen] == [0, 10, 20, 30, 35, 35, 36]
+    assert "35 new samples of 35" in final.message
+    assert seeded.scalar("SELECT COUNT(*) FROM samples WHERE category = 'c'") == 35

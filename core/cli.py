@@ -24,6 +24,18 @@ def _store(args):
     return Store(args.store) if args.store else Store()
 
 
+def _inert(text: Any) -> str:
+    """Dataset text for a terminal: control characters (an ANSI escape would recolour or move the
+    cursor) and invisible formatting characters (bidirectional overrides) shown as escapes."""
+    import unicodedata
+
+    text = "" if text is None else str(text)
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(ch if ch == " " or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp", "Co", "Cs")
+                   else ascii(ch)[1:-1] for ch in text)
+
+
 def _pairs(items: Sequence[str] | None, what: str) -> dict[str, str]:
     out = {}
     for item in items or ():
@@ -32,6 +44,29 @@ def _pairs(items: Sequence[str] | None, what: str) -> dict[str, str]:
             raise CLIError(f"{what} must look like KEY=VALUE, not {item!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+def _names(values: Sequence[str] | None, known: Sequence[str] = ()) -> list[str] | None:
+    """Names from a repeatable option (``--judges A --judges B``): a value that is a known name is
+    taken whole (so a name with a comma can be selected); any other is split on commas (the
+    older ``--judges A,B`` form). None when the option was not given."""
+    if not values:
+        return None
+    known = set(known)
+    out: list[str] = []
+    for v in values:
+        out.extend([v] if v in known else [p for p in v.split(",") if p])
+    return list(dict.fromkeys(out))
+
+
+def _judge_names(store, values, dataset: str | None = None) -> list[str] | None:
+    return _names(values, store.judge_names(dataset) if values else ())
+
+
+def _scope_names(values) -> list[str] | None:
+    from . import catalogue
+
+    return _names(values, catalogue.group_keys() + catalogue.case_keys())
 
 
 def cmd_demo(args) -> int:
@@ -63,6 +98,8 @@ def cmd_import(args) -> int:
         options["pairs"] = args.pairs
     if args.seed is not None:
         options["seed"] = args.seed
+    if args.replace:
+        options["replace"] = True
     if args.format not in importers.FORMATS:
         raise CLIError(f"unknown format {args.format!r}; choose one of: {', '.join(sorted(importers.FORMATS))}")
     path = args.path
@@ -75,6 +112,8 @@ def cmd_import(args) -> int:
         f"{res.labels_written} labels from {len(res.judges)} judge(s) ({', '.join(res.judges)})"
         + (f", {res.features_written} features" if res.features_written else "")
     )
+    for note in res.notes():
+        print(f"  note: {note}")
     return 0
 
 
@@ -83,9 +122,37 @@ def cmd_labels(args) -> int:
 
     if not Path(args.path).exists():
         raise CLIError(f"{args.path}: no such file")
+    options: dict[str, Any] = _pairs(args.opt, "--opt")
+    unknown = sorted(set(options) - {"label_values", "ba_mapped", "score_scale"})
+    if unknown:
+        raise CLIError(f"unknown --opt key(s) {', '.join(unknown)} for labels (known: label_values, ba_mapped, score_scale)")
     with _store(args) as store:
-        n = importers.import_labels(store, args.path, dataset=args.dataset, judge=args.judge, kind=args.kind)
-    print(f"{args.path}: {n} labels for judge '{args.judge}' on dataset '{args.dataset}'")
+        n = importers.import_labels(store, args.path, dataset=args.dataset, judge=args.judge, kind=args.kind,
+                                    columns=_pairs(args.map, "--map"), swapped=args.swapped, replace=args.replace,
+                                    **options)
+    print(f"{args.path}: {n} labels for judge {args.judge!r} on dataset {args.dataset!r}"
+          + (" (its earlier labels on the dataset replaced)" if args.replace else ""))
+    return 0
+
+
+def cmd_delete(args) -> int:
+    """Delete a dataset, a judge, a feature set or a profile: show what goes, confirm, back up, delete."""
+    with _store(args) as store:
+        plan = store.delete_plan(args.what, args.name, dataset=args.dataset)
+        what = {"features": "feature set", "profile": "profile"}.get(args.what, args.what)
+        scope = f" on dataset {args.dataset!r}" if args.dataset else ""
+        print(f"deleting {what} {args.name!r}{scope} removes: "
+              + ", ".join(f"{n:,} {table}" for table, n in plan.items() if n))
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CLIError("not confirmed: run again with --yes to delete (a backup of the store is taken first)")
+            answer = input("a backup of the store is taken first. Delete? [y/N] ").strip().lower()
+            if answer not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        removed, backup = store.delete(args.what, args.name, dataset=args.dataset)
+    print(f"deleted: " + ", ".join(f"{n:,} {table}" for table, n in removed.items() if n)
+          + f". The store as it was is kept in {backup}")
     return 0
 
 
@@ -150,7 +217,7 @@ def cmd_search(args) -> int:
         hits = store.search(args.text, dataset=args.dataset, limit=args.limit)
     for h in hits:
         query = " ".join(h["query"].split())[:100]
-        print(f"{h['id']}  {h['dataset']}  {h['scenario_group'] or '-'}  {query}")
+        print(_inert(f"{h['id']}  {h['dataset']}  {h['scenario_group'] or '-'}  {query}"))
     if not hits:
         print("no match")
     return 0
@@ -166,13 +233,14 @@ def _sample_filter(store, args):
     if dataset not in datasets:
         raise CLIError(f"no dataset {dataset!r} with samples" + (f" (there are: {', '.join(datasets)})" if datasets else ""))
     judges = set(store.judge_names(dataset))
-    named = ([args.judge] if args.judge else []) + (args.disagree.split(",") if args.disagree else [])
+    disagree = _names(args.disagree, judges) or []
+    named = ([args.judge] if args.judge else []) + disagree
     unknown = [j for j in named if j not in judges]
     if unknown:
         raise CLIError(f"no labels from judge(s) {', '.join(map(repr, unknown))} on dataset {dataset!r}")
     attrs = tuple(a for spec in args.attr or () for a in spec.split(",") if a)
-    f = SampleFilter(dataset=dataset, scenario=args.scenario, case=args.case, judge=args.judge,
-                     disagree=tuple(args.disagree.split(",")) if args.disagree else (), attributes=attrs,
+    f = SampleFilter(dataset=dataset, scenario=args.scenario, case=args.case, judge=args.judge, category=args.category,
+                     disagree=tuple(disagree), attributes=attrs,
                      feature_source=(args.features or _default_feature_source(store, dataset)) if attrs else None,
                      direction=args.direction, include_excluded=args.include_excluded, text=args.search)
     return samples.scope_filter(f, args.scope) if args.scope else f
@@ -199,13 +267,14 @@ def _show_sample(store, args) -> int:
         print(json.dumps(out, indent=2, default=str))
         return 0
     cases = ", ".join(k for k, v in (s.get("cases") or {}).items() if v) or "none"
-    print(f"sample {s['id']} (dataset {s['dataset']}, #{s['position'] + 1}); scenario group "
-          f"{s.get('scenario_group') or '-'}; query cases: {cases}; models {s.get('model_a') or '?'} vs {s.get('model_b') or '?'}")
-    print("query: " + " ".join(s["query"].split())[:300])
+    print(_inert(f"sample {s['id']} (dataset {s['dataset']}, #{s['position'] + 1}); scenario group "
+                 f"{s.get('scenario_group') or '-'}; query cases: {cases}; models {s.get('model_a') or '?'} vs "
+                 f"{s.get('model_b') or '?'}" + (f"; category {s['category']}" if s.get("category") else "")))
+    print("query: " + _inert(" ".join(s["query"].split())[:300]))
     for v in view.votes:
         p = f"P(A) {v['prob_a']:.3f}" if v["prob_a"] is not None else ""
         orders = f"A first {v['verdict_ab']}, B first {v['verdict_ba']}" if v["verdict_ab"] or v["verdict_ba"] else ""
-        print(f"  vote {v['judge']:<28} {v['choice']:<4} {p:<12} {orders}")
+        print(_inert(f"  vote {v['judge']:<28} {v['choice']:<4} {p:<12} {orders}"))
     if ex is not None:
         if ex.contributions is None:
             print(f"contributions: {ex.problem}")
@@ -236,7 +305,7 @@ def cmd_samples(args) -> int:
     for r in rows:
         choices = " ".join(f"{j}={c or '-'}" for j, c in r["choices"].items())
         feats = " ".join(f"{a}={v:+d}" for a, v in r["features"].items() if v is not None)
-        print(f"{r['id']}  #{r['position'] + 1:<6} {r['scenario_group'] or '-':<18} {choices} {feats}  {r['query'][:80]}")
+        print(_inert(f"{r['id']}  #{r['position'] + 1:<6} {r['scenario_group'] or '-':<18} {choices} {feats}  {r['query'][:80]}"))
     return 0
 
 
@@ -347,6 +416,7 @@ def cmd_judge(args) -> int:
     if not (settings.key_is_set or settings.base_url):
         raise CLIError("no LLM configured: set PREFDISSECT_LLM_API_KEY (or OPENAI_API_KEY) and/or PREFDISSECT_LLM_BASE_URL")
     with _store(args) as store:
+        args.judge = store.judge_name(args.judge)
         samples = _samples_or_fail(store, args)
         both = not args.single_order
         est = annotate.estimate(store, samples, settings, both_orders=both, planner=judges.plan_judge_requests)
@@ -404,6 +474,8 @@ def _jobs_submit_or_show(args) -> int:
             params["llm"] = LLMSettings.from_env().public()
         if args.submit == "judge" and not params.get("judge"):
             raise CLIError('a judge job needs "judge": the name to store the labels under')
+        if args.submit == "judge":
+            params["judge"] = store.judge_name(params["judge"])
         total = 0 if args.submit == "fit" else len(jobs.select_samples(store, params))
         job, pid = jobs.launch(store, args.submit, params, total=total, budget=args.budget)
     if pid:
@@ -452,8 +524,8 @@ def _fit_background(args) -> int:
         if args.dataset not in {d["name"] for d in store.datasets()}:
             raise CLIError(f"no dataset {args.dataset!r}")
         params = {"dataset": args.dataset, "features": args.features or _default_feature_source(store, args.dataset),
-                  "scopes": args.scopes.split(",") if args.scopes else None,
-                  "judges": args.judges.split(",") if args.judges else None, "method": args.method,
+                  "scopes": _scope_names(args.scopes),
+                  "judges": _judge_names(store, args.judges, args.dataset), "method": args.method,
                   "prior_scale": args.prior_scale, "folds": args.folds, "seed": args.seed, "force": args.force,
                   "include_excluded": args.include_excluded}
         job, pid = jobs.launch(store, "fit", params)
@@ -475,6 +547,7 @@ def cmd_judges(args) -> int:
             raise CLIError(f"no labels from judge {args.reference!r}" + (f" on dataset {args.dataset!r}" if args.dataset else ""))
         reference = args.reference or judges.default_reference(rows)
         table = judges.judge_table(store, args.dataset, reference)
+        orders = judges.order_figures(store, args.dataset, reference)
     if table.empty:
         print("no judges with labels")
         return 0
@@ -484,6 +557,14 @@ def cmd_judges(args) -> int:
         cons = f"{r.consistency:.1%} of {r.both_orders}" if pd.notna(r.consistency) else "-"
         print(f"{r.name:<28} {r.kind:<9} {r.labels:>6} labels  agreement {agr:<16} position consistency {cons:<16}"
               f" {r.datasets}")
+    if orders:
+        print(f"per presentation order (agreement of each order's verdict with {reference}; games won by the "
+              "response shown first / second / ties):")
+    for o in orders:
+        ab = f"{o.rate_ab:.1%} of {o.shared_ab}" if o.rate_ab is not None else "-"
+        ba = f"{o.rate_ba:.1%} of {o.shared_ba}" if o.rate_ba is not None else "-"
+        print(f"{o.judge:<28} A shown first {ab:<14} B shown first {ba:<14} of {o.games} games: first won "
+              f"{o.first_won}, second won {o.second_won}, ties {o.ties}")
     return 0
 
 
@@ -498,8 +579,8 @@ def cmd_fit(args) -> int:
         if args.dataset not in {d["name"] for d in store.datasets()}:
             raise CLIError(f"no dataset {args.dataset!r}")
         source = args.features or _default_feature_source(store, args.dataset)
-        scopes = args.scopes.split(",") if args.scopes else None
-        judges = args.judges.split(",") if args.judges else None
+        scopes = _scope_names(args.scopes)
+        judges = _judge_names(store, args.judges, args.dataset)
         bar = tqdm(total=None, unit="step", file=sys.stderr, disable=None)
 
         def progress(stage, i, n):
@@ -575,7 +656,7 @@ def cmd_export_profiles(args) -> int:
     with _store(args) as store:
         source, method = _profile_set(store, args)
         rows = store.profiles(dataset=args.dataset, scope=args.scope, feature_source=source, method=method,
-                              judges=args.judges.split(",") if args.judges else None)
+                              judges=_judge_names(store, args.judges, args.dataset))
     if not rows:
         raise CLIError(f"no {method!r} profiles of dataset {args.dataset!r}"
                        + (f" in scope {args.scope!r}" if args.scope else "") + " for those judges")
@@ -598,7 +679,7 @@ def cmd_similarity(args) -> int:
     if args.scope and args.scope not in weights:
         raise CLIError(f"no profiles in scope {args.scope!r} (there are: {', '.join(sorted(weights))})")
     scopes = [args.scope] if args.scope else compare.scenario_scopes(weights)
-    matrix = compare.similarity_matrix(weights, args.judges.split(",") if args.judges else None, scopes=scopes,
+    matrix = compare.similarity_matrix(weights, _names(args.judges, list(known)), scopes=scopes,
                                        method=args.corr)
     if len(matrix) < 2:
         raise CLIError("similarity needs profiles of at least two judges")
@@ -729,10 +810,24 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--judge", help="judge name for the labels (generic format)")
     i.add_argument("--judge-kind", choices=["human", "llm", "gold", "synthetic"], help="judge kind (generic format)")
     i.add_argument("--map", action="append", metavar="FIELD=COLUMN",
-                   help="column mapping for the generic format, e.g. --map query=prompt (repeatable)")
+                   help="column mapping for the generic format, e.g. --map query=prompt (repeatable); COLUMN may be a "
+                   "path into nested JSON (judgments.0.decision). FIELDs: query, response_a, response_b, id (your own "
+                   "ids), model_a, model_b, scenario, scenario_group, category (your own taxonomy), reference, and one "
+                   "judge's verdicts: label (A/B/tie, A>>B / A>B / A=B strengths, or a text ending in [[A>B]]), "
+                   "label_ba (the verdict with B shown first, as that run gave it; mapped back), prob_a, scores / "
+                   "scores_ba ([first shown, second shown] per run), score_a, score_b; chosen, rejected (--pairs)")
     i.add_argument("--pairs", choices=["ab", "chosen_rejected"], help="generic format: A/B columns or chosen/rejected")
     i.add_argument("--seed", type=int, help="seed for randomising A/B positions of chosen/rejected pairs")
-    i.add_argument("--opt", action="append", metavar="KEY=VALUE", help="format-specific option (repeatable)")
+    i.add_argument("--opt", action="append", metavar="KEY=VALUE",
+                   help="format-specific option (repeatable). generic: label_values=1=A,2=B,0=tie (other verdict "
+                   "spellings; an empty right side means no verdict), allow_empty=1 (keep empty responses), "
+                   "category_groups='mmlu*=Exam Questions,code*=Code' (file your categories under the paper's "
+                   "scenario groups), swapped=FILE (the run with B shown first, in a second file), ba_mapped=1 "
+                   "(label_ba / the swapped file is already in A/B terms), score_scale=S (P(A) = sigmoid((score A "
+                   "- score B) / S), default 1). autoj: outputs=, exchange_outputs=. pandalm: gpt35=, pandalm7b=")
+    i.add_argument("--replace", action="store_true",
+                   help="replace the judge's labels on the dataset (and its kind) when the file would change them; "
+                   "without it such a file is refused and nothing is written")
     i.set_defaults(func=cmd_import)
 
     lb = sub.add_parser(
@@ -744,8 +839,34 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("path", metavar="PATH")
     lb.add_argument("--dataset", required=True)
     lb.add_argument("--judge", required=True)
-    lb.add_argument("--kind", default="llm", choices=["human", "llm", "gold", "synthetic"])
+    lb.add_argument("--kind", default="llm", choices=["human", "llm", "gold", "synthetic"],
+                    help="the judge's kind (default llm); a stored judge keeps its kind unless --replace")
+    lb.add_argument("--map", action="append", metavar="FIELD=COLUMN",
+                    help="column mapping (repeatable; COLUMN may be a nested path like judgments.1.decision). FIELDs: "
+                    "sample_id (our id, or your own id given at import), label, label_ba (the verdict with B shown "
+                    "first, as that run gave it; mapped back), prob_a, scores, scores_ba, score_a, score_b")
+    lb.add_argument("--swapped", metavar="FILE", help="the same judge's run with B shown first, in a second file "
+                    "(same columns, matched by sample id); its verdicts are mapped back to A/B")
+    lb.add_argument("--opt", action="append", metavar="KEY=VALUE",
+                    help="label_values=1=A,2=B,0=tie (other verdict spellings), ba_mapped=1 (the swapped verdicts "
+                    "are already in A/B terms), score_scale=S (P(A) = sigmoid((score A - score B) / S))")
+    lb.add_argument("--replace", action="store_true",
+                    help="replace the judge's labels on the dataset; without it, a file that would change any stored "
+                    "label of the judge (or its kind) is refused and nothing is written")
     lb.set_defaults(func=cmd_labels)
+
+    de = sub.add_parser(
+        "delete", help="delete a dataset, a judge, a feature set or a profile (after a backup)",
+        description="Delete WHAT NAME: a dataset (its samples, labels, features, annotations, profiles and finished "
+        "jobs; judges left with no label), a judge (its labels and profiles; with --dataset only there), a feature "
+        "set (its features and the profiles fitted on it; with --dataset only there) or a profile (by its id). "
+        "Shows what goes and asks for confirmation (--yes to skip); a copy of the whole store is saved beside it "
+        "first (<store>.before-delete-<time>.db).")
+    de.add_argument("what", choices=["dataset", "judge", "features", "profile"])
+    de.add_argument("name", help="the dataset, judge or feature set name, or the profile id")
+    de.add_argument("--dataset", help="judge / features: only on this dataset")
+    de.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    de.set_defaults(func=cmd_delete)
 
     inf = sub.add_parser("info", help="summarise the store", description="Show datasets, judges and table counts.")
     inf.add_argument("--json", action="store_true", help="print JSON")
@@ -785,11 +906,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "contribution to that judge's predicted choice (from its stored profile).")
     sp.add_argument("--dataset", help="default: the first dataset with samples")
     sp.add_argument("--scenario", help="a scenario group")
+    sp.add_argument("--category", help="one of the dataset's own categories (from a category column at import)")
     sp.add_argument("--case", help="a query case (intent_unclear, express_feeling, w_constraints, w_stances, w_mistakes)")
     sp.add_argument("--scope", help="a profile scope: all, a scenario group or a query case (filters the list; "
                                     "with --show, the profile used)")
     sp.add_argument("--judge", help="only samples this judge labelled, with its choice; with --show, whose choice to explain")
-    sp.add_argument("--disagree", help="comma-separated judges (two or more) whose choices differ")
+    sp.add_argument("--disagree", action="append", help="judges (two or more; repeatable, or comma-separated) whose choices differ")
     sp.add_argument("--attr", action="append", help="attribute key(s) on which A and B differ (repeat or comma-separate)")
     sp.add_argument("--features", help="feature source for --attr (default: the richest the dataset has)")
     sp.add_argument("--direction", choices=["A", "B"], help="with --attr: the response better on them")
@@ -830,8 +952,9 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--dataset", required=True)
     ft.add_argument("--features", help="feature set (default: LLM annotations, else the paper's, the demo's, "
                     "the heuristics)")
-    ft.add_argument("--scopes", help="comma-separated scenario groups / query cases (default: all 16)")
-    ft.add_argument("--judges", help="comma-separated judges (default: every judge with labels)")
+    ft.add_argument("--scopes", action="append", help="scenario groups / query cases / category:NAME for one of "
+                    "your own categories (repeatable, or comma-separated; default: the 16 of the paper)")
+    ft.add_argument("--judges", action="append", help="judges (repeatable, or comma-separated) (default: every judge with labels)")
     ft.add_argument("--method", choices=["fast", "exact"], default="fast")
     ft.add_argument("--prior-scale", type=float, default=0.1, help="Laplace prior scale b (default 0.1)")
     ft.add_argument("--folds", type=_non_negative_int, default=5, help="k for held-out accuracy (0 or 1: none)")
@@ -857,7 +980,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "R-hat, ESS, with accuracy and provenance) or JSON (one object per profile).")
     xp.add_argument("--dataset", required=True)
     xp.add_argument("--scope", help="one scenario group / query case / all (default: every scope)")
-    xp.add_argument("--judges", help="comma-separated judges (default: all)")
+    xp.add_argument("--judges", action="append", help="judges (repeatable, or comma-separated) (default: all)")
     xp.add_argument("--features", help="feature set of the profiles (default: the first stored)")
     xp.add_argument("--method", help="fast, exact, truth or imported (default: the first stored, in that order)")
     xp.add_argument("--format", choices=["csv", "json"], default="csv")
@@ -870,7 +993,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--size-split, the mean similarity within and between groups of judges.")
     sm.add_argument("--dataset", required=True)
     sm.add_argument("--scope", help="one scope instead of the average over the scenario groups")
-    sm.add_argument("--judges", help="comma-separated judges (default: all)")
+    sm.add_argument("--judges", action="append", help="judges (repeatable, or comma-separated) (default: all)")
     sm.add_argument("--features", help="feature set of the profiles (default: the first stored)")
     sm.add_argument("--method", help="fast, exact, truth or imported (default: the first stored, in that order)")
     sm.add_argument("--corr", choices=["pearson", "spearman"], default="pearson")
@@ -949,6 +1072,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (ValueError, OSError) as e:  # importers.InputError is a ValueError
+        lines = getattr(e, "lines", None)
+        if callable(lines):  # importers.InputErrors: every problem of a file, one per line
+            for line in lines():
+                print(f"error: {line.strip()}", file=sys.stderr)
+            return 2
         msg = " ".join(str(e).split())
         print(f"error: {msg}", file=sys.stderr)
         return 2

@@ -1380,11 +1380,14 @@ def default_scopes() -> list[str]:
 def _check_dissect_inputs(store, dataset: str, feature_source: str, scopes: Sequence[str],
                           judges: Sequence[str] | None, folds: int) -> None:
     """Name what is wrong before any work: a typo must not fit nothing and report success."""
-    known = set(default_scopes())
+    from .store import category_scope  # the user's own categories are scopes too
+
+    known = set(default_scopes()) | {category_scope(c) for c in store.categories(dataset)}
     unknown = [s for s in scopes if s not in known]
     if unknown:
         raise ValueError(f"unknown scope(s) {', '.join(map(repr, unknown))}; scopes are 'all', the scenario groups "
-                         f"({', '.join(catalogue.group_keys())}) and the query cases ({', '.join(catalogue.case_keys())})")
+                         f"({', '.join(catalogue.group_keys())}), the query cases ({', '.join(catalogue.case_keys())})"
+                         " and category:NAME for the dataset's own categories")
     sources = [r["source"] for r in store.feature_sources(dataset)]
     if feature_source not in sources:
         raise ValueError(f"dataset {dataset!r} has no features from {feature_source!r}"

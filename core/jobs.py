@@ -40,7 +40,7 @@ from typing import Any, Callable
 
 from .store import Store, now
 
-KINDS = ("annotate", "judge", "heuristic", "fit")
+KINDS = ("annotate", "judge", "heuristic", "fit", "import")
 FINISHED = ("done", "failed", "cancelled", "paused")
 STALE_AFTER_S = 30.0  # a running job without a heartbeat for this long has lost its worker
 HEARTBEAT_S = 1.0
@@ -113,7 +113,7 @@ class JobStatus:
 
     @property
     def unit(self) -> str:
-        return "steps" if self.kind == "fit" else "samples"
+        return "steps" if self.kind == "fit" else "rows" if self.kind == "import" else "samples"
 
     @property
     def summary(self) -> str:
@@ -121,6 +121,9 @@ class JobStatus:
         p = self.params
         parts = [self.kind, p.get("dataset", "")]
         groups = scenario_groups(p)
+        if self.kind == "import":
+            return " · ".join(str(x) for x in (self.kind, p.get("dataset", ""), p.get("format"),
+                                               Path(str(p.get("path", ""))).name.partition("-")[2]) if x)
         if self.kind == "fit":
             parts.append(f"features {p.get('features', '(default)')}")
             parts.append(", ".join(p["judges"]) if p.get("judges") else "every judge")
@@ -435,6 +438,8 @@ def run(store: Store, job_id: int, *, on_progress: Callable[[Any], None] | None 
             status, msg, cols = _run_fit(store, job, update, on_progress, due, cancelled)
         elif job.kind == "heuristic":
             status, msg, cols = _run_heuristic(store, job, update, on_progress, due, cancelled)
+        elif job.kind == "import":
+            status, msg, cols = _run_import(store, job, update, on_progress, due, cancelled)
         else:
             status, msg, cols = _run_llm(store, job, update, on_progress, due, cancelled)
     except Exception as e:  # recorded on the job; the worker's log has the traceback
@@ -501,6 +506,24 @@ def _run_heuristic(store: Store, job: JobStatus, update, on_progress, due, cance
         if due(done == len(samples)):
             update(done=done, message=f"{done} of {len(samples)} samples", heartbeat_at=now())
     return "done", "finished (offline heuristics: feature set heuristic:v1)", dict(done=done, failed=0)
+
+
+def _run_import(store: Store, job: JobStatus, update, on_progress, due, cancelled):
+    """An upload from the dashboard (``importers.run_import``): all of it or nothing."""
+    from . import importers
+
+    def progress(stage: str, i: int, n: int) -> None:
+        if on_progress:
+            on_progress((stage, i, n))
+        if due(i >= n - 1) or i == 0:  # the write step and the end always show
+            update(done=i, total=n, message=stage[:1000], heartbeat_at=now())
+
+    rep = importers.run_import(store, job.params, progress)
+    notes = " ".join(f"Note: {n}." for n in rep.notes())
+    msg = (f"dataset {rep.dataset!r}: {rep.samples_added:,} new samples of {rep.samples_seen:,}, "
+           f"{rep.labels_written:,} labels from {', '.join(rep.judges) or 'no judge'}. {notes}")
+    done = rep.counts.get("rows", 0) + 1
+    return "done", msg.strip(), dict(done=done, total=done, failed=0)
 
 
 def _run_fit(store: Store, job: JobStatus, update, on_progress, due, cancelled):

@@ -274,3 +274,51 @@ def judge_table(store: Store, dataset: str | None = None, reference: str | None 
     """One row per judge with labels: kind, size, datasets, label counts, position consistency and
     agreement with ``reference`` on the samples both labelled (see ``judge_summary``)."""
     return with_reference(judge_summary(store, dataset), reference)
+
+
+# ---------------------------------------------------------------- verdicts in both presentation orders
+
+@dataclass(frozen=True)
+class OrderFigures:
+    """A judge's verdicts per presentation order (from ``labels.verdict_ab`` / ``verdict_ba``, both
+    in A/B terms): agreement of each order's verdict with a reference judge's choice, and how
+    often the response shown first won (position bias), over all games (one game per order)."""
+
+    judge: str
+    reference: str | None
+    shared_ab: int  # samples with a verdict with A shown first and a reference label
+    agree_ab: int
+    shared_ba: int  # the same with B shown first
+    agree_ba: int
+    games: int  # verdicts given, both orders together
+    first_won: int  # the response shown first was preferred
+    second_won: int
+    ties: int
+
+    @property
+    def rate_ab(self) -> float | None:
+        return self.agree_ab / self.shared_ab if self.shared_ab else None
+
+    @property
+    def rate_ba(self) -> float | None:
+        return self.agree_ba / self.shared_ba if self.shared_ba else None
+
+
+def order_figures(store: Store, dataset: str | None = None, reference: str | None = None) -> list[OrderFigures]:
+    """``OrderFigures`` of every judge with a verdict in either order (on ``dataset``), against
+    ``reference`` (agreement counts 0 without one). One grouped read of the labels."""
+    where, params = "", [reference]
+    if dataset:
+        where = " AND l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)"
+        params.append(dataset)
+    rows = store.conn.execute(
+        "SELECT l.judge,"
+        " COALESCE(SUM(l.verdict_ab IS NOT NULL AND r.choice IS NOT NULL), 0), COALESCE(SUM(l.verdict_ab = r.choice), 0),"
+        " COALESCE(SUM(l.verdict_ba IS NOT NULL AND r.choice IS NOT NULL), 0), COALESCE(SUM(l.verdict_ba = r.choice), 0),"
+        " SUM(l.verdict_ab IS NOT NULL) + SUM(l.verdict_ba IS NOT NULL),"
+        " SUM(l.verdict_ab = 'A') + SUM(l.verdict_ba = 'B'), SUM(l.verdict_ab = 'B') + SUM(l.verdict_ba = 'A'),"
+        " SUM(l.verdict_ab = 'tie') + SUM(l.verdict_ba = 'tie')"
+        " FROM labels l LEFT JOIN labels r ON r.sample_id = l.sample_id AND r.judge = ?"
+        f" WHERE (l.verdict_ab IS NOT NULL OR l.verdict_ba IS NOT NULL){where} GROUP BY l.judge ORDER BY l.judge",
+        params).fetchall()
+    return [OrderFigures(r[0], reference, *map(int, r[1:])) for r in rows]

@@ -2,21 +2,99 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 CHOICES = ("A", "B", "tie")
 JUDGE_KINDS = ("human", "llm", "gold", "synthetic")
 
+# ---------------------------------------------------------------------------- texts and names
+
+_TRAILING = re.compile(r"[ \t\f\v]+(?=\n)")
+
+
+def normalise_text(text: str | None) -> str | None:
+    """A dataset text as stored and hashed: the same text saved differently is one text.
+
+    A leading byte-order mark is dropped, line endings become "\n" (CRLF and lone CR), trailing
+    spaces and tabs are dropped at the end of every line and of the text, and the text is put in
+    Unicode normal form C. Leading whitespace and everything else is kept as it was."""
+    if not text:
+        return text
+    if text[0] == "\ufeff":
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if " \n" in text or "\t\n" in text or "\f" in text or "\v" in text:
+        text = _TRAILING.sub("", text)
+    text = text.rstrip(" \t\n\f\v")
+    if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    return text
+
+
+#: the longest dataset, judge or model name accepted (characters, after normalisation)
+NAME_MAX = 120
+#: Unicode categories refused in names: control (Cc), format (Cf: zero-width, bidirectional
+#: marks and overrides, soft hyphen), line / paragraph separators, surrogates, private use, unassigned
+_BAD_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible formatting (zero-width or bidirectional) character",
+                   "Zl": "a line separator", "Zp": "a paragraph separator", "Cs": "a surrogate",
+                   "Co": "a private-use character", "Cn": "an unassigned code point"}
+
+
+class NameError_(ValueError):
+    """A dataset, judge or model name that cannot be used (the message says why)."""
+
+
+def normalise_name(value: Any, what: str = "name") -> str:
+    if isinstance(value, str):
+        return _normalise_name(value, what)
+    raise NameError_(f"the {what} must be a string, not {type(value).__name__}")
+
+
+@functools.lru_cache(maxsize=65536)  # names repeat on every row of a file: model names, categories
+def _normalise_name(value: str, what: str) -> str:
+    """A dataset, judge or model name as stored: NFKC (full-width and compatibility forms folded),
+    runs of whitespace made one space, trimmed. Refused (``NameError_``, saying which character
+    and where): empty, longer than ``NAME_MAX``, or holding control, zero-width, bidirectional or
+    other invisible characters, which would make two names look identical or garble a terminal."""
+    name = unicodedata.normalize("NFKC", value)
+    for i, ch in enumerate(name):
+        cat = unicodedata.category(ch)
+        if cat in _BAD_CATEGORIES and ch not in "\t\n\r":
+            raise NameError_(f"the {what} {ascii(value)[:80]} holds {_BAD_CATEGORIES[cat]} (U+{ord(ch):04X}) at "
+                             f"position {i + 1}; names may not contain control or invisible characters")
+    name = " ".join(name.split())
+    if not name:
+        raise NameError_(f"the {what} is empty")
+    if len(name) > NAME_MAX:
+        raise NameError_(f"the {what} is {len(name):,} characters long; at most {NAME_MAX} are allowed")
+    return name
+
+
+def name_key(name: str) -> str:
+    """When two normalised names count as the same name: equal after case folding."""
+    return name.casefold()
+
 
 def sample_id(dataset: str, query: str, response_a: str, response_b: str, occurrence: int = 0) -> str:
     """A stable id from content: the same pair in the same dataset always gets the same id.
 
-    ``occurrence`` separates exact repeats of one pair inside a file (the n-th repeat gets n),
-    so that a file with duplicated rows still imports every row, and re-importing it adds nothing.
+    The texts are normalised first (``normalise_text``), so a file saved with other line endings,
+    a BOM or trailing spaces gives the same ids. ``occurrence`` separates exact repeats of one pair
+    inside a file (the n-th repeat gets n), so that a file with duplicated rows still imports
+    every row, and re-importing it adds nothing.
     """
+    return _content_id(dataset, normalise_text(query), normalise_text(response_a), normalise_text(response_b),
+                       occurrence)
+
+
+def _content_id(dataset: str, query: str, response_a: str, response_b: str, occurrence: int) -> str:
     h = hashlib.sha256()
     for part in (dataset, query, response_a, response_b, str(occurrence)):
         h.update(part.encode("utf-8", "surrogatepass"))
@@ -67,9 +145,22 @@ class Sample:
     occurrence: int = 0
     id: str = ""
 
+    category: str | None = None  # the user's own category (any taxonomy), as in the data
+
+    #: the id this pair had before texts were normalised (set only when normalising changed them),
+    #: so a store imported earlier finds its sample again instead of adding the pair twice
+    legacy_id: str | None = None
+
     def __post_init__(self):
+        raw = (self.query, self.response_a, self.response_b)
+        self.query = normalise_text(self.query)
+        self.response_a = normalise_text(self.response_a)
+        self.response_b = normalise_text(self.response_b)
+        self.reference = normalise_text(self.reference)
         if not self.id:
-            self.id = sample_id(self.dataset, self.query, self.response_a, self.response_b, self.occurrence)
+            self.id = _content_id(self.dataset, self.query, self.response_a, self.response_b, self.occurrence)
+            if raw != (self.query, self.response_a, self.response_b):
+                self.legacy_id = _content_id(self.dataset, *raw, self.occurrence)
 
     def row(self, position: int) -> dict[str, Any]:
         return {
@@ -85,6 +176,7 @@ class Sample:
             "reference": self.reference,
             "scenario_group": self.scenario_group,
             "scenario": self.scenario,
+            "category": self.category,
             "cases": json.dumps(self.cases, sort_keys=True) if self.cases else None,
             "turns": self.turns,
             "words_a": word_count(self.response_a),
@@ -102,12 +194,19 @@ class Label:
     verdict_ab: str | None = None  # verdict with A shown first
     verdict_ba: str | None = None  # verdict with B shown first, mapped back to A/B
     source: str = ""
+    strength_ab: int | None = None  # how strongly, with A shown first: 1 slightly (A>B), 2 clearly (A>>B)
+    strength_ba: int | None = None  # the same with B shown first
+    detail: dict[str, Any] = field(default_factory=dict)  # e.g. the raw scores behind prob_a, mapped back to A/B
 
     def __post_init__(self):
         for name in ("choice", "verdict_ab", "verdict_ba"):
             v = getattr(self, name)
             if v is not None and v not in CHOICES:
                 raise ValueError(f"label {name} must be one of {CHOICES}, not {v!r}")
+        for name in ("strength_ab", "strength_ba"):
+            v = getattr(self, name)
+            if v is not None and v not in (1, 2):
+                raise ValueError(f"label {name} must be 1 (slightly) or 2 (clearly), not {v!r}")
         if self.prob_a is not None and not (0.0 <= self.prob_a <= 1.0):
             raise ValueError(f"label probability must lie in [0, 1], not {self.prob_a!r}")
 

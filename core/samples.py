@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import catalogue, fit
-from .store import SampleFilter, Store
+from .store import CATEGORY_SCOPE, SampleFilter, Store
 
 #: method preference when no method is asked for: the fast path, NUTS, then the demo's true weights
 METHOD_ORDER = ("fast", "exact", "truth")
@@ -32,6 +32,8 @@ def parse_scope(scope: str | None) -> str:
         return "all"
     if scope in catalogue.group_keys() or scope in catalogue.case_keys():
         return scope
+    if scope.startswith(CATEGORY_SCOPE) and len(scope) > len(CATEGORY_SCOPE):
+        return scope  # one of the user's own categories
     raise ValueError(f"unknown scope {scope!r}: use 'all', a scenario group ({', '.join(catalogue.group_keys())}) "
                      f"or a query case ({', '.join(catalogue.case_keys())})")
 
@@ -43,6 +45,8 @@ def scope_filter(f: SampleFilter, scope: str | None) -> SampleFilter:
         return dataclasses.replace(f, scenario=scope)
     if scope in catalogue.case_keys():
         return dataclasses.replace(f, case=scope)
+    if scope.startswith(CATEGORY_SCOPE):
+        return dataclasses.replace(f, category=scope[len(CATEGORY_SCOPE):])
     return f
 
 

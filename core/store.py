@@ -20,7 +20,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from . import config
-from .records import Feature, ImportBatch, ImportResult, Judge, Label
+from .records import Feature, ImportBatch, ImportResult, Judge, Label, name_key
 
 MIGRATIONS = Migrations("prefdissect")
 
@@ -216,6 +216,32 @@ def m004_revision(db: sqlite_utils.Database) -> None:
                   for t in REVISED_TABLES for op in ("UPDATE", "DELETE")))
 
 
+@MIGRATIONS()
+def m005_own_data(db: sqlite_utils.Database) -> None:
+    # Bring your own data: the user's own category of a sample (any taxonomy: task families, bias
+    # types, benchmark subsets), beside the paper's scenario group; a verdict's strength in each
+    # presentation order (1 slightly, 2 clearly: "A>B" / "A>>B"); what else the judge said (raw
+    # scores behind prob_a, mapped back to A/B), as JSON.
+    db.executescript(
+        """
+        ALTER TABLE samples ADD COLUMN category TEXT;
+        CREATE INDEX samples_category ON samples(dataset, category);
+        ALTER TABLE labels ADD COLUMN strength_ab INTEGER CHECK (strength_ab IS NULL OR strength_ab IN (1, 2));
+        ALTER TABLE labels ADD COLUMN strength_ba INTEGER CHECK (strength_ba IS NULL OR strength_ba IN (1, 2));
+        ALTER TABLE labels ADD COLUMN detail TEXT;
+        """
+    )
+
+
+class ConflictError(ValueError):
+    """A write that would silently change what is stored (a judge's labels or kind, a name that
+    collides with a stored one); nothing was written. The message says what and how to proceed."""
+
+
+#: what a deletion can remove (``Store.delete``)
+DELETABLE = ("dataset", "judge", "features", "profile")
+
+
 class Store:
     """One connection to the store file, migrated and in WAL mode."""
 
@@ -276,12 +302,21 @@ class Store:
 
     # ------------------------------------------------------------------ writes
 
-    def write_batch(self, batch: ImportBatch) -> ImportResult:
-        """Write one validated import in a single transaction: all of it or nothing."""
+    def write_batch(self, batch: ImportBatch, *, replace: bool = False) -> ImportResult:
+        """Write one validated import in a single transaction: all of it or nothing.
+
+        Refused with ``ConflictError`` (nothing written) when a dataset, judge or model name collides
+        with a stored one after case folding, or when the batch would change a stored label of a
+        judge or a judge's kind, unless ``replace``: then the judges' labels on this dataset become
+        the batch's (labels the batch does not have are removed) and their kind the batch's.
+        Identical labels are no change, so re-importing a file adds nothing and is never refused."""
         ts = now()
         ds = batch.dataset
         with self.writing():
             c = self.conn
+            batch = self._legacy_ids(batch)
+            self._check_names(ds.name, batch.judges, {m for s in batch.samples for m in (s.model_a, s.model_b) if m})
+            self._check_label_changes(batch.judges, batch.labels, ds.name, replace=replace)
             c.execute(
                 "INSERT INTO datasets (name, source, licence, description, synthetic, imported_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -308,6 +343,8 @@ class Store:
                     f"INSERT INTO samples ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                     [tuple(r[k] for k in cols) for r in new_rows],
                 )
+            if replace:
+                self._replace_judges(batch.judges, ds.name)
             self._upsert_judges(batch.judges, ts)
             self._upsert_labels(batch.labels, ts)
             self._upsert_features(batch.features, ts)
@@ -320,6 +357,24 @@ class Store:
             features_written=len(batch.features),
         )
 
+    def _legacy_ids(self, batch: ImportBatch) -> ImportBatch:
+        """The batch with a pair stored before texts were normalised (under the id of its raw text)
+        pointing at that stored sample: its labels and features go there, and it is not added again."""
+        from dataclasses import replace
+
+        legacy = {s.legacy_id: s.id for s in batch.samples if s.legacy_id}
+        if not legacy:
+            return batch
+        found = {r[0] for r in _chunked_in(self.conn, "SELECT id FROM samples WHERE id IN ({})", list(legacy))}
+        if not found:
+            return batch
+        to_old = {legacy[old]: old for old in found}
+        return replace(
+            batch,
+            samples=[replace(s, id=to_old[s.id], legacy_id=None) if s.id in to_old else s for s in batch.samples],
+            labels=[replace(l, sample_id=to_old[l.sample_id]) if l.sample_id in to_old else l for l in batch.labels],
+            features=[replace(f, sample_id=to_old[f.sample_id]) if f.sample_id in to_old else f for f in batch.features])
+
     def _upsert_judges(self, judges: Iterable[Judge], ts: str) -> None:
         self.conn.executemany(
             "INSERT INTO judges (name, kind, notes, size_b, created_at) VALUES (?, ?, ?, ?, ?)"
@@ -331,14 +386,93 @@ class Store:
 
     def _upsert_labels(self, labels: Iterable[Label], ts: str) -> None:
         self.conn.executemany(
-            "INSERT INTO labels (sample_id, judge, choice, prob_a, verdict_ab, verdict_ba, source, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO labels (sample_id, judge, choice, prob_a, verdict_ab, verdict_ba, source, created_at,"
+            " strength_ab, strength_ba, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(sample_id, judge) DO UPDATE SET choice = excluded.choice, prob_a = excluded.prob_a,"
-            "  verdict_ab = excluded.verdict_ab, verdict_ba = excluded.verdict_ba, source = excluded.source"
+            "  verdict_ab = excluded.verdict_ab, verdict_ba = excluded.verdict_ba, source = excluded.source,"
+            "  strength_ab = excluded.strength_ab, strength_ba = excluded.strength_ba, detail = excluded.detail"
             " WHERE labels.choice IS NOT excluded.choice OR labels.prob_a IS NOT excluded.prob_a"
-            "  OR labels.verdict_ab IS NOT excluded.verdict_ab OR labels.verdict_ba IS NOT excluded.verdict_ba",
-            [(l.sample_id, l.judge, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, l.source, ts) for l in labels],
+            "  OR labels.verdict_ab IS NOT excluded.verdict_ab OR labels.verdict_ba IS NOT excluded.verdict_ba"
+            "  OR labels.strength_ab IS NOT excluded.strength_ab OR labels.strength_ba IS NOT excluded.strength_ba"
+            "  OR labels.detail IS NOT excluded.detail",
+            [(l.sample_id, l.judge, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, l.source, ts,
+              l.strength_ab, l.strength_ba, json.dumps(l.detail, sort_keys=True) if l.detail else None)
+             for l in labels],
         )
+
+    def judge_name(self, name: str) -> str:
+        """A judge name as it will be stored (``records.normalise_name``); ValueError when it cannot
+        be one, ConflictError when it differs from a stored judge's name only by case."""
+        from .records import normalise_name
+
+        name = normalise_name(name, "judge name")
+        self._check_names(None, [Judge(name, "llm")])
+        return name
+
+    def _check_names(self, dataset: str | None, judges: Iterable[Judge], models: set[str] = frozenset()) -> None:
+        """Refuse a name that differs from a stored (or another new) one only by case: two judges
+        that look alike would split one judge's labels, or merge two."""
+        def check(what: str, new: Iterable[str], stored: Iterable[str]) -> None:
+            seen = {name_key(n): n for n in stored}
+            for n in new:
+                other = seen.setdefault(name_key(n), n)
+                if other != n:
+                    raise ConflictError(f"{what} name {n!r} collides with the existing {what} {other!r} "
+                                        f"(they differ only by case); use {other!r}, or choose a distinct name")
+
+        if dataset is not None:
+            check("dataset", [dataset], (r[0] for r in self.conn.execute("SELECT name FROM datasets")))
+        check("judge", [j.name for j in judges], (r[0] for r in self.conn.execute("SELECT name FROM judges")))
+        if models:
+            stored = (r[0] for r in self.conn.execute(
+                "SELECT model_a FROM samples WHERE model_a IS NOT NULL UNION SELECT model_b FROM samples"
+                " WHERE model_b IS NOT NULL"))
+            check("model", sorted(models), stored)
+
+    def _check_label_changes(self, judges: list[Judge], labels: list[Label], dataset: str | None, *,
+                             replace: bool) -> None:
+        """ConflictError when ``labels`` would change a stored label, or ``judges`` a stored kind, unless ``replace``."""
+        if replace:
+            return
+        kinds = dict(self.conn.execute("SELECT name, kind FROM judges"))
+        for j in judges:
+            if j.name in kinds and kinds[j.name] != j.kind:
+                raise ConflictError(f"judge {j.name!r} is stored as kind {kinds[j.name]!r}, not {j.kind!r}; "
+                                    f"pass kind {kinds[j.name]!r}, or replace the judge's labels (--replace)")
+        by_judge: dict[str, dict[str, Label]] = {}
+        for l in labels:
+            by_judge.setdefault(l.judge, {})[l.sample_id] = l
+        for judge, mine in by_judge.items():
+            if judge not in kinds:
+                continue
+            changed, first = 0, None
+            ids = list(mine)
+            for sid, choice, prob_a, ab, ba in _chunked_in(
+                self.conn, "SELECT sample_id, choice, prob_a, verdict_ab, verdict_ba FROM labels WHERE judge = ?"
+                " AND sample_id IN ({})", ids, prefix=[judge]
+            ):
+                l = mine[sid]
+                stored, new = (choice, prob_a, ab, ba), (l.choice, l.prob_a, l.verdict_ab, l.verdict_ba)
+                if stored != new:
+                    changed += 1
+                    if first is None:
+                        k = next(i for i in range(4) if stored[i] != new[i])
+                        first = (sid, ("choice", "prob_a", "verdict_ab", "verdict_ba")[k], stored[k], new[k])
+            if changed:
+                raise ConflictError(
+                    f"judge {judge!r} already has labels here, and {changed:,} of them would change (sample "
+                    f"{first[0]}: {first[1]} stored {first[2]!r}, new {first[3]!r}); nothing was written. To replace this judge's "
+                    "labels on the dataset, ask for it (--replace, or the page's confirmation); to keep both, "
+                    "use another judge name")
+
+    def _replace_judges(self, judges: list[Judge], dataset: str | None) -> None:
+        """Before a replacing write: drop the judges' labels on the dataset and take the new kind."""
+        for j in judges:
+            if dataset is not None:
+                self.conn.execute("DELETE FROM labels WHERE judge = ? AND sample_id IN"
+                                  " (SELECT id FROM samples WHERE dataset = ?)", (j.name, dataset))
+            self.conn.execute("UPDATE judges SET kind = ? WHERE name = ? AND kind != ?", (j.kind, j.name, j.kind))
 
     def _upsert_features(self, features: Iterable[Feature], ts: str) -> None:
         self.conn.executemany(
@@ -363,9 +497,20 @@ class Store:
             ],
         )
 
-    def write_labels(self, judges: list[Judge], labels: list[Label]) -> int:
-        """Add one or more judges' labels for samples already stored, in one transaction."""
+    def write_labels(self, judges: list[Judge], labels: list[Label], *, dataset: str | None = None,
+                     replace: bool | None = None) -> int:
+        """Add one or more judges' labels for samples already stored, in one transaction.
+
+        With ``replace`` False (an upload) a label that would change a stored one, or a judge kind
+        that differs from the stored one, is refused (``ConflictError``); with True the judges'
+        labels on ``dataset`` are replaced by these. None (a job collecting labels, which owns them)
+        writes as before: new labels added, changed ones updated."""
         with self.writing():
+            if replace is not None:
+                self._check_names(None, judges)
+                self._check_label_changes(judges, labels, dataset, replace=replace)
+                if replace:
+                    self._replace_judges(judges, dataset)
             self._upsert_judges(judges, now())
             self._upsert_labels(labels, now())
         return len(labels)
@@ -501,7 +646,7 @@ class Store:
         from . import catalogue
 
         keys = catalogue.attribute_keys()
-        meta = pd.read_sql_query("SELECT id, position, scenario_group, cases FROM samples WHERE dataset = ?"
+        meta = pd.read_sql_query("SELECT id, position, scenario_group, cases, category FROM samples WHERE dataset = ?"
                                  " ORDER BY position", self.conn, params=[dataset]).set_index("id")
         # Every feature of the dataset as one integer, ((position * 32 + attribute) * 4 + value + 1) * 2
         # + excluded, in one string that numpy parses: a row per feature (152k at the paper's scale)
@@ -539,6 +684,7 @@ class Store:
                 index="sample_id", columns="judge", values="y", aggfunc="first")
             Y_all = yv.reindex(index=ids_all, columns=names).to_numpy(dtype=float)
         groups = meta.loc[ids_all, "scenario_group"].to_numpy()
+        own = meta.loc[ids_all, "category"].to_numpy()
         cases = [json.loads(c) if isinstance(c, str) and c else {} for c in meta.loc[ids_all, "cases"]]
         usable = np.array([include_excluded or i not in excluded_ids for i in ids_all], dtype=bool)
         out = {}
@@ -547,6 +693,8 @@ class Store:
                 in_scope = np.ones(len(ids_all), dtype=bool)
             elif scope in catalogue.case_keys():
                 in_scope = np.array([bool(c.get(scope)) for c in cases], dtype=bool)
+            elif scope.startswith(CATEGORY_SCOPE):
+                in_scope = own == scope[len(CATEGORY_SCOPE):]
             else:
                 in_scope = groups == scope
             rows = in_scope & usable
@@ -569,6 +717,9 @@ class Store:
         if scope and scope != "all":
             if scope in catalogue.case_keys():
                 sql += " AND json_extract(s.cases, '$.' || ?)"
+            elif scope.startswith(CATEGORY_SCOPE):
+                sql += " AND s.category = ?"
+                scope = scope[len(CATEGORY_SCOPE):]
             else:
                 sql += " AND s.scenario_group = ?"
             params.append(scope)
@@ -616,6 +767,118 @@ class Store:
                 + ", ".join(f"{k} = excluded.{k}" for k in cols),
                 [row[k] for k in cols],
             )
+
+    # ------------------------------------------------------------------ deleting
+
+    def _delete_where(self, kind: str, name: str, dataset: str | None) -> dict[str, tuple[str, list[Any]]]:
+        """Per table, the WHERE clause (and parameters) of the rows a deletion removes."""
+        if kind == "dataset":
+            in_ds = ("sample_id IN (SELECT id FROM samples WHERE dataset = ?)", [name])
+            return {"labels": in_ds, "features": in_ds, "annotations": in_ds,
+                    "profiles": ("dataset = ?", [name]), "samples": ("dataset = ?", [name]),
+                    "datasets": ("name = ?", [name])}
+        scoped = (" AND sample_id IN (SELECT id FROM samples WHERE dataset = ?)", [dataset]) if dataset else ("", [])
+        pscoped = (" AND dataset = ?", [dataset]) if dataset else ("", [])
+        if kind == "judge":
+            out = {"labels": ("judge = ?" + scoped[0], [name, *scoped[1]]),
+                   "profiles": ("judge = ?" + pscoped[0], [name, *pscoped[1]])}
+            # the judge itself goes when no label of it is left elsewhere
+            out["judges"] = ("name = ? AND NOT EXISTS (SELECT 1 FROM labels WHERE judge = ?)", [name, name])
+            return out
+        if kind == "features":
+            return {"features": ("source = ?" + scoped[0], [name, *scoped[1]]),
+                    "profiles": ("feature_source = ?" + pscoped[0], [name, *pscoped[1]])}
+        if kind == "profile":
+            return {"profiles": ("id = ?", [int(name)])}
+        raise ValueError(f"cannot delete a {kind!r}: choose one of {', '.join(DELETABLE)}")
+
+    def delete_plan(self, kind: str, name: str, *, dataset: str | None = None) -> dict[str, int]:
+        """What ``delete`` would remove, per table (the confirmation shows this). ValueError when
+        there is no such thing, or when a job on it is queued or running."""
+        if kind == "dataset" and not self.scalar("SELECT 1 FROM datasets WHERE name = ?", [name]):
+            known = [r[0] for r in self.conn.execute("SELECT name FROM datasets ORDER BY name")]
+            raise ValueError(f"no dataset {name!r}" + (f" (datasets: {', '.join(known)})" if known else ""))
+        if kind == "judge" and not self.scalar("SELECT 1 FROM judges WHERE name = ?", [name]):
+            raise ValueError(f"no judge {name!r}")
+        if kind == "profile":
+            try:
+                int(name)
+            except (TypeError, ValueError):
+                raise ValueError(f"a profile is named by its id (a number), not {name!r}") from None
+        where = self._delete_where(kind, name, dataset)
+        counts = {}
+        for table, (clause, params) in where.items():
+            if table == "judges":
+                counts[table] = int(bool(self.scalar(
+                    "SELECT 1 FROM judges WHERE name = ? AND NOT EXISTS (SELECT 1 FROM labels WHERE judge = ?"
+                    " AND NOT (" + where["labels"][0] + "))", [name, name, *where["labels"][1]])))
+            else:
+                counts[table] = int(self.scalar(f"SELECT COUNT(*) FROM {table} WHERE {clause}", params))
+        if kind == "dataset":
+            counts["judges"] = int(self.scalar(
+                "SELECT COUNT(*) FROM judges j WHERE EXISTS (SELECT 1 FROM labels l WHERE l.judge = j.name AND "
+                + where["labels"][0] + ") AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.judge = j.name AND NOT "
+                + where["labels"][0] + ")", [*where["labels"][1], *where["labels"][1]]))
+        if not any(counts.values()):
+            what = {"features": "feature set", "profile": "profile"}.get(kind, kind)
+            raise ValueError(f"no {what} {name!r}" + (f" on dataset {dataset!r}" if dataset else "") + ": nothing to delete")
+        busy = self.rows("SELECT id, kind, params FROM jobs WHERE status IN ('queued', 'running')")
+        for job in busy:
+            params = json.loads(job["params"] or "{}")
+            if name in (params.get("dataset"), params.get("judge"), params.get("features")) or (
+                    kind == "judge" and name in (params.get("judges") or [])):
+                raise ValueError(f"job {job['id']} ({job['kind']}) is {name!r}'s and still queued or running; "
+                                 "cancel it first")
+        return counts
+
+    def backup_path(self, reason: str) -> Path:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        return self.path.with_name(f"{self.path.stem}.before-{reason}-{stamp}.db")
+
+    def delete(self, kind: str, name: str, *, dataset: str | None = None,
+               backup: bool = True) -> tuple[dict[str, int], Path | None]:
+        """Delete a dataset (its samples, labels, features, annotations, profiles), a judge (its
+        labels and profiles, on ``dataset`` or everywhere; the judge goes with its last label), a
+        feature set (its features and the profiles fitted on it, on ``dataset`` or everywhere) or a
+        profile (by id), in one transaction, after a backup of the whole store beside it
+        (``<store>.before-delete-<time>.db``). Returns the rows removed per table and the backup."""
+        plan = self.delete_plan(kind, name, dataset=dataset)
+        copy = None
+        if backup:
+            copy = self.backup_path("delete")
+            _copy(self.conn, copy)
+        where = self._delete_where(kind, name, dataset)
+        removed = {}
+        with self.writing():
+            touched = [r[0] for r in self.conn.execute(
+                f"SELECT DISTINCT judge FROM labels WHERE {where['labels'][0]}", where["labels"][1])] \
+                if "labels" in where else []
+            for table, (clause, params) in where.items():  # children first: labels ... datasets
+                removed[table] = self.conn.execute(f"DELETE FROM {table} WHERE {clause}", params).rowcount
+            uploads = []
+            if kind == "dataset":  # finished jobs on the dataset go with it (their history is its)
+                mine = [r for r in self.rows("SELECT id, kind, params FROM jobs")
+                        if json.loads(r["params"] or "{}").get("dataset") == name]
+                ids = [r["id"] for r in mine]
+                uploads = [Path(json.loads(r["params"])["path"]) for r in mine
+                           if r["kind"] == "import" and json.loads(r["params"]).get("path")]
+                if ids:
+                    marks = ", ".join("?" * len(ids))
+                    self.conn.execute(f"DELETE FROM job_runs WHERE job_id IN ({marks})", ids)
+                    removed["jobs"] = self.conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids).rowcount
+            if kind == "dataset" and touched:  # a judge whose every label was on the dataset goes too
+                marks = ", ".join("?" * len(touched))
+                removed["judges"] = self.conn.execute(
+                    f"DELETE FROM judges WHERE name IN ({marks}) AND NOT EXISTS"
+                    " (SELECT 1 FROM labels WHERE judge = judges.name)", touched).rowcount
+        folder = (self.path.resolve().parent / "uploads").resolve()
+        for upload in uploads:  # the files its import jobs read (kept beside the store) go too
+            if upload.resolve().parent == folder and not self.scalar(
+                    "SELECT 1 FROM jobs WHERE params LIKE ?", [f"%{upload.name}%"]):
+                upload.unlink(missing_ok=True)
+                removed["uploads"] = removed.get("uploads", 0) + 1
+        del plan
+        return removed, copy
 
     # ------------------------------------------------------------------ reads
 
@@ -676,6 +939,23 @@ class Store:
         return [r[0] for r in self.conn.execute(
             f"SELECT name FROM judges j WHERE EXISTS (SELECT 1 FROM labels l WHERE l.judge = j.name{where})"
             " ORDER BY name", params)]
+
+    def category_counts(self, dataset: str | None = None) -> list[dict[str, Any]]:
+        """Samples per dataset and user category (only datasets that have categories), with the
+        scenario group each category maps to when all its samples share one (else None)."""
+        where, params = ("AND dataset = ?", [dataset]) if dataset else ("", [])
+        return self.rows(
+            "SELECT dataset, category, COUNT(*) AS samples,"
+            " CASE WHEN COUNT(DISTINCT scenario_group) = 1 AND COUNT(scenario_group) = COUNT(*)"
+            "  THEN MIN(scenario_group) END AS scenario_group"
+            " FROM samples WHERE dataset IN (SELECT DISTINCT dataset FROM samples WHERE category IS NOT NULL)"
+            f" {where} GROUP BY dataset, category ORDER BY dataset, category IS NULL, category", params)
+
+    def categories(self, dataset: str) -> list[str]:
+        """The user's own categories of a dataset, sorted (index-only)."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT category FROM samples WHERE dataset = ? AND category IS NOT NULL ORDER BY category",
+            (dataset,))]
 
     def scenario_counts(self, dataset: str | None = None) -> list[dict[str, Any]]:
         where, params = ("WHERE dataset = ?", [dataset]) if dataset else ("", [])
@@ -773,6 +1053,11 @@ class Store:
         elif f.scenario:
             where.append("s.scenario_group = ?")
             params.append(f.scenario)
+        if f.category == UNCATEGORISED:
+            where.append("s.category IS NULL")
+        elif f.category:
+            where.append("s.category = ?")
+            params.append(f.category)
         if f.case:
             if f.case not in catalogue.case_keys():
                 raise ValueError(f"unknown query case {f.case!r}; cases are {', '.join(catalogue.case_keys())}")
@@ -893,7 +1178,8 @@ class Store:
     def sample_labels(self, sample_id: str) -> list[dict[str, Any]]:
         """Every judge's vote on one sample: choice, P(A), the verdicts in both orders, the judge's kind."""
         return self.rows(
-            "SELECT l.judge, j.kind, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, l.source FROM labels l"
+            "SELECT l.judge, j.kind, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, l.strength_ab, l.strength_ba,"
+            " l.source FROM labels l"
             " LEFT JOIN judges j ON j.name = l.judge WHERE l.sample_id = ? ORDER BY l.judge", [sample_id])
 
     def sample_features(self, sample_id: str, source: str | None = None) -> list[dict[str, Any]]:
@@ -925,6 +1211,15 @@ class Store:
 
 #: the scenario filter value for samples without a scenario group yet
 UNCLASSIFIED = "(unclassified)"
+#: the category filter value for samples without a category of the user's own
+UNCATEGORISED = "(no category)"
+#: a fit scope made of one of the user's own categories: ``category:<name>``
+CATEGORY_SCOPE = "category:"
+
+
+def category_scope(category: str) -> str:
+    """The fit scope of the samples in one of the user's own categories."""
+    return CATEGORY_SCOPE + category
 
 
 @dataclass(frozen=True)
@@ -932,6 +1227,7 @@ class SampleFilter:
     """Which samples the Samples page lists (``Store.browse``); every field optional, all must hold.
 
     ``scenario``: a scenario group (``UNCLASSIFIED`` for none yet); ``case``: a query case key;
+    ``category``: the user's own category from the data (``UNCATEGORISED`` for none);
     ``judge``: samples that judge labelled (its choice comes with each row); ``disagree``: two or
     more judges whose non-tie choices on the sample differ; ``attributes``: samples whose comparison
     feature from ``feature_source`` is non-zero on every one of them (``direction`` "A": A better
@@ -943,6 +1239,7 @@ class SampleFilter:
     scenario: str | None = None
     case: str | None = None
     judge: str | None = None
+    category: str | None = None
     disagree: tuple[str, ...] = ()
     attributes: tuple[str, ...] = ()
     feature_source: str | None = None
@@ -1135,10 +1432,10 @@ def restore_store(source: str | Path, path: str | Path) -> tuple[dict[str, int],
     return counts, safety
 
 
-def _chunked_in(conn: sqlite3.Connection, sql: str, values: list[Any], size: int = 900):
+def _chunked_in(conn: sqlite3.Connection, sql: str, values: list[Any], size: int = 900, prefix: list[Any] = ()):
     for i in range(0, len(values), size):
         chunk = values[i : i + size]
-        yield from conn.execute(sql.format(", ".join("?" * len(chunk))), chunk)
+        yield from conn.execute(sql.format(", ".join("?" * len(chunk))), [*prefix, *chunk])
 
 
 _migration_lock = threading.Lock()

@@ -28,6 +28,7 @@ PAGES = [
     st.Page(ROOT / "pages" / "annotate.py", title="Annotate & fit", icon=":material/model_training:",
             url_path="annotate"),
     st.Page(ROOT / "pages" / "simulate.py", title="Simulator", icon=":material/science:", url_path="simulate"),
+    st.Page(ROOT / "pages" / "data.py", title="Your data", icon=":material/upload_file:", url_path="data"),
 ]
 
 st.set_page_config(page_title="Preference dissection", page_icon=":material/balance:", layout="wide")

@@ -83,6 +83,12 @@ def catalog(fp: tuple) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
+def category_counts(fp: tuple) -> pd.DataFrame:
+    """Samples per dataset and user category (only datasets that brought categories)."""
+    return pd.DataFrame(store().category_counts(), columns=["dataset", "category", "samples", "scenario_group"])
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
 def agreement(fp: tuple, dataset: str | None) -> pd.DataFrame:
     return judges.agreement_frame(store(), dataset)
 
@@ -409,7 +415,8 @@ def sample_options(fp: tuple, dataset: str) -> _sampleurl.Options:
     s = store()
     return _sampleurl.Options(scenarios=[r["scenario_group"] for r in s.scenario_counts(dataset)],
                               judges=s.judge_names(dataset),
-                              sources=[r["source"] for r in s.feature_sources(dataset)])
+                              sources=[r["source"] for r in s.feature_sources(dataset)],
+                              categories=s.categories(dataset))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

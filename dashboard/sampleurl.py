@@ -1,7 +1,8 @@
 """The Samples page's state as URL query parameters: read (with a clear message for each bad
 value, never an exception) and written back, so a URL reproduces the view.
 
-Parameters: ``id`` (the open sample), ``dataset``, ``scenario``, ``case``, ``judge`` (lists only
+Parameters: ``id`` (the open sample), ``dataset``, ``scenario``, ``case``, ``category`` (the
+user's own, from the data), ``judge`` (lists only
 samples that judge labelled, with its choice), ``disagree`` (repeated: judges whose choices
 differ), ``attr`` (repeated: attributes on which A and B differ), ``source`` (feature source),
 ``dir`` (``A`` / ``B``: which response is better on them), ``excluded`` (``1``: keep samples
@@ -31,13 +32,13 @@ from typing import Any, Callable, Mapping
 from core.jobs import richest_feature_source as default_source  # the set `python -m core fit` picks by default
 
 from core import catalogue
-from core.store import UNCLASSIFIED, SampleFilter
+from core.store import CATEGORY_SCOPE, UNCATEGORISED, UNCLASSIFIED, SampleFilter
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_SIZE = 50
 ANY = "any"
 PARAMS = ("id", "dataset", "scenario", "case", "judge", "disagree", "attr", "source", "dir", "excluded", "q", "page",
-          "size", "scope", "vjudge")
+          "size", "scope", "vjudge", "category")
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,14 @@ class State:
     id: str | None = None
     scope: str | None = None
     vjudge: str | None = None
+    category: str | None = None  # the user's own category (``UNCATEGORISED``: none)
 
     def filter(self) -> SampleFilter:
         """What the list shows (``Store.browse``). Attributes need a feature source: without one
         the attribute filter is left out (the page always has one when the dataset has features)."""
         attrs = self.attributes if self.source else ()
         return SampleFilter(dataset=self.dataset, scenario=self.scenario, case=self.case, judge=self.judge,
+                            category=self.category,
                             disagree=self.disagree if len(self.disagree) >= 2 else (), attributes=attrs,
                             feature_source=self.source if attrs else None, direction=self.direction if attrs else None,
                             include_excluded=self.excluded, text=self.q.strip() or None)
@@ -75,6 +78,7 @@ class Options:
     scenarios: list[str] = field(default_factory=list)
     judges: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)  # the user's own, when the data brought them
 
 
 def _values(params: Mapping[str, Any], key: str) -> list[str]:
@@ -132,6 +136,11 @@ def parse(params: Mapping[str, Any], *, datasets: list[str], dataset_of: Callabl
         problems.append(f"Unknown query case {case!r} (cases: {', '.join(catalogue.case_keys())}).")
         case = None
 
+    category = _one(params, "category")
+    if category is not None and category not in opts.categories and category != UNCATEGORISED:
+        problems.append(f"Dataset {dataset!r} has no category {category!r}.")
+        category = None
+
     def judge_param(key: str) -> str | None:
         j = _one(params, key)
         if j is not None and j not in opts.judges:
@@ -183,7 +192,13 @@ def parse(params: Mapping[str, Any], *, datasets: list[str], dataset_of: Callabl
 
     page, size = positive("page", 1), positive("size", DEFAULT_SIZE, PAGE_SIZES)
     scope = _one(params, "scope")
-    if scope is not None:
+    if scope is not None and scope.startswith(CATEGORY_SCOPE):
+        if scope[len(CATEGORY_SCOPE):] not in opts.categories:
+            problems.append(f"Dataset {dataset!r} has no category {scope[len(CATEGORY_SCOPE):]!r}.")
+            scope = None
+        elif category is None:
+            category = scope[len(CATEGORY_SCOPE):]
+    elif scope is not None:
         if scope not in ["all"] + catalogue.group_keys() + catalogue.case_keys():
             problems.append(f"Unknown scope {scope!r}: use all, a scenario group or a query case.")
             scope = None
@@ -194,7 +209,8 @@ def parse(params: Mapping[str, Any], *, datasets: list[str], dataset_of: Callabl
                 case = scope
     state = State(dataset=dataset, scenario=scenario, case=case, judge=judge, disagree=tuple(disagree),
                   attributes=tuple(attrs), source=source, direction=direction, excluded=excluded,
-                  q=_one(params, "q") or "", page=page, size=size, id=sample_id, scope=scope, vjudge=vjudge)
+                  q=_one(params, "q") or "", page=page, size=size, id=sample_id, scope=scope, vjudge=vjudge,
+                  category=category)
     return state, problems
 
 
@@ -209,6 +225,8 @@ def to_params(state: State, *, default_source_: str | None = None) -> dict[str, 
         out["scenario"] = state.scenario
     if state.case:
         out["case"] = state.case
+    if state.category:
+        out["category"] = state.category
     if state.scope and state.scope != "all" and not state.scenario and not state.case:
         out["scenario"] = ANY  # a chosen scope, but no filter: say so, or reading it back would filter
     for key, value in (("judge", state.judge), ("vjudge", state.vjudge)):

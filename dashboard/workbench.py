@@ -19,6 +19,7 @@ import streamlit as st
 
 from core import config, importers, jobs
 from core.llm import KEY_ENVS, LLMSettings
+from core.store import category_scope
 from dashboard import auth, data
 from dashboard.render import plain
 
@@ -171,6 +172,12 @@ def show_flash() -> None:
 
 def start(kind: str, params: dict, *, total: int = 0, budget: float | None = None, watch_key: str = "watch") -> None:
     """Submit the job (or run a finished one again) and start a worker unless one is on it."""
+    if kind == "judge" and params.get("judge"):
+        try:  # the name as it will be stored; refused when it only differs by case from a stored judge's
+            params = {**params, "judge": data.store().judge_name(params["judge"])}
+        except ValueError as e:
+            st.error(str(e))
+            return
     env = worker_env((params.get("llm") or {}).get("base_url"))
     job, pid = jobs.launch(data.store(), kind, params, total=total, budget=budget, env=env)
     st.session_state[f"{watch_key}_next"] = job.id
@@ -295,8 +302,13 @@ def fit_form(prefix: str, overview: dict, *, default_judges: list[str] | None = 
     default = [j for j in (default_judges or []) if j in judge_names] or None
     chosen = st.multiselect("Judges", judge_names, default=None if k in st.session_state else default, key=k,
                             placeholder="every judge with labels")
-    scopes = st.multiselect("Scopes", data.fit_scopes(), key=f"{prefix}_scopes",
-                            placeholder="every scope: all, the scenario groups, the query cases")
+    own = [category_scope(c) for c in data.sample_options(data.fingerprint(), dataset).categories]
+    k = f"{prefix}_scopes"
+    if k in st.session_state:  # a category scope of another dataset is not offered here
+        st.session_state[k] = [x for x in st.session_state[k] if x in data.fit_scopes() or x in own]
+    scopes = st.multiselect("Scopes", data.fit_scopes() + own, key=k,
+                            placeholder="every scope: all, the scenario groups, the query cases",
+                            help="category:NAME scopes are the dataset's own categories (fitted only when chosen)")
     method = st.radio("Method", ["fast", "exact"], horizontal=True, key=f"{prefix}_method",
                       help="fast: batched HMC, checked against NUTS; exact: NUTS (slower)")
     force = st.checkbox("Refit even when the inputs did not change", key=f"{prefix}_force")
@@ -310,7 +322,7 @@ def fit_form(prefix: str, overview: dict, *, default_judges: list[str] | None = 
 # ---------------------------------------------------------------- adding a judge from a file
 
 
-def import_labels(filename: str, content: bytes, *, dataset: str, judge: str, kind: str) -> int:
+def import_labels(filename: str, content: bytes, *, dataset: str, judge: str, kind: str, replace: bool = False) -> int:
     """Add a judge's labels from an uploaded file (``core.importers.import_labels``): written to a
     temporary file named like the upload, so an error names the file; all or nothing."""
     name = Path(filename).name or "labels"
@@ -318,4 +330,4 @@ def import_labels(filename: str, content: bytes, *, dataset: str, judge: str, ki
         path = Path(tmp) / name
         path.write_bytes(content)
         return importers.import_labels(data.store(), path, dataset=dataset, judge=judge.strip(), kind=kind,
-                                       notes=f"uploaded labels ({name})")
+                                       notes=f"uploaded labels ({name})", replace=replace)

@@ -76,20 +76,25 @@ st.subheader("Add a judge")
 def upload_labels() -> None:
     st.caption("The paper's format: a JSON list of \"A\" / \"B\" (or \"tie\", or null for no label), one per sample "
                "in the dataset's order. Or a table (CSV, JSONL, JSON list of objects, parquet) with the columns "
-               "sample\\_id, label and, optionally, prob\\_a. A file with an error is rejected whole, naming the row "
+               "sample\\_id (ours, or your own id from the import), label (A / B / tie, or A>>B, A>B, A=B...) and, "
+               "optionally, label\\_ba (the verdict with B shown first, as that run gave it), prob\\_a, scores / "
+               "scores\\_ba. Other layouts: `python -m core labels --help`. A file with an error is rejected whole, naming the row "
                "and field, and the store is left unchanged.")
     upload = st.file_uploader("Labels file", type=["json", "csv", "jsonl", "parquet"], key="labels_file")
     c1, c2, c3 = st.columns([2, 2, 1])
     up_dataset = c1.selectbox("Dataset the labels are for", names, key="upload_dataset")
     up_judge = c2.text_input("Judge name", key="upload_judge", placeholder="e.g. my-model")
     up_kind = c3.selectbox("Kind", ["llm", "human", "gold", "synthetic"], key="upload_kind")
+    replace = False
     if up_judge.strip() and up_judge.strip() in set(ov["judges"]["name"]):
-        st.caption("A judge of this name exists: its labels on these samples are replaced by the file's.")
+        replace = st.checkbox("A judge of this name exists: replace its labels on this dataset with the file's",
+                              key="upload_replace", help="without it, a file that would change any of its labels "
+                              "(or its kind) is refused and nothing is written")
     if auth.require_editor("adding a judge"):
         if st.button("Add judge", type="primary", key="upload_add", disabled=not (upload and up_judge.strip())):
             try:
                 n = workbench.import_labels(upload.name, upload.getvalue(), dataset=up_dataset, judge=up_judge,
-                                            kind=up_kind)
+                                            kind=up_kind, replace=replace)
             except ValueError as e:  # importers.InputError: file, row and field at fault
                 st.error("Not imported; the store is unchanged. " + plain(e))
             else:

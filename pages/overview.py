@@ -1,5 +1,7 @@
 """Overview: what is in the store: datasets, scenarios, judges, and how the judges agree."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from dashboard import charts, data
@@ -10,8 +12,9 @@ ov = data.overview(fp)
 counts = ov["counts"]
 
 if not counts["samples"]:
-    st.info("The store is empty. Import data with `python -m core import FORMAT PATH` or build the demo with "
-            "`python -m core demo`.")
+    st.info("The store is empty. Import a file on the **Your data** page (editors), or with "
+            "`python -m core import FORMAT PATH`; or build the demo with `python -m core demo`.")
+    st.page_link(Path(__file__).resolve().parent / "data.py", label="Your data: import a file", icon=":material/upload_file:")
     st.stop()
 
 datasets = ov["datasets"]
@@ -35,6 +38,13 @@ st.dataframe(
 st.subheader("Samples per scenario group")
 scen = ov["scenarios"]
 charts.show(charts.scenario_bars, scen, width="stretch")
+
+cats = data.category_counts(fp)
+if not cats.empty:
+    st.subheader("Samples per category (your own taxonomy)")
+    st.caption("The categories your data brought (a category column at import); each is a Samples filter and a fit "
+               "scope (category:NAME). The scenario group shown is the one all of a category's samples share.")
+    st.dataframe(cats, hide_index=True, column_config={"scenario_group": "scenario group"})
 
 st.subheader("Judges")
 judges = ov["judges"]

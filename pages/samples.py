@@ -35,7 +35,7 @@ def options_for(dataset: str) -> sampleurl.Options:
 def load(state: sampleurl.State) -> None:
     """Put a state into the widgets (before they are drawn in this run)."""
     ss = st.session_state
-    for name in ("dataset", "scenario", "case", "judge", "source", "direction", "id", "scope", "vjudge"):
+    for name in ("dataset", "scenario", "case", "judge", "source", "direction", "id", "scope", "vjudge", "category"):
         ss[K + name] = getattr(state, name)
     ss[K + "disagree"] = list(state.disagree)
     ss[K + "attributes"] = list(state.attributes)
@@ -53,7 +53,7 @@ def current() -> sampleurl.State:
         attributes=tuple(ss.get(K + "attributes") or ()), source=ss.get(K + "source"),
         direction=ss.get(K + "direction"), excluded=bool(ss.get(K + "excluded")), q=ss.get(K + "q") or "",
         page=int(ss.get(K + "page") or 1), size=int(ss.get(K + "size") or sampleurl.DEFAULT_SIZE), id=ss.get(K + "id"),
-        scope=ss.get(K + "scope"), vjudge=ss.get(K + "vjudge"))
+        scope=ss.get(K + "scope"), vjudge=ss.get(K + "vjudge"), category=ss.get(K + "category"))
 
 
 # ------------------------------------------------------------------ the URL -> the widgets
@@ -87,7 +87,8 @@ ss = st.session_state
 opts = options_for(ss[K + "dataset"])
 scenario_options = [None] + list(dict.fromkeys([g for g in GROUPS if g in opts.scenarios] + opts.scenarios))
 for key, valid in (("scenario", scenario_options), ("case", [None] + list(CASES)), ("judge", [None] + opts.judges),
-                   ("source", opts.sources or [None]), ("direction", [None, "A", "B"])):
+                   ("source", opts.sources or [None]), ("direction", [None, "A", "B"]),
+                   ("category", [None, sampleurl.UNCATEGORISED] + opts.categories)):
     if ss.get(K + key) not in valid:  # left over from another dataset
         ss[K + key] = valid[0] if key == "source" else None
 ss[K + "disagree"] = [j for j in ss.get(K + "disagree") or [] if j in opts.judges]
@@ -101,6 +102,10 @@ c3.selectbox("Query case", [None] + list(CASES), key=K + "case", on_change=reset
 c4.selectbox("Judge", [None] + opts.judges, key=K + "judge", on_change=reset_page, placeholder="any",
              format_func=lambda j: "any" if j is None else j,
              help="Only the samples this judge labelled, with its choice as a column; the sample view explains it.")
+if opts.categories:  # the dataset brought its own categories
+    st.selectbox("Category (yours)", [None, sampleurl.UNCATEGORISED] + opts.categories, key=K + "category", on_change=reset_page,
+                 placeholder="any", format_func=lambda c: "any" if c is None else c,
+                 help="The category column of your data (task family, bias type, benchmark subset...).")
 c1, c2, c3, c4 = st.columns([2, 3, 2, 2])
 c1.multiselect("Judges that disagree", opts.judges, key=K + "disagree", on_change=reset_page,
                help="Two or more judges: the samples where their choices (ties aside) are not all the same.")
@@ -195,7 +200,7 @@ if view is not None:
     st.caption(" · ".join(plain(x) for x in [
         f"id {s['id']}", f"scenario group: {s.get('scenario_group') or 'not classified yet'}",
         ("query cases: " + ", ".join(cases)) if cases else "no query-specific case",
-        f"turns: {s.get('turns') or 1}"]))
+        f"turns: {s.get('turns') or 1}"] + ([f"your category: {s['category']}"] if s.get("category") else [])))
 
     raw = st.toggle("Show the texts as raw text", key=K + "raw",
                     help="Off: markdown, rendered inert (no HTML, no images, only web links). On: exactly as stored.")
@@ -232,9 +237,15 @@ if view is not None:
         columns = ["judge", "kind", "choice", "prob_a"]
         if votes[["verdict_ab", "verdict_ba"]].notna().any().any():  # both-order verdicts, where known
             columns += ["verdict_ab", "verdict_ba", "consistent"]
+        if votes[["strength_ab", "strength_ba"]].notna().any().any():  # A>>B (2) or A>B (1), where given
+            strength = {1: "slightly", 2: "clearly"}
+            for k in ("strength_ab", "strength_ba"):
+                votes[k] = votes[k].map(strength.get)
+            columns += ["strength_ab"] + (["strength_ba"] if votes["strength_ba"].notna().any() else [])
         st.dataframe(votes[columns], hide_index=True, key=K + "votes", column_config={
                          "prob_a": st.column_config.NumberColumn("P(A)", format="%.3f"),
                          "verdict_ab": "verdict, A shown first", "verdict_ba": "verdict, B shown first",
+                         "strength_ab": "how strongly (A shown first)", "strength_ba": "how strongly (B shown first)",
                          "consistent": st.column_config.CheckboxColumn("same in both orders")})
     else:
         st.caption("No judge has labelled this sample.")

@@ -7,6 +7,8 @@ command that writes."""
 
 from __future__ import annotations
 
+import re
+
 import shutil
 
 import pytest
@@ -93,7 +95,9 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
 def one_clear_error(err: str) -> str:
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert lines, "nothing was printed to stderr"
-    last = lines[-1]
+    # a file with several problems lists each on its own "error: " line after a count: the first names the first
+    problems = [line for line in lines if line.startswith("error: ") and not re.search(r": \d+ problems$", line)]
+    last = problems[0] if problems else lines[-1]
     assert last.startswith("error: ") or ": error: " in last, err
     assert "Traceback" not in err
     return last

@@ -58,7 +58,7 @@ def test_autoj_real_file_gives_the_published_label_counts_and_consistency(store,
     res = import_file(store, "autoj", path)
     assert (res.dataset, res.samples_added, res.samples_seen) == ("autoj-pairwise", 1392, 1392)
     assert res.judges == ["autoj-human", "auto-j-13b"]
-    assert res.counts == {"rows": 1392, "repeats": 2, "empty_responses": 1}
+    assert res.counts == {"rows": 1392, "repeats": 2, "empty_responses": 1, "normalised": 549}
     judges = judges_by_name(store, "autoj-pairwise")
     human, autoj = judges["autoj-human"], judges["auto-j-13b"]
     assert (human["kind"], human["labels"], human["a"], human["b"], human["tie"]) == ("human", 1392, 520, 499, 373)
@@ -172,7 +172,7 @@ def test_alpaca_eval_failed_annotation_is_counted_and_keeps_its_sample(store, sh
     path = need(shared_data, "alpaca_eval/gpt-3.5-turbo-0301/alpaca_eval_gpt4/annotations.json")
     res = import_file(store, "alpaca_eval", path)
     assert (res.samples_seen, res.samples_added, res.labels_written) == (805, 805, 804)
-    assert res.counts == {"rows": 805, "failed": 1}
+    assert res.counts == {"rows": 805, "failed": 1, "normalised": 213}
 
 
 def test_alpaca_eval_identical_outputs_keep_the_sample_without_a_label(store, shared_data):

@@ -23,7 +23,7 @@ LINKY = "https://evil.example/a www.evil.example [x](https://evil.example/b) ops
 PAGES = [("/", "Agreement between judges"), ("/samples?id={sid}", "Votes"), ("/profiles", "Most and least rewarded"),
          ("/similarity", "similarity"), ("/judges", "Position bias"), ("/simulate", "Attribute-controlled")]
 #: pages whose names sit only in widgets or data grids (canvas), not in the page's text
-QUIET = [("/samples", "Showing"), ("/annotate", "History")]
+QUIET = [("/samples", "Showing"), ("/annotate", "History"), ("/data", "Your data")]
 
 
 def _linky_store(path: Path) -> str:
@@ -89,6 +89,10 @@ def test_a_signed_in_browser_stays_signed_in_across_reloads_and_links(password_s
     try:
         driver.get(url + "/")
         wait_for_text(driver, "Sign in with the password")
+        from selenium.webdriver.support import expected_conditions as ec
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(driver, 60).until(ec.element_to_be_clickable((By.CSS_SELECTOR, "input[type='password']")))
         driver.find_element(By.CSS_SELECTOR, "input[aria-label='Your name']").send_keys("ann")
         driver.find_element(By.CSS_SELECTOR, "input[type='password']").send_keys("editor-pw-2")
         driver.find_element(By.XPATH, "//button[.//p[text()='Sign in']]").click()

@@ -33,9 +33,10 @@ _DEFINITION = re.compile(r"\[(?:[^\]\\\n]|\\.){1,999}\]:")
 _TABLE_RULE = re.compile(r"^ {0,3}\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 
 
-#: what a markdown renderer turns into a link even with every markup character escaped (GFM's
-#: "autolink literals": a scheme's colon, "www.", an e-mail's "@"); a zero-width space breaks each
-_AUTOLINK = re.compile(r"(:)|(@)|(?<=www)(?=\.)", re.IGNORECASE)
+#: where a markdown renderer starts a link even with every markup character escaped (GFM's
+#: "autolink literals": "scheme://", "mailto:", "xmpp:", "www.", an e-mail's "@"); a zero-width
+#: space at each of these places breaks the link and is invisible
+_AUTOLINK = re.compile(r"(?<=:)(?=/)|(?i:(?<=mailto:)|(?<=xmpp:)|(?<=www)(?=\.))|(?=@)")
 
 
 def plain(text: object) -> str:
@@ -43,8 +44,7 @@ def plain(text: object) -> str:
     every markup character escaped, so no link, image, HTML or formatting can come from it, and
     an invisible zero-width space inside each would-be autolink (``https://``, ``www.``, ``a@b.c``),
     so a URL or e-mail in a name stays text rather than becoming a link."""
-    s = _AUTOLINK.sub(lambda m: (m.group(1) + ZWSP) if m.group(1) else ZWSP + (m.group(2) or ""),
-                      "" if text is None else str(text))
+    s = _AUTOLINK.sub(ZWSP, "" if text is None else str(text))
     return "".join("\\" + c if c in _MARKUP else c for c in s)
 
 

@@ -22,7 +22,7 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -56,6 +56,10 @@ class LLMSettings:
     price_output: float = 0.0  # USD per million output tokens
     timeout_s: float = 120.0
     max_retries: int = 6
+    #: force a structured-output dialect (a name in DIALECTS) instead of probing the endpoint
+    response_mode: str | None = None
+    #: "keep" or "fold" the system message into the user message; None: by the dialect
+    system_role: str | None = None
     api_key: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -73,6 +77,8 @@ class LLMSettings:
             price_output=_float("PREFDISSECT_LLM_PRICE_OUTPUT", cls.price_output),
             timeout_s=_float("PREFDISSECT_LLM_TIMEOUT", cls.timeout_s),
             max_retries=int(_float("PREFDISSECT_LLM_MAX_RETRIES", cls.max_retries)),
+            response_mode=_env("PREFDISSECT_LLM_RESPONSE_MODE"),
+            system_role=_env("PREFDISSECT_LLM_SYSTEM_ROLE"),
             api_key=next((os.environ[k] for k in KEY_ENVS if os.environ.get(k)), None),
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -94,7 +100,18 @@ class LLMSettings:
             "tokens_per_minute": self.tokens_per_minute,
             "price_input": self.price_input,
             "price_output": self.price_output,
+            # only when set, so the jobs of settings without them keep their keys
+            **({"response_mode": self.response_mode} if self.response_mode else {}),
+            **({"system_role": self.system_role} if self.system_role else {}),
         }
+
+    def check(self) -> None:
+        """A clear error for a forced dialect or system-role setting that does not exist."""
+        if self.response_mode is not None and self.response_mode not in DIALECTS:
+            raise ValueError(f"PREFDISSECT_LLM_RESPONSE_MODE={self.response_mode!r} is not a response mode; "
+                             f"known: {', '.join(DIALECTS)}")
+        if self.system_role not in (None, "keep", "fold"):
+            raise ValueError(f"PREFDISSECT_LLM_SYSTEM_ROLE={self.system_role!r}: expected keep or fold")
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.price_input + completion_tokens * self.price_output) / 1e6
@@ -111,15 +128,31 @@ def messages_tokens(messages: list[dict[str, str]]) -> int:
 
 
 class LLMError(Exception):
-    """A request that failed for good; ``raw`` holds the last answer text, if any."""
+    """A request that failed for good; ``raw`` holds the last answer text, if any.
+
+    ``kind`` names the reason in a form that can be compared across requests ("status 400",
+    "schema", "cut off", "timeout", "connection", ...): a run whose requests all fail with one
+    deterministic kind stops early (``DETERMINISTIC``). ``estimated``: ``usage`` is an estimate (the
+    request timed out or the connection dropped, so the server never said what it used)."""
 
     def __init__(self, message: str, *, raw: str | None = None, usage: tuple[int, int] = (0, 0),
-                 attempts: int = 1, latency_s: float = 0.0):
+                 attempts: int = 1, latency_s: float = 0.0, kind: str = "other", estimated: bool = False):
         super().__init__(message)
         self.raw = raw
         self.usage = usage
         self.attempts = attempts
         self.latency_s = latency_s
+        self.kind = kind
+        self.estimated = estimated
+
+    @property
+    def deterministic(self) -> bool:
+        """Would the same request fail the same way again (not a timeout, a 429, a dropped line)?"""
+        return self.kind in DETERMINISTIC or self.kind.startswith("status 4") and self.kind != "status 429"
+
+
+#: failure kinds that repeat when the same request is sent again
+DETERMINISTIC = ("schema", "cut off", "refused", "placeholder", "status 500")
 
 
 @dataclass
@@ -132,7 +165,110 @@ class Completion:
     latency_s: float
     attempts: int = 1
     mode: str = "text"
-    top_logprobs: dict[str, float] | None = None  # first answer token: token -> log-probability
+    top_logprobs: dict[str, float] | None = None  # first answer token with A/B (else the first): token -> logprob
+    finish_reason: str | None = None
+
+
+# ---------------------------------------------------------------- server dialects, as data
+
+#: How each kind of server takes a JSON schema for its answer, in the order they are probed.
+#: ``body`` is merged into the request; "$schema" and "$name" stand for the schema and its name.
+#: ``constrains``: the server enforces the schema (a grammar or guided decoding), so a probe can
+#: check that it did; the last two only ask for JSON, or nothing, and rely on the prompt.
+DIALECTS: dict[str, dict[str, Any]] = {
+    "json_schema": {"servers": "OpenAI; vLLM, LM Studio, Ollama >= 0.5, LiteLLM (OpenAI's structured outputs)",
+                    "body": {"response_format": {"type": "json_schema", "json_schema": {
+                        "name": "$name", "schema": "$schema", "strict": True}}}, "constrains": True},
+    "json_object_schema": {"servers": "llama.cpp and llama-cpp-python (a grammar built from the schema)",
+                           "body": {"response_format": {"type": "json_object", "schema": "$schema"}},
+                           "constrains": True},
+    "guided_json": {"servers": "vLLM's guided decoding", "body": {"guided_json": "$schema"}, "constrains": True},
+    "ollama_format": {"servers": "Ollama's own format parameter", "body": {"format": "$schema"}, "constrains": True},
+    "json_object": {"servers": "JSON mode without a schema", "body": {"response_format": {"type": "json_object"}},
+                    "constrains": False},
+    "text": {"servers": "anything: the prompt alone asks for JSON", "body": {}, "constrains": False},
+}
+
+#: words in a rejection that show the server refused the structured-output parameter itself
+_FORMAT_WORDS = ("response_format", "json_schema", "guided_json", "schema", "format", "grammar")
+
+
+def dialect_body(mode: str, schema: type[BaseModel] | None) -> dict[str, Any]:
+    """The request fields that carry ``schema`` in dialect ``mode`` (nothing without a schema)."""
+    if schema is None:
+        return {}
+    return _fill(DIALECTS[mode]["body"], {"$schema": strict_schema(schema), "$name": schema.__name__})
+
+
+def _fill(node: Any, values: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        return {k: _fill(v, values) for k, v in node.items()}
+    if isinstance(node, str) and node in values:
+        return values[node]
+    return node
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What was learnt about one endpoint (base URL, model): the structured-output mode it honours,
+    whether its chat template keeps a system message, and how many requests it serves at once
+    (None: several or unknown). ``seconds_per_token``: one short answer's latency per token, for
+    timeouts that fit a slow local server. ``notes``: what the probe saw, in the server's words."""
+
+    mode: str = "json_schema"
+    system_role: bool = True
+    slots: int | None = None
+    seconds_per_token: float | None = None
+    notes: tuple[str, ...] = ()
+
+    def fold_system(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The messages as sent: where system messages are dropped (llama.cpp's gemma format, some
+        templates), their text leads the first user message instead, so the instructions arrive."""
+        if self.system_role or not any(m.get("role") == "system" for m in messages):
+            return messages
+        system = "\n\n".join(m["content"] for m in messages if m.get("role") == "system")
+        out, folded = [], False
+        for m in messages:
+            if m.get("role") == "system":
+                continue
+            if not folded and m.get("role") == "user":
+                m = {**m, "content": f"{system}\n\n{m['content']}"}
+                folded = True
+            out.append(m)
+        return out if folded else [{"role": "user", "content": system}] + out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "system_role": self.system_role, "slots": self.slots,
+                "seconds_per_token": self.seconds_per_token, "notes": list(self.notes)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Dialect":
+        return cls(mode=d.get("mode") or "json_schema", system_role=bool(d.get("system_role", True)),
+                   slots=d.get("slots"), seconds_per_token=d.get("seconds_per_token"),
+                   notes=tuple(d.get("notes") or ()))
+
+
+#: OpenAI itself (no base URL): known, so nothing is probed or paid for
+OPENAI_DIALECT = Dialect(notes=("OpenAI: not probed",))
+
+#: the probe's answer schema: a value the prompt does not reveal, so only a server that enforces
+#: the schema produces it
+_PROBE_KEY, _PROBE_VALUE = "zq_probe", "kiwi"
+PROBE_MARK = "[prefdissect probe]"
+
+
+class _ProbeAnswer(BaseModel):
+    zq_probe: Literal["kiwi"]
+
+
+def settle_dialect(settings: "LLMSettings", found: Dialect) -> Dialect:
+    """The dialect to use: what was found, with the settings' forced mode and system role on top."""
+    d = found
+    if settings.response_mode:
+        d = replace(d, mode=settings.response_mode)
+    if settings.system_role:
+        d = replace(d, system_role=settings.system_role == "keep")
+    return d
 
 
 class RateLimiter:
@@ -171,25 +307,63 @@ _JSON_BLOCK = re.compile(r"\{.*\}", re.S)
 
 
 def parse_json_tolerant(text: str | None) -> Any:
-    """JSON from an answer that may wrap it in prose or code fences."""
+    """JSON from an answer that may wrap it in prose or code fences, with raw control characters
+    (newlines, tabs) inside strings as small local models write them."""
     if text is None:
         raise ValueError("empty answer")
     s = text.strip()
     if s.startswith("```"):
         s = re.sub(r"^```[a-zA-Z]*\s*|\s*```$", "", s)
     try:
-        return json.loads(s)
+        return json.loads(s, strict=False)
     except json.JSONDecodeError:
         m = _JSON_BLOCK.search(s)
         if not m:
             raise
-        return json.loads(m.group(0))
+        return json.loads(m.group(0), strict=False)
+
+
+_PLACEHOLDER = re.compile(r"^\s*(<[^<>\n]{1,60}>|\.\.\.|…|string|text|your answer here)\s*$", re.I)
+
+
+def placeholder_in(value: Any) -> str | None:
+    """A template placeholder left in an answer ("<your answer>", "..."), or None."""
+    if isinstance(value, str):
+        return value if _PLACEHOLDER.match(value) else None
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for v in value:
+            hit = placeholder_in(v)
+            if hit is not None:
+                return hit
+    return None
+
+
+def letter_logprobs(choice: dict[str, Any]) -> dict[str, float] | None:
+    """The top log-probabilities at the first answer position that has "A" or "B" among them
+    (a model may open with "[", "**" or a space), else those of the first token; None without any."""
+    content = (choice.get("logprobs") or {}).get("content")
+    if not content:
+        return None
+    first = None
+    for pos in content:
+        tops = {t["token"]: t["logprob"] for t in (pos.get("top_logprobs") or [])}
+        tops.setdefault(pos["token"], pos["logprob"])
+        if first is None:
+            first = tops
+        if any(t.strip().upper() in ("A", "B") for t in tops):
+            return tops
+    return first
 
 
 class LLM:
-    """An OpenAI-compatible chat endpoint. Use one per event loop (``async with`` or ``aclose``)."""
+    """An OpenAI-compatible chat endpoint. Use one per event loop (``async with`` or ``aclose``).
 
-    def __init__(self, settings: LLMSettings):
+    ``dialect``: what is known about the endpoint (``probe`` finds it); the dialect's mode moves on
+    when the server rejects it during a run, and its slots bound the requests in flight."""
+
+    def __init__(self, settings: LLMSettings, dialect: Dialect | None = None):
         import openai  # here, not at the top: half a second that the dashboard's pages need not pay
 
         self.settings = settings
@@ -204,9 +378,29 @@ class LLM:
             for _ in range(n_clients)
         ]
         self._next_client = 0
-        self.semaphore = asyncio.Semaphore(max(1, settings.concurrency))
+        self.dialect = settle_dialect(settings, dialect or Dialect())
+        self.semaphore = asyncio.Semaphore(self.in_flight)
         self.limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
-        self.mode = "json_schema"  # downgraded once when the server rejects structured outputs
+        self.timeouts = 0  # requests that timed out (each one shrinks a local server's share)
+
+    @property
+    def mode(self) -> str:
+        return self.dialect.mode
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent at once: the setting, but no more than a server with known slots serves
+        (a queued request only waits out its timeout on the server while the slot computes)."""
+        n = max(1, self.settings.concurrency)
+        return min(n, self.dialect.slots) if self.dialect.slots else n
+
+    def timeout_for(self, prompt_tokens: int, max_tokens: int) -> float:
+        """The setting, or longer for a slow server whose speed is known: room for this answer at
+        the measured pace (twice over), so a long answer on a 10 token/s server is not cut off."""
+        spt = self.dialect.seconds_per_token
+        if not spt:
+            return self.settings.timeout_s
+        return max(self.settings.timeout_s, 2.0 * spt * (max_tokens + prompt_tokens / 8) + 10.0)
 
     async def __aenter__(self) -> "LLM":
         return self
@@ -218,6 +412,10 @@ class LLM:
         for c in self.clients:
             await c.close()
 
+    def messages_for(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The messages as this endpoint gets them (system text folded in where it is dropped)."""
+        return self.dialect.fold_system(messages)
+
     async def complete(
         self,
         messages: list[dict[str, str]],
@@ -225,26 +423,38 @@ class LLM:
         schema: type[BaseModel] | None = None,
         max_tokens: int | None = None,
         logprobs: int = 0,
-        validate: Callable[[str | None], Any] | None = None,
+        validate: Callable[..., Any] | None = None,
     ) -> Completion:
-        """One answer, parsed against ``schema`` when given (else checked by ``validate``, which
-        returns the parsed value or raises ValueError).
+        """One answer, parsed against ``schema`` when given (else checked by ``validate(text,
+        top_logprobs)``, which returns the parsed value or raises ValueError).
 
-        An answer that does not parse (or is a refusal) is asked for again once with the
-        validation error; a second failure raises LLMError carrying the raw text.
-        """
+        An answer cut off at its token limit (``finish_reason: "length"``) is asked again with twice
+        the room, up to the ``max_tokens`` setting; an answer that does not parse, is a refusal or
+        leaves a template placeholder is asked again once with the problem; a second failure raises
+        LLMError carrying the raw text. A request that timed out carries an estimated usage."""
         import openai
 
         attempts, usage, latency = 0, [0, 0], 0.0
-        msgs = list(messages)
+        ceiling = max(1, self.settings.max_tokens)
+        limit = min(max_tokens or ceiling, ceiling)
+        sent = self.messages_for(messages)
+        msgs = list(sent)
         last_raw: str | None = None
+        reasked = False
         while True:
             attempts += 1
             try:
-                resp, mode, dt = await self._send(msgs, schema, max_tokens, logprobs)
+                resp, mode, dt = await self._send(msgs, schema, limit, logprobs)
             except openai.APIError as e:
+                kind, estimated = _kind(e), isinstance(e, (openai.APITimeoutError, openai.APIConnectionError))
+                if estimated:  # the server never said: what was sent, and the answer's room
+                    usage[0] += messages_tokens(msgs)
+                    usage[1] += limit
+                    latency += self.timeout_for(messages_tokens(msgs), limit)
+                    if isinstance(e, openai.APITimeoutError):
+                        self.timeouts += 1
                 raise LLMError(_describe(e), raw=last_raw, usage=tuple(usage), attempts=attempts,
-                               latency_s=latency) from e
+                               latency_s=latency, kind=kind, estimated=estimated) from e
             latency += dt
             tokens = resp.get("usage") or {}
             usage[0] += tokens.get("prompt_tokens") or 0
@@ -252,20 +462,25 @@ class LLM:
             choice = resp["choices"][0] if resp["choices"] else None
             msg = choice.get("message") if isinstance(choice, dict) else None
             last_raw = msg.get("content") if isinstance(msg, dict) else None
-            problem = None
+            finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+            top = letter_logprobs(choice) if logprobs and isinstance(choice, dict) else None
+            problem, kind = None, "schema"
             parsed: Any = None
             if not isinstance(msg, dict):
                 problem = "the answer had no message"
             elif msg.get("refusal"):
-                problem = f"the model refused: {msg['refusal']}"
+                problem, kind = f"the model refused: {msg['refusal']}", "refused"
             elif schema is not None:
                 try:
                     parsed = schema.model_validate(parse_json_tolerant(last_raw))
+                    hole = placeholder_in(parsed.model_dump())
+                    if hole is not None:
+                        problem, kind = f"the answer leaves a template placeholder ({hole[:40]!r})", "placeholder"
                 except (ValueError, ValidationError) as e:
                     problem = f"the answer does not match the schema: {_short(e)}"
             elif validate is not None:
                 try:
-                    parsed = validate(last_raw)
+                    parsed = validate(last_raw, top)
                 except ValueError as e:
                     problem = f"unusable answer: {_short(e)}"
             else:
@@ -274,11 +489,21 @@ class LLM:
                 return Completion(
                     content=last_raw, parsed=parsed, prompt_tokens=usage[0], completion_tokens=usage[1],
                     cost=self.settings.cost(*usage), latency_s=latency, attempts=attempts, mode=mode,
-                    top_logprobs=_first_top_logprobs(choice) if logprobs else None,
+                    top_logprobs=top, finish_reason=finish,
                 )
-            if attempts >= 2:
-                raise LLMError(problem, raw=last_raw, usage=tuple(usage), attempts=attempts, latency_s=latency)
-            msgs = list(messages) + [
+            if finish == "length":
+                if limit < ceiling and attempts < 6:  # cut off: the same question with more room
+                    limit = min(ceiling, limit * 2 if limit >= 8 else 8)
+                    msgs = list(sent)
+                    continue
+                raise LLMError(f"the answer was cut off at {limit} tokens (finish_reason \"length\"): {problem}; "
+                               f"raise --max-tokens / PREFDISSECT_LLM_MAX_TOKENS (now {ceiling})", raw=last_raw,
+                               usage=tuple(usage), attempts=attempts, latency_s=latency, kind="cut off")
+            if reasked:
+                raise LLMError(problem, raw=last_raw, usage=tuple(usage), attempts=attempts, latency_s=latency,
+                               kind=kind)
+            reasked = True
+            msgs = list(sent) + [
                 {"role": "assistant", "content": last_raw or ""},
                 {"role": "user", "content": f"That answer could not be used ({problem}). "
                  "Reply again with only a JSON object that follows the requested format." if schema else
@@ -297,13 +522,16 @@ class LLM:
         }
         if logprobs:
             kwargs.update(logprobs=True, top_logprobs=logprobs)
-        tokens = messages_tokens(messages) + kwargs["max_tokens"]
+        prompt_tokens = messages_tokens(messages)
+        tokens = prompt_tokens + kwargs["max_tokens"]
+        timeout = self.timeout_for(prompt_tokens, kwargs["max_tokens"])
+        options = {"timeout": timeout} if timeout != s.timeout_s else {}
         async with self.semaphore:
             await self.limiter.acquire(tokens)
             unreadable = 0
             while True:
                 mode = self.mode if schema is not None else "text"
-                extra = _response_format(schema, mode, messages)
+                extra = dialect_body(mode, schema)
                 t0 = time.perf_counter()
                 client = self.clients[self._next_client]
                 self._next_client = (self._next_client + 1) % len(self.clients)
@@ -312,12 +540,13 @@ class LLM:
                     # without re-walking plain-dict params through its type transforms, and the JSON
                     # as it came (cast_to=object): building the typed ChatCompletion for the three
                     # fields read here was a tenth of the client's CPU per request
-                    data = await client.post("/chat/completions", body={**kwargs, **extra}, cast_to=object)
+                    data = await client.post("/chat/completions", body={**kwargs, **extra}, cast_to=object,
+                                             options=options)
                     return _chat_completion(data), mode, time.perf_counter() - t0
-                except openai.BadRequestError as e:
-                    # servers without structured outputs: fall back to JSON mode, then to plain text
-                    if schema is not None and self.mode != "text" and "response_format" in str(e).lower():
-                        self.mode = "json_object" if self.mode == "json_schema" else "text"
+                except openai.APIStatusError as e:
+                    # a server that rejects this dialect (400, 422, or a 500 that names it): the next one
+                    if schema is not None and self.mode != "text" and rejects_format(e):
+                        self._downgrade(mode, e)
                         continue
                     raise
                 except (ValueError, openai.APIResponseValidationError) as e:
@@ -328,18 +557,114 @@ class LLM:
                                               body=None) from e
                     await asyncio.sleep(min(8.0, 0.25 * 2 ** (unreadable - 1)) * (0.5 + random.random()))
 
+    def _downgrade(self, mode: str, e: Exception) -> None:
+        if self.mode != mode:  # another request moved on already
+            return
+        order = list(DIALECTS)
+        nxt = order[min(len(order) - 1, order.index(mode) + 1)]
+        self.dialect = replace(self.dialect, mode=nxt, system_role=self.dialect.system_role and nxt == "json_schema",
+                               notes=self.dialect.notes + (f"{mode}: {_describe(e)}",))
 
-def _response_format(schema: type[BaseModel] | None, mode: str, messages) -> dict[str, Any]:
-    if schema is None or mode == "text":
-        return {}
-    if mode == "json_object":
-        return {"response_format": {"type": "json_object"}}
-    return {
-        "response_format": {
-            "type": "json_schema",
-            "json_schema": {"name": schema.__name__, "schema": strict_schema(schema), "strict": True},
-        }
-    }
+    # ---------------------------------------------------------------- probing
+
+    async def probe(self) -> Dialect:
+        """Find the endpoint's dialect with a few tiny requests (no retries, so a rejected body is
+        never sent twice): the first structured-output mode that it accepts and, for the modes that
+        constrain, enforces; whether it serves requests one at a time; its pace per token.
+
+        A forced mode (``response_mode``) is not probed. Errors that no mode can help (a wrong key,
+        an unknown model, no server) raise LLMError with the server's words."""
+        import openai
+
+        notes: list[str] = []
+        mode = self.settings.response_mode
+        if mode is None:
+            for candidate, spec in DIALECTS.items():
+                if candidate == "text":
+                    mode = candidate
+                    break
+                try:
+                    data = await self._probe_post(candidate, max_tokens=24)
+                except openai.APIStatusError as e:
+                    if e.status_code in (401, 403, 404):
+                        raise LLMError(_describe(e), kind=_kind(e)) from e
+                    notes.append(f"{candidate}: rejected ({_describe(e)})")
+                    continue
+                except openai.APIError as e:
+                    raise LLMError(f"the endpoint could not be probed: {_describe(e)}", kind=_kind(e)) from e
+                content = ((data["choices"][0].get("message") or {}).get("content")) if data["choices"] else None
+                if not spec["constrains"]:
+                    mode = candidate
+                    break
+                try:
+                    ok = parse_json_tolerant(content).get(_PROBE_KEY) == _PROBE_VALUE
+                except (ValueError, AttributeError):
+                    ok = False
+                if ok:
+                    mode = candidate
+                    break
+                notes.append(f"{candidate}: accepted but not enforced (answered {str(content)[:60]!r})")
+        notes.append(f"mode {mode}")
+        slots, spt = await self._probe_slots(notes)
+        return Dialect(mode=mode, system_role=mode == "json_schema", slots=slots, seconds_per_token=spt,
+                       notes=tuple(notes))
+
+    async def _probe_post(self, mode: str | None, *, max_tokens: int) -> dict[str, Any]:
+        """One probe request. A rejection that names the format comes back at once (the body is
+        not sent again); what may pass (429, a 5xx or timeout that does not name it, a dropped
+        line) is tried up to three times."""
+        import openai
+
+        body = {"model": self.settings.model, "temperature": 0, "max_tokens": max_tokens,
+                "messages": [{"role": "user", "content": f"{PROBE_MARK} Reply with a JSON object."}],
+                **(dialect_body(mode, _ProbeAnswer) if mode else {})}
+        for attempt in range(3):
+            try:
+                data = await self.clients[0].post("/chat/completions", body=body, cast_to=object,
+                                                  options={"max_retries": 0, "timeout": self.settings.timeout_s})
+                return _chat_completion(data)
+            except openai.APIStatusError as e:
+                transient = e.status_code == 429 or (e.status_code >= 500 and not rejects_format(e))
+                if not transient or attempt == 2:
+                    raise
+            except (openai.APIConnectionError, ValueError) as e:  # timeouts are connection errors
+                if attempt == 2:
+                    raise openai.APIConnectionError(message=f"probe failed: {_short(e)}", request=None) \
+                        if isinstance(e, ValueError) else e
+            await asyncio.sleep(0.5 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    async def _probe_slots(self, notes: list[str]) -> tuple[int | None, float | None]:
+        """One short answer alone, then three at once: when three take about three times as long,
+        the server works one request at a time. A fast server (under 50 ms) is not tested."""
+        import openai
+
+        try:
+            t0 = time.perf_counter()
+            one = await self._probe_post(None, max_tokens=8)
+            single = time.perf_counter() - t0
+            n_tok = int((one.get("usage") or {}).get("completion_tokens") or 8)
+            spt = single / max(1, n_tok)
+            if single < 0.05 or self.settings.concurrency <= 1:
+                notes.append(f"one short answer in {single:.3f} s: not tested for slots")
+                return None, (spt if single >= 0.05 else None)
+            t0 = time.perf_counter()
+            await asyncio.gather(*(self._probe_post(None, max_tokens=8) for _ in range(3)))
+            three = time.perf_counter() - t0
+        except openai.APIError as e:
+            notes.append(f"slots not measured: {_describe(e)}")
+            return None, None
+        serial = three > 2.2 * single
+        notes.append(f"one short answer in {single:.2f} s, three at once in {three:.2f} s: "
+                     + ("one request at a time" if serial else "several at a time"))
+        return (1 if serial else None), spt
+
+
+def rejects_format(e: Exception) -> bool:
+    """A 400, 422 or 500 whose words name the structured-output parameter."""
+    status = getattr(e, "status_code", None)
+    text = str(e).lower()
+    return status in (400, 422, 500) and any(w in text for w in _FORMAT_WORDS)
 
 
 @lru_cache(maxsize=256)
@@ -371,17 +696,22 @@ def _chat_completion(data: Any) -> dict[str, Any]:
 
 
 def _first_top_logprobs(choice: dict[str, Any]) -> dict[str, float] | None:
-    content = (choice.get("logprobs") or {}).get("content")
-    if not content:
-        return None
-    first = content[0]
-    out = {t["token"]: t["logprob"] for t in (first.get("top_logprobs") or [])}
-    out.setdefault(first["token"], first["logprob"])
-    return out
+    return letter_logprobs(choice)
 
 
 def _short(e: Exception, n: int = 300) -> str:
     return " ".join(str(e).split())[:n]
+
+
+def _kind(e: Exception) -> str:
+    import openai
+
+    if isinstance(e, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(e, openai.APIConnectionError):
+        return "connection"
+    status = getattr(e, "status_code", None)
+    return f"status {status}" if status else "other"
 
 
 def _describe(e: openai.APIError) -> str:

@@ -194,10 +194,46 @@ _FORMAT_WORDS = ("response_format", "json_schema", "guided_json", "schema", "for
 
 
 def dialect_body(mode: str, schema: type[BaseModel] | None) -> dict[str, Any]:
-    """The request fields that carry ``schema`` in dialect ``mode`` (nothing without a schema)."""
+    """The request fields that carry ``schema`` in dialect ``mode`` (nothing without a schema).
+
+    Where the server turns the schema into a grammar (every constraining mode but OpenAI's), lists
+    and free text get bounds: a small model under a grammar otherwise writes list items or a
+    "reason" until its token limit, and the answer is cut off."""
     if schema is None:
         return {}
-    return _fill(DIALECTS[mode]["body"], {"$schema": strict_schema(schema), "$name": schema.__name__})
+    js = strict_schema(schema)
+    if mode != "json_schema" and DIALECTS[mode]["constrains"]:
+        js = bounded_schema(schema)
+    return _fill(DIALECTS[mode]["body"], {"$schema": js, "$name": schema.__name__})
+
+
+#: bounds a grammar gets (``bounded_schema``): items per list, characters per free-text string
+GRAMMAR_MAX_ITEMS = 10
+GRAMMAR_MAX_CHARS = 300
+
+
+@lru_cache(maxsize=256)
+def bounded_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    import copy
+
+    js = copy.deepcopy(strict_schema(schema))
+
+    def fix(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "array":
+                node.setdefault("maxItems", GRAMMAR_MAX_ITEMS)
+            if node.get("type") == "string" and "enum" not in node and "const" not in node:
+                node.setdefault("maxLength", GRAMMAR_MAX_CHARS)
+            for v in node.values():
+                fix(v)
+        elif isinstance(node, list):
+            for v in node:
+                fix(v)
+
+    fix(js)
+    if isinstance(js.get("properties", {}).get("answer"), dict):  # a reference answer is prose: room for it
+        js["properties"]["answer"]["maxLength"] = 12 * GRAMMAR_MAX_CHARS
+    return js
 
 
 def _fill(node: Any, values: dict[str, Any]) -> Any:
@@ -389,18 +425,21 @@ class LLM:
 
     @property
     def in_flight(self) -> int:
-        """Requests sent at once: the setting, but no more than a server with known slots serves
-        (a queued request only waits out its timeout on the server while the slot computes)."""
+        """Requests sent at once: the setting, but for a server with known slots one more than it
+        serves: the next request waits on the server, so a slot never idles between two answers,
+        and no more, or queued requests would wait out their timeouts while the slots compute."""
         n = max(1, self.settings.concurrency)
-        return min(n, self.dialect.slots) if self.dialect.slots else n
+        return min(n, self.dialect.slots + 1) if self.dialect.slots else n
 
     def timeout_for(self, prompt_tokens: int, max_tokens: int) -> float:
-        """The setting, or longer for a slow server whose speed is known: room for this answer at
-        the measured pace (twice over), so a long answer on a 10 token/s server is not cut off."""
+        """The setting, or longer for a slow server whose pace is known: room for this answer at
+        the measured pace (twice over) and, with known slots, for the longest answer ahead of it,
+        so a long answer on a 10 token/s server is neither cut off nor sent twice."""
         spt = self.dialect.seconds_per_token
         if not spt:
             return self.settings.timeout_s
-        return max(self.settings.timeout_s, 2.0 * spt * (max_tokens + prompt_tokens / 8) + 10.0)
+        ahead = self.settings.max_tokens if self.dialect.slots else 0
+        return max(self.settings.timeout_s, 2.0 * spt * (max_tokens + prompt_tokens / 8 + ahead) + 10.0)
 
     async def __aenter__(self) -> "LLM":
         return self
@@ -597,7 +636,7 @@ class LLM:
                     mode = candidate
                     break
                 try:
-                    ok = parse_json_tolerant(content).get(_PROBE_KEY) == _PROBE_VALUE
+                    ok = str(parse_json_tolerant(content).get(_PROBE_KEY)).strip() == _PROBE_VALUE
                 except (ValueError, AttributeError):
                     ok = False
                 if ok:
@@ -609,14 +648,15 @@ class LLM:
         return Dialect(mode=mode, system_role=mode == "json_schema", slots=slots, seconds_per_token=spt,
                        notes=tuple(notes))
 
-    async def _probe_post(self, mode: str | None, *, max_tokens: int) -> dict[str, Any]:
+    async def _probe_post(self, mode: str | None, *, max_tokens: int, variant: int = 0) -> dict[str, Any]:
         """One probe request. A rejection that names the format comes back at once (the body is
         not sent again); what may pass (429, a 5xx or timeout that does not name it, a dropped
         line) is tried up to three times."""
         import openai
 
         body = {"model": self.settings.model, "temperature": 0, "max_tokens": max_tokens,
-                "messages": [{"role": "user", "content": f"{PROBE_MARK} Reply with a JSON object."}],
+                "messages": [{"role": "user", "content": f"{PROBE_MARK} Reply with a JSON object."
+                              + (f" Mention the number {variant * 7919 % 1000}." if variant else "")}],
                 **(dialect_body(mode, _ProbeAnswer) if mode else {})}
         for attempt in range(3):
             try:
@@ -635,13 +675,16 @@ class LLM:
         raise AssertionError("unreachable")
 
     async def _probe_slots(self, notes: list[str]) -> tuple[int | None, float | None]:
-        """One short answer alone, then three at once: when three take about three times as long,
-        the server works one request at a time. A fast server (under 50 ms) is not tested."""
+        """One short answer alone (after one to warm up), then three at once: when three take about
+        three times as long, the server works one request at a time. Each asks something different,
+        so a server's prompt cache cannot answer them for free. A fast server (under 50 ms) is not
+        tested."""
         import openai
 
         try:
+            await self._probe_post(None, max_tokens=8, variant=1)
             t0 = time.perf_counter()
-            one = await self._probe_post(None, max_tokens=8)
+            one = await self._probe_post(None, max_tokens=8, variant=2)
             single = time.perf_counter() - t0
             n_tok = int((one.get("usage") or {}).get("completion_tokens") or 8)
             spt = single / max(1, n_tok)
@@ -649,7 +692,7 @@ class LLM:
                 notes.append(f"one short answer in {single:.3f} s: not tested for slots")
                 return None, (spt if single >= 0.05 else None)
             t0 = time.perf_counter()
-            await asyncio.gather(*(self._probe_post(None, max_tokens=8) for _ in range(3)))
+            await asyncio.gather(*(self._probe_post(None, max_tokens=8, variant=3 + i) for i in range(3)))
             three = time.perf_counter() - t0
         except openai.APIError as e:
             notes.append(f"slots not measured: {_describe(e)}")

@@ -1047,14 +1047,14 @@ class LoopbackServer:
         return " ".join(_sentence(rng) for _ in range(rng.randint(1, 3)))
 
     def _json_text(self, value: Any) -> str:
-        """A JSON answer; with ``raw_newlines``, every non-empty string in it carries a raw newline
+        """A JSON answer; with ``raw_newlines``, every string of prose (a space, over 24 characters) carries a raw newline
         (invalid for strict JSON parsers, as small local models write them)."""
         if not self.raw_newlines:
             return json.dumps(value, ensure_ascii=False)
 
         def mark(v: Any) -> Any:
-            if isinstance(v, str) and v:
-                return v + "\n"
+            if isinstance(v, str) and " " in v and len(v) > 24:  # prose, not an enum value
+                return v.replace(" ", "\n", 1)
             if isinstance(v, dict):
                 return {k: mark(x) for k, x in v.items()}
             if isinstance(v, list):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -51,8 +52,9 @@ def gguf_path() -> Path:
     return target if target.exists() and target.stat().st_size > 0 else g.assemble(target)
 
 
-def config(port: int, threads: int | None = None) -> dict:
-    common = {"model": str(gguf_path()), "chat_format": "gemma", "verbose": False,
+def config(port: int, threads: int | None = None, verbose: bool = False) -> dict:
+    """Server settings; ``verbose`` makes llama.cpp log each answer's timings (``busy_seconds``)."""
+    common = {"model": str(gguf_path()), "chat_format": "gemma", "verbose": verbose,
               "n_threads": threads or max(1, min(4, os.cpu_count() or 1))}
     return {"host": "127.0.0.1", "port": port, "models": [
         {**common, "model_alias": ANNOTATOR, "n_ctx": 8192},
@@ -60,11 +62,12 @@ def config(port: int, threads: int | None = None) -> dict:
     ]}
 
 
-def start(workdir: Path, *, timeout: float = 180) -> tuple[subprocess.Popen, str]:
-    """Start the server on a free 127.0.0.1 port; returns (process, base URL with /v1)."""
+def start(workdir: Path, *, timeout: float = 180, verbose: bool = False) -> tuple[subprocess.Popen, str]:
+    """Start the server on a free 127.0.0.1 port; returns (process, base URL with /v1). Its log is
+    ``workdir / "llama-server.log"``."""
     port = free_port()
     cfg = workdir / "llama-server.json"
-    cfg.write_text(json.dumps(config(port)))
+    cfg.write_text(json.dumps(config(port, verbose=verbose)))
     log = open(workdir / "llama-server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(cfg)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -93,3 +96,12 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+_TOTAL = re.compile(r"llama_perf_context_print:\s+total time =\s+([0-9.]+) ms")
+
+
+def busy_seconds(log_text: str) -> float:
+    """Seconds the server computed answers, from a verbose server's log: llama.cpp's per-answer
+    "total time" lines (prompt reading and generation)."""
+    return sum(float(m) for m in _TOTAL.findall(log_text)) / 1000.0

@@ -197,8 +197,9 @@ def dialect_body(mode: str, schema: type[BaseModel] | None) -> dict[str, Any]:
     """The request fields that carry ``schema`` in dialect ``mode`` (nothing without a schema).
 
     Where the server turns the schema into a grammar (every constraining mode but OpenAI's), lists
-    and free text get bounds: a small model under a grammar otherwise writes list items or a
-    "reason" until its token limit, and the answer is cut off."""
+    get a bound: a small model under a grammar otherwise writes list items until its token limit.
+    Strings get none: llama.cpp expands ``maxLength`` into nested rules, and a long one (a reference
+    answer's) made its grammar parser fail and the server crash (seen with llama-cpp-python 0.3.36)."""
     if schema is None:
         return {}
     js = strict_schema(schema)
@@ -207,9 +208,8 @@ def dialect_body(mode: str, schema: type[BaseModel] | None) -> dict[str, Any]:
     return _fill(DIALECTS[mode]["body"], {"$schema": js, "$name": schema.__name__})
 
 
-#: bounds a grammar gets (``bounded_schema``): items per list, characters per free-text string
+#: the bound a grammar gets (``bounded_schema``): items per list
 GRAMMAR_MAX_ITEMS = 10
-GRAMMAR_MAX_CHARS = 300
 
 
 @lru_cache(maxsize=256)
@@ -222,8 +222,6 @@ def bounded_schema(schema: type[BaseModel]) -> dict[str, Any]:
         if isinstance(node, dict):
             if node.get("type") == "array":
                 node.setdefault("maxItems", GRAMMAR_MAX_ITEMS)
-            if node.get("type") == "string" and "enum" not in node and "const" not in node:
-                node.setdefault("maxLength", GRAMMAR_MAX_CHARS)
             for v in node.values():
                 fix(v)
         elif isinstance(node, list):
@@ -231,8 +229,6 @@ def bounded_schema(schema: type[BaseModel]) -> dict[str, Any]:
                 fix(v)
 
     fix(js)
-    if isinstance(js.get("properties", {}).get("answer"), dict):  # a reference answer is prose: room for it
-        js["properties"]["answer"]["maxLength"] = 12 * GRAMMAR_MAX_CHARS
     return js
 
 
@@ -675,32 +671,35 @@ class LLM:
         raise AssertionError("unreachable")
 
     async def _probe_slots(self, notes: list[str]) -> tuple[int | None, float | None]:
-        """One short answer alone (after one to warm up), then three at once: when three take about
-        three times as long, the server works one request at a time. Each asks something different,
-        so a server's prompt cache cannot answer them for free. A fast server (under 50 ms) is not
-        tested."""
+        """One short answer alone (to warm up and time it), then three at once, each asking something
+        different (a prompt cache cannot answer them for free). A server that works one request at a
+        time finishes the three one after another, the last about three times later than the first;
+        one with several slots finishes them together. A fast server (under 50 ms) is not tested."""
         import openai
 
-        try:
-            await self._probe_post(None, max_tokens=8, variant=1)
+        async def timed(variant: int) -> tuple[float, int]:
             t0 = time.perf_counter()
-            one = await self._probe_post(None, max_tokens=8, variant=2)
-            single = time.perf_counter() - t0
-            n_tok = int((one.get("usage") or {}).get("completion_tokens") or 8)
-            spt = single / max(1, n_tok)
+            data = await self._probe_post(None, max_tokens=SLOT_PROBE_TOKENS, variant=variant)
+            return time.perf_counter() - t0, int((data.get("usage") or {}).get("completion_tokens") or 1)
+
+        try:
+            single, n_tok = await timed(1)
             if single < 0.05 or self.settings.concurrency <= 1:
                 notes.append(f"one short answer in {single:.3f} s: not tested for slots")
-                return None, (spt if single >= 0.05 else None)
-            t0 = time.perf_counter()
-            await asyncio.gather(*(self._probe_post(None, max_tokens=8, variant=3 + i) for i in range(3)))
-            three = time.perf_counter() - t0
+                return None, (single / max(1, n_tok) if single >= 0.05 else None)
+            three = sorted(await asyncio.gather(*(timed(2 + i) for i in range(3))))
         except openai.APIError as e:
             notes.append(f"slots not measured: {_describe(e)}")
             return None, None
-        serial = three > 2.2 * single
-        notes.append(f"one short answer in {single:.2f} s, three at once in {three:.2f} s: "
+        first, last = three[0][0], three[-1][0]
+        serial = (last - first) / last > 0.4
+        notes.append(f"three short answers at once took {', '.join(f'{t:.2f}' for t, _ in three)} s: "
                      + ("one request at a time" if serial else "several at a time"))
-        return (1 if serial else None), spt
+        return (1 if serial else None), first / max(1, three[0][1])
+
+
+#: answer tokens of each slot probe: enough that computing dominates a request's time
+SLOT_PROBE_TOKENS = 24
 
 
 def rejects_format(e: Exception) -> bool:

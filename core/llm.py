@@ -682,20 +682,43 @@ class LLM:
             data = await self._probe_post(None, max_tokens=SLOT_PROBE_TOKENS, variant=variant)
             return time.perf_counter() - t0, int((data.get("usage") or {}).get("completion_tokens") or 1)
 
+        known = await self._known_slots()
+        if known is not None:
+            notes.append(known[1])
         try:
             single, n_tok = await timed(1)
-            if single < 0.05 or self.settings.concurrency <= 1:
-                notes.append(f"one short answer in {single:.3f} s: not tested for slots")
-                return None, (single / max(1, n_tok) if single >= 0.05 else None)
+            if known is not None or single < 0.05 or self.settings.concurrency <= 1:
+                if known is None:
+                    notes.append(f"one short answer in {single:.3f} s: not tested for slots")
+                return (known[0] if known else None), (single / max(1, n_tok) if single >= 0.05 else None)
             three = sorted(await asyncio.gather(*(timed(2 + i) for i in range(3))))
         except openai.APIError as e:
             notes.append(f"slots not measured: {_describe(e)}")
-            return None, None
+            return (known[0] if known else None), None
         first, last = three[0][0], three[-1][0]
         serial = (last - first) / last > 0.4
         notes.append(f"three short answers at once took {', '.join(f'{t:.2f}' for t, _ in three)} s: "
                      + ("one request at a time" if serial else "several at a time"))
         return (1 if serial else None), first / max(1, three[0][1])
+
+    async def _known_slots(self) -> tuple[int, str] | None:
+        """Slots of a server that says who it is: llama-cpp-python's server (its /models entries are
+        ``owned_by: "me"``) computes one request at a time per model; llama.cpp's own server reports
+        ``total_slots`` at /props. Timing three answers is the fallback, and on a loaded machine a
+        noisy one."""
+        try:
+            models = await self.clients[0].get("/models", cast_to=object, options={"max_retries": 0, "timeout": 10})
+            owners = {m.get("owned_by") for m in (models or {}).get("data") or [] if isinstance(m, dict)}
+            if "me" in owners:
+                return 1, "llama-cpp-python's server (models owned_by 'me'): one request at a time"
+            if "llamacpp" in owners:
+                props = await self.clients[0].get("/props", cast_to=object, options={"max_retries": 0, "timeout": 10})
+                n = int((props or {}).get("total_slots") or 0)
+                if n:
+                    return n, f"llama.cpp's server: {n} slots (/props total_slots)"
+        except Exception:  # noqa: BLE001 - a server without these routes: time it instead
+            return None
+        return None
 
 
 #: answer tokens of each slot probe: enough that computing dominates a request's time

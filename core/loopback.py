@@ -441,6 +441,7 @@ class LoopbackStats:
     connections: int = 0  # TCP connections accepted
     probes: int = 0  # dialect probes (core/llm.py PROBE_MARK) answered, not counted in completions
     busy_s: float = 0.0  # seconds some slot was computing an answer (with ``slots``: the server's work)
+    busy_span_s: float = 0.0  # from the first answer's start to the last one's end (with ``slots``)
     abandoned: int = 0  # answers computed for a client that had gone (timed out or cancelled)
 
     def as_dict(self) -> dict[str, Any]:
@@ -449,7 +450,8 @@ class LoopbackStats:
             "completions": self.completions, "by_status": dict(self.by_status),
             "faults": dict(self.faults), "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight, "connections": self.connections,
-            "probes": self.probes, "busy_s": self.busy_s, "abandoned": self.abandoned,
+            "probes": self.probes, "busy_s": self.busy_s, "busy_span_s": self.busy_span_s,
+            "abandoned": self.abandoned,
         }
 
 
@@ -468,6 +470,8 @@ class _Counters:
             self.max_in_flight = self.in_flight
             self.probes = 0
             self.busy_s = 0.0
+            self.busy_first: float | None = None
+            self.busy_last = 0.0
             self.abandoned = 0
 
     def snapshot(self) -> LoopbackStats:
@@ -477,6 +481,7 @@ class _Counters:
                 by_status=dict(self.by_status), faults=dict(self.faults), in_flight=self.in_flight,
                 max_in_flight=self.max_in_flight, connections=self.connections, probes=self.probes,
                 busy_s=self.busy_s, abandoned=self.abandoned,
+                busy_span_s=(self.busy_last - self.busy_first) if self.busy_first is not None else 0.0,
             )
 
 
@@ -553,7 +558,8 @@ class LoopbackServer:
     messages without them. ``slots``: at most this many answers are computed at once, the others
     wait (a local server), and an answer whose client has gone is still computed (counted in
     ``stats.abandoned``; ``stats.busy_s`` is the time some slot computed). ``raw_newlines``: JSON
-    answers carry raw newlines inside strings. ``judge_preamble``: a judge's one-token answer is
+    answers carry raw newlines inside strings. ``owned_by``: what /models says owns the model
+    (llama-cpp-python's server says "me"). ``judge_preamble``: a judge's one-token answer is
     "Which", with "A" and "B" among its top log-probabilities (a base model's habit). Cut-off
     answers: any answer longer than ``max_tokens`` is cut there with ``finish_reason: "length"``.
     Requests that carry ``core.llm.PROBE_MARK`` are probes: counted in ``stats.probes``, not in
@@ -582,6 +588,7 @@ class LoopbackServer:
         slots: int | None = None,
         raw_newlines: bool = False,
         judge_preamble: bool = False,
+        owned_by: str = "loopback",
     ):
         self.host = host
         self._port = port
@@ -595,6 +602,7 @@ class LoopbackServer:
         self.slots = slots
         self.raw_newlines = raw_newlines
         self.judge_preamble = judge_preamble
+        self.owned_by = owned_by
         self._slot_sem: asyncio.Semaphore | None = None
         self._script = script
         self._latency = 0.0
@@ -881,9 +889,9 @@ class LoopbackServer:
         if path == "/models":
             if method != "GET":
                 return _error(405, "method not allowed", "invalid_request_error")
-            return _Reply(200, _dumps({"object": "list", "data": [self._model_obj(self.model)]}))
+            return _Reply(200, _dumps({"object": "list", "data": [self._model_obj(self.model, self.owned_by)]}))
         if path.startswith("/models/"):
-            return _Reply(200, _dumps(self._model_obj(path[len("/models/"):])))
+            return _Reply(200, _dumps(self._model_obj(path[len("/models/"):], self.owned_by)))
         if path == "/chat/completions":
             if method != "POST":
                 return _error(405, "method not allowed", "invalid_request_error")
@@ -891,8 +899,8 @@ class LoopbackServer:
         return _error(404, f"Invalid URL ({method} {target})", "invalid_request_error", "unknown_url")
 
     @staticmethod
-    def _model_obj(name: str) -> dict:
-        return {"id": name, "object": "model", "created": 1700000000, "owned_by": "loopback"}
+    def _model_obj(name: str, owned_by: str = "loopback") -> dict:
+        return {"id": name, "object": "model", "created": 1700000000, "owned_by": owned_by}
 
     # ---- chat completions -------------------------------------------------------------------
 
@@ -952,8 +960,11 @@ class LoopbackServer:
                 async with self._slot_sem:  # a local server: one answer per slot at a time
                     t0 = time.perf_counter()
                     await asyncio.sleep(self._latency)
+                    t1 = time.perf_counter()
                     with c.lock:
-                        c.busy_s += time.perf_counter() - t0
+                        c.busy_s += t1 - t0
+                        c.busy_first = t0 if c.busy_first is None else c.busy_first
+                        c.busy_last = t1
             elif self._latency > 0:
                 await asyncio.sleep(self._latency)
             if fault == "500":

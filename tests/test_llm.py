@@ -18,7 +18,7 @@ from core.store import Store
 #: json_object+schema, the gemma chat format dropping system messages, one request at a time,
 #: raw newlines inside JSON strings
 LLAMA_CPP = dict(response_formats=("text", "json_object"), reject_status=500, grammar=True, drop_system=True,
-                 slots=1, raw_newlines=True)
+                 slots=1, raw_newlines=True, owned_by="me")
 
 
 @pytest.fixture
@@ -75,6 +75,12 @@ def test_the_probe_finds_the_dialect_once_and_never_resends_a_rejected_body(stor
     assert store.llm_dialect(server.url, "loopback-1")["mode"] == mode
 
 
+def test_a_server_that_says_it_is_llama_cpp_python_is_served_one_request_at_a_time(store):
+    with LoopbackServer(**{**LLAMA_CPP, "slots": None}) as server:  # too fast to time
+        d = annotate.endpoint_dialect(store, settings_for(server))
+    assert d.slots == 1 and any("owned_by 'me'" in n for n in d.notes)
+
+
 def test_a_forced_mode_is_used_without_probing_it(store):
     with LoopbackServer() as server:
         s = settings_for(server, response_mode="json_object")
@@ -111,7 +117,7 @@ def test_a_llama_cpp_like_server_annotates_both_orders_one_request_at_a_time(pan
     with LoopbackServer(latency=0.15, script=script, **LLAMA_CPP) as server:
         s = settings_for(server, concurrency=8)
         d = annotate.endpoint_dialect(store, s)
-        assert (d.mode, d.system_role, d.slots) == ("json_object_schema", False, 1)
+        assert (d.mode, d.system_role, d.slots) == ("json_object_schema", False, 1), d.notes
         server.reset_stats()
         seen_system.clear()
         t0 = time.perf_counter()
@@ -122,7 +128,8 @@ def test_a_llama_cpp_like_server_annotates_both_orders_one_request_at_a_time(pan
     assert features_of(store, both=True) == 3
     assert seen_system and all(seen_system)
     assert stats.max_in_flight == 2 and stats.probes == 0  # one answering, one waiting; not probed again
-    assert stats.busy_s / wall > 0.9  # the slot kept fed
+    assert stats.busy_s / stats.busy_span_s > 0.95  # the slot kept fed: no gap between answers
+    assert stats.busy_s / wall > 0.5  # (the rest: starting and ending the run, on a loaded machine)
     assert set(sent_formats(server)) == {"json_object_schema"}
     raws = [r["raw"] or "" for r in store.rows("SELECT raw FROM annotations WHERE status = 'ok'")]
     assert any("\n" in r for r in raws)  # raw newlines inside strings were read, not rejected

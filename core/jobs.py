@@ -326,8 +326,9 @@ def _requeue(store: Store, job: JobStatus, *, total: int | None = None, message:
 
 
 def cancel(store: Store, job_id: int) -> JobStatus:
-    """Ask a job to stop: a running worker finishes its requests in flight, stores them, and stops
-    (it then writes ``finished_at``; until it has, the job is ``stopping``)."""
+    """Ask a job to stop: a running worker closes its requests in flight within a second or two
+    (an answer not yet received is not stored; a rerun asks it again) and stops (it then writes
+    ``finished_at``; until it has, the job is ``stopping``)."""
     with store.writing():
         store.conn.execute(
             "UPDATE jobs SET status = 'cancelled', message = 'cancelled by user',"

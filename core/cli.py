@@ -964,6 +964,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = " ".join(str(e).split())
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    except Exception as e:
+        from .llm import LLMError
+
+        if isinstance(e, LLMError):  # an endpoint that cannot be used (a wrong key, no server): its words
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -297,3 +297,24 @@ def test_a_judge_job_says_how_many_labels_it_stored_and_their_consistency(pandal
         t.join(60)
     assert out["job"].status == "done"
     assert "5 labels stored (5 with both orders, position consistency 0%)" in out["job"].message
+
+
+def test_the_cli_probes_an_endpoint_and_says_a_wrong_key_in_one_line(pandalm, monkeypatch, capsys):
+    from core import cli
+
+    monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", "wrong-key")
+    with LoopbackServer(api_key="right-key") as server:
+        code = cli.main(["--store", str(pandalm.path), "annotate", "--dataset", "pandalm-test", "--limit", "2",
+                         "--base-url", server.url, "--model", "loopback-1"])
+        err = capsys.readouterr().err
+        assert code == 2 and "401" in err and "Incorrect API key" in err and "wrong-key" not in err
+        (job,) = jobs.list_jobs(pandalm)
+        assert job.status == "failed" and "401" in job.error
+    monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", "any")
+    with LoopbackServer(**LLAMA_CPP) as server:
+        args = ["--store", str(pandalm.path), "probe", "--base-url", server.url, "--model", "loopback-1"]
+        assert cli.main(args) == 0
+        out = capsys.readouterr().out
+        assert "response mode json_object_schema" in out and "folded into the user message" in out
+        assert "one request at a time" in out and "json_schema: rejected" in out
+        assert cli.main(args + ["--again"]) == 0 and "response mode json_object_schema" in capsys.readouterr().out

@@ -5,8 +5,11 @@ latency come out. Everything above this module (annotation, judge collection) ta
 OpenAI-compatible server (OpenAI, vLLM, Ollama, a gateway) through the official ``openai`` client,
 whose own retries (exponential backoff with jitter, honouring Retry-After) handle 429, 5xx,
 timeouts and dropped connections. Here we add: bounded concurrency, request- and token-per-minute
-limits, structured outputs with fallbacks for servers that lack them, one re-ask when an answer does
-not parse, and prices.
+limits, structured outputs in each server's own dialect (``DIALECTS``, data; found once per endpoint by
+``LLM.probe`` and kept in the store by ``annotate.endpoint_dialect``), lenient JSON, cut-off answers
+asked again with more room, one re-ask when an answer does not parse, local-server etiquette (a
+one-slot server gets one request computing and one waiting, timeouts that fit its pace), failure
+kinds that tell a deterministic failure from one that may pass, and prices.
 
 The API key is read from the environment (or handed over from Streamlit secrets by the dashboard)
 and lives only inside the client: it is not part of ``public()``, reprs, job records or logs.

@@ -583,7 +583,7 @@ class LLM:
                     return _chat_completion(data), mode, time.perf_counter() - t0
                 except openai.APIStatusError as e:
                     # a server that rejects this dialect (400, 422, or a 500 that names it): the next one
-                    if schema is not None and self.mode != "text" and rejects_format(e):
+                    if schema is not None and self.mode != "text" and not s.response_mode and rejects_format(e):
                         self._downgrade(mode, e)
                         continue
                     raise
@@ -600,8 +600,8 @@ class LLM:
             return
         order = list(DIALECTS)
         nxt = order[min(len(order) - 1, order.index(mode) + 1)]
-        self.dialect = replace(self.dialect, mode=nxt, system_role=self.dialect.system_role and nxt == "json_schema",
-                               notes=self.dialect.notes + (f"{mode}: {_describe(e)}",))
+        self.dialect = settle_dialect(self.settings, replace(
+            self.dialect, mode=nxt, system_role=False, notes=self.dialect.notes + (f"{mode}: {_describe(e)}",)))
 
     # ---------------------------------------------------------------- probing
 
@@ -731,8 +731,17 @@ SLOT_PROBE_TOKENS = 24
 def rejects_format(e: Exception) -> bool:
     """A 400, 422 or 500 whose words name the structured-output parameter."""
     status = getattr(e, "status_code", None)
-    text = str(e).lower()
+    text = f"{e} {_body_text(e)}".lower()
     return status in (400, 422, 500) and any(w in text for w in _FORMAT_WORDS)
+
+
+def _body_text(e: Exception) -> str:
+    """The error body as text: FastAPI's 422 ``{"detail": [...]}`` is not in the client's message."""
+    body = getattr(e, "body", None)
+    try:
+        return json.dumps(body) if body is not None else ""
+    except (TypeError, ValueError):
+        return str(body)
 
 
 @lru_cache(maxsize=256)
@@ -783,6 +792,11 @@ def _kind(e: Exception) -> str:
 
 
 def _describe(e: openai.APIError) -> str:
+    """The error in the server's words: the client's message, and the body where the message lacks it."""
     status = getattr(e, "status_code", None)
     kind = type(e).__name__
-    return f"{kind}{f' {status}' if status else ''}: {_short(e)}"
+    text = str(e)
+    body = _body_text(e)
+    if body and body not in text and len(text) < 40:
+        text = f"{text} {body}"
+    return f"{kind}{f' {status}' if status else ''}: {_short(Exception(text))}"

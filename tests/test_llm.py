@@ -81,6 +81,19 @@ def test_a_server_that_says_it_is_llama_cpp_python_is_served_one_request_at_a_ti
     assert d.slots == 1 and any("owned_by 'me'" in n for n in d.notes)
 
 
+def test_a_rejection_in_the_middle_of_a_run_moves_to_the_next_mode_and_is_remembered(pandalm):
+    store = pandalm
+    samples = pandalm.samples_for("pandalm-test", limit=2)
+    with LoopbackServer(response_formats=("text", "json_object"), reject_status=422, grammar=True) as server:
+        s = settings_for(server, concurrency=2)
+        store.save_llm_dialect(s.base_url, s.model, Dialect().as_dict())  # an old probe: json_schema
+        p = annotate.run_annotation(store, samples, s)
+        formats = sent_formats(server)
+    assert p.failed == 0 and features_of(store) == 2
+    assert 1 <= formats.count("json_schema") <= 2  # each body in flight rejected once, none sent again
+    assert store.llm_dialect(s.base_url, s.model)["mode"] == "json_object_schema"
+
+
 def test_a_forced_mode_is_used_without_probing_it(store):
     with LoopbackServer() as server:
         s = settings_for(server, response_mode="json_object")

@@ -250,7 +250,7 @@ def _not_an_echo(query: str) -> Callable[[Any], None]:
     def check(parsed: Any) -> None:
         answer = " ".join(str((parsed or {}).get("answer", "")).split()).lower()
         q = " ".join(query.split()).lower()
-        if answer and (answer == q or (len(answer) >= 12 and answer in q)
+        if answer and (answer == q or (len(answer) >= max(12, 0.6 * len(q)) and answer in q)
                        or answer in ("a correct, complete and concise answer", "the reference answer")):
             raise ValueError(f"the answer only echoes the query ({answer[:60]!r})")
     return check
@@ -404,6 +404,7 @@ class Runner:
         return parsed
 
     #: failures in a row, before any success, that stop a run when they share one deterministic reason
+    #: (twice as many when the reason is the model's answers rather than the server's rejection)
     FATAL_AFTER = 4
 
     def _account(self, estimate: float, cost: float, failed: LLMError | None = None) -> None:
@@ -427,7 +428,9 @@ class Runner:
         """Stop when the first requests all failed the same deterministic way: sending the rest
         would fail (and be paid for) again. The reason is kept in one line with what to change."""
         fs = self.first_failures
-        if len(fs) < self.FATAL_AFTER or self.stop_reason:
+        # a server's rejection repeats for sure; a model's unusable answers only probably: more of them
+        needed = self.FATAL_AFTER * (2 if fs and fs[0].kind in ("schema", "placeholder", "refused") else 1)
+        if len(fs) < needed or self.stop_reason:
             return
         if all(f.deterministic for f in fs) and len({(f.kind, _gist(str(f))) for f in fs}) == 1:
             self.progress.fatal = f"every request failed the same way ({len(fs)} of {len(fs)}): " \

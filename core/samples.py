@@ -271,7 +271,7 @@ class Explanation:
             return []
         labels = {a.key: a.label for a in catalogue.attributes()}
         c = self.contributions
-        return [{"attribute": k, "label": "intercept (position)" if k == fit.INTERCEPT else labels.get(k, k),
+        return [{"attribute": k, "label": "shown first (position)" if fit.is_position(k) else labels.get(k, k),
                  "x": x, "weight": w, "contribution": t}
                 for k, w, x, t in zip(c.attributes, c.weights, c.x, c.terms)]
 

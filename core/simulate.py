@@ -110,7 +110,7 @@ import numpy as np
 from scipy import special
 
 from . import catalogue
-from .fit import INTERCEPT, INTERVAL_PROB, library_versions
+from .fit import INTERCEPT, INTERVAL_PROB, is_position, library_versions
 
 #: opponent meaning "any other model"
 ALL = "all"
@@ -559,7 +559,7 @@ def profile_draws(profile: Mapping[str, Any], attributes: Sequence[str]) -> tupl
     draws = profile.get("draws")
     src = np.asarray(draws, dtype=np.float32) if draws is not None else np.asarray([profile["mean"]], dtype=np.float32)
     src = np.nan_to_num(src.reshape(-1, len(names)))
-    pos = {k: i for i, k in enumerate(names)}
+    pos = {(INTERCEPT if is_position(k) else k): i for i, k in enumerate(names)}
     intercept = INTERCEPT in pos
     cols = ([INTERCEPT] if intercept else []) + list(attributes)
     W = np.zeros((src.shape[0], len(cols)), np.float32)

@@ -143,7 +143,8 @@ def judge_details(fp: tuple) -> pd.DataFrame:
 def profile_weights(fp: tuple, dataset: str, feature_source: str, method: str) -> dict:
     """{scope: {judge: mean weights}} of every stored profile: read once for every scope's similarity."""
     return compare.weights_from_rows(store().profiles(dataset=dataset, feature_source=feature_source, method=method,
-                                                      columns=["scope", "judge", "mean"]))
+                                                      columns=["scope", "judge", "attributes", "mean",
+                                                               "provenance"]))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

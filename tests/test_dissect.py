@@ -29,14 +29,18 @@ def test_dissection_of_the_demo_stores_a_profile_per_scope_and_judge(demo_store)
     assert {"all", *catalogue.group_keys()} <= scopes
     assert len(profiles) == len(rep.fitted)
     for p in profiles:
-        assert len(p["mean"]) == len(p["sd"]) == len(p["lo"]) == len(p["hi"]) == 29
+        # the position term ("shown first") leads; the demo has no ties, so no tie parameter
+        assert p["attributes"] == [fit.POSITION, *catalogue.attribute_keys()]
+        assert len(p["mean"]) == len(p["sd"]) == len(p["lo"]) == len(p["hi"]) == 30
         assert all(lo <= m <= hi for lo, m, hi in zip(p["lo"], p["mean"], p["hi"]))
         assert p["interval"] == "eti94" and p["n"] >= fit.MIN_SAMPLES
         assert 0 <= p["accuracy"] <= 1 and p["log_loss"] > 0
         assert max(p["rhat"]) < 1.05 and min(p["ess"]) > 200
         prov = p["provenance"]
         assert prov["prior"] == {"family": "laplace", "scale": 0.1} and prov["versions"]["pymc"]
-        assert p["draws"].shape[1] == 29
+        assert p["draws"].shape[1] == 30
+        assert prov["model"] == {"position": True, "ties": "drop"}
+        assert set(prov["baselines"]) == set(fit.BASELINES) and len(prov["differing"]) == 30
     # scopes with too few labelled samples are reported, not fitted
     for scope, why in rep.skipped:
         assert "labelled samples" in why
@@ -103,10 +107,15 @@ def test_real_judges_of_pandalm_on_heuristic_features(tmp_path, shared_data):
     profiles = {p["judge"]: p for p in store.profiles(dataset="pandalm-test", scope="all")}
     assert set(profiles) == {"pandalm-annotator1", "pandalm-annotator2", "pandalm-annotator3",
                              "pandalm-human-majority", "gpt-3.5-turbo", "pandalm-7b"}
-    i = catalogue.attribute_keys().index("lengthy")
     for judge, p in profiles.items():
+        i = p["attributes"].index("lengthy")  # the position term leads
         assert p["lo"][i] > 0, f"{judge} does not reward length"
         assert p["accuracy"] > 0.55, (judge, p["accuracy"])
+        # the heuristics measure a few attributes: the others are marked, not estimated
+        prov = p["provenance"]
+        assert prov["differing"][i] > fit.MIN_DIFFERING
+        unmeasured = [k for k, c in zip(p["attributes"], prov["differing"]) if c == 0]
+        assert "no_severe_errors" in unmeasured and fit.POSITION not in unmeasured
 
 
 def test_cli_fit_and_profiles(tmp_path, shared_data):

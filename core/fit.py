@@ -152,6 +152,20 @@ def simulate_labels(X: np.ndarray, weights: np.ndarray, rng: np.random.Generator
     return (rng.random(p.shape) < p).astype(np.int8)
 
 
+def simulate_outcomes(X: np.ndarray, weights: np.ndarray, rng: np.random.Generator, *, position: Any = None,
+                      bias: Any = 0.0, theta: Any = None) -> np.ndarray:
+    """Verdicts (n, J): 1 A preferred, 0 B, 0.5 tie, drawn from the full model: logit z = x . w +
+    bias * position (``position`` per row, +1 A shown first, -1 B first; default +1), and with
+    ``theta`` (log nu per judge) Davidson's ties, P(A) = e^{z/2} / (e^{z/2} + e^{-z/2} + nu)."""
+    X = np.asarray(X, dtype=float)
+    W = np.atleast_2d(np.asarray(weights, dtype=float))
+    pos = np.ones(X.shape[0]) if position is None else np.asarray(position, dtype=float)
+    z = X @ W.T + pos[:, None] * np.broadcast_to(np.asarray(bias, dtype=float), (W.shape[0],))
+    pa, pb, pt = outcome_probabilities(z, None if theta is None else np.broadcast_to(theta, (W.shape[0],)))
+    u = rng.random(z.shape)
+    return np.where(u < pa, 1.0, np.where(u < pa + pt, 0.5, 0.0))
+
+
 # --------------------------------------------------------------------------- inputs
 
 
@@ -517,8 +531,13 @@ def _hmc(
     # products and of exp/log. The chain then targets the posterior computed in float32:
     # a deterministic perturbation of the log density of ~1e-5, far below Monte-Carlo error.
     X32 = X.astype(np.float32)
+    if ties:  # the tie model works with a = z / 2: halving X once halves z and the gradient's X'(...)
+        X32 *= 0.5
     XT32 = np.ascontiguousarray(X32.transpose(0, 2, 1))  # (G, d, n)
     Mrep = None if M is None else np.repeat(M, C, axis=1).astype(np.float32)  # (G, J*C, n)
+    # Under the tie model a padded row (X = 0) has a = 0, so P(A) - P(B) = 0 there without a mask;
+    # the mask is needed in the gradient only where a real row lacks a judge's label.
+    qmask = ties and bool(((M == 0) & (X != 0).any(-1)[:, None, :]).any())
     Zbuf = np.empty((G, J * C, n), dtype=np.float32)
     Pbuf = np.empty_like(Zbuf)
     Lbuf = np.empty_like(Zbuf)
@@ -561,8 +580,7 @@ def _hmc(
 
     @np.errstate(over="ignore", divide="ignore", invalid="ignore")
     def smooth_ties(W: np.ndarray, want_lp: bool):
-        """Davidson's log likelihood and its gradient, from z in Zbuf (see the docstring)."""
-        np.multiply(Zbuf, 0.5, out=Zbuf)  # a = z / 2
+        """Davidson's log likelihood and its gradient, from a = z / 2 in Zbuf (X32 is halved)."""
         E = np.exp(Zbuf, out=Pbuf)
         Einv = np.reciprocal(E, out=Lbuf)
         theta = W[..., -1]  # (G, J, C)
@@ -572,16 +590,16 @@ def _hmc(
         lp = None
         if want_lp:
             logD = np.log(D, out=Zbuf)  # a is not needed any more
-            logD *= Mrep
-            lp = (W * XtY).sum(-1) + theta * n_tie - logD.sum(axis=-1, dtype=np.float64).reshape(G, J, C)
+            masked = np.einsum("gkn,gkn->gk", logD, Mrep, dtype=np.float64)
+            lp = (W * XtY).sum(-1) + theta * n_tie - masked.reshape(G, J, C)
             lp -= 0.5 * (gprec * W * W).sum(-1)
+        R = np.reciprocal(D, out=D)  # P(tie) / nu
         Q = np.subtract(E, Einv, out=Pbuf)  # P(A) - P(B) = (e^a - e^-a) / D
-        np.divide(Q, D, out=Q)
-        Q *= Mrep
-        grad = XtY - 0.5 * (Q @ X32).reshape(G, J, C, d)
-        np.reciprocal(D, out=D)  # P(tie) / nu
-        D *= Mrep
-        p_tie = D.sum(axis=-1, dtype=np.float64).reshape(G, J, C) * np.exp(theta)
+        Q *= R
+        if qmask:
+            Q *= Mrep
+        grad = XtY - (Q @ X32).reshape(G, J, C, d)  # X32 holds X / 2
+        p_tie = np.einsum("gkn,gkn->gk", R, Mrep, dtype=np.float64).reshape(G, J, C) * np.exp(theta)
         grad[..., -1] += n_tie - p_tie
         grad -= gprec * W
         return lp, grad
@@ -593,7 +611,7 @@ def _hmc(
     # 1/4; the prior adds the precision of a normal with the Laplace's variance 2b^2.
     if init_var is None:
         if M is None:
-            prec = np.broadcast_to((XT32 @ X32).astype(float)[:, None] / 4.0, (G, J, d, d)).copy()
+            prec = np.broadcast_to((XT32 @ X32).astype(float)[:, None] * ((1.0 if ties else 0.25)), (G, J, d, d)).copy()
         else:
             prec = (X.transpose(0, 2, 1)[:, None] * (M[:, :, None, :] / 4.0)) @ X[:, None]
         prec += np.diag(np.where(lap > 0, 0.5 * lap**2, gprec))

@@ -576,6 +576,28 @@ def oriented(pairs: PairSet, idx: np.ndarray, sign: np.ndarray, intercept: bool)
     return Xo
 
 
+def unmeasured(profile: Mapping[str, Any]) -> list[str]:
+    """Attributes the profile has no estimate for (not measured, or too few differing samples:
+    ``fit.measurement``): the simulator does not offer them and refuses to inject them."""
+    from .compare import measured_mask
+
+    if not profile.get("attributes"):
+        return []
+    return [k for k, ok in zip(profile["attributes"], measured_mask(profile)) if not ok]
+
+
+def trust(profile: Mapping[str, Any]) -> dict[str, Any]:
+    """Whether the profile predicts held-out choices better than its best baseline (None: unknown), the
+    baseline, and the attributes it did not measure: shown with every simulation."""
+    from .fit import beats_baselines, best_baseline
+
+    prov = profile.get("provenance") or {}
+    best = best_baseline(prov.get("baselines"))
+    return {"beats_baseline": beats_baselines(profile.get("accuracy"), prov.get("baselines")),
+            "baseline": best[0] if best else None, "baseline_accuracy": best[1] if best else None,
+            "unmeasured": unmeasured(profile)}
+
+
 def provenance(profile: Mapping[str, Any], draws_used: int, stale: bool | None = None) -> dict[str, Any]:
     """What a result rests on: the profile's identity, fit and record (shown with every result)."""
     prov = profile.get("provenance") or {}
@@ -586,6 +608,7 @@ def provenance(profile: Mapping[str, Any], draws_used: int, stale: bool | None =
         "accuracy": profile.get("accuracy"), "fitted_at": prov.get("fitted_at") or profile.get("created_at"),
         "fingerprint": profile.get("fingerprint"), "draws": int(draws_used),
         "means_only": profile.get("draws") is None, "imported": bool(profile.get("imported")),
+        **trust(profile),
     }
     if stale is not None:
         out["stale"] = stale
@@ -720,6 +743,11 @@ def simulate(store, dataset: str, judges: Sequence[str], *, scope: str = "all", 
     for judge in judges:
         t0 = time.perf_counter()
         prof = pick_profile(store, dataset, scope, judge, feature_source=feature_source, method=method)
+        missing = [c.attribute for c in changes if c.attribute in unmeasured(prof)]
+        if missing:
+            raise SimulationError(f"judge {judge!r}'s profile in scope {scope!r} has no estimate for "
+                                  f"{', '.join(map(repr, missing))}: the feature set did not measure it, or too few "
+                                  "samples differ on it, so the simulator cannot say what injecting it would do")
         src = prof["feature_source"]
         pairs = cache.get(src) or cache.setdefault(src, _pairs_for(store, dataset, src, scope, given))
         outcomes = pairs.outcomes(store, judge)
@@ -1022,9 +1050,11 @@ def datasets(store) -> list[str]:
 def simulation_options(store, dataset: str) -> dict[str, Any]:
     """What the simulator can be asked about a dataset: per feature set, scope and method the judges
     with a profile (feature sets the dataset has, scopes in catalogue order, fitted methods first),
-    and the responding models with their pair counts."""
+    and the responding models with their pair counts; ``unmeasured``: per feature set, scope, method
+    and judge, the attributes its profile has no estimate for (not offered to inject)."""
     sources = {r["source"] for r in store.feature_sources(dataset)}
-    rows = [r for r in store.profiles(dataset=dataset, columns=["feature_source", "scope", "method", "judge"])
+    rows = [r for r in store.profiles(dataset=dataset, columns=["feature_source", "scope", "method", "judge",
+                                                                "attributes", "accuracy", "provenance"])
             if r["feature_source"] in sources]
     known = ["all"] + catalogue.group_keys() + catalogue.case_keys()
     scope_key = lambda sc: (known.index(sc) if sc in known else len(known), sc)  # noqa: E731
@@ -1037,4 +1067,8 @@ def simulation_options(store, dataset: str) -> dict[str, Any]:
                  for m in sorted({r["method"] for r in mine if r["scope"] == sc}, key=method_key)}
             for sc in sorted({r["scope"] for r in mine}, key=scope_key)
         }
-    return {"feature_sources": list(index), "index": index, "models": models(store, dataset)}
+    missing: dict[str, dict[str, dict[str, dict[str, list[str]]]]] = {}
+    for r in rows:
+        missing.setdefault(r["feature_source"], {}).setdefault(r["scope"], {}).setdefault(r["method"], {})[r["judge"]] = \
+            unmeasured(r)
+    return {"feature_sources": list(index), "index": index, "models": models(store, dataset), "unmeasured": missing}

@@ -98,6 +98,18 @@ st.caption(
     f"{'94% equal-tailed credible interval' if frame['lo'].notna().any() else 'interval (none stored: means only)'}. "
     "Click a bar to open the samples that differ on that attribute, with that judge's choices."
 )
+weak = summary[summary["beats_baseline"] == False]  # noqa: E712 (None: no held-out accuracy to compare)
+if not weak.empty:
+    st.warning(
+        "Predicts no better than the obvious: "
+        + "; ".join(f"{md(r.judge)} (held-out {r.accuracy:.1%} vs {md(r.baseline)}-only {r.baseline_accuracy:.1%})"
+                    for r in weak.itertuples())
+        + ". Read these profiles as descriptions of the fit, not of what drives the judge.", icon=":material/warning:")
+unmeasured = frame.loc[frame["status"] != "measured", "label"].unique()
+if len(unmeasured):
+    st.caption(f"{len(unmeasured)} attributes have no estimate here (marked on the chart): the feature set did not "
+               f"measure them, or fewer than the threshold of samples differ on them; their posterior would only "
+               f"repeat the prior.")
 event = charts.show(charts.profile_chart, frame, order=order, on_select="rerun", key="profiles_chart", width="stretch")
 picked = charts.selection_of(event, charts.PROFILE_PICK)
 if picked:
@@ -184,12 +196,19 @@ else:
 
 # ------------------------------------------------------------------ accuracy, diagnostics, provenance
 st.subheader("Held-out accuracy and fit diagnostics")
-st.caption("Accuracy and log loss are out of fold (k-fold: each fold predicted by a fit on the others). "
-           "R-hat near 1 and a large effective sample size (ESS) mean the sampler converged.")
-st.dataframe(summary[["judge", "n", "accuracy", "log_loss", "folds", "max_rhat", "min_ess", "divergences", "accept_rate"]],
+st.caption("Accuracy and log loss are out of fold (k-fold: each fold predicted by a fit on the others), beside the "
+           "best of three baselines on the same folds: the majority verdict, the response shown first wins, the longer "
+           "response wins. R-hat near 1 and a large effective sample size (ESS) mean the sampler converged.")
+st.dataframe(summary[["judge", "n", "accuracy", "baseline_accuracy", "baseline", "beats_baseline", "log_loss", "model",
+                      "tie_rate", "measured", "folds", "max_rhat", "min_ess", "divergences", "accept_rate"]],
              hide_index=True, key="profiles_accuracy", column_config={
                  "n": st.column_config.NumberColumn("samples"),
                  "accuracy": st.column_config.NumberColumn("held-out accuracy", format="percent"),
+                 "baseline_accuracy": st.column_config.NumberColumn("best baseline", format="percent"),
+                 "baseline": st.column_config.TextColumn("which baseline"),
+                 "beats_baseline": st.column_config.CheckboxColumn("beats it"),
+                 "tie_rate": st.column_config.NumberColumn("ties", format="percent"),
+                 "measured": st.column_config.TextColumn("attributes measured"),
                  "log_loss": st.column_config.NumberColumn("log loss", format="%.3f"),
                  "max_rhat": st.column_config.NumberColumn("max R-hat", format="%.3f"),
                  "min_ess": st.column_config.NumberColumn("min ESS", format="%.0f"),

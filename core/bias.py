@@ -119,6 +119,11 @@ def bias_card(store: Store, judge: str, dataset: str | None = None, *, feature_s
     """The bias card of ``judge`` on ``dataset`` (default: the dataset it labelled most)."""
     from .jobs import default_feature_source
 
+    for pattern in (families or {}):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"model family pattern {pattern!r} is not a regular expression: {exc}") from None
     if dataset is None:
         row = store.conn.execute(
             "SELECT s.dataset, COUNT(*) AS n FROM labels l JOIN samples s ON s.id = l.sample_id WHERE l.judge = ?"

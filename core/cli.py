@@ -452,6 +452,34 @@ def _fit_background(args) -> int:
     return 0
 
 
+def cmd_bias_card(args) -> int:
+    from . import bias
+
+    families = None
+    if args.family:
+        families = dict(bias.DEFAULT_FAMILIES)
+        for item in args.family:
+            pattern, sep, fam = item.partition("=")
+            if not sep or not pattern or not fam:
+                raise CLIError(f"--family {item!r}: expected PATTERN=FAMILY")
+            families = {pattern: fam, **families}  # the user's patterns first
+    with _store(args) as store:
+        if args.judge not in {r["name"] for r in store.judges()}:
+            raise CLIError(f"no labels from judge {args.judge!r}")
+        try:
+            items = bias.bias_card(store, args.judge, args.dataset, feature_source=args.features, families=families)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(bias.card_rows(items), indent=2))
+        return 0
+    print(f"bias card of {args.judge}: rates with 94% Jeffreys intervals, weights net of content as 100*sigmoid(w)")
+    for i in items:
+        val = "-" if i.value is None else f"{i.value:.1%} [{i.lo:.1%}, {i.hi:.1%}]" if i.lo is not None else f"{i.value:.1%}"
+        print(f"  {i.aspect:<16} {i.measure:<52} {val:<26} n={i.n:<6} {i.note}")
+    return 0
+
+
 def cmd_judges(args) -> int:
     import pandas as pd
 
@@ -466,9 +494,12 @@ def cmd_judges(args) -> int:
     if table.empty:
         print("no judges with labels")
         return 0
-    print(f"agreement with {reference} on shared samples; position consistency where both orders are known")
+    print(f"agreement with {reference} on shared samples (chance level, Cohen's kappa [94% interval]); position "
+          "consistency where both orders are known")
     for r in table.itertuples():
         agr = f"{r.agreement_ref:.1%} of {r.shared_ref}" if pd.notna(r.agreement_ref) else "-"
+        if pd.notna(r.kappa_ref):
+            agr += f" (chance {r.chance_ref:.1%}, kappa {r.kappa_ref:+.2f} [{r.kappa_lo:+.2f}, {r.kappa_hi:+.2f}])"
         cons = f"{r.consistency:.1%} of {r.both_orders}" if pd.notna(r.consistency) else "-"
         print(f"{r.name:<28} {r.kind:<9} {r.labels:>6} labels  agreement {agr:<16} position consistency {cons:<16}"
               f" {r.datasets}")
@@ -905,6 +936,20 @@ def build_parser() -> argparse.ArgumentParser:
     jg.add_argument("--dataset", help="only this dataset's labels")
     jg.add_argument("--reference", help="judge to compare with (default: a human judge, else a gold one, else the first)")
     jg.set_defaults(func=cmd_judges)
+
+    bc = sub.add_parser("bias-card", help="a judge's bias card: position, verbosity, formatting, self-preference",
+                        description="Position (first-slot rate, consistency across orders, the fitted shown-first "
+                        "term), verbosity and formatting (raw preference rates and weights net of content), and "
+                        "self-preference (responses from the judge's own model family, raw and net of content), each "
+                        "with its interval and the number of pairs behind it.")
+    bc.add_argument("--judge", required=True)
+    bc.add_argument("--dataset", help="dataset (default: the one the judge labelled most)")
+    bc.add_argument("--features", help="feature set (default: the dataset's richest)")
+    bc.add_argument("--family", action="append", metavar="PATTERN=FAMILY",
+                    help="map model names matching PATTERN (a regular expression) to FAMILY; repeatable, "
+                    "checked before the built-in map")
+    bc.add_argument("--json", action="store_true", help="print the card as JSON")
+    bc.set_defaults(func=cmd_bias_card)
 
     wk = sub.add_parser("worker", help="run one queued job (the dashboard starts these)",
                         description="Run one queued job to its end in this process.")

@@ -444,3 +444,13 @@ def explanation(fp: tuple, sample_id: str, judge: str, scope: str) -> dict:
     e = _samples.explain(store(), sample_id, judge, scope)
     return {"explanation": e, "frame": pd.DataFrame(e.frame_rows, columns=["attribute", "label", "x", "weight",
                                                                             "contribution"])}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def bias_card(fp: tuple, judge: str, dataset: str | None, families: tuple[tuple[str, str], ...] = ()) -> pd.DataFrame:
+    """A judge's bias card (``core.bias.bias_card``) as a table; ``families``: extra (pattern, family)
+    pairs checked before the built-in map."""
+    from core import bias
+
+    fams = {**dict(families), **bias.DEFAULT_FAMILIES} if families else None
+    return pd.DataFrame(bias.card_rows(bias.bias_card(store(), judge, dataset, families=fams)))

@@ -85,6 +85,29 @@ else:
                                     "kappa_lo": st.column_config.NumberColumn("kappa from", format="%.2f"),
                                     "kappa_hi": st.column_config.NumberColumn("kappa to", format="%.2f")})
 
+if not base.empty:
+    st.subheader("Bias card")
+    st.caption("Position (does the response shown first win?), verbosity, formatting and self-preference (a "
+               "response from the judge's own model family): raw rates with 94% Jeffreys intervals, and the weights "
+               "net of content from the judge's profile (scope all) as 100·sigmoid(weight); n is the number of pairs "
+               "behind each figure. 50% means no bias.")
+    b1, b2 = st.columns([1, 2])
+    card_judge = b1.selectbox("Judge", list(base["name"]), key="judges_bias_judge")
+    extra = b2.text_input("Extra model families (PATTERN=FAMILY, comma-separated)", key="judges_bias_families",
+                          help="Regular expressions on model names, checked before the built-in map "
+                               "(gpt/o1 -> openai, claude -> anthropic, llama/vicuna -> llama, qwen, mistral, ...)")
+    pairs = tuple(tuple(x.split("=", 1)) for x in (t.strip() for t in extra.split(",")) if "=" in x)
+    try:
+        card = data.bias_card(fp, card_judge, dataset, pairs)
+    except ValueError as e:
+        st.info(plain(str(e)))
+    else:
+        st.dataframe(card, hide_index=True, key="judges_bias_table", column_config={
+            "value": st.column_config.NumberColumn("estimate", format="percent"),
+            "lo": st.column_config.NumberColumn("94% from", format="percent"),
+            "hi": st.column_config.NumberColumn("94% to", format="percent"),
+            "n": st.column_config.NumberColumn("pairs")})
+
 st.subheader("Add a judge")
 
 

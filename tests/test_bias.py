@@ -47,6 +47,17 @@ def test_judgebench_position_figures_match_the_data_readme(tmp_path, shared_data
         assert first.lo < 367 / 656 < first.hi and first.lo > 0.5  # a real first-slot bias
         same = card["same verdict in both orders (consistency)"]
         assert same.n == 350 and same.value == pytest.approx(0.686, abs=0.0005)
+        # the CLI prints the same card (in-process, through main)
+        from core import cli
+
+        import contextlib
+        import io
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert cli.main(["--store", str(tmp_path / "jb.db"), "bias-card", "--judge", "o1-mini", "--json"]) == 0
+        printed = {r["measure"]: r for r in json.loads(out.getvalue())}
+        assert printed["same verdict in both orders (consistency)"]["value"] == pytest.approx(same.value)
         for judge, rate in (("skywork-27b", 0.991), ("internlm2-7b", 1.0)):
             c = {i.measure: i for i in bias.bias_card(s, judge, "judgebench")}
             assert c["same verdict in both orders (consistency)"].value == pytest.approx(rate, abs=0.0005)

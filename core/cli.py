@@ -622,7 +622,7 @@ def cmd_export_profiles(args) -> int:
 
 
 def cmd_similarity(args) -> int:
-    from . import compare
+    from . import catalogue, compare
 
     with _store(args) as store:
         source, method = _profile_set(store, args)
@@ -635,11 +635,16 @@ def cmd_similarity(args) -> int:
                                        method=args.corr)
     if len(matrix) < 2:
         raise CLIError("similarity needs profiles of at least two judges")
+    used = matrix.attrs.get("attributes", {})
     order = compare.cluster_order(matrix)
     matrix = matrix.loc[order, order]
     where = f"in {args.scope!r}" if args.scope else f"averaged over {len(scopes)} scenario groups"
     print(f"{args.corr} similarity of {len(order)} judges ({args.dataset}, {method}, features {source!r}), {where};"
           " ordered by hierarchical clustering")
+    if used:
+        lo, hi = min(used.values()), max(used.values())
+        print(f"computed over the attributes both profiles measured: {lo if lo == hi else f'{lo}-{hi}'} of "
+              f"{len(catalogue.attribute_keys())} (the position term and unmeasured attributes left out)")
     print(matrix.round(3).to_string())
     groups: dict[str, list[str]] = {}
     for item in args.group or ():

@@ -156,7 +156,8 @@ def similarity(fp: tuple, dataset: str, feature_source: str, method: str, scope:
     scopes = [scope] if scope else compare.scenario_scopes(weights)
     matrix = compare.similarity_matrix(weights, list(judges) or None, scopes=scopes, method=corr)
     order = compare.cluster_order(matrix)
-    return {"matrix": matrix.loc[order, order], "order": order, "scopes": scopes}
+    return {"matrix": matrix.loc[order, order], "order": order, "scopes": scopes,
+            "attributes": dict(matrix.attrs.get("attributes", {}))}
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -16,7 +16,8 @@ with response A as the one under test.
 (comparison features are antisymmetric: swapping the responses flips every sign), so +1 always
 means "M better on this attribute". Under the logistic model P(M preferred) = sigmoid(s * x . w) with
 s = +1 if M is A and -1 if M is B, which is sigmoid(x_o . w) on the oriented features x_o = s * x
-(an intercept, when a profile has one, is a position bias and becomes the column s).
+(the position term, "shown first", is a position bias and becomes the column s: the model under test
+was shown first where it is A, as the pairs are stored).
 
 **Observed win rate.** Over the pairs the judge labelled: 1 when it chose M's response, 0 for the
 other, a tie counts 1/2 (the convention of AlpacaEval and Arena win rates); with a 94% Jeffreys
@@ -33,6 +34,11 @@ mixture over draws of Normal(mean_d, sum_i q_i (1 - q_i) / n^2), the normal appr
 Poisson-binomial count (q_i the pair's probability), its quantiles found by bisection. Compare an
 observed win rate with the predictive interval, the model's expected rate with the credible one.
 A means-only profile (imported, or the demo's truth) is one draw: its credible interval is a point.
+A profile fitted with ties as an outcome (Davidson's model, tie parameter nu) predicts M's expected
+score with a tie counting half, P(M) + P(tie) / 2, as the observed rate counts it (see ``subset_means``);
+the attribute-controlled win rates and the calibration use the logistic P(M | not a tie).
+Attributes a profile has no estimate for (not measured, too few differing samples) are neither
+injected nor ranked.
 
 **Injection and suppression.** The paper injects an attribute by telling the evaluated model to show
 it; what the judge's profile sees is the comparison feature. Injecting attribute k into M's responses
@@ -244,7 +250,7 @@ class SubsetMeans:
 
 
 def subset_means(X: np.ndarray, W: np.ndarray, deltas: np.ndarray, subsets: Sequence[Sequence[int]], cols: Sequence[int],
-                 *, mix: Sequence[float] | None = None, block: int = BLOCK) -> SubsetMeans:
+                 *, mix: Sequence[float] | None = None, block: int = BLOCK, half_nu: np.ndarray | None = None) -> SubsetMeans:
     """Mean over pairs of sigmoid((X + sum_{k in S} deltas[:, k] e_{cols[k]}) . w_d) for each subset S and draw d.
 
     X: (n, d) oriented features; W: (D, d) draws; deltas: (n, K) change of column cols[k] when
@@ -252,6 +258,10 @@ def subset_means(X: np.ndarray, W: np.ndarray, deltas: np.ndarray, subsets: Sequ
     ``m2_first``). A subset one change away from the previous one is reached by one rank-1 update
     (pass subsets in Gray-code order to get that throughout). ``mix`` (one weight per subset) also
     gives the mean of q^2 for the per-pair mixture q = sum_j mix_j P_j (for predictive intervals).
+
+    ``half_nu`` (D,): nu / 2 per draw of a profile with Davidson's ties. P is then M's expected score
+    with a tie counting half, P(M) + P(tie) / 2 = 1/2 + sinh(a) / (2 (cosh(a) + nu / 2)) with a = z / 2,
+    which is the logistic 1/2 + tanh(a) / 2 when nu = 0.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     n = X.shape[0]
@@ -270,6 +280,8 @@ def subset_means(X: np.ndarray, W: np.ndarray, deltas: np.ndarray, subsets: Sequ
     tmp = np.empty_like(z)
     out = np.empty_like(z)
     u = np.empty_like(z) if mix is not None else None
+    hn = None if half_nu is None else np.asarray(half_nu, dtype=np.float32).reshape(1, -1)
+    den = np.empty_like(z) if hn is not None else None
     with _one_blas_thread():
         for start in range(0, n, block):
             m = min(block, n - start)
@@ -301,7 +313,14 @@ def subset_means(X: np.ndarray, W: np.ndarray, deltas: np.ndarray, subsets: Sequ
                         shift(k, 1.0)
                     state = want
                     src = cb
-                np.tanh(src, out=ob)
+                if hn is None:
+                    np.tanh(src, out=ob)
+                else:
+                    db = den[:m]
+                    np.cosh(src, out=db)
+                    db += hn
+                    np.sinh(src, out=ob)
+                    ob /= db
                 sums[j] += ob.sum(axis=0)  # float32 within a block, float64 across
                 if j == 0:
                     np.multiply(ob, ob, out=tb)
@@ -363,7 +382,8 @@ def change_deltas(X: np.ndarray, cols: Sequence[int], targets: Sequence[int],
 
 
 def simulate_arrays(X: np.ndarray, W: np.ndarray, cols: Sequence[int], targets: Sequence[int], rates: Sequence[float],
-                    *, applicable: np.ndarray | None = None, block: int = BLOCK) -> ArraysResult:
+                    *, applicable: np.ndarray | None = None, block: int = BLOCK,
+                    half_nu: np.ndarray | None = None) -> ArraysResult:
     """One simulation on oriented features X (n, d) and draws W (D, d): changes k set column cols[k]
     to targets[k] (+1 inject, -1 suppress) in a share rates[k] of the pairs, independently; exact
     expectation over the 2^K combinations; Shapley contributions per draw."""
@@ -381,7 +401,7 @@ def simulate_arrays(X: np.ndarray, W: np.ndarray, cols: Sequence[int], targets: 
     masks = [g ^ (g >> 1) for g in range(1 << K)]
     masks = [m for m in masks if all(r[k] > 0 for k in _bits(m, K))]
     mix = [_subset_prob(m, full, r) for m in masks]
-    res = subset_means(X, W, deltas, [_bits(m, K) for m in masks], cols, mix=mix, block=block)
+    res = subset_means(X, W, deltas, [_bits(m, K) for m in masks], cols, mix=mix, block=block, half_nu=half_nu)
     f = dict(zip(masks, res.means))
     D = res.means.shape[1]
     v = np.zeros((1 << K, D))
@@ -413,10 +433,11 @@ def simulate_arrays(X: np.ndarray, W: np.ndarray, cols: Sequence[int], targets: 
 
 
 def gains_arrays(X: np.ndarray, W: np.ndarray, cols: Sequence[int], target: int, *,
-                 applicable: np.ndarray | None = None, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 applicable: np.ndarray | None = None, block: int = BLOCK,
+                 half_nu: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each column in ``cols`` changed alone in every applicable pair: (before (D,), after (len(cols), D), applies)."""
     deltas = change_deltas(X, cols, [target] * len(cols), applicable)
-    res = subset_means(X, W, deltas, [[]] + [[k] for k in range(len(cols))], cols, block=block)
+    res = subset_means(X, W, deltas, [[]] + [[k] for k in range(len(cols))], cols, block=block, half_nu=half_nu)
     return res.means[0], res.means[1:], (deltas != 0).mean(axis=0) if X.shape[0] else np.zeros(len(cols))
 
 
@@ -567,6 +588,19 @@ def profile_draws(profile: Mapping[str, Any], attributes: Sequence[str]) -> tupl
         if k in pos:
             W[:, j] = src[:, pos[k]]
     return W, intercept
+
+
+def tie_draws(profile: Mapping[str, Any]) -> np.ndarray | None:
+    """nu / 2 per draw (aligned with ``profile_draws``) of a profile fitted with Davidson's ties, else None."""
+    from .fit import TIE
+
+    names = list(profile["attributes"])
+    if TIE not in names:
+        return None
+    draws = profile.get("draws")
+    src = np.asarray(draws, dtype=np.float32) if draws is not None else np.asarray([profile["mean"]], dtype=np.float32)
+    theta = np.nan_to_num(src.reshape(-1, len(names))[:, names.index(TIE)])
+    return (0.5 * np.exp(theta)).astype(np.float32)
 
 
 def oriented(pairs: PairSet, idx: np.ndarray, sign: np.ndarray, intercept: bool) -> np.ndarray:
@@ -763,7 +797,7 @@ def simulate(store, dataset: str, judges: Sequence[str], *, scope: str = "all", 
         if intercept:
             app = np.hstack([np.ones((len(idx), 1), bool), app])
         res = simulate_arrays(Xo, W, [c + offset for c in cols], [c.target for c in changes],
-                              [c.rate for c in changes], applicable=app)
+                              [c.rate for c in changes], applicable=app, half_nu=tie_draws(prof))
         observed = lo = hi = None
         if won is not None:
             observed = float(won.mean())
@@ -851,9 +885,13 @@ def injection_ranking(store, dataset: str, judge: str, *, scope: str = "all", mo
     if intercept:
         app = np.hstack([np.ones((len(idx), 1), bool), app])
     cols = [j + offset for j in range(len(pairs.attributes))]
-    before, after, applies = gains_arrays(Xo, W, cols, 1 if direction == "inject" else -1, applicable=app)
+    before, after, applies = gains_arrays(Xo, W, cols, 1 if direction == "inject" else -1, applicable=app,
+                                          half_nu=tie_draws(prof))
     gains = []
+    no_estimate = set(unmeasured(prof))
     for j, key in enumerate(pairs.attributes):
+        if key in no_estimate:  # the prior says nothing about what injecting it would do
+            continue
         g = float(rate) * (after[j] - before)
         e = Estimate.from_draws(g, prob)
         gains.append(Gain(attribute=key, label=_label(key), mean=e.mean, lo=e.lo, hi=e.hi,

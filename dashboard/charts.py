@@ -88,13 +88,15 @@ def percent_domain(frame: pd.DataFrame) -> list[float]:
 
 
 def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool = True,
-                  title: str | None = None, domain: list[float] | None = None) -> alt.LayerChart:
+                  title: str | None = None, domain: list[float] | None = None,
+                  truth: pd.DataFrame | None = None) -> alt.LayerChart:
     """The paper's profile chart: per attribute, 100 * sigmoid(weight) in % as a bar from the 50% line
     (above 50: the judge rewards the attribute; below: it dislikes it), the credible interval as a
     whisker, one colour per judge (judges dodged within a row). ``frame`` is
     ``core.compare.profile_frame`` output. With ``select``, a click on a bar selects its
     (attribute, judge) under :data:`PROFILE_PICK`. ``domain`` fixes the x range (to draw charts
-    side by side on one scale; default :func:`percent_domain` of the frame)."""
+    side by side on one scale; default :func:`percent_domain` of the frame). ``truth`` (judge, label,
+    percent; a synthetic dataset's known weights) is drawn as a black diamond on each judge's bar."""
     judges = list(dict.fromkeys(frame["judge"]))
     rows = attribute_order(frame, order)
     multi = len(judges) > 1
@@ -104,7 +106,8 @@ def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool
                                     scale=alt.Scale(scheme="tableau10")))
     if multi:
         enc["yOffset"] = alt.YOffset("judge:N", sort=judges)
-    domain = list(domain) if domain is not None else percent_domain(frame)
+    domain = list(domain) if domain is not None else percent_domain(
+        frame if truth is None or not len(truth) else pd.concat([frame, truth[["percent"]]], ignore_index=True))
     ticks = list(range(int(-(-domain[0] // 10) * 10), int(domain[1]) + 1, 10))  # every 10%, 50 among them
     scale = alt.Scale(domain=domain, nice=False, zero=False)
     x = alt.X("percent:Q", title="P(preferred | better on this attribute alone), %", scale=scale,
@@ -124,6 +127,13 @@ def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool
         bars = bars.encode(opacity=alt.condition(pick, alt.value(0.85), alt.value(0.4))).add_params(pick)
     fifty = alt.Chart(pd.DataFrame({"x": [50.0]})).mark_rule(color="#666666", strokeDash=[5, 4], size=1.5).encode(x="x:Q")
     layers = [whiskers, bars, fifty]
+    if truth is not None and len(truth):
+        known = truth[truth["judge"].isin(judges) & truth["label"].isin(rows)]
+        layers.append(alt.Chart(known).mark_point(shape="diamond", filled=True, color="black", size=45).encode(
+            y=y, x=alt.X("percent:Q", scale=scale),
+            tooltip=[alt.Tooltip("judge:N"), alt.Tooltip("label:N", title="attribute"),
+                     alt.Tooltip("percent:Q", title="true %", format=".1f")],
+            **({"yOffset": enc["yOffset"]} if multi else {})))
     if "status" in frame and (frame["status"] != "measured").any():
         # an attribute the feature set did not measure (or too few samples differ on) has no estimate:
         # its row says so at the 50% line instead of drawing the prior as if it were a finding

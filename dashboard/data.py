@@ -108,7 +108,13 @@ def profile_view(fp: tuple, dataset: str, feature_source: str, method: str, scop
     """What the Profiles page shows: per-attribute frame, top/bottom attributes, accuracy and diagnostics."""
     rows = profile_rows(fp, dataset, feature_source, method, scope, judges)
     frame = compare.profile_frame(rows)
-    return {"frame": frame, "top": compare.top_bottom(frame, k), "summary": compare.profile_summary(rows)}
+    truth = None
+    if method != "truth":  # a synthetic dataset's known weights, drawn over the fitted ones
+        known = _profiles_in_order(dataset, feature_source, "truth", scope, judges)
+        if known:
+            truth = compare.profile_frame(known)[["judge", "attribute", "label", "percent"]]
+    return {"frame": frame, "top": compare.top_bottom(frame, k), "summary": compare.profile_summary(rows),
+            "truth": truth}
 
 
 def profile_export(dataset: str, feature_source: str, method: str, scope: str, judges: tuple[str, ...],

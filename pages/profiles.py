@@ -10,6 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import catalogue
 from dashboard import charts, data
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
 
@@ -110,7 +111,11 @@ if len(unmeasured):
     st.caption(f"{len(unmeasured)} attributes have no estimate here (marked on the chart): the feature set did not "
                f"measure them, or fewer than the threshold of samples differ on them; their posterior would only "
                f"repeat the prior.")
-event = charts.show(charts.profile_chart, frame, order=order, on_select="rerun", key="profiles_chart", width="stretch")
+truth = view.get("truth")
+if truth is not None:
+    st.caption("◆ black diamonds: the true weights the synthetic judges' labels were drawn from (method 'truth').")
+event = charts.show(charts.profile_chart, frame, order=order, truth=truth, on_select="rerun", key="profiles_chart",
+                    width="stretch")
 picked = charts.selection_of(event, charts.PROFILE_PICK)
 if picked:
     pick = (picked[0].get("attribute"), picked[0].get("judge"))
@@ -161,7 +166,8 @@ else:
     st.caption(f"Open the samples of scope {md(repr(scope))} that differ on an attribute, with {md(judge)}'s choices:")
     labels = frame.drop_duplicates("attribute").set_index("label")["attribute"]
     link_cols = st.columns(4)
-    for i, label in enumerate(charts.attribute_order(frame, order)):
+    attribute_keys = set(catalogue.attribute_keys())  # the position term is no attribute to filter on
+    for i, label in enumerate(l for l in charts.attribute_order(frame, order) if labels[l] in attribute_keys):
         key = labels[label]
         link_cols[i % 4].page_link(
             SAMPLES, label=f"{md(label)} · {counts.get(key, 0):,}",

@@ -416,6 +416,8 @@ def _trust(r: Mapping[str, Any], prov: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _json_safe(v: Any) -> Any:
+    if v is pd.NA:
+        return None
     if isinstance(v, dict):
         return {k: _json_safe(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
@@ -446,7 +448,7 @@ def export_profiles(rows: Sequence[Mapping[str, Any]], fmt: str = "csv") -> str:
                   & (frame["method"] == r.get("method")) & (frame["dataset"] == r.get("dataset"))
                   & (frame["feature_source"] == r.get("feature_source"))]
         attrs = f[["attribute", "label", "mean", "sd", "lo", "hi", "p_pos", "percent", "percent_lo", "percent_hi",
-                   "rhat", "ess"]].to_dict(orient="records")
+                   "rhat", "ess", "status", "differing"]].astype(object).to_dict(orient="records")
         out.append({
             **{k: s[k] for k in ("dataset", "scope", "judge", "feature_source", "method", "n", "accuracy", "log_loss",
                                  "interval", "imported")},
@@ -468,8 +470,10 @@ def difference_of(row_a: Mapping[str, Any], row_b: Mapping[str, Any], *, prob: f
         raise ValueError("profiles have different attributes")
     out = weight_difference(_floats(row_a["mean"], 0), _floats(row_b["mean"], 0), draws_a=row_a.get("draws"),
                             draws_b=row_b.get("draws"), attributes=list(row_a["attributes"]), prob=prob, seed=seed)
+    from .fit import is_position
+
     labels = {a.key: a.label for a in catalogue.attributes()}
-    out.insert(1, "label", [labels.get(k, k) for k in out["attribute"]])
+    out.insert(1, "label", [POSITION_LABEL if is_position(k) else labels.get(k, k) for k in out["attribute"]])
     out.insert(0, "index", np.arange(len(out)))
     return out
 

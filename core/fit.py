@@ -599,7 +599,9 @@ def _hmc(
         if qmask:
             Q *= Mrep
         grad = XtY - (Q @ X32).reshape(G, J, C, d)  # X32 holds X / 2
-        p_tie = np.einsum("gkn,gkn->gk", R, Mrep, dtype=np.float64).reshape(G, J, C) * np.exp(theta)
+        # a gradient term: float32 accumulation (4x faster here than float64's) changes no density, only
+        # the integrator's path, which the Metropolis test corrects; the log density above sums in float64
+        p_tie = np.einsum("gkn,gkn->gk", R, Mrep).astype(np.float64).reshape(G, J, C) * np.exp(theta)
         grad[..., -1] += n_tie - p_tie
         grad -= gprec * W
         return lp, grad

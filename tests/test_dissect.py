@@ -139,3 +139,42 @@ def test_cli_fit_and_profiles(tmp_path, shared_data):
     res = subprocess.run([sys.executable, "-m", "core", "--store", str(path), "fit", "--dataset", "nope"],
                          cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.strip() == "error: no dataset 'nope'"
+
+
+def test_the_papers_model_is_one_option_away(demo_store):
+    fit.dissect(demo_store, demo.DEMO_DATASET, "demo", scopes=["Code"], judges=["demo-crowd"], position=False,
+                ties="drop", force=True)
+    (p,) = demo_store.profiles(dataset=demo.DEMO_DATASET, scope="Code", judges=["demo-crowd"], method="fast")
+    assert p["attributes"] == catalogue.attribute_keys()  # no position term, no tie parameter
+    assert p["provenance"]["model"] == {"position": False, "ties": "drop"}
+    assert p["provenance"]["requested"]["position"] is False
+
+
+def test_autoj_both_orders_and_ties_on_real_data(tmp_path, shared_data):
+    """Auto-J's pairwise test set: human labels with ties (a third), and Auto-J-13B's own verdicts in both
+    orders. The human profile models ties (Davidson) with one order per sample; Auto-J's enters both
+    orders as two observations, so its position term rests on twice the verdicts; the tie rates are the
+    data's; each profile's held-out accuracy stands beside its baselines."""
+    store = Store(tmp_path / "a.db")
+    importers.import_file(store, "autoj", shared_data / "autoj" / "testdata_pairwise.jsonl")
+    (dataset,) = [d["name"] for d in store.datasets()]
+    annotate.run_heuristics(store, store.samples_for(dataset))
+    fit.dissect(store, dataset, "heuristic:v1", scopes=["all"])
+    profiles = {p["judge"]: p for p in store.profiles(dataset=dataset, scope="all")}
+    assert len(profiles) == 2
+    labels = store.rows("SELECT judge, choice, verdict_ab, verdict_ba FROM labels")
+    for judge, p in profiles.items():
+        mine = [r for r in labels if r["judge"] == judge]
+        prov = p["provenance"]
+        assert p["attributes"][0] == fit.POSITION and p["attributes"][-1] == fit.TIE
+        assert prov["model"] == {"position": True, "ties": "davidson"}
+        both = sum(r["verdict_ab"] is not None and r["verdict_ba"] is not None for r in mine)
+        if both:  # Auto-J: every verdict of both orders is an observation
+            verdicts = [v for r in mine for v in (r["verdict_ab"], r["verdict_ba"]) if v is not None]
+        else:  # the human labels: one per sample
+            verdicts = [r["choice"] for r in mine]
+        assert prov["ties"] == {"observed": verdicts.count("tie"), "observations": len(verdicts)}
+        assert set(prov["baselines"]) == set(fit.BASELINES) and p["accuracy"] is not None
+    human = next(p for j, p in profiles.items() if p["provenance"]["ties"]["observations"] == 1392)
+    assert human["provenance"]["ties"]["observed"] == 373  # the data README's count
+    store.close()

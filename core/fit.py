@@ -1786,10 +1786,10 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
     _check_dissect_inputs(store, dataset, feature_source, scopes, judges, folds)
     if ties not in TIE_MODELS:
         raise ValueError(f"ties must be one of {TIE_MODELS}, not {ties!r}")
+    # the model is part of the key: a profile fitted before the position term and ties existed (its
+    # key has neither) is fitted again; the simulator recomputes each key from its own "requested"
     requested = dict(method=method, prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed,
-                     folds=folds, include_excluded=include_excluded)
-    if not position or ties != "davidson":  # the defaults stay out, so keys of older fits still match
-        requested.update(position=bool(position), ties=ties)
+                     folds=folds, include_excluded=include_excluded, position=bool(position), ties=ties)
     steps = len(scopes)
     batches: dict[tuple[str, ...], dict[str, tuple[Any, list[str]]]] = {}
     designs = store.designs(dataset, feature_source, scopes, judges=list(judges) if judges else None,

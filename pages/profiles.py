@@ -119,7 +119,7 @@ event = charts.show(charts.profile_chart, frame, order=order, truth=truth, on_se
 picked = charts.selection_of(event, charts.PROFILE_PICK)
 if picked:
     pick = (picked[0].get("attribute"), picked[0].get("judge"))
-    if pick != st.session_state.get("profiles_last_pick") and all(pick):
+    if pick != st.session_state.get("profiles_last_pick") and all(pick) and pick[0] in catalogue.attribute_keys():
         st.session_state["profiles_last_pick"] = pick
         st.switch_page(SAMPLES, query_params={"dataset": dataset, "attr": pick[0], "judge": pick[1], "scope": scope,
                                               "source": feature_source})

@@ -474,6 +474,11 @@ def run_batch(store: Store, samples: list[dict[str, Any]], settings: LLMSettings
             progress.done, progress.failed = last.done, last.failed
             if on_progress:
                 on_progress(progress)
+            if last.files and rounds >= max_rounds:
+                for f in last.files:
+                    f["path"].unlink(missing_ok=True)
+                progress.stopped = f"stopped after {max_rounds} rounds; run again to continue"
+                break
             if last.files:
                 rounds += 1
                 cost = _planned_cost(last.files, settings)
@@ -502,9 +507,6 @@ def run_batch(store: Store, samples: list[dict[str, Any]], settings: LLMSettings
                 break
         if mode == "file":
             break
-        if rounds >= max_rounds:
-            progress.stopped = f"stopped after {max_rounds} rounds"
-            break
         _sleep(poll_s, should_stop)
     waiting = last.waiting if last else 0
     progress.total = len(samples)
@@ -525,6 +527,19 @@ def _sleep(seconds: float, should_stop: Callable[[], bool] | None) -> None:
         if should_stop and should_stop():
             return
         time.sleep(min(0.5, max(0.0, end - time.monotonic())))
+
+
+def resolve(store: Store, samples: list[dict[str, Any]], settings: LLMSettings, work: str,
+            kwargs: dict[str, Any], *, job_id: int | None = None, max_attempts: int = 3) -> Progress:
+    """Record the batch results waiting in the store and resolve every sample that is complete,
+    planning nothing."""
+    from dataclasses import replace
+
+    progress = Progress(total=len(samples))
+    r = plan_round(store, samples, replace(settings, batch=True), work, kwargs, directory=None, limits=Limits(),
+                   round_=0, job_id=job_id, max_attempts=max_attempts, progress=progress)
+    progress.done, progress.failed = r.done, r.failed
+    return progress
 
 
 def ingest_file(store: Store, path: str | Path) -> dict[str, int]:

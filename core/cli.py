@@ -314,7 +314,36 @@ def _llm_overrides(args) -> dict[str, Any]:
         "model": args.model, "base_url": args.base_url, "concurrency": args.concurrency,
         "temperature": args.temperature, "max_tokens": args.max_tokens, "requests_per_minute": args.rpm,
         "tokens_per_minute": args.tpm, "price_input": args.price_input, "price_output": args.price_output,
+        "batch": True if getattr(args, "batch", False) or getattr(args, "batch_file_only", None)
+        or getattr(args, "ingest", None) else None,
     }.items() if v is not None}
+
+
+def _batch_files(store, samples, settings, work: str, kwargs: dict, args) -> int:
+    """``--batch-file-only DIR`` and ``--ingest FILE``: batch files for a runner outside the tool."""
+    from pathlib import Path
+
+    from . import batch
+
+    if args.ingest:
+        counts = batch.ingest_file(store, args.ingest)
+        print(f"{args.ingest}: {counts['answered']:,} answers, {counts['errored']:,} failed lines, "
+              f"{counts['malformed']:,} malformed lines, {counts['unknown']:,} lines for requests this store did "
+              "not plan")
+    out = batch.run_batch(store, samples, settings, work, kwargs,
+                          file_only=Path(args.batch_file_only) if args.batch_file_only else None,
+                          on_event=print) if args.batch_file_only else None
+    pr = out.progress if out else batch.resolve(store, samples, settings, work, kwargs)
+    print(f"{pr.done:,} of {len(samples):,} samples resolved ({pr.failed:,} failed for good), "
+          f"{pr.requests:,} answers recorded now, {pr.request_failures:,} of them failed (planned again)")
+    if out and out.files:
+        print("run them, e.g. with vLLM: python -m vllm.entrypoints.openai.run_batch -i FILE -o RESULTS "
+              f"--model {settings.model}; then: --ingest RESULTS --batch-file-only {args.batch_file_only}")
+    elif out and out.waiting:
+        print(f"{out.waiting:,} requests are still in earlier files: --ingest their results")
+    elif not args.batch_file_only and pr.done < len(samples):
+        print("write the next round with --batch-file-only DIR")
+    return 0
 
 
 def _run_job_foreground(store, job) -> int:
@@ -388,7 +417,7 @@ def cmd_annotate(args) -> int:
     with _store(args) as store:
         samples = _samples_or_fail(store, args)
         params = {"dataset": args.dataset, "scenario": args.scenario, "limit": args.limit}
-        if args.heuristic or not (settings.key_is_set or settings.base_url):
+        if args.heuristic or not (settings.key_is_set or settings.base_url or args.batch_file_only or args.ingest):
             if not args.heuristic:
                 print("no LLM configured (set PREFDISSECT_LLM_API_KEY or PREFDISSECT_LLM_BASE_URL): "
                       "using the offline heuristic annotator", file=sys.stderr)
@@ -398,7 +427,11 @@ def cmd_annotate(args) -> int:
         print(annotate.estimate_text(est))
         if args.estimate_only:
             return 0
+        if args.batch_file_only or args.ingest:
+            return _batch_files(store, samples, settings, "annotate", {"both_orders": args.both_orders}, args)
         params.update(both_orders=args.both_orders, llm=settings.public())
+        if args.batch:
+            params["poll_s"] = args.poll
         job = jobs.submit(store, "annotate", params, total=len(samples), budget=args.budget)
         code = _run_job_foreground(store, job)
         if args.both_orders:
@@ -413,7 +446,7 @@ def cmd_judge(args) -> int:
     from .llm import LLMSettings
 
     settings = LLMSettings.from_env(**_llm_overrides(args))
-    if not (settings.key_is_set or settings.base_url):
+    if not (settings.key_is_set or settings.base_url or args.batch_file_only or args.ingest):
         raise CLIError("no LLM configured: set PREFDISSECT_LLM_API_KEY (or OPENAI_API_KEY) and/or PREFDISSECT_LLM_BASE_URL")
     with _store(args) as store:
         args.judge = store.judge_name(args.judge)
@@ -423,8 +456,12 @@ def cmd_judge(args) -> int:
         print(annotate.estimate_text(est))
         if args.estimate_only:
             return 0
+        if args.batch_file_only or args.ingest:
+            return _batch_files(store, samples, settings, "judge", {"judge": args.judge, "both_orders": both}, args)
         params = {"dataset": args.dataset, "scenario": args.scenario, "limit": args.limit, "judge": args.judge,
                   "both_orders": both, "llm": settings.public()}
+        if args.batch:
+            params["poll_s"] = args.poll
         job = jobs.submit(store, "judge", params, total=len(samples), budget=args.budget)
         code = _run_job_foreground(store, job)
         c = judges.position_consistency(store, args.judge)
@@ -769,6 +806,17 @@ def _llm_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tpm", type=float, help="tokens per minute limit")
     g.add_argument("--price-input", type=float, help="USD per million input tokens")
     g.add_argument("--price-output", type=float, help="USD per million output tokens")
+    b = p.add_argument_group("batch mode (core/batch.py; see the README's 'Batch mode')")
+    b.add_argument("--batch", action="store_true",
+                   help="send the requests as JSONL files through the server's Batch API (files and batches "
+                        "endpoints): half price on OpenAI; steps that need earlier answers run as further rounds")
+    b.add_argument("--batch-file-only", metavar="DIR",
+                   help="write the next round's requests as Batch-API JSONL files in DIR and stop (for vLLM's "
+                        "run_batch or a gateway); bring the answers back with --ingest")
+    b.add_argument("--ingest", metavar="FILE", help="read a batch runner's output JSONL back into the store, then "
+                   "resolve what is complete (with --batch-file-only DIR: write the next round)")
+    b.add_argument("--poll", type=float, default=30.0, metavar="SECONDS",
+                   help="with --batch: seconds between checks of open batches (default 30)")
 
 
 def _selection_args(p: argparse.ArgumentParser) -> None:

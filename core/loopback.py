@@ -563,6 +563,12 @@ class _BatchEndpoints:
             if b["status"] in ("validating", "in_progress"):
                 b["_expire_now"] = True
 
+    def release_open_batches(self) -> None:
+        """Let every batch still waiting out ``processing_s`` run now."""
+        self._batch_init()
+        for b in list(self._batches.values()):
+            b["_release"] = True
+
     @property
     def batches(self) -> list[dict]:
         self._batch_init()
@@ -683,7 +689,7 @@ class _BatchEndpoints:
             return
         b.update(status="in_progress", in_progress_at=int(time.time()))
         t_end = time.monotonic() + opts.processing_s
-        while time.monotonic() < t_end and not b.get("_cancel") and not b.get("_expire_now"):
+        while time.monotonic() < t_end and not any(b.get(k) for k in ("_cancel", "_expire_now", "_release")):
             await asyncio.sleep(min(0.02, max(0.0, t_end - time.monotonic())))
         t0 = time.perf_counter()
         out, err, counts = await asyncio.get_running_loop().run_in_executor(None, self._answer_lines, b, data, opts)

@@ -47,7 +47,7 @@ from pydantic import BaseModel, ValidationError
 
 from .annotate import (BudgetReached, Progress, Request, annotation_id, gather_all, messages_sha, prompts,
                        _work_fn)
-from .llm import LLMSettings, parse_json_tolerant, strict_schema
+from .llm import LLMSettings, dialect_body, parse_json_tolerant
 from .store import Store
 
 ENDPOINT = "/v1/chat/completions"
@@ -77,9 +77,7 @@ def request_body(req: Request, settings: LLMSettings) -> dict[str, Any]:
     """The chat-completions body of one request, as online with structured outputs (no key)."""
     body: dict[str, Any] = {"model": settings.model, "messages": req.messages, "temperature": settings.temperature,
                             "max_tokens": req.max_tokens or settings.max_tokens}
-    if req.schema is not None:
-        body["response_format"] = {"type": "json_schema", "json_schema": {
-            "name": req.schema.__name__, "schema": strict_schema(req.schema), "strict": True}}
+    body.update(dialect_body("json_schema", req.schema))  # OpenAI's structured outputs; vLLM takes them too
     if req.logprobs:
         body.update(logprobs=True, top_logprobs=req.logprobs)
     return body
@@ -197,7 +195,8 @@ class PlanningRunner:
             "id": row_id, "request_key": req.key, "sample_id": req.sample_id, "annotator": self.settings.model,
             "prompt_version": self.version, "step": req.step, "orientation": req.orientation,
             "params": {"temperature": self.settings.temperature, "max_tokens": req.max_tokens,
-                       "base_url": self.settings.base_url, "messages_sha": messages_sha(req.messages), "batch": True},
+                       "base_url": self.settings.base_url, "messages_sha": messages_sha(req.messages), "batch": True,
+                       **({"mode": "json_schema"} if req.schema is not None else {})},
             "job_id": self.job_id, "raw": raw, "parsed": parsed, "prompt_tokens": usage[0],
             "completion_tokens": usage[1], "cost": cost, "latency_s": 0.0,
             "status": "failed" if error else "ok", "error": error, "attempts": 1})
@@ -212,8 +211,10 @@ class PlanningRunner:
 
 
 def parse_answer(body: dict[str, Any], req: Request) -> tuple[Any, str | None, str | None]:
-    """(parsed, raw text, error) from a chat-completion body, with the online path's checks."""
-    from .llm import _first_top_logprobs
+    """(parsed, raw text, error) from a chat-completion body, with the online path's checks
+    (``LLM.complete``: refusal, schema, template placeholder, a judge's letter). There is no
+    re-ask inside a batch: an answer that cannot be used is a failed attempt, planned again."""
+    from .llm import letter_logprobs, placeholder_in
 
     choices = body.get("choices") or []
     choice = choices[0] if choices else None
@@ -223,18 +224,24 @@ def parse_answer(body: dict[str, Any], req: Request) -> tuple[Any, str | None, s
     raw = msg.get("content")
     if msg.get("refusal"):
         return None, raw, f"the model refused: {msg['refusal']}"
+    top = letter_logprobs(choice) if req.logprobs else None
     try:
         if req.schema is not None:
-            value: Any = req.schema.model_validate(parse_json_tolerant(raw))
-            value = value.model_dump() if isinstance(value, BaseModel) else value
+            value: Any = req.schema.model_validate(parse_json_tolerant(raw)).model_dump()
+            hole = placeholder_in(value)
+            if hole is not None:
+                raise ValueError(f"the answer leaves a template placeholder ({hole[:40]!r})")
         elif req.validate is not None:
-            value = req.validate(raw)
+            value = req.validate(raw, top)
         else:
             value = raw
+        if req.check is not None:
+            req.check(value)
     except (ValueError, ValidationError) as e:
-        return None, raw, f"the answer does not match the schema: {' '.join(str(e).split())[:300]}"
+        cut = " (cut off at its token limit)" if choice.get("finish_reason") == "length" else ""
+        return None, raw, f"the answer cannot be used{cut}: {' '.join(str(e).split())[:300]}"
     if req.logprobs:
-        value = {"text": raw, "top_logprobs": _first_top_logprobs(choice)}
+        value = {"text": raw, "top_logprobs": top}
     return value, raw, None
 
 

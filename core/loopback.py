@@ -1137,7 +1137,8 @@ class LoopbackServer(_BatchEndpoints):
             return _Reply(200, b'{"status":"ok"}') if method == "GET" else \
                 _error(405, "method not allowed", "invalid_request_error")
         if path == "/loopback/stats" and method == "GET":  # for benchmarks against the CLI server
-            return _Reply(200, _dumps(self.stats.as_dict()))
+            return _Reply(200, _dumps({**self.stats.as_dict(), "batch_processing_s": self.batch_processing_s,
+                                       "batch_lines": sum(self.batch_lines.values())}))
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
         if path.startswith(("/files", "/batches")):  # the Batch API (_BatchEndpoints)

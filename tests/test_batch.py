@@ -246,3 +246,35 @@ def test_estimate_says_unknown_not_zero(demo):
     paid = annotate.estimate(demo, samples, LLMSettings(model="gpt-4o-mini", batch=True))
     full = annotate.estimate(demo, samples, LLMSettings(model="gpt-4o-mini"))
     assert paid.price_known and paid.cost == pytest.approx(full.cost / 2) and paid.cost > 0
+
+
+def test_sigkill_while_polling_then_the_same_command_resumes_without_submitting_again(demo, tmp_path):
+    """A real worker process killed while it waits for its batch: the rerun adopts the open batch."""
+    import os
+    import signal
+
+    ds = demo.datasets()[0]["name"]
+    demo.close()
+    env = {**os.environ, "PREFDISSECT_LLM_API_KEY": KEY}
+    args = [sys.executable, "-m", "core", "--store", str(demo.path), "judge", "--dataset", ds, "--limit", "5",
+            "--judge", "killed", "--model", "loopback-1", "--batch", "--poll", "0.1", "--price-input", "1",
+            "--price-output", "2"]
+    with LoopbackServer(api_key=KEY) as server:
+        env["PREFDISSECT_LLM_BASE_URL"] = server.url
+        server.set_batch(processing_s=60)
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        with Store(demo.path) as watch:
+            while time.time() < deadline and not watch.llm_batches(statuses=("submitted",)):
+                time.sleep(0.05)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            assert watch.llm_batches(statuses=("submitted",)), "the worker never submitted its batch"
+        server.set_batch()
+        server.release_open_batches()
+        out, err = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120).stdout, ""
+        assert len(server.batches) == 1  # the open batch was adopted, not submitted again
+        assert max(server.batch_lines.values()) == 1 and len(server.batch_lines) == 10
+    with Store(demo.path) as store:
+        assert store.scalar("SELECT COUNT(*) FROM labels WHERE judge = 'killed'") == 5
+    assert KEY not in out

@@ -522,6 +522,11 @@ def _jobs_submit_or_show(args) -> int:
                       f"${r['cost']:.4f}, {r['started_at']} to {r['finished_at'] or '?'}")
             for f in jobs.failures(store, job.id):
                 print(f"  failed: sample {f['sample_id']} step {f['step']} ({f['orientation']}): {f['error']}")
+            for b in store.llm_batches(job_id=job.id):  # batch mode: the batches this job sent
+                print(f"  batch {b['id']} round {b['round']}: {b['requests']:,} requests, {b['status']}"
+                      + (f" ({b['remote_id']}: {b['remote_status']})" if b["remote_id"] else "")
+                      + (f", {b['answered']:,} answered, {b['failed']:,} failed, {b['malformed']:,} malformed"
+                         if b["status"] == "ingested" else ""))
             return 0
         try:
             params = json.loads(args.params or "{}")

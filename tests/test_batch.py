@@ -216,6 +216,10 @@ def test_batch_job_through_the_cli_records_its_batches(demo, monkeypatch, tmp_pa
     rows = demo.llm_batches(job_id=job.id)
     assert len(rows) == 1 and rows[0]["remote_id"].startswith("batch_")
     assert demo.scalar("SELECT COUNT(*) FROM labels WHERE judge = 'cli-batch'") == 4
+    capsys.readouterr()
+    assert cli.main(["jobs", "--show", str(job.id)]) == 0
+    shown = capsys.readouterr().out
+    assert rows[0]["remote_id"] in shown and "8 answered" in shown
 
 
 @pytest.mark.parametrize("model, base_url, batch_, known", [

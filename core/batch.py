@@ -439,7 +439,7 @@ def run_batch(store: Store, samples: list[dict[str, Any]], settings: LLMSettings
     ``file_only``: write the next round's files there and return (a runner outside the tool runs
     them; ``ingest_file`` brings the answers back). Otherwise the files go to ``directory``
     (default ``batches/`` beside the store) and through the Batch API at ``settings.base_url``; the
-    run polls every ``poll_s`` seconds. ``budget``: no new round is submitted when the estimated
+    run polls after 1 s, then less and less often, up to every ``poll_s`` seconds. ``budget``: no new round is submitted when the estimated
     cost of its requests would pass it."""
     from dataclasses import replace
 
@@ -456,6 +456,7 @@ def run_batch(store: Store, samples: list[dict[str, Any]], settings: LLMSettings
     rounds = 0
     replan = True
     last: Round | None = None
+    wait = min(poll_s, 1.0)  # polls start often (a fast runner is done in seconds) and back off to poll_s
     while True:
         if should_stop and should_stop():
             progress.stopped = "cancelled"
@@ -469,6 +470,7 @@ def run_batch(store: Store, samples: list[dict[str, Any]], settings: LLMSettings
             for b in store.llm_batches(statuses=("submitted",), base_url=base, model=settings.model):
                 if poll(store, client, b):
                     replan = True
+                    wait = min(poll_s, 1.0)
                     say(f"batch {b['id']} ({b['remote_id']}) ingested")
         if replan:
             replan = False
@@ -514,7 +516,8 @@ def run_batch(store: Store, samples: list[dict[str, Any]], settings: LLMSettings
                 break
         if mode == "file":
             break
-        _sleep(poll_s, should_stop)
+        _sleep(wait, should_stop)
+        wait = min(poll_s, wait * 2)
     waiting = last.waiting if last else 0
     progress.total = len(samples)
     return BatchOutcome(progress, rounds, submitted, written, waiting)

@@ -53,6 +53,8 @@ from .store import Store
 ENDPOINT = "/v1/chat/completions"
 #: the statuses of a remote batch after which nothing more will come
 TERMINAL = {"completed", "expired", "failed", "cancelled"}
+#: samples per transaction in a planning pass
+PASS_CHUNK = 250
 _CUSTOM_ID = re.compile(r'"custom_id"\s*:\s*"([0-9a-f]{64})"')
 
 
@@ -270,17 +272,20 @@ def plan_round(store: Store, samples: list[dict[str, Any]], settings: LLMSetting
     out = Round()
 
     async def main() -> None:
-        for sample in samples:
-            try:
-                ok = await fn(sample, runner, **kwargs)
-            except Pending:
-                out.pending += 1
-                continue
-            except BudgetReached:  # pragma: no cover - the planning runner has no budget of its own
-                raise
-            out.done += 1
-            if not ok:
-                out.failed += 1
+        # one transaction per chunk of samples: the results recorded and features resolved here come
+        # from result lines already stored, so a crash loses nothing, and one commit per request
+        # was most of a pass's time
+        for i in range(0, len(samples), PASS_CHUNK):
+            with store.writing():
+                for sample in samples[i:i + PASS_CHUNK]:
+                    try:
+                        ok = await fn(sample, runner, **kwargs)
+                    except Pending:
+                        out.pending += 1
+                        continue
+                    out.done += 1
+                    if not ok:
+                        out.failed += 1
 
     try:
         asyncio.run(main())

@@ -369,7 +369,7 @@ def _run_job_foreground(store, job) -> int:
     finally:
         bar.close()
     print(f"job {final.id} {final.status}: {final.done}/{final.total} samples done, {final.failed} failed, "
-          f"cost ${final.cost:.4f}. {final.message or ''}")
+          f"cost {final.spend_text}. {final.message or ''}")
     return 0 if final.status == "done" else 3
 
 
@@ -514,7 +514,7 @@ def _jobs_submit_or_show(args) -> int:
             job = jobs.get(store, args.show)
             budget = f" of a ${job.budget:.2f} budget" if job.budget is not None else ""
             print(f"job {job.id} {job.state}: {job.summary}")
-            print(f"  current run: {job.done}/{job.total} {job.unit} done, {job.failed} failed; spent ${job.cost:.4f}{budget}")
+            print(f"  current run: {job.done}/{job.total} {job.unit} done, {job.failed} failed; spent {job.spend_text}{budget}")
             for line in filter(None, (job.message, job.error and f"error: {job.error}")):
                 print(f"  {line}")
             for r in jobs.runs(store, job.id):
@@ -565,7 +565,7 @@ def cmd_jobs(args) -> int:
                 print(f"job {job.id} resumed by worker pid {pid}")
         for j in jobs.list_jobs(store):
             state = "running (worker lost)" if j.stale else j.status
-            print(f"{j.id:>4}  {j.kind:<9} {state:<22} {j.done}/{j.total} done, {j.failed} failed, ${j.cost:.4f}"
+            print(f"{j.id:>4}  {j.kind:<9} {state:<22} {j.done}/{j.total} done, {j.failed} failed, {j.spend_text}"
                   f"  {j.params.get('dataset', '')}  {j.message or ''}")
     return 0
 

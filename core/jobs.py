@@ -112,6 +112,19 @@ class JobStatus:
         return f"{self.status} (worker stopping)" if self.stopping else self.status
 
     @property
+    def spend_text(self) -> str:
+        """The job's spend for people: ``$1.2345``, or ``unknown`` when its model has no price
+        (a self-hosted model with no price given: its recorded cost of 0 is not a figure)."""
+        from .prices import fmt_cost
+
+        known = True
+        if self.kind in ("annotate", "judge") and self.params.get("llm"):
+            from .llm import LLMSettings
+
+            known = LLMSettings.from_env(**self.params["llm"]).price_known
+        return fmt_cost(self.cost, known=known)
+
+    @property
     def unit(self) -> str:
         return "steps" if self.kind == "fit" else "rows" if self.kind == "import" else "samples"
 

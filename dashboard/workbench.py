@@ -237,7 +237,7 @@ def _panel(job_id: int, was_live: bool, key: str) -> None:
         cols[0].metric("Done", f"{job.done:,}")
         cols[1].metric("Failed", f"{job.failed:,}")
         cols[2].metric("Total", f"{job.total:,}")
-        spend = f"${job.cost:.4f}" + (f" of ${job.budget:.2f}" if job.budget is not None else "")
+        spend = job.spend_text + (f" of ${job.budget:.2f}" if job.budget is not None else "")
         cols[3].metric("Spend / budget", spend, help="what the job's requests cost over all its runs")
         if job.message:
             st.text(job.message)

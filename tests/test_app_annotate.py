@@ -263,3 +263,6 @@ def test_batch_mode_from_the_page_runs_a_batch_job_and_an_unknown_price_is_shown
         assert final.status == "done" and final.done == 3, final.message
         assert len(batches) >= 1 and all(b["status"] == "ingested" for b in batches)
         assert n_feat == 3 and server.stats.chat_requests == 0  # every answer came through batches
+    at.run()
+    assert not at.exception
+    assert metrics(at)["Spend / budget"] == "unknown"  # recorded as 0 for want of a price: not a figure

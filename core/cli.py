@@ -357,11 +357,14 @@ def _run_job_foreground(store, job) -> int:
     if not jobs.claim(store, job.id):
         raise CLIError(f"job {job.id} is being run by worker pid {job.worker_pid}; watch it with `python -m core jobs`")
     bar = tqdm(total=None, unit="sample", file=sys.stderr, disable=None, dynamic_ncols=True)
+    from .prices import fmt_cost
+
+    priced = job.spend_text != "unknown"
 
     def progress(pr):
         bar.total = pr.total
         bar.n = pr.done
-        bar.set_postfix_str(f"failed {pr.failed}, ${pr.cost:.4f}", refresh=False)
+        bar.set_postfix_str(f"failed {pr.failed}, {fmt_cost(pr.cost, known=priced)}", refresh=False)
         bar.refresh()
 
     try:

@@ -11,7 +11,7 @@
    (``../shared/data/autoj``: real user queries and LLM answers, like Chatbot Arena's) counted per
    pair, scaled to 5,240, at the price table's standard and batch prices for a few models.
 
-    .venv/bin/python benchmarks/bench_batch.py [--samples 4500] [--poll 0.2]
+    .venv/bin/python benchmarks/bench_batch.py [--samples 4600] [--poll 0.2]
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def paper_estimate() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samples", type=int, default=4500, help="samples (about 4.5 requests each: the demo repeats queries)")
+    ap.add_argument("--samples", type=int, default=4600, help="samples (about 4.4 requests each: the demo repeats queries)")
     ap.add_argument("--poll", type=float, default=0.2, help="seconds between polls")
     ap.add_argument("--skip-scale", action="store_true")
     args = ap.parse_args()

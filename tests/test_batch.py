@@ -282,3 +282,27 @@ def test_sigkill_while_polling_then_the_same_command_resumes_without_submitting_
     with Store(demo.path) as store:
         assert store.scalar("SELECT COUNT(*) FROM labels WHERE judge = 'killed'") == 5
     assert KEY not in out
+
+
+def test_a_round_over_budget_is_not_submitted_and_cancel_stops_polling(demo, tmp_path):
+    samples = samples_of(demo, 4)
+    with LoopbackServer() as server:
+        s = settings_for(server, price_input=1000.0, price_output=1000.0)
+        out = batch.run_batch(demo, samples, s, "annotate", {"both_orders": False}, poll_s=0.05,
+                              directory=tmp_path / "b", budget=0.01)
+        assert out.progress.stopped and "budget" in out.progress.stopped
+        assert server.batches == [] and demo.llm_batches() == []  # nothing uploaded, nothing recorded
+        assert not list((tmp_path / "b").glob("b*.jsonl"))
+        server.set_batch(processing_s=30)
+        calls = []
+        out = batch.run_batch(demo, samples, settings_for(server), "annotate", {"both_orders": False}, poll_s=0.05,
+                              directory=tmp_path / "b", should_stop=lambda: calls.append(1) or len(calls) > 3)
+        assert out.progress.stopped == "cancelled"
+        (b,) = demo.llm_batches()
+        assert b["status"] == "submitted"  # left running on the server: its answers are taken in on resume
+        server.set_batch()
+        server.release_open_batches()
+        batch.run_batch(demo, samples, settings_for(server), "annotate", {"both_orders": False}, poll_s=0.05,
+                        directory=tmp_path / "b")
+        assert features_of(demo, settings_for(server), samples) == 4
+        assert max(server.batch_lines.values()) == 1

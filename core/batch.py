@@ -437,7 +437,8 @@ def run_batch(store: Store, samples: list[dict[str, Any]], settings: LLMSettings
               on_progress: Callable[[Progress], None] | None = None, should_stop: Callable[[], bool] | None = None,
               poll_s: float = 30.0, limits: Limits = Limits(), max_attempts: int = 3,
               file_only: Path | None = None, directory: Path | None = None, client=None,
-              on_event: Callable[[str], None] | None = None, max_rounds: int = 50) -> BatchOutcome:
+              on_event: Callable[[str], None] | None = None, max_rounds: int = 50,
+              adopt_after_s: float = 120.0) -> BatchOutcome:
     """Annotate (``work`` "annotate") or collect a judge's labels ("judge") through a batch runner,
     round after round until every sample is resolved or has failed for good.
 
@@ -469,6 +470,10 @@ def run_batch(store: Store, samples: list[dict[str, Any]], settings: LLMSettings
         # 1. open batches (of any job on this endpoint and model): poll, ingest what has ended
         if mode == "api":
             for b in store.llm_batches(statuses=("planned",), base_url=base, model=settings.model):
+                # recorded but not known to be created: its worker died, or is creating it right now
+                # (give it ``adopt_after_s`` before taking over, so two workers never both create it)
+                if _age_s(b["updated_at"]) < adopt_after_s:
+                    continue
                 b = submit(store, client, b)
                 submitted.append(b["id"])
                 say(f"batch {b['id']} submitted again as {b['remote_id']} (recorded, not yet created)")
@@ -526,6 +531,18 @@ def run_batch(store: Store, samples: list[dict[str, Any]], settings: LLMSettings
     waiting = last.waiting if last else 0
     progress.total = len(samples)
     return BatchOutcome(progress, rounds, submitted, written, waiting)
+
+
+def _age_s(stamp: str) -> float:
+    from datetime import datetime, timezone
+
+    try:
+        t = datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return float("inf")
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - t).total_seconds()
 
 
 def _planned_cost(files: list[dict[str, Any]], settings: LLMSettings) -> float:

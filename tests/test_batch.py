@@ -139,10 +139,16 @@ def test_a_worker_killed_after_creating_a_batch_resumes_without_submitting_again
         assert not r2.files and r2.waiting == f["requests"]
         server.set_batch()  # later rounds run at once
         server.release_open_batches()
+        # a worker that sees the batch just recorded leaves it to its owner (which may be creating it)
+        polls = []
+        batch.run_batch(demo, samples, s, "annotate", {"both_orders": False}, poll_s=0.02, directory=tmp_path / "b",
+                        should_stop=lambda: polls.append(1) or len(polls) > 3, adopt_after_s=3600)
+        assert demo.llm_batches()[0]["status"] == "planned" and len(server.batches) == 1
         # the resumed run finds the batch by its metadata and does not create another
         deadline = time.monotonic() + 60
         out = batch.run_batch(demo, samples, s, "annotate", {"both_orders": False}, poll_s=0.1,
-                              directory=tmp_path / "b", should_stop=lambda: time.monotonic() > deadline)
+                              directory=tmp_path / "b", should_stop=lambda: time.monotonic() > deadline,
+                              adopt_after_s=0)
         assert features_of(demo, s, samples) == len(samples), out.progress
         first_batch = [b for b in server.batches if (b["metadata"] or {}).get("prefdissect_batch") == f["id"]]
         assert len(first_batch) == 1

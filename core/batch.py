@@ -43,10 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from .annotate import (BudgetReached, Progress, Request, annotation_id, gather_all, messages_sha, prompts,
-                       _work_fn)
+from .annotate import Progress, Request, _work_fn, annotation_id, messages_sha, prompts
 from .llm import LLMSettings, dialect_body, parse_json_tolerant
 from .store import Store
 

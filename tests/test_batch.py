@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core import annotate, batch, cli, jobs, judges
+from core import annotate, batch, cli, jobs
 from core.llm import LLMSettings
 from core.loopback import LoopbackServer
 from core.prices import price_of

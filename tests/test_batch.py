@@ -312,3 +312,18 @@ def test_a_round_over_budget_is_not_submitted_and_cancel_stops_polling(demo, tmp
                         directory=tmp_path / "b")
         assert features_of(demo, settings_for(server), samples) == 4
         assert max(server.batch_lines.values()) == 1
+
+
+def test_the_price_table_is_read_offline(monkeypatch):
+    import socket
+
+    from core import prices
+
+    def no_network(*a, **k):
+        raise AssertionError("the price table tried the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    prices._table_price.cache_clear()
+    p = prices.price_of("gpt-4.1-mini", batch=True)
+    assert p.known and p.source.startswith("genai-prices 0.2.3")

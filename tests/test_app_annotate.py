@@ -235,3 +235,34 @@ def test_cancel_and_resume_from_the_job_panel(store_path, monkeypatch):
     at.run()
     earlier = next(df.value for df in at.dataframe if "run" in df.value.columns and "status" in df.value.columns)
     assert list(earlier["status"]) == ["cancelled"]
+
+
+def test_batch_mode_from_the_page_runs_a_batch_job_and_an_unknown_price_is_shown_as_unknown(store_path, monkeypatch):
+    monkeypatch.delenv("PREFDISSECT_LLM_PRICE_INPUT")
+    monkeypatch.delenv("PREFDISSECT_LLM_PRICE_OUTPUT")
+    with LoopbackServer() as server:
+        monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", server.url)
+        monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "loopback-1")
+        at = page()
+        # a self-hosted model with no price given: unknown, never $0
+        assert metrics(at)["Estimated cost"] == "unknown"
+        assert any("price unknown" in c.value for c in at.caption)
+        at.multiselect(key="ann_groups").set_value(["Code"])
+        at.number_input(key="ann_limit").set_value(3)
+        at.toggle(key="ann_batch").set_value(True)
+        at.run()
+        at.button(key="ann_start").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        with Store(store_path) as s:
+            (job,) = jobs.list_jobs(s)
+            assert job.params["llm"]["batch"] is True
+            final = wait_done(s, job.id)
+            batches = s.llm_batches(job_id=job.id)
+            n_feat = s.scalar("SELECT COUNT(DISTINCT sample_id) FROM features WHERE source = ?",
+                              [annotate.feature_source("loopback-1", False)])
+        assert final.status == "done" and final.done == 3, final.message
+        assert len(batches) >= 1 and all(b["status"] == "ingested" for b in batches)
+        assert n_feat == 3 and server.stats.chat_requests == 0  # every answer came through batches
+    at.run()
+    assert not at.exception
+    assert metrics(at)["Spend / budget"] == "unknown"  # recorded as 0 for want of a price: not a figure

@@ -88,7 +88,11 @@ if by == "size":
 elif by == "kind":
     members = data.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "kind")
 elif by == "clusters":
-    k = st.slider("Clusters", 2, max(2, min(8, len(judges) - 1)), 2, key="sim_k", disabled=len(judges) < 3)
+    if len(judges) >= 4:
+        k = st.slider("Clusters", 2, min(8, len(judges) - 1), 2, key="sim_k")
+    else:  # a slider needs two values to choose from: with 2 or 3 judges, 2 clusters
+        k = 2
+        st.caption("Two clusters (with fewer than four judges there is nothing else to choose).")
     members = data.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "clusters", k=k)
 else:
     n_groups = st.number_input("Groups", min_value=2, max_value=6, value=2, key="sim_n_groups")

@@ -264,3 +264,14 @@ def test_cli_similarity_prints_the_matrix_and_groups(store_path, tmp_path, capsy
     assert list(M.index) == compare.cluster_order(compare.similarity_matrix(weights, JUDGES, scopes=catalogue.group_keys()))
     assert cli.main(["similarity", "--dataset", "demo-synthetic", "--scope", "nowhere"]) == 2
     assert "no profiles in scope 'nowhere'" in capsys.readouterr().err
+
+
+def test_clusters_of_two_or_three_judges_need_no_slider(store_path):
+    """Regression: with two judges chosen, grouping by clusters built a slider from 2 to 2, which
+    Streamlit refuses (StreamlitInvalidMinMaxError), and the page failed."""
+    at = open_page()
+    rerun(at.multiselect(key="sim_judges") if any(m.key == "sim_judges" for m in at.multiselect)
+          else at.multiselect[0], JUDGES[:2], at)
+    rerun(at.radio(key="sim_group_by"), "clusters", at)
+    assert not any(s.key == "sim_k" for s in at.slider)
+    assert any("Two clusters" in c.value for c in at.caption)

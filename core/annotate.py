@@ -29,7 +29,8 @@ from typing import Any, Awaitable, Callable, Literal
 from pydantic import BaseModel, Field, create_model
 
 from . import catalogue, features
-from .llm import LLM, LLMError, LLMSettings, messages_tokens, strict_schema
+from .llm import (LLM, OPENAI_DIALECT, Dialect, LLMError, LLMSettings, messages_tokens, settle_dialect,
+                  strict_schema)
 from .records import Feature
 from .store import Store
 
@@ -133,16 +134,25 @@ class Request:
     schema: type[BaseModel] | None
     max_tokens: int
     logprobs: int = 0
-    validate: Callable[[str | None], Any] | None = None  # for answers without a schema
+    validate: Callable[..., Any] | None = None  # for answers without a schema: (text, top_logprobs)
+    check: Callable[[Any], None] | None = None  # a parsed answer's sanity (raises ValueError: degraded)
     key: str = ""
 
-    def finalize(self, settings: LLMSettings, prompt_version: str) -> "Request":
+    def finalize(self, settings: LLMSettings, prompt_version: str, dialect: Dialect | None = None) -> "Request":
+        """Key the request. The key holds the response mode and a folded system message where they
+        differ from OpenAI's (so an answer got in plain JSON mode is never taken for a schema-bound
+        one), and the answer's room where the ``max_tokens`` setting lowers it."""
         body = {
             "model": settings.model, "prompt_version": prompt_version, "step": self.step,
             "orientation": self.orientation, "messages": self.messages, "temperature": settings.temperature,
-            "max_tokens": self.max_tokens, "logprobs": self.logprobs,
+            "max_tokens": min(self.max_tokens, max(1, settings.max_tokens)), "logprobs": self.logprobs,
             "schema": schema_digest(self.schema) if self.schema else None,
         }
+        d = settle_dialect(settings, dialect or Dialect())
+        if self.schema is not None and d.mode != "json_schema":
+            body["mode"] = d.mode
+        if not d.system_role:
+            body["system"] = "folded"
         self.key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         return self
 
@@ -232,7 +242,18 @@ class Reference(BaseModel):
 
 def reference_request(sample) -> Request:
     return Request(sample["id"], "reference", "AB", _messages("reference", query=sample["query"]), Reference,
-                   prompts()["steps"]["reference"]["max_tokens"])
+                   prompts()["steps"]["reference"]["max_tokens"], check=_not_an_echo(sample["query"]))
+
+
+def _not_an_echo(query: str) -> Callable[[Any], None]:
+    """A reference answer that only repeats the query (or the prompt's own words) is no answer."""
+    def check(parsed: Any) -> None:
+        answer = " ".join(str((parsed or {}).get("answer", "")).split()).lower()
+        q = " ".join(query.split()).lower()
+        if answer and (answer == q or (len(answer) >= max(12, 0.6 * len(q)) and answer in q)
+                       or answer in ("a correct, complete and concise answer", "the reference answer")):
+            raise ValueError(f"the answer only echoes the query ({answer[:60]!r})")
+    return check
 
 
 def errors_request(sample, reference: str, orientation: str) -> Request:
@@ -257,8 +278,10 @@ class Progress:
     cached: int = 0  # answered from the store
     request_failures: int = 0
     cost: float = 0.0
-    stopped: str | None = None  # why the run stopped early (budget, cancelled)
+    stopped: str | None = None  # why the run stopped early (budget, cancelled, a deterministic failure)
     errors: list[str] = field(default_factory=list)  # the latest failure reasons
+    fatal: str | None = None  # every request failed for one deterministic reason: it, in one line
+    estimated: int = 0  # requests whose usage is an estimate (timed out: the server never said)
 
 
 class Runner:
@@ -281,6 +304,8 @@ class Runner:
         self.on_result = on_result
         self.stop_reason: str | None = None
         self.inflight: dict[str, asyncio.Future] = {}
+        self.successes = 0
+        self.first_failures: list[LLMError] = []  # failures before the first success
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-io")
         self._io_store: Store | None = None
 
@@ -307,7 +332,7 @@ class Runner:
 
         Identical requests (the same query in several samples, repeated pairs) are sent once:
         answered from the store, or joined to the one in flight."""
-        req.finalize(self.settings, self.version)
+        req.finalize(self.settings, self.version, self.llm.dialect)
         row_id = annotation_id(req.key, req.sample_id)
         cached = await self.db('cached_annotations', [req.key])
         if req.key in cached:
@@ -325,8 +350,11 @@ class Runner:
         try:
             parsed = await self._send(req, row_id)
         except BaseException as e:
-            future.set_exception(e)
-            future.exception()  # mark retrieved: joiners re-raise it, nobody else needs to
+            if isinstance(e, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(e)
+                future.exception()  # mark retrieved: joiners re-raise it, nobody else needs to
             raise
         else:
             future.set_result(parsed)
@@ -345,17 +373,25 @@ class Runner:
         row = {"id": row_id, "request_key": req.key, "sample_id": req.sample_id, "annotator": self.settings.model,
                "prompt_version": self.version, "step": req.step, "orientation": req.orientation,
                "params": {"temperature": self.settings.temperature, "max_tokens": req.max_tokens,
-                          "base_url": self.settings.base_url, "messages_sha": messages_sha(req.messages)},
+                          "base_url": self.settings.base_url, "messages_sha": messages_sha(req.messages),
+                          **({"mode": self.llm.mode} if req.schema is not None else {})},
                "job_id": self.job_id}
         try:
             c = await self.llm.complete(req.messages, schema=req.schema, max_tokens=req.max_tokens,
                                         logprobs=req.logprobs, validate=req.validate)
+            if req.check is not None:
+                try:
+                    req.check(c.parsed.model_dump() if isinstance(c.parsed, BaseModel) else c.parsed)
+                except ValueError as e:  # degraded: paid for, recorded as failed, never used
+                    raise LLMError(str(e), raw=c.content, usage=(c.prompt_tokens, c.completion_tokens),
+                                   attempts=c.attempts, latency_s=c.latency_s, kind="placeholder") from e
         except LLMError as e:
             cost = self.settings.cost(*e.usage)
             await self.db('record_annotation', {**row, "raw": e.raw, "parsed": None, "prompt_tokens": e.usage[0],
                                           "completion_tokens": e.usage[1], "cost": cost, "latency_s": e.latency_s,
-                                          "status": "failed", "error": str(e), "attempts": e.attempts})
-            self._account(estimate, cost, failed=str(e))
+                                          "status": "failed", "error": str(e), "attempts": e.attempts,
+                                          "usage_estimated": int(e.estimated)})
+            self._account(estimate, cost, failed=e)
             return None
         parsed = c.parsed.model_dump() if isinstance(c.parsed, BaseModel) else c.parsed
         if req.logprobs:
@@ -367,16 +403,60 @@ class Runner:
         self._account(estimate, c.cost)
         return parsed
 
-    def _account(self, estimate: float, cost: float, failed: str | None = None) -> None:
+    #: failures in a row, before any success, that stop a run when they share one deterministic reason
+    #: (twice as many when the reason is the model's answers rather than the server's rejection)
+    FATAL_AFTER = 4
+
+    def _account(self, estimate: float, cost: float, failed: LLMError | None = None) -> None:
         self.reserved -= estimate
         p = self.progress
         p.requests += 1
         p.cost += cost
-        if failed:
+        if failed is not None:
             p.request_failures += 1
-            p.errors = (p.errors + [failed])[-5:]
+            p.errors = (p.errors + [str(failed)])[-5:]
+            p.estimated += int(failed.estimated)
+            if not self.successes:
+                self.first_failures.append(failed)
+                self._maybe_fatal()
+        else:
+            self.successes += 1
         if self.on_result:
             self.on_result()
+
+    def _maybe_fatal(self) -> None:
+        """Stop when the first requests all failed the same deterministic way: sending the rest
+        would fail (and be paid for) again. The reason is kept in one line with what to change."""
+        fs = self.first_failures
+        # a server's rejection repeats for sure; a model's unusable answers only probably: more of them
+        needed = self.FATAL_AFTER * (2 if fs and fs[0].kind in ("schema", "placeholder", "refused") else 1)
+        if len(fs) < needed or self.stop_reason:
+            return
+        if all(f.deterministic for f in fs) and len({(f.kind, _gist(str(f))) for f in fs}) == 1:
+            self.progress.fatal = f"every request failed the same way ({len(fs)} of {len(fs)}): " \
+                                  f"{_gist(str(fs[0]), 240)}. {_advice(fs[0].kind)}"
+            self.stop_reason = self.progress.fatal
+
+
+def _gist(text: str, n: int = 120) -> str:
+    """An error's words without what varies between requests (numbers, quoted answers)."""
+    import re
+
+    return re.sub(r"'[^']*'|\"[^\"]*\"|\d+(\.\d+)?", "…", " ".join(text.split()))[:n]
+
+
+def _advice(kind: str) -> str:
+    return {
+        "status 401": "Check the API key (PREFDISSECT_LLM_API_KEY).",
+        "status 403": "Check the API key's permissions.",
+        "status 404": "Check --model and --base-url (the server does not know this model or path).",
+        "cut off": "Raise --max-tokens / PREFDISSECT_LLM_MAX_TOKENS.",
+        "refused": "The model refuses these prompts: try another model.",
+        "placeholder": "The model fills in templates instead of answering: try another model or response mode.",
+        "schema": "The model's answers do not follow the format: try another model, or force a response mode "
+                  "(PREFDISSECT_LLM_RESPONSE_MODE) the server enforces.",
+    }.get(kind, "The server rejects these requests: check its options, or force a response mode "
+                "(PREFDISSECT_LLM_RESPONSE_MODE) or the system role (PREFDISSECT_LLM_SYSTEM_ROLE).")
 
 
 async def gather_all(named: dict[str, Any]) -> dict[str, Any]:
@@ -435,9 +515,34 @@ async def run_samples(samples: list[dict[str, Any]], work: Callable, runner: Run
             if runner.on_result:
                 runner.on_result()
 
-    await asyncio.gather(*(worker() for _ in range(width)))
+    workers = [asyncio.ensure_future(worker()) for _ in range(width)]
+
+    async def watch() -> None:
+        """Cancel: stop the requests in flight within a second or two (their connections close,
+        nothing half-answered is stored), rather than waiting out each one's answer or timeout."""
+        while True:
+            await asyncio.sleep(CANCEL_POLL_S)
+            if should_stop():
+                runner.stop_reason = runner.stop_reason or "cancelled"
+                for w in workers:
+                    w.cancel()
+                return
+
+    watcher = asyncio.ensure_future(watch()) if should_stop else None
+    try:
+        await asyncio.gather(*workers, return_exceptions=True)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+    for w in workers:  # a failure (not a cancel) in a worker is the run's failure
+        if not w.cancelled() and w.exception() is not None:
+            raise w.exception()
     p.stopped = runner.stop_reason
     return p
+
+
+#: how often a run asks whether it was cancelled while requests are in flight
+CANCEL_POLL_S = 0.5
 
 
 # ---------------------------------------------------------------- one sample
@@ -472,7 +577,9 @@ async def annotate_sample(sample: dict[str, Any], runner: Runner, *, both_orders
     results.update(await gather_all(stage2))
 
     ok = all(v is not None for v in results.values()) and analysis is not None and bool(reference)
-    if results.get("scenario") or analysis is not None:
+    # nothing from a sample with a failed step reaches samples or features: its scenario or cases
+    # would be read as data while its features are missing (a rerun fills both at once)
+    if ok and (results.get("scenario") or analysis is not None):
         await runner.db(
             "set_sample_analysis", sample["id"], scenario_group=(results.get("scenario") or {}).get("scenario_group"),
             cases=analysis.cases() if analysis else None)
@@ -590,7 +697,8 @@ def estimate(store: Store, samples: list[dict[str, Any]], settings: LLMSettings,
     query-specific case need them); answer lengths are typical values per step."""
     version = prompts()["version"]
     by_step: dict[str, dict[str, float]] = {}
-    reqs = [r.finalize(settings, version) for s in samples for r in planner(s, both_orders)]
+    dialect = endpoint_dialect(store, settings, probe=False)
+    reqs = [r.finalize(settings, version, dialect) for s in samples for r in planner(s, both_orders)]
     done = store.cached_annotations([r.key for r in reqs])
     n_in = n_out = 0
     for r in reqs:
@@ -657,12 +765,14 @@ def run_work(store: Store, samples: list[dict[str, Any]], settings: LLMSettings,
         processes = min(os.cpu_count() or 1, -(-settings.concurrency // IN_FLIGHT_PER_PROCESS))
     processes = max(1, min(processes, len(samples) // 8 or 1))
     if processes > 1:
+        endpoint_dialect(store, settings)  # probed once here, read from the store by every worker
         return _run_sharded(store, samples, settings, work, kwargs, processes, budget=budget, job_id=job_id,
                             on_progress=on_progress, should_stop=should_stop)
     fn = _work_fn(work)
+    dialect = endpoint_dialect(store, settings)
 
     async def main() -> Progress:
-        async with LLM(settings) as llm:
+        async with LLM(settings, dialect) as llm:
             runner = Runner(store, llm, budget=budget, job_id=job_id)
             if on_progress:
                 runner.on_result = lambda: on_progress(runner.progress)
@@ -673,9 +783,33 @@ def run_work(store: Store, samples: list[dict[str, Any]], settings: LLMSettings,
             try:
                 return await run_samples(samples, one, runner, should_stop, more)
             finally:
+                if llm.mode != dialect.mode and not settings.response_mode:  # moved on during the run
+                    await runner.db("save_llm_dialect", settings.base_url, settings.model, llm.dialect.as_dict())
                 runner.close()
 
     return asyncio.run(main())
+
+
+def endpoint_dialect(store: Store, settings: LLMSettings, *, probe: bool = True) -> Dialect:
+    """The endpoint's dialect: stored from an earlier probe, else probed now (a few tiny requests)
+    and stored, per (base URL, model). OpenAI itself is known and not probed. With ``probe`` False,
+    an endpoint not probed yet is assumed to speak OpenAI's dialect (estimates do this)."""
+    settings.check()
+    if not settings.base_url:
+        return OPENAI_DIALECT
+    known = store.llm_dialect(settings.base_url, settings.model)
+    if known is not None:
+        return Dialect.from_dict(known)
+    if not probe:
+        return Dialect()
+
+    async def run() -> Dialect:
+        async with LLM(settings) as llm:
+            return await llm.probe()
+
+    found = asyncio.run(run())
+    store.save_llm_dialect(settings.base_url, settings.model, found.as_dict())
+    return found
 
 
 def _pull_from(work_queue, samples: list[dict[str, Any]]) -> Callable[[], Awaitable[list[dict[str, Any]] | None]]:
@@ -781,6 +915,8 @@ def _sum_progress(parts, *, total: int) -> Progress:
         out.cost += p.cost
         out.errors = (out.errors + p.errors)[-5:]
         out.stopped = out.stopped or p.stopped
+        out.fatal = out.fatal or p.fatal
+        out.estimated += p.estimated
     return out
 
 

@@ -433,6 +433,29 @@ def cmd_judge(args) -> int:
         return code
 
 
+def cmd_probe(args) -> int:
+    from . import annotate
+    from .llm import DIALECTS, LLMError, LLMSettings
+
+    settings = LLMSettings.from_env(**_llm_overrides(args))
+    if not settings.base_url:
+        print("OpenAI itself (no base URL): structured outputs json_schema, system role kept; nothing to probe")
+        return 0
+    with _store(args) as store:
+        if args.again:
+            store.forget_llm_dialect(settings.base_url, settings.model)
+        try:
+            d = annotate.endpoint_dialect(store, settings)
+        except (LLMError, ValueError) as e:
+            raise CLIError(f"cannot probe {settings.base_url} ({settings.model}): {e}") from e
+    print(f"{settings.base_url} {settings.model}: response mode {d.mode} ({DIALECTS[d.mode]['servers']}); system "
+          f"role {'kept' if d.system_role else 'folded into the user message'}; "
+          + ("one request at a time" if d.slots == 1 else "several requests at a time (or not measured)"))
+    for note in d.notes:
+        print(f"  {note}")
+    return 0
+
+
 def cmd_worker(args) -> int:
     from . import jobs
 
@@ -944,6 +967,16 @@ def build_parser() -> argparse.ArgumentParser:
     _llm_args(jd)
     jd.set_defaults(func=cmd_judge)
 
+    pr = sub.add_parser(
+        "probe", help="show (or find again) how an LLM endpoint takes structured outputs",
+        description="Probe an OpenAI-compatible endpoint with a few tiny requests: which structured-output "
+        "mode it honours (OpenAI json_schema, llama.cpp's json_object+schema grammar, vLLM guided_json, Ollama "
+        "format, JSON mode, text), whether it serves one request at a time, and its pace. Annotate and judge do "
+        "this once per base URL and model and keep the result in the store; --again forgets it and probes anew.")
+    pr.add_argument("--again", action="store_true", help="forget the stored result and probe again")
+    _llm_args(pr)
+    pr.set_defaults(func=cmd_probe)
+
     ft = sub.add_parser(
         "fit", help="fit preference profiles (Bayesian logistic regression per scope and judge)",
         description="Fit one Bayesian logistic regression per (scope, judge): label 1 when the judge preferred A, "
@@ -1080,6 +1113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = " ".join(str(e).split())
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    except Exception as e:
+        from .llm import LLMError
+
+        if isinstance(e, LLMError):  # an endpoint that cannot be used (a wrong key, no server): its words
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

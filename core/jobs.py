@@ -329,8 +329,9 @@ def _requeue(store: Store, job: JobStatus, *, total: int | None = None, message:
 
 
 def cancel(store: Store, job_id: int) -> JobStatus:
-    """Ask a job to stop: a running worker finishes its requests in flight, stores them, and stops
-    (it then writes ``finished_at``; until it has, the job is ``stopping``)."""
+    """Ask a job to stop: a running worker closes its requests in flight within a second or two
+    (an answer not yet received is not stored; a rerun asks it again) and stops (it then writes
+    ``finished_at``; until it has, the job is ``stopping``)."""
     with store.writing():
         store.conn.execute(
             "UPDATE jobs SET status = 'cancelled', message = 'cancelled by user',"
@@ -479,15 +480,38 @@ def _run_llm(store: Store, job: JobStatus, update, on_progress, due, cancelled):
     else:
         pr = judges.collect_labels(store, samples, settings, judge=p["judge"], both_orders=p.get("both_orders", True),
                                    **common)
+    return (*llm_ending(store, job, pr, samples), dict(done=pr.done, failed=pr.failed,
+                                                       cost=round(spent(store, job.id), 8)))
+
+
+def llm_ending(store: Store, job: JobStatus, pr, samples: list[dict[str, Any]]) -> tuple[str, str]:
+    """(status, message) that say honestly how an annotate or judge run ended.
+
+    A run stopped because its requests all failed for one deterministic reason is "failed", with
+    the server's words and what to change (resuming as it is would fail the same way); only
+    failures that may pass (timeouts, rate limits, dropped lines) are offered a resume. A judge
+    run says how many labels it stored and the position consistency of those labels."""
+    if pr.fatal:
+        return "failed", f"stopped early: {pr.fatal}"
     if pr.stopped == "cancelled":
-        status, msg = "cancelled", "cancelled by user; resume to continue"
-    elif pr.stopped:
-        status, msg = "paused", f"stopped: {pr.stopped}; resume with a larger budget to continue"
-    elif pr.failed:
-        status, msg = "done", f"finished with {pr.failed} samples failed; resume to retry them"
+        return "cancelled", "cancelled by user; resume to continue"
+    if pr.stopped:
+        return "paused", f"stopped: {pr.stopped}; resume with a larger budget to continue"
+    parts = []
+    if job.kind == "judge":
+        from . import judges
+
+        c = judges.position_consistency(store, job.params["judge"], [s["id"] for s in samples])
+        parts.append(f"{c.labels} labels stored ({c.both_orders} with both orders"
+                     + (f", position consistency {c.rate:.0%}" if c.rate is not None else "") + ")")
+    if pr.estimated:
+        parts.append(f"{pr.estimated} timed-out requests' spend estimated")
+    if pr.failed:
+        last = f" (last: {pr.errors[-1][:300]})" if pr.errors else ""
+        parts.insert(0, f"finished with {pr.failed} samples failed{last}; resume to retry them")
     else:
-        status, msg = "done", "finished"
-    return status, msg, dict(done=pr.done, failed=pr.failed, cost=round(spent(store, job.id), 8))
+        parts.insert(0, "finished")
+    return "done", "; ".join(parts)
 
 
 def _run_heuristic(store: Store, job: JobStatus, update, on_progress, due, cancelled):

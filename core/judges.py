@@ -3,6 +3,7 @@ judge's labels from any OpenAI-compatible model (the paper's "add a new model").
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,11 +107,19 @@ def judge_request(sample: dict, orientation: str):
                    prompts()["steps"]["judge"]["max_tokens"], logprobs=JUDGE_LOGPROBS, validate=_letter)
 
 
-def _letter(text: str | None) -> str:
-    letter = (text or "").strip()[:1].upper()
-    if letter not in ("A", "B"):
+def _letter(text: str | None, top_logprobs: dict[str, float] | None = None) -> str:
+    """The verdict of one answer: usable when "A" or "B" is among the top log-probabilities of an
+    answer position (whatever token was sampled: "Which", "[", "**"), else when the text's first
+    standalone letter is A or B ("[A]", "Response B is better")."""
+    if top_logprobs and any(t.strip().upper() in ("A", "B") for t in top_logprobs):
+        return "logprobs"
+    m = _LETTER.search(text or "")
+    if not m:
         raise ValueError(f"expected A or B, got {(text or '')[:40]!r}")
-    return letter
+    return m.group(1).upper()
+
+
+_LETTER = re.compile(r"(?<![A-Za-z])([AB])(?![A-Za-z])")
 
 
 def first_preferred(parsed: dict | None) -> float | None:
@@ -123,9 +132,9 @@ def first_preferred(parsed: dict | None) -> float | None:
     pb = sum(np.exp(lp) for tok, lp in top.items() if tok.strip().upper() == "B")
     if pa + pb > 0:
         return float(pa / (pa + pb))
-    text = (parsed.get("text") or "").strip().upper()
-    if text[:1] in ("A", "B"):
-        return 1.0 if text[0] == "A" else 0.0
+    m = _LETTER.search(parsed.get("text") or "")
+    if m:
+        return 1.0 if m.group(1).upper() == "A" else 0.0
     return None
 
 
@@ -176,20 +185,29 @@ class Consistency:
     judge: str
     both_orders: int  # labels with a verdict in both orders
     consistent: int  # of those, the same verdict
+    labels: int = 0  # labels of the judge (on the samples asked about)
 
     @property
     def rate(self) -> float | None:
         return self.consistent / self.both_orders if self.both_orders else None
 
 
-def position_consistency(store: Store, judge: str) -> Consistency:
-    """How often the judge gives the same verdict when the two responses swap places."""
-    n, same = store.conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(verdict_ab = verdict_ba), 0) FROM labels"
-        " WHERE judge = ? AND verdict_ab IS NOT NULL AND verdict_ba IS NOT NULL",
-        (judge,),
-    ).fetchone()
-    return Consistency(judge, n, same)
+def position_consistency(store: Store, judge: str, sample_ids: list[str] | None = None) -> Consistency:
+    """How often the judge gives the same verdict when the two responses swap places (on
+    ``sample_ids`` only, when given)."""
+    n = both = same = 0
+    chunks = [None] if sample_ids is None else [sample_ids[i:i + 500] for i in range(0, len(sample_ids), 500)]
+    for chunk in chunks:
+        where, params = "judge = ?", [judge]
+        if chunk is not None:
+            where += f" AND sample_id IN ({', '.join('?' * len(chunk))})"
+            params += chunk
+        row = store.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(verdict_ab IS NOT NULL AND verdict_ba IS NOT NULL), 0),"
+            " COALESCE(SUM(verdict_ab IS NOT NULL AND verdict_ba IS NOT NULL AND verdict_ab = verdict_ba), 0)"
+            f" FROM labels WHERE {where}", params).fetchone()
+        n, both, same = n + row[0], both + row[1], same + row[2]
+    return Consistency(judge, both, same, labels=n)
 
 
 # ---------------------------------------------------------------- the Judges page's table

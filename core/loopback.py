@@ -439,6 +439,10 @@ class LoopbackStats:
     in_flight: int = 0  # chat requests currently being handled
     max_in_flight: int = 0  # high-water mark since start / reset
     connections: int = 0  # TCP connections accepted
+    probes: int = 0  # dialect probes (core/llm.py PROBE_MARK) answered, not counted in completions
+    busy_s: float = 0.0  # seconds some slot was computing an answer (with ``slots``: the server's work)
+    busy_span_s: float = 0.0  # from the first answer's start to the last one's end (with ``slots``)
+    abandoned: int = 0  # answers computed for a client that had gone (timed out or cancelled)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -446,6 +450,8 @@ class LoopbackStats:
             "completions": self.completions, "by_status": dict(self.by_status),
             "faults": dict(self.faults), "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight, "connections": self.connections,
+            "probes": self.probes, "busy_s": self.busy_s, "busy_span_s": self.busy_span_s,
+            "abandoned": self.abandoned,
         }
 
 
@@ -462,13 +468,20 @@ class _Counters:
             self.faults: dict[str, int] = {name: 0 for name in FAULTS}
             self.in_flight = getattr(self, "in_flight", 0)
             self.max_in_flight = self.in_flight
+            self.probes = 0
+            self.busy_s = 0.0
+            self.busy_first: float | None = None
+            self.busy_last = 0.0
+            self.abandoned = 0
 
     def snapshot(self) -> LoopbackStats:
         with self.lock:
             return LoopbackStats(
                 requests=self.requests, chat_requests=self.chat_requests, completions=self.completions,
                 by_status=dict(self.by_status), faults=dict(self.faults), in_flight=self.in_flight,
-                max_in_flight=self.max_in_flight, connections=self.connections,
+                max_in_flight=self.max_in_flight, connections=self.connections, probes=self.probes,
+                busy_s=self.busy_s, abandoned=self.abandoned,
+                busy_span_s=(self.busy_last - self.busy_first) if self.busy_first is not None else 0.0,
             )
 
 
@@ -535,6 +548,22 @@ class LoopbackServer:
     ``response_formats``: the response_format types accepted (others get a 400 that names
     ``response_format``, like servers without structured outputs). ``api_key``: when set, requests
     without ``Authorization: Bearer <api_key>`` get a 401.
+
+    Dialects of real servers (``core/llm.py`` DIALECTS), so the fast tests cover each path:
+    ``reject_status``: the status of a rejected response_format (400 as OpenAI-style servers, 422 as
+    FastAPI's validation, 500 as llama-cpp-python answers ``json_schema``). ``grammar``:
+    ``{"type": "json_object", "schema": ...}`` is answered with an instance of the schema
+    (llama.cpp's grammar form; without it the schema is ignored). ``drop_system``: system messages
+    are dropped before the answer is made (llama.cpp's ``gemma`` chat format); the script sees the
+    messages without them. ``slots``: at most this many answers are computed at once, the others
+    wait (a local server), and an answer whose client has gone is still computed (counted in
+    ``stats.abandoned``; ``stats.busy_s`` is the time some slot computed). ``raw_newlines``: JSON
+    answers carry raw newlines inside strings. ``owned_by``: what /models says owns the model
+    (llama-cpp-python's server says "me"). ``judge_preamble``: a judge's one-token answer is
+    "Which", with "A" and "B" among its top log-probabilities (a base model's habit). Cut-off
+    answers: any answer longer than ``max_tokens`` is cut there with ``finish_reason: "length"``.
+    Requests that carry ``core.llm.PROBE_MARK`` are probes: counted in ``stats.probes``, not in
+    ``stats.completions``.
     """
 
     def __init__(
@@ -553,6 +582,13 @@ class LoopbackServer:
         record: int = 10_000,
         response_formats: Iterable[str] = ("text", "json_object", "json_schema"),
         api_key: str | None = None,
+        reject_status: int = 400,
+        grammar: bool = False,
+        drop_system: bool = False,
+        slots: int | None = None,
+        raw_newlines: bool = False,
+        judge_preamble: bool = False,
+        owned_by: str = "loopback",
     ):
         self.host = host
         self._port = port
@@ -560,6 +596,14 @@ class LoopbackServer:
         self.model = model
         self.api_key = api_key
         self.response_formats = frozenset(response_formats)
+        self.reject_status = reject_status
+        self.grammar = grammar
+        self.drop_system = drop_system
+        self.slots = slots
+        self.raw_newlines = raw_newlines
+        self.judge_preamble = judge_preamble
+        self.owned_by = owned_by
+        self._slot_sem: asyncio.Semaphore | None = None
         self._script = script
         self._latency = 0.0
         self._timeout_hold = 0.0
@@ -785,6 +829,9 @@ class LoopbackServer:
                 reply = await self._dispatch(method, target, headers, body)
                 if reply.action == "drop":  # no response at all: close the socket
                     return
+                if reply.completion and (reader.at_eof() or writer.is_closing()):
+                    with c.lock:  # computed for a client that has gone
+                        c.abandoned += 1
                 writer.write(self._encode(reply, keep_alive))
                 if writer.transport.get_write_buffer_size() > 1 << 16:
                     await writer.drain()
@@ -842,9 +889,9 @@ class LoopbackServer:
         if path == "/models":
             if method != "GET":
                 return _error(405, "method not allowed", "invalid_request_error")
-            return _Reply(200, _dumps({"object": "list", "data": [self._model_obj(self.model)]}))
+            return _Reply(200, _dumps({"object": "list", "data": [self._model_obj(self.model, self.owned_by)]}))
         if path.startswith("/models/"):
-            return _Reply(200, _dumps(self._model_obj(path[len("/models/"):])))
+            return _Reply(200, _dumps(self._model_obj(path[len("/models/"):], self.owned_by)))
         if path == "/chat/completions":
             if method != "POST":
                 return _error(405, "method not allowed", "invalid_request_error")
@@ -852,8 +899,8 @@ class LoopbackServer:
         return _error(404, f"Invalid URL ({method} {target})", "invalid_request_error", "unknown_url")
 
     @staticmethod
-    def _model_obj(name: str) -> dict:
-        return {"id": name, "object": "model", "created": 1700000000, "owned_by": "loopback"}
+    def _model_obj(name: str, owned_by: str = "loopback") -> dict:
+        return {"id": name, "object": "model", "created": 1700000000, "owned_by": owned_by}
 
     # ---- chat completions -------------------------------------------------------------------
 
@@ -885,6 +932,10 @@ class LoopbackServer:
         problem = self._validate(body)
         if problem is not None:
             return problem
+        if self.drop_system:
+            body = {**body, "messages": [m for m in body["messages"]
+                                         if not (isinstance(m, dict) and m.get("role") == "system")]}
+        probe = "[prefdissect probe]" in json.dumps(body.get("messages"))
 
         fault = self._draw_fault()
         if fault is not None:
@@ -903,7 +954,18 @@ class LoopbackServer:
             if fault == "timeout":
                 await asyncio.sleep(self._timeout_hold)
                 return _Reply(action="drop")
-            if self._latency > 0:
+            if self.slots:
+                if self._slot_sem is None:
+                    self._slot_sem = asyncio.Semaphore(self.slots)
+                async with self._slot_sem:  # a local server: one answer per slot at a time
+                    t0 = time.perf_counter()
+                    await asyncio.sleep(self._latency)
+                    t1 = time.perf_counter()
+                    with c.lock:
+                        c.busy_s += t1 - t0
+                        c.busy_first = t0 if c.busy_first is None else c.busy_first
+                        c.busy_last = t1
+            elif self._latency > 0:
                 await asyncio.sleep(self._latency)
             if fault == "500":
                 return _error(500, "The server had an error while processing your request (loopback fault injection).",
@@ -920,7 +982,10 @@ class LoopbackServer:
                 return _Reply(200, data[: max(1, len(data) // 2)])
             if fault is None:
                 with c.lock:
-                    c.completions += 1
+                    if probe:
+                        c.probes += 1
+                    else:
+                        c.completions += 1
             return _Reply(200, data, [("x-request-id", payload["id"])], completion=fault is None)
         finally:
             with c.lock:
@@ -936,6 +1001,12 @@ class LoopbackServer:
         rf = body.get("response_format")
         rtype = rf.get("type") if isinstance(rf, dict) else ("text" if rf is None else None)
         if rtype not in self.response_formats:
+            if self.reject_status == 422:  # FastAPI's validation error, as pydantic servers send it
+                return _Reply(422, _dumps({"detail": [{"type": "literal_error", "loc": ["body", "response_format",
+                              "type"], "msg": "Input should be 'text' or 'json_object'", "input": rtype}]}))
+            if self.reject_status == 500:
+                return _error(500, f"Internal Server Error: unsupported response_format type {rtype!r}",
+                              "server_error")
             return _error(400, f"Invalid parameter: 'response_format' of type {rtype!r} is not supported "
                           "by this model.", "invalid_request_error", "unsupported_value", "response_format")
         if rtype == "json_schema" and not isinstance(rf.get("json_schema"), dict):
@@ -973,14 +1044,35 @@ class LoopbackServer:
             value = generate_instance({} if schema is None else schema, rng)
             if schema is None and not isinstance(value, dict):
                 value = {"answer": value}
-            return json.dumps(value, ensure_ascii=False)
+            return self._json_text(value)
+        if rtype == "json_object" and self.grammar and isinstance(rf.get("schema"), dict):
+            return self._json_text(generate_instance(rf["schema"], rng))
         if rtype == "json_object":
             return json.dumps({"answer": _words(rng, 2, 6), "score": rng.randint(0, 3),
                                "confident": rng.random() < 0.5})
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if self.judge_preamble and isinstance(limit, int) and limit <= 8:
+            return "Which response is better? " + rng.choice(("A", "B"))
         if limit == 1:  # a judge asked for one token: answer like one
             return rng.choice(("A", "B"))
         return " ".join(_sentence(rng) for _ in range(rng.randint(1, 3)))
+
+    def _json_text(self, value: Any) -> str:
+        """A JSON answer; with ``raw_newlines``, every string of prose (a space, over 24 characters) carries a raw newline
+        (invalid for strict JSON parsers, as small local models write them)."""
+        if not self.raw_newlines:
+            return json.dumps(value, ensure_ascii=False)
+
+        def mark(v: Any) -> Any:
+            if isinstance(v, str) and " " in v and len(v) > 24:  # prose, not an enum value
+                return v.replace(" ", "\n", 1)
+            if isinstance(v, dict):
+                return {k: mark(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [mark(x) for x in v]
+            return v
+
+        return json.dumps(mark(value), ensure_ascii=False).replace("\\n", "\n")
 
     def _completion(self, body: dict, fault: str | None) -> dict:
         messages = body["messages"]
@@ -1012,6 +1104,11 @@ class LoopbackServer:
                 message = {"role": "assistant", "content": content, "refusal": None, "annotations": []}
                 if want_lp:
                     lp = {"content": _logprobs(toks, top_k, digest + bytes([i])), "refusal": None}
+                    if self.judge_preamble and lp["content"] and top_k >= 3:  # "Which", with A and B close behind
+                        first = lp["content"][0]
+                        first["top_logprobs"] = first["top_logprobs"][:top_k - 2] + [
+                            {"token": t, "logprob": math.log(q), "bytes": list(t.encode())}
+                            for t, q in ((" A", rng.uniform(0.05, 0.2)), (" B", rng.uniform(0.05, 0.2)))]
             completion_tokens += len(toks)
             choices.append({"index": i, "message": message, "logprobs": lp, "finish_reason": finish})
         with self._fault_lock:

@@ -233,6 +233,24 @@ def m005_own_data(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m007_llm_dialects(db: sqlite_utils.Database) -> None:
+    # what a probe learnt about an LLM endpoint (core/llm.py Dialect), once per (base URL, model);
+    # and which requests' usage is an estimate (they timed out: the server never said)
+    db.executescript(
+        """
+        CREATE TABLE llm_dialects (
+            base_url TEXT NOT NULL,
+            model TEXT NOT NULL,
+            dialect TEXT NOT NULL,
+            probed_at TEXT NOT NULL,
+            PRIMARY KEY (base_url, model)
+        );
+        ALTER TABLE annotations ADD COLUMN usage_estimated INTEGER NOT NULL DEFAULT 0;
+        """
+    )
+
+
 class ConflictError(ValueError):
     """A write that would silently change what is stored (a judge's labels or kind, a name that
     collides with a stored one); nothing was written. The message says what and how to proceed."""
@@ -540,6 +558,22 @@ class Store:
                 f"INSERT OR REPLACE INTO annotations ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                 [row[k] for k in cols],
             )
+
+    def llm_dialect(self, base_url: str | None, model: str) -> dict[str, Any] | None:
+        """The stored probe result for an endpoint (base URL "" is OpenAI itself), or None."""
+        row = self.conn.execute("SELECT dialect FROM llm_dialects WHERE base_url = ? AND model = ?",
+                                (base_url or "", model)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_llm_dialect(self, base_url: str | None, model: str, dialect: dict[str, Any]) -> None:
+        with self.writing():
+            self.conn.execute("INSERT OR REPLACE INTO llm_dialects (base_url, model, dialect, probed_at)"
+                              " VALUES (?, ?, ?, ?)", (base_url or "", model, json.dumps(dialect, sort_keys=True), now()))
+
+    def forget_llm_dialect(self, base_url: str | None, model: str) -> None:
+        """Probe the endpoint again next time (a server restarted with other options)."""
+        with self.writing():
+            self.conn.execute("DELETE FROM llm_dialects WHERE base_url = ? AND model = ?", (base_url or "", model))
 
     def cached_annotations(self, keys: list[str]) -> dict[str, Any]:
         """Parsed results of the requests among ``keys`` (request keys) that already succeeded,

@@ -213,7 +213,7 @@ def test_cancel_and_resume_from_the_job_panel(store_path, monkeypatch):
             assert jobs.get(s, job.id).status == "cancelled"
             stopped = wait_done(s, job.id)
             deadline = time.time() + 60
-            while jobs.get(s, job.id).stopping:  # requests in flight finish and are stored first
+            while jobs.get(s, job.id).stopping:  # requests in flight are closed within a second or two
                 assert time.time() < deadline
                 time.sleep(0.1)
             stopped = jobs.get(s, job.id)
@@ -230,7 +230,8 @@ def test_cancel_and_resume_from_the_job_panel(store_path, monkeypatch):
             assert [r["status"] for r in jobs.runs(s, job.id)] == ["cancelled"]
             paid = s.scalar("SELECT COUNT(*) FROM annotations WHERE job_id = ? AND status = 'ok' AND reused = 0",
                             [job.id])
-        assert server.stats.completions == paid and len(paid_before) < paid  # nothing paid twice
+        # nothing paid twice; an answer the server computed for a request closed by the cancel is not stored
+        assert server.stats.completions - server.stats.abandoned == paid and len(paid_before) < paid
     at.run()
     earlier = next(df.value for df in at.dataframe if "run" in df.value.columns and "status" in df.value.columns)
     assert list(earlier["status"]) == ["cancelled"]

@@ -3,9 +3,10 @@ judges' profiles. Both run as background jobs recorded in the store and watched 
 
 import streamlit as st
 
-from dashboard import auth, data, workbench
+from dashboard import auth, data, guide, workbench
 
 st.title("Annotate & fit")
+guide.how_to_read("annotate")
 st.caption("Long work runs as a job in a worker process and is recorded in the store: reload the page or open it "
            "in another browser and you follow the same job; a job never runs twice at once. Every answer is stored "
            "the moment it arrives, so running a job again (after a stop, a crash or new data) pays only for what "

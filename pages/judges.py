@@ -3,10 +3,11 @@ places; add a judge (upload its labels or collect them from a model) and fit it.
 
 import streamlit as st
 
-from dashboard import auth, charts, data, workbench
+from dashboard import auth, charts, data, guide, workbench
 from dashboard.render import plain
 
 st.title("Judges")
+guide.how_to_read("judges")
 workbench.show_flash()
 
 fp = data.fingerprint()

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import charts, data
+from dashboard import charts, data, guide
 
 st.title("Overview")
+guide.how_to_read("overview")
 fp = data.fingerprint()
 ov = data.overview(fp)
 counts = ov["counts"]

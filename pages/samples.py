@@ -9,10 +9,12 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, sampleurl
+from dashboard import charts, data, guide, sampleurl
 from dashboard.render import inert_markdown, plain, plain_lines
 
 st.title("Samples")
+guide.how_to_read("samples")
+guide.attribute_catalogue(key="samples_catalogue")
 fp = data.samples_fingerprint()
 datasets = data.sample_datasets(fp)
 if not datasets:

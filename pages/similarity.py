@@ -11,13 +11,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data
+from dashboard import charts, data, guide
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
 
 PAGES = Path(__file__).resolve().parent
 AVERAGED = "averaged over the scenario groups"
 
 st.title("Judge similarity")
+guide.how_to_read("similarity")
 fp = data.fingerprint()
 index = data.profile_index(fp)
 index = index[index.groupby(["dataset", "feature_source", "method"])["judge"].transform("nunique") >= 2]

@@ -10,7 +10,7 @@ win rates of every model; calibration of each judge's profile. The method is in 
 import streamlit as st
 
 from core import catalogue
-from dashboard import charts, data
+from dashboard import charts, data, guide
 from dashboard.render import plain
 
 def pct(x) -> str:
@@ -18,11 +18,12 @@ def pct(x) -> str:
 
 
 st.title("Simulator")
+guide.how_to_read("simulate")
 st.caption(
     "Estimates from a judge's fitted profile how a model's win rate would move if its responses showed an "
     "attribute more (inject +) or less (suppress -) than the opponent's, in a share of the pairs (the success "
-    "rate). Intervals are 94% from the profile's posterior draws; ties count half. The method, precisely, is "
-    "in the docstring of core/simulate.py.")
+    "rate). Intervals are 94% from the profile's posterior draws; ties count half. The method is under "
+    "\"How to read this\" above.")
 
 fp = data.fingerprint()
 datasets = data.simulation_datasets(fp)
@@ -39,7 +40,7 @@ feature_source = c2.selectbox("Features", sources, key=f"sim_features|{dataset}"
                               help="the feature set the profiles were fitted on (and the pairs are read from)")
 by_scope = opts["index"][feature_source]
 scopes = list(by_scope)
-scope = c3.selectbox("Scope", scopes, key=f"sim_scope|{dataset}|{feature_source}",
+scope = c3.selectbox("Scope", scopes, key=f"sim_scope|{dataset}|{feature_source}", format_func=catalogue.scope_label,
                      help="the scenario group, query case or 'all' whose pairs and profile are used")
 methods = list(by_scope[scope])
 method = c4.selectbox("Profile", methods, key=f"sim_method|{dataset}|{feature_source}|{scope}",

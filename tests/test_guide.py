@@ -1,0 +1,58 @@
+"""The method in the app (dashboard/guide.py, issue 17): a "how to read this" on every page, the
+attribute catalogue where attributes appear, human names for scopes, the Simulator's method on its page."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from core import catalogue
+from dashboard import guide
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+PAGES = ["overview", "samples", "profiles", "similarity", "judges", "annotate", "simulate"]
+
+
+def test_catalogue_view_is_the_catalogue_with_each_comparison_rule():
+    frame = guide.catalogue_frame()
+    attrs = catalogue.attributes()
+    assert list(frame["attribute"]) == [a.label for a in attrs]
+    assert list(frame["means"]) == [a.definition for a in attrs]
+    rows = frame.set_index("attribute")["compared as"]
+    # the rules a reader trips over are said in words
+    assert "zero against non-zero" in rows[catalogue.attribute("relevant").label]
+    assert "fewer errors" in rows[catalogue.attribute("no_severe_errors").label]
+    assert "explicit constraints" in rows[catalogue.attribute("satisfies_constraints").label]
+    assert all(rows.str.len() > 20)
+
+
+def test_scopes_read_as_people_say_them():
+    assert catalogue.scope_label("w_constraints") == "explicit constraints (query case)"
+    assert catalogue.scope_label("intent_unclear") == "unclear intent (query case)"
+    assert catalogue.scope_label("all") == "all samples"
+    assert catalogue.scope_label("Code") == "Code"
+    assert catalogue.scope_label("category:travel") == "category:travel"
+
+
+def test_every_page_says_how_to_read_it_and_attributes_are_defined_where_they_appear(store_path):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    for page in PAGES:
+        at.switch_page(f"../pages/{page}.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        how = [e for e in at.expander if e.label == "How to read this"]
+        assert len(how) == 1, page
+        assert how[0].markdown[0].value == guide.HOW_TO_READ[page].strip(), page
+        shown = [e.label for e in at.expander]
+        if page in ("profiles", "samples"):
+            table = next(d.value for d in at.dataframe if "compared as" in d.value.columns)
+            assert len(table) == len(catalogue.attributes()), page
+            assert any(label.startswith("The 29 attributes") for label in shown), page
+        if page == "profiles":
+            scope = next(s for s in at.selectbox if s.label == "Scope")
+            assert any("explicit constraints (query case)" in o for o in scope.options), scope.options
+            assert "w_constraints" not in " ".join(scope.options)
+        if page == "simulate":
+            text = " ".join(c.value for c in at.caption)
+            assert "docstring" not in text
+            assert "Shapley" in how[0].markdown[0].value and "success rate" in how[0].markdown[0].value

@@ -550,12 +550,40 @@ def _fit_background(args) -> int:
                   "scopes": _scope_names(args.scopes),
                   "judges": _judge_names(store, args.judges, args.dataset), "method": args.method,
                   "prior_scale": args.prior_scale, "folds": args.folds, "seed": args.seed, "force": args.force,
-                  "include_excluded": args.include_excluded}
+                  "include_excluded": args.include_excluded, **_fit_model(args)}
         job, pid = jobs.launch(store, "fit", params)
     if pid:
         print(f"fit job {job.id} queued; worker pid {pid}. Follow it: python -m core jobs --show {job.id}")
     else:
         print(f"fit job {job.id} is {job.state}: no new worker started")
+    return 0
+
+
+def cmd_bias_card(args) -> int:
+    from . import bias
+
+    families = None
+    if args.family:
+        families = dict(bias.DEFAULT_FAMILIES)
+        for item in args.family:
+            pattern, sep, fam = item.partition("=")
+            if not sep or not pattern or not fam:
+                raise CLIError(f"--family {item!r}: expected PATTERN=FAMILY")
+            families = {pattern: fam, **families}  # the user's patterns first
+    with _store(args) as store:
+        if args.judge not in {r["name"] for r in store.judges()}:
+            raise CLIError(f"no labels from judge {args.judge!r}")
+        try:
+            items = bias.bias_card(store, args.judge, args.dataset, feature_source=args.features, families=families)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(bias.card_rows(items), indent=2))
+        return 0
+    print(f"bias card of {args.judge}: rates with 94% Jeffreys intervals, weights net of content as 100*sigmoid(w)")
+    for i in items:
+        val = "-" if i.value is None else f"{i.value:.1%} [{i.lo:.1%}, {i.hi:.1%}]" if i.lo is not None else f"{i.value:.1%}"
+        print(f"  {i.aspect:<16} {i.measure:<52} {val:<26} n={i.n:<6} {i.note}")
     return 0
 
 
@@ -574,9 +602,12 @@ def cmd_judges(args) -> int:
     if table.empty:
         print("no judges with labels")
         return 0
-    print(f"agreement with {reference} on shared samples; position consistency where both orders are known")
+    print(f"agreement with {reference} on shared samples (chance level, Cohen's kappa [94% interval]); position "
+          "consistency where both orders are known")
     for r in table.itertuples():
         agr = f"{r.agreement_ref:.1%} of {r.shared_ref}" if pd.notna(r.agreement_ref) else "-"
+        if pd.notna(r.kappa_ref):
+            agr += f" (chance {r.chance_ref:.1%}, kappa {r.kappa_ref:+.2f} [{r.kappa_lo:+.2f}, {r.kappa_hi:+.2f}])"
         cons = f"{r.consistency:.1%} of {r.both_orders}" if pd.notna(r.consistency) else "-"
         print(f"{r.name:<28} {r.kind:<9} {r.labels:>6} labels  agreement {agr:<16} position consistency {cons:<16}"
               f" {r.datasets}")
@@ -591,10 +622,17 @@ def cmd_judges(args) -> int:
     return 0
 
 
+def _fit_model(args) -> dict:
+    """The model options of ``fit``: ``--paper`` is the paper's model (no position term, ties dropped)."""
+    if args.paper:
+        return {"position": False, "ties": "drop"}
+    return {"position": not args.no_position, "ties": args.ties}
+
+
 def cmd_fit(args) -> int:
     from tqdm import tqdm
 
-    from . import fit
+    from . import compare, fit
 
     if getattr(args, "background", False):
         return _fit_background(args)
@@ -614,7 +652,7 @@ def cmd_fit(args) -> int:
         try:
             rep = fit.dissect(store, args.dataset, source, scopes=scopes, judges=judges, method=args.method,
                               prior_scale=args.prior_scale, folds=args.folds, seed=args.seed, force=args.force,
-                              include_excluded=args.include_excluded, on_progress=progress)
+                              include_excluded=args.include_excluded, on_progress=progress, **_fit_model(args))
         finally:
             bar.close()
         print(f"dataset '{args.dataset}', features '{source}', {args.method} path: {len(rep.fitted)} profiles fitted, "
@@ -625,10 +663,17 @@ def cmd_fit(args) -> int:
             for p in store.profiles(dataset=args.dataset, feature_source=source, method=args.method):
                 if scopes and p["scope"] not in scopes:
                     continue
-                top = sorted(zip(p["attributes"], p["mean"]), key=lambda t: -t[1])[:3]
+                mask = compare.measured_mask(p)
+                top = sorted(((k, v) for k, v, ok in zip(p["attributes"], p["mean"], mask)
+                              if ok and fit.is_attribute_term(k)), key=lambda t: -t[1])[:3]
                 acc = f"{p['accuracy']:.1%}" if p["accuracy"] is not None else "-"
-                print(f"  {p['scope']:<18} {p['judge']:<26} n={p['n']:<5} held-out acc {acc:>6}  top: "
-                      + ", ".join(f"{k} {v:+.2f}" for k, v in top))
+                trust = compare.profile_summary([p]).iloc[0]
+                base = (f" vs {trust['baseline']} {trust['baseline_accuracy']:.1%}"
+                        + ("" if trust["beats_baseline"] else " (NOT BETTER THAN BASELINE)")) if trust["baseline"] else ""
+                pos = next((f" shown-first {v:+.2f} [{lo:+.2f}, {hi:+.2f}]" for k, v, lo, hi in
+                            zip(p["attributes"], p["mean"], p["lo"] or [], p["hi"] or []) if fit.is_position(k)), "")
+                print(f"  {p['scope']:<18} {p['judge']:<26} n={p['n']:<5} held-out acc {acc:>6}{base}{pos}"
+                      f"  measured {trust['measured']}  top: " + ", ".join(f"{k} {v:+.2f}" for k, v in top))
     return 0
 
 
@@ -693,7 +738,7 @@ def cmd_export_profiles(args) -> int:
 
 
 def cmd_similarity(args) -> int:
-    from . import compare
+    from . import catalogue, compare
 
     with _store(args) as store:
         source, method = _profile_set(store, args)
@@ -706,11 +751,16 @@ def cmd_similarity(args) -> int:
                                        method=args.corr)
     if len(matrix) < 2:
         raise CLIError("similarity needs profiles of at least two judges")
+    used = matrix.attrs.get("attributes", {})
     order = compare.cluster_order(matrix)
     matrix = matrix.loc[order, order]
     where = f"in {args.scope!r}" if args.scope else f"averaged over {len(scopes)} scenario groups"
     print(f"{args.corr} similarity of {len(order)} judges ({args.dataset}, {method}, features {source!r}), {where};"
           " ordered by hierarchical clustering")
+    if used:
+        lo, hi = min(used.values()), max(used.values())
+        print(f"computed over the attributes both profiles measured: {lo if lo == hi else f'{lo}-{hi}'} of "
+              f"{len(catalogue.attribute_keys())} (the position term and unmeasured attributes left out)")
     print(matrix.round(3).to_string())
     groups: dict[str, list[str]] = {}
     for item in args.group or ():
@@ -980,7 +1030,10 @@ def build_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser(
         "fit", help="fit preference profiles (Bayesian logistic regression per scope and judge)",
         description="Fit one Bayesian logistic regression per (scope, judge): label 1 when the judge preferred A, "
-        "the 29 comparison features, Laplace(0, b) prior. The fast path (batched HMC, checked against NUTS) is "
+        "the 29 comparison features with a Laplace(0, b) prior, a 'shown first' term (verdicts in both orders enter "
+        "as two observations) and ties as an outcome (Davidson) where the judge tied; --paper fits the paper's "
+        "model instead. Held-out accuracy is reported beside the majority, position-only and length-only baselines. "
+        "The fast path (batched HMC, checked against NUTS) is "
         "the default; --method exact runs NUTS. Profiles whose inputs did not change are not fitted again.")
     ft.add_argument("--dataset", required=True)
     ft.add_argument("--features", help="feature set (default: LLM annotations, else the paper's, the demo's, "
@@ -995,7 +1048,16 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--force", action="store_true", help="refit even when the inputs did not change")
     ft.add_argument("--include-excluded", action="store_true",
                     help="keep samples whose errors could not be checked")
-    ft.add_argument("--show", action="store_true", help="print each profile's top attributes and accuracy")
+    ft.add_argument("--no-position", action="store_true",
+                    help="no 'shown first' term (by default every fit has one, and verdicts in both orders enter "
+                    "as two observations)")
+    ft.add_argument("--ties", choices=["davidson", "drop"], default="davidson",
+                    help="ties as an outcome (Davidson's model, default; used where a judge tied) or dropped")
+    ft.add_argument("--paper", action="store_true",
+                    help="the paper's model: the combined verdict, no position term, ties dropped")
+    ft.add_argument("--show", action="store_true",
+                    help="print each profile's held-out accuracy beside the best baseline, the position term, "
+                    "how many attributes were measured, and its top attributes")
     ft.add_argument("--background", action="store_true",
                     help="run as a job in a worker process (as the dashboard does) and return at once")
     ft.set_defaults(func=cmd_fit)
@@ -1056,6 +1118,20 @@ def build_parser() -> argparse.ArgumentParser:
     jg.add_argument("--dataset", help="only this dataset's labels")
     jg.add_argument("--reference", help="judge to compare with (default: a human judge, else a gold one, else the first)")
     jg.set_defaults(func=cmd_judges)
+
+    bc = sub.add_parser("bias-card", help="a judge's bias card: position, verbosity, formatting, self-preference",
+                        description="Position (first-slot rate, consistency across orders, the fitted shown-first "
+                        "term), verbosity and formatting (raw preference rates and weights net of content), and "
+                        "self-preference (responses from the judge's own model family, raw and net of content), each "
+                        "with its interval and the number of pairs behind it.")
+    bc.add_argument("--judge", required=True)
+    bc.add_argument("--dataset", help="dataset (default: the one the judge labelled most)")
+    bc.add_argument("--features", help="feature set (default: the dataset's richest)")
+    bc.add_argument("--family", action="append", metavar="PATTERN=FAMILY",
+                    help="map model names matching PATTERN (a regular expression) to FAMILY; repeatable, "
+                    "checked before the built-in map")
+    bc.add_argument("--json", action="store_true", help="print the card as JSON")
+    bc.set_defaults(func=cmd_bias_card)
 
     wk = sub.add_parser("worker", help="run one queued job (the dashboard starts these)",
                         description="Run one queued job to its end in this process.")

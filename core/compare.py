@@ -72,7 +72,10 @@ def similarity_matrix(
     """Judge x judge similarity: the per-scope correlation averaged over the scopes both judges have.
 
     ``judges`` defaults to every judge in the chosen scopes (first-seen order); ``scopes`` to
-    :func:`default_scopes`. Pairs that share no scope get NaN.
+    :func:`default_scopes`. Pairs that share no scope get NaN. A NaN weight is an attribute the
+    profile did not measure (see :func:`weights_from_rows`): a pair's correlation in a scope is
+    over the attributes both measured (NaN with fewer than 3). The result's ``attrs["attributes"]``
+    gives, per scope, the fewest attributes a pair's correlation there rested on.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
@@ -87,12 +90,29 @@ def similarity_matrix(
     pos = {j: i for i, j in enumerate(judges)}
     total = np.zeros((len(judges), len(judges)))
     count = np.zeros_like(total)
+    used: dict[str, int] = {}
     for s in scopes:
         present = [j for j in profiles.get(s, {}) if j in pos]
         if len(present) < 1:
             continue
         W = np.asarray([profiles[s][j] for j in present], dtype=float)
-        C = _corr_matrix(W, method) if len(present) > 1 else np.ones((1, 1))
+        finite = np.isfinite(W)
+        if finite.all() or len(present) == 1:
+            C = _corr_matrix(W, method) if len(present) > 1 else np.ones((1, 1))
+            used[s] = W.shape[1]
+        elif (finite == finite[0]).all():  # one feature set: the same attributes measured for every judge
+            C = _corr_matrix(W[:, finite[0]], method) if finite[0].sum() >= 3 else np.full((len(present),) * 2, np.nan)
+            used[s] = int(finite[0].sum())
+        else:
+            C = np.full((len(present), len(present)), np.nan)
+            least = W.shape[1]
+            for a in range(len(present)):
+                for b in range(a, len(present)):
+                    both = finite[a] & finite[b]
+                    least = min(least, int(both.sum()))
+                    if both.sum() >= 3:
+                        C[a, b] = C[b, a] = correlation(W[a, both], W[b, both], method)
+            used[s] = least
         C = np.atleast_2d(C)
         idx = np.array([pos[j] for j in present])
         ok = np.isfinite(C)
@@ -100,7 +120,9 @@ def similarity_matrix(
         count[np.ix_(idx, idx)] += ok
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
-    return pd.DataFrame(mean, index=judges, columns=judges)
+    out = pd.DataFrame(mean, index=judges, columns=judges)
+    out.attrs["attributes"] = used
+    return out
 
 
 def judge_similarity(
@@ -247,13 +269,18 @@ def load_published_profiles(directory: str | Path) -> dict[str, dict[str, np.nda
 PROFILE_FRAME_COLUMNS = [
     "dataset", "scope", "judge", "feature_source", "method", "index", "attribute", "label",
     "mean", "sd", "lo", "hi", "p_pos", "percent", "percent_lo", "percent_hi", "rhat", "ess",
+    "status", "differing",
 ]
+
+#: how the position term is labelled wherever a profile is shown
+POSITION_LABEL = "shown first (position)"
 
 #: per-profile columns of :func:`profile_summary` (held-out accuracy, diagnostics, provenance)
 SUMMARY_COLUMNS = [
     "dataset", "scope", "judge", "feature_source", "method", "n", "accuracy", "log_loss", "folds",
     "max_rhat", "min_ess", "divergences", "accept_rate", "interval", "sampler", "prior", "prior_scale",
     "seed", "draws", "fitted_at", "versions", "fingerprint", "imported",
+    "model", "ties", "tie_rate", "baseline", "baseline_accuracy", "beats_baseline", "measured",
 ]
 
 
@@ -269,8 +296,13 @@ def profile_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     stored: see the profile's ``interval``), P(w > 0), R-hat and ESS, and the paper's display
     quantity ``percent`` = 100 * sigmoid(mean) with ``percent_lo``/``percent_hi`` the interval mapped
     the same way (exact for an equal-tailed interval: the map is monotone). Means-only profiles
-    (imported ones) get NaN for everything but the mean."""
-    from .fit import display_percent
+    (imported ones) get NaN for everything but the mean.
+
+    ``status`` says whether a weight is an estimate ("measured"), or the attribute was "not
+    measured" / had "too few samples" differing (``differing`` of them, ``fit.measurement``): such
+    rows keep their name and count but no numbers, so nothing presents the prior as a finding. The
+    position term is labelled :data:`POSITION_LABEL`; a tie parameter is no row (see the summary)."""
+    from .fit import TIE, display_percent, is_position, measurement
 
     labels = {a.key: a.label for a in catalogue.attributes()}
     parts = []
@@ -278,17 +310,26 @@ def profile_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         attrs = list(r["attributes"])
         d = len(attrs)
         cols = {k: np.asarray(_floats(r.get(k), d), dtype=float) for k in ("mean", "sd", "lo", "hi", "p_pos", "rhat", "ess")}
+        prov = r.get("provenance") or {}
+        differing = list(prov.get("differing") or [None] * d) + [None] * d
+        threshold = prov.get("min_differing")
+        status = [measurement(differing[i], *(() if threshold is None else (threshold,))) for i in range(d)]
+        hidden = np.array([st != "measured" for st in status])
+        for k in cols:
+            cols[k] = np.where(hidden, np.nan, cols[k])
         part = pd.DataFrame({
             "dataset": r.get("dataset"), "scope": r.get("scope"), "judge": r["judge"],
             "feature_source": r.get("feature_source"), "method": r.get("method"),
-            "index": np.arange(d), "attribute": attrs, "label": [labels.get(k, k) for k in attrs],
+            "index": np.arange(d), "attribute": attrs,
+            "label": [POSITION_LABEL if is_position(k) else labels.get(k, k) for k in attrs],
             **{k: cols[k] for k in ("mean", "sd", "lo", "hi", "p_pos")},
             "percent": display_percent(cols["mean"]),
             "percent_lo": display_percent(cols["lo"]),
             "percent_hi": display_percent(cols["hi"]),
             "rhat": cols["rhat"], "ess": cols["ess"],
+            "status": status, "differing": pd.array(differing[:d], dtype="Int64"),
         })
-        parts.append(part)
+        parts.append(part[part["attribute"] != TIE])
     if not parts:
         return pd.DataFrame(columns=PROFILE_FRAME_COLUMNS)
     return pd.concat(parts, ignore_index=True)[PROFILE_FRAME_COLUMNS]
@@ -299,9 +340,15 @@ def top_bottom(frame: pd.DataFrame, k: int = 5) -> pd.DataFrame:
 
     Columns: judge, end ("top" / "bottom"), rank (1 = the most rewarded for "top", the most
     disliked for "bottom"), attribute, label, mean, lo, hi, percent, percent_lo, percent_hi."""
+    from .fit import is_attribute_term
+
     cols = ["judge", "end", "rank", "attribute", "label", "mean", "lo", "hi", "percent", "percent_lo", "percent_hi"]
     out = []
-    for judge, g in frame.groupby("judge", sort=False):
+    # only measured attributes: the position term is no attribute, an unmeasured one no estimate
+    keep = frame["attribute"].map(is_attribute_term) & frame["mean"].notna()
+    if "status" in frame:
+        keep &= frame["status"] == "measured"
+    for judge, g in frame[keep].groupby("judge", sort=False):
         g = g.sort_values(["mean", "index"], ascending=[False, True], kind="stable")
         top = g.head(k).assign(end="top", rank=np.arange(1, min(k, len(g)) + 1))
         bottom = g.iloc[::-1].head(k).assign(end="bottom", rank=np.arange(1, min(k, len(g)) + 1))
@@ -336,11 +383,41 @@ def profile_summary(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             "fitted_at": prov.get("fitted_at") or r.get("created_at"),
             "versions": ", ".join(f"{k} {v}" for k, v in versions.items()) or None,
             "fingerprint": r.get("fingerprint"), "imported": bool(r.get("imported")),
+            **_trust(r, prov),
         })
     return pd.DataFrame(recs, columns=SUMMARY_COLUMNS)
 
 
+def _trust(r: Mapping[str, Any], prov: Mapping[str, Any]) -> dict[str, Any]:
+    """What a reader needs before trusting a profile: its model (position term, tie model), the tie
+    rate, the best baseline's held-out accuracy and whether the profile beats it, and how many
+    attributes were measured."""
+    from .fit import beats_baselines, best_baseline, is_attribute_term
+
+    model = prov.get("model") or {}
+    ties = prov.get("ties") or {}
+    obs = ties.get("observations")
+    best = best_baseline(prov.get("baselines"))
+    attrs = list(r.get("attributes") or [])
+    mask = measured_mask(r) if attrs else []
+    n_attr = sum(1 for k in attrs if is_attribute_term(k))
+    n_meas = sum(1 for k, ok in zip(attrs, mask) if is_attribute_term(k) and ok)
+    return {
+        "model": (("position term" if model.get("position") else "no position term")
+                  + (", ties as outcome (Davidson)" if model.get("ties") == "davidson" else ", ties dropped"))
+        if model else None,
+        "ties": ties.get("observed"),
+        "tie_rate": (ties.get("observed") / obs) if obs else None,
+        "baseline": best[0] if best else None,
+        "baseline_accuracy": best[1] if best else None,
+        "beats_baseline": beats_baselines(r.get("accuracy"), prov.get("baselines")),
+        "measured": f"{n_meas} of {n_attr}" if attrs else None,
+    }
+
+
 def _json_safe(v: Any) -> Any:
+    if v is pd.NA:
+        return None
     if isinstance(v, dict):
         return {k: _json_safe(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
@@ -371,7 +448,7 @@ def export_profiles(rows: Sequence[Mapping[str, Any]], fmt: str = "csv") -> str:
                   & (frame["method"] == r.get("method")) & (frame["dataset"] == r.get("dataset"))
                   & (frame["feature_source"] == r.get("feature_source"))]
         attrs = f[["attribute", "label", "mean", "sd", "lo", "hi", "p_pos", "percent", "percent_lo", "percent_hi",
-                   "rhat", "ess"]].to_dict(orient="records")
+                   "rhat", "ess", "status", "differing"]].astype(object).to_dict(orient="records")
         out.append({
             **{k: s[k] for k in ("dataset", "scope", "judge", "feature_source", "method", "n", "accuracy", "log_loss",
                                  "interval", "imported")},
@@ -393,17 +470,45 @@ def difference_of(row_a: Mapping[str, Any], row_b: Mapping[str, Any], *, prob: f
         raise ValueError("profiles have different attributes")
     out = weight_difference(_floats(row_a["mean"], 0), _floats(row_b["mean"], 0), draws_a=row_a.get("draws"),
                             draws_b=row_b.get("draws"), attributes=list(row_a["attributes"]), prob=prob, seed=seed)
+    from .fit import is_position
+
     labels = {a.key: a.label for a in catalogue.attributes()}
-    out.insert(1, "label", [labels.get(k, k) for k in out["attribute"]])
+    out.insert(1, "label", [POSITION_LABEL if is_position(k) else labels.get(k, k) for k in out["attribute"]])
     out.insert(0, "index", np.arange(len(out)))
     return out
 
 
+def measured_mask(row: Mapping[str, Any]) -> list[bool]:
+    """Per term of a stored profile, whether its weight is an estimate (``fit.measurement``): the
+    position term and profiles that did not record what they measured (imported ones) count as measured."""
+    from .fit import is_attribute_term, measurement
+
+    prov = row.get("provenance") or {}
+    differing = prov.get("differing") or []
+    threshold = prov.get("min_differing")
+    attrs = list(row["attributes"])
+    out = []
+    for i, k in enumerate(attrs):
+        n = differing[i] if i < len(differing) else None
+        ok = not is_attribute_term(k) or n is None or measurement(n, *(() if threshold is None else (threshold,))) == "measured"
+        out.append(ok)
+    return out
+
+
 def weights_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
-    """Stored profile rows -> {scope: {judge: mean weights}}, the input of :func:`similarity_matrix`."""
+    """Stored profile rows -> {scope: {judge: mean weights}}, the input of :func:`similarity_matrix`.
+
+    The weights are the catalogue's attributes in its order (a position term or a tie parameter is
+    not a preference for an attribute and is left out); an attribute the profile did not measure
+    (no or too few differing samples) is NaN, so similarity leaves it out."""
+    keys = catalogue.attribute_keys()
     out: dict[str, dict[str, np.ndarray]] = {}
     for r in rows:
-        out.setdefault(r["scope"], {})[r["judge"]] = np.asarray(_floats(r["mean"], 0), dtype=float)
+        attrs = list(r.get("attributes") or keys)
+        mean = _floats(r["mean"], len(attrs))
+        mask = measured_mask({**r, "attributes": attrs})
+        by_name = {k: (m if ok else math.nan) for k, m, ok in zip(attrs, mean, mask)}
+        out.setdefault(r["scope"], {})[r["judge"]] = np.asarray([by_name.get(k, math.nan) for k in keys], dtype=float)
     return out
 
 

@@ -48,14 +48,50 @@ from . import catalogue
 DEFAULT_PRIOR_SCALE = 0.1
 #: Probability mass of the reported interval (ArviZ's default, and the paper's figures).
 INTERVAL_PROB = 0.94
-#: Name of the optional intercept term (it gets a Normal(0, INTERCEPT_SCALE) prior, not a Laplace).
-INTERCEPT = "(intercept)"
+#: Name of the position term, the weight of "shown first" (it gets a Normal(0, INTERCEPT_SCALE) prior,
+#: not a Laplace). In A/B orientation its column is +1 where A was shown first and -1 where B was, so
+#: with single-order data (A always first) it is an intercept, and verdicts in both orders separate
+#: it from content. Profiles fitted before it had this name call it "(intercept)": see is_position.
+POSITION = "(shown first)"
+INTERCEPT = POSITION
+LEGACY_INTERCEPT = "(intercept)"
 INTERCEPT_SCALE = 1.0
+#: Name of the tie parameter of the Davidson model (log nu; it gets a Normal(0, TIE_SCALE) prior).
+TIE = "(tie)"
+TIE_SCALE = 2.0
+#: How ties are modelled: dropped (the paper, binary logistic) or as an outcome (Davidson 1970).
+TIE_MODELS = ("drop", "davidson")
 #: Posterior draws kept on each Profile (thinned, float32) for judge-minus-judge intervals.
 KEEP_DRAWS = 1000
 
 FAST_SAMPLER = "batched-hmc"
 METHODS = ("fast", "exact")
+
+
+def is_position(name: str) -> bool:
+    """Whether a profile term is the position ("shown first") term, under its current or old name."""
+    return name in (POSITION, LEGACY_INTERCEPT)
+
+
+def is_attribute_term(name: str) -> bool:
+    """Whether a profile term is an attribute weight (not the position term or the tie parameter)."""
+    return not is_position(name) and name != TIE
+
+
+#: An attribute on which fewer labelled samples than this differ is not presented as an estimate:
+#: its posterior is (nearly) the prior, which says nothing about the judge ("too few samples"; with
+#: none at all, "not measured": the feature set did not measure it, or never saw A and B differ).
+MIN_DIFFERING = 10
+
+
+def measurement(differing: int | None, threshold: int = MIN_DIFFERING) -> str:
+    """The one rule for whether an attribute's weight is an estimate: "measured", "too few samples"
+    or "not measured", from the number of labelled samples on which A and B differ on it."""
+    if differing is None:
+        return "measured"
+    if differing <= 0:
+        return "not measured"
+    return "too few samples" if differing < threshold else "measured"
 
 
 def display_percent(w: Any) -> Any:
@@ -116,35 +152,67 @@ def simulate_labels(X: np.ndarray, weights: np.ndarray, rng: np.random.Generator
     return (rng.random(p.shape) < p).astype(np.int8)
 
 
+def simulate_outcomes(X: np.ndarray, weights: np.ndarray, rng: np.random.Generator, *, position: Any = None,
+                      bias: Any = 0.0, theta: Any = None) -> np.ndarray:
+    """Verdicts (n, J): 1 A preferred, 0 B, 0.5 tie, drawn from the full model: logit z = x . w +
+    bias * position (``position`` per row, +1 A shown first, -1 B first; default +1), and with
+    ``theta`` (log nu per judge) Davidson's ties, P(A) = e^{z/2} / (e^{z/2} + e^{-z/2} + nu)."""
+    X = np.asarray(X, dtype=float)
+    W = np.atleast_2d(np.asarray(weights, dtype=float))
+    pos = np.ones(X.shape[0]) if position is None else np.asarray(position, dtype=float)
+    z = X @ W.T + pos[:, None] * np.broadcast_to(np.asarray(bias, dtype=float), (W.shape[0],))
+    pa, pb, pt = outcome_probabilities(z, None if theta is None else np.broadcast_to(theta, (W.shape[0],)))
+    u = rng.random(z.shape)
+    return np.where(u < pa, 1.0, np.where(u < pa + pt, 0.5, 0.0))
+
+
 # --------------------------------------------------------------------------- inputs
 
 
-def _design(X: Any, intercept: bool) -> np.ndarray:
+def _design(X: Any, intercept: bool, position: Any = None, ties: bool = False) -> np.ndarray:
+    """The sampler's design: [position column,] features[, a zero column for the tie parameter].
+
+    ``position`` (rows,) is +1 where A was shown first and -1 where B was (default: +1, A first)."""
     X = np.asarray(X, dtype=float)
     if X.ndim != 2:
         raise ValueError(f"X must be (samples, features), not shape {X.shape}")
     if not np.isfinite(X).all():
         raise ValueError("X has missing or infinite values")
     if intercept:
-        X = np.hstack([np.ones((X.shape[0], 1)), X])
+        if position is None:
+            col = np.ones((X.shape[0], 1))
+        else:
+            col = np.asarray(position, dtype=float).reshape(-1, 1)
+            if col.shape[0] != X.shape[0] or not np.isin(col, (-1.0, 1.0)).all():
+                raise ValueError(f"position must be +1 (A shown first) or -1 (B first) for each of {X.shape[0]} rows")
+        X = np.hstack([col, X])
+    if ties:  # the tie parameter is a coordinate of the sampler with no column in X
+        X = np.hstack([X, np.zeros((X.shape[0], 1))])
     return X
 
 
-def _labels(Y: Any, n: int) -> np.ndarray:
-    """Labels as float (n, J): 1 = A preferred, 0 = B preferred, NaN = no label (tie, missing)."""
-    Y = np.asarray(Y, dtype=float)
+def _labels(Y: Any, n: int, ties: str = "drop") -> np.ndarray:
+    """Labels as float (n, J): 1 = A preferred, 0 = B preferred, 0.5 = tie, NaN = no label.
+
+    With ``ties="drop"`` (the binary model) a tie becomes NaN: no label."""
+    Y = np.array(Y, dtype=float)
     if Y.ndim == 1:
         Y = Y[:, None]
     if Y.ndim != 2 or Y.shape[0] != n:
         raise ValueError(f"labels must be ({n},) or ({n}, judges), not shape {Y.shape}")
-    ok = np.isnan(Y) | (Y == 0) | (Y == 1)
+    ok = np.isnan(Y) | (Y == 0) | (Y == 1) | (Y == 0.5)
     if not ok.all():
-        raise ValueError("labels must be 0 (B preferred), 1 (A preferred) or NaN (no label)")
+        raise ValueError("labels must be 0 (B preferred), 1 (A preferred), 0.5 (tie) or NaN (no label)")
+    if ties not in TIE_MODELS:
+        raise ValueError(f"ties must be one of {TIE_MODELS}, not {ties!r}")
+    if ties == "drop":
+        Y[Y == 0.5] = np.nan
     return Y
 
 
-def _prior_vectors(d: int, prior_scale: float, intercept: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per-weight Laplace rate 1/b and Gaussian precision (the latter only for the intercept)."""
+def _prior_vectors(d: int, prior_scale: float, intercept: bool, ties: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-weight Laplace rate 1/b and Gaussian precision (the latter only for the position term
+    and the tie parameter, which is the last coordinate when ``ties``)."""
     if not prior_scale > 0:
         raise ValueError(f"prior_scale must be positive, not {prior_scale!r}")
     lap = np.full(d, 1.0 / prior_scale)
@@ -152,6 +220,9 @@ def _prior_vectors(d: int, prior_scale: float, intercept: bool) -> tuple[np.ndar
     if intercept:
         lap[0] = 0.0
         gprec[0] = 1.0 / INTERCEPT_SCALE**2
+    if ties:
+        lap[-1] = 0.0
+        gprec[-1] = 1.0 / TIE_SCALE**2
     return lap, gprec
 
 
@@ -195,33 +266,51 @@ _compiled: dict[tuple, Any] = {}
 _compile_lock = threading.Lock()
 
 
-def _pymc_model(X: np.ndarray, y: np.ndarray, prior_scale: float, intercept: bool):
+def _pymc_model(X: np.ndarray, y: np.ndarray, prior_scale: float, intercept: bool, ties: bool = False):
+    """The model in PyMC. ``X`` is the sampler's design (``_design``: the position column first when
+    ``intercept``, a zero column last when ``ties``); ``y`` is 1/0 (binary) or 0 A / 1 B / 2 tie (ties).
+
+    Davidson's tie model is a softmax over (z/2, -z/2, log nu) with z the usual logit:
+    P(A) = e^{z/2} / (e^{z/2} + e^{-z/2} + nu); with nu -> 0 it is the logistic model."""
     import pymc as pm
 
+    Xf = X[:, :-1] if ties else X
     with pm.Model() as model:
-        Xd = pm.Data("X", X[:, 1:] if intercept else X)
+        Xd = pm.Data("X", Xf[:, 1:] if intercept else Xf)
         yd = pm.Data("y", y)
         b = pm.Data("b", float(prior_scale))
         w = pm.Laplace("w", mu=0.0, b=b, shape=Xd.shape[1])
         eta = Xd @ w
         if intercept:
-            eta = eta + pm.Normal("intercept", 0.0, INTERCEPT_SCALE)
-        pm.Bernoulli("obs", logit_p=eta, observed=yd)
+            pos = pm.Data("pos", Xf[:, 0])
+            eta = eta + pos * pm.Normal("intercept", 0.0, INTERCEPT_SCALE)
+        if ties:
+            import pytensor.tensor as pt
+
+            theta = pm.Normal("theta", 0.0, TIE_SCALE)
+            logits = pt.stack([0.5 * eta, -0.5 * eta, pt.ones_like(eta) * theta], axis=1)
+            pm.Categorical("obs", logit_p=logits, observed=yd)
+        else:
+            pm.Bernoulli("obs", logit_p=eta, observed=yd)
     return model
 
 
-def _nutpie_compiled(X: np.ndarray, y: np.ndarray, prior_scale: float, intercept: bool):
+def _nutpie_compiled(X: np.ndarray, y: np.ndarray, prior_scale: float, intercept: bool, ties: bool = False):
     """A compiled nutpie model for this shape of problem, reused with new data.
 
     Compiling takes ~10 s (numba); ``with_data`` swaps X, y and b without recompiling.
     """
     import nutpie
 
-    key = (X.shape[1], intercept)
+    key = (X.shape[1], intercept, ties)
     with _compile_lock:
         if key not in _compiled:
-            _compiled[key] = nutpie.compile_pymc_model(_pymc_model(X, y, prior_scale, intercept))
-    return _compiled[key].with_data(X=X[:, 1:] if intercept else X, y=y, b=float(prior_scale))
+            _compiled[key] = nutpie.compile_pymc_model(_pymc_model(X, y, prior_scale, intercept, ties))
+    Xf = X[:, :-1] if ties else X
+    data = dict(X=Xf[:, 1:] if intercept else Xf, y=y, b=float(prior_scale))
+    if intercept:
+        data["pos"] = Xf[:, 0]
+    return _compiled[key].with_data(**data)
 
 
 def fit_exact(
@@ -234,6 +323,8 @@ def fit_exact(
     chains: int = 4,
     seed: int = 0,
     intercept: bool = False,
+    position: Any = None,
+    ties: str = "drop",
     backend: str = "auto",
     cores: int | None = None,
 ) -> Posterior:
@@ -241,23 +332,28 @@ def fit_exact(
 
     ``backend``: ``"nutpie"`` (about 3x faster than PyMC's NUTS here), ``"pymc"``, or
     ``"auto"`` (nutpie, falling back to PyMC if nutpie fails). Rows without a label (NaN) are
-    dropped: one judge, one design.
+    dropped: one judge, one design. ``intercept`` adds the position term (its column
+    ``position``, default +1: A shown first); ``ties="davidson"`` keeps ties (label 0.5) as an
+    outcome and appends the tie parameter log nu as the last coordinate of the draws.
     """
-    Xd = _design(X, intercept)
-    yv = _labels(y, Xd.shape[0])
+    tie_model = ties == "davidson"
+    Xd = _design(X, intercept, position, tie_model)
+    yv = _labels(y, Xd.shape[0], ties)
     if yv.shape[1] != 1:
         raise ValueError("fit_exact fits one judge: y must be a single column")
     keep = ~np.isnan(yv[:, 0])
-    Xd, yv = Xd[keep], yv[keep, 0].astype(np.int64)
+    Xd, yv = Xd[keep], yv[keep, 0]
+    yv = np.where(yv == 0.5, 2, np.where(yv == 1, 0, 1)).astype(np.int64) if tie_model else yv.astype(np.int64)
     cores = cores or min(chains, os.cpu_count() or 1)
-    settings = dict(prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed, intercept=intercept)
+    settings = dict(prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed, intercept=intercept,
+                    ties=ties)
     t0 = time.perf_counter()
     trace, sampler, errors = None, None, []
     if backend in ("auto", "nutpie"):
         try:
             import nutpie
 
-            compiled = _nutpie_compiled(Xd, yv, prior_scale, intercept)
+            compiled = _nutpie_compiled(Xd, yv, prior_scale, intercept, tie_model)
             trace = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
                                   progress_bar=False)
             sampler = "nutpie-nuts"
@@ -270,7 +366,7 @@ def fit_exact(
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with _pymc_model(Xd, yv, prior_scale, intercept):
+            with _pymc_model(Xd, yv, prior_scale, intercept, tie_model):
                 # cores=1: PyMC's multiprocessing does not mix with threads or Streamlit workers
                 trace = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=seed,
                                   progressbar=False, compute_convergence_checks=False)
@@ -279,6 +375,8 @@ def fit_exact(
     w = np.asarray(post["w"].values, dtype=float)  # (chains, draws, d)
     if intercept:
         w = np.concatenate([np.asarray(post["intercept"].values, dtype=float)[..., None], w], axis=-1)
+    if tie_model:
+        w = np.concatenate([w, np.asarray(post["theta"].values, dtype=float)[..., None]], axis=-1)
     stats_ = trace.sample_stats
     diagnostics = {
         "divergences": int(np.asarray(stats_["diverging"]).sum()),
@@ -404,28 +502,49 @@ def _hmc(
     adapt_metric: bool = True,
     target_accept: float = 0.8,
     max_steps: int = 64,
+    ties: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Batched split HMC over G problems x J judges x C chains. Returns draws (G, J, C, draws, d).
 
     Every leapfrog step is kick (likelihood) / exact drift under the Laplace prior / kick,
     so the integrator error comes from the smooth likelihood alone.
+
+    ``ties``: Davidson's model. Labels 1 / 0 / 0.5 (tie), the last coordinate is the tie parameter
+    theta = log nu (its column of X is zero), and with a = z/2 and D = e^a + e^-a + nu the log
+    likelihood is s*a + [tie]*theta - log D (s = +1 A, -1 B, 0 tie), whose gradient is
+    (s - (P(A) - P(B))) / 2 per unit of z and [tie] - P(tie) for theta. It needs the mask ``M``
+    (padded rows would otherwise count as observations of z = 0).
     """
     X, Y, M = batch.X, batch.Y, batch.M
     G, n, d = X.shape
     J, C = Y.shape[1], chains
-    XtY = (Y @ X)[:, :, None, :]  # (G, J, 1, d): the only place the labels enter, in float64
+    if ties:
+        if M is None:
+            raise ValueError("the tie model needs the batch's mask")
+        S = np.where(Y == 0.5, 0.0, 2.0 * Y - 1.0) * M
+        XtY = 0.5 * (S @ X)[:, :, None, :]  # (G, J, 1, d): 0.5 * sum_i s_i x_i
+        n_tie = ((Y == 0.5) * M).sum(-1)[:, :, None]  # (G, J, 1)
+        n_lab = M.sum(-1)  # (G, J)
+    else:
+        XtY = (Y @ X)[:, :, None, :]  # (G, J, 1, d): the only place the labels enter, in float64
     # The (chains x samples) work runs in float32, which halves the cost of the matrix
     # products and of exp/log. The chain then targets the posterior computed in float32:
     # a deterministic perturbation of the log density of ~1e-5, far below Monte-Carlo error.
     X32 = X.astype(np.float32)
+    if ties:  # the tie model works with a = z / 2: halving X once halves z and the gradient's X'(...)
+        X32 *= 0.5
     XT32 = np.ascontiguousarray(X32.transpose(0, 2, 1))  # (G, d, n)
     Mrep = None if M is None else np.repeat(M, C, axis=1).astype(np.float32)  # (G, J*C, n)
+    # Under the tie model a padded row (X = 0) has a = 0, so P(A) - P(B) = 0 there without a mask;
+    # the mask is needed in the gradient only where a real row lacks a judge's label.
+    qmask = ties and bool(((M == 0) & (X != 0).any(-1)[:, None, :]).any())
     Zbuf = np.empty((G, J * C, n), dtype=np.float32)
     Pbuf = np.empty_like(Zbuf)
     Lbuf = np.empty_like(Zbuf)
     W32 = np.empty((G, J * C, d), dtype=np.float32)
+    Dbuf = np.empty_like(Zbuf) if ties else None
     n_grad = 0
-    gauss = bool(gprec.any())  # only the optional intercept has a Gaussian prior
+    gauss = bool(gprec.any())  # only the position term and the tie parameter have a Gaussian prior
     has_prior = (lap > 0) if gauss else None
 
     @np.errstate(over="ignore", divide="ignore", invalid="ignore")
@@ -438,6 +557,8 @@ def _hmc(
         n_grad += 1
         W32[...] = W.reshape(G, J * C, d)
         np.matmul(W32, XT32, out=Zbuf)
+        if ties:
+            return smooth_ties(W, want_lp)
         P = _expit(Zbuf, Pbuf)
         lp = None
         if want_lp:
@@ -457,6 +578,34 @@ def _hmc(
             grad -= gprec * W
         return lp, grad
 
+    @np.errstate(over="ignore", divide="ignore", invalid="ignore")
+    def smooth_ties(W: np.ndarray, want_lp: bool):
+        """Davidson's log likelihood and its gradient, from a = z / 2 in Zbuf (X32 is halved)."""
+        E = np.exp(Zbuf, out=Pbuf)
+        Einv = np.reciprocal(E, out=Lbuf)
+        theta = W[..., -1]  # (G, J, C)
+        nu = np.exp(theta).astype(np.float32).reshape(G, J * C, 1)
+        D = np.add(E, Einv, out=Dbuf)
+        D += nu
+        lp = None
+        if want_lp:
+            logD = np.log(D, out=Zbuf)  # a is not needed any more
+            masked = np.einsum("gkn,gkn->gk", logD, Mrep, dtype=np.float64)
+            lp = (W * XtY).sum(-1) + theta * n_tie - masked.reshape(G, J, C)
+            lp -= 0.5 * (gprec * W * W).sum(-1)
+        R = np.reciprocal(D, out=D)  # P(tie) / nu
+        Q = np.subtract(E, Einv, out=Pbuf)  # P(A) - P(B) = (e^a - e^-a) / D
+        Q *= R
+        if qmask:
+            Q *= Mrep
+        grad = XtY - (Q @ X32).reshape(G, J, C, d)  # X32 holds X / 2
+        # a gradient term: float32 accumulation (4x faster here than float64's) changes no density, only
+        # the integrator's path, which the Metropolis test corrects; the log density above sums in float64
+        p_tie = np.einsum("gkn,gkn->gk", R, Mrep).astype(np.float64).reshape(G, J, C) * np.exp(theta)
+        grad[..., -1] += n_tie - p_tie
+        grad -= gprec * W
+        return lp, grad
+
     def prior_lap(W: np.ndarray) -> np.ndarray:
         return (lap * np.abs(W)).sum(-1)
 
@@ -464,10 +613,12 @@ def _hmc(
     # 1/4; the prior adds the precision of a normal with the Laplace's variance 2b^2.
     if init_var is None:
         if M is None:
-            prec = np.broadcast_to((XT32 @ X32).astype(float)[:, None] / 4.0, (G, J, d, d)).copy()
+            prec = np.broadcast_to((XT32 @ X32).astype(float)[:, None] * ((1.0 if ties else 0.25)), (G, J, d, d)).copy()
         else:
             prec = (X.transpose(0, 2, 1)[:, None] * (M[:, :, None, :] / 4.0)) @ X[:, None]
         prec += np.diag(np.where(lap > 0, 0.5 * lap**2, gprec))
+        if ties:  # the tie parameter's curvature at nu = 1, z = 0: P(tie)(1 - P(tie)) = 2/9 per label
+            prec[..., -1, -1] += n_lab * 2.0 / 9.0
         var = np.einsum("gjii->gji", np.linalg.inv(prec))[:, :, None, :]
     else:
         var = np.broadcast_to(np.asarray(init_var, dtype=float).reshape(G, J, 1, d), (G, J, 1, d)).copy()
@@ -577,7 +728,7 @@ def _hmc(
 _T_RANGE = (0.6, 1.6)
 
 
-def _pad(problems: Sequence[tuple[np.ndarray, np.ndarray]]) -> _Batch:
+def _pad(problems: Sequence[tuple[np.ndarray, np.ndarray]], mask: bool = False) -> _Batch:
     n = max(X.shape[0] for X, _ in problems)
     d = problems[0][0].shape[1]
     J = problems[0][1].shape[1]
@@ -593,7 +744,7 @@ def _pad(problems: Sequence[tuple[np.ndarray, np.ndarray]]) -> _Batch:
         Mb[g, :, :m] = lab.T
     # The mask is only needed when a judge lacks some labels of its problem's real rows: padded
     # rows of X are zero and contribute nothing either way.
-    complete = all(not np.isnan(Y).any() for _, Y in problems)
+    complete = not mask and all(not np.isnan(Y).any() for _, Y in problems)
     return _Batch(X=Xb, Y=Yb, M=None if complete else Mb)
 
 
@@ -644,6 +795,7 @@ def _sample_many(
     adapt_metric: bool = True,
     workers: int | None = None,
     consume: Callable[[int, Posterior], Any] | None = None,
+    ties: bool = False,
 ) -> list[Any]:
     """Sample prepared problems (design, labels) in padded batches; see :func:`fit_fast_many`."""
     if not prepped:
@@ -660,9 +812,9 @@ def _sample_many(
         idx = buckets[b]
         t0 = time.perf_counter()
         var0 = None if init_var is None else np.stack([np.asarray(init_var[i], dtype=float) for i in idx])
-        out, diag = _hmc(_pad([prepped[i] for i in idx]), lap=lap, gprec=gprec, chains=chains, draws=draws,
-                         tune=tune, rng=np.random.default_rng(seeds[b]), init_var=var0,
-                         adapt_metric=adapt_metric or var0 is None)
+        out, diag = _hmc(_pad([prepped[i] for i in idx], mask=ties), lap=lap, gprec=gprec, chains=chains,
+                         draws=draws, tune=tune, rng=np.random.default_rng(seeds[b]), init_var=var0,
+                         adapt_metric=adapt_metric or var0 is None, ties=ties)
         secs = time.perf_counter() - t0
         J = out.shape[1]
         for g, i in enumerate(idx):
@@ -711,9 +863,14 @@ def fit_fast_many(
     chains: int = 4,
     seed: int | Sequence[int] = 0,
     intercept: bool = False,
+    ties: str = "drop",
     workers: int | None = None,
 ) -> list[Posterior]:
     """:func:`fit_fast` for several problems (X_g, Y_g) at once, each with the same number of judges.
+
+    A problem may be (X_g, Y_g, position_g): the position column for ``intercept`` (+1 A shown
+    first, -1 B first; default +1). ``ties="davidson"`` appends the tie parameter (log nu) as the
+    last coordinate of the draws.
 
     Problems of similar size are padded into one batch and sampled together (zero rows of X
     change nothing), so one judge's 16 groups cost about as much as its largest group. With
@@ -723,14 +880,17 @@ def fit_fast_many(
     same problem sampled in a different company gets different (equally valid) draws.
     """
     prepped = []
-    for X, Y in problems:
-        Xd = _design(X, intercept)
-        prepped.append((Xd, _labels(Y, Xd.shape[0])))
+    tie_model = ties == "davidson"
+    for problem in problems:
+        X, Y, position = (*problem, None)[:3]
+        Xd = _design(X, intercept, position, tie_model)
+        prepped.append((Xd, _labels(Y, Xd.shape[0], ties)))
     d = prepped[0][0].shape[1] if prepped else 0
-    lap, gprec = _prior_vectors(d, prior_scale, intercept)
-    settings = dict(prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed, intercept=intercept)
+    lap, gprec = _prior_vectors(d, prior_scale, intercept, tie_model)
+    settings = dict(prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed, intercept=intercept,
+                    ties=ties)
     return _sample_many(prepped, lap=lap, gprec=gprec, draws=draws, tune=tune, chains=chains, seed=seed,
-                        settings=settings, workers=workers)
+                        settings=settings, workers=workers, ties=tie_model)
 
 
 def fit_fast(
@@ -743,15 +903,19 @@ def fit_fast(
     chains: int = 4,
     seed: int = 0,
     intercept: bool = False,
+    position: Any = None,
+    ties: str = "drop",
 ) -> Posterior:
     """Posterior for J judges sharing one feature matrix: ``Posterior.draws`` is (J, S, d).
 
-    Y is (n, J) (or (n,) for one judge): 1 = A preferred, 0 = B preferred, NaN = no label.
+    Y is (n, J) (or (n,) for one judge): 1 = A preferred, 0 = B preferred, 0.5 = tie (an outcome
+    with ``ties="davidson"``, else dropped), NaN = no label. ``intercept`` adds the position term
+    first (column ``position``: +1 A shown first, -1 B first; default +1).
     ``Posterior.diagnostics`` holds per-judge acceptance rates, step sizes, divergences and
     the adapted metric. The sampler is batched split HMC, for these reasons:
     """
-    return fit_fast_many([(X, Y)], prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed,
-                         intercept=intercept)[0]
+    return fit_fast_many([(X, Y, position)], prior_scale=prior_scale, draws=draws, tune=tune, chains=chains,
+                         seed=seed, intercept=intercept, ties=ties)[0]
 
 
 if fit_fast.__doc__:  # None under python -OO
@@ -947,6 +1111,15 @@ class Profile:
     fitted_at: str = ""
     #: thinned posterior draws (draws, d), float32, for judge-minus-judge intervals
     samples: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: held-out accuracy and log loss of the obvious predictors on the same folds (see ``baselines``)
+    baselines: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    #: per term of ``attributes``: labelled samples on which A and B differ (None for non-attributes)
+    differing: list[int | None] = field(default_factory=list)
+    #: "drop" (binary model, ties left out) or "davidson" (ties an outcome; the last term is TIE)
+    tie_model: str = "drop"
+    #: labelled observations that were ties, and all labelled observations (both orders count)
+    ties: int = 0
+    observations: int = 0
 
     @property
     def percent(self) -> list[float]:
@@ -996,29 +1169,149 @@ def fingerprint(X: np.ndarray, y: np.ndarray, settings: Mapping[str, Any]) -> st
     return h.hexdigest()
 
 
-def _fold_index(n: int, folds: int, seed: int) -> list[np.ndarray]:
-    perm = np.random.default_rng([seed, 2]).permutation(n)
-    return [np.sort(f) for f in np.array_split(perm, min(folds, n))]
+def _fold_index(n: int, folds: int, seed: int, sample: np.ndarray | None = None) -> list[np.ndarray]:
+    """Rows of each fold. With ``sample`` (the sample index of each row) the folds split samples,
+    so the two presentation orders of one sample are held out together."""
+    if sample is None:
+        perm = np.random.default_rng([seed, 2]).permutation(n)
+        return [np.sort(f) for f in np.array_split(perm, min(folds, n))]
+    uniq, inv = np.unique(sample, return_inverse=True)
+    perm = np.random.default_rng([seed, 2]).permutation(len(uniq))
+    out = []
+    for part in np.array_split(perm, min(folds, len(uniq))):
+        out.append(np.flatnonzero(np.isin(inv, part)))
+    return out
 
 
-def _out_of_fold(Xd: np.ndarray, Y: np.ndarray, folds: list[np.ndarray], means: list[np.ndarray]):
+def outcome_probabilities(z: np.ndarray, theta: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(P(A), P(B), P(tie)) for logits z: the logistic model, or Davidson's with log nu = ``theta``."""
+    z = np.asarray(z, dtype=float)
+    if theta is None:
+        pa = special.expit(z)
+        return pa, 1.0 - pa, np.zeros_like(pa)
+    logits = np.stack([0.5 * z, -0.5 * z, np.broadcast_to(np.asarray(theta, dtype=float), z.shape)], axis=0)
+    p = special.softmax(logits, axis=0)
+    return p[0], p[1], p[2]
+
+
+def _score(pa: np.ndarray, pb: np.ndarray, pt: np.ndarray, y: np.ndarray, ties: bool) -> tuple[np.ndarray, ...]:
+    """Per (row, judge): a hit (1, 0, or 1/2 when A and B are predicted alike) on decisive labels,
+    whether the row counts for accuracy, -log p(label), and whether it counts for log loss.
+
+    Accuracy is over decisive labels (A or B): the side predicted more likely. The log loss is
+    over every label the model describes (ties too, under Davidson's model)."""
+    lab = ~np.isnan(y)
+    yv = np.where(lab, y, 0.0)
+    decisive = lab & (yv != 0.5)
+    right = np.where(pa == pb, 0.5, ((pa > pb) == (yv > 0.5)).astype(float))
+    with np.errstate(divide="ignore"):
+        p_obs = np.where(yv == 1.0, pa, np.where(yv == 0.0, pb, pt))
+        nll = -np.log(np.clip(p_obs, 1e-12, 1.0))
+    counted = lab if ties else decisive
+    return np.where(decisive, right, 0.0), decisive, np.where(counted, nll, 0.0), counted
+
+
+def _out_of_fold(Xd: np.ndarray, Y: np.ndarray, folds: list[np.ndarray], means: list[np.ndarray],
+                 ties: bool = False):
     """Accuracy and log loss per judge from fold-wise posterior means (J, d) per fold."""
     J = Y.shape[1]
     hits = np.zeros(J)
     loss = np.zeros(J)
-    count = np.zeros(J)
+    n_acc = np.zeros(J)
+    n_loss = np.zeros(J)
     for test, mean in zip(folds, means):
-        z = Xd[test] @ mean.T  # (m, J)
-        y = Y[test]
-        lab = ~np.isnan(y)
-        yv = np.where(lab, y, 0.0)
-        right = np.where(z == 0, 0.5, ((z > 0) == (yv > 0.5)).astype(float))
-        hits += np.where(lab, right, 0.0).sum(axis=0)
-        # -log p(y): softplus(z) - y*z
-        loss += np.where(lab, np.logaddexp(0.0, z) - yv * z, 0.0).sum(axis=0)
-        count += lab.sum(axis=0)
+        z = Xd[test] @ mean.T  # (m, J); the tie column of Xd is zero
+        pa, pb, pt = outcome_probabilities(z, mean[:, -1] if ties else None)
+        h, dec, nll, cnt = _score(pa, pb, pt, Y[test], ties)
+        hits += h.sum(axis=0)
+        n_acc += dec.sum(axis=0)
+        loss += nll.sum(axis=0)
+        n_loss += cnt.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return hits / count, loss / count
+        return hits / n_acc, loss / n_loss
+
+
+#: The obvious predictors a profile is held against (same folds, same labels, same outcome space):
+#: "majority" the training folds' most frequent verdict, "position" the verdict's frequencies by
+#: presentation slot (the shown-first response wins), "length" the frequencies by which response
+#: is longer (the longer response wins), the majority's where lengths do not differ.
+BASELINES = ("majority", "position", "length")
+LENGTH_ATTRIBUTE = "lengthy"
+
+
+def _frequency_predictor(key_train: np.ndarray, y_train: np.ndarray, key_test: np.ndarray,
+                         fallback: tuple[float, float, float] | None = None):
+    """Outcome frequencies (A, B, tie; add-one smoothed) per value of an orientation key in {-1, 0, +1},
+    oriented so that +1 means "the keyed side is A": a key of -1 swaps A and B. Rows with key 0 get
+    ``fallback`` (or the key-free frequencies)."""
+    lab = ~np.isnan(y_train)
+    k, y = key_train[lab], y_train[lab]
+    sel = k != 0
+    # oriented outcome: 1 keyed side wins, 0 it loses, 0.5 tie
+    yo = np.where(k[sel] > 0, y[sel], np.where(y[sel] == 0.5, 0.5, 1.0 - y[sel]))
+    counts = np.array([(yo == 1).sum(), (yo == 0).sum(), (yo == 0.5).sum()], dtype=float)
+    allc = np.array([(y == 1).sum(), (y == 0).sum(), (y == 0.5).sum()], dtype=float)
+    tie_seen = allc[2] > 0
+    m = 3 if tie_seen else 2
+    oriented = (counts[:m] + 1.0) / (counts[:m].sum() + m)
+    plain = (allc[:m] + 1.0) / (allc[:m].sum() + m)
+    if m == 2:
+        oriented, plain = np.append(oriented, 0.0), np.append(plain, 0.0)
+    if fallback is not None:
+        plain = np.asarray(fallback)
+    pw, pl, pt = oriented
+    pa = np.where(key_test > 0, pw, np.where(key_test < 0, pl, plain[0]))
+    pb = np.where(key_test > 0, pl, np.where(key_test < 0, pw, plain[1]))
+    ptt = np.where(key_test == 0, plain[2], pt)
+    return pa, pb, ptt, plain
+
+
+def baseline_scores(X: np.ndarray, Y: np.ndarray, folds: list[np.ndarray], *, position: np.ndarray | None = None,
+                    length: np.ndarray | None = None, ties: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{baseline: (accuracy (J,), log loss (J,))} on the same folds and labels as a profile's.
+
+    ``position`` is each row's slot column (+1 A shown first; default all +1), ``length`` each
+    row's length comparison (+1 A clearly longer, -1 B, 0 neither; None: no length baseline)."""
+    n, J = Y.shape
+    pos = np.ones(n) if position is None else np.asarray(position, dtype=float)
+    keys = {"majority": np.zeros(n), "position": pos}
+    if length is not None:
+        keys["length"] = np.asarray(length, dtype=float)
+    out = {}
+    for name, key in keys.items():
+        hits, n_acc, loss, n_loss = np.zeros(J), np.zeros(J), np.zeros(J), np.zeros(J)
+        for test in folds:
+            train = np.setdiff1d(np.arange(n), test)
+            for j in range(J):
+                fb = None
+                if name == "length":
+                    fb = tuple(_frequency_predictor(np.zeros(len(train)), Y[train, j], np.zeros(0))[3])
+                pa, pb, pt, _ = _frequency_predictor(key[train], Y[train, j], key[test], fb)
+                h, dec, nll, cnt = _score(pa, pb, pt, Y[test, j], ties)
+                hits[j] += h.sum()
+                n_acc[j] += dec.sum()
+                loss[j] += nll.sum()
+                n_loss[j] += cnt.sum()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[name] = (hits / n_acc, loss / n_loss)
+    return out
+
+
+def beats_baselines(accuracy: float | None, baselines: Mapping[str, Mapping[str, Any]]) -> bool | None:
+    """Whether a held-out accuracy beats the best baseline's (None when either is unknown). The one
+    rule the pages and the CLI use to flag a profile that predicts no better than the obvious."""
+    best = best_baseline(baselines)
+    if accuracy is None or best is None:
+        return None
+    return float(accuracy) > best[1]
+
+
+def best_baseline(baselines: Mapping[str, Mapping[str, Any]] | None) -> tuple[str, float] | None:
+    """(name, accuracy) of the most accurate baseline, or None."""
+    vals = [(k, v.get("accuracy")) for k, v in (baselines or {}).items() if v and v.get("accuracy") is not None]
+    if not vals:
+        return None
+    return max(vals, key=lambda t: t[1])
 
 
 def _summarise(
@@ -1061,17 +1354,40 @@ def _summarise(
     return out
 
 
-def _attribute_names(d: int, intercept: bool, attributes: Sequence[str] | None) -> list[str]:
+def _attribute_names(d: int, intercept: bool, attributes: Sequence[str] | None, ties: bool = False) -> list[str]:
     names = list(attributes) if attributes is not None else catalogue.attribute_keys()
     if intercept:
         names = [INTERCEPT] + names
+    if ties:
+        names = names + [TIE]
     if len(names) != d:
         raise ValueError(f"{d} weights but {len(names)} attribute names")
     return names
 
 
+@dataclass
+class FitInput:
+    """One scope's rows for :func:`fit_groups`: a row is one verdict's presentation of a sample.
+
+    ``X`` (rows, d) comparison features in A/B orientation; ``Y`` (rows, J) 1 A preferred, 0 B,
+    0.5 tie, NaN none; ``position`` (rows,) +1 where A was shown first, -1 where B was (None: A
+    first); ``sample`` (rows,) which sample a row is (folds keep a sample's rows together;
+    None: every row its own sample)."""
+
+    X: Any
+    Y: Any
+    position: Any = None
+    sample: Any = None
+
+
+def _as_input(task: Any) -> FitInput:
+    if isinstance(task, FitInput):
+        return task
+    return FitInput(*task)
+
+
 def fit_groups(
-    tasks: Mapping[Any, tuple[Any, Any]],
+    tasks: Mapping[Any, Any],
     judges: Sequence[str],
     *,
     method: str = "fast",
@@ -1082,44 +1398,58 @@ def fit_groups(
     seed: int = 0,
     folds: int = 5,
     intercept: bool = False,
+    position: bool | None = None,
+    ties: str = "drop",
     attributes: Sequence[str] | None = None,
     interval_prob: float = INTERVAL_PROB,
     keep_draws: int = KEEP_DRAWS,
     workers: int | None = None,
 ) -> dict[Any, list[Profile]]:
-    """Profiles for the same judges in several scopes: {scope: (X, Y)} -> {scope: [Profile per judge]}.
+    """Profiles for the same judges in several scopes: {scope: (X, Y) or FitInput} -> {scope: [Profile per judge]}.
 
-    Y is (n, J) with columns in the order of ``judges`` (1 = A preferred, 0 = B, NaN = no
-    label). ``method="fast"`` samples every scope, judge and fold in a few padded batches
+    Y is (n, J) with columns in the order of ``judges`` (1 = A preferred, 0 = B, 0.5 = tie,
+    NaN = no label). ``position`` (or its old name ``intercept``) adds the "shown first" term
+    (:data:`POSITION`, first of the terms), whose column is the task's ``position``; ``ties``
+    is "drop" (binary logistic, the paper) or "davidson" (ties an outcome; :data:`TIE`, log nu,
+    is the last term). ``method="fast"`` samples every scope, judge and fold in a few padded batches
     (defaults: 4 chains x 1000 draws after 500 warm-up); ``"exact"`` runs NUTS per judge
     and fold (defaults 4 x 2000 after 1000). ``folds`` = 0 or 1 skips cross-validation.
     The fast path's fold fits run one chain of a quarter of the draws: they only need a
     posterior mean, whose Monte-Carlo error (sd/15) is then far below its sampling error.
+    Held-out accuracy and log loss come with the :data:`BASELINES` on the same folds.
     ``workers`` threads share the fast path's batches (default: one per core; workloads too
     small to gain from threads run on one).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    if ties not in TIE_MODELS:
+        raise ValueError(f"ties must be one of {TIE_MODELS}, not {ties!r}")
+    intercept = bool(intercept if position is None else position)
+    tie_model = ties == "davidson"
     draws = draws if draws is not None else (1000 if method == "fast" else 2000)
     tune = tune if tune is not None else (500 if method == "fast" else 1000)
     keys = list(tasks)
     data = []
     for key in keys:
-        X, Y = tasks[key]
-        Xd = _design(X, intercept)
-        Yl = _labels(Y, Xd.shape[0])
+        t = _as_input(tasks[key])
+        Xd = _design(t.X, intercept, t.position, tie_model)
+        Yl = _labels(t.Y, Xd.shape[0], ties)
         if Yl.shape[1] != len(judges):
             raise ValueError(f"scope {key!r}: {Yl.shape[1]} label columns for {len(judges)} judges")
-        data.append((np.asarray(X), Xd, Yl))
+        pos = np.ones(Xd.shape[0]) if t.position is None else np.asarray(t.position, dtype=float)
+        sample = np.arange(Xd.shape[0]) if t.sample is None else np.asarray(t.sample)
+        data.append((np.asarray(t.X, dtype=float), Xd, Yl, pos, sample))
     if not data:
         return {}
     d = data[0][1].shape[1]
-    names = _attribute_names(d, intercept, attributes)
+    names = _attribute_names(d, intercept, attributes, tie_model)
+    attr_names = [k for k in names if is_attribute_term(k)]
     J = len(judges)
-    fold_sets = [_fold_index(Xd.shape[0], folds, seed) if folds >= 2 else [] for _, Xd, _ in data]
+    fold_sets = [_fold_index(Xd.shape[0], folds, seed, None if sample is None else sample) if folds >= 2 else []
+                 for _, Xd, _, _, sample in data]
     fold_draws, fold_tune, fold_chains = max(250, draws // 4), max(100, tune // 5), 1
     settings = dict(method=method, prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed,
-                    folds=folds, intercept=intercept, interval_prob=interval_prob)
+                    folds=folds, intercept=intercept, interval_prob=interval_prob, ties=ties)
     if method == "fast":
         settings.update(sampler=FAST_SAMPLER, fold_draws=fold_draws, fold_tune=fold_tune, fold_chains=fold_chains)
 
@@ -1132,7 +1462,7 @@ def fit_groups(
     post_info: list[list[dict[str, Any]]] = []
     fold_means: list[list[np.ndarray]] = []
     if method == "fast":
-        lap, gprec = _prior_vectors(d, prior_scale, intercept)
+        lap, gprec = _prior_vectors(d, prior_scale, intercept, tie_model)
 
         def consume_main(g: int, post: Posterior) -> tuple:
             # Summarise in the worker as soon as a batch is done, so that the draws of all
@@ -1143,8 +1473,9 @@ def fit_groups(
             return summarise(post.by_chain()), info, dg["metric_var"]
 
         # Missing labels in a judge's column are passed as NaN and masked inside the sampler.
-        main = _sample_many([(Xd, Yl) for _, Xd, Yl in data], lap=lap, gprec=gprec, draws=draws, tune=tune,
-                            chains=chains, seed=seed, settings=settings, workers=workers, consume=consume_main)
+        main = _sample_many([(Xd, Yl) for _, Xd, Yl, _, _ in data], lap=lap, gprec=gprec, draws=draws, tune=tune,
+                            chains=chains, seed=seed, settings=settings, workers=workers, consume=consume_main,
+                            ties=tie_model)
         summaries = [m[0] for m in main]
         post_info = [m[1] for m in main]
         # Cross-validation: each (judge, fold) pair is a pseudo-judge on the same X whose
@@ -1152,7 +1483,7 @@ def fit_groups(
         # They start from the full-data metric, widened for the smaller training set, and
         # adapt only their step size.
         fold_problems, fold_init, owners = [], [], []
-        for g, (_, Xd, Yl) in enumerate(data):
+        for g, (_, Xd, Yl, _, _) in enumerate(data):
             k = len(fold_sets[g])
             if not k:
                 continue
@@ -1164,25 +1495,26 @@ def fit_groups(
             owners.append(g)
         means = _sample_many(fold_problems, lap=lap, gprec=gprec, draws=fold_draws, tune=fold_tune,
                              chains=fold_chains, seed=[seed, 1], settings=settings, init_var=fold_init,
-                             adapt_metric=False, workers=workers, consume=lambda i, post: post.mean)
+                             adapt_metric=False, workers=workers, consume=lambda i, post: post.mean, ties=tie_model)
         fold_means = [[] for _ in data]
         for g, m in zip(owners, means):
             k = len(fold_sets[g])
             m = m.reshape(J, k, d)
             fold_means[g] = [m[:, f] for f in range(k)]
     else:
-        for g, (X_raw, Xd, Yl) in enumerate(data):
+        for g, (X_raw, Xd, Yl, pos, _) in enumerate(data):
             per_judge, info, means = [], [], [np.zeros((J, d)) for _ in fold_sets[g]]
             for j in range(J):
                 p = fit_exact(X_raw, Yl[:, j], prior_scale=prior_scale, draws=draws, tune=tune, chains=chains,
-                              seed=seed, intercept=intercept)
+                              seed=seed, intercept=intercept, position=pos, ties=ties)
                 settings["sampler"] = p.sampler
                 per_judge.append(p.by_chain())
                 info.append(dict(p.diagnostics))
                 for f, test in enumerate(fold_sets[g]):
                     train = np.setdiff1d(np.arange(Xd.shape[0]), test)
                     means[f][j] = fit_exact(X_raw[train], Yl[train, j], prior_scale=prior_scale, draws=draws,
-                                            tune=tune, chains=chains, seed=seed + 1 + f, intercept=intercept).mean
+                                            tune=tune, chains=chains, seed=seed + 1 + f, intercept=intercept,
+                                            position=pos[train], ties=ties).mean
             summaries.append(summarise(np.stack(per_judge)))
             post_info.append(info)
             fold_means.append(means)
@@ -1190,12 +1522,22 @@ def fit_groups(
     versions = library_versions()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     result: dict[Any, list[Profile]] = {}
+    length_col = attr_names.index(LENGTH_ATTRIBUTE) if LENGTH_ATTRIBUTE in attr_names else None
     for g, key in enumerate(keys):
-        X_raw, Xd, Yl = data[g]
+        X_raw, Xd, Yl, pos, sample = data[g]
         if fold_sets[g]:
-            acc, loss = _out_of_fold(Xd, Yl, fold_sets[g], fold_means[g])
+            acc, loss = _out_of_fold(Xd, Yl, fold_sets[g], fold_means[g], tie_model)
+            base = baseline_scores(X_raw, Yl, fold_sets[g], position=pos,
+                                   length=None if length_col is None else X_raw[:, length_col], ties=tie_model)
         else:
             acc = loss = np.full(J, np.nan)
+            base = {}
+        # samples (not rows: both orders of a sample count once) on which each attribute differs
+        _, first = np.unique(sample, return_index=True)
+        labelled = np.zeros((len(first), J), dtype=bool)
+        _, inv = np.unique(sample, return_inverse=True)
+        np.logical_or.at(labelled, inv, ~np.isnan(Yl))
+        diff_counts = labelled.T.astype(np.int64) @ (X_raw[first] != 0).astype(np.int64)  # (J, attributes)
         profiles = []
         for j, s in enumerate(summaries[g]):
             rh = np.asarray(s["rhat"], dtype=float)
@@ -1204,10 +1546,12 @@ def fit_groups(
             diag.update(max_rhat=float(np.nanmax(rh)) if np.isfinite(rh).any() else None,
                         min_ess=float(np.nanmin(es)) if np.isfinite(es).any() else None,
                         batch_seconds=seconds)
+            counts = iter(diff_counts[j].tolist())
+            lab = ~np.isnan(Yl[:, j])
             profiles.append(
                 Profile(
                     **s,
-                    n=int((~np.isnan(Yl[:, j])).sum()),
+                    n=int(labelled[:, j].sum()),
                     accuracy=None if np.isnan(acc[j]) else float(acc[j]),
                     log_loss=None if np.isnan(loss[j]) else float(loss[j]),
                     folds=len(fold_sets[g]),
@@ -1216,10 +1560,15 @@ def fit_groups(
                     prior_scale=prior_scale,
                     seed=seed,
                     versions=versions,
-                    fingerprint=fingerprint(X_raw, Yl[:, j], settings),
+                    fingerprint=fingerprint(Xd, Yl[:, j], settings),
                     settings=dict(settings),
                     diagnostics=diag,
                     fitted_at=stamp,
+                    baselines={k: {"accuracy": _clean(v[0][j]), "log_loss": _clean(v[1][j])} for k, v in base.items()},
+                    differing=[next(counts) if is_attribute_term(k) else None for k in names],
+                    tie_model=ties,
+                    ties=int((Yl[lab, j] == 0.5).sum()),
+                    observations=int(lab.sum()),
                 )
             )
         result[key] = profiles
@@ -1239,6 +1588,8 @@ def fit_profiles(
     seed: int = 0,
     folds: int = 5,
     intercept: bool = False,
+    position: Any = None,
+    ties: str = "drop",
     attributes: Sequence[str] | None = None,
     interval_prob: float = INTERVAL_PROB,
     keep_draws: int = KEEP_DRAWS,
@@ -1246,13 +1597,15 @@ def fit_profiles(
 ) -> list[Profile]:
     """One Profile per judge, for judges sharing the feature matrix X (one scope).
 
-    Y is (n, J), one column per judge in ``judges`` (or (n,) for one judge); the options are
-    :func:`fit_groups`'s.
+    Y is (n, J), one column per judge in ``judges`` (or (n,) for one judge); ``position`` is
+    the rows' slot column (+1 A shown first, -1 B first), which adds the position term; the
+    other options are :func:`fit_groups`'s.
     """
+    task = FitInput(X, Y, None if position is None else position)
     return fit_groups(
-        {None: (X, Y)}, judges, method=method, prior_scale=prior_scale, draws=draws, tune=tune, chains=chains,
-        seed=seed, folds=folds, intercept=intercept, attributes=attributes, interval_prob=interval_prob,
-        keep_draws=keep_draws, workers=workers,
+        {None: task}, judges, method=method, prior_scale=prior_scale, draws=draws, tune=tune, chains=chains,
+        seed=seed, folds=folds, intercept=intercept or position is not None, ties=ties, attributes=attributes,
+        interval_prob=interval_prob, keep_draws=keep_draws, workers=workers,
     )[None]
 
 
@@ -1298,6 +1651,12 @@ def profile_row(profile: Profile, dataset: str, scope: str, judge: str, feature_
             "diagnostics": diag,
             "versions": profile.versions,
             "fitted_at": profile.fitted_at,
+            "model": {"position": bool(profile.attributes and is_position(profile.attributes[0])),
+                      "ties": profile.tie_model},
+            "baselines": profile.baselines,
+            "differing": profile.differing,
+            "min_differing": MIN_DIFFERING,
+            "ties": {"observed": profile.ties, "observations": profile.observations},
         },
         "imported": 0,
     }
@@ -1335,14 +1694,18 @@ def contributions(attributes: Sequence[str], weights: Sequence[float],
     logit of P(A) on a sample with comparison features ``features`` (attribute key -> -1/0/+1).
 
     Swapping A and B negates every x_k, so every attribute's term flips sign; an intercept's term
-    does not (it is the judge's preference for the first position, whatever is shown there)."""
+    does not (it is the judge's preference for the first position, whatever is shown there: the
+    sample as stored shows A first). A tie parameter (Davidson's model) is not a term of the logit
+    and is left out."""
     if len(attributes) != len(weights):
         raise ValueError(f"{len(weights)} weights for {len(attributes)} attributes")
     xs, terms, missing = [], [], []
-    for name, w in zip(attributes, weights):
+    pairs = [(k, w) for k, w in zip(attributes, weights) if k != TIE]  # the tie parameter is no term of z
+    attributes, weights = [k for k, _ in pairs], [w for _, w in pairs]
+    for name, w in pairs:
         if w is None or not math.isfinite(float(w)):
             raise ValueError(f"the profile has no finite weight for {name!r}")
-        if name == INTERCEPT:
+        if is_position(name):
             x = 1.0
         elif name in features and features[name] is not None:
             x = float(features[name])
@@ -1405,9 +1768,14 @@ def _check_dissect_inputs(store, dataset: str, feature_source: str, scopes: Sequ
 def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] | None = None,
             judges: Sequence[str] | None = None, method: str = "fast", prior_scale: float = DEFAULT_PRIOR_SCALE,
             draws: int | None = None, tune: int | None = None, chains: int = 4, seed: int = 0, folds: int = 5,
-            include_excluded: bool = False, force: bool = False,
+            include_excluded: bool = False, force: bool = False, position: bool = True, ties: str = "davidson",
             on_progress: Callable[[str, int, int], None] | None = None) -> DissectionReport:
     """Fit and store a profile for every (scope, judge) of a dataset with enough labels.
+
+    The model (see :func:`scope_input`): by default every profile carries the position term
+    ("shown first"), a judge's verdicts in both orders enter as two observations, and ties are an
+    outcome (Davidson) in scopes where the judge tied; ``position=False, ties="drop"`` is the
+    paper's model (the combined verdict, no position term, ties dropped).
 
     A profile whose inputs (features, labels, prior and sampler settings) are unchanged since it
     was stored is not fitted again unless ``force``. Scopes that need the same judges are fitted
@@ -1419,8 +1787,12 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
     t0 = time.perf_counter()
     scopes = list(scopes or default_scopes())
     _check_dissect_inputs(store, dataset, feature_source, scopes, judges, folds)
+    if ties not in TIE_MODELS:
+        raise ValueError(f"ties must be one of {TIE_MODELS}, not {ties!r}")
+    # the model is part of the key: a profile fitted before the position term and ties existed (its
+    # key has neither) is fitted again; the simulator recomputes each key from its own "requested"
     requested = dict(method=method, prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed,
-                     folds=folds, include_excluded=include_excluded)
+                     folds=folds, include_excluded=include_excluded, position=bool(position), ties=ties)
     steps = len(scopes)
     batches: dict[tuple[str, ...], dict[str, tuple[Any, list[str]]]] = {}
     designs = store.designs(dataset, feature_source, scopes, judges=list(judges) if judges else None,
@@ -1432,7 +1804,7 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
         if not d.judges or not d.sample_ids:
             report.skipped.append((scope, f"no labelled samples with {feature_source!r} features"))
             continue
-        counts = (~np.isnan(d.Y)).sum(axis=0)
+        counts = (~np.isnan(d.Y_y if d.Y_y is not None and ties == "davidson" else d.Y)).sum(axis=0)
         stored = {p["judge"]: (p.get("provenance") or {}).get("inputs") for p in
                   store.profiles(dataset=dataset, scope=scope, feature_source=feature_source, method=method)}
         todo, keys = [], []
@@ -1448,17 +1820,19 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
                 keys.append(key)
         if todo:
             names = tuple(d.judges[j] for j in todo)
-            batches.setdefault(names, {})[scope] = (d, keys, todo)
+            task, tie_model = scope_input(d, todo, position=position, ties=ties)
+            batches.setdefault((names, tie_model), {})[scope] = (d, keys, todo, task)
     steps += len(batches)
-    for b, (names, tasks) in enumerate(batches.items()):
+    for b, ((names, tie_model), tasks) in enumerate(batches.items()):
         if on_progress:
             on_progress(f"fitting {len(tasks)} scopes x {len(names)} judges", len(scopes) + b, steps)
-        fitted = fit_groups({scope: (d.X, d.Y[:, todo]) for scope, (d, _, todo) in tasks.items()}, list(names),
+        fitted = fit_groups({scope: t[3] for scope, t in tasks.items()}, list(names),
                             method=method, prior_scale=prior_scale, draws=draws, tune=tune, chains=chains,
-                            seed=seed, folds=folds, attributes=next(iter(tasks.values()))[0].attributes)
+                            seed=seed, folds=folds, position=position, ties=tie_model,
+                            attributes=next(iter(tasks.values()))[0].attributes)
         rows = []
         for scope, profiles in fitted.items():
-            d, keys, _ = tasks[scope]
+            d, keys, _, _ = tasks[scope]
             for judge, key, prof in zip(names, keys, profiles):
                 row = profile_row(prof, dataset, scope, judge, feature_source)
                 row["provenance"]["inputs"] = key
@@ -1475,6 +1849,33 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
         on_progress("done", steps, steps)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def scope_input(design, judges: Sequence[int], *, position: bool = True, ties: str = "davidson") -> tuple[FitInput, str]:
+    """The rows a scope's fit rests on, and the tie model it uses, from a ``Store.designs`` Design.
+
+    With ``position``: a row per presentation order that has verdicts. The A-first verdicts (or
+    the label itself, where no per-order verdicts were stored) with the position column +1; where
+    any of these judges has B-first verdicts, a second copy of the samples with those verdicts
+    and the position column -1 (in the A/B orientation the features stay; in the shown-first
+    orientation they are negated and the position term stays). Without: one row per sample, the
+    combined verdict (the paper's model). ``ties="davidson"`` keeps ties as an outcome where one
+    of these judges tied in the scope, else the binary model is used ("drop")."""
+    X = np.asarray(design.X, dtype=float)
+    n = X.shape[0]
+    idx = list(judges)
+    if position and design.Y_ab is not None:
+        y_ab, y_ba = design.Y_ab[:, idx], design.Y_ba[:, idx]
+        if (~np.isnan(y_ba)).any():
+            task = FitInput(np.vstack([X, X]), np.vstack([y_ab, y_ba]), np.r_[np.ones(n), -np.ones(n)],
+                            np.r_[np.arange(n), np.arange(n)])
+        else:
+            task = FitInput(X, y_ab, np.ones(n), np.arange(n))
+    else:
+        y = design.Y_y[:, idx] if design.Y_y is not None else design.Y[:, idx]
+        task = FitInput(X, y, None, np.arange(n))
+    tie_model = "davidson" if ties == "davidson" and bool((np.asarray(task.Y) == 0.5).any()) else "drop"
+    return task, tie_model
 
 
 def import_published(store, directory: str | Path, *, dataset: str = "published",

@@ -14,16 +14,52 @@ from .store import Store
 _CODE = {"A": 1, "B": -1, "tie": 0}
 
 
+#: two-sided normal quantile of the reported intervals (94%, as the profiles')
+_Z94 = 1.8807936081512509
+
+
+def kappa(shared: np.ndarray, agree: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                                np.ndarray]:
+    """Cohen's kappa from counts: (kappa, its 94% interval lo, hi, the chance level p_e).
+
+    p_o = agree / shared; p_e = expected / shared, the agreement two judges with these choice
+    frequencies (A, B, tie, on the shared samples) reach by chance; kappa = (p_o - p_e) / (1 - p_e).
+    The interval is Cohen's (1960) large-sample one, se = sqrt(p_o (1 - p_o) / (n (1 - p_e)^2)),
+    clipped to [-1, 1]. NaN where nothing is shared or p_e = 1."""
+    shared = np.asarray(shared, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        po = np.asarray(agree, dtype=float) / shared
+        pe = np.asarray(expected, dtype=float) / shared
+        k = (po - pe) / (1.0 - pe)
+        se = np.sqrt(po * (1.0 - po) / (shared * (1.0 - pe) ** 2))
+    k = np.where(pe < 1.0, k, np.nan)
+    return k, np.clip(k - _Z94 * se, -1.0, 1.0), np.clip(k + _Z94 * se, -1.0, 1.0), pe
+
+
 @dataclass(frozen=True)
 class Agreement:
     judge_a: str
     judge_b: str
     shared: int  # samples both judges labelled
     agree: int  # of those, samples with the same choice (A, B or tie)
+    expected: float = float("nan")  # agreeing samples expected by chance, from each judge's choice frequencies
 
     @property
     def rate(self) -> float | None:
         return self.agree / self.shared if self.shared else None
+
+    @property
+    def chance(self) -> float | None:
+        """The agreement rate two judges with these choice frequencies reach by chance."""
+        return self.expected / self.shared if self.shared else None
+
+    @property
+    def kappa(self) -> tuple[float, float, float] | None:
+        """Cohen's kappa and its 94% interval (see :func:`kappa`)."""
+        if not self.shared:
+            return None
+        k, lo, hi, _ = kappa(np.array(self.shared), np.array(self.agree), np.array(self.expected))
+        return float(k), float(lo), float(hi)
 
 
 def _read_labels(store: Store, dataset: str | None, judges: list[str] | None = None):
@@ -56,7 +92,8 @@ def _choice_codes(flags: np.ndarray) -> np.ndarray:
 
 
 def _agreement_counts(store: Store, dataset: str | None, judges: list[str] | None):
-    """(judge names, shared counts, agreeing counts): square matrices over the judges.
+    """(judge names, shared counts, agreeing counts, agreeing counts expected by chance): square
+    matrices over the judges.
 
     One read of the labels and small products over a samples x judges code matrix, so 33
     judges over the paper's 5,240 pairs take a fraction of a second."""
@@ -64,10 +101,13 @@ def _agreement_counts(store: Store, dataset: str | None, judges: list[str] | Non
 
 
 def _pairwise(names: list[str], ids: list[list[str]], flags: list[np.ndarray]):
-    """(judge names, shared, agree) from ``_read_labels``: a samples x judges boolean matrix per
-    choice and their products (einsum: no BLAS pool to wake for small products)."""
+    """(judge names, shared, agree, expected) from ``_read_labels``: a samples x judges boolean
+    matrix per choice and their products (einsum: no BLAS pool to wake for small products).
+    ``expected[a, b]`` is the count of agreements by chance on the samples both labelled:
+    sum over choices of (a's count of it there) x (b's count of it there) / shared."""
     if not names:
-        return [], np.zeros((0, 0), dtype=np.int64), np.zeros((0, 0), dtype=np.int64)
+        z = np.zeros((0, 0), dtype=np.int64)
+        return [], z, z, z.astype(float)
     rows, _ = pd.factorize(np.asarray([i for mine in ids for i in mine], dtype=object))
     cols = np.repeat(np.arange(len(names)), [len(f) for f in flags])
     codes = _choice_codes(np.concatenate(flags))
@@ -75,23 +115,29 @@ def _pairwise(names: list[str], ids: list[list[str]], flags: list[np.ndarray]):
     have[rows, cols] = True
     shared = np.einsum("ij,ik->jk", have, have, dtype=np.int64)
     agree = np.zeros_like(shared)
+    expected = np.zeros(shared.shape)
     for code in set(_CODE.values()):
         hit = np.zeros_like(have)
         sel = codes == code
         hit[rows[sel], cols[sel]] = True
         agree += np.einsum("ij,ik->jk", hit, hit, dtype=np.int64)
-    return list(names), shared, agree
+        marg = np.einsum("ij,ik->jk", hit, have, dtype=np.int64)  # [a, b]: a chose it on samples b labelled
+        expected += marg * marg.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = np.where(shared > 0, expected / shared, 0.0)
+    return list(names), shared, agree, expected
 
 
 def agreement(store: Store, dataset: str | None = None, judges: list[str] | None = None) -> list[Agreement]:
     """Pairwise agreement between judges on the samples both labelled (ties count as a choice)."""
-    names, shared, agree = _agreement_counts(store, dataset, judges)
-    return [Agreement(a, names[j], int(shared[i, j]), int(agree[i, j]))
+    names, shared, agree, expected = _agreement_counts(store, dataset, judges)
+    return [Agreement(a, names[j], int(shared[i, j]), int(agree[i, j]), float(expected[i, j]))
             for i, a in enumerate(names) for j in range(i + 1, len(names))]
 
 
 def agreement_frame(store: Store, dataset: str | None = None) -> pd.DataFrame:
-    """Agreement as a long table (judge_a, judge_b, shared, agree, rate), both orders plus the diagonal."""
+    """Agreement as a long table (judge_a, judge_b, shared, agree, rate, chance, kappa, kappa_lo,
+    kappa_hi), both orders plus the diagonal."""
     return _long(*_agreement_counts(store, dataset, None))
 
 
@@ -235,7 +281,7 @@ def judge_summary(store: Store, dataset: str | None = None) -> dict:
     names, ids, flags = _read_labels(store, dataset)
     if not names:
         empty = pd.DataFrame(dtype=int)
-        return {"table": pd.DataFrame(columns=SUMMARY_COLUMNS), "shared": empty, "agree": empty}
+        return {"table": pd.DataFrame(columns=SUMMARY_COLUMNS), "shared": empty, "agree": empty, "expected": empty}
     code = [_choice_codes(f) for f in flags]
 
     def per_judge(bit: int) -> list[int]:
@@ -255,21 +301,29 @@ def judge_summary(store: Store, dataset: str | None = None) -> dict:
     table["datasets"] = datasets.reindex(table.index).fillna("")
     table["consistency"] = (table["consistent"] / table["both_orders"]).where(table["both_orders"] > 0)
     table = table.join(meta, how="left").rename_axis("name").reset_index().sort_values("name")
-    names, shared, agree = _pairwise(names, ids, flags)
+    names, shared, agree, expected = _pairwise(names, ids, flags)
     return {"table": table[SUMMARY_COLUMNS].reset_index(drop=True),
             "shared": pd.DataFrame(shared, index=names, columns=names),
-            "agree": pd.DataFrame(agree, index=names, columns=names)}
+            "agree": pd.DataFrame(agree, index=names, columns=names),
+            "expected": pd.DataFrame(expected, index=names, columns=names)}
 
 
 def with_reference(summary: dict, reference: str | None) -> pd.DataFrame:
-    """The summary's table with agreement with ``reference``: samples shared, agreeing, the share."""
+    """The summary's table with agreement with ``reference``: samples shared, agreeing, the share,
+    the share expected by chance (``chance_ref``) and Cohen's kappa with its 94% interval."""
     table = summary["table"].copy()
     if reference is None or reference not in summary["shared"].index:
         table["shared_ref"], table["agree_ref"], table["agreement_ref"] = 0, 0, None
+        table["chance_ref"] = table["kappa_ref"] = table["kappa_lo"] = table["kappa_hi"] = None
         return table
     table["shared_ref"] = table["name"].map(summary["shared"][reference]).fillna(0).astype(int)
     table["agree_ref"] = table["name"].map(summary["agree"][reference]).fillna(0).astype(int)
     table["agreement_ref"] = (table["agree_ref"] / table["shared_ref"]).where(table["shared_ref"] > 0)
+    expected = table["name"].map(summary["expected"][reference]).fillna(0.0).to_numpy(dtype=float)
+    k, lo, hi, pe = kappa(table["shared_ref"].to_numpy(), table["agree_ref"].to_numpy(), expected)
+    ok = table["shared_ref"].to_numpy() > 0
+    table["chance_ref"] = np.where(ok, pe, np.nan)
+    table["kappa_ref"], table["kappa_lo"], table["kappa_hi"] = (np.where(ok, v, np.nan) for v in (k, lo, hi))
     return table
 
 
@@ -277,15 +331,19 @@ def agreement_pairs(summary: dict) -> pd.DataFrame:
     """Every ordered pair of judges with shared samples, and each judge with itself (as
     ``agreement_frame``): judge_a, judge_b, shared, agree, rate."""
     shared, agree = summary["shared"], summary["agree"]
-    return _long(list(shared.index), shared.to_numpy(), agree.to_numpy())
+    return _long(list(shared.index), shared.to_numpy(), agree.to_numpy(), summary["expected"].to_numpy())
 
 
-def _long(names: list[str], shared: np.ndarray, agree: np.ndarray) -> pd.DataFrame:
-    """The square counts as one row per ordered pair with a shared sample (row-major order)."""
+def _long(names: list[str], shared: np.ndarray, agree: np.ndarray, expected: np.ndarray) -> pd.DataFrame:
+    """The square counts as one row per ordered pair with a shared sample (row-major order), with
+    the chance level and Cohen's kappa (94% interval) beside each agreement rate."""
     i, j = np.nonzero(shared > 0) if len(names) else (np.array([], int), np.array([], int))
     names = np.asarray(names, dtype=object)
+    k, lo, hi, pe = kappa(shared[i, j], agree[i, j], np.asarray(expected, dtype=float)[i, j]) if len(i) else \
+        (np.zeros(0),) * 4
     return pd.DataFrame({"judge_a": names[i], "judge_b": names[j], "shared": shared[i, j].astype(int),
-                         "agree": agree[i, j].astype(int), "rate": agree[i, j] / shared[i, j]})
+                         "agree": agree[i, j].astype(int), "rate": agree[i, j] / shared[i, j],
+                         "chance": pe, "kappa": k, "kappa_lo": lo, "kappa_hi": hi})
 
 
 def judge_table(store: Store, dataset: str | None = None, reference: str | None = None) -> pd.DataFrame:

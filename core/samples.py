@@ -269,13 +269,24 @@ class Explanation:
     problem: str | None = None
 
     @property
+    def trust(self) -> dict[str, Any]:
+        """What the page shows beside the waterfall before anyone reads it as the judge's reasons:
+        whether the profile beats its best baseline (``fit.beats_baselines``: None when unknown),
+        that baseline and its accuracy, and the profile's tie model."""
+        prov = (self.profile or {}).get("provenance") or {}
+        best = fit.best_baseline(prov.get("baselines"))
+        return {"beats_baseline": fit.beats_baselines((self.profile or {}).get("accuracy"), prov.get("baselines")),
+                "baseline": best[0] if best else None, "baseline_accuracy": best[1] if best else None,
+                "ties": (prov.get("model") or {}).get("ties", "drop")}
+
+    @property
     def frame_rows(self) -> list[dict[str, Any]]:
         """One row per term: attribute, label, x, weight, contribution (catalogue order)."""
         if self.contributions is None:
             return []
         labels = {a.key: a.label for a in catalogue.attributes()}
         c = self.contributions
-        return [{"attribute": k, "label": "intercept (position)" if k == fit.INTERCEPT else labels.get(k, k),
+        return [{"attribute": k, "label": "shown first (position)" if fit.is_position(k) else labels.get(k, k),
                  "x": x, "weight": w, "contribution": t}
                 for k, w, x, t in zip(c.attributes, c.weights, c.x, c.terms)]
 

@@ -16,7 +16,8 @@ with response A as the one under test.
 (comparison features are antisymmetric: swapping the responses flips every sign), so +1 always
 means "M better on this attribute". Under the logistic model P(M preferred) = sigmoid(s * x . w) with
 s = +1 if M is A and -1 if M is B, which is sigmoid(x_o . w) on the oriented features x_o = s * x
-(an intercept, when a profile has one, is a position bias and becomes the column s).
+(the position term, "shown first", is a position bias and becomes the column s: the model under test
+was shown first where it is A, as the pairs are stored).
 
 **Observed win rate.** Over the pairs the judge labelled: 1 when it chose M's response, 0 for the
 other, a tie counts 1/2 (the convention of AlpacaEval and Arena win rates); with a 94% Jeffreys
@@ -33,6 +34,11 @@ mixture over draws of Normal(mean_d, sum_i q_i (1 - q_i) / n^2), the normal appr
 Poisson-binomial count (q_i the pair's probability), its quantiles found by bisection. Compare an
 observed win rate with the predictive interval, the model's expected rate with the credible one.
 A means-only profile (imported, or the demo's truth) is one draw: its credible interval is a point.
+A profile fitted with ties as an outcome (Davidson's model, tie parameter nu) predicts M's expected
+score with a tie counting half, P(M) + P(tie) / 2, as the observed rate counts it (see ``subset_means``);
+the attribute-controlled win rates and the calibration use the logistic P(M | not a tie).
+Attributes a profile has no estimate for (not measured, too few differing samples) are neither
+injected nor ranked.
 
 **Injection and suppression.** The paper injects an attribute by telling the evaluated model to show
 it; what the judge's profile sees is the comparison feature. Injecting attribute k into M's responses
@@ -110,7 +116,7 @@ import numpy as np
 from scipy import special
 
 from . import catalogue
-from .fit import INTERCEPT, INTERVAL_PROB, library_versions
+from .fit import INTERCEPT, INTERVAL_PROB, is_position, library_versions
 
 #: opponent meaning "any other model"
 ALL = "all"
@@ -244,7 +250,7 @@ class SubsetMeans:
 
 
 def subset_means(X: np.ndarray, W: np.ndarray, deltas: np.ndarray, subsets: Sequence[Sequence[int]], cols: Sequence[int],
-                 *, mix: Sequence[float] | None = None, block: int = BLOCK) -> SubsetMeans:
+                 *, mix: Sequence[float] | None = None, block: int = BLOCK, half_nu: np.ndarray | None = None) -> SubsetMeans:
     """Mean over pairs of sigmoid((X + sum_{k in S} deltas[:, k] e_{cols[k]}) . w_d) for each subset S and draw d.
 
     X: (n, d) oriented features; W: (D, d) draws; deltas: (n, K) change of column cols[k] when
@@ -252,6 +258,10 @@ def subset_means(X: np.ndarray, W: np.ndarray, deltas: np.ndarray, subsets: Sequ
     ``m2_first``). A subset one change away from the previous one is reached by one rank-1 update
     (pass subsets in Gray-code order to get that throughout). ``mix`` (one weight per subset) also
     gives the mean of q^2 for the per-pair mixture q = sum_j mix_j P_j (for predictive intervals).
+
+    ``half_nu`` (D,): nu / 2 per draw of a profile with Davidson's ties. P is then M's expected score
+    with a tie counting half, P(M) + P(tie) / 2 = 1/2 + sinh(a) / (2 (cosh(a) + nu / 2)) with a = z / 2,
+    which is the logistic 1/2 + tanh(a) / 2 when nu = 0.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     n = X.shape[0]
@@ -270,6 +280,8 @@ def subset_means(X: np.ndarray, W: np.ndarray, deltas: np.ndarray, subsets: Sequ
     tmp = np.empty_like(z)
     out = np.empty_like(z)
     u = np.empty_like(z) if mix is not None else None
+    hn = None if half_nu is None else np.asarray(half_nu, dtype=np.float32).reshape(1, -1)
+    den = np.empty_like(z) if hn is not None else None
     with _one_blas_thread():
         for start in range(0, n, block):
             m = min(block, n - start)
@@ -301,7 +313,14 @@ def subset_means(X: np.ndarray, W: np.ndarray, deltas: np.ndarray, subsets: Sequ
                         shift(k, 1.0)
                     state = want
                     src = cb
-                np.tanh(src, out=ob)
+                if hn is None:
+                    np.tanh(src, out=ob)
+                else:
+                    db = den[:m]
+                    np.cosh(src, out=db)
+                    db += hn
+                    np.sinh(src, out=ob)
+                    ob /= db
                 sums[j] += ob.sum(axis=0)  # float32 within a block, float64 across
                 if j == 0:
                     np.multiply(ob, ob, out=tb)
@@ -363,7 +382,8 @@ def change_deltas(X: np.ndarray, cols: Sequence[int], targets: Sequence[int],
 
 
 def simulate_arrays(X: np.ndarray, W: np.ndarray, cols: Sequence[int], targets: Sequence[int], rates: Sequence[float],
-                    *, applicable: np.ndarray | None = None, block: int = BLOCK) -> ArraysResult:
+                    *, applicable: np.ndarray | None = None, block: int = BLOCK,
+                    half_nu: np.ndarray | None = None) -> ArraysResult:
     """One simulation on oriented features X (n, d) and draws W (D, d): changes k set column cols[k]
     to targets[k] (+1 inject, -1 suppress) in a share rates[k] of the pairs, independently; exact
     expectation over the 2^K combinations; Shapley contributions per draw."""
@@ -381,7 +401,7 @@ def simulate_arrays(X: np.ndarray, W: np.ndarray, cols: Sequence[int], targets: 
     masks = [g ^ (g >> 1) for g in range(1 << K)]
     masks = [m for m in masks if all(r[k] > 0 for k in _bits(m, K))]
     mix = [_subset_prob(m, full, r) for m in masks]
-    res = subset_means(X, W, deltas, [_bits(m, K) for m in masks], cols, mix=mix, block=block)
+    res = subset_means(X, W, deltas, [_bits(m, K) for m in masks], cols, mix=mix, block=block, half_nu=half_nu)
     f = dict(zip(masks, res.means))
     D = res.means.shape[1]
     v = np.zeros((1 << K, D))
@@ -413,10 +433,11 @@ def simulate_arrays(X: np.ndarray, W: np.ndarray, cols: Sequence[int], targets: 
 
 
 def gains_arrays(X: np.ndarray, W: np.ndarray, cols: Sequence[int], target: int, *,
-                 applicable: np.ndarray | None = None, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 applicable: np.ndarray | None = None, block: int = BLOCK,
+                 half_nu: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each column in ``cols`` changed alone in every applicable pair: (before (D,), after (len(cols), D), applies)."""
     deltas = change_deltas(X, cols, [target] * len(cols), applicable)
-    res = subset_means(X, W, deltas, [[]] + [[k] for k in range(len(cols))], cols, block=block)
+    res = subset_means(X, W, deltas, [[]] + [[k] for k in range(len(cols))], cols, block=block, half_nu=half_nu)
     return res.means[0], res.means[1:], (deltas != 0).mean(axis=0) if X.shape[0] else np.zeros(len(cols))
 
 
@@ -559,7 +580,7 @@ def profile_draws(profile: Mapping[str, Any], attributes: Sequence[str]) -> tupl
     draws = profile.get("draws")
     src = np.asarray(draws, dtype=np.float32) if draws is not None else np.asarray([profile["mean"]], dtype=np.float32)
     src = np.nan_to_num(src.reshape(-1, len(names)))
-    pos = {k: i for i, k in enumerate(names)}
+    pos = {(INTERCEPT if is_position(k) else k): i for i, k in enumerate(names)}
     intercept = INTERCEPT in pos
     cols = ([INTERCEPT] if intercept else []) + list(attributes)
     W = np.zeros((src.shape[0], len(cols)), np.float32)
@@ -569,11 +590,46 @@ def profile_draws(profile: Mapping[str, Any], attributes: Sequence[str]) -> tupl
     return W, intercept
 
 
+def tie_draws(profile: Mapping[str, Any]) -> np.ndarray | None:
+    """nu / 2 per draw (aligned with ``profile_draws``) of a profile fitted with Davidson's ties, else None."""
+    from .fit import TIE
+
+    names = list(profile["attributes"])
+    if TIE not in names:
+        return None
+    draws = profile.get("draws")
+    src = np.asarray(draws, dtype=np.float32) if draws is not None else np.asarray([profile["mean"]], dtype=np.float32)
+    theta = np.nan_to_num(src.reshape(-1, len(names))[:, names.index(TIE)])
+    return (0.5 * np.exp(theta)).astype(np.float32)
+
+
 def oriented(pairs: PairSet, idx: np.ndarray, sign: np.ndarray, intercept: bool) -> np.ndarray:
     Xo = pairs.X[idx] * sign[:, None]
     if intercept:
         Xo = np.hstack([sign[:, None], Xo])
     return Xo
+
+
+def unmeasured(profile: Mapping[str, Any]) -> list[str]:
+    """Attributes the profile has no estimate for (not measured, or too few differing samples:
+    ``fit.measurement``): the simulator does not offer them and refuses to inject them."""
+    from .compare import measured_mask
+
+    if not profile.get("attributes"):
+        return []
+    return [k for k, ok in zip(profile["attributes"], measured_mask(profile)) if not ok]
+
+
+def trust(profile: Mapping[str, Any]) -> dict[str, Any]:
+    """Whether the profile predicts held-out choices better than its best baseline (None: unknown), the
+    baseline, and the attributes it did not measure: shown with every simulation."""
+    from .fit import beats_baselines, best_baseline
+
+    prov = profile.get("provenance") or {}
+    best = best_baseline(prov.get("baselines"))
+    return {"beats_baseline": beats_baselines(profile.get("accuracy"), prov.get("baselines")),
+            "baseline": best[0] if best else None, "baseline_accuracy": best[1] if best else None,
+            "unmeasured": unmeasured(profile)}
 
 
 def provenance(profile: Mapping[str, Any], draws_used: int, stale: bool | None = None) -> dict[str, Any]:
@@ -586,6 +642,7 @@ def provenance(profile: Mapping[str, Any], draws_used: int, stale: bool | None =
         "accuracy": profile.get("accuracy"), "fitted_at": prov.get("fitted_at") or profile.get("created_at"),
         "fingerprint": profile.get("fingerprint"), "draws": int(draws_used),
         "means_only": profile.get("draws") is None, "imported": bool(profile.get("imported")),
+        **trust(profile),
     }
     if stale is not None:
         out["stale"] = stale
@@ -720,6 +777,11 @@ def simulate(store, dataset: str, judges: Sequence[str], *, scope: str = "all", 
     for judge in judges:
         t0 = time.perf_counter()
         prof = pick_profile(store, dataset, scope, judge, feature_source=feature_source, method=method)
+        missing = [c.attribute for c in changes if c.attribute in unmeasured(prof)]
+        if missing:
+            raise SimulationError(f"judge {judge!r}'s profile in scope {scope!r} has no estimate for "
+                                  f"{', '.join(map(repr, missing))}: the feature set did not measure it, or too few "
+                                  "samples differ on it, so the simulator cannot say what injecting it would do")
         src = prof["feature_source"]
         pairs = cache.get(src) or cache.setdefault(src, _pairs_for(store, dataset, src, scope, given))
         outcomes = pairs.outcomes(store, judge)
@@ -735,7 +797,7 @@ def simulate(store, dataset: str, judges: Sequence[str], *, scope: str = "all", 
         if intercept:
             app = np.hstack([np.ones((len(idx), 1), bool), app])
         res = simulate_arrays(Xo, W, [c + offset for c in cols], [c.target for c in changes],
-                              [c.rate for c in changes], applicable=app)
+                              [c.rate for c in changes], applicable=app, half_nu=tie_draws(prof))
         observed = lo = hi = None
         if won is not None:
             observed = float(won.mean())
@@ -823,9 +885,13 @@ def injection_ranking(store, dataset: str, judge: str, *, scope: str = "all", mo
     if intercept:
         app = np.hstack([np.ones((len(idx), 1), bool), app])
     cols = [j + offset for j in range(len(pairs.attributes))]
-    before, after, applies = gains_arrays(Xo, W, cols, 1 if direction == "inject" else -1, applicable=app)
+    before, after, applies = gains_arrays(Xo, W, cols, 1 if direction == "inject" else -1, applicable=app,
+                                          half_nu=tie_draws(prof))
     gains = []
+    no_estimate = set(unmeasured(prof))
     for j, key in enumerate(pairs.attributes):
+        if key in no_estimate:  # the prior says nothing about what injecting it would do
+            continue
         g = float(rate) * (after[j] - before)
         e = Estimate.from_draws(g, prob)
         gains.append(Gain(attribute=key, label=_label(key), mean=e.mean, lo=e.lo, hi=e.hi,
@@ -1022,9 +1088,11 @@ def datasets(store) -> list[str]:
 def simulation_options(store, dataset: str) -> dict[str, Any]:
     """What the simulator can be asked about a dataset: per feature set, scope and method the judges
     with a profile (feature sets the dataset has, scopes in catalogue order, fitted methods first),
-    and the responding models with their pair counts."""
+    and the responding models with their pair counts; ``unmeasured``: per feature set, scope, method
+    and judge, the attributes its profile has no estimate for (not offered to inject)."""
     sources = {r["source"] for r in store.feature_sources(dataset)}
-    rows = [r for r in store.profiles(dataset=dataset, columns=["feature_source", "scope", "method", "judge"])
+    rows = [r for r in store.profiles(dataset=dataset, columns=["feature_source", "scope", "method", "judge",
+                                                                "attributes", "accuracy", "provenance"])
             if r["feature_source"] in sources]
     known = ["all"] + catalogue.group_keys() + catalogue.case_keys()
     scope_key = lambda sc: (known.index(sc) if sc in known else len(known), sc)  # noqa: E731
@@ -1037,4 +1105,8 @@ def simulation_options(store, dataset: str) -> dict[str, Any]:
                  for m in sorted({r["method"] for r in mine if r["scope"] == sc}, key=method_key)}
             for sc in sorted({r["scope"] for r in mine}, key=scope_key)
         }
-    return {"feature_sources": list(index), "index": index, "models": models(store, dataset)}
+    missing: dict[str, dict[str, dict[str, dict[str, list[str]]]]] = {}
+    for r in rows:
+        missing.setdefault(r["feature_source"], {}).setdefault(r["scope"], {}).setdefault(r["method"], {})[r["judge"]] = \
+            unmeasured(r)
+    return {"feature_sources": list(index), "index": index, "models": models(store, dataset), "unmeasured": missing}

@@ -700,12 +700,13 @@ class Store:
         known = col < len(keys)  # an attribute the catalogue no longer has is not a column
         X_all = np.zeros((len(ids_all), len(keys)))
         X_all[np.searchsorted(positions, pos[known]), col[known]] = value[known]
+        orders: dict[str, Any] = {}
         if judges is not None and not judges:  # features only (the simulator): no labels to read
             names: list[str] = []
             Y_all = np.empty((len(ids_all), 0))
         else:
-            lab_sql = ("SELECT l.sample_id, l.judge, l.choice FROM labels l JOIN samples s ON s.id = l.sample_id"
-                       " WHERE s.dataset = ?")
+            lab_sql = ("SELECT l.sample_id, l.judge, l.choice, l.verdict_ab, l.verdict_ba FROM labels l"
+                       " JOIN samples s ON s.id = l.sample_id WHERE s.dataset = ?")
             params: list[Any] = [dataset]
             if judges:
                 lab_sql += f" AND l.judge IN ({', '.join('?' * len(judges))})"
@@ -713,10 +714,25 @@ class Store:
             labs = pd.read_sql_query(lab_sql, self.conn, params=params)
             labs = labs[labs["sample_id"].isin(set(ids_all))]
             names = list(judges) if judges else sorted(labs["judge"].unique())
-            labs = labs[labs["choice"] != "tie"]
-            yv = labs.assign(y=(labs["choice"] == "A").astype(float)).pivot_table(
-                index="sample_id", columns="judge", values="y", aggfunc="first")
-            Y_all = yv.reindex(index=ids_all, columns=names).to_numpy(dtype=float)
+            # per presentation order (1 A, 0 B, 0.5 tie, NaN none): a label with no per-order verdicts
+            # is taken as given with A shown first; one with only the B-first verdict has no A-first one
+            code = {"A": 1.0, "B": 0.0, "tie": 0.5}
+            single = labs["verdict_ab"].isna() & labs["verdict_ba"].isna()
+            coded = labs.assign(
+                y=labs["choice"].map(code),
+                ab=labs["verdict_ab"].map(code).where(~single, labs["choice"].map(code)),
+                ba=labs["verdict_ba"].map(code))
+            row_of = pd.Series(np.arange(len(ids_all)), index=ids_all)
+            col_of = pd.Series(np.arange(len(names)), index=names)
+            ri = coded["sample_id"].map(row_of).to_numpy()
+            ci = coded["judge"].map(col_of).to_numpy()
+            ok = ~(pd.isna(ri) | pd.isna(ci))
+            ri, ci = ri[ok].astype(np.int64), ci[ok].astype(np.int64)
+            for col in ("y", "ab", "ba"):
+                wide = np.full((len(ids_all), len(names)), np.nan)
+                wide[ri, ci] = coded[col].to_numpy(dtype=float)[ok]
+                orders[col] = wide
+            Y_all = np.where(orders["y"] == 0.5, np.nan, orders["y"])
         groups = meta.loc[ids_all, "scenario_group"].to_numpy()
         own = meta.loc[ids_all, "category"].to_numpy()
         cases = [json.loads(c) if isinstance(c, str) and c else {} for c in meta.loc[ids_all, "cases"]]
@@ -733,7 +749,8 @@ class Store:
                 in_scope = groups == scope
             rows = in_scope & usable
             out[scope] = Design(sample_ids=[i for i, k in zip(ids_all, rows) if k], attributes=keys, X=X_all[rows],
-                                judges=names, Y=Y_all[rows], excluded=int((in_scope & ~usable).sum()))
+                                judges=names, Y=Y_all[rows], excluded=int((in_scope & ~usable).sum()),
+                                **{f"Y_{k}": v[rows] for k, v in orders.items()})
         return out
 
     def differing_counts(self, dataset: str, feature_source: str, scope: str | None = None) -> dict[str, int]:
@@ -1300,6 +1317,11 @@ class Design:
     judges: list[str]
     Y: Any  # (n, J): 1 = A preferred, 0 = B, NaN = tie or no label
     excluded: int = 0  # samples left out because their errors could not be checked
+    # the same with ties as 0.5 (the combined choice), and per presentation order: Y_ab the verdict
+    # with A shown first (a label without per-order verdicts counts as that), Y_ba with B first
+    Y_y: Any = None
+    Y_ab: Any = None
+    Y_ba: Any = None
 
 
 @dataclass(frozen=True)

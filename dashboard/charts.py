@@ -44,18 +44,34 @@ def scenario_bars(frame: pd.DataFrame) -> alt.Chart:
 
 
 def agreement_heatmap(frame: pd.DataFrame) -> alt.Chart:
-    """Agreement rate between judges on shared samples, with the count shared in the tooltip."""
+    """Agreement between judges on shared samples, read against chance: each cell is coloured by
+    Cohen's kappa (0 = what the two judges' choice frequencies give by chance), on a scale fitted to
+    the pairs shown (the diagonal, kappa 1, is clamped) so that differences near chance are visible;
+    the text is the agreement rate, the tooltip adds the chance level, kappa's 94% interval and the
+    count shared. A frame without kappa (older callers) is coloured by the rate on [0, 1]."""
     base = alt.Chart(frame).encode(
         x=alt.X("judge_a:N", title=None, axis=names_axis(labelAngle=-40)),
         y=alt.Y("judge_b:N", title=None, axis=names_axis()),
     )
-    cells = base.mark_rect().encode(
-        color=alt.Color("rate:Q", title="agreement", scale=alt.Scale(domain=[0, 1], scheme="blues")),
-        tooltip=["judge_a", "judge_b", "shared", "agree", alt.Tooltip("rate:Q", format=".1%")],
-    )
+    tooltip = ["judge_a", "judge_b", "shared", "agree", alt.Tooltip("rate:Q", title="agreement", format=".1%")]
+    if "kappa" in frame:
+        off = frame.loc[frame["judge_a"] != frame["judge_b"], "kappa"].dropna()
+        lo = min(float(off.min()) if len(off) else 0.0, -0.05)
+        hi = max(float(off.max()) if len(off) else 0.0, 0.05)
+        color = alt.Color("kappa:Q", title="Cohen's kappa",
+                          scale=alt.Scale(domain=[lo, hi], domainMid=0, scheme="redblue", clamp=True, reverse=True))
+        tooltip += [alt.Tooltip("chance:Q", title="by chance", format=".1%"),
+                    alt.Tooltip("kappa:Q", title="kappa", format=".2f"),
+                    alt.Tooltip("kappa_lo:Q", title="kappa from", format=".2f"),
+                    alt.Tooltip("kappa_hi:Q", title="kappa to", format=".2f")]
+        strong = f"abs(datum.kappa) > {0.6 * max(abs(lo), hi):.4f}"
+    else:
+        color = alt.Color("rate:Q", title="agreement", scale=alt.Scale(domain=[0, 1], scheme="blues"))
+        strong = "datum.rate > 0.6"
+    cells = base.mark_rect().encode(color=color, tooltip=tooltip)
     text = base.mark_text(fontSize=10).encode(
         text=alt.Text("rate:Q", format=".0%"),
-        color=alt.condition("datum.rate > 0.6", alt.value("white"), alt.value("black")),
+        color=alt.condition(strong, alt.value("white"), alt.value("black")),
     )
     return (cells + text).properties(width=alt.Step(42), height=alt.Step(24))
 
@@ -90,13 +106,15 @@ def percent_domain(frame: pd.DataFrame) -> list[float]:
 
 
 def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool = True,
-                  title: str | None = None, domain: list[float] | None = None) -> alt.LayerChart:
+                  title: str | None = None, domain: list[float] | None = None,
+                  truth: pd.DataFrame | None = None) -> alt.LayerChart:
     """The paper's profile chart: per attribute, 100 * sigmoid(weight) in % as a bar from the 50% line
     (above 50: the judge rewards the attribute; below: it dislikes it), the credible interval as a
     whisker, one colour per judge (judges dodged within a row). ``frame`` is
     ``core.compare.profile_frame`` output. With ``select``, a click on a bar selects its
     (attribute, judge) under :data:`PROFILE_PICK`. ``domain`` fixes the x range (to draw charts
-    side by side on one scale; default :func:`percent_domain` of the frame)."""
+    side by side on one scale; default :func:`percent_domain` of the frame). ``truth`` (judge, label,
+    percent; a synthetic dataset's known weights) is drawn as a black diamond on each judge's bar."""
     judges = list(dict.fromkeys(frame["judge"]))
     rows = attribute_order(frame, order)
     multi = len(judges) > 1
@@ -106,7 +124,8 @@ def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool
                                     scale=alt.Scale(scheme="tableau10")))
     if multi:
         enc["yOffset"] = alt.YOffset("judge:N", sort=judges)
-    domain = list(domain) if domain is not None else percent_domain(frame)
+    domain = list(domain) if domain is not None else percent_domain(
+        frame if truth is None or not len(truth) else pd.concat([frame, truth[["percent"]]], ignore_index=True))
     ticks = list(range(int(-(-domain[0] // 10) * 10), int(domain[1]) + 1, 10))  # every 10%, 50 among them
     scale = alt.Scale(domain=domain, nice=False, zero=False)
     x = alt.X("percent:Q", title="P(preferred | better on this attribute alone), %", scale=scale,
@@ -127,12 +146,31 @@ def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool
         pick = alt.selection_point(name=PROFILE_PICK, fields=["attribute", "judge"], on="click")
         bars = bars.encode(opacity=alt.condition(pick, alt.value(0.85), alt.value(0.4))).add_params(pick)
     fifty = alt.Chart(pd.DataFrame({"x": [50.0]})).mark_rule(color="#666666", strokeDash=[5, 4], size=1.5).encode(x="x:Q")
+    layers = [whiskers, bars, fifty]
+    if truth is not None and len(truth):
+        known = truth[truth["judge"].isin(judges) & truth["label"].isin(rows)]
+        layers.append(alt.Chart(known).mark_point(shape="diamond", filled=True, color="black", size=45).encode(
+            y=y, x=alt.X("percent:Q", scale=scale),
+            tooltip=[alt.Tooltip("judge:N"), alt.Tooltip("label:N", title="attribute"),
+                     alt.Tooltip("percent:Q", title="true %", format=".1f")],
+            **({"yOffset": enc["yOffset"]} if multi else {})))
+    if "status" in frame and (frame["status"] != "measured").any():
+        # an attribute the feature set did not measure (or too few samples differ on) has no estimate:
+        # its row says so at the 50% line instead of drawing the prior as if it were a finding
+        missing = frame[frame["status"] != "measured"].assign(x=50.0)
+        note = alt.Chart(missing).mark_text(align="left", dx=4, fontSize=11, color="#888888", fontStyle="italic").encode(
+            y=y, x=alt.X("x:Q", scale=scale), text="status:N",
+            tooltip=[alt.Tooltip("judge:N"), alt.Tooltip("label:N", title="attribute"),
+                     alt.Tooltip("status:N", title="no estimate"),
+                     alt.Tooltip("differing:Q", title="samples where A and B differ")],
+            **({"yOffset": enc["yOffset"]} if multi else {}))
+        layers.append(note)
     # bars above the whiskers, so that a click on a bar reaches the bar (and its selection), not the
     # whisker drawn across it; the bars are slightly transparent so the whisker still shows through.
     # A fixed height (with yOffset a Step would size the offset band, not the row) that also holds
     # the legend, the axis and the title: Streamlit fits the whole chart into it.
     height = step * max(len(rows), 1) + 80 + (24 if title else 0)
-    chart = alt.layer(whiskers, bars, fifty).properties(height=height)
+    chart = alt.layer(*layers).properties(height=height)
     if title:
         chart = chart.properties(title=title)
     return chart

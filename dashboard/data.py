@@ -135,7 +135,13 @@ def profile_view(fp: tuple, dataset: str, feature_source: str, method: str, scop
     """What the Profiles page shows: per-attribute frame, top/bottom attributes, accuracy and diagnostics."""
     rows = profile_rows(fp, dataset, feature_source, method, scope, judges)
     frame = compare.profile_frame(rows)
-    return {"frame": frame, "top": compare.top_bottom(frame, k), "summary": compare.profile_summary(rows)}
+    truth = None
+    if method != "truth":  # a synthetic dataset's known weights, drawn over the fitted ones
+        known = _profiles_in_order(dataset, feature_source, "truth", scope, judges)
+        if known:
+            truth = compare.profile_frame(known)[["judge", "attribute", "label", "percent"]]
+    return {"frame": frame, "top": compare.top_bottom(frame, k), "summary": compare.profile_summary(rows),
+            "truth": truth}
 
 
 def profile_export(dataset: str, feature_source: str, method: str, scope: str, judges: tuple[str, ...],
@@ -170,7 +176,8 @@ def judge_details(fp: tuple) -> pd.DataFrame:
 def profile_weights(fp: tuple, dataset: str, feature_source: str, method: str) -> dict:
     """{scope: {judge: mean weights}} of every stored profile: read once for every scope's similarity."""
     return compare.weights_from_rows(store().profiles(dataset=dataset, feature_source=feature_source, method=method,
-                                                      columns=["scope", "judge", "mean"]))
+                                                      columns=["scope", "judge", "attributes", "mean",
+                                                               "provenance"]))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -182,7 +189,8 @@ def similarity(fp: tuple, dataset: str, feature_source: str, method: str, scope:
     scopes = [scope] if scope else compare.scenario_scopes(weights)
     matrix = compare.similarity_matrix(weights, list(judges) or None, scopes=scopes, method=corr)
     order = compare.cluster_order(matrix)
-    return {"matrix": matrix.loc[order, order], "order": order, "scopes": scopes}
+    return {"matrix": matrix.loc[order, order], "order": order, "scopes": scopes,
+            "attributes": dict(matrix.attrs.get("attributes", {}))}
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -471,3 +479,13 @@ def explanation(fp: tuple, sample_id: str, judge: str, scope: str) -> dict:
     e = _samples.explain(store(), sample_id, judge, scope)
     return {"explanation": e, "frame": pd.DataFrame(e.frame_rows, columns=["attribute", "label", "x", "weight",
                                                                             "contribution"])}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def bias_card(fp: tuple, judge: str, dataset: str | None, families: tuple[tuple[str, str], ...] = ()) -> pd.DataFrame:
+    """A judge's bias card (``core.bias.bias_card``) as a table; ``families``: extra (pattern, family)
+    pairs checked before the built-in map."""
+    from core import bias
+
+    fams = {**dict(families), **bias.DEFAULT_FAMILIES} if families else None
+    return pd.DataFrame(bias.card_rows(bias.bias_card(store(), judge, dataset, families=fams)))

@@ -311,9 +311,14 @@ def fit_form(prefix: str, overview: dict, *, default_judges: list[str] | None = 
                             help="category:NAME scopes are the dataset's own categories (fitted only when chosen)")
     method = st.radio("Method", ["fast", "exact"], horizontal=True, key=f"{prefix}_method",
                       help="fast: batched HMC, checked against NUTS; exact: NUTS (slower)")
+    model = st.radio("Model", ["full", "paper"], horizontal=True, key=f"{prefix}_model",
+                     format_func=lambda m: "position term and ties" if m == "full" else "the paper's",
+                     help="position term and ties: a 'shown first' term, verdicts in both orders as two "
+                          "observations, ties as an outcome (Davidson) where the judge tied. The paper's: the "
+                          "combined verdict, no position term, ties dropped.")
     force = st.checkbox("Refit even when the inputs did not change", key=f"{prefix}_force")
     params = {"dataset": dataset, "features": source, "judges": chosen, "scopes": scopes, "method": method,
-              "force": force}
+              "force": force, **({"position": False, "ties": "drop"} if model == "paper" else {})}
     if auth.require_editor("fitting profiles"):
         if st.button("Fit", type="primary", key=f"{prefix}_start", icon=":material/model_training:"):
             start("fit", params, watch_key=watch_key)

@@ -33,7 +33,8 @@ else:
     table = data.judge_table(fp, dataset, reference)
     st.dataframe(
         table, hide_index=True,
-        column_order=["name", "kind", "size_b", "labels", "agreement_ref", "shared_ref", "consistency", "both_orders",
+        column_order=["name", "kind", "size_b", "labels", "agreement_ref", "chance_ref", "kappa_ref", "kappa_lo",
+                      "kappa_hi", "shared_ref", "consistency", "both_orders",
                       "datasets", "a", "b", "tie", "with_prob", "agree_ref", "consistent"],
         column_config={
             "size_b": st.column_config.NumberColumn("size (B params)"),
@@ -42,11 +43,19 @@ else:
             "consistency": st.column_config.NumberColumn("position consistency", format="percent"),
             "shared_ref": "shared with reference", "agree_ref": "agree with reference",
             "agreement_ref": st.column_config.NumberColumn("agreement with reference", format="percent"),
+            "chance_ref": st.column_config.NumberColumn("by chance", format="percent",
+                                                        help="the agreement two judges with these choice frequencies "
+                                                             "reach by chance"),
+            "kappa_ref": st.column_config.NumberColumn("Cohen's kappa", format="%.2f",
+                                                       help="(agreement - chance) / (1 - chance): 0 is chance, 1 full"),
+            "kappa_lo": st.column_config.NumberColumn("kappa from", format="%.2f", help="94% interval"),
+            "kappa_hi": st.column_config.NumberColumn("kappa to", format="%.2f", help="94% interval"),
         },
     )
     others = table[table["name"] != reference]
     if others["agreement_ref"].notna().any():
-        st.markdown(f"**Agreement with {plain(reference)}** (share of shared samples with the same choice)")
+        st.markdown(f"**Agreement with {plain(reference)}** (share of shared samples with the same choice; read it "
+                    "against the chance level and Cohen's kappa in the table)")
         charts.show(charts.judge_rates, others, "agreement_ref", title="agreement with the reference",
                     count="shared_ref", width="stretch")
 
@@ -66,10 +75,39 @@ else:
     if agree.empty or agree["judge_a"].nunique() < 2:
         st.info("Fewer than two judges here.")
     else:
+        st.caption("Colour: Cohen's kappa (agreement beyond what the two judges' choice frequencies give by chance; "
+                   "white is chance, the scale fits the pairs shown); text: the agreement rate.")
         charts.show(charts.agreement_heatmap, agree, width="content")
         pairs = agree[agree["judge_a"] < agree["judge_b"]].sort_values("rate", ascending=False)
         st.dataframe(pairs, hide_index=True,
-                     column_config={"rate": st.column_config.NumberColumn("agreement", format="percent")})
+                     column_config={"rate": st.column_config.NumberColumn("agreement", format="percent"),
+                                    "chance": st.column_config.NumberColumn("by chance", format="percent"),
+                                    "kappa": st.column_config.NumberColumn("Cohen's kappa", format="%.2f"),
+                                    "kappa_lo": st.column_config.NumberColumn("kappa from", format="%.2f"),
+                                    "kappa_hi": st.column_config.NumberColumn("kappa to", format="%.2f")})
+
+if not base.empty:
+    st.subheader("Bias card")
+    st.caption("Position (does the response shown first win?), verbosity, formatting and self-preference (a "
+               "response from the judge's own model family): raw rates with 94% Jeffreys intervals, and the weights "
+               "net of content from the judge's profile (scope all) as 100·sigmoid(weight); n is the number of pairs "
+               "behind each figure. 50% means no bias.")
+    b1, b2 = st.columns([1, 2])
+    card_judge = b1.selectbox("Judge", list(base["name"]), key="judges_bias_judge")
+    extra = b2.text_input("Extra model families (PATTERN=FAMILY, comma-separated)", key="judges_bias_families",
+                          help="Regular expressions on model names, checked before the built-in map "
+                               "(gpt/o1 -> openai, claude -> anthropic, llama/vicuna -> llama, qwen, mistral, ...)")
+    pairs = tuple(tuple(x.split("=", 1)) for x in (t.strip() for t in extra.split(",")) if "=" in x)
+    try:
+        card = data.bias_card(fp, card_judge, dataset, pairs)
+    except ValueError as e:
+        st.info(plain(str(e)))
+    else:
+        st.dataframe(card, hide_index=True, key="judges_bias_table", column_config={
+            "value": st.column_config.NumberColumn("estimate", format="percent"),
+            "lo": st.column_config.NumberColumn("94% from", format="percent"),
+            "hi": st.column_config.NumberColumn("94% to", format="percent"),
+            "n": st.column_config.NumberColumn("pairs")})
 
 st.subheader("Add a judge")
 

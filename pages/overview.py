@@ -65,9 +65,15 @@ agree = data.agreement(fp, choice)
 if agree.empty or agree["judge_a"].nunique() < 2:
     st.info("This dataset has fewer than two judges.")
 else:
+    st.caption("Colour: Cohen's kappa (agreement beyond what the two judges' choice frequencies give by chance; "
+               "white is chance, the scale fits the pairs shown); text: the agreement rate.")
     charts.show(charts.agreement_heatmap, agree, width="content")
     pairs = agree[agree["judge_a"] < agree["judge_b"]].sort_values("rate", ascending=False)
     st.dataframe(
         pairs, hide_index=True,
-        column_config={"rate": st.column_config.NumberColumn("agreement", format="percent")},
+        column_config={"rate": st.column_config.NumberColumn("agreement", format="percent"),
+                                    "chance": st.column_config.NumberColumn("by chance", format="percent"),
+                                    "kappa": st.column_config.NumberColumn("Cohen's kappa", format="%.2f"),
+                                    "kappa_lo": st.column_config.NumberColumn("kappa from", format="%.2f"),
+                                    "kappa_hi": st.column_config.NumberColumn("kappa to", format="%.2f")},
     )

@@ -101,11 +101,27 @@ st.caption(
     f"{'94% equal-tailed credible interval' if frame['lo'].notna().any() else 'interval (none stored: means only)'}. "
     "Click a bar to open the samples that differ on that attribute, with that judge's choices."
 )
-event = charts.show(charts.profile_chart, frame, order=order, on_select="rerun", key="profiles_chart", width="stretch")
+weak = summary[summary["beats_baseline"] == False]  # noqa: E712 (None: no held-out accuracy to compare)
+if not weak.empty:
+    st.warning(
+        "Predicts no better than the obvious: "
+        + "; ".join(f"{md(r.judge)} (held-out {r.accuracy:.1%} vs {md(r.baseline)}-only {r.baseline_accuracy:.1%})"
+                    for r in weak.itertuples())
+        + ". Read these profiles as descriptions of the fit, not of what drives the judge.", icon=":material/warning:")
+unmeasured = frame.loc[frame["status"] != "measured", "label"].unique()
+if len(unmeasured):
+    st.caption(f"{len(unmeasured)} attributes have no estimate here (marked on the chart): the feature set did not "
+               f"measure them, or fewer than the threshold of samples differ on them; their posterior would only "
+               f"repeat the prior.")
+truth = view.get("truth")
+if truth is not None:
+    st.caption("◆ black diamonds: the true weights the synthetic judges' labels were drawn from (method 'truth').")
+event = charts.show(charts.profile_chart, frame, order=order, truth=truth, on_select="rerun", key="profiles_chart",
+                    width="stretch")
 picked = charts.selection_of(event, charts.PROFILE_PICK)
 if picked:
     pick = (picked[0].get("attribute"), picked[0].get("judge"))
-    if pick != st.session_state.get("profiles_last_pick") and all(pick):
+    if pick != st.session_state.get("profiles_last_pick") and all(pick) and pick[0] in catalogue.attribute_keys():
         st.session_state["profiles_last_pick"] = pick
         st.switch_page(SAMPLES, query_params={"dataset": dataset, "attr": pick[0], "judge": pick[1], "scope": scope,
                                               "source": feature_source})
@@ -154,7 +170,8 @@ else:
     st.caption(f"Open the samples of scope {md(repr(scope))} that differ on an attribute, with {md(judge)}'s choices:")
     labels = frame.drop_duplicates("attribute").set_index("label")["attribute"]
     link_cols = st.columns(4)
-    for i, label in enumerate(charts.attribute_order(frame, order)):
+    attribute_keys = set(catalogue.attribute_keys())  # the position term is no attribute to filter on
+    for i, label in enumerate(l for l in charts.attribute_order(frame, order) if labels[l] in attribute_keys):
         key = labels[label]
         link_cols[i % 4].page_link(
             SAMPLES, label=f"{md(label)} · {counts.get(key, 0):,}",
@@ -189,12 +206,19 @@ else:
 
 # ------------------------------------------------------------------ accuracy, diagnostics, provenance
 st.subheader("Held-out accuracy and fit diagnostics")
-st.caption("Accuracy and log loss are out of fold (k-fold: each fold predicted by a fit on the others). "
-           "R-hat near 1 and a large effective sample size (ESS) mean the sampler converged.")
-st.dataframe(summary[["judge", "n", "accuracy", "log_loss", "folds", "max_rhat", "min_ess", "divergences", "accept_rate"]],
+st.caption("Accuracy and log loss are out of fold (k-fold: each fold predicted by a fit on the others), beside the "
+           "best of three baselines on the same folds: the majority verdict, the response shown first wins, the longer "
+           "response wins. R-hat near 1 and a large effective sample size (ESS) mean the sampler converged.")
+st.dataframe(summary[["judge", "n", "accuracy", "baseline_accuracy", "baseline", "beats_baseline", "log_loss", "model",
+                      "tie_rate", "measured", "folds", "max_rhat", "min_ess", "divergences", "accept_rate"]],
              hide_index=True, key="profiles_accuracy", column_config={
                  "n": st.column_config.NumberColumn("samples"),
                  "accuracy": st.column_config.NumberColumn("held-out accuracy", format="percent"),
+                 "baseline_accuracy": st.column_config.NumberColumn("best baseline", format="percent"),
+                 "baseline": st.column_config.TextColumn("which baseline"),
+                 "beats_baseline": st.column_config.CheckboxColumn("beats it"),
+                 "tie_rate": st.column_config.NumberColumn("ties", format="percent"),
+                 "measured": st.column_config.TextColumn("attributes measured"),
                  "log_loss": st.column_config.NumberColumn("log loss", format="%.3f"),
                  "max_rhat": st.column_config.NumberColumn("max R-hat", format="%.3f"),
                  "min_ess": st.column_config.NumberColumn("min ESS", format="%.0f"),

@@ -282,6 +282,12 @@ if view is not None:
         else:
             c = e.contributions
             prof = e.profile
+            trust = e.trust
+            if trust["beats_baseline"] is False:
+                st.warning(plain(
+                    f"This profile predicts held-out choices no better than the obvious ({prof['accuracy']:.1%} against "
+                    f"{trust['baseline_accuracy']:.1%} for the {trust['baseline']} baseline): the waterfall shows what "
+                    "the fit adds up to, not what drives the judge."), icon=":material/warning:")
             left, right = st.columns([3, 1])
             with left:
                 charts.show(charts.contribution_waterfall, frame, width="stretch", key=K + "waterfall")
@@ -290,7 +296,8 @@ if view is not None:
                 st.metric("Actual choice", vote.get("choice") or "no label")
                 if vote.get("prob_a") is not None:
                     st.caption(f"the judge's own P(A): {vote['prob_a']:.3f}")
-                st.metric("Predicted P(A)", f"{c.p_a:.1%}")
+                st.metric("Predicted P(A)" if trust["ties"] != "davidson" else "Predicted P(A | not a tie)",
+                          f"{c.p_a:.1%}")
                 st.metric("Predicted choice", c.predicted)
             acc = f", held-out accuracy {prof['accuracy']:.1%}" if prof.get("accuracy") is not None else ""
             st.caption(plain(

@@ -62,6 +62,12 @@ st.caption(
     + "; ordered by hierarchical clustering (average linkage on 1 − similarity). Click a cell to see the two "
     "profiles side by side below."
 )
+if sim["attributes"]:
+    used = sim["attributes"].values()
+    st.caption(f"Computed over the attributes both judges' profiles measured: {min(used)}"
+               + ("" if min(used) == max(used) else f" to {max(used)}")
+               + " of 29 per scope (the position term, the tie parameter and attributes with no or too few differing "
+                 "samples are left out).")
 event = charts.show(charts.similarity_heatmap, matrix, on_select="rerun", key="sim_heatmap", width="content")
 with st.expander("The matrix as a table"):
     st.dataframe(matrix, key="sim_matrix", column_config={j: st.column_config.NumberColumn(j, format="%.3f")

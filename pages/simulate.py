@@ -62,8 +62,16 @@ else:
 
 keys = catalogue.attribute_keys()
 label = {k: catalogue.attribute(k).label for k in keys}
+# attributes a chosen judge's profile has no estimate for (not measured, or too few samples differ) are not offered
+no_estimate = sorted({k for j in judges for k in opts["unmeasured"].get(feature_source, {}).get(scope, {})
+                      .get(method, {}).get(j, [])})
+if no_estimate:
+    st.caption("Not offered (no estimate in a chosen judge's profile: not measured, or too few samples differ): "
+               + ", ".join(label.get(k, k) for k in no_estimate) + ".")
+keys = [k for k in keys if k not in no_estimate]
 c1, c2 = st.columns(2)
-inject_keys = c1.multiselect("Inject (+): the model shows more of", keys, default=["lengthy"], key="sim_inject",
+inject_keys = c1.multiselect("Inject (+): the model shows more of", keys,
+                             default=["lengthy"] if "lengthy" in keys else [], key="sim_inject",
                              format_func=label.get, max_selections=6)
 suppress_keys = c2.multiselect("Suppress (-): the model shows less of", [k for k in keys if k not in inject_keys],
                                key="sim_suppress", format_func=label.get,
@@ -102,6 +110,10 @@ for col, s in zip(cols, sim["results"]):
                   help=f"94% interval {pct(s.after.lo)} to {pct(s.after.hi)}")
         if s.profile.get("stale"):
             st.warning("The labels changed since this profile was fitted: refit for current numbers.")
+        if s.profile.get("beats_baseline") is False:
+            st.warning(f"This profile predicts held-out choices no better than the {s.profile['baseline']} baseline "
+                       f"({pct(s.profile['accuracy'])} vs {pct(s.profile['baseline_accuracy'])}): its predictions "
+                       "rest on little.", icon=":material/warning:")
 
 charts.show(charts.simulation_chart, sim["rates"], width="stretch", key="sim_rates_chart")
 st.caption("Dots and thick bars: the estimate and its 94% interval (observed: Jeffreys; predicted: credible, "

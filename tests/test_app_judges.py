@@ -108,6 +108,20 @@ def test_figures_match_core_and_a_judge_collected_in_both_orders_shows_its_posit
     row = table.loc["loopback-judge"]
     assert (row["both_orders"], row["consistent"]) == (cons.both_orders, cons.consistent)
     assert row["consistency"] == pytest.approx(cons.rate)
+    # kappa beside every agreement, from core's counts
+    with Store(store_path) as s:
+        want = judges.judge_table(s, "demo-synthetic", reference).set_index("name")
+    assert table["kappa_ref"].drop(reference).to_numpy() == pytest.approx(want["kappa_ref"].drop(reference).to_numpy())
+
+    # the bias card of the collected judge: its consistency is the one counted above
+    at.selectbox(key="judges_bias_judge").set_value("loopback-judge").run()
+    assert not at.exception, [e.value for e in at.exception]
+    card = frame_with(at, "aspect").set_index("measure")
+    same = card.loc["same verdict in both orders (consistency)"]
+    assert same["n"] == cons.both_orders and same["value"] == pytest.approx(cons.rate)
+    assert card.loc["first-slot rate (the response shown first wins)", "n"] > 0
+    at.text_input(key="judges_bias_families").input("loopback=loop, ([=bad").run()
+    assert not at.exception and any("not a regular expression" in i.value for i in at.info)
     assert table.loc["demo-crowd", "both_orders"] == 0 and pd_isna(table.loc["demo-crowd", "consistency"])
     pairs = frame_with(at, "judge_a")
     assert {(r.judge_a, r.judge_b): (r.shared, r.agree) for r in pairs.itertuples()} == pairs_core

@@ -61,7 +61,7 @@ def test_chart_and_top_attributes_are_the_stored_numbers(store_path):
     assert [m.value for m in at.multiselect] == [JUDGES]  # the four demo judges, in name order
     assert at.selectbox(key="profiles_scope").value == "all"
     shown = chart_data(at)
-    assert sorted(shown["judge"].unique()) == JUDGES and len(shown) == 4 * 29
+    assert sorted(shown["judge"].unique()) == JUDGES and len(shown) == 4 * 30  # the position term and 29 attributes
     for judge, row in want.items():
         mine = shown[shown["judge"] == judge].sort_values("index")
         assert list(mine["attribute"]) == row["attributes"]
@@ -73,9 +73,12 @@ def test_chart_and_top_attributes_are_the_stored_numbers(store_path):
     tables = frame_with(at, "label", "percent_lo", "mean")  # raw columns (shown as rewards / dislikes, %, weight)
     assert len(tables) == 2 * len(JUDGES)
     for i, judge in enumerate(JUDGES):
-        w = np.asarray(want[judge]["mean"])
+        # attributes only: the position term is no attribute to reward
+        keep = [k for k, a in enumerate(want[judge]["attributes"]) if fit.is_attribute_term(a)]
+        names = [want[judge]["attributes"][k] for k in keep]
+        w = np.asarray(want[judge]["mean"])[keep]
         top, bottom = tables[2 * i], tables[2 * i + 1]
-        assert list(top["label"]) == [LABELS[want[judge]["attributes"][k]] for k in np.argsort(-w, kind="stable")[:5]]
+        assert list(top["label"]) == [LABELS[names[k]] for k in np.argsort(-w, kind="stable")[:5]]
         assert np.allclose(top["mean"], np.sort(w)[::-1][:5])
         assert np.allclose(bottom["mean"], np.sort(w)[:5])
         assert np.allclose(top["percent"], 100 * special.expit(np.sort(w)[::-1][:5]))
@@ -92,8 +95,12 @@ def test_scope_shows_n_and_a_link_preselects_scope_judges_and_order(store_path):
     assert at.multiselect[0].value == ["demo-strict", "demo-crowd"]
     spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
     y_sort = spec["layer"][1]["encoding"]["y"]["sort"]
-    w = np.asarray(want["demo-strict"]["mean"])  # ordered by the first judge's weight
-    assert y_sort == [LABELS[want["demo-strict"]["attributes"][k]] for k in np.argsort(-w, kind="stable")]
+    # ordered by the first judge's weight; terms with no estimate (too few samples differ) last, in catalogue order
+    mine = compare.profile_frame([want["demo-strict"]])
+    estimated = mine[mine["status"] == "measured"]
+    assert len(estimated) >= 20 and y_sort[:len(estimated)] == list(
+        estimated.sort_values(["mean", "index"], ascending=[False, True], kind="stable")["label"])
+    assert y_sort[len(estimated):] == list(mine[mine["status"] != "measured"]["label"])
 
 
 def test_difference_table_equals_weight_difference_of_the_stored_draws(store_path):
@@ -104,10 +111,10 @@ def test_difference_table_equals_weight_difference_of_the_stored_draws(store_pat
     table = frame_with(at, "diff", "p_pos")[0]
     rows = stored(store_path, dataset="demo-synthetic", scope="all", method="fast", with_draws=True)
     a, b = rows["demo-strict"], rows["demo-crowd"]
-    assert a["draws"].shape == (1000, 29)
+    assert a["draws"].shape == (1000, 30)  # the position term and 29 attributes
     want = compare.weight_difference(np.asarray(a["mean"]), np.asarray(b["mean"]), draws_a=a["draws"],
                                      draws_b=b["draws"], attributes=a["attributes"])
-    assert list(table["label"]) == [LABELS[k] for k in want["attribute"]]
+    assert list(table["label"]) == [LABELS.get(k, compare.POSITION_LABEL) for k in want["attribute"]]
     for col in ("a", "b", "diff", "lo", "hi", "p_pos"):
         assert np.allclose(table[col], want[col]), col
     # strict punishes severe errors far more than the crowd does: an interval clear of zero
@@ -165,7 +172,7 @@ def test_downloads_carry_the_stored_weights_intervals_and_provenance(store_path,
     files = {name: data for data, _, name in downloads}
     want = stored(store_path, dataset="demo-synthetic", scope="all", method="fast")
     csv = pd.read_csv(io.BytesIO(files["profiles_demo-synthetic_all_fast.csv"]))
-    assert len(csv) == 4 * 29
+    assert len(csv) == 4 * 30
     for judge, row in want.items():
         mine = csv[csv["judge"] == judge].sort_values("index")
         for col in ("mean", "sd", "lo", "hi", "p_pos"):
@@ -212,7 +219,7 @@ def test_downloads_made_on_click_by_a_real_server_carry_the_stored_weights(store
         browserkit.stop(proc)
     want = stored(store_path, dataset="demo-synthetic", scope="all", method="fast")
     csv = pd.read_csv(io.BytesIO(files["Weights (CSV)"]))
-    assert sorted(set(csv["judge"])) == JUDGES and len(csv) == 4 * 29
+    assert sorted(set(csv["judge"])) == JUDGES and len(csv) == 4 * 30
     for judge, row in want.items():
         assert np.allclose(csv[csv["judge"] == judge].sort_values("index")["mean"], row["mean"])
     assert [p["judge"] for p in json.loads(files["Weights (JSON)"])] == JUDGES
@@ -340,7 +347,10 @@ def test_cli_export_profiles_writes_the_stored_numbers(store_path, tmp_path, cap
     want = stored(store_path, dataset="demo-synthetic", scope="Code", method="fast")["demo-crowd"]
     (doc,) = json.loads(out.read_text())
     assert doc["scope"] == "Code" and doc["n"] == want["n"]
-    assert np.allclose([a["hi"] for a in doc["attributes"]], want["hi"])
+    # estimates as stored; an attribute too few samples differ on is exported with its status, no number
+    est = [a["status"] == "measured" for a in doc["attributes"]]
+    assert np.allclose([a["hi"] for a, e in zip(doc["attributes"], est) if e], [h for h, e in zip(want["hi"], est) if e])
+    assert all(a["hi"] is None and a["differing"] < fit.MIN_DIFFERING for a, e in zip(doc["attributes"], est) if not e)
     assert cli.main(["export-profiles", "--dataset", "demo-synthetic", "--method", "truth"]) == 0
     csv = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert len(csv) == 44 * 29 and set(csv["method"]) == {"truth"} and csv["lo"].isna().all()

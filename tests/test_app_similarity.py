@@ -55,13 +55,25 @@ def group_table(at: AppTest) -> pd.DataFrame:
 
 
 def demo_weights(path) -> dict:
-    """{scope: {judge: weights}} straight from the stored rows (the fast fits of the demo)."""
+    """{scope: {judge: weights}} straight from the stored rows (the fast fits of the demo): the 29
+    attribute weights (the position term left out), NaN where fewer than the profile's threshold of
+    samples differ on the attribute (no estimate: similarity must not correlate over the prior)."""
     with Store(path) as s:
         rows = s.profiles(dataset="demo-synthetic", method="fast", feature_source="demo")
     out: dict = {}
     for r in rows:
-        out.setdefault(r["scope"], {})[r["judge"]] = np.asarray(r["mean"])
+        prov = r["provenance"]
+        w = [m if n is None or n >= prov["min_differing"] else np.nan
+             for a, m, n in zip(r["attributes"], r["mean"], prov["differing"]) if a in catalogue.attribute_keys()]
+        assert len(w) == 29
+        out.setdefault(r["scope"], {})[r["judge"]] = np.asarray(w)
     return out
+
+
+def corr(a, b, method="pearson") -> float:
+    """The correlation over the attributes both profiles measured."""
+    both = np.isfinite(a) & np.isfinite(b)
+    return compare.correlation(a[both], b[both], method)
 
 
 def test_matrix_is_judge_similarity_averaged_over_the_scenario_groups_in_cluster_order(store_path):
@@ -73,7 +85,7 @@ def test_matrix_is_judge_similarity_averaged_over_the_scenario_groups_in_cluster
     for a, b in combinations(JUDGES, 2):
         want = compare.judge_similarity(weights, a, b, scopes=groups)
         # the paper's definition, spelled out: the mean over the 11 groups of the Pearson correlation
-        assert want == pytest.approx(np.mean([np.corrcoef(weights[g][a], weights[g][b])[0, 1] for g in groups]))
+        assert want == pytest.approx(np.mean([corr(weights[g][a], weights[g][b]) for g in groups]))
         assert shown.loc[a, b] == pytest.approx(want) and shown.loc[b, a] == pytest.approx(want)
     assert np.allclose(np.diag(shown), 1.0)
     full = compare.similarity_matrix(weights, JUDGES, scopes=groups)
@@ -95,7 +107,7 @@ def test_one_scope_and_spearman(store_path):
     shown = matrix_shown(at)
     weights = demo_weights(store_path)
     for a, b in combinations(JUDGES, 2):
-        assert shown.loc[a, b] == pytest.approx(compare.correlation(weights["all"][a], weights["all"][b], "spearman"))
+        assert shown.loc[a, b] == pytest.approx(corr(weights["all"][a], weights["all"][b], "spearman"))
     assert at.selectbox(key="sim_side_scope").value == "all"  # the side-by-side follows the chosen scope
     assert any("in 'all'" in c.value for c in at.caption)
 
@@ -178,7 +190,11 @@ def test_two_profiles_side_by_side(store_path):
     for i, judge in ((1, "demo-crowd"), (2, "demo-strict")):
         data = max((pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in charts_[i].proto.datasets), key=len)
         assert set(data["judge"]) == {judge}
-        assert np.allclose(data.sort_values("index")["mean"], want[judge]["mean"])
+        mine = data.sort_values("index")
+        shown_mean = mine["mean"].to_numpy(dtype=float)
+        estimated = (mine["status"] == "measured").to_numpy()  # the others are drawn as "no estimate"
+        assert np.allclose(shown_mean[estimated], np.asarray(want[judge]["mean"])[estimated])
+        assert np.isnan(shown_mean[~estimated]).all()
     link = next(p.proto for p in at.page_link if p.proto.page == "profiles")
     assert "judge=demo-crowd&judge=demo-strict" in link.query_string and "scope=Advice" in link.query_string
 

@@ -61,10 +61,16 @@ def test_profiles_page_draws_the_chart_and_an_attribute_link_opens_its_samples(s
 
 
 def test_clicking_a_bar_of_the_profile_chart_opens_the_samples_of_that_attribute_and_judge(streamlit_server, browser):
-    url, _ = streamlit_server
+    url, store_path = streamlit_server
+    from core import compare
+    from core.store import Store
+
+    with Store(store_path) as s:  # a bar per estimated term (position + measured attributes) and judge
+        rows = s.profiles(dataset="demo-synthetic", scope="Code", judges=["demo-strict", "demo-crowd"], method="fast")
+        bars_expected = int((compare.profile_frame(rows)["status"] == "measured").sum())
     browser.get(url + "/profiles?scope=Code&judge=demo-strict&judge=demo-crowd")
     wait_for_text(browser, "Held-out accuracy and fit diagnostics")
-    wait_for_count(browser, "[data-testid='stVegaLiteChart'] svg g.mark-rect path", 58)  # 29 bars x 2 judges
+    wait_for_count(browser, "[data-testid='stVegaLiteChart'] svg g.mark-rect path", bars_expected)
     time.sleep(1.0)
     bars = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'] svg g.mark-rect path")
     # Vega labels each bar with its tooltip fields; pick the strict judge's "no severe errors" bar

@@ -186,3 +186,30 @@ def test_published_weights_show_that_similar_sizes_prefer_alike(published_dir):
     assert adjacent >= 6
     rank = {j: i for i, j in enumerate(order)}
     assert abs(np.mean([rank[j] for j in groups["large"]]) - np.mean([rank[j] for j in groups["small"]])) > 5
+
+
+def test_similarity_leaves_out_the_position_term_and_unmeasured_attributes():
+    """Two judges that agree on the measured attributes and differ wildly on attributes nobody measured
+    (their posteriors there are only the prior): similarity over the measured ones is 1, and says
+    over how many it was computed; the position term never enters."""
+    keys = catalogue.attribute_keys()
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 1, len(keys))
+    noise = rng.normal(0, 1, len(keys))
+    measured = np.arange(len(keys)) < 9
+    differing = [None] + [40 if m else 0 for m in measured]
+    rows = []
+    for judge, w, pos in (("a", base, 2.0), ("b", np.where(measured, base, noise), -2.0)):
+        rows.append({"scope": "Code", "judge": judge, "attributes": [fit.POSITION, *keys], "mean": [pos, *w],
+                     "provenance": {"differing": differing, "min_differing": 10}})
+    weights = compare.weights_from_rows(rows)
+    assert np.isnan(weights["Code"]["a"][~measured]).all() and len(weights["Code"]["a"]) == len(keys)
+    m = compare.similarity_matrix(weights, scopes=["Code"])
+    assert m.loc["a", "b"] == pytest.approx(1.0) and m.attrs["attributes"] == {"Code": 9}
+    # the unmeasured attributes would have pulled it down
+    assert compare.correlation(base, np.where(measured, base, noise)) < 0.9
+    frame = compare.profile_frame(rows)
+    assert (frame.loc[frame["attribute"].isin(keys[9:]), "status"] == "not measured").all()
+    assert frame.loc[frame["attribute"].isin(keys[9:]), "mean"].isna().all()
+    assert frame.loc[frame["attribute"] == fit.POSITION, "label"].iloc[0] == compare.POSITION_LABEL
+    assert "admits_limits" not in set(compare.top_bottom(frame)["attribute"])  # not measured: not a finding

@@ -29,14 +29,18 @@ def test_dissection_of_the_demo_stores_a_profile_per_scope_and_judge(demo_store)
     assert {"all", *catalogue.group_keys()} <= scopes
     assert len(profiles) == len(rep.fitted)
     for p in profiles:
-        assert len(p["mean"]) == len(p["sd"]) == len(p["lo"]) == len(p["hi"]) == 29
+        # the position term ("shown first") leads; the demo has no ties, so no tie parameter
+        assert p["attributes"] == [fit.POSITION, *catalogue.attribute_keys()]
+        assert len(p["mean"]) == len(p["sd"]) == len(p["lo"]) == len(p["hi"]) == 30
         assert all(lo <= m <= hi for lo, m, hi in zip(p["lo"], p["mean"], p["hi"]))
         assert p["interval"] == "eti94" and p["n"] >= fit.MIN_SAMPLES
         assert 0 <= p["accuracy"] <= 1 and p["log_loss"] > 0
         assert max(p["rhat"]) < 1.05 and min(p["ess"]) > 200
         prov = p["provenance"]
         assert prov["prior"] == {"family": "laplace", "scale": 0.1} and prov["versions"]["pymc"]
-        assert p["draws"].shape[1] == 29
+        assert p["draws"].shape[1] == 30
+        assert prov["model"] == {"position": True, "ties": "drop"}
+        assert set(prov["baselines"]) == set(fit.BASELINES) and len(prov["differing"]) == 30
     # scopes with too few labelled samples are reported, not fitted
     for scope, why in rep.skipped:
         assert "labelled samples" in why
@@ -103,10 +107,15 @@ def test_real_judges_of_pandalm_on_heuristic_features(tmp_path, shared_data):
     profiles = {p["judge"]: p for p in store.profiles(dataset="pandalm-test", scope="all")}
     assert set(profiles) == {"pandalm-annotator1", "pandalm-annotator2", "pandalm-annotator3",
                              "pandalm-human-majority", "gpt-3.5-turbo", "pandalm-7b"}
-    i = catalogue.attribute_keys().index("lengthy")
     for judge, p in profiles.items():
+        i = p["attributes"].index("lengthy")  # the position term leads
         assert p["lo"][i] > 0, f"{judge} does not reward length"
         assert p["accuracy"] > 0.55, (judge, p["accuracy"])
+        # the heuristics measure a few attributes: the others are marked, not estimated
+        prov = p["provenance"]
+        assert prov["differing"][i] > fit.MIN_DIFFERING
+        unmeasured = [k for k, c in zip(p["attributes"], prov["differing"]) if c == 0]
+        assert "no_severe_errors" in unmeasured and fit.POSITION not in unmeasured
 
 
 def test_cli_fit_and_profiles(tmp_path, shared_data):
@@ -130,3 +139,42 @@ def test_cli_fit_and_profiles(tmp_path, shared_data):
     res = subprocess.run([sys.executable, "-m", "core", "--store", str(path), "fit", "--dataset", "nope"],
                          cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.strip() == "error: no dataset 'nope'"
+
+
+def test_the_papers_model_is_one_option_away(demo_store):
+    fit.dissect(demo_store, demo.DEMO_DATASET, "demo", scopes=["Code"], judges=["demo-crowd"], position=False,
+                ties="drop", force=True)
+    (p,) = demo_store.profiles(dataset=demo.DEMO_DATASET, scope="Code", judges=["demo-crowd"], method="fast")
+    assert p["attributes"] == catalogue.attribute_keys()  # no position term, no tie parameter
+    assert p["provenance"]["model"] == {"position": False, "ties": "drop"}
+    assert p["provenance"]["requested"]["position"] is False
+
+
+def test_autoj_both_orders_and_ties_on_real_data(tmp_path, shared_data):
+    """Auto-J's pairwise test set: human labels with ties (a third), and Auto-J-13B's own verdicts in both
+    orders. The human profile models ties (Davidson) with one order per sample; Auto-J's enters both
+    orders as two observations, so its position term rests on twice the verdicts; the tie rates are the
+    data's; each profile's held-out accuracy stands beside its baselines."""
+    store = Store(tmp_path / "a.db")
+    importers.import_file(store, "autoj", shared_data / "autoj" / "testdata_pairwise.jsonl")
+    (dataset,) = [d["name"] for d in store.datasets()]
+    annotate.run_heuristics(store, store.samples_for(dataset))
+    fit.dissect(store, dataset, "heuristic:v1", scopes=["all"])
+    profiles = {p["judge"]: p for p in store.profiles(dataset=dataset, scope="all")}
+    assert len(profiles) == 2
+    labels = store.rows("SELECT judge, choice, verdict_ab, verdict_ba FROM labels")
+    for judge, p in profiles.items():
+        mine = [r for r in labels if r["judge"] == judge]
+        prov = p["provenance"]
+        assert p["attributes"][0] == fit.POSITION and p["attributes"][-1] == fit.TIE
+        assert prov["model"] == {"position": True, "ties": "davidson"}
+        both = sum(r["verdict_ab"] is not None and r["verdict_ba"] is not None for r in mine)
+        if both:  # Auto-J: every verdict of both orders is an observation
+            verdicts = [v for r in mine for v in (r["verdict_ab"], r["verdict_ba"]) if v is not None]
+        else:  # the human labels: one per sample
+            verdicts = [r["choice"] for r in mine]
+        assert prov["ties"] == {"observed": verdicts.count("tie"), "observations": len(verdicts)}
+        assert set(prov["baselines"]) == set(fit.BASELINES) and p["accuracy"] is not None
+    human = next(p for j, p in profiles.items() if p["provenance"]["ties"]["observations"] == 1392)
+    assert human["provenance"]["ties"]["observed"] == 373  # the data README's count
+    store.close()

@@ -311,3 +311,103 @@ def test_exact_profiles_agree_with_fast_ones(two_judges):
     assert np.abs(np.array(e.mean) - f.mean).max() < 0.02
     assert e.accuracy == pytest.approx(f.accuracy, abs=0.03)
     assert max(e.rhat) < 1.02
+
+
+# --------------------------------------------------------------------------- position, ties, baselines
+
+
+def test_position_and_ties_cover_the_truth_at_the_nominal_rate():
+    """Judges drawn from the full model's prior (attribute weights Laplace(0, b), a position bias
+    N(0, 1), log nu N(0, 2)), verdicts in both presentation orders for half of them and one order
+    for the others: the 94% intervals of the attributes, the position term and the tie parameter
+    cover the truth at the nominal rate, and the position term is recovered where both orders
+    separate it from content."""
+    rng = np.random.default_rng(21)
+    n, J = 240, 40
+    X = fit.simulate_features(n, rng)
+    W = rng.laplace(0.0, fit.DEFAULT_PRIOR_SCALE, (J, D))
+    bias = rng.normal(0.0, fit.INTERCEPT_SCALE, J)
+    theta = rng.normal(0.0, fit.TIE_SCALE, J)
+    pos = np.r_[np.ones(n), -np.ones(n)]
+    Y = fit.simulate_outcomes(np.vstack([X, X]), W, rng, position=pos, bias=bias, theta=theta)
+    Y[n:, J // 2:] = np.nan  # the second half of the judges gave one order only
+    task = fit.FitInput(np.vstack([X, X]), Y, pos, np.r_[np.arange(n), np.arange(n)])
+    (profiles,) = fit.fit_groups({"s": task}, [f"j{i}" for i in range(J)], position=True, ties="davidson",
+                                 folds=0, seed=3).values()
+    truth = np.column_stack([bias, W, theta])
+    lo = np.array([p.lo for p in profiles])
+    hi = np.array([p.hi for p in profiles])
+    inside = (lo <= truth) & (truth <= hi)
+    rate = inside.mean()
+    print(f"coverage with position and ties: {rate:.3f} over {inside.size} parameters; position {inside[:, 0].mean():.2f},"
+          f" ties {inside[:, -1].mean():.2f}")
+    assert profiles[0].attributes == [fit.POSITION, *catalogue.attribute_keys(), fit.TIE]
+    assert 0.90 <= rate <= 0.97
+    assert inside[:, 0].mean() >= 0.85 and inside[:, -1].mean() >= 0.85
+    # with both orders the position term is pinned down: it tracks the truth closely
+    both = np.array([p.mean[0] for p in profiles[: J // 2]])
+    assert np.corrcoef(both, bias[: J // 2])[0, 1] > 0.9
+    assert profiles[0].n == n and profiles[-1].n <= n and profiles[0].observations > profiles[-1].observations
+
+
+def test_position_bias_alone_is_position_not_content():
+    """A judge that picks the response shown first 70% of the time whatever it shows, asked in both
+    orders: the position term takes it and the attribute weights stay near 0 (their intervals cover 0
+    but for chance); the position-only baseline scores 70% and the majority one a coin's 50%."""
+    rng = np.random.default_rng(4)
+    n = 400
+    X = fit.simulate_features(n, rng)
+    first = rng.random((2 * n, 1)) < 0.7
+    pos = np.r_[np.ones(n), -np.ones(n)]
+    y = np.where(pos[:, None] > 0, first, ~first).astype(float)
+    task = fit.FitInput(np.vstack([X, X]), y, pos, np.r_[np.arange(n), np.arange(n)])
+    (p,) = fit.fit_groups({"s": task}, ["first"], position=True, seed=1)["s"]
+    assert p.lo[0] > 0.5 and fit.display_percent(p.mean[0]) == pytest.approx(70, abs=5)
+    content = (np.array(p.lo[1:]) > 0) | (np.array(p.hi[1:]) < 0)
+    assert content.sum() <= 2, [k for k, c in zip(p.attributes[1:], content) if c]  # ~1.7 of 29 by chance at 94%
+    assert p.baselines["position"]["accuracy"] == pytest.approx(0.7, abs=0.05)
+    assert p.baselines["majority"]["accuracy"] == pytest.approx(0.5, abs=0.05)
+    assert not fit.beats_baselines(p.accuracy - 0.02, p.baselines)
+
+
+def test_length_only_baseline_and_the_flag():
+    """Labels that follow length alone: the length-only baseline is as good as the profile, so the
+    profile is flagged as not beating it; labels that follow several attributes beat every baseline."""
+    rng = np.random.default_rng(8)
+    X = fit.simulate_features(600, rng)
+    k = catalogue.attribute_keys().index("lengthy")
+    w_len = np.zeros(D)
+    w_len[k] = 3.0
+    w_many = 0.5 * sparse_weights(rng) + 1.2 * (np.arange(D) % 5 == 0)
+    w_many[k] = 0.0
+    Y = fit.simulate_labels(X, np.stack([w_len, w_many]), rng).astype(float)
+    a, b = fit.fit_profiles(X, Y, ["length", "many"], seed=2)
+    assert a.baselines["length"]["accuracy"] >= a.accuracy - 0.02
+    assert b.accuracy > max(v["accuracy"] for v in b.baselines.values()) + 0.05 and fit.beats_baselines(b.accuracy, b.baselines)
+    assert fit.best_baseline(a.baselines)[0] == "length"
+    # the counts of differing samples: every column of the simulated features differs somewhere
+    assert len(a.differing) == D and min(a.differing) > 0
+
+
+def test_measurement_rule():
+    assert fit.measurement(0) == "not measured"
+    assert fit.measurement(fit.MIN_DIFFERING - 1) == "too few samples"
+    assert fit.measurement(fit.MIN_DIFFERING) == "measured" and fit.measurement(None) == "measured"
+
+
+@pytest.mark.slow
+def test_fast_tie_model_with_position_matches_nuts():
+    """Davidson's tie model with the position term: the fast sampler against NUTS, as the binary model is."""
+    rng = np.random.default_rng(3)
+    n = 400
+    X = fit.simulate_features(n, rng)
+    w = sparse_weights(rng)
+    pos = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+    y = fit.simulate_outcomes(X, w, rng, position=pos, bias=0.4, theta=np.log(0.6))[:, 0]
+    fast = fit.fit_fast(X, y, draws=6000, tune=1000, chains=4, seed=1, intercept=True, position=pos, ties="davidson")
+    ref = fit.fit_exact(X, y, draws=3000, tune=1000, chains=4, seed=1, intercept=True, position=pos, ties="davidson")
+    assert ref.draws.shape == (12000, D + 2) and ref.diagnostics["divergences"] == 0
+    mean_gap = np.abs(fast.mean[0] - ref.mean).max()
+    sd_gap = np.abs(fast.sd[0] / ref.sd - 1).max()
+    print(f"ties: max |mean diff| {mean_gap:.4f}, max relative sd diff {sd_gap:.3f}")
+    assert mean_gap < 0.015 and sd_gap < 0.10

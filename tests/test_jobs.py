@@ -50,7 +50,7 @@ def test_a_fit_job_on_the_demo_writes_profiles_and_a_second_run_keeps_the_first_
     rows = store.profiles(dataset="demo-synthetic", feature_source="demo", method="fast")
     assert sorted((p["scope"], p["judge"]) for p in rows) == [
         ("Code", "demo-crowd"), ("Code", "demo-strict"), ("all", "demo-crowd"), ("all", "demo-strict")]
-    assert all(p["n"] >= 20 and len(p["mean"]) == 29 for p in rows)
+    assert all(p["n"] >= 20 and len(p["mean"]) == 30 and p["attributes"][0] == "(shown first)" for p in rows)
     assert "4 profiles fitted" in final.message
     assert final.done == final.total == 3  # two scopes checked, one batch fitted
     first_started = final.started_at

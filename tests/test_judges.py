@@ -1,6 +1,8 @@
 """Agreement and the Judges page's summary, counted by hand on a small store."""
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from core import judges
 from core.records import Dataset, ImportBatch, Judge, Label, Sample
@@ -48,3 +50,40 @@ def test_summary_counts_and_agreement_by_hand(tmp_path):
     assert pairs == {("j1", "j2"): (6, 4), ("j1", "j3"): (1, 0), ("j2", "j3"): (0, 0)}
     assert [(a.judge_a, a.judge_b) for a in judges.agreement(s, judges=["j1", "j3"])] == [("j1", "j3")]
     assert judges.judge_summary(s, "no-such-dataset")["table"].empty
+
+
+def test_kappa_and_chance_level_by_hand(tmp_path):
+    """On "first", j1 chose A, B, tie and j2 A, A, tie on the three shared samples: p_o = 2/3; by
+    chance p_e = 1/3 * 2/3 (A) + 1/3 * 0 (B) + 1/3 * 1/3 (tie) = 1/3, so kappa = (2/3 - 1/3) / (2/3) = 1/2."""
+    s = _store(tmp_path)
+    (pair,) = judges.agreement(s, "first")
+    assert pair.chance == pytest.approx(1 / 3)
+    k, lo, hi = pair.kappa
+    assert k == pytest.approx(0.5) and lo < 0.5 < hi
+    frame = judges.agreement_frame(s, "first").set_index(["judge_a", "judge_b"])
+    assert frame.loc[("j2", "j1"), "kappa"] == pytest.approx(0.5)
+    assert frame.loc[("j1", "j1"), "kappa"] == pytest.approx(1.0)
+    ref = judges.judge_table(s, "first", "j1").set_index("name")
+    assert ref.loc["j2", "kappa_ref"] == pytest.approx(0.5) and ref.loc["j2", "chance_ref"] == pytest.approx(1 / 3)
+
+
+def test_a_coin_flip_judge_has_kappa_near_zero_and_a_copy_near_one(tmp_path):
+    """The issue's case: a coin-flip judge agreed 47% with a demo judge, which a bare percentage
+    cannot tell from a real one. Kappa's interval covers 0 for the coin and excludes it for a
+    judge that copies the reference 70% of the time."""
+    rng = np.random.default_rng(0)
+    n = 400
+    samples = [Sample("coin", f"q{i}", f"a{i}", f"b{i}") for i in range(n)]
+    ref = rng.choice(["A", "B"], n, p=[0.6, 0.4])
+    coin = rng.choice(["A", "B"], n)
+    copy = np.where(rng.random(n) < 0.7, ref, rng.choice(["A", "B"], n))
+    labels = [Label(x.id, j, str(c)) for j, cs in (("ref", ref), ("coin", coin), ("copy", copy))
+              for x, c in zip(samples, cs)]
+    with Store(tmp_path / "c.db") as s:
+        s.write_batch(ImportBatch(Dataset("coin", source="test"), samples,
+                                  [Judge("ref", "human"), Judge("coin", "llm"), Judge("copy", "llm")], labels))
+        table = judges.judge_table(s, "coin", "ref").set_index("name")
+    assert table.loc["coin", "kappa_lo"] < 0 < table.loc["coin", "kappa_hi"]
+    assert 0.4 < table.loc["copy", "kappa_lo"] and table.loc["copy", "kappa_ref"] < table.loc["copy", "kappa_hi"]
+    # the chance level is what the two judges' choice frequencies give, near 1/2 here
+    assert 0.45 < table.loc["coin", "chance_ref"] < 0.55

@@ -265,7 +265,10 @@ def test_explain_uses_the_stored_profile_and_the_samples_features(demo_store):
             e = samples.explain(demo_store, sid, judge)  # default scope: the sample's group
             prof = demo_store.profiles(dataset=DS, scope="Code", judges=[judge], method="fast")[0]
             assert e.scope == "Code" and e.profile["method"] == "fast" and e.problem is None
-            assert e.contributions.logit == pytest.approx(float(np.dot(d.X[i], prof["mean"])))
+            # the position term leads (the sample as stored shows A first: its column is +1)
+            assert prof["attributes"][0] == fit.POSITION
+            assert e.contributions.logit == pytest.approx(float(np.dot(np.r_[1.0, d.X[i]], prof["mean"])))
+            assert e.frame_rows[0]["label"] == "shown first (position)"
             assert e.vote["choice"] == {1.0: "A", 0.0: "B"}[d.Y[i, d.judges.index(judge)]]
     # the demo's true weights are a profile too (method "truth"), when asked for
     t = samples.explain(demo_store, d.sample_ids[0], "demo-crowd", "Code", method="truth")

@@ -475,3 +475,19 @@ def test_an_intercept_is_a_position_bias_and_flips_with_the_side(own_store):
     p = expit(Xo @ W.T.astype(float))[:, 0]
     # the judge leans to side A: plain wins with sigmoid(1) when it is A and 1 - sigmoid(1) when it is B
     assert np.allclose(p, np.where(sign > 0, expit(1.0), 1 - expit(1.0)))
+
+
+def test_a_tie_model_predicts_the_expected_score_with_ties_counting_half():
+    """With Davidson's nu the predicted win rate is P(M) + P(tie) / 2, checked against the formula
+    on every pair and draw; nu = 0 gives the logistic model's rate."""
+    rng = np.random.default_rng(3)
+    X = rng.choice([-1.0, 0.0, 1.0], size=(200, 5))
+    W = rng.normal(0, 1, (7, 5)).astype(np.float32)
+    nu = rng.uniform(0.2, 2.0, 7).astype(np.float32)
+    res = sim.simulate_arrays(X, W, [0], [1], [0.0], half_nu=nu / 2)
+    z = X @ W.T.astype(float)
+    pa, pb, pt = fit.outcome_probabilities(z, np.log(nu))
+    assert res.before == pytest.approx((pa + pt / 2).mean(axis=0), abs=1e-5)
+    plain = sim.simulate_arrays(X, W, [0], [1], [0.0])
+    assert plain.before == pytest.approx((1 / (1 + np.exp(-z))).mean(axis=0), abs=1e-5)
+    assert sim.simulate_arrays(X, W, [0], [1], [0.0], half_nu=np.zeros(7)).before == pytest.approx(plain.before, abs=1e-6)

@@ -1,0 +1,219 @@
+"""A judge's bias card: position, verbosity, formatting and self-preference, each with its interval
+and the number of pairs behind it.
+
+Raw rates read the labels directly; "net of content" figures come from a profile, where the other
+attributes are held fixed by the regression:
+
+- **Position.** The first-slot rate: of the verdicts whose presentation order is known, the share
+  won by the response shown first (a label stored without per-order verdicts counts as given with
+  A shown first; ties are left out and counted). Consistency: the share of samples with verdicts in
+  both orders where the verdict did not change. The fitted position term ("shown first", net of
+  content) from the judge's profile, on the paper's display scale.
+- **Verbosity.** P(prefer the longer response) on decisive labels where one response is clearly
+  longer (the ``lengthy`` comparison feature), and the length weight net of content (the profile's).
+- **Formatting and lists.** The same for ``well_formatted`` and ``step_by_step`` (numbered steps).
+- **Self-preference.** Where the responding models and the judge map to a model family
+  (:data:`DEFAULT_FAMILIES`, patterns on names, editable: ``families``), P(prefer the response from
+  the judge's own family) on pairs with exactly one such response, and the weight of a covariate
+  "response from the judge's own family" (+1 A, -1 B) fitted beside the attributes, net of content.
+
+Rates come with a 94% Jeffreys interval (Beta(k + 1/2, n - k + 1/2)).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .store import Store
+
+#: name pattern -> family (first match wins; case-insensitive, searched anywhere in the name)
+DEFAULT_FAMILIES: dict[str, str] = {
+    r"gpt|o1-|o3-|o4-|openai|davinci|chatgpt": "openai",
+    r"claude|anthropic": "anthropic",
+    r"gemini|gemma|palm|bard": "google",
+    r"llama|vicuna|alpaca|koala|tulu|wizardlm": "llama",
+    r"mistral|mixtral|zephyr": "mistral",
+    r"qwen": "qwen",
+    r"\byi-|^yi\b|01-ai": "yi",
+    r"internlm": "internlm",
+    r"deepseek": "deepseek",
+    r"skywork": "skywork",
+}
+
+INTERVAL_PROB = 0.94
+SELF = "own_family"
+
+
+@dataclass
+class BiasItem:
+    aspect: str  # position, verbosity, formatting, self-preference
+    measure: str
+    value: float | None  # a share in [0, 1], or the display percent / 100 for net-of-content weights
+    lo: float | None
+    hi: float | None
+    n: int  # pairs (or verdicts) behind it
+    note: str = ""
+
+
+def family(name: str | None, families: Mapping[str, str] | None = None) -> str | None:
+    """A model's family from its name (``families``: pattern -> family, default :data:`DEFAULT_FAMILIES`)."""
+    if not name:
+        return None
+    for pattern, fam in (families or DEFAULT_FAMILIES).items():
+        if re.search(pattern, name, flags=re.IGNORECASE):
+            return fam
+    return None
+
+
+def jeffreys(k: float, n: int, prob: float = INTERVAL_PROB) -> tuple[float | None, float | None, float | None]:
+    """(k / n, and the equal-tailed Jeffreys interval), or Nones when n = 0."""
+    if n <= 0:
+        return None, None, None
+    from scipy import special
+
+    tail = (1.0 - prob) / 2.0
+    a, b = k + 0.5, n - k + 0.5
+    return k / n, float(special.betaincinv(a, b, tail)), float(special.betaincinv(a, b, 1.0 - tail))
+
+
+def _rate_item(aspect: str, measure: str, wins: np.ndarray, note: str = "") -> BiasItem:
+    k, n = float(np.sum(wins)), int(len(wins))
+    v, lo, hi = jeffreys(k, n)
+    return BiasItem(aspect, measure, v, lo, hi, n, note)
+
+
+def _weight_item(aspect: str, measure: str, profile: Mapping[str, Any] | None, term: str, note: str = "") -> BiasItem:
+    from .compare import measured_mask
+    from .fit import display_percent, is_position
+
+    if not profile:
+        return BiasItem(aspect, measure, None, None, None, 0, "no fitted profile: fit the judge first")
+    attrs = list(profile["attributes"])
+    match = [i for i, k in enumerate(attrs) if (is_position(k) if term == "position" else k == term)]
+    if not match:
+        return BiasItem(aspect, measure, None, None, None, int(profile.get("n") or 0),
+                        "the profile has no such term (fitted without it)")
+    i = match[0]
+    if not measured_mask(profile)[i]:
+        return BiasItem(aspect, measure, None, None, None, int(profile.get("n") or 0),
+                        "not measured: too few samples differ on it")
+    pct = lambda v: None if v is None else float(display_percent(v)) / 100.0  # noqa: E731
+    lo = profile["lo"][i] if profile.get("lo") else None
+    hi = profile["hi"][i] if profile.get("hi") else None
+    return BiasItem(aspect, measure, pct(profile["mean"][i]), pct(lo), pct(hi), int(profile.get("n") or 0),
+                    note or f"{profile['method']} profile, scope {profile['scope']}: 100*sigmoid(weight), net of content")
+
+
+def _profile(store: Store, dataset: str, judge: str, feature_source: str) -> dict[str, Any] | None:
+    from .samples import pick_profile
+
+    return pick_profile(store, dataset, "all", judge, feature_source=feature_source)
+
+
+def bias_card(store: Store, judge: str, dataset: str | None = None, *, feature_source: str | None = None,
+              families: Mapping[str, str] | None = None, fit_self: bool = True, seed: int = 0) -> list[BiasItem]:
+    """The bias card of ``judge`` on ``dataset`` (default: the dataset it labelled most)."""
+    from .jobs import default_feature_source
+
+    for pattern in (families or {}):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"model family pattern {pattern!r} is not a regular expression: {exc}") from None
+    if dataset is None:
+        row = store.conn.execute(
+            "SELECT s.dataset, COUNT(*) AS n FROM labels l JOIN samples s ON s.id = l.sample_id WHERE l.judge = ?"
+            " GROUP BY s.dataset ORDER BY n DESC LIMIT 1", (judge,)).fetchone()
+        if row is None:
+            raise ValueError(f"judge {judge!r} has no labels")
+        dataset = row[0]
+    feature_source = feature_source or default_feature_source(store, dataset)
+    items: list[BiasItem] = []
+    labels = store.conn.execute(
+        "SELECT l.sample_id, l.choice, l.verdict_ab, l.verdict_ba FROM labels l JOIN samples s ON s.id = l.sample_id"
+        " WHERE l.judge = ? AND s.dataset = ?", (judge, dataset)).fetchall()
+    if not labels:
+        raise ValueError(f"judge {judge!r} has no labels on dataset {dataset!r}")
+
+    # -- position, from the labels alone
+    first_wins, ties, both, same, single = [], 0, 0, 0, 0
+    for _, choice, ab, ba in labels:
+        if ab is None and ba is None:
+            verdicts = [(choice, "A")]  # stored as given: A shown first
+            single += 1
+        else:
+            verdicts = [(v, first) for v, first in ((ab, "A"), (ba, "B")) if v is not None]
+            if ab is not None and ba is not None:
+                both += 1
+                same += ab == ba
+        for verdict, first in verdicts:
+            if verdict == "tie":
+                ties += 1
+            else:
+                first_wins.append(verdict == first)
+    note = f"{ties} ties left out" + (f"; {single} labels without per-order verdicts taken as A shown first" if single else "")
+    items.append(_rate_item("position", "first-slot rate (the response shown first wins)", np.array(first_wins), note))
+    v, lo, hi = jeffreys(same, both)
+    items.append(BiasItem("position", "same verdict in both orders (consistency)", v, lo, hi, both,
+                          "" if both else "no verdicts in both orders"))
+    profile = _profile(store, dataset, judge, feature_source) if feature_source else None
+    items.append(_weight_item("position", "shown-first term, net of content", profile, "position"))
+
+    if not feature_source:
+        items.append(BiasItem("verbosity", "features", None, None, None, 0, "the dataset has no features yet"))
+        return items
+    design = store.design(dataset, feature_source, scope="all", judges=[judge])
+    keys = list(design.attributes)
+    y = design.Y[:, 0]  # 1 A, 0 B, NaN tie or none
+    decisive = ~np.isnan(y)
+
+    def raw(attr: str) -> np.ndarray:
+        x = design.X[:, keys.index(attr)]
+        sel = decisive & (x != 0)
+        return (y[sel] == (x[sel] > 0)).astype(float)
+
+    items.append(_rate_item("verbosity", "P(prefer the clearly longer response)", raw("lengthy")))
+    items.append(_weight_item("verbosity", "length weight, net of content", profile, "lengthy"))
+    for attr, what in (("well_formatted", "the better-formatted"), ("step_by_step", "the step-by-step")):
+        items.append(_rate_item("formatting", f"P(prefer {what} response)", raw(attr)))
+        items.append(_weight_item("formatting", f"{attr} weight, net of content", profile, attr))
+
+    # -- self-preference
+    own = family(judge, families)
+    if own is None:
+        items.append(BiasItem("self-preference", "own family", None, None, None, 0,
+                              f"the judge's name maps to no model family; add a pattern for {judge!r}"))
+        return items
+    meta = store.pair_meta(dataset)
+    mine = np.array([(family(meta[i]["model_a"], families) == own) * 1 - (family(meta[i]["model_b"], families) == own) * 1
+                     for i in design.sample_ids], dtype=float)
+    sel = decisive & (mine != 0)
+    items.append(_rate_item("self-preference", f"P(prefer the response from its own family, {own})",
+                            (y[sel] == (mine[sel] > 0)).astype(float),
+                            "pairs with exactly one response from the judge's family"))
+    if fit_self and sel.sum() >= 10:
+        from .fit import fit_profiles, is_position
+
+        X = np.column_stack([design.X, mine])
+        (p,) = fit_profiles(X, y, [judge], attributes=keys + [SELF], position=np.ones(len(y)), folds=0, seed=seed,
+                            draws=1000)
+        i = p.attributes.index(SELF)
+        from .fit import display_percent
+
+        items.append(BiasItem("self-preference", "own-family covariate, net of content",
+                              float(display_percent(p.mean[i])) / 100, float(display_percent(p.lo[i])) / 100,
+                              float(display_percent(p.hi[i])) / 100, int(sel.sum()),
+                              "fitted beside the attributes and the position term (fast path), 100*sigmoid(weight)"))
+        assert is_position(p.attributes[0])
+    else:
+        items.append(BiasItem("self-preference", "own-family covariate, net of content", None, None, None,
+                              int(sel.sum()), "fewer than 10 pairs with exactly one own-family response"))
+    return items
+
+
+def card_rows(items: Sequence[BiasItem]) -> list[dict[str, Any]]:
+    return [asdict(i) for i in items]

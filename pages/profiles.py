@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import catalogue
-from dashboard import charts, data, guide
+from dashboard import charts, data, guide, viewurl
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
 
 PAGES = Path(__file__).resolve().parent
@@ -86,6 +86,9 @@ st.session_state["profiles_judges_last"] = chosen
 orders = ["catalogue", "weight"]
 order = c3.radio("Order", orders, index=_at(orders, "order"), horizontal=True, key="profiles_order",
                  format_func=lambda o: "by attribute" if o == "catalogue" else "by weight (first judge)")
+# the view goes back into the URL, so that the address bar shares it (the link format above)
+viewurl.keep({"dataset": dataset, "features": feature_source, "method": method, "scope": scope, "judge": chosen,
+              "order": order})
 
 if not chosen:
     st.info("Choose at least one judge.")

@@ -166,6 +166,8 @@ if listing["ids"]:
             ss[K + "id"] = listing["ids"][rows[0]]
             ss[K + "problems"] = []
     st.caption("Select a row to open the sample.")
+    data.download_buttons(lambda: data.browse_all(fp, filt), f"samples_{filt.dataset or 'all'}", K + "list_download",
+                          what=f"The filtered list, all {total:,} rows")
 else:
     st.info("No samples match these filters.")
 

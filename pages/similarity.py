@@ -89,6 +89,9 @@ with st.expander("The matrix as a table"):
                                                           for j in matrix.columns})
     st.download_button("Matrix (CSV)", data.csv_download(matrix), file_name=f"similarity_{dataset}_{corr}.csv".replace(" ", "_"),
                        mime="text/csv", on_click="ignore", key="sim_csv", icon=":material/download:")
+    st.download_button("Matrix (JSON)", lambda: data.json_download(matrix.rename_axis("judge").reset_index()),
+                       file_name=f"similarity_{dataset}_{corr}.json".replace(" ", "_"), mime="application/json",
+                       on_click="ignore", key="sim_json", icon=":material/download:")
 
 # ------------------------------------------------------------------ judge groups
 st.subheader("Groups of judges")

@@ -145,6 +145,7 @@ st.dataframe(sim["rates"], hide_index=True, key="sim_rates_table", column_config
     "hi": st.column_config.NumberColumn("94% to", format="percent"),
     "pred_lo": st.column_config.NumberColumn("predictive from", format="percent"),
     "pred_hi": st.column_config.NumberColumn("predictive to", format="percent")})
+data.download_buttons(sim["rates"], f"simulation_{dataset}_{scope}", "sim_rates_download", what="Win rates")
 
 st.subheader("Contribution of each attribute to the change")
 contrib = sim["contributions"]
@@ -163,6 +164,7 @@ else:
                      "mean": st.column_config.NumberColumn("contribution", format="percent"),
                      "lo": st.column_config.NumberColumn("94% from", format="percent"),
                      "hi": st.column_config.NumberColumn("94% to", format="percent")})
+    data.download_buttons(contrib, f"contributions_{dataset}_{scope}", "sim_contrib_download", what="Contributions")
 
 with st.expander("Provenance of the profiles used"):
     st.dataframe(sim["provenance"], hide_index=True, key="sim_provenance")
@@ -206,12 +208,14 @@ elif controls:
         st.dataframe(frame[["model", "pairs", "raw", "controlled", "controlled_lo", "controlled_hi", "shift",
                             "raw_rank", "controlled_rank", "rank_change", "sharp"]],
                      hide_index=True, key="sim_lb_table", column_config={
+                         "raw_rank": "raw rank", "controlled_rank": "controlled rank", "rank_change": "rank change",
                          "raw": st.column_config.NumberColumn("raw", format="percent"),
                          "controlled": st.column_config.NumberColumn("controlled", format="percent"),
                          "controlled_lo": st.column_config.NumberColumn("94% from", format="percent"),
                          "controlled_hi": st.column_config.NumberColumn("94% to", format="percent"),
                          "shift": st.column_config.NumberColumn("shift", format="percent"),
                          "sharp": st.column_config.CheckboxColumn("flagged")})
+        data.download_buttons(frame, f"leaderboard_{dataset}_{lb_judge}", "sim_lb_download", what="Leaderboard")
 
 # ------------------------------------------------------------------ calibration
 st.subheader("Calibration of each judge's profile")

@@ -98,3 +98,41 @@ def test_similarity_with_three_judges_groups_them_in_two_clusters(store_path):
     widget(at, "radio", "Group the judges by").set_value("clusters").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Two clusters" in c.value for c in at.caption)
+
+
+# --------------------------------------------------------------------------- every result a download
+
+
+def test_every_result_offers_csv_and_json(store_path):
+    import json
+
+    import pandas as pd
+
+    from core.store import Store
+    from dashboard import data
+
+    want = {
+        "overview": ["Agreement (CSV)", "Agreement (JSON)"],
+        "judges": ["Agreement (CSV)", "Agreement (JSON)"],
+        "similarity": ["Matrix (CSV)", "Matrix (JSON)"],
+        "simulate": ["Win rates (CSV)", "Win rates (JSON)"],
+        "samples": ["The filtered list, all 550 rows (CSV)", "The filtered list, all 550 rows (JSON)"],
+    }
+    for page, labels in want.items():
+        at = open_page(page)
+        shown = [b.proto.label for b in at.get("download_button")]
+        for label in labels:
+            assert label in shown, (page, label, shown)
+    # the filtered list's download is every row of the filter, not one page, each with its sample id
+    from core.store import SampleFilter
+
+    with Store(store_path) as s:
+        n = s.table_counts()["samples"]
+    frame = data.browse_all(("x",), SampleFilter(dataset="demo-synthetic"))
+    assert len(frame) == n and frame["id"].is_unique
+    back = pd.DataFrame(json.loads(data.json_download(frame)))
+    assert list(back["id"]) == list(frame["id"])
+    import io
+
+    csv = pd.read_csv(io.StringIO(data.csv_download(frame, index=False)))
+    assert list(csv.columns)[0] == "id" and list(csv["id"]) == list(frame["id"])

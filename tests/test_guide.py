@@ -56,3 +56,10 @@ def test_every_page_says_how_to_read_it_and_attributes_are_defined_where_they_ap
             text = " ".join(c.value for c in at.caption)
             assert "docstring" not in text
             assert "Shapley" in how[0].markdown[0].value and "success rate" in how[0].markdown[0].value
+
+
+def test_ratings_counts_and_means_read_as_numbers_people_write():
+    from dashboard.render import figure
+
+    assert [figure(v) for v in (3.0, 160.0, 0, 2.5, 5 / 3, -1.0, None, float("nan"), 12000.0)] == [
+        "3", "160", "0", "2.5", "1.67", "-1", "not applicable", "not applicable", "12,000"]

@@ -66,14 +66,20 @@ def store_location() -> config.StoreLocation:
     return loc
 
 
-def ensure_seeded() -> bool:
-    """Build the synthetic demo when the store is empty (and seeding is on). True if it built."""
+def needs_seeding() -> bool:
+    """The store is empty and seeding is on: the first visit builds the demo."""
+    return config.settings().seed_demo and store().is_empty()
+
+
+def ensure_seeded(on_progress=None) -> bool:
+    """Build the synthetic demo when the store is empty (and seeding is on). True if it built.
+    ``on_progress(text, done, total)`` hears each step: the data written, then the fit's steps."""
     s = store()
     if not config.settings().seed_demo or not s.is_empty():
         return False
     from core import demo
 
-    demo.build_demo(s)
+    demo.build_demo(s, on_progress=on_progress)
     return True
 
 

@@ -63,3 +63,31 @@ def test_ratings_counts_and_means_read_as_numbers_people_write():
 
     assert [figure(v) for v in (3.0, 160.0, 0, 2.5, 5 / 3, -1.0, None, float("nan"), 12000.0)] == [
         "3", "160", "0", "2.5", "1.67", "-1", "not applicable", "not applicable", "12,000"]
+
+
+def test_charts_at_the_papers_scale_draw_every_name_in_full():
+    """Issue 17, at the paper's scale (33 judges with long names, 29 attributes): rendered offline by
+    vl-convert (the same Vega runtime as the browser), no label is hidden for overlap (opacity 0) or
+    cut short with an ellipsis."""
+    import re
+
+    import pandas as pd
+
+    from dashboard import charts
+
+    judges = [f"llama-2-{n}b-chat-hf-variant-{i:02d}" for i, n in enumerate([7, 13, 70] * 11)]
+    agree = pd.DataFrame([dict(judge_a=a, judge_b=b, rate=0.6, shared=100, agree=60, chance=0.5, kappa=0.2,
+                               kappa_lo=0.1, kappa_hi=0.3) for a in judges for b in judges])
+    attrs = catalogue.attributes()
+    prof = pd.DataFrame([dict(judge=j, attribute=a.key, label=a.label, index=a.index, percent=55.0, percent_lo=50.0,
+                              percent_hi=60.0, mean=0.2, p_pos=0.9, status="measured")
+                         for j in judges[:4] for a in attrs])
+    for chart, names in ((charts.agreement_heatmap(agree), judges),
+                         (charts.similarity_heatmap(pd.DataFrame(0.5, index=judges, columns=judges), select=False),
+                          judges),
+                         (charts.profile_chart(prof, select=False), [a.label for a in attrs] + judges[:4])):
+        svg = charts.chart_image(chart, "svg").decode()
+        shown = re.findall(r'<text[^>]*?opacity="1"[^>]*>([^<]*)</text>', svg)
+        assert not [t for t in shown if "…" in t]
+        missing = [n for n in names if n not in shown]
+        assert not missing, missing

@@ -666,6 +666,8 @@ class Estimate:
     output_tokens: int
     cost: float
     by_step: dict[str, dict[str, float]]
+    price_known: bool = True  # False: ``cost`` is not a figure (shown as unknown, never $0)
+    price_source: str = ""
 
 
 def plan_requests(sample: dict[str, Any], both_orders: bool) -> list[Request]:
@@ -712,8 +714,10 @@ def estimate(store: Store, samples: list[dict[str, Any]], settings: LLMSettings,
         st["cost"] += settings.cost(tin, tout)
         n_in += tin
         n_out += tout
+    price = settings.price
     return Estimate(samples=len(samples), requests=len(reqs) - len(done), cached=len(done), input_tokens=n_in,
-                    output_tokens=n_out, cost=settings.cost(n_in, n_out), by_step=by_step)
+                    output_tokens=n_out, cost=settings.cost(n_in, n_out), by_step=by_step, price_known=price.known,
+                    price_source=price.describe())
 
 
 def order_consistency(store: Store, source: str) -> dict[str, float | None]:
@@ -921,11 +925,16 @@ def _sum_progress(parts, *, total: int) -> Progress:
 
 
 def estimate_text(est: Estimate) -> str:
+    from .prices import fmt_cost
+
     lines = [f"{est.samples} samples: {est.requests} requests to send ({est.cached} already answered), "
-             f"~{est.input_tokens:,} input + ~{est.output_tokens:,} output tokens, estimated ${est.cost:.4f}"]
+             f"~{est.input_tokens:,} input + ~{est.output_tokens:,} output tokens, estimated "
+             f"{fmt_cost(est.cost, known=est.price_known)}"]
+    if est.price_source:
+        lines.append(f"  at {est.price_source}")
     for step, st in est.by_step.items():
         lines.append(f"  {step:<12} {int(st['requests']):>7} requests  ~{int(st['input_tokens']):>10,} in"
-                     f"  ~{int(st['output_tokens']):>9,} out  ${st['cost']:.4f}")
+                     f"  ~{int(st['output_tokens']):>9,} out  {fmt_cost(st['cost'], known=est.price_known)}")
     return "\n".join(lines)
 
 

@@ -314,7 +314,36 @@ def _llm_overrides(args) -> dict[str, Any]:
         "model": args.model, "base_url": args.base_url, "concurrency": args.concurrency,
         "temperature": args.temperature, "max_tokens": args.max_tokens, "requests_per_minute": args.rpm,
         "tokens_per_minute": args.tpm, "price_input": args.price_input, "price_output": args.price_output,
+        "batch": True if getattr(args, "batch", False) or getattr(args, "batch_file_only", None)
+        or getattr(args, "ingest", None) else None,
     }.items() if v is not None}
+
+
+def _batch_files(store, samples, settings, work: str, kwargs: dict, args) -> int:
+    """``--batch-file-only DIR`` and ``--ingest FILE``: batch files for a runner outside the tool."""
+    from pathlib import Path
+
+    from . import batch
+
+    if args.ingest:
+        counts = batch.ingest_file(store, args.ingest)
+        print(f"{args.ingest}: {counts['answered']:,} answers, {counts['errored']:,} failed lines, "
+              f"{counts['malformed']:,} malformed lines, {counts['unknown']:,} lines for requests this store did "
+              "not plan")
+    out = batch.run_batch(store, samples, settings, work, kwargs,
+                          file_only=Path(args.batch_file_only) if args.batch_file_only else None,
+                          on_event=print) if args.batch_file_only else None
+    pr = out.progress if out else batch.resolve(store, samples, settings, work, kwargs)
+    print(f"{pr.done:,} of {len(samples):,} samples resolved ({pr.failed:,} failed for good), "
+          f"{pr.requests:,} answers recorded now, {pr.request_failures:,} of them failed (planned again)")
+    if out and out.files:
+        print("run them, e.g. with vLLM: python -m vllm.entrypoints.openai.run_batch -i FILE -o RESULTS "
+              f"--model {settings.model}; then: --ingest RESULTS --batch-file-only {args.batch_file_only}")
+    elif out and out.waiting:
+        print(f"{out.waiting:,} requests are still in earlier files: --ingest their results")
+    elif not args.batch_file_only and pr.done < len(samples):
+        print("write the next round with --batch-file-only DIR")
+    return 0
 
 
 def _run_job_foreground(store, job) -> int:
@@ -328,11 +357,14 @@ def _run_job_foreground(store, job) -> int:
     if not jobs.claim(store, job.id):
         raise CLIError(f"job {job.id} is being run by worker pid {job.worker_pid}; watch it with `python -m core jobs`")
     bar = tqdm(total=None, unit="sample", file=sys.stderr, disable=None, dynamic_ncols=True)
+    from .prices import fmt_cost
+
+    priced = job.spend_text != "unknown"
 
     def progress(pr):
         bar.total = pr.total
         bar.n = pr.done
-        bar.set_postfix_str(f"failed {pr.failed}, ${pr.cost:.4f}", refresh=False)
+        bar.set_postfix_str(f"failed {pr.failed}, {fmt_cost(pr.cost, known=priced)}", refresh=False)
         bar.refresh()
 
     try:
@@ -340,7 +372,7 @@ def _run_job_foreground(store, job) -> int:
     finally:
         bar.close()
     print(f"job {final.id} {final.status}: {final.done}/{final.total} samples done, {final.failed} failed, "
-          f"cost ${final.cost:.4f}. {final.message or ''}")
+          f"cost {final.spend_text}. {final.message or ''}")
     return 0 if final.status == "done" else 3
 
 
@@ -388,7 +420,7 @@ def cmd_annotate(args) -> int:
     with _store(args) as store:
         samples = _samples_or_fail(store, args)
         params = {"dataset": args.dataset, "scenario": args.scenario, "limit": args.limit}
-        if args.heuristic or not (settings.key_is_set or settings.base_url):
+        if args.heuristic or not (settings.key_is_set or settings.base_url or args.batch_file_only or args.ingest):
             if not args.heuristic:
                 print("no LLM configured (set PREFDISSECT_LLM_API_KEY or PREFDISSECT_LLM_BASE_URL): "
                       "using the offline heuristic annotator", file=sys.stderr)
@@ -398,7 +430,11 @@ def cmd_annotate(args) -> int:
         print(annotate.estimate_text(est))
         if args.estimate_only:
             return 0
+        if args.batch_file_only or args.ingest:
+            return _batch_files(store, samples, settings, "annotate", {"both_orders": args.both_orders}, args)
         params.update(both_orders=args.both_orders, llm=settings.public())
+        if args.batch:
+            params["poll_s"] = args.poll
         job = jobs.submit(store, "annotate", params, total=len(samples), budget=args.budget)
         code = _run_job_foreground(store, job)
         if args.both_orders:
@@ -413,7 +449,7 @@ def cmd_judge(args) -> int:
     from .llm import LLMSettings
 
     settings = LLMSettings.from_env(**_llm_overrides(args))
-    if not (settings.key_is_set or settings.base_url):
+    if not (settings.key_is_set or settings.base_url or args.batch_file_only or args.ingest):
         raise CLIError("no LLM configured: set PREFDISSECT_LLM_API_KEY (or OPENAI_API_KEY) and/or PREFDISSECT_LLM_BASE_URL")
     with _store(args) as store:
         args.judge = store.judge_name(args.judge)
@@ -423,8 +459,12 @@ def cmd_judge(args) -> int:
         print(annotate.estimate_text(est))
         if args.estimate_only:
             return 0
+        if args.batch_file_only or args.ingest:
+            return _batch_files(store, samples, settings, "judge", {"judge": args.judge, "both_orders": both}, args)
         params = {"dataset": args.dataset, "scenario": args.scenario, "limit": args.limit, "judge": args.judge,
                   "both_orders": both, "llm": settings.public()}
+        if args.batch:
+            params["poll_s"] = args.poll
         job = jobs.submit(store, "judge", params, total=len(samples), budget=args.budget)
         code = _run_job_foreground(store, job)
         c = judges.position_consistency(store, args.judge)
@@ -477,7 +517,7 @@ def _jobs_submit_or_show(args) -> int:
             job = jobs.get(store, args.show)
             budget = f" of a ${job.budget:.2f} budget" if job.budget is not None else ""
             print(f"job {job.id} {job.state}: {job.summary}")
-            print(f"  current run: {job.done}/{job.total} {job.unit} done, {job.failed} failed; spent ${job.cost:.4f}{budget}")
+            print(f"  current run: {job.done}/{job.total} {job.unit} done, {job.failed} failed; spent {job.spend_text}{budget}")
             for line in filter(None, (job.message, job.error and f"error: {job.error}")):
                 print(f"  {line}")
             for r in jobs.runs(store, job.id):
@@ -485,6 +525,11 @@ def _jobs_submit_or_show(args) -> int:
                       f"${r['cost']:.4f}, {r['started_at']} to {r['finished_at'] or '?'}")
             for f in jobs.failures(store, job.id):
                 print(f"  failed: sample {f['sample_id']} step {f['step']} ({f['orientation']}): {f['error']}")
+            for b in store.llm_batches(job_id=job.id):  # batch mode: the batches this job sent
+                print(f"  batch {b['id']} round {b['round']}: {b['requests']:,} requests, {b['status']}"
+                      + (f" ({b['remote_id']}: {b['remote_status']})" if b["remote_id"] else "")
+                      + (f", {b['answered']:,} answered, {b['failed']:,} failed, {b['malformed']:,} malformed"
+                         if b["status"] == "ingested" else ""))
             return 0
         try:
             params = json.loads(args.params or "{}")
@@ -523,7 +568,7 @@ def cmd_jobs(args) -> int:
                 print(f"job {job.id} resumed by worker pid {pid}")
         for j in jobs.list_jobs(store):
             state = "running (worker lost)" if j.stale else j.status
-            print(f"{j.id:>4}  {j.kind:<9} {state:<22} {j.done}/{j.total} done, {j.failed} failed, ${j.cost:.4f}"
+            print(f"{j.id:>4}  {j.kind:<9} {state:<22} {j.done}/{j.total} done, {j.failed} failed, {j.spend_text}"
                   f"  {j.params.get('dataset', '')}  {j.message or ''}")
     return 0
 
@@ -842,6 +887,17 @@ def _llm_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tpm", type=float, help="tokens per minute limit")
     g.add_argument("--price-input", type=float, help="USD per million input tokens")
     g.add_argument("--price-output", type=float, help="USD per million output tokens")
+    b = p.add_argument_group("batch mode (core/batch.py; see the README's 'Batch mode')")
+    b.add_argument("--batch", action="store_true",
+                   help="send the requests as JSONL files through the server's Batch API (files and batches "
+                        "endpoints): half price on OpenAI; steps that need earlier answers run as further rounds")
+    b.add_argument("--batch-file-only", metavar="DIR",
+                   help="write the next round's requests as Batch-API JSONL files in DIR and stop (for vLLM's "
+                        "run_batch or a gateway); bring the answers back with --ingest")
+    b.add_argument("--ingest", metavar="FILE", help="read a batch runner's output JSONL back into the store, then "
+                   "resolve what is complete (with --batch-file-only DIR: write the next round)")
+    b.add_argument("--poll", type=float, default=30.0, metavar="SECONDS",
+                   help="with --batch: seconds between checks of open batches (default 30)")
 
 
 def _selection_args(p: argparse.ArgumentParser) -> None:

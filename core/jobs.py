@@ -127,6 +127,19 @@ class JobStatus:
         return max(0.0, (end - start).total_seconds())
 
     @property
+    def spend_text(self) -> str:
+        """The job's spend for people: ``$1.2345``, or ``unknown`` when its model has no price
+        (a self-hosted model with no price given: its recorded cost of 0 is not a figure)."""
+        from .prices import fmt_cost
+
+        known = True
+        if self.kind in ("annotate", "judge") and self.params.get("llm"):
+            from .llm import LLMSettings
+
+            known = LLMSettings.from_env(**self.params["llm"]).price_known
+        return fmt_cost(self.cost, known=known)
+
+    @property
     def unit(self) -> str:
         return "steps" if self.kind == "fit" else "rows" if self.kind == "import" else "samples"
 
@@ -490,7 +503,14 @@ def _run_llm(store: Store, job: JobStatus, update, on_progress, due, cancelled):
     settings = LLMSettings.from_env(**p.get("llm", {}))
     budget = None if job.budget is None else max(0.0, job.budget - before)
     common = dict(budget=budget, job_id=job.id, on_progress=progress, should_stop=cancelled)
-    if job.kind == "annotate":
+    if settings.batch:  # through a batch runner, in rounds (core/batch.py)
+        from . import batch
+
+        work, kw = (("annotate", {"both_orders": p.get("both_orders", False)}) if job.kind == "annotate" else
+                    ("judge", {"judge": p["judge"], "both_orders": p.get("both_orders", True)}))
+        pr = batch.run_batch(store, samples, settings, work, kw, poll_s=p.get("poll_s", 30.0),
+                             on_event=lambda m: update(message=m[:1000], heartbeat_at=now()), **common).progress
+    elif job.kind == "annotate":
         pr = annotate.run_annotation(store, samples, settings, both_orders=p.get("both_orders", False), **common)
     else:
         pr = judges.collect_labels(store, samples, settings, judge=p["judge"], both_orders=p.get("both_orders", True),

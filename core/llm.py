@@ -57,8 +57,9 @@ class LLMSettings:
     concurrency: int = 8
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
-    price_input: float = 0.0  # USD per million input tokens
-    price_output: float = 0.0  # USD per million output tokens
+    price_input: float | None = None  # USD per million input tokens; None: the price table's (core/prices.py)
+    price_output: float | None = None  # USD per million output tokens
+    batch: bool = False  # priced as a Batch-API run (the table's batch prices)
     timeout_s: float = 120.0
     max_retries: int = 6
     #: force a structured-output dialect (a name in DIALECTS) instead of probing the endpoint
@@ -82,8 +83,8 @@ class LLMSettings:
             concurrency=int(_float("PREFDISSECT_LLM_CONCURRENCY", cls.concurrency)),
             requests_per_minute=_float("PREFDISSECT_LLM_RPM", None),
             tokens_per_minute=_float("PREFDISSECT_LLM_TPM", None),
-            price_input=_float("PREFDISSECT_LLM_PRICE_INPUT", cls.price_input),
-            price_output=_float("PREFDISSECT_LLM_PRICE_OUTPUT", cls.price_output),
+            price_input=_float("PREFDISSECT_LLM_PRICE_INPUT", None),
+            price_output=_float("PREFDISSECT_LLM_PRICE_OUTPUT", None),
             timeout_s=_float("PREFDISSECT_LLM_TIMEOUT", cls.timeout_s),
             max_retries=int(_float("PREFDISSECT_LLM_MAX_RETRIES", cls.max_retries)),
             response_mode=_env("PREFDISSECT_LLM_RESPONSE_MODE"),
@@ -117,6 +118,7 @@ class LLMSettings:
             # only when set, so the jobs of settings without them keep their keys
             **({"response_mode": self.response_mode} if self.response_mode else {}),
             **({"system_role": self.system_role} if self.system_role else {}),
+            **({"batch": True} if self.batch else {}),
         }
 
     def check(self) -> None:
@@ -127,8 +129,22 @@ class LLMSettings:
         if self.system_role not in (None, "keep", "fold"):
             raise ValueError(f"PREFDISSECT_LLM_SYSTEM_ROLE={self.system_role!r}: expected keep or fold")
 
+    @property
+    def price(self):
+        """This model's ``prices.Price``: the user's prices, else the table's, else unknown."""
+        from .prices import price_of
+
+        return price_of(self.model, self.base_url, batch=self.batch, price_input=self.price_input,
+                        price_output=self.price_output)
+
+    @property
+    def price_known(self) -> bool:
+        return self.price.known
+
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.price_input + completion_tokens * self.price_output) / 1e6
+        """USD for these tokens; 0.0 when the price is unknown (check ``price_known`` before
+        showing it: an unknown price is shown as unknown)."""
+        return self.price.cost(prompt_tokens, completion_tokens) or 0.0
 
 
 def estimate_tokens(text: str) -> int:

@@ -1,7 +1,8 @@
 """A real OpenAI-compatible chat-completions server on loopback, for tests, benchmarks and demos.
 
 It speaks enough of the protocol for the official ``openai`` client (``POST /v1/chat/completions``,
-``GET /v1/models``, ``GET /health``) over real HTTP/1.1 with keep-alive, so the client's connection
+``GET /v1/models``, ``GET /health``, and the Batch API's files and batches endpoints: upload, create,
+retrieve, list, cancel, results, with expiry, failed and malformed lines: ``set_batch``) over real HTTP/1.1 with keep-alive, so the client's connection
 pool, timeouts, retries and our parsing are exercised end to end. Answers are scripted:
 
 * ``response_format={"type": "json_schema", ...}``: a JSON instance that validates against the schema
@@ -528,11 +529,261 @@ def _text_of(content: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Files and batches (the Batch API): upload, create, retrieve, list, cancel, results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchOptions:
+    """How the loopback's batch runner behaves (``LoopbackServer.set_batch``).
+
+    ``processing_s``: seconds a batch stays in progress before its results are written;
+    ``expire_after``: lines processed before the batch expires (the rest go to the error file with
+    ``batch_expired``, as OpenAI does); ``line_error``: the share of lines answered with an error
+    (status 500 in the error file); ``malformed``: the share of output lines written garbled (cut
+    mid-JSON); ``fail``: the whole batch fails validation (no output). Draws are seeded."""
+
+    processing_s: float = 0.0
+    expire_after: int | None = None
+    line_error: float = 0.0
+    malformed: float = 0.0
+    fail: bool = False
+
+
+class _BatchEndpoints:
+    """The files and batches endpoints, mixed into ``LoopbackServer``. Lines are answered by the
+    same completion code as ``/chat/completions``; ``batch_lines`` counts every custom_id a batch
+    ran (a test of "never submitted twice")."""
+
+    def _batch_init(self) -> None:
+        if getattr(self, "_files", None) is None:
+            self._files: dict[str, dict] = {}
+            self._file_data: dict[str, bytes] = {}
+            self._batches: dict[str, dict] = {}
+            self.batch_options = BatchOptions()
+            self.batch_lines: dict[str, int] = {}
+            self.batch_processing_s = 0.0
+            self._batch_rng = random.Random(f"loopback-batches:{getattr(self, 'seed', 0)}")
+
+    def set_batch(self, **options: Any) -> None:
+        self._batch_init()
+        self.batch_options = BatchOptions(**options)
+
+    def expire_open_batches(self) -> None:
+        """Expire every batch still validating or in progress now (its window has passed)."""
+        self._batch_init()
+        for b in list(self._batches.values()):
+            if b["status"] in ("validating", "in_progress"):
+                b["_expire_now"] = True
+
+    def release_open_batches(self) -> None:
+        """Let every batch still waiting out ``processing_s`` run now."""
+        self._batch_init()
+        for b in list(self._batches.values()):
+            b["_release"] = True
+
+    @property
+    def batches(self) -> list[dict]:
+        self._batch_init()
+        return [{k: v for k, v in b.items() if not k.startswith("_")} for b in self._batches.values()]
+
+    async def _dispatch_batch(self, method: str, path: str, query: str, headers: dict[str, str],
+                              body: bytes) -> "_Reply | None":
+        self._batch_init()
+        if path == "/files" and method == "POST":
+            return self._upload(headers, body)
+        if path.startswith("/files/"):
+            rest = path[len("/files/"):]
+            fid, _, tail = rest.partition("/")
+            if fid not in self._files:
+                return _error(404, f"No such File object: {fid}", "invalid_request_error")
+            if tail == "content" and method == "GET":
+                return _Reply(200, self._file_data[fid])
+            if not tail and method == "GET":
+                return _Reply(200, _dumps(self._files[fid]))
+            if not tail and method == "DELETE":
+                self._files.pop(fid)
+                self._file_data.pop(fid, None)
+                return _Reply(200, _dumps({"id": fid, "object": "file", "deleted": True}))
+        if path == "/batches" and method == "POST":
+            return self._create_batch(body)
+        if path == "/batches" and method == "GET":
+            params = dict(p.partition("=")[::2] for p in query.split("&") if p)
+            items = sorted(self._batches.values(), key=lambda b: b["_seq"], reverse=True)
+            if params.get("after"):
+                ids = [b["id"] for b in items]
+                items = items[ids.index(params["after"]) + 1:] if params["after"] in ids else []
+            limit = int(params.get("limit") or 20)
+            page = items[:limit]
+            return _Reply(200, _dumps({"object": "list", "data": [self._batch_view(b) for b in page],
+                                       "first_id": page[0]["id"] if page else None,
+                                       "last_id": page[-1]["id"] if page else None,
+                                       "has_more": len(items) > limit}))
+        if path.startswith("/batches/"):
+            bid, _, tail = path[len("/batches/"):].partition("/")
+            b = self._batches.get(bid)
+            if b is None:
+                return _error(404, f"No batch found with id '{bid}'.", "invalid_request_error")
+            if tail == "cancel" and method == "POST":
+                if b["status"] in ("validating", "in_progress"):
+                    b["_cancel"] = True
+                    b["status"] = "cancelling"
+                    b["cancelling_at"] = int(time.time())
+                return _Reply(200, _dumps(self._batch_view(b)))
+            if not tail and method == "GET":
+                return _Reply(200, _dumps(self._batch_view(b)))
+        if path.startswith("/files") or path.startswith("/batches"):
+            return _error(405, "method not allowed", "invalid_request_error")
+        return None
+
+    def _upload(self, headers: dict[str, str], body: bytes) -> "_Reply":
+        ctype = headers.get("content-type", "")
+        m = re.search(r'boundary="?([^";]+)"?', ctype)
+        if "multipart/form-data" not in ctype or not m:
+            return _error(400, "expected multipart/form-data", "invalid_request_error")
+        sep = b"--" + m.group(1).encode()
+        fields: dict[str, bytes] = {}
+        filename = "upload.jsonl"
+        for part in body.split(sep)[1:]:
+            if part.startswith(b"--"):
+                break
+            head, _, content = part.lstrip(b"\r\n").partition(b"\r\n\r\n")
+            name = re.search(rb'name="([^"]*)"', head)
+            fn = re.search(rb'filename="([^"]*)"', head)
+            if name:
+                fields[name.group(1).decode()] = content[:-2] if content.endswith(b"\r\n") else content
+            if fn:
+                filename = fn.group(1).decode("utf-8", "replace")
+        if "file" not in fields or fields.get("purpose", b"").decode() != "batch":
+            return _error(400, "a 'file' and purpose 'batch' are required", "invalid_request_error")
+        fid = f"file-loop{uuid.uuid4().hex[:20]}"
+        self._file_data[fid] = fields["file"]
+        self._files[fid] = {"id": fid, "object": "file", "bytes": len(fields["file"]), "created_at": int(time.time()),
+                            "filename": filename, "purpose": "batch", "status": "processed"}
+        return _Reply(200, _dumps(self._files[fid]))
+
+    def _create_batch(self, raw: bytes) -> "_Reply":
+        try:
+            req = json.loads(raw)
+        except ValueError:
+            return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+        fid = req.get("input_file_id")
+        if fid not in self._files:
+            return _error(400, f"Invalid 'input_file_id': {fid!r}.", "invalid_request_error", param="input_file_id")
+        if req.get("endpoint") != "/v1/chat/completions" or req.get("completion_window") != "24h":
+            return _error(400, "endpoint must be /v1/chat/completions and completion_window 24h",
+                          "invalid_request_error")
+        with self._fault_lock:
+            self._seq += 1
+            seq = self._seq
+        now = int(time.time())
+        b = {"id": f"batch_loop{seq:06d}{uuid.uuid4().hex[:8]}", "object": "batch", "endpoint": req["endpoint"],
+             "errors": None, "input_file_id": fid, "completion_window": "24h", "status": "validating",
+             "output_file_id": None, "error_file_id": None, "created_at": now, "in_progress_at": None,
+             "expires_at": now + 86400, "finalizing_at": None, "completed_at": None, "failed_at": None,
+             "expired_at": None, "cancelling_at": None, "cancelled_at": None,
+             "request_counts": {"total": 0, "completed": 0, "failed": 0}, "metadata": req.get("metadata"),
+             "_seq": seq, "_options": self.batch_options}
+        self._batches[b["id"]] = b
+        asyncio.get_running_loop().create_task(self._run_batch(b))
+        return _Reply(200, _dumps(self._batch_view(b)))
+
+    @staticmethod
+    def _batch_view(b: dict) -> dict:
+        return {k: v for k, v in b.items() if not k.startswith("_")}
+
+    async def _run_batch(self, b: dict) -> None:
+        opts: BatchOptions = b["_options"]
+        data = self._file_data[b["input_file_id"]]
+        if opts.fail:
+            b.update(status="failed", failed_at=int(time.time()), errors={"object": "list", "data": [
+                {"code": "invalid_request", "message": "loopback: the batch failed validation", "param": None,
+                 "line": 1}]})
+            return
+        b.update(status="in_progress", in_progress_at=int(time.time()))
+        t_end = time.monotonic() + opts.processing_s
+        while time.monotonic() < t_end and not any(b.get(k) for k in ("_cancel", "_expire_now", "_release")):
+            await asyncio.sleep(min(0.02, max(0.0, t_end - time.monotonic())))
+        t0 = time.perf_counter()
+        out, err, counts = await asyncio.get_running_loop().run_in_executor(None, self._answer_lines, b, data, opts)
+        self.batch_processing_s += time.perf_counter() - t0
+        ended = int(time.time())
+        for name, lines in (("output_file_id", out), ("error_file_id", err)):
+            if lines:
+                fid = f"file-loop{uuid.uuid4().hex[:20]}"
+                blob = b"".join(lines)
+                self._file_data[fid] = blob
+                self._files[fid] = {"id": fid, "object": "file", "bytes": len(blob), "created_at": ended,
+                                    "filename": f"{b['id']}_{name[:-8]}.jsonl", "purpose": "batch_output",
+                                    "status": "processed"}
+                b[name] = fid
+        b["request_counts"] = counts
+        if b.get("_cancel"):
+            b.update(status="cancelled", cancelled_at=ended)
+        elif b.get("_expired"):
+            b.update(status="expired", expired_at=ended)
+        else:
+            b.update(status="completed", finalizing_at=ended, completed_at=ended)
+
+    def _answer_lines(self, b: dict, data: bytes, opts: BatchOptions):
+        out: list[bytes] = []
+        err: list[bytes] = []
+        counts = {"total": 0, "completed": 0, "failed": 0}
+        stop = b.get("_cancel") or b.get("_expire_now")
+        for n, line in enumerate(data.splitlines()):
+            if not line.strip():
+                continue
+            counts["total"] += 1
+            try:
+                item = json.loads(line)
+                cid, body = item["custom_id"], item["body"]
+            except (ValueError, KeyError, TypeError):
+                counts["failed"] += 1
+                err.append(_dumps({"id": f"batch_req_{uuid.uuid4().hex[:16]}", "custom_id": None, "response": None,
+                                   "error": {"code": "invalid_json_line", "message": f"line {n + 1} is not valid"}})
+                           + b"\n")
+                continue
+            expired = stop or (opts.expire_after is not None and counts["completed"] + counts["failed"]
+                               >= opts.expire_after)
+            if expired:
+                if not b.get("_cancel"):
+                    b["_expired"] = True
+                counts["failed"] += 1
+                code = "batch_cancelled" if b.get("_cancel") else "batch_expired"
+                err.append(_dumps({"id": f"batch_req_{uuid.uuid4().hex[:16]}", "custom_id": cid, "response": None,
+                                   "error": {"code": code, "message": "This request could not be executed before "
+                                             "the completion window expired." if code == "batch_expired" else
+                                             "The batch was cancelled."}}) + b"\n")
+                continue
+            self.batch_lines[cid] = self.batch_lines.get(cid, 0) + 1
+            r = self._batch_rng.random()
+            problem = self._validate(body) if isinstance(body, dict) else _error(400, "body must be an object",
+                                                                                "invalid_request_error")
+            if problem is None and r < opts.line_error:
+                problem = _error(500, "The server had an error processing this request (loopback).", "server_error")
+            if problem is not None:
+                counts["failed"] += 1
+                err.append(_dumps({"id": f"batch_req_{uuid.uuid4().hex[:16]}", "custom_id": cid,
+                                   "response": {"status_code": problem.status, "request_id": uuid.uuid4().hex,
+                                                "body": json.loads(problem.body)}, "error": None}) + b"\n")
+                continue
+            payload = self._completion(body, None)
+            counts["completed"] += 1
+            text = _dumps({"id": f"batch_req_{uuid.uuid4().hex[:16]}", "custom_id": cid,
+                           "response": {"status_code": 200, "request_id": uuid.uuid4().hex, "body": payload},
+                           "error": None})
+            if r >= opts.line_error and r < opts.line_error + opts.malformed:
+                text = text[: max(1, len(text) // 2)]
+            out.append(text + b"\n")
+        return out, err, counts
+
+
+# --------------------------------------------------------------------------------------------
 # The server
 # --------------------------------------------------------------------------------------------
 
 
-class LoopbackServer:
+class LoopbackServer(_BatchEndpoints):
     """An OpenAI-compatible HTTP server on 127.0.0.1 with scripted answers and injected faults.
 
     ``latency``: seconds each chat request waits before its answer (429s and disconnects answer at
@@ -626,6 +877,7 @@ class LoopbackServer:
         self._conn_tasks: set[asyncio.Task] = set()
         self._started = threading.Event()
         self._start_error: BaseException | None = None
+        self._batch_init()
 
     # ---- configuration at run time ----------------------------------------------------------
 
@@ -817,7 +1069,9 @@ class LoopbackServer:
                         body = await self._read_chunked(reader)
                     else:
                         length = int(headers.get("content-length") or 0)
-                        if length < 0 or length > 64 << 20:
+                        # batch files may be large (OpenAI takes 200 MB); other bodies 64 MB
+                        cap = 512 << 20 if target.startswith(("/v1/files", "/files")) else 64 << 20
+                        if length < 0 or length > cap:
                             too_big = _error(413, "request body too large", "invalid_request_error")
                             writer.write(self._encode(too_big, False))
                             return
@@ -883,9 +1137,14 @@ class LoopbackServer:
             return _Reply(200, b'{"status":"ok"}') if method == "GET" else \
                 _error(405, "method not allowed", "invalid_request_error")
         if path == "/loopback/stats" and method == "GET":  # for benchmarks against the CLI server
-            return _Reply(200, _dumps(self.stats.as_dict()))
+            return _Reply(200, _dumps({**self.stats.as_dict(), "batch_processing_s": self.batch_processing_s,
+                                       "batch_lines": sum(self.batch_lines.values())}))
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        if path.startswith(("/files", "/batches")):  # the Batch API (_BatchEndpoints)
+            reply = await self._dispatch_batch(method, path, target.partition("?")[2], headers, body)
+            if reply is not None:
+                return reply
         if path == "/models":
             if method != "GET":
                 return _error(405, "method not allowed", "invalid_request_error")

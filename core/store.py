@@ -251,6 +251,49 @@ def m007_llm_dialects(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m008_llm_batches(db: sqlite_utils.Database) -> None:
+    # Batch mode (core/batch.py): each JSONL file of requests sent to a batch runner (the Batch API
+    # or a runner outside the tool), and which request went in which file with its result line, so
+    # a request is never submitted twice and any worker can poll, ingest and resume.
+    db.executescript(
+        """
+        CREATE TABLE llm_batches (
+            id TEXT PRIMARY KEY,
+            job_id INTEGER,
+            base_url TEXT NOT NULL DEFAULT '',
+            model TEXT NOT NULL,
+            round INTEGER NOT NULL DEFAULT 1,
+            mode TEXT NOT NULL CHECK (mode IN ('api', 'file')),
+            path TEXT,
+            requests INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            input_file_id TEXT,
+            remote_id TEXT,
+            status TEXT NOT NULL CHECK (status IN ('planned', 'submitted', 'file', 'ingested', 'superseded')),
+            remote_status TEXT,
+            answered INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            malformed INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX llm_batches_status ON llm_batches(status, base_url, model);
+        CREATE TABLE llm_batch_requests (
+            batch_id TEXT NOT NULL,
+            request_key TEXT NOT NULL,
+            sample_id TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('sent', 'answered', 'errored', 'recorded', 'dropped')),
+            result TEXT,
+            error TEXT,
+            PRIMARY KEY (batch_id, request_key)
+        );
+        CREATE INDEX llm_batch_requests_key ON llm_batch_requests(request_key, state);
+        """
+    )
+
+
 class ConflictError(ValueError):
     """A write that would silently change what is stored (a judge's labels or kind, a name that
     collides with a stored one); nothing was written. The message says what and how to proceed."""
@@ -1258,6 +1301,100 @@ class Store:
     def table_counts(self) -> dict[str, int]:
         names = ["datasets", "samples", "judges", "labels", "annotations", "features", "jobs", "profiles"]
         return {n: self.scalar(f"SELECT COUNT(*) FROM {n}") for n in names}
+
+    # ---- batch mode (core/batch.py): llm_batches, llm_batch_requests
+
+    def batch_states(self, keys: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
+        """For each of ``keys`` in a batch: the state that matters most (a result waiting to be
+        recorded, else still sent), with the result line and error."""
+        rank = {"answered": 0, "errored": 1, "sent": 2}
+        out: dict[str, tuple[str, str | None, str | None]] = {}
+        for key, state, result, error in _chunked_in(
+                self.conn, "SELECT request_key, state, result, error FROM llm_batch_requests"
+                " WHERE state IN ('answered', 'errored', 'sent') AND request_key IN ({})", keys):
+            if key not in out or rank[state] < rank[out[key][0]]:
+                out[key] = (state, result, error)
+        return out
+
+    def failed_attempts(self, keys: list[str]) -> dict[str, int]:
+        """How many times each of ``keys`` failed for good (all samples' rows together)."""
+        out: dict[str, int] = {}
+        for key, n in _chunked_in(self.conn, "SELECT request_key, SUM(attempts) FROM annotations WHERE status = 'failed'"
+                                             " AND request_key IN ({}) GROUP BY request_key", keys):
+            out[key] = int(n or 0)
+        return out
+
+    def mark_batch_recorded(self, key: str) -> None:
+        with self.writing():
+            self.conn.execute("UPDATE llm_batch_requests SET state = 'recorded', result = NULL"
+                              " WHERE request_key = ? AND state IN ('answered', 'errored')", (key,))
+
+    def add_llm_batch(self, row: dict[str, Any], requests: list[tuple[str, str]]) -> None:
+        """Record a written batch file and its requests (key, sample id), state 'sent', in one
+        transaction; the same file again (same id) changes nothing."""
+        ts = now()
+        with self.writing():
+            if self.conn.execute("SELECT 1 FROM llm_batches WHERE id = ?", (row["id"],)).fetchone():
+                return
+            row = {**row, "created_at": ts, "updated_at": ts}
+            cols = list(row)
+            self.conn.execute(f"INSERT INTO llm_batches ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                              [row[c] for c in cols])
+            self.conn.executemany("INSERT OR REPLACE INTO llm_batch_requests (batch_id, request_key, sample_id, state)"
+                                  " VALUES (?, ?, ?, 'sent')", [(row["id"], k, sid) for k, sid in requests])
+
+    def update_llm_batch(self, batch_id: str, **cols: Any) -> None:
+        cols["updated_at"] = now()
+        with self.writing():
+            self.conn.execute(f"UPDATE llm_batches SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+                              [*cols.values(), batch_id])
+
+    def llm_batches(self, *, statuses: tuple[str, ...] | None = None, base_url: str | None = None,
+                    model: str | None = None, job_id: int | None = None) -> list[dict[str, Any]]:
+        where, params = [], []
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params += list(statuses)
+        if base_url is not None:
+            where.append("base_url = ?")
+            params.append(base_url)
+        if model is not None:
+            where.append("model = ?")
+            params.append(model)
+        if job_id is not None:
+            where.append("job_id = ?")
+            params.append(job_id)
+        return self.rows("SELECT * FROM llm_batches" + (f" WHERE {' AND '.join(where)}" if where else "")
+                         + " ORDER BY created_at, id", params)
+
+    def batch_request_keys(self, batch_id: str, state: str = "sent") -> set[str]:
+        return {r[0] for r in self.conn.execute(
+            "SELECT request_key FROM llm_batch_requests WHERE batch_id = ? AND state = ?", (batch_id, state))}
+
+    def batch_of_keys(self, keys: list[str]) -> dict[str, str]:
+        """The batch each of ``keys`` was last sent in (any state), for ingesting a runner's file."""
+        out: dict[str, str] = {}
+        for key, batch in _chunked_in(self.conn, "SELECT b.request_key, b.batch_id FROM llm_batch_requests b"
+                                                 " JOIN llm_batches l ON l.id = b.batch_id WHERE b.request_key IN ({})"
+                                                 " ORDER BY l.created_at", keys):
+            out[key] = batch
+        return out
+
+    def stage_batch_results(self, batch_id: str, results: list[tuple[str, str, str | None, str | None]]) -> None:
+        """Store result lines the moment they are read: (request key, state 'answered' or
+        'errored', the line, the error). Only requests still waiting in that batch take them."""
+        with self.writing():
+            self.conn.executemany(
+                "UPDATE llm_batch_requests SET state = ?, result = ?, error = ? WHERE batch_id = ? AND request_key = ?"
+                " AND state IN ('sent', 'dropped')", [(st, line, err, batch_id, key) for key, st, line, err in results])
+
+    def drop_batch(self, batch_id: str, status: str = "superseded") -> None:
+        """A batch file that will not come back (superseded by a newer file for another runner):
+        its requests waiting in it may be planned again."""
+        with self.writing():
+            self.conn.execute("UPDATE llm_batch_requests SET state = 'dropped' WHERE batch_id = ? AND state = 'sent'",
+                              (batch_id,))
+            self.conn.execute("UPDATE llm_batches SET status = ?, updated_at = ? WHERE id = ?", (status, now(), batch_id))
 
 
 #: the scenario filter value for samples without a scenario group yet

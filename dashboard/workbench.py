@@ -19,6 +19,7 @@ import streamlit as st
 
 from core import config, importers, jobs
 from core.llm import KEY_ENVS, LLMSettings
+from core.prices import fmt_cost
 from core.store import category_scope
 from dashboard import auth, data
 from dashboard.render import plain
@@ -88,10 +89,11 @@ def endpoint_form(prefix: str) -> dict:
                              placeholder="empty: OpenAI", help="OpenAI, vLLM, Ollama, a gateway, the loopback server")
     model = c2.text_input("Model", value=env.model, key=f"{prefix}_model")
     c3, c4, c5 = st.columns(3)
-    price_in = c3.number_input("USD per million input tokens", min_value=0.0, value=float(env.price_input),
-                               step=0.05, format="%.3f", key=f"{prefix}_price_in")
-    price_out = c4.number_input("USD per million output tokens", min_value=0.0, value=float(env.price_output),
-                                step=0.05, format="%.3f", key=f"{prefix}_price_out")
+    # empty: the price table's figure for the model (core/prices.py), or unknown
+    price_in = c3.number_input("USD per million input tokens", min_value=0.0, value=env.price_input,
+                               step=0.05, format="%.3f", key=f"{prefix}_price_in", placeholder="from the price table")
+    price_out = c4.number_input("USD per million output tokens", min_value=0.0, value=env.price_output,
+                                step=0.05, format="%.3f", key=f"{prefix}_price_out", placeholder="from the price table")
     concurrency = c5.number_input("Requests in flight", min_value=1, max_value=512, value=int(env.concurrency),
                                   key=f"{prefix}_concurrency")
     source = key_source()
@@ -113,8 +115,15 @@ def endpoint_form(prefix: str) -> dict:
     else:
         st.caption(":material/key_off: API key: not set. Set PREFDISSECT\\_LLM\\_API\\_KEY (or OPENAI\\_API\\_KEY) in the "
                    "environment or in Streamlit secrets; a local server may need none.")
+    batch = st.toggle("Batch mode (Batch API: half price, results within 24 hours)", key=f"{prefix}_batch",
+                      help="Requests go as JSONL files through the server's files and batches endpoints (OpenAI, "
+                           "and gateways that speak the same API); steps that need earlier answers run as "
+                           "successive rounds. The job polls until every round is back.")
     settings = replace(env, base_url=base_url.strip() or None, model=model.strip() or env.model,
-                       price_input=float(price_in), price_output=float(price_out), concurrency=int(concurrency))
+                       price_input=None if price_in is None else float(price_in),
+                       price_output=None if price_out is None else float(price_out), concurrency=int(concurrency),
+                       batch=bool(batch))
+    st.caption(f":material/sell: {settings.price.describe()}")
     return settings.public()
 
 
@@ -141,25 +150,27 @@ def selection_form(prefix: str, overview: dict) -> tuple[dict, int]:
 
 def show_estimate(est: dict, llm: dict | None = None) -> None:
     """The cost estimate of a job before it starts: totals and one row per step; a loud warning when
-    requests go to a paid endpoint with no price set (the estimate then says $0 for real spend)."""
+    requests go to a remote endpoint whose price is unknown (neither given nor in the price table):
+    the provider bills them, and a budget cannot stop a job whose cost cannot be counted."""
     e = est["estimate"]
-    if llm is not None and e.requests and not e.cost and not (llm.get("price_input") or llm.get("price_output")):
+    if llm is not None and e.requests and not e.price_known:
         local = any(h in str(llm.get("base_url") or "") for h in ("localhost", "127.0.0.1", "0.0.0.0", "[::1]"))
         if not local:
-            st.error(f"No price is set for {plain(llm.get('model') or 'this model')}: the estimate shows $0 for "
-                     f"{e.requests:,} requests that the provider will bill. Enter the model's prices per million "
-                     "tokens above (or set PREFDISSECT_LLM_PRICE_INPUT / _OUTPUT) before starting; the budget cannot "
-                     "stop a job whose cost reads as zero.", icon=":material/warning:")
+            st.error(f"No price is known for {plain(llm.get('model') or 'this model')}: {e.requests:,} requests will "
+                     "be sent to a remote endpoint that may bill them, and their cost cannot be counted (a budget "
+                     "cannot stop the job). Enter the model's prices per million tokens above (or set "
+                     "PREFDISSECT_LLM_PRICE_INPUT / _OUTPUT) before starting.", icon=":material/warning:")
     cols = st.columns(4)
     cols[0].metric("Samples", f"{e.samples:,}")
     cols[1].metric("Requests to send", f"{e.requests:,}", help=f"{e.cached:,} already answered (from the store, free)")
     cols[2].metric("Tokens (in + out)", f"~{e.input_tokens + e.output_tokens:,}")
-    cols[3].metric("Estimated cost", f"${e.cost:.4f}")
+    cols[3].metric("Estimated cost", fmt_cost(e.cost, known=e.price_known), help=e.price_source or None)
     if not est["steps"].empty:
         st.dataframe(est["steps"], hide_index=True, column_config={
             "input_tokens": st.column_config.NumberColumn("input tokens (est.)", format="%d"),
             "output_tokens": st.column_config.NumberColumn("output tokens (typical)", format="%d"),
-            "cost": st.column_config.NumberColumn("cost (USD)", format="$%.4f")})
+            # an unknown price has no cost column: never a column of $0
+            "cost": st.column_config.NumberColumn("cost (USD)", format="$%.4f") if e.price_known else None})
     how = "Input tokens are counted on the actual prompts"
     if est["sampled"]:
         how += f" of {est['sampled']:,} evenly spaced samples, scaled to all {e.samples:,}"
@@ -238,7 +249,7 @@ def _panel(job_id: int, was_live: bool, key: str) -> None:
         cols[1].metric("Failed", f"{job.failed:,}")
         cols[2].metric("Total", f"{job.total:,}")
         if job.spends:
-            spend = f"${job.cost:.4f}" + (f" of ${job.budget:.2f}" if job.budget is not None else "")
+            spend = job.spend_text + (f" of ${job.budget:.2f}" if job.budget is not None else "")
             cols[3].metric("Spend / budget", spend, help="what the job's requests cost over all its runs")
         else:  # fits and offline jobs send no paid request: their time is what matters
             cols[3].metric("Duration", duration_text(job.duration_s), help="from its last start to its end (or now)")

@@ -278,15 +278,51 @@ def test_a_finished_job_reads_right_and_points_to_the_next_step(store_path, monk
     assert at.selectbox(key="fit_dataset").value == "demo-synthetic"
 
 
-def test_a_paid_model_with_no_price_is_a_loud_warning_not_a_zero_estimate(store_path, monkeypatch):
-    monkeypatch.setenv("PREFDISSECT_LLM_PRICE_INPUT", "0")
-    monkeypatch.setenv("PREFDISSECT_LLM_PRICE_OUTPUT", "0")
-    monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "gpt-4o-mini")
+def test_a_remote_model_with_no_known_price_is_a_loud_warning(store_path, monkeypatch):
+    monkeypatch.delenv("PREFDISSECT_LLM_PRICE_INPUT")
+    monkeypatch.delenv("PREFDISSECT_LLM_PRICE_OUTPUT")
+    monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "acme-unlisted-model-7")  # in no price table
     at = page()
-    assert metrics(at)["Estimated cost"] == "$0.0000"
-    loud = [e.value for e in at.error if "No price is set" in e.value]
-    assert loud and "gpt" in loud[0]
+    assert metrics(at)["Estimated cost"] == "unknown"
+    loud = [e.value for e in at.error if "No price is known" in e.value]
+    assert loud and "acme" in loud[0]
+    # a model the price table knows: a figure, no warning
+    monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "gpt-4o-mini")
+    known = page()
+    assert metrics(known)["Estimated cost"].startswith("$") and not [e for e in known.error if "No price" in e.value]
     # a local server (no bill) is not warned about
+    monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "acme-unlisted-model-7")
     monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", "http://127.0.0.1:9/v1")
     local = page()
-    assert not [e.value for e in local.error if "No price is set" in e.value]
+    assert not [e.value for e in local.error if "No price is known" in e.value]
+
+
+def test_batch_mode_from_the_page_runs_a_batch_job_and_an_unknown_price_is_shown_as_unknown(store_path, monkeypatch):
+    monkeypatch.delenv("PREFDISSECT_LLM_PRICE_INPUT")
+    monkeypatch.delenv("PREFDISSECT_LLM_PRICE_OUTPUT")
+    with LoopbackServer() as server:
+        monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", server.url)
+        monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "loopback-1")
+        at = page()
+        # a self-hosted model with no price given: unknown, never $0
+        assert metrics(at)["Estimated cost"] == "unknown"
+        assert any("price unknown" in c.value for c in at.caption)
+        at.multiselect(key="ann_groups").set_value(["Code"])
+        at.number_input(key="ann_limit").set_value(3)
+        at.toggle(key="ann_batch").set_value(True)
+        at.run()
+        at.button(key="ann_start").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        with Store(store_path) as s:
+            (job,) = jobs.list_jobs(s)
+            assert job.params["llm"]["batch"] is True
+            final = wait_done(s, job.id)
+            batches = s.llm_batches(job_id=job.id)
+            n_feat = s.scalar("SELECT COUNT(DISTINCT sample_id) FROM features WHERE source = ?",
+                              [annotate.feature_source("loopback-1", False)])
+        assert final.status == "done" and final.done == 3, final.message
+        assert len(batches) >= 1 and all(b["status"] == "ingested" for b in batches)
+        assert n_feat == 3 and server.stats.chat_requests == 0  # every answer came through batches
+    at.run()
+    assert not at.exception
+    assert metrics(at)["Spend / budget"] == "unknown"  # recorded as 0 for want of a price: not a figure

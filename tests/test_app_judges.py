@@ -205,3 +205,28 @@ def test_judge_rates_chart_spec():
     values = spec["datasets"][bars["data"]["name"]]
     assert [(v["name"], v["consistency"]) for v in values] == [("a", 0.9), ("c", 0.4)]  # no rate: left out
     assert spec["datasets"][rule["data"]["name"]] == [{"x": 0.5}]
+
+
+def test_collect_in_batch_mode_from_the_page(store_path, monkeypatch):
+    with LoopbackServer() as server:
+        monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", "sk-test-judges")
+        monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", server.url)
+        monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "loopback-1")
+        at = page()
+        at.session_state["judges_add_tab"] = "Collect from a model"
+        at.run()
+        at.multiselect(key="collect_groups").set_value(["Code"])
+        at.number_input(key="collect_limit").set_value(4)
+        at.text_input(key="collect_judge").input("batch-judge")
+        at.toggle(key="collect_batch").set_value(True)
+        at.run()
+        at.button(key="collect_start").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        with Store(store_path) as s:
+            (job,) = jobs.list_jobs(s)
+            assert job.params["llm"]["batch"] is True
+            final = wait_done(s, job.id, at)
+            assert final.status == "done" and final.done == 4, final.message
+            assert len(s.llm_batches(job_id=job.id)) == 1
+            assert s.scalar("SELECT COUNT(*) FROM labels WHERE judge = 'batch-judge' AND verdict_ba IS NOT NULL") == 4
+        assert server.stats.chat_requests == 0 and len(server.batch_lines) == 8

@@ -136,6 +136,38 @@ def case_keys() -> list[str]:
     return [c.key for c in query_cases()]
 
 
+#: how each comparison rule turns two responses' annotations into the feature (+1 A better, -1 B better,
+#: 0 equal), in words; core/features.py implements them
+RULE_TEXT = {
+    "score": "ratings 0-3 compared: +1 if A's is higher, -1 if lower, 0 if equal",
+    "negated": "annotated as the opposite (e.g. repetitiveness) and negated: the response rated lower is better",
+    "nonzero": "only zero against non-zero counts: A 3 and B 2 are equal; A 2 and B 0 is +1",
+    "errors": "error counts of this severity compared: fewer errors is better (+1 when A has fewer)",
+    "conditional": "only where the query analysis found the case (else 0); then the ratings compared",
+    "length": "word counts: +1/-1 only when the shorter response is clearly shorter, else 0",
+}
+
+
+def rule_text(attr: Attribute) -> str:
+    """How an attribute is compared, in words (for tooltips and the catalogue view)."""
+    text = RULE_TEXT.get(attr.rule, attr.rule)
+    if attr.condition:
+        case = next((c.label for c in query_cases() if c.key == attr.condition), attr.condition)
+        text += f" (case: {case})"
+    return text
+
+
+def scope_label(scope: str) -> str:
+    """A fit scope as people read it: a query case's label ("explicit constraints (query case)" for
+    ``w_constraints``), "all samples" for ``all``; scenario groups and ``category:NAME`` as they are."""
+    if scope == "all":
+        return "all samples"
+    for c in query_cases():
+        if c.key == scope:
+            return f"{c.label} (query case)"
+    return scope
+
+
 def autoj_mapping() -> dict[str, str]:
     """Fine Auto-J scenario name -> our scenario group."""
     return dict(_scenarios()["autoj_to_group"])

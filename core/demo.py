@@ -1136,11 +1136,13 @@ def _reference(item: dict[str, Any]) -> str | None:
     return item.get("answer")
 
 
-def build_demo(store: Store, *, seed: int = 0, n_per_group: int = 50, fit: bool = True) -> ImportResult:
+def build_demo(store: Store, *, seed: int = 0, n_per_group: int = 50, fit: bool = True,
+               on_progress=None) -> ImportResult:
     """Write the demo into the store in one transaction. Building it again adds nothing.
 
     With ``fit`` (the default) the judges' profiles are then fitted on the fast path (a few
-    seconds), so every page has something to show on a first start."""
+    seconds), so every page has something to show on a first start; ``on_progress(stage, done,
+    total)`` hears the fit's steps (the dashboard's first start shows them)."""
     batch, annotations, profiles = generate(seed, n_per_group)
     ts = now()
     with store.writing():
@@ -1156,5 +1158,7 @@ def build_demo(store: Store, *, seed: int = 0, n_per_group: int = 50, fit: bool 
     if fit:
         from .fit import dissect
 
-        dissect(store, DEMO_DATASET, FEATURE_SOURCE)
+        if on_progress:
+            on_progress("fitting the demo judges' profiles", 0, 1)
+        dissect(store, DEMO_DATASET, FEATURE_SOURCE, on_progress=on_progress)
     return result

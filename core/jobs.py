@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -110,6 +111,20 @@ class JobStatus:
         if self.stale:
             return "running (worker lost)"
         return f"{self.status} (worker stopping)" if self.stopping else self.status
+
+    @property
+    def spends(self) -> bool:
+        """Sends paid requests (annotation, collecting an LLM judge's labels): its cost is worth showing."""
+        return self.kind in ("annotate", "judge") or bool(self.cost)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from its (last) start to its end, or to now while it runs; None before it started."""
+        if not self.started_at:
+            return None
+        start = datetime.fromisoformat(self.started_at)
+        end = datetime.fromisoformat(self.finished_at) if self.finished_at else datetime.now(start.tzinfo)
+        return max(0.0, (end - start).total_seconds())
 
     @property
     def spend_text(self) -> str:
@@ -638,6 +653,9 @@ def start_worker(store_path: str | Path, job_id: int, *, env: dict[str, str] | N
         stdin=subprocess.DEVNULL, start_new_session=True,
     )
     log.close()
+    # reap it when it ends: a finished worker of a long-lived dashboard process otherwise stays a zombie
+    # (seen for 6+ minutes after a fit, issue 17), and _alive() would count it as running
+    threading.Thread(target=proc.wait, name=f"reap-worker-{job_id}", daemon=True).start()
     return proc.pid
 
 

@@ -45,7 +45,16 @@ if where.warnings and user.can_edit:
             st.warning(plain(w), icon=":material/warning:")
 
 if "seeded" not in st.session_state:
-    with st.spinner("Empty store: building the synthetic demo dataset..."):
-        st.session_state["seeded"] = data.ensure_seeded()
+    if data.needs_seeding():  # first start: say what is happening, step by step, instead of a blank wait
+        with st.status("First start: building the synthetic demo (about 15 seconds, once)", expanded=True) as box:
+            st.caption("Generated pairs and four judges with known tastes, so every page has something to show; "
+                       "import your own data on the Your data page.")
+            bar = st.progress(0.0, text="writing 550 generated pairs, their annotations and the judges' labels")
+            st.session_state["seeded"] = data.ensure_seeded(
+                lambda stage, i, n: bar.progress(min(1.0, i / n) if n else 0.0,
+                                                 text=f"fitting the four judges' profiles: {stage} (step {i} of {n})"))
+            box.update(label="The demo is ready", state="complete", expanded=False)
+    else:
+        st.session_state["seeded"] = False
 
 st.navigation(PAGES).run()

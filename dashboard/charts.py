@@ -9,6 +9,24 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from core import catalogue
+
+def names_axis(**kwargs) -> alt.Axis:
+    """An axis of names (judges, attributes, models): every label drawn, none cut short (Vega's
+    default hides labels that would overlap and truncates at 180 px with an ellipsis; issue 17)."""
+    return alt.Axis(**{"labelOverlap": False, "labelLimit": 0, "labelFontSize": 12, **kwargs})
+
+
+def names_legend(**kwargs) -> alt.Legend:
+    """A legend whose labels are never cut short, with swatches as strong as the marks they stand for."""
+    return alt.Legend(**{"labelLimit": 0, "labelFontSize": 12, "symbolOpacity": 1, **kwargs})
+
+
+def definitions(keys: pd.Series) -> pd.Series:
+    """Each attribute key's definition from the catalogue (with its comparison rule), for tooltips."""
+    known = {a.key: f"{a.definition} (rated {a.rating})" for a in catalogue.attributes()}
+    return keys.map(known).fillna("")
+
 
 def scenario_bars(frame: pd.DataFrame) -> alt.Chart:
     """Samples per scenario group, one colour per dataset."""
@@ -17,8 +35,8 @@ def scenario_bars(frame: pd.DataFrame) -> alt.Chart:
         .mark_bar()
         .encode(
             x=alt.X("samples:Q", title="samples"),
-            y=alt.Y("scenario_group:N", title=None, sort="-x"),
-            color=alt.Color("dataset:N", title="dataset"),
+            y=alt.Y("scenario_group:N", title=None, sort="-x", axis=names_axis()),
+            color=alt.Color("dataset:N", title="dataset", legend=names_legend()),
             tooltip=["dataset", "scenario_group", "samples"],
         )
         .properties(height=alt.Step(24))
@@ -32,8 +50,8 @@ def agreement_heatmap(frame: pd.DataFrame) -> alt.Chart:
     the text is the agreement rate, the tooltip adds the chance level, kappa's 94% interval and the
     count shared. A frame without kappa (older callers) is coloured by the rate on [0, 1]."""
     base = alt.Chart(frame).encode(
-        x=alt.X("judge_a:N", title=None, axis=alt.Axis(labelAngle=-40)),
-        y=alt.Y("judge_b:N", title=None),
+        x=alt.X("judge_a:N", title=None, axis=names_axis(labelAngle=-40)),
+        y=alt.Y("judge_b:N", title=None, axis=names_axis()),
     )
     tooltip = ["judge_a", "judge_b", "shared", "agree", alt.Tooltip("rate:Q", title="agreement", format=".1%")]
     if "kappa" in frame:
@@ -101,8 +119,8 @@ def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool
     rows = attribute_order(frame, order)
     multi = len(judges) > 1
     step = min(16 + 6 * len(judges), 36)  # pixels per attribute row
-    y = alt.Y("label:N", sort=rows, title=None, axis=alt.Axis(labelLimit=220, labelFontSize=12, labelOverlap=False))
-    enc = dict(y=y, color=alt.Color("judge:N", sort=judges, title=None, legend=alt.Legend(orient="top", labelFontSize=12),
+    y = alt.Y("label:N", sort=rows, title=None, axis=names_axis())
+    enc = dict(y=y, color=alt.Color("judge:N", sort=judges, title=None, legend=names_legend(orient="top"),
                                     scale=alt.Scale(scheme="tableau10")))
     if multi:
         enc["yOffset"] = alt.YOffset("judge:N", sort=judges)
@@ -117,7 +135,9 @@ def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool
                alt.Tooltip("percent_lo:Q", title="interval from", format=".1f"),
                alt.Tooltip("percent_hi:Q", title="interval to", format=".1f"),
                alt.Tooltip("mean:Q", title="weight", format="+.3f"),
-               alt.Tooltip("p_pos:Q", title="P(weight > 0)", format=".2f")]
+               alt.Tooltip("p_pos:Q", title="P(weight > 0)", format=".2f"),
+               alt.Tooltip("definition:N", title="means")]
+    frame = frame.assign(definition=definitions(frame["attribute"])) if "attribute" in frame else frame.assign(definition="")
     base = alt.Chart(frame).encode(**enc)
     bars = base.mark_bar(cornerRadiusEnd=2).encode(x=x, x2=alt.X2(datum=50), tooltip=tooltip)
     whiskers = base.mark_rule(strokeWidth=1.2, opacity=0.8).encode(
@@ -164,22 +184,24 @@ def difference_chart(frame: pd.DataFrame, a: str, b: str, *, order: list[str] | 
     verdict = pd.Series("no clear difference", index=frame.index)
     verdict[frame["lo"] > 0] = f"{a} rewards more"
     verdict[frame["hi"] < 0] = f"{b} rewards more"
-    data = frame.assign(verdict=verdict)
-    y = alt.Y("label:N", sort=rows, title=None, axis=alt.Axis(labelLimit=220, labelFontSize=12))
-    color = alt.Color("verdict:N", title=None, legend=alt.Legend(orient="top"),
+    data = frame.assign(verdict=verdict,
+                        definition=definitions(frame["attribute"]) if "attribute" in frame else "")
+    y = alt.Y("label:N", sort=rows, title=None, axis=names_axis())
+    color = alt.Color("verdict:N", title=None, legend=names_legend(orient="top", direction="vertical"),
                       scale=alt.Scale(domain=[f"{a} rewards more", f"{b} rewards more", "no clear difference"],
                                       range=["#1f77b4", "#d62728", "#9a9a9a"]))
     tooltip = [alt.Tooltip("label:N", title="attribute"), alt.Tooltip("a:Q", title=a, format="+.3f"),
                alt.Tooltip("b:Q", title=b, format="+.3f"), alt.Tooltip("diff:Q", title="difference", format="+.3f"),
                alt.Tooltip("lo:Q", title="interval from", format="+.3f"),
                alt.Tooltip("hi:Q", title="interval to", format="+.3f"),
-               alt.Tooltip("p_pos:Q", title=f"P({a} > {b})", format=".2f")]
+               alt.Tooltip("p_pos:Q", title=f"P({a} > {b})", format=".2f"),
+               alt.Tooltip("definition:N", title="means")]
     base = alt.Chart(data).encode(y=y, tooltip=tooltip)
     whiskers = base.mark_rule(strokeWidth=1.6).encode(x=alt.X("lo:Q", title=f"weight of {a} minus {b}"), x2="hi:Q",
                                                       color=color)
     points = base.mark_point(filled=True, size=60).encode(x="diff:Q", color=color)
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="#666666", strokeDash=[5, 4]).encode(x="x:Q")
-    return alt.layer(whiskers, points, zero).properties(height=alt.Step(18))
+    return alt.layer(whiskers, points, zero).properties(height=alt.Step(20))
 
 
 def similarity_heatmap(matrix: pd.DataFrame, *, select: bool = True) -> alt.LayerChart:
@@ -191,8 +213,8 @@ def similarity_heatmap(matrix: pd.DataFrame, *, select: bool = True) -> alt.Laye
             .rename("similarity").reset_index())
     cell = 44 if len(names) <= 12 else 26
     base = alt.Chart(long).encode(
-        x=alt.X("judge_b:N", sort=names, title=None, axis=alt.Axis(labelAngle=-45, labelLimit=160, labelOverlap=False)),
-        y=alt.Y("judge_a:N", sort=names, title=None, axis=alt.Axis(labelLimit=200, labelOverlap=False)),
+        x=alt.X("judge_b:N", sort=names, title=None, axis=names_axis(labelAngle=-45)),
+        y=alt.Y("judge_a:N", sort=names, title=None, axis=names_axis()),
     )
     color = alt.Color("similarity:Q", title="similarity",
                       scale=alt.Scale(scheme="redblue", domain=[-1.0, 1.0]))  # symmetric: 0 is white
@@ -251,7 +273,7 @@ def judge_rates(frame: pd.DataFrame, value: str, *, title: str, count: str | Non
         tooltip.append(alt.Tooltip(f"{count}:Q", title="samples"))
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X(f"{value}:Q", title=title, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        y=alt.Y("name:N", title=None, sort="-x"),
+        y=alt.Y("name:N", title=None, sort="-x", axis=names_axis()),
         tooltip=tooltip,
     )
     rule = alt.Chart(pd.DataFrame({"x": [0.5]})).mark_rule(strokeDash=[4, 3], color="gray").encode(x="x:Q")
@@ -275,10 +297,10 @@ def simulation_chart(frame: pd.DataFrame) -> alt.LayerChart:
     (what the judge's labels on these pairs would show) as a faint band. Columns: judge, stage,
     mean, lo, hi, pred_lo, pred_hi (win rates as shares)."""
     stages = [s for s in STAGE_COLORS if s in set(frame["stage"])]
-    color = alt.Color("stage:N", title=None, sort=stages,
+    color = alt.Color("stage:N", title=None, sort=stages, legend=names_legend(symbolType="circle"),
                       scale=alt.Scale(domain=stages, range=[STAGE_COLORS[s] for s in stages]))
     base = alt.Chart(frame).encode(
-        y=alt.Y("judge:N", title=None),
+        y=alt.Y("judge:N", title=None, axis=names_axis()),
         yOffset=alt.YOffset("stage:N", sort=stages),
         color=color,
     )
@@ -301,9 +323,9 @@ def contribution_chart(frame: pd.DataFrame) -> alt.LayerChart:
     one bar per judge with its 94% interval. Columns: judge, label, direction, rate, mean, lo, hi."""
     data = frame.assign(change=frame["direction"].map({"inject": "+", "suppress": "-"}) + " " + frame["label"])
     base = alt.Chart(data).encode(
-        y=alt.Y("change:N", title=None),
+        y=alt.Y("change:N", title=None, axis=names_axis()),
         yOffset=alt.YOffset("judge:N"),
-        color=alt.Color("judge:N", title="judge", scale=alt.Scale(scheme="tableau10")),
+        color=alt.Color("judge:N", title="judge", legend=names_legend(), scale=alt.Scale(scheme="tableau10")),
     )
     tooltip = ["judge", "label", "direction", alt.Tooltip("rate:Q", format=".0%", title="success rate"),
                alt.Tooltip("mean:Q", format="+.1%", title="contribution"),
@@ -320,7 +342,7 @@ def injection_ranking_chart(frame: pd.DataFrame) -> alt.LayerChart:
     """The top-5 and bottom-5 attributes to inject: predicted gain in win rate with its 94% interval.
     Columns: label, mean, lo, hi, part ("top 5" / "bottom 5")."""
     order = list(frame.sort_values("mean", ascending=False)["label"])
-    base = alt.Chart(frame).encode(y=alt.Y("label:N", title=None, sort=order))
+    base = alt.Chart(frame).encode(y=alt.Y("label:N", title=None, sort=order, axis=names_axis()))
     tooltip = ["label", "part", alt.Tooltip("mean:Q", format="+.1%", title="gain"),
                alt.Tooltip("lo:Q", format="+.1%", title="94% from"), alt.Tooltip("hi:Q", format="+.1%", title="94% to"),
                alt.Tooltip("p_positive:Q", format=".0%", title="P(gain > 0)")]
@@ -339,7 +361,7 @@ def leaderboard_chart(frame: pd.DataFrame) -> alt.LayerChart:
     order = list(frame.sort_values("raw", ascending=False)["model"])
     long = frame.melt(id_vars=["model", "sharp"], value_vars=["raw", "controlled"], var_name="rate",
                       value_name="win_rate")
-    y = alt.Y("model:N", title=None, sort=order, axis=alt.Axis(labelLimit=240))
+    y = alt.Y("model:N", title=None, sort=order, axis=names_axis())
     link = alt.Chart(frame).mark_rule(color="gray").encode(y=y, x=alt.X("raw:Q"), x2="controlled:Q")
     ci = alt.Chart(frame).mark_rule(strokeWidth=3, opacity=0.5, color="#e45756").encode(
         y=y, x="controlled_lo:Q", x2="controlled_hi:Q")
@@ -347,7 +369,7 @@ def leaderboard_chart(frame: pd.DataFrame) -> alt.LayerChart:
         y=y,
         x=alt.X("win_rate:Q", title="win rate against all other models", axis=alt.Axis(format="%"),
                 scale=alt.Scale(zero=False)),
-        color=alt.Color("rate:N", title=None, scale=alt.Scale(domain=["raw", "controlled"],
+        color=alt.Color("rate:N", title=None, legend=names_legend(), scale=alt.Scale(domain=["raw", "controlled"],
                                                              range=["#4c78a8", "#e45756"])),
         shape=alt.condition("datum.sharp", alt.value("diamond"), alt.value("circle")),
         tooltip=["model", "rate", alt.Tooltip("win_rate:Q", format=".1%", title="win rate"), "sharp"])
@@ -363,7 +385,7 @@ def calibration_chart(frame: pd.DataFrame) -> alt.LayerChart:
     base = alt.Chart(frame).encode(
         x=alt.X("predicted:Q", title="predicted P(A preferred), decile mean", scale=alt.Scale(domain=[0, 1]),
                 axis=alt.Axis(format="%")),
-        color=alt.Color("judge:N", title="judge", scale=alt.Scale(scheme="tableau10")),
+        color=alt.Color("judge:N", title="judge", legend=names_legend(), scale=alt.Scale(scheme="tableau10")),
     )
     tooltip = ["judge", "bin", "pairs", alt.Tooltip("predicted:Q", format=".1%"),
                alt.Tooltip("observed:Q", format=".1%"), alt.Tooltip("lo:Q", format=".1%", title="94% from"),
@@ -400,7 +422,7 @@ def contribution_waterfall(frame: pd.DataFrame, *, order: str = "magnitude") -> 
             d[col] = None
     bars = alt.Chart(d).mark_bar().encode(
         y=alt.Y("label:N", title=None, sort=alt.EncodingSortField(field="step", order="ascending"),
-                axis=alt.Axis(labelLimit=240)),
+                axis=names_axis()),
         x=alt.X("start:Q", title="contribution to logit P(A)  (right: towards A, left: towards B)"),
         x2="end:Q",
         color=alt.Color("kind:N", title=None, scale=alt.Scale(domain=list(WATERFALL_COLOURS),

@@ -22,6 +22,25 @@ def csv_download(frame: pd.DataFrame, *, index: bool = True) -> str:
     return safecsv.to_csv(frame, index=index)
 
 
+def json_download(frame: pd.DataFrame) -> str:
+    """A frame as a JSON list of records (dates as ISO text, missing values as null)."""
+    return frame.to_json(orient="records", date_format="iso", indent=1, force_ascii=False)
+
+
+def download_buttons(frame, stem: str, key: str, *, where=None, what: str = "Table") -> None:
+    """A "CSV" and a "JSON" download of exactly the rows a table shows (the CSV through core.safecsv).
+    ``frame``: the frame, or a function returning it (called only when a button is clicked);
+    ``where``: a container or column (default: the page)."""
+    target = where or st
+    get = frame if callable(frame) else (lambda: frame)
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
+    c1, c2 = target.columns(2) if where is None else (target, target)
+    c1.download_button(f"{what} (CSV)", lambda: csv_download(get(), index=False), file_name=stem + ".csv",
+                       mime="text/csv", on_click="ignore", icon=":material/download:", key=key + "_csv")
+    c2.download_button(f"{what} (JSON)", lambda: json_download(get()), file_name=stem + ".json",
+                       mime="application/json", on_click="ignore", icon=":material/download:", key=key + "_json")
+
+
 def store() -> Store:
     """This thread's connection to the configured store."""
     return open_store(config.settings().store)
@@ -47,14 +66,20 @@ def store_location() -> config.StoreLocation:
     return loc
 
 
-def ensure_seeded() -> bool:
-    """Build the synthetic demo when the store is empty (and seeding is on). True if it built."""
+def needs_seeding() -> bool:
+    """The store is empty and seeding is on: the first visit builds the demo."""
+    return config.settings().seed_demo and store().is_empty()
+
+
+def ensure_seeded(on_progress=None) -> bool:
+    """Build the synthetic demo when the store is empty (and seeding is on). True if it built.
+    ``on_progress(text, done, total)`` hears each step: the data written, then the fit's steps."""
     s = store()
     if not config.settings().seed_demo or not s.is_empty():
         return False
     from core import demo
 
-    demo.build_demo(s)
+    demo.build_demo(s, on_progress=on_progress)
     return True
 
 
@@ -446,6 +471,14 @@ def browse(fp: tuple, f: SampleFilter, offset: int, limit: int) -> dict:
         records.append(rec)
     return {"ids": [r["id"] for r in rows], "frame": pd.DataFrame(records), "total": total,
             "choice_columns": list(f.shown_judges())}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def browse_all(fp: tuple, f: SampleFilter) -> pd.DataFrame:
+    """Every row of the filtered list (not one page), with each sample's id first: the list's download."""
+    total = store().browse(f, offset=0, limit=1)[1]
+    got = browse(fp, f, 0, max(total, 1))
+    return got["frame"].assign(id=got["ids"])[["id", *got["frame"].columns]] if got["ids"] else got["frame"]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -169,3 +169,15 @@ def inert_markdown(text: object) -> str:
         para.append(line)
     flush()
     return "\n".join(out)
+
+
+def figure(value: object) -> str:
+    """A rating, count or mean as people read it: whole numbers without decimals ("3", "160"), a mean
+    with up to two ("2.5", "1.67"), and "not applicable" for none (issue 17: "3.00", "160.00", "None")."""
+    if value is None or value != value:
+        return "not applicable"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")

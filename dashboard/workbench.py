@@ -24,6 +24,8 @@ from core.store import category_scope
 from dashboard import auth, data
 from dashboard.render import plain
 
+ROOT = Path(__file__).resolve().parent.parent
+
 POLL_S = 1.0  # how often the watcher polls a live job's row
 STATUS_COLOURS = {"queued": "gray", "running": "blue", "done": "green", "failed": "red", "cancelled": "orange",
                   "paused": "orange", "running (worker lost)": "red"}
@@ -146,9 +148,18 @@ def selection_form(prefix: str, overview: dict) -> tuple[dict, int]:
     return {"dataset": dataset, "scenarios": groups, "limit": limit or None}, n
 
 
-def show_estimate(est: dict) -> None:
-    """The cost estimate of a job before it starts: totals and one row per step."""
+def show_estimate(est: dict, llm: dict | None = None) -> None:
+    """The cost estimate of a job before it starts: totals and one row per step; a loud warning when
+    requests go to a remote endpoint whose price is unknown (neither given nor in the price table):
+    the provider bills them, and a budget cannot stop a job whose cost cannot be counted."""
     e = est["estimate"]
+    if llm is not None and e.requests and not e.price_known:
+        local = any(h in str(llm.get("base_url") or "") for h in ("localhost", "127.0.0.1", "0.0.0.0", "[::1]"))
+        if not local:
+            st.error(f"No price is known for {plain(llm.get('model') or 'this model')}: {e.requests:,} requests will "
+                     "be sent to a remote endpoint that may bill them, and their cost cannot be counted (a budget "
+                     "cannot stop the job). Enter the model's prices per million tokens above (or set "
+                     "PREFDISSECT_LLM_PRICE_INPUT / _OUTPUT) before starting.", icon=":material/warning:")
     cols = st.columns(4)
     cols[0].metric("Samples", f"{e.samples:,}")
     cols[1].metric("Requests to send", f"{e.requests:,}", help=f"{e.cached:,} already answered (from the store, free)")
@@ -237,8 +248,11 @@ def _panel(job_id: int, was_live: bool, key: str) -> None:
         cols[0].metric("Done", f"{job.done:,}")
         cols[1].metric("Failed", f"{job.failed:,}")
         cols[2].metric("Total", f"{job.total:,}")
-        spend = job.spend_text + (f" of ${job.budget:.2f}" if job.budget is not None else "")
-        cols[3].metric("Spend / budget", spend, help="what the job's requests cost over all its runs")
+        if job.spends:
+            spend = job.spend_text + (f" of ${job.budget:.2f}" if job.budget is not None else "")
+            cols[3].metric("Spend / budget", spend, help="what the job's requests cost over all its runs")
+        else:  # fits and offline jobs send no paid request: their time is what matters
+            cols[3].metric("Duration", duration_text(job.duration_s), help="from its last start to its end (or now)")
         if job.message:
             st.text(job.message)
         if job.error:
@@ -256,6 +270,7 @@ def _panel(job_id: int, was_live: bool, key: str) -> None:
                          column_config={"cost": st.column_config.NumberColumn(format="$%.4f")})
         with st.expander("Worker log (last lines)"):
             st.code(jobs.log_tail(store.path, job_id) or "(no log yet)", language=None, wrap_lines=True)
+        next_step(job, key)
         if not auth.can_edit():
             return
         c1, c2, c3 = st.columns([1, 1, 2])
@@ -267,13 +282,43 @@ def _panel(job_id: int, was_live: bool, key: str) -> None:
         if job.status == "paused":
             new_budget = c3.number_input("New budget (USD)", min_value=0.0, value=float(job.budget or 0.0) * 2,
                                          step=0.5, key=f"{key}_budget_{job_id}") or None
-        if c2.button("Resume", key=f"{key}_resume_{job_id}", disabled=job.active or job.stopping,
-                     icon=":material/play_arrow:",
-                     help="run it again: only what has not succeeded is sent"):
+        again = job.status in ("done", "failed")
+        if c2.button("Run again" if again else "Resume", key=f"{key}_resume_{job_id}",
+                     disabled=job.active or job.stopping, icon=":material/replay:" if again else ":material/play_arrow:",
+                     help="run it again: only what has not succeeded is sent (new data or failed requests)" if again
+                     else "continue where it stopped: only what has not succeeded is sent"):
             jobs.resume(store, job_id, budget=new_budget)
             pid = jobs.ensure_worker(store, job_id, env=worker_env((job.params.get("llm") or {}).get("base_url")))
             flash(f"Job #{job_id} resumed" + (f" (worker pid {pid})." if pid else "."))
             st.rerun()
+
+
+def duration_text(seconds: float | None) -> str:
+    """'42 s', '3 min 05 s', '2 h 04 min'; 'not started' for None."""
+    if seconds is None:
+        return "not started"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def next_step(job, key: str) -> None:
+    """After a finished job, the step that follows: fit profiles on the features an annotation made;
+    read the profiles a fit made."""
+    if job.status != "done":
+        return
+    if job.kind in ("annotate", "heuristic"):
+        if st.button("Next: fit profiles on these features", key=f"{key}_next_{job.id}", icon=":material/arrow_forward:",
+                     help="opens the Fit profiles tab with this dataset"):
+            st.session_state["annotate_tab"] = "Fit profiles"
+            st.session_state["fit_dataset"] = job.params.get("dataset")
+            st.rerun()
+    elif job.kind == "fit":
+        st.page_link(ROOT / "pages" / "profiles.py", label="Next: read the profiles", icon=":material/bar_chart:",
+                     query_params={"dataset": job.params.get("dataset", "")} if job.params.get("dataset") else None)
 
 
 def history(kinds: tuple[str, ...] | None = None) -> None:
@@ -285,8 +330,9 @@ def history(kinds: tuple[str, ...] | None = None) -> None:
     runs = jobs.run_counts(store)
     frame = pd.DataFrame([{
         "id": j.id, "kind": j.kind, "status": j.state, "job": j.summary, "done": j.done, "total": j.total,
-        "failed": j.failed, "cost": j.cost, "budget": j.budget, "runs": runs.get(j.id, 0), "created": j.created_at,
-        "started": j.started_at, "finished": j.finished_at, "message": j.message,
+        "failed": j.failed, "cost": j.cost if j.spends else None, "budget": j.budget, "runs": runs.get(j.id, 0),
+        "created": j.created_at, "started": j.started_at, "finished": j.finished_at,
+        "duration": duration_text(j.duration_s) if j.started_at else None, "message": j.message,
     } for j in rows])
     st.dataframe(frame, hide_index=True, column_config={
         "cost": st.column_config.NumberColumn("cost (USD)", format="$%.4f"),

@@ -3,9 +3,10 @@ judges' profiles. Both run as background jobs recorded in the store and watched 
 
 import streamlit as st
 
-from dashboard import auth, data, workbench
+from dashboard import auth, data, guide, workbench
 
 st.title("Annotate & fit")
+guide.how_to_read("annotate")
 st.caption("Long work runs as a job in a worker process and is recorded in the store: reload the page or open it "
            "in another browser and you follow the same job; a job never runs twice at once. Every answer is stored "
            "the moment it arrives, so running a job again (after a stop, a crash or new data) pays only for what "
@@ -22,7 +23,9 @@ if ov["datasets"].empty:
 st.subheader("Job")
 workbench.watch(key="annotate_watch")
 
-annotate_tab, fit_tab, history_tab = st.tabs(["Annotate", "Fit profiles", "History"])
+# keyed: the tab in use stays selected when a button reruns the page (a click on Fit used to jump back to Annotate)
+annotate_tab, fit_tab, history_tab = st.tabs(["Annotate", "Fit profiles", "History"], key="annotate_tab",
+                                             on_change="rerun")
 
 with annotate_tab:
     selection, n_samples = workbench.selection_form("ann", ov)
@@ -42,7 +45,7 @@ with annotate_tab:
         st.markdown("**Cost estimate** (before anything is sent)")
         est = data.job_estimate(data.activity_fingerprint(), "annotate", selection["dataset"],
                                 tuple(selection["scenarios"]), selection["limit"], tuple(sorted(llm.items())), both)
-        workbench.show_estimate(est)
+        workbench.show_estimate(est, llm)
         kind, params = "annotate", {**selection, "both_orders": both, "llm": llm}
         total, job_budget = est["estimate"].samples, (budget or None)
         if not (llm["base_url"] or workbench.key_source()):

@@ -3,10 +3,11 @@ places; add a judge (upload its labels or collect them from a model) and fit it.
 
 import streamlit as st
 
-from dashboard import auth, charts, data, workbench
+from dashboard import auth, charts, data, guide, viewurl, workbench
 from dashboard.render import plain
 
 st.title("Judges")
+guide.how_to_read("judges")
 workbench.show_flash()
 
 fp = data.fingerprint()
@@ -17,6 +18,8 @@ if not names:
             "`python -m core demo`.")
     st.stop()
 
+# the view is in the URL (dashboard/viewurl.py): /judges?dataset=D&reference=J&card=J
+viewurl.restore("judges_dataset", "dataset", names)
 dataset = st.selectbox("Dataset", [None, *names], index=1 if len(names) == 1 else 0, key="judges_dataset",
                        format_func=lambda d: "every dataset" if d is None else d)
 base = data.judge_table(fp, dataset, None)
@@ -27,6 +30,7 @@ else:
     kinds = dict(zip(base["name"], base["kind"]))
     options = list(base["name"])
     default = next((i for k in ("human", "gold") for i, n in enumerate(options) if kinds[n] == k), 0)
+    viewurl.restore("judges_reference", "reference", options)
     reference = st.selectbox("Reference judge", options, index=default, key="judges_reference",
                              help="agreement is measured against this judge, on the samples both labelled")
     table = data.judge_table(fp, dataset, reference)
@@ -79,11 +83,13 @@ else:
         charts.show(charts.agreement_heatmap, agree, width="content")
         pairs = agree[agree["judge_a"] < agree["judge_b"]].sort_values("rate", ascending=False)
         st.dataframe(pairs, hide_index=True,
-                     column_config={"rate": st.column_config.NumberColumn("agreement", format="percent"),
+                     column_config={"judge_a": "judge", "judge_b": "and judge",
+                                    "rate": st.column_config.NumberColumn("agreement", format="percent"),
                                     "chance": st.column_config.NumberColumn("by chance", format="percent"),
                                     "kappa": st.column_config.NumberColumn("Cohen's kappa", format="%.2f"),
                                     "kappa_lo": st.column_config.NumberColumn("kappa from", format="%.2f"),
                                     "kappa_hi": st.column_config.NumberColumn("kappa to", format="%.2f")})
+        data.download_buttons(pairs, f"agreement_{dataset or 'all'}", "judges_agreement_download", what="Agreement")
 
 if not base.empty:
     st.subheader("Bias card")
@@ -92,7 +98,9 @@ if not base.empty:
                "net of content from the judge's profile (scope all) as 100·sigmoid(weight); n is the number of pairs "
                "behind each figure. 50% means no bias.")
     b1, b2 = st.columns([1, 2])
+    viewurl.restore("judges_bias_judge", "card", list(base["name"]))
     card_judge = b1.selectbox("Judge", list(base["name"]), key="judges_bias_judge")
+    viewurl.keep({"dataset": dataset, "reference": reference, "card": card_judge})
     extra = b2.text_input("Extra model families (PATTERN=FAMILY, comma-separated)", key="judges_bias_families",
                           help="Regular expressions on model names, checked before the built-in map "
                                "(gpt/o1 -> openai, claude -> anthropic, llama/vicuna -> llama, qwen, mistral, ...)")

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import charts, data
+from dashboard import charts, data, guide
 
 st.title("Overview")
+guide.how_to_read("overview")
 fp = data.fingerprint()
 ov = data.overview(fp)
 counts = ov["counts"]
@@ -70,9 +71,11 @@ else:
     pairs = agree[agree["judge_a"] < agree["judge_b"]].sort_values("rate", ascending=False)
     st.dataframe(
         pairs, hide_index=True,
-        column_config={"rate": st.column_config.NumberColumn("agreement", format="percent"),
+        column_config={"judge_a": "judge", "judge_b": "and judge",
+                       "rate": st.column_config.NumberColumn("agreement", format="percent"),
                                     "chance": st.column_config.NumberColumn("by chance", format="percent"),
                                     "kappa": st.column_config.NumberColumn("Cohen's kappa", format="%.2f"),
                                     "kappa_lo": st.column_config.NumberColumn("kappa from", format="%.2f"),
                                     "kappa_hi": st.column_config.NumberColumn("kappa to", format="%.2f")},
     )
+    data.download_buttons(pairs, f"agreement_{choice}", "agreement_download", what="Agreement")

@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import catalogue
-from dashboard import charts, data
+from dashboard import charts, data, guide, viewurl
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
 
 PAGES = Path(__file__).resolve().parent
@@ -19,6 +19,7 @@ SAMPLES = PAGES / "samples.py"
 METHOD_ORDER = ["fast", "exact", "truth", "imported"]
 
 st.title("Preference profiles")
+guide.how_to_read("profiles")
 fp = data.fingerprint()
 index = data.profile_index(fp)
 
@@ -39,7 +40,8 @@ def _ordered(values, preferred):
 
 
 def _scope_label(scope: str, n) -> str:
-    return f"{scope} · n={int(n):,}" if n == n and n is not None else scope
+    name = catalogue.scope_label(scope)
+    return f"{name} · n={int(n):,}" if n == n and n is not None else name
 
 
 # A link can preselect the view: /profiles?dataset=D&features=F&method=M&scope=S&judge=J1&judge=J2&order=weight
@@ -84,6 +86,9 @@ st.session_state["profiles_judges_last"] = chosen
 orders = ["catalogue", "weight"]
 order = c3.radio("Order", orders, index=_at(orders, "order"), horizontal=True, key="profiles_order",
                  format_func=lambda o: "by attribute" if o == "catalogue" else "by weight (first judge)")
+# the view goes back into the URL, so that the address bar shares it (the link format above)
+viewurl.keep({"dataset": dataset, "features": feature_source, "method": method, "scope": scope, "judge": chosen,
+              "order": order})
 
 if not chosen:
     st.info("Choose at least one judge.")
@@ -139,6 +144,8 @@ d3.download_button("Chart (PNG)", lambda: charts.chart_image(charts.profile_char
 d4.download_button("Chart (SVG)", lambda: charts.chart_image(charts.profile_chart(frame, order=order), "svg"),
                    file_name=stem + ".svg", mime="image/svg+xml", on_click="ignore", icon=":material/image:",
                    key="profiles_svg")
+
+guide.attribute_catalogue(key="profiles_catalogue")
 
 # ------------------------------------------------------------------ top and bottom attributes
 st.subheader("Most and least rewarded attributes")

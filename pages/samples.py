@@ -9,10 +9,14 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, sampleurl
-from dashboard.render import inert_markdown, plain, plain_lines
+from core import catalogue
+
+from dashboard import charts, data, guide, sampleurl
+from dashboard.render import figure, inert_markdown, plain, plain_lines
 
 st.title("Samples")
+guide.how_to_read("samples")
+guide.attribute_catalogue(key="samples_catalogue")
 fp = data.samples_fingerprint()
 datasets = data.sample_datasets(fp)
 if not datasets:
@@ -21,6 +25,7 @@ if not datasets:
     st.stop()
 
 CATALOGUE = data.sample_catalogue()
+RULES = {a.key: catalogue.rule_text(a) for a in catalogue.attributes()}  # how each attribute is compared, in words
 ATTR_LABEL, GROUPS, CASES = CATALOGUE["attributes"], CATALOGUE["groups"], CATALOGUE["cases"]
 SIDE = {1: "A better", -1: "B better", 0: "equal"}
 SCORE_HELP = ("The annotator's rating (0-3; stances -2 to 2), the error count for the error attributes, the word "
@@ -164,6 +169,8 @@ if listing["ids"]:
             ss[K + "id"] = listing["ids"][rows[0]]
             ss[K + "problems"] = []
     st.caption("Select a row to open the sample.")
+    data.download_buttons(lambda: data.browse_all(fp, filt), f"samples_{filt.dataset or 'all'}", K + "list_download",
+                          what=f"The filtered list, all {total:,} rows")
 else:
     st.info("No samples match these filters.")
 
@@ -268,7 +275,7 @@ if view is not None:
         ss[K + "vjudge_pick"] = ss[K + "vjudge"] or default_judge
         ss[K + "scope_pick"] = ss[K + "scope"] or default_scope
         e1, e2 = st.columns(2)
-        vjudge = e1.selectbox("Judge", profiled, key=K + "vjudge_pick",
+        vjudge = e1.selectbox("Explain with the profile of", profiled, key=K + "vjudge_pick",
                               on_change=lambda: ss.update({K + "vjudge": ss[K + "vjudge_pick"]}))
         scope = e2.selectbox("Profile scope", scopes, format_func=lambda x: CASES.get(x, x), key=K + "scope_pick",
                              on_change=lambda: ss.update({K + "scope": ss[K + "scope_pick"]}),
@@ -293,7 +300,8 @@ if view is not None:
                 vote = e.vote or {}
                 st.metric("Actual choice", vote.get("choice") or "no label")
                 if vote.get("prob_a") is not None:
-                    st.caption(f"the judge's own P(A): {vote['prob_a']:.3f}")
+                    st.caption(f"The judge's own probability of A when it answered (from its answer tokens): "
+                               f"{vote['prob_a']:.1%}; the waterfall is the profile's prediction, not this.")
                 st.metric("Predicted P(A)" if trust["ties"] != "davidson" else "Predicted P(A | not a tie)",
                           f"{c.p_a:.1%}")
                 st.metric("Predicted choice", c.predicted)
@@ -330,15 +338,16 @@ if view is not None:
         rated = {a: f" (rated: {r})" for a, r in CATALOGUE["rated_as"].items()}
         table = pd.DataFrame([{
             "attribute": r["label"] + rated.get(r["attribute"], ""), "comparison": SIDE.get(r["value"], r["value"]),
-            "A": r["score_a"],
-            "B": r["score_b"], **({"A first": SIDE.get(r["orders"].get("AB")), "B first": SIDE.get(r["orders"].get("BA"))}
+            "A": figure(r["score_a"]),
+            "B": figure(r["score_b"]), **({"A first": SIDE.get(r["orders"].get("AB")), "B first": SIDE.get(r["orders"].get("BA"))}
                                  if both else {}),
-            "reasons": " | ".join(r["reasons"]), "left out of fitting": r["excluded"]} for r in rows])
+            "reasons": " | ".join(r["reasons"]), "left out of fitting": r["excluded"],
+            "compared as": RULES.get(r["attribute"], "")} for r in rows])
         if not table["reasons"].str.len().any():  # no reasons stored (the demo's generator, the heuristics)
             table = table.drop(columns="reasons")
         st.dataframe(table, hide_index=True, key=K + "attributes_table", height=38 + 35 * len(table),
-                     column_config={"A": st.column_config.NumberColumn("A", format="%.2f", help=SCORE_HELP),
-                                    "B": st.column_config.NumberColumn("B", format="%.2f", help=SCORE_HELP),
+                     column_config={"A": st.column_config.TextColumn("A", help=SCORE_HELP),
+                                    "B": st.column_config.TextColumn("B", help=SCORE_HELP),
                                     "reasons": st.column_config.TextColumn("annotator's reasons", width="large")})
         notes = view.notes_for(src)
         st.markdown("**Detected errors**")

@@ -11,13 +11,15 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data
+from core import catalogue
+from dashboard import charts, data, guide, viewurl
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
 
 PAGES = Path(__file__).resolve().parent
 AVERAGED = "averaged over the scenario groups"
 
 st.title("Judge similarity")
+guide.how_to_read("similarity")
 fp = data.fingerprint()
 index = data.profile_index(fp)
 index = index[index.groupby(["dataset", "feature_source", "method"])["judge"].transform("nunique") >= 2]
@@ -31,24 +33,38 @@ if index.empty:
     st.page_link(PAGES / "annotate.py", label="Annotate & fit", icon=":material/model_training:")
     st.stop()
 
+# the view is in the URL (dashboard/viewurl.py): /similarity?dataset=D&features=F&method=M&corr=C&scope=S&judge=J...
 c1, c2, c3, c4 = st.columns(4)
-dataset = c1.selectbox("Dataset", sorted(index["dataset"].unique()), key="sim_dataset")
+datasets = sorted(index["dataset"].unique())
+viewurl.restore("sim_dataset", "dataset", datasets)
+dataset = c1.selectbox("Dataset", datasets, key="sim_dataset")
 rows = index[index["dataset"] == dataset]
-feature_source = c2.selectbox("Features", sorted(rows["feature_source"].unique()), key="sim_features")
+sources = sorted(rows["feature_source"].unique())
+viewurl.restore("sim_features", "features", sources)
+feature_source = c2.selectbox("Features", sources, key="sim_features")
 rows = rows[rows["feature_source"] == feature_source]
 methods = sorted(rows["method"].unique(), key=lambda m: (["fast", "exact", "truth", "imported"] + [m]).index(m))
+viewurl.restore("sim_method", "method", methods)
 method = c3.selectbox("Method", methods, key="sim_method")
 rows = rows[rows["method"] == method]
+viewurl.restore("sim_corr", "corr", ["pearson", "spearman"])
 corr = c4.radio("Correlation", ["pearson", "spearman"], horizontal=True, key="sim_corr",
                 format_func=str.capitalize)
 
 c1, c2 = st.columns([1, 3])
-scope_choice = c1.selectbox("Scenarios", [AVERAGED] + data.scope_order(rows["scope"]), key="sim_scope")
+scope_options = [AVERAGED] + data.scope_order(rows["scope"])
+viewurl.restore("sim_scope", "scope", scope_options)
+scope_choice = c1.selectbox("Scenarios", scope_options, key="sim_scope",
+                            format_func=lambda s: s if s == AVERAGED else catalogue.scope_label(s))
 scope = None if scope_choice == AVERAGED else scope_choice
 available = sorted((rows if scope is None else rows[rows["scope"] == scope])["judge"].unique())
 # keyed by the choices above, so that another dataset starts from all of its judges
-judges = c2.multiselect("Judges", available, default=available,
-                        key=f"sim_judges|{dataset}|{feature_source}|{method}|{scope}")
+judges_key = f"sim_judges|{dataset}|{feature_source}|{method}|{scope}"
+viewurl.restore(judges_key, "judge", available, many=True)
+judges = c2.multiselect("Judges", available, default=None if judges_key in st.session_state else available,
+                        key=judges_key)
+viewurl.keep({"dataset": dataset, "features": feature_source, "method": method, "corr": corr,
+              "scope": None if scope is None else scope, "judge": judges})
 if len(judges) < 2:
     st.info("Choose at least two judges.")
     st.stop()
@@ -73,6 +89,9 @@ with st.expander("The matrix as a table"):
                                                           for j in matrix.columns})
     st.download_button("Matrix (CSV)", data.csv_download(matrix), file_name=f"similarity_{dataset}_{corr}.csv".replace(" ", "_"),
                        mime="text/csv", on_click="ignore", key="sim_csv", icon=":material/download:")
+    st.download_button("Matrix (JSON)", lambda: data.json_download(matrix.rename_axis("judge").reset_index()),
+                       file_name=f"similarity_{dataset}_{corr}.json".replace(" ", "_"), mime="application/json",
+                       on_click="ignore", key="sim_json", icon=":material/download:")
 
 # ------------------------------------------------------------------ judge groups
 st.subheader("Groups of judges")
@@ -88,11 +107,12 @@ if by == "size":
 elif by == "kind":
     members = data.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "kind")
 elif by == "clusters":
-    if len(judges) >= 4:
-        k = st.slider("Clusters", 2, min(8, len(judges) - 1), 2, key="sim_k")
-    else:  # a slider needs two values to choose from: with 2 or 3 judges, 2 clusters
+    most = min(8, len(judges) - 1)
+    if most > 2:
+        k = st.slider("Clusters", 2, most, 2, key="sim_k")
+    else:  # two or three judges: two clusters is the only split (a slider from 2 to 2 is refused by Streamlit)
         k = 2
-        st.caption("Two clusters (with fewer than four judges there is nothing else to choose).")
+        st.caption("Two clusters (with three judges or fewer there is no other split).")
     members = data.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "clusters", k=k)
 else:
     n_groups = st.number_input("Groups", min_value=2, max_value=6, value=2, key="sim_n_groups")

@@ -10,7 +10,7 @@ win rates of every model; calibration of each judge's profile. The method is in 
 import streamlit as st
 
 from core import catalogue
-from dashboard import charts, data
+from dashboard import charts, data, guide, viewurl
 from dashboard.render import plain
 
 def pct(x) -> str:
@@ -18,11 +18,12 @@ def pct(x) -> str:
 
 
 st.title("Simulator")
+guide.how_to_read("simulate")
 st.caption(
     "Estimates from a judge's fitted profile how a model's win rate would move if its responses showed an "
     "attribute more (inject +) or less (suppress -) than the opponent's, in a share of the pairs (the success "
-    "rate). Intervals are 94% from the profile's posterior draws; ties count half. The method, precisely, is "
-    "in the docstring of core/simulate.py.")
+    "rate). Intervals are 94% from the profile's posterior draws; ties count half. The method is under "
+    "\"How to read this\" above.")
 
 fp = data.fingerprint()
 datasets = data.simulation_datasets(fp)
@@ -31,28 +32,38 @@ if not datasets:
             "or on the Annotate & fit page.")
     st.stop()
 
+# the view is in the URL (dashboard/viewurl.py): /simulate?dataset=D&features=F&scope=S&profile=M&judge=J...
+# &model=M&opponent=O&inject=KEY@RATE&suppress=KEY@RATE
 c1, c2, c3, c4 = st.columns(4)
+viewurl.restore("sim_dataset", "dataset", datasets)
 dataset = c1.selectbox("Dataset", datasets, key="sim_dataset")
 opts = data.simulation_options(fp, dataset)
 sources = opts["feature_sources"]
+viewurl.restore(f"sim_features|{dataset}", "features", sources)
 feature_source = c2.selectbox("Features", sources, key=f"sim_features|{dataset}",
                               help="the feature set the profiles were fitted on (and the pairs are read from)")
 by_scope = opts["index"][feature_source]
 scopes = list(by_scope)
-scope = c3.selectbox("Scope", scopes, key=f"sim_scope|{dataset}|{feature_source}",
+viewurl.restore(f"sim_scope|{dataset}|{feature_source}", "scope", scopes)
+scope = c3.selectbox("Scope", scopes, key=f"sim_scope|{dataset}|{feature_source}", format_func=catalogue.scope_label,
                      help="the scenario group, query case or 'all' whose pairs and profile are used")
 methods = list(by_scope[scope])
+viewurl.restore(f"sim_method|{dataset}|{feature_source}|{scope}", "profile", methods)
 method = c4.selectbox("Profile", methods, key=f"sim_method|{dataset}|{feature_source}|{scope}",
                       help="fast: batched HMC; exact: NUTS; truth / imported: means only (no interval)")
 in_scope = by_scope[scope][method]
-judges = st.multiselect("Judges (side by side)", in_scope, default=in_scope[:2],
-                        key=f"sim_judges|{dataset}|{feature_source}|{scope}|{method}")
+judges_key = f"sim_judges|{dataset}|{feature_source}|{scope}|{method}"
+viewurl.restore(judges_key, "judge", in_scope, many=True)
+judges = st.multiselect("Judges (side by side)", in_scope,
+                        default=None if judges_key in st.session_state else in_scope[:2], key=judges_key)
 
 model_names = [m["model"] for m in opts["models"]]
 c1, c2 = st.columns(2)
 if model_names:
+    viewurl.restore(f"sim_model|{dataset}", "model", model_names)
     model = c1.selectbox("Model under test", model_names, key=f"sim_model|{dataset}")
     opponents = ["all"] + [m for m in model_names if m != model]
+    viewurl.restore(f"sim_opponent|{dataset}|{model}", "opponent", opponents)
     opponent = c2.selectbox("Opponent or baseline", opponents, key=f"sim_opponent|{dataset}|{model}",
                             format_func=lambda o: "all other models" if o == "all" else o)
 else:
@@ -68,9 +79,14 @@ if no_estimate:
     st.caption("Not offered (no estimate in a chosen judge's profile: not measured, or too few samples differ): "
                + ", ".join(label.get(k, k) for k in no_estimate) + ".")
 keys = [k for k in keys if k not in no_estimate]
+for part in ("inject", "suppress"):
+    if viewurl.restore(f"sim_{part}", part, keys, many=True, parse=lambda v: v.partition("@")[0]):
+        for k, r in viewurl.shares(part).items():
+            st.session_state[f"sim_rate_{part}_{k}"] = r
 c1, c2 = st.columns(2)
 inject_keys = c1.multiselect("Inject (+): the model shows more of", keys,
-                             default=["lengthy"] if "lengthy" in keys else [], key="sim_inject",
+                             default=None if "sim_inject" in st.session_state else
+                             (["lengthy"] if "lengthy" in keys else []), key="sim_inject",
                              format_func=label.get, max_selections=6)
 suppress_keys = c2.multiselect("Suppress (-): the model shows less of", [k for k in keys if k not in inject_keys],
                                key="sim_suppress", format_func=label.get,
@@ -84,6 +100,11 @@ with c2:
     for k in suppress_keys:
         suppress[k] = st.slider(f"success rate: - {label[k]}", 0.0, 1.0, 0.5, 0.05, format="percent",
                                 key=f"sim_rate_suppress_{k}")
+
+viewurl.keep({"dataset": dataset, "features": feature_source, "scope": scope, "profile": method, "judge": judges,
+              "model": model, "opponent": opponent if model else None,
+              "inject": [f"{k}@{r:g}" for k, r in inject.items()],
+              "suppress": [f"{k}@{r:g}" for k, r in suppress.items()]})
 
 if not judges:
     st.info("Choose at least one judge.")
@@ -124,6 +145,7 @@ st.dataframe(sim["rates"], hide_index=True, key="sim_rates_table", column_config
     "hi": st.column_config.NumberColumn("94% to", format="percent"),
     "pred_lo": st.column_config.NumberColumn("predictive from", format="percent"),
     "pred_hi": st.column_config.NumberColumn("predictive to", format="percent")})
+data.download_buttons(sim["rates"], f"simulation_{dataset}_{scope}", "sim_rates_download", what="Win rates")
 
 st.subheader("Contribution of each attribute to the change")
 contrib = sim["contributions"]
@@ -142,6 +164,7 @@ else:
                      "mean": st.column_config.NumberColumn("contribution", format="percent"),
                      "lo": st.column_config.NumberColumn("94% from", format="percent"),
                      "hi": st.column_config.NumberColumn("94% to", format="percent")})
+    data.download_buttons(contrib, f"contributions_{dataset}_{scope}", "sim_contrib_download", what="Contributions")
 
 with st.expander("Provenance of the profiles used"):
     st.dataframe(sim["provenance"], hide_index=True, key="sim_provenance")
@@ -185,12 +208,14 @@ elif controls:
         st.dataframe(frame[["model", "pairs", "raw", "controlled", "controlled_lo", "controlled_hi", "shift",
                             "raw_rank", "controlled_rank", "rank_change", "sharp"]],
                      hide_index=True, key="sim_lb_table", column_config={
+                         "raw_rank": "raw rank", "controlled_rank": "controlled rank", "rank_change": "rank change",
                          "raw": st.column_config.NumberColumn("raw", format="percent"),
                          "controlled": st.column_config.NumberColumn("controlled", format="percent"),
                          "controlled_lo": st.column_config.NumberColumn("94% from", format="percent"),
                          "controlled_hi": st.column_config.NumberColumn("94% to", format="percent"),
                          "shift": st.column_config.NumberColumn("shift", format="percent"),
                          "sharp": st.column_config.CheckboxColumn("flagged")})
+        data.download_buttons(frame, f"leaderboard_{dataset}_{lb_judge}", "sim_lb_download", what="Leaderboard")
 
 # ------------------------------------------------------------------ calibration
 st.subheader("Calibration of each judge's profile")

@@ -237,6 +237,66 @@ def test_cancel_and_resume_from_the_job_panel(store_path, monkeypatch):
     assert list(earlier["status"]) == ["cancelled"]
 
 
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+    except FileNotFoundError:
+        return False  # reaped and gone
+
+
+def test_a_finished_job_reads_right_and_points_to_the_next_step(store_path, monkeypatch):
+    """Issue 17: a finished offline job offers "Run again" (not "Resume"), shows its duration rather than a
+    $0 spend, has start, end and duration in History, a next step (fit on its features) that opens the Fit
+    tab, and its worker is reaped rather than left a zombie."""
+    monkeypatch.delenv("PREFDISSECT_LLM_API_KEY")
+    at = page()
+    at.multiselect(key="ann_groups").set_value(["Code"])
+    at.run()
+    at.button(key="ann_start").click().run()
+    with Store(store_path) as s:
+        (job,) = jobs.list_jobs(s)
+        final = wait_done(s, job.id)
+    assert final.status == "done"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    m = metrics(at)
+    assert "Spend / budget" not in m and m["Duration"].endswith(" s")
+    again = at.button(key=f"annotate_watch_resume_{job.id}")
+    assert again.label == "Run again"
+    history = next(df.value for df in at.dataframe if "duration" in df.value.columns)
+    row = history.set_index("id").loc[job.id]
+    assert row["started"] and row["finished"] and row["duration"].endswith(" s")
+    assert row["cost"] is None or row["cost"] != row["cost"]  # an offline job spends nothing: no cost shown
+    deadline = time.time() + 10
+    while _zombie(final.worker_pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _zombie(final.worker_pid), f"worker {final.worker_pid} left a zombie"
+    at.button(key=f"annotate_watch_next_{job.id}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["annotate_tab"] == "Fit profiles"
+    assert at.selectbox(key="fit_dataset").value == "demo-synthetic"
+
+
+def test_a_remote_model_with_no_known_price_is_a_loud_warning(store_path, monkeypatch):
+    monkeypatch.delenv("PREFDISSECT_LLM_PRICE_INPUT")
+    monkeypatch.delenv("PREFDISSECT_LLM_PRICE_OUTPUT")
+    monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "acme-unlisted-model-7")  # in no price table
+    at = page()
+    assert metrics(at)["Estimated cost"] == "unknown"
+    loud = [e.value for e in at.error if "No price is known" in e.value]
+    assert loud and "acme" in loud[0]
+    # a model the price table knows: a figure, no warning
+    monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "gpt-4o-mini")
+    known = page()
+    assert metrics(known)["Estimated cost"].startswith("$") and not [e for e in known.error if "No price" in e.value]
+    # a local server (no bill) is not warned about
+    monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "acme-unlisted-model-7")
+    monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    local = page()
+    assert not [e.value for e in local.error if "No price is known" in e.value]
+
+
 def test_batch_mode_from_the_page_runs_a_batch_job_and_an_unknown_price_is_shown_as_unknown(store_path, monkeypatch):
     monkeypatch.delenv("PREFDISSECT_LLM_PRICE_INPUT")
     monkeypatch.delenv("PREFDISSECT_LLM_PRICE_OUTPUT")

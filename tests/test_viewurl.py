@@ -1,0 +1,138 @@
+"""Every view a link (dashboard/viewurl.py, issue 17): Profiles, Similarity, Simulator and Judges write
+their view into the URL, and the URL written opens the same view in a fresh session (round trip)."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+
+
+def open_page(page: str, query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    at.switch_page(f"../pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def widget(at, kind: str, label: str):
+    return next(w for w in at.get(kind) if w.label == label)
+
+
+def url_of(at) -> dict:
+    return {k: list(v) if isinstance(v, list) else [v] for k, v in at.query_params.items()}
+
+
+def reopen(page: str, url: dict) -> AppTest:
+    """A fresh session (another browser) following the link."""
+    return open_page(page, {k: v if len(v) > 1 else v[0] for k, v in url.items()})
+
+
+def test_profiles_view_round_trips_through_its_url(store_path):
+    at = open_page("profiles")
+    widget(at, "selectbox", "Scope").set_value("Code").run()
+    widget(at, "multiselect", "Judges").set_value(["demo-strict", "demo-crowd"]).run()
+    widget(at, "radio", "Order").set_value("weight").run()
+    url = url_of(at)
+    assert url["scope"] == ["Code"] and url["judge"] == ["demo-strict", "demo-crowd"] and url["order"] == ["weight"]
+    again = reopen("profiles", url)
+    assert widget(again, "selectbox", "Scope").value == "Code"
+    assert widget(again, "multiselect", "Judges").value == ["demo-strict", "demo-crowd"]
+    assert widget(again, "radio", "Order").value == "weight"
+
+
+def test_similarity_view_round_trips_through_its_url(store_path):
+    at = open_page("similarity")
+    widget(at, "radio", "Correlation").set_value("spearman").run()
+    widget(at, "selectbox", "Scenarios").set_value("Code").run()
+    widget(at, "multiselect", "Judges").set_value(["demo-crowd", "demo-strict", "demo-stylist"]).run()
+    url = url_of(at)
+    assert url["corr"] == ["spearman"] and url["scope"] == ["Code"]
+    assert url["judge"] == ["demo-crowd", "demo-strict", "demo-stylist"]
+    again = reopen("similarity", url)
+    assert widget(again, "radio", "Correlation").value == "spearman"
+    assert widget(again, "selectbox", "Scenarios").value == "Code"
+    assert widget(again, "multiselect", "Judges").value == ["demo-crowd", "demo-strict", "demo-stylist"]
+
+
+def test_simulator_view_round_trips_through_its_url(store_path):
+    at = open_page("simulate")
+    widget(at, "multiselect", "Judges (side by side)").set_value(["demo-stylist"]).run()
+    widget(at, "multiselect", "Inject (+): the model shows more of").set_value(["well_formatted"]).run()
+    widget(at, "slider", "success rate: + well formatted").set_value(0.8).run()
+    widget(at, "multiselect", "Suppress (-): the model shows less of").set_value(["funny"]).run()
+    url = url_of(at)
+    assert url["judge"] == ["demo-stylist"] and url["inject"] == ["well_formatted@0.8"]
+    assert url["suppress"] == ["funny@0.5"]
+    again = reopen("simulate", url)
+    assert not again.exception
+    assert widget(again, "multiselect", "Judges (side by side)").value == ["demo-stylist"]
+    assert widget(again, "multiselect", "Inject (+): the model shows more of").value == ["well_formatted"]
+    assert widget(again, "slider", "success rate: + well formatted").value == 0.8
+    assert widget(again, "multiselect", "Suppress (-): the model shows less of").value == ["funny"]
+    assert url_of(again) == url
+
+
+def test_judges_view_round_trips_and_a_stale_link_opens_the_default_view(store_path):
+    at = open_page("judges")
+    widget(at, "selectbox", "Reference judge").set_value("demo-strict").run()
+    widget(at, "selectbox", "Judge").set_value("demo-stylist").run()
+    url = url_of(at)
+    assert url["reference"] == ["demo-strict"] and url["card"] == ["demo-stylist"]
+    again = reopen("judges", url)
+    assert widget(again, "selectbox", "Reference judge").value == "demo-strict"
+    assert widget(again, "selectbox", "Judge").value == "demo-stylist"
+    stale = open_page("judges", {"reference": "no-such-judge"})
+    assert widget(stale, "selectbox", "Reference judge").value in {"demo-contrarian", "demo-crowd", "demo-strict",
+                                                                    "demo-stylist"}
+
+
+def test_similarity_with_three_judges_groups_them_in_two_clusters(store_path):
+    """Regression: three judges chosen made the Clusters slider run from 2 to 2, which Streamlit refuses
+    (StreamlitInvalidMinMaxError), and the page stopped there."""
+    at = open_page("similarity", {"judge": ["demo-crowd", "demo-strict", "demo-stylist"]})
+    widget(at, "radio", "Group the judges by").set_value("clusters").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Two clusters" in c.value for c in at.caption)
+
+
+# --------------------------------------------------------------------------- every result a download
+
+
+def test_every_result_offers_csv_and_json(store_path):
+    import json
+
+    import pandas as pd
+
+    from core.store import Store
+    from dashboard import data
+
+    want = {
+        "overview": ["Agreement (CSV)", "Agreement (JSON)"],
+        "judges": ["Agreement (CSV)", "Agreement (JSON)"],
+        "similarity": ["Matrix (CSV)", "Matrix (JSON)"],
+        "simulate": ["Win rates (CSV)", "Win rates (JSON)"],
+        "samples": ["The filtered list, all 550 rows (CSV)", "The filtered list, all 550 rows (JSON)"],
+    }
+    for page, labels in want.items():
+        at = open_page(page)
+        shown = [b.proto.label for b in at.get("download_button")]
+        for label in labels:
+            assert label in shown, (page, label, shown)
+    # the filtered list's download is every row of the filter, not one page, each with its sample id
+    from core.store import SampleFilter
+
+    with Store(store_path) as s:
+        n = s.table_counts()["samples"]
+    frame = data.browse_all(("x",), SampleFilter(dataset="demo-synthetic"))
+    assert len(frame) == n and frame["id"].is_unique
+    back = pd.DataFrame(json.loads(data.json_download(frame)))
+    assert list(back["id"]) == list(frame["id"])
+    import io
+
+    csv = pd.read_csv(io.StringIO(data.csv_download(frame, index=False)))
+    assert list(csv.columns)[0] == "id" and list(csv["id"]) == list(frame["id"])

@@ -41,13 +41,13 @@ def real_store(tmp_path_factory, shared_data) -> Path:
 
 
 @pytest.mark.timeout(2400)
-def test_the_cli_annotates_a_real_pair_in_both_orders(llama_server, real_store):
+def test_the_cli_annotates_a_few_real_pairs_in_both_orders(llama_server, real_store):
     res = subprocess.run([sys.executable, "-m", "core", "--store", str(real_store), "annotate",
-                          "--dataset", "pandalm-test", "--limit", "1", "--both-orders", "--base-url", llama_server,
+                          "--dataset", "pandalm-test", "--limit", "3", "--both-orders", "--base-url", llama_server,
                           "--model", realserverkit.ANNOTATOR], cwd=ROOT, env=ENV, capture_output=True, text=True,
                          timeout=2300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    assert "job 1 done: 1/1 samples done, 0 failed" in res.stdout
+    assert "job 1 done: 3/3 samples done, 0 failed" in res.stdout
     with Store(real_store) as s:
         dialect = s.llm_dialect(llama_server, realserverkit.ANNOTATOR)
         # llama-cpp-python: json_schema is a 500, the grammar form is enforced, one request at a time
@@ -55,7 +55,8 @@ def test_the_cli_annotates_a_real_pair_in_both_orders(llama_server, real_store):
         assert dialect["slots"] == 1, dialect["notes"]
         assert any("json_schema: rejected" in n for n in dialect["notes"])
         source = f"llm:{realserverkit.ANNOTATOR}:pd-v1:both"
-        assert s.scalar("SELECT COUNT(*) FROM features WHERE source = ?", [source]) == 29
+        assert s.scalar("SELECT COUNT(DISTINCT sample_id) FROM features WHERE source = ?", [source]) == 3
+        assert s.scalar("SELECT COUNT(*) FROM features WHERE source = ?", [source]) == 3 * 29
         steps = {r["step"] for r in s.rows("SELECT step FROM annotations WHERE status = 'ok'")}
         assert {"query", "ratings", "errors"} <= steps
         orders = {r["orientation"] for r in s.rows("SELECT orientation FROM annotations WHERE step = 'ratings'"

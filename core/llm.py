@@ -249,20 +249,14 @@ def bounded_schema(schema: type[BaseModel]) -> dict[str, Any]:
 
     js = copy.deepcopy(strict_schema(schema))
 
-    def fix(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "array":
-                node.setdefault("maxItems", GRAMMAR_MAX_ITEMS)
-            lo, hi = node.get("minimum"), node.get("maximum")
-            if node.get("type") == "integer" and isinstance(lo, int) and isinstance(hi, int) and hi - lo <= 20:
-                node["enum"] = list(range(lo, hi + 1))  # llama-cpp-python's grammar ignores minimum/maximum
-            for v in node.values():
-                fix(v)
-        elif isinstance(node, list):
-            for v in node:
-                fix(v)
+    def bound(node: dict) -> None:
+        if node.get("type") == "array":
+            node.setdefault("maxItems", GRAMMAR_MAX_ITEMS)
+        lo, hi = node.get("minimum"), node.get("maximum")
+        if node.get("type") == "integer" and isinstance(lo, int) and isinstance(hi, int) and hi - lo <= 20:
+            node["enum"] = list(range(lo, hi + 1))  # llama-cpp-python's grammar ignores minimum/maximum
 
-    fix(js)
+    _each_node(js, bound)
     return js
 
 
@@ -781,19 +775,24 @@ def strict_schema(schema: type[BaseModel]) -> dict[str, Any]:
     required and no additional properties, at every level."""
     js = schema.model_json_schema()
 
-    def fix(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "object" and "properties" in node:
-                node["required"] = list(node["properties"])
-                node["additionalProperties"] = False
-            for v in node.values():
-                fix(v)
-        elif isinstance(node, list):
-            for v in node:
-                fix(v)
+    def close(node: dict) -> None:
+        if node.get("type") == "object" and "properties" in node:
+            node["required"] = list(node["properties"])
+            node["additionalProperties"] = False
 
-    fix(js)
+    _each_node(js, close)
     return js
+
+
+def _each_node(node: Any, visit: Callable[[dict], None]) -> None:
+    """``visit`` every object of a JSON schema, at every depth (parents before their children)."""
+    if isinstance(node, dict):
+        visit(node)
+        for v in node.values():
+            _each_node(v, visit)
+    elif isinstance(node, list):
+        for v in node:
+            _each_node(v, visit)
 
 
 def _chat_completion(data: Any) -> dict[str, Any]:

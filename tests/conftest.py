@@ -102,3 +102,19 @@ def browser():
     driver = browserkit.chrome()
     yield driver
     driver.quit()
+
+
+@pytest.fixture
+def team(tmp_path, monkeypatch):
+    """A team deployment in password mode (viewer and editor passwords) on an empty store, with a
+    fresh count of failed sign-ins (the web process's throttle is shared by every session)."""
+    from dashboard import auth
+
+    monkeypatch.setenv("PREFDISSECT_STORE", str(tmp_path / "store.db"))
+    monkeypatch.setenv("PREFDISSECT_SEED_DEMO", "0")
+    monkeypatch.setenv("PREFDISSECT_PASSWORD", "viewer-pass-123")
+    monkeypatch.setenv("PREFDISSECT_EDITOR_PASSWORD", "editor-pass-456")
+    monkeypatch.delenv("PREFDISSECT_EDITORS", raising=False)
+    auth._throttle.clear()
+    yield
+    auth._throttle.clear()

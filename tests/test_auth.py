@@ -10,15 +10,6 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
 
 
-@pytest.fixture
-def team(tmp_path, monkeypatch):
-    monkeypatch.setenv("PREFDISSECT_STORE", str(tmp_path / "store.db"))
-    monkeypatch.setenv("PREFDISSECT_SEED_DEMO", "0")
-    monkeypatch.setenv("PREFDISSECT_PASSWORD", "viewer-pass-123")
-    monkeypatch.setenv("PREFDISSECT_EDITOR_PASSWORD", "editor-pass-456")
-    monkeypatch.delenv("PREFDISSECT_EDITORS", raising=False)
-
-
 def sign_in(at: AppTest, name: str, password: str) -> AppTest:
     at.text_input[0].input(name)
     at.text_input[1].input(password)

@@ -230,19 +230,14 @@ def test_throttle_counts_all_addresses_together():
 
 
 @pytest.fixture
-def team(tmp_path, monkeypatch):
-    monkeypatch.setenv("PREFDISSECT_STORE", str(tmp_path / "store.db"))
-    monkeypatch.setenv("PREFDISSECT_SEED_DEMO", "0")
-    monkeypatch.setenv("PREFDISSECT_PASSWORD", "viewer-pass-123")
-    monkeypatch.setenv("PREFDISSECT_EDITOR_PASSWORD", "editor-pass-456")
+def throttled(team, monkeypatch):
+    """The team deployment with a small lockout threshold for one address."""
+    from dashboard import auth
+
     monkeypatch.setenv("PREFDISSECT_SIGNIN_MAX_FAILURES", "3")
     monkeypatch.setenv("PREFDISSECT_SIGNIN_MAX_FAILURES_TOTAL", "50")
     monkeypatch.setenv("PREFDISSECT_SIGNIN_LOCKOUT_S", "120")
-    from dashboard import auth
-
-    auth._throttle.clear()  # a fresh counter for this test's settings
-    yield
-    auth._throttle.clear()
+    auth._throttle.clear()  # the counter is built with these settings on its next use
 
 
 def _attempt(password: str) -> list[str]:
@@ -255,7 +250,7 @@ def _attempt(password: str) -> list[str]:
     return [e.value for e in at.error] + [t.value for t in at.title]
 
 
-def test_parallel_sessions_share_the_count_and_the_right_password_is_refused_during_lockout(team):
+def test_parallel_sessions_share_the_count_and_the_right_password_is_refused_during_lockout(throttled):
     results: list[list[str]] = []
     threads = [threading.Thread(target=lambda: results.append(_attempt(f"guess-{i}"))) for i in range(3)]
     for th in threads:
@@ -268,7 +263,7 @@ def test_parallel_sessions_share_the_count_and_the_right_password_is_refused_dur
     assert any("Too many failed sign-ins" in s for s in shown) and "Sign in" in shown
 
 
-def test_a_right_password_before_the_lockout_signs_in_and_resets_the_address(team):
+def test_a_right_password_before_the_lockout_signs_in_and_resets_the_address(throttled):
     assert "Wrong password." in _attempt("nope")
     shown = _attempt("viewer-pass-123")
     assert "Sign in" not in shown

@@ -725,17 +725,22 @@ class Store:
         keys = catalogue.attribute_keys()
         meta = pd.read_sql_query("SELECT id, position, scenario_group, cases, category FROM samples WHERE dataset = ?"
                                  " ORDER BY position", self.conn, params=[dataset]).set_index("id")
-        # Every feature of the dataset as one integer, ((position * 32 + attribute) * 4 + value + 1) * 2
+        # Every feature of the dataset as one integer, ((position << bits | attribute) * 4 + value + 1) * 2
         # + excluded, in one string that numpy parses: a row per feature (152k at the paper's scale)
-        # cost three times as much. CROSS JOIN keeps SQLite walking samples and probing the features'
+        # cost three times as much. The attribute field is as wide as the catalogue needs, with its
+        # all-ones value left for an attribute the catalogue no longer has (29 attributes: 5 bits,
+        # 32: 6 bits; a fixed 5-bit field once folded a 32nd attribute into "unknown" and a 33rd into
+        # the sample's position). CROSS JOIN keeps SQLite walking samples and probing the features'
         # primary key, not scanning the source index and probing samples once per feature.
-        attr = "CASE f.attribute " + " ".join(f"WHEN ? THEN {i}" for i in range(len(keys))) + " ELSE 31 END"
+        bits = len(keys).bit_length()  # 2 ** bits > len(keys): room for every index and "unknown"
+        unknown = (1 << bits) - 1
+        attr = "CASE f.attribute " + " ".join(f"WHEN ? THEN {i}" for i in range(len(keys))) + f" ELSE {unknown} END"
         (packed,) = self.conn.execute(
-            f"SELECT group_concat(((s.position * 32 + {attr}) * 4 + f.value + 1) * 2 + f.excluded) FROM samples s"
-            " CROSS JOIN features f ON f.sample_id = s.id AND f.source = ? WHERE s.dataset = ?",
+            f"SELECT group_concat(((s.position * {1 << bits} + {attr}) * 4 + f.value + 1) * 2 + f.excluded)"
+            " FROM samples s CROSS JOIN features f ON f.sample_id = s.id AND f.source = ? WHERE s.dataset = ?",
             [*keys, feature_source, dataset]).fetchone()
         code = np.fromstring(packed, sep=",", dtype=np.int64) if packed else np.zeros(0, dtype=np.int64)
-        pos, col, value, excluded = code >> 8, code >> 3 & 31, (code >> 1 & 3) - 1, code & 1
+        pos, col, value, excluded = code >> (bits + 3), code >> 3 & unknown, (code >> 1 & 3) - 1, code & 1
         positions = np.unique(pos)  # of the samples with features, in dataset order
         in_order = meta["position"].to_numpy()
         ids_all = list(meta.index[np.isin(in_order, positions)])

@@ -214,3 +214,44 @@ def test_a_success_after_a_failure_carries_the_failed_attempts_cost(tmp_path):
     s.record_annotation({**base, "status": "ok", "parsed": {"x": 1}, "prompt_tokens": 100, "completion_tokens": 30,
                          "cost": 0.0015, "attempts": 1, "job_id": 7})
     assert s.scalar("SELECT cost FROM annotations") == pytest.approx(0.0015)
+
+
+@pytest.mark.parametrize("n_attributes", [29, 31, 32, 33, 40, 70])
+def test_designs_pack_features_correctly_for_any_catalogue_size(tmp_path, monkeypatch, n_attributes):
+    """Regression: ``Store.designs`` packed each feature's attribute index into a fixed 5-bit field,
+    so a 32nd attribute read as "unknown" (dropped) and a 33rd overflowed into the sample's position
+    (features landed on the wrong sample), without an error. The design matrix must equal a direct,
+    unpacked computation from the features table whatever the catalogue's size."""
+    import json
+
+    import numpy as np
+
+    keys = [f"attr{i:02d}" for i in range(n_attributes)]
+    path = tmp_path / "attrs.json"
+    path.write_text(json.dumps([{"key": k, "label": k, "rating": "0-3", "rule": "score", "definition": "d"}
+                                for k in keys]))
+    monkeypatch.setenv("PREFDISSECT_ATTRIBUTES", str(path))
+    rng = np.random.default_rng(n_attributes)
+    samples = [Sample("ds", f"question {i}", f"answer A{i}", f"answer B{i}", scenario_group="Code")
+               for i in range(12)]
+    features = [Feature(s.id, "t", k, int(rng.integers(-1, 2)), excluded=(i == 5))
+                for i, s in enumerate(samples) for k in keys if rng.random() < 0.8]
+    # an attribute the catalogue does not have is not a column
+    features += [Feature(s.id, "t", "retired_attribute", 1) for s in samples[:3]]
+    s = Store(tmp_path / "s.db")
+    s.write_batch(ImportBatch(dataset=Dataset("ds", source="test"), samples=samples, judges=[Judge("j1", "human")],
+                              labels=[Label(x.id, "j1", "AB"[i % 2]) for i, x in enumerate(samples)],
+                              features=features))
+    for include_excluded in (False, True):
+        d = s.design("ds", "t", include_excluded=include_excluded)
+        ids = [x.id for x in samples if include_excluded or x.id != samples[5].id]
+        expected = np.zeros((len(ids), n_attributes))
+        for f in features:
+            if f.sample_id in ids and f.attribute in keys:
+                expected[ids.index(f.sample_id), keys.index(f.attribute)] = f.value
+        assert d.attributes == keys
+        assert d.sample_ids == ids
+        np.testing.assert_array_equal(d.X, expected)
+        assert d.excluded == (0 if include_excluded else 1)
+        assert list(d.Y[:, 0]) == [1.0 if i % 2 == 0 else 0.0 for i, x in enumerate(samples) if x.id in ids]
+    s.close()

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, TypedDict
 
 import sqlite_utils
 
@@ -34,6 +34,60 @@ class ConflictError(ValueError):
 
 #: what a deletion can remove (``Store.delete``)
 DELETABLE = ("dataset", "judge", "features", "profile")
+
+
+# ---------------------------------------------------------------- typed rows
+# What each read returns, by name: the rows are plain dicts (callers index them by column), typed
+# here so a reader sees the shape without opening the schema (core/migrations.py).
+
+
+class JobRow(TypedDict):
+    """A ``jobs`` row; ``params`` is JSON text (``core.jobs.JobStatus`` decodes it)."""
+    id: int
+    key: str
+    kind: str
+    status: str
+    params: str
+    total: int
+    done: int
+    failed: int
+    cost: float
+    budget: float | None
+    message: str | None
+    error: str | None
+    worker_pid: int | None
+    heartbeat_at: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class JobRunRow(TypedDict):
+    """A ``job_runs`` row: one earlier run of a job, archived when it was queued again."""
+    job_id: int
+    run: int
+    status: str
+    total: int
+    done: int
+    failed: int
+    cost: float
+    budget: float | None
+    message: str | None
+    error: str | None
+    worker_pid: int | None
+    started_at: str | None
+    finished_at: str | None
+    archived_at: str
+
+
+class FailedRequestRow(TypedDict):
+    """An LLM request of a job that failed for good."""
+    sample_id: str
+    step: str
+    orientation: str
+    error: str | None
+    attempts: int
+    created_at: str
 
 
 class Store:
@@ -1033,6 +1087,133 @@ class Store:
             self.conn.execute("UPDATE llm_batch_requests SET state = 'dropped' WHERE batch_id = ? AND state = 'sent'",
                               (batch_id,))
             self.conn.execute("UPDATE llm_batches SET status = ?, updated_at = ? WHERE id = ?", (status, now(), batch_id))
+
+    # ==================== jobs, job_runs (the job records of core/jobs.py)
+
+    def job_row(self, job_id: int) -> JobRow | None:
+        """The job's row (params as stored: JSON text), or None."""
+        rows = self.rows("SELECT * FROM jobs WHERE id = ?", [job_id])
+        return rows[0] if rows else None  # type: ignore[return-value]
+
+    def job_rows(self, limit: int = 50) -> list[JobRow]:
+        """The latest jobs, newest first."""
+        return self.rows("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", [limit])  # type: ignore[return-value]
+
+    def job_by_key(self, key: str, legacy: str | None = None) -> JobRow | None:
+        """The job stored under ``key``, else under ``legacy`` (a key of an older params form)."""
+        rows = self.rows("SELECT * FROM jobs WHERE key IN (?, ?) ORDER BY key = ? DESC LIMIT 1",
+                         [key, legacy if legacy is not None else key, key])
+        return rows[0] if rows else None  # type: ignore[return-value]
+
+    def insert_job(self, key: str, kind: str, params: str, *, total: int = 0,
+                   budget: float | None = None) -> JobRow:
+        """A new queued job (``params``: JSON text)."""
+        with self.writing():
+            self.conn.execute(
+                "INSERT INTO jobs (key, kind, status, params, total, budget, created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                (key, kind, params, total, budget, now()))
+            return self.rows("SELECT * FROM jobs WHERE key = ?", [key])[0]  # type: ignore[return-value]
+
+    def job_runs(self, job_id: int) -> list[JobRunRow]:
+        """The job's archived runs, oldest first."""
+        return self.rows("SELECT * FROM job_runs WHERE job_id = ? ORDER BY run", [job_id])  # type: ignore[return-value]
+
+    def job_run_counts(self) -> dict[int, int]:
+        """Runs per job, the current one included (a job never started counts 0)."""
+        out = {r[0]: r[1] for r in self.conn.execute("SELECT job_id, COUNT(*) FROM job_runs GROUP BY job_id")}
+        for (job_id,) in self.conn.execute("SELECT id FROM jobs WHERE started_at IS NOT NULL"):
+            out[job_id] = out.get(job_id, 0) + 1
+        return out
+
+    def job_activity(self) -> tuple:
+        """A cheap fingerprint of job activity: the annotations' largest rowid, their count of
+        successes, the largest job id."""
+        return tuple(self.conn.execute(
+            "SELECT (SELECT MAX(rowid) FROM annotations), (SELECT COUNT(*) FROM annotations WHERE status = 'ok'),"
+            " (SELECT MAX(id) FROM jobs)").fetchone())
+
+    def job_failures(self, job_id: int, limit: int = 5) -> list[FailedRequestRow]:
+        """The job's latest requests that failed for good, newest first."""
+        return self.rows(  # type: ignore[return-value]
+            "SELECT sample_id, step, orientation, error, attempts, created_at FROM annotations"
+            " WHERE job_id = ? AND status = 'failed' ORDER BY created_at DESC, rowid DESC LIMIT ?", [job_id, limit])
+
+    def job_spent(self, job_id: int) -> float:
+        """The summed cost of the job's stored requests, over all its runs."""
+        return float(self.scalar("SELECT COALESCE(SUM(cost), 0) FROM annotations WHERE job_id = ?", [job_id]) or 0.0)
+
+    def job_state(self, job_id: int) -> tuple[str, int | None]:
+        """(status, worker pid) of a job: the cheap read a running worker polls."""
+        status, pid = self.conn.execute("SELECT status, worker_pid FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return status, pid
+
+    def archive_job_run(self, job_id: int, *, status: str, total: int, done: int, failed: int, cost: float,
+                        budget: float | None, message: str | None, error: str | None, worker_pid: int | None,
+                        started_at: str | None, finished_at: str | None) -> None:
+        """Archive the job's current run as its next ``job_runs`` row; ``cost`` is the job's cost
+        over all runs, of which the run keeps what the earlier runs did not spend."""
+        with self.writing():
+            n, before = self.conn.execute(
+                "SELECT COALESCE(MAX(run), 0), COALESCE(SUM(cost), 0) FROM job_runs WHERE job_id = ?",
+                (job_id,)).fetchone()
+            self.conn.execute(
+                "INSERT INTO job_runs (job_id, run, status, total, done, failed, cost, budget, message, error, worker_pid,"
+                " started_at, finished_at, archived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, n + 1, status, total, done, failed, round(max(0.0, cost - before), 8), budget, message,
+                 error, worker_pid, started_at, finished_at, now()))
+
+    def requeue_job(self, job_id: int, *, total: int | None = None, message: str = "queued again") -> None:
+        """Mark the job queued for a new run: counts, error, worker and times cleared."""
+        with self.writing():
+            self.conn.execute(
+                "UPDATE jobs SET status = 'queued', total = COALESCE(?, total), done = 0, failed = 0, message = ?,"
+                " error = NULL, worker_pid = NULL, heartbeat_at = NULL, started_at = NULL, finished_at = NULL"
+                " WHERE id = ?", (total, message, job_id))
+
+    def cancel_job(self, job_id: int) -> None:
+        """Mark a queued, running or paused job cancelled (a running one's worker writes finished_at)."""
+        with self.writing():
+            self.conn.execute(
+                "UPDATE jobs SET status = 'cancelled', message = 'cancelled by user',"
+                " finished_at = CASE WHEN status = 'running' THEN NULL ELSE ? END"
+                " WHERE id = ? AND status IN ('queued', 'running', 'paused')", (now(), job_id))
+
+    def claim_job(self, job_id: int, pid: int, *, status: str, heartbeat_at: str | None) -> bool:
+        """Compare-and-set: the job becomes running under ``pid`` only if it is still in ``status``
+        with this heartbeat (nobody claimed it meanwhile)."""
+        with self.writing():
+            ts = now()
+            cur = self.conn.execute(
+                "UPDATE jobs SET status = 'running', worker_pid = ?, heartbeat_at = ?, started_at = COALESCE(started_at, ?),"
+                " error = NULL WHERE id = ? AND status = ? AND COALESCE(heartbeat_at, '') = COALESCE(?, '')",
+                (pid, ts, ts, job_id, status, heartbeat_at))
+        return cur.rowcount == 1
+
+    def update_job(self, job_id: int, *, owner: int | None = None, **cols: Any) -> None:
+        """Write job columns; with ``owner``, only while that worker pid still holds the job."""
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        guard, extra = (" AND worker_pid = ?", [owner]) if owner is not None else ("", [])
+        with self.writing():
+            self.conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?{guard}", [*cols.values(), job_id, *extra])
+
+    def beat_job(self, job_id: int, owner: int | None) -> bool:
+        """Refresh a running job's heartbeat while ``owner`` holds it; False when the store stayed
+        busy beyond the timeout (the caller tries again at its next beat)."""
+        try:
+            with self.writing():
+                self.conn.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ? AND status = 'running'"
+                                  " AND worker_pid IS ?", (now(), job_id, owner))
+        except sqlite3.OperationalError:
+            return False
+        return True
+
+    def swap_job_worker(self, job_id: int, expected: int | None, pid: int | None) -> bool:
+        """Compare-and-set a queued job's worker pid from ``expected`` to ``pid``."""
+        with self.writing():
+            cur = self.conn.execute(
+                "UPDATE jobs SET worker_pid = ? WHERE id = ? AND status = 'queued' AND worker_pid IS ?",
+                (pid, job_id, expected))
+        return cur.rowcount == 1
 
     # ==================== deleting (a dataset, judge, feature set or profile, with what goes with it)
 

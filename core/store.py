@@ -41,6 +41,13 @@ DELETABLE = ("dataset", "judge", "features", "profile")
 # here so a reader sees the shape without opening the schema (core/migrations.py).
 
 
+class JudgeKindRow(TypedDict):
+    """A judge's name, kind (human, llm, gold, ...) and size in billions of parameters."""
+    name: str
+    kind: str
+    size_b: float | None
+
+
 class JobRow(TypedDict):
     """A ``jobs`` row; ``params`` is JSON text (``core.jobs.JobStatus`` decodes it)."""
     id: int
@@ -428,6 +435,15 @@ class Store:
             params,
         )
 
+    def dataset_of(self, sample_id: str) -> str | None:
+        """The dataset a sample belongs to (None: no such sample)."""
+        return self.scalar("SELECT dataset FROM samples WHERE id = ?", [sample_id])
+
+    def source_ids(self, dataset: str) -> dict[str, str]:
+        """The dataset's samples by the id their source gave them: {source id: sample id}."""
+        return dict(self.conn.execute("SELECT source_id, id FROM samples WHERE dataset = ? AND source_id IS NOT NULL",
+                                      (dataset,)))
+
     # ==================== browsing samples (the Samples page)
 
     def dataset_span(self, dataset: str) -> tuple[int, int] | None:
@@ -695,6 +711,95 @@ class Store:
             " l.source FROM labels l"
             " LEFT JOIN judges j ON j.name = l.judge WHERE l.sample_id = ? ORDER BY l.judge", [sample_id])
 
+    def all_judge_names(self) -> list[str]:
+        """Every stored judge's name, with labels or not."""
+        return [r[0] for r in self.conn.execute("SELECT name FROM judges ORDER BY name")]
+
+    def judge_kinds(self) -> list[JudgeKindRow]:
+        """Every stored judge's kind and size (billions of parameters, when known)."""
+        return self.rows("SELECT name, kind, size_b FROM judges")  # type: ignore[return-value]
+
+    def judge_datasets(self) -> list[tuple[str, str]]:
+        """(judge, dataset) for every dataset a judge labelled a sample of, by dataset."""
+        return [tuple(r) for r in self.conn.execute(  # type: ignore[misc]
+            "SELECT DISTINCT l.judge, s.dataset FROM samples s JOIN labels l ON l.sample_id = s.id ORDER BY s.dataset")]
+
+    def judge_main_dataset(self, judge: str) -> str | None:
+        """The dataset the judge labelled most samples of (None: no labels)."""
+        row = self.conn.execute(
+            "SELECT s.dataset, COUNT(*) AS n FROM labels l JOIN samples s ON s.id = l.sample_id WHERE l.judge = ?"
+            " GROUP BY s.dataset ORDER BY n DESC LIMIT 1", (judge,)).fetchone()
+        return row[0] if row else None
+
+    def judge_verdicts(self, judge: str, dataset: str) -> list[tuple[str, str, str | None, str | None]]:
+        """The judge's labels on the dataset as (sample id, choice, verdict A first, verdict B first)."""
+        return [tuple(r) for r in self.conn.execute(  # type: ignore[misc]
+            "SELECT l.sample_id, l.choice, l.verdict_ab, l.verdict_ba FROM labels l JOIN samples s ON s.id = l.sample_id"
+            " WHERE l.judge = ? AND s.dataset = ?", (judge, dataset))]
+
+    def packed_labels(self, dataset: str | None, judges: list[str] | None = None):
+        """One scan of the labels (on ``dataset``; of ``judges``), grouped by judge in SQLite:
+        (sorted judge names, each judge's sample ids, each judge's labels packed as choice * 8 +
+        has probability * 4 + both orders known * 2 + same verdict in both, with choice A 2, tie 1,
+        B 0; an int64 array each).
+
+        Per judge, the sample ids come as one string and the packed labels as one list that numpy
+        parses: a Python row per label (173k at the paper's scale) cost three times as much."""
+        import numpy as np
+
+        packed = ("(CASE l.choice WHEN 'A' THEN 2 WHEN 'B' THEN 0 ELSE 1 END) * 8 + (l.prob_a IS NOT NULL) * 4"
+                  " + (l.verdict_ab IS NOT NULL AND l.verdict_ba IS NOT NULL) * 2"
+                  " + (l.verdict_ab IS NOT NULL AND l.verdict_ab IS l.verdict_ba)")
+        sql = f"SELECT l.judge, group_concat(l.sample_id, char(31)), group_concat({packed}) FROM labels l NOT INDEXED"
+        where, params = [], []
+        if dataset:
+            where.append("l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)")
+            params.append(dataset)
+        if judges:
+            where.append(f"l.judge IN ({', '.join('?' * len(judges))})")
+            params.extend(judges)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        groups = self.conn.execute(sql + " GROUP BY l.judge ORDER BY l.judge", params).fetchall()
+        return ([g[0] for g in groups], [g[1].split("\x1f") for g in groups],
+                [np.fromstring(g[2], sep=",", dtype=np.int64) for g in groups])
+
+    def position_counts(self, judge: str, sample_ids: list[str] | None = None) -> tuple[int, int, int]:
+        """(labels, labels with a verdict in both orders, those with the same verdict in both) of the
+        judge (on ``sample_ids`` only, when given)."""
+        n = both = same = 0
+        chunks = [None] if sample_ids is None else [sample_ids[i:i + 500] for i in range(0, len(sample_ids), 500)]
+        for chunk in chunks:
+            where, params = "judge = ?", [judge]
+            if chunk is not None:
+                where += f" AND sample_id IN ({', '.join('?' * len(chunk))})"
+                params += chunk
+            row = self.conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(verdict_ab IS NOT NULL AND verdict_ba IS NOT NULL), 0),"
+                " COALESCE(SUM(verdict_ab IS NOT NULL AND verdict_ba IS NOT NULL AND verdict_ab = verdict_ba), 0)"
+                f" FROM labels WHERE {where}", params).fetchone()
+            n, both, same = n + row[0], both + row[1], same + row[2]
+        return n, both, same
+
+    def order_counts(self, dataset: str | None = None, reference: str | None = None) -> list[tuple]:
+        """Per judge with a verdict in either order (on ``dataset``), by name, one grouped read:
+        (judge, verdicts A first with a reference choice, of them agreeing, the same B first,
+        verdicts in all, verdicts for the first shown, for the second shown, ties)."""
+        where, params = "", [reference]
+        if dataset:
+            where = " AND l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)"
+            params.append(dataset)
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT l.judge,"
+            " COALESCE(SUM(l.verdict_ab IS NOT NULL AND r.choice IS NOT NULL), 0), COALESCE(SUM(l.verdict_ab = r.choice), 0),"
+            " COALESCE(SUM(l.verdict_ba IS NOT NULL AND r.choice IS NOT NULL), 0), COALESCE(SUM(l.verdict_ba = r.choice), 0),"
+            " SUM(l.verdict_ab IS NOT NULL) + SUM(l.verdict_ba IS NOT NULL),"
+            " SUM(l.verdict_ab = 'A') + SUM(l.verdict_ba = 'B'), SUM(l.verdict_ab = 'B') + SUM(l.verdict_ba = 'A'),"
+            " SUM(l.verdict_ab = 'tie') + SUM(l.verdict_ba = 'tie')"
+            " FROM labels l LEFT JOIN labels r ON r.sample_id = l.sample_id AND r.judge = ?"
+            f" WHERE (l.verdict_ab IS NOT NULL OR l.verdict_ba IS NOT NULL){where} GROUP BY l.judge ORDER BY l.judge",
+            params)]
+
     # ==================== features
 
     def _upsert_features(self, features: Iterable[Feature], ts: str) -> None:
@@ -875,6 +980,34 @@ class Store:
             r["provenance"] = json.loads(r["provenance"]) if r["provenance"] else {}
         return rows
 
+    def feature_pairs(self, source_a: str, source_b: str, dataset: str | None = None) -> list[tuple[str, int, int]]:
+        """(attribute, value in ``source_a``, value in ``source_b``) for every sample and attribute both
+        feature sets cover (on ``dataset``), by attribute and sample."""
+        sql = ("SELECT a.attribute, a.value, b.value FROM features a JOIN features b"
+               " ON b.sample_id = a.sample_id AND b.attribute = a.attribute AND b.source = ?")
+        params: list[Any] = [source_b]
+        if dataset:
+            sql += " JOIN samples s ON s.id = a.sample_id AND s.dataset = ?"
+            params.append(dataset)
+        sql += " WHERE a.source = ? ORDER BY a.attribute, a.sample_id"
+        params.append(source_a)
+        return [tuple(r) for r in self.conn.execute(sql, params)]  # type: ignore[misc]
+
+    def order_agreement(self, source: str, attribute: str) -> tuple[int, int]:
+        """(features of the attribute annotated in both orders, those whose comparison has the same
+        sign in both) in a feature set."""
+        n, same = self.conn.execute(
+            "SELECT COUNT(*), SUM(json_extract(provenance, '$.ab') = json_extract(provenance, '$.ba'))"
+            " FROM features WHERE source = ? AND attribute = ? AND json_extract(provenance, '$.ab') IS NOT NULL",
+            (source, attribute)).fetchone()
+        return int(n), int(same or 0)
+
+    def content_marks(self) -> tuple:
+        """The largest rowid of features and of annotations: moves with every feature or request
+        written (an annotation job adds those without touching samples, labels or profiles)."""
+        return tuple(self.conn.execute(
+            "SELECT (SELECT MAX(rowid) FROM features), (SELECT MAX(rowid) FROM annotations)").fetchone())
+
     # ==================== profiles
 
     def profiles(self, *, dataset: str | None = None, scope: str | None = None, judges: list[str] | None = None,
@@ -983,6 +1116,18 @@ class Store:
                                              " AND request_key IN ({}) GROUP BY request_key", keys):
             out[key] = int(n or 0)
         return out
+
+    def insert_annotations(self, rows: list[dict[str, Any]], created_at: str | None = None) -> None:
+        """Store finished requests as they are (the demo's ready-made annotations); a request key
+        already stored is kept."""
+        if not rows:
+            return
+        cols = list(rows[0]) + ["created_at"]
+        ts = created_at or now()
+        with self.writing():
+            self.conn.executemany(
+                f"INSERT OR IGNORE INTO annotations ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [tuple(row[c] for c in cols[:-1]) + (ts,) for row in rows])
 
     # ==================== llm_dialects
 

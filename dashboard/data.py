@@ -103,7 +103,7 @@ def catalog(fp: tuple) -> dict:
         "datasets": pd.DataFrame(s.datasets(), columns=["name", "source", "licence", "description", "synthetic",
                                                         "imported_at", "samples", "judges", "labels"]),
         "scenarios": pd.DataFrame(s.scenario_counts(), columns=["dataset", "scenario_group", "samples"]),
-        "judges": pd.DataFrame(s.rows("SELECT name FROM judges ORDER BY name"), columns=["name"]),
+        "judges": pd.DataFrame({"name": s.all_judge_names()}, columns=["name"]),
     }
 
 
@@ -414,8 +414,7 @@ def samples_fingerprint() -> tuple:
     """``fingerprint()`` and the last feature and annotation written: an annotation job adds those
     (and fills scenario groups and query cases) without touching samples, labels or profiles."""
     s = store()
-    return fingerprint() + tuple(s.conn.execute(
-        "SELECT (SELECT MAX(rowid) FROM features), (SELECT MAX(rowid) FROM annotations)").fetchone())
+    return fingerprint() + s.content_marks()
 
 
 def sample_catalogue() -> dict:
@@ -439,7 +438,7 @@ def sample_datasets(fp: tuple) -> list[str]:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def sample_dataset_of(fp: tuple, sample_id: str) -> str | None:
-    return store().scalar("SELECT dataset FROM samples WHERE id = ?", [sample_id])
+    return store().dataset_of(sample_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

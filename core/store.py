@@ -41,6 +41,219 @@ DELETABLE = ("dataset", "judge", "features", "profile")
 # here so a reader sees the shape without opening the schema (core/migrations.py).
 
 
+class DatasetRow(TypedDict):
+    """A dataset with its counts: samples, judges with a label, labels."""
+    name: str
+    source: str
+    licence: str
+    description: str
+    synthetic: int
+    imported_at: str
+    samples: int
+    judges: int
+    labels: int
+
+
+class ScenarioCountRow(TypedDict):
+    """Samples of a dataset in one scenario group (``UNCLASSIFIED`` for none yet)."""
+    dataset: str
+    scenario_group: str
+    samples: int
+
+
+class CategoryCountRow(TypedDict):
+    """Samples of a dataset in one of the user's own categories (None: uncategorised), with the
+    scenario group all of them share (else None)."""
+    dataset: str
+    category: str | None
+    samples: int
+    scenario_group: str | None
+
+
+class SampleRow(TypedDict, total=False):
+    """A ``samples`` row; ``cases`` and ``metadata`` decoded from JSON. ``samples_for`` gives the
+    columns an annotator or judge needs (id, dataset, query, response_a, response_b, reference,
+    scenario_group, cases, words_a, words_b); ``sample`` gives all."""
+    id: str
+    dataset: str
+    position: int
+    source_id: str | None
+    query: str
+    response_a: str
+    response_b: str
+    model_a: str | None
+    model_b: str | None
+    reference: str | None
+    scenario_group: str | None
+    scenario: str | None
+    cases: dict[str, Any]
+    turns: int
+    words_a: int | None
+    words_b: int | None
+    metadata: dict[str, Any]
+    category: str | None
+
+
+class PairMeta(TypedDict):
+    """What the simulator needs of a sample: the two responding models and its query cases."""
+    model_a: str | None
+    model_b: str | None
+    cases: dict[str, Any]
+
+
+class BrowseRow(TypedDict, total=False):
+    """A row of ``Store.browse``: the sample's place, the start of its query (whitespace folded),
+    models, word counts; ``choices`` and ``prob_a`` per shown judge (None: no label); ``features``
+    per filtered attribute; ``score`` (bm25, lower is better) only for a text search."""
+    id: str
+    dataset: str
+    position: int
+    scenario_group: str | None
+    query: str
+    model_a: str | None
+    model_b: str | None
+    words_a: int | None
+    words_b: int | None
+    choices: dict[str, str | None]
+    prob_a: dict[str, float | None]
+    features: dict[str, int | None]
+    score: float
+
+
+class SearchHit(TypedDict):
+    """A full-text search hit: the sample and the start of its query."""
+    id: str
+    dataset: str
+    scenario_group: str | None
+    query: str
+
+
+class JudgeRow(TypedDict):
+    """A judge with labels, and its label counts: by choice, with a probability, with a verdict in
+    both orders, and the same verdict in both."""
+    name: str
+    kind: str
+    notes: str
+    size_b: float | None
+    labels: int
+    a: int
+    b: int
+    tie: int
+    with_prob: int
+    both_orders: int
+    consistent: int
+
+
+class LabelRow(TypedDict):
+    """A judge's label on a sample, with the sample's dataset."""
+    sample_id: str
+    judge: str
+    choice: str
+    prob_a: float | None
+    verdict_ab: str | None
+    verdict_ba: str | None
+    dataset: str
+
+
+class SampleLabelRow(TypedDict):
+    """One judge's vote on one sample, with the judge's kind."""
+    judge: str
+    kind: str | None
+    choice: str
+    prob_a: float | None
+    verdict_ab: str | None
+    verdict_ba: str | None
+    strength_ab: int | None
+    strength_ba: int | None
+    source: str | None
+
+
+class FeatureSourceRow(TypedDict):
+    """A feature set and how many samples it covers."""
+    source: str
+    samples: int
+
+
+class SampleFeatureRow(TypedDict):
+    """One comparison feature of a sample; ``provenance`` decoded from JSON."""
+    source: str
+    attribute: str
+    value: int
+    score_a: float | None
+    score_b: float | None
+    excluded: int
+    provenance: dict[str, Any]
+
+
+class ProfileRow(TypedDict, total=False):
+    """A stored profile (``Store.profiles``): the per-attribute lists decoded from JSON, ``draws``
+    (when asked for) a float32 array of draws x attributes. A read of chosen ``columns`` has only
+    those keys."""
+    id: int
+    dataset: str
+    scope: str
+    judge: str
+    feature_source: str
+    method: str
+    attributes: list[str]
+    mean: list[float]
+    sd: list[float] | None
+    lo: list[float] | None
+    hi: list[float] | None
+    interval: str | None
+    p_pos: Any
+    n: int | None
+    accuracy: float | None
+    log_loss: float | None
+    rhat: Any
+    ess: Any
+    fingerprint: str | None
+    provenance: dict[str, Any] | None
+    imported: int
+    created_at: str
+    draws: Any
+
+
+class AnnotationRow(TypedDict):
+    """One stored LLM request of a sample; ``parsed`` decoded from JSON (None when it failed)."""
+    id: str
+    annotator: str
+    prompt_version: str
+    step: str
+    orientation: str
+    parsed: Any
+    status: str
+    error: str | None
+    cost: float | None
+    latency_s: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    created_at: str
+
+
+class LlmBatchRow(TypedDict):
+    """An ``llm_batches`` row: one JSONL file of requests sent to a batch runner."""
+    id: str
+    job_id: int | None
+    base_url: str
+    model: str
+    round: int
+    mode: str
+    path: str | None
+    requests: int
+    bytes: int
+    input_file_id: str | None
+    remote_id: str | None
+    status: str
+    remote_status: str | None
+    answered: int
+    failed: int
+    malformed: int
+    error: str | None
+    created_at: str
+    updated_at: str
+
+
 class JudgeKindRow(TypedDict):
     """A judge's name, kind (human, llm, gold, ...) and size in billions of parameters."""
     name: str
@@ -324,7 +537,7 @@ class Store:
 
     # ==================== datasets and samples (samples_fts)
 
-    def datasets(self) -> list[dict[str, Any]]:
+    def datasets(self) -> list[DatasetRow]:
         return self.rows(
             "WITH n AS (SELECT dataset, COUNT(*) AS samples FROM samples GROUP BY dataset),"
             " per AS (SELECT s.dataset, COUNT(*) AS labels, COUNT(DISTINCT l.judge) AS judges"
@@ -334,7 +547,7 @@ class Store:
             " FROM datasets d LEFT JOIN n ON n.dataset = d.name LEFT JOIN per ON per.dataset = d.name ORDER BY d.name"
         )
 
-    def category_counts(self, dataset: str | None = None) -> list[dict[str, Any]]:
+    def category_counts(self, dataset: str | None = None) -> list[CategoryCountRow]:
         """Samples per dataset and user category (only datasets that have categories), with the
         scenario group each category maps to when all its samples share one (else None)."""
         where, params = ("AND dataset = ?", [dataset]) if dataset else ("", [])
@@ -351,7 +564,7 @@ class Store:
             "SELECT DISTINCT category FROM samples WHERE dataset = ? AND category IS NOT NULL ORDER BY category",
             (dataset,))]
 
-    def scenario_counts(self, dataset: str | None = None) -> list[dict[str, Any]]:
+    def scenario_counts(self, dataset: str | None = None) -> list[ScenarioCountRow]:
         where, params = ("WHERE dataset = ?", [dataset]) if dataset else ("", [])
         return self.rows(
             "SELECT dataset, COALESCE(scenario_group, '(unclassified)') AS scenario_group, COUNT(*) AS samples"
@@ -359,7 +572,7 @@ class Store:
             params,
         )
 
-    def sample(self, sample_id: str) -> dict[str, Any] | None:
+    def sample(self, sample_id: str) -> SampleRow | None:
         rows = self.rows("SELECT * FROM samples WHERE id = ?", [sample_id])
         if not rows:
             return None
@@ -374,7 +587,7 @@ class Store:
             "SELECT id FROM samples WHERE dataset = ? ORDER BY position", (dataset,)
         )]
 
-    def pair_meta(self, dataset: str) -> dict[str, dict[str, Any]]:
+    def pair_meta(self, dataset: str) -> dict[str, PairMeta]:
         """Per sample id: the two responding models and the query cases (decoded), for the simulator."""
         out = {}
         for sid, model_a, model_b, cases in self.conn.execute(
@@ -384,7 +597,7 @@ class Store:
         return out
 
     def samples_for(self, dataset: str, *, scenario: str | None = None, limit: int | None = None,
-                    ids: list[str] | None = None) -> list[dict[str, Any]]:
+                    ids: list[str] | None = None) -> list[SampleRow]:
         """Samples to annotate or judge, in dataset order."""
         sql = ("SELECT id, dataset, query, response_a, response_b, reference, scenario_group, cases, words_a, words_b"
                " FROM samples WHERE dataset = ?")
@@ -419,7 +632,7 @@ class Store:
                     (json.dumps(cases, sort_keys=True), sample_id),
                 )
 
-    def search(self, text: str, *, dataset: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def search(self, text: str, *, dataset: str | None = None, limit: int = 50) -> list[SearchHit]:
         """Full-text search over query and responses, best match first."""
         q = fts_query(text)
         if not q:
@@ -526,7 +739,7 @@ class Store:
         return sql, params
 
     def browse(self, f: "SampleFilter | None" = None, *, offset: int = 0,
-               limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+               limit: int = 50) -> tuple[list[BrowseRow], int]:
         """One page of the samples that pass ``f`` and how many pass in all.
 
         Rows in dataset order (dataset, then position), or best match first when ``f.text`` is set
@@ -657,7 +870,7 @@ class Store:
             self._upsert_labels(labels, now())
         return len(labels)
 
-    def judges(self, dataset: str | None = None) -> list[dict[str, Any]]:
+    def judges(self, dataset: str | None = None) -> list[JudgeRow]:
         """Judges with labels (on the dataset), with their label counts."""
         # one scan of the labels (NOT INDEXED: walking the judge index and fetching each row is
         # twice as slow at the paper's 173k labels), aggregated before the join to judges
@@ -684,7 +897,7 @@ class Store:
             f"SELECT name FROM judges j WHERE EXISTS (SELECT 1 FROM labels l WHERE l.judge = j.name{where})"
             " ORDER BY name", params)]
 
-    def labels(self, dataset: str | None = None, judges: list[str] | None = None) -> list[dict[str, Any]]:
+    def labels(self, dataset: str | None = None, judges: list[str] | None = None) -> list[LabelRow]:
         sql = (
             "SELECT l.sample_id, l.judge, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, s.dataset"
             " FROM labels l JOIN samples s ON s.id = l.sample_id WHERE 1=1"
@@ -704,7 +917,7 @@ class Store:
             "SELECT sample_id, choice FROM labels WHERE judge = ?"
             " AND sample_id IN (SELECT id FROM samples WHERE dataset = ?)", (judge, dataset)))
 
-    def sample_labels(self, sample_id: str) -> list[dict[str, Any]]:
+    def sample_labels(self, sample_id: str) -> list[SampleLabelRow]:
         """Every judge's vote on one sample: choice, P(A), the verdicts in both orders, the judge's kind."""
         return self.rows(
             "SELECT l.judge, j.kind, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, l.strength_ab, l.strength_ba,"
@@ -717,11 +930,11 @@ class Store:
 
     def judge_kinds(self) -> list[JudgeKindRow]:
         """Every stored judge's kind and size (billions of parameters, when known)."""
-        return self.rows("SELECT name, kind, size_b FROM judges")  # type: ignore[return-value]
+        return self.rows("SELECT name, kind, size_b FROM judges")
 
     def judge_datasets(self) -> list[tuple[str, str]]:
         """(judge, dataset) for every dataset a judge labelled a sample of, by dataset."""
-        return [tuple(r) for r in self.conn.execute(  # type: ignore[misc]
+        return [tuple(r) for r in self.conn.execute(
             "SELECT DISTINCT l.judge, s.dataset FROM samples s JOIN labels l ON l.sample_id = s.id ORDER BY s.dataset")]
 
     def judge_main_dataset(self, judge: str) -> str | None:
@@ -733,7 +946,7 @@ class Store:
 
     def judge_verdicts(self, judge: str, dataset: str) -> list[tuple[str, str, str | None, str | None]]:
         """The judge's labels on the dataset as (sample id, choice, verdict A first, verdict B first)."""
-        return [tuple(r) for r in self.conn.execute(  # type: ignore[misc]
+        return [tuple(r) for r in self.conn.execute(
             "SELECT l.sample_id, l.choice, l.verdict_ab, l.verdict_ba FROM labels l JOIN samples s ON s.id = l.sample_id"
             " WHERE l.judge = ? AND s.dataset = ?", (judge, dataset))]
 
@@ -829,7 +1042,7 @@ class Store:
         with self.writing():
             self._upsert_features(features, now())
 
-    def feature_sources(self, dataset: str | None = None) -> list[dict[str, Any]]:
+    def feature_sources(self, dataset: str | None = None) -> list[FeatureSourceRow]:
         """The feature sets present, with how many samples each covers."""
         # distinct (sample, source) pairs straight from the covering primary key: 10x faster than
         # COUNT(DISTINCT) over the source index, which fetches every row for its sample id
@@ -967,7 +1180,7 @@ class Store:
             params.append(scope)
         return {a: int(n) for a, n in self.conn.execute(sql + " GROUP BY f.attribute", params)}
 
-    def sample_features(self, sample_id: str, source: str | None = None) -> list[dict[str, Any]]:
+    def sample_features(self, sample_id: str, source: str | None = None) -> list[SampleFeatureRow]:
         """One sample's comparison features (all sources, or one), provenance decoded."""
         sql = ("SELECT source, attribute, value, score_a, score_b, excluded, provenance FROM features"
                " WHERE sample_id = ?")
@@ -991,7 +1204,7 @@ class Store:
             params.append(dataset)
         sql += " WHERE a.source = ? ORDER BY a.attribute, a.sample_id"
         params.append(source_a)
-        return [tuple(r) for r in self.conn.execute(sql, params)]  # type: ignore[misc]
+        return [tuple(r) for r in self.conn.execute(sql, params)]
 
     def order_agreement(self, source: str, attribute: str) -> tuple[int, int]:
         """(features of the attribute annotated in both orders, those whose comparison has the same
@@ -1012,7 +1225,7 @@ class Store:
 
     def profiles(self, *, dataset: str | None = None, scope: str | None = None, judges: list[str] | None = None,
                  feature_source: str | None = None, method: str | None = None,
-                 with_draws: bool = False, columns: list[str] | None = None) -> list[dict[str, Any]]:
+                 with_draws: bool = False, columns: list[str] | None = None) -> list[ProfileRow]:
         """Stored profiles, lists decoded (and draws as an array when asked for). ``columns``: only
         these (an index of what is stored needs no weights decoded: 561 profiles' JSON is 0.1 s)."""
         import numpy as np
@@ -1099,7 +1312,7 @@ class Store:
                 (row_id, sample_id, now(), request_key),
             )
 
-    def annotations_for(self, sample_id: str) -> list[dict[str, Any]]:
+    def annotations_for(self, sample_id: str) -> list[AnnotationRow]:
         rows = self.rows(
             "SELECT id, annotator, prompt_version, step, orientation, parsed, status, error, cost, latency_s,"
             " prompt_tokens, completion_tokens, created_at FROM annotations WHERE sample_id = ? ORDER BY created_at",
@@ -1187,7 +1400,7 @@ class Store:
                               [*cols.values(), batch_id])
 
     def llm_batches(self, *, statuses: tuple[str, ...] | None = None, base_url: str | None = None,
-                    model: str | None = None, job_id: int | None = None) -> list[dict[str, Any]]:
+                    model: str | None = None, job_id: int | None = None) -> list[LlmBatchRow]:
         where, params = [], []
         if statuses:
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
@@ -1238,17 +1451,17 @@ class Store:
     def job_row(self, job_id: int) -> JobRow | None:
         """The job's row (params as stored: JSON text), or None."""
         rows = self.rows("SELECT * FROM jobs WHERE id = ?", [job_id])
-        return rows[0] if rows else None  # type: ignore[return-value]
+        return rows[0] if rows else None
 
     def job_rows(self, limit: int = 50) -> list[JobRow]:
         """The latest jobs, newest first."""
-        return self.rows("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", [limit])  # type: ignore[return-value]
+        return self.rows("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", [limit])
 
     def job_by_key(self, key: str, legacy: str | None = None) -> JobRow | None:
         """The job stored under ``key``, else under ``legacy`` (a key of an older params form)."""
         rows = self.rows("SELECT * FROM jobs WHERE key IN (?, ?) ORDER BY key = ? DESC LIMIT 1",
                          [key, legacy if legacy is not None else key, key])
-        return rows[0] if rows else None  # type: ignore[return-value]
+        return rows[0] if rows else None
 
     def insert_job(self, key: str, kind: str, params: str, *, total: int = 0,
                    budget: float | None = None) -> JobRow:
@@ -1257,11 +1470,11 @@ class Store:
             self.conn.execute(
                 "INSERT INTO jobs (key, kind, status, params, total, budget, created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
                 (key, kind, params, total, budget, now()))
-            return self.rows("SELECT * FROM jobs WHERE key = ?", [key])[0]  # type: ignore[return-value]
+            return self.rows("SELECT * FROM jobs WHERE key = ?", [key])[0]
 
     def job_runs(self, job_id: int) -> list[JobRunRow]:
         """The job's archived runs, oldest first."""
-        return self.rows("SELECT * FROM job_runs WHERE job_id = ? ORDER BY run", [job_id])  # type: ignore[return-value]
+        return self.rows("SELECT * FROM job_runs WHERE job_id = ? ORDER BY run", [job_id])
 
     def job_run_counts(self) -> dict[int, int]:
         """Runs per job, the current one included (a job never started counts 0)."""
@@ -1279,7 +1492,7 @@ class Store:
 
     def job_failures(self, job_id: int, limit: int = 5) -> list[FailedRequestRow]:
         """The job's latest requests that failed for good, newest first."""
-        return self.rows(  # type: ignore[return-value]
+        return self.rows(
             "SELECT sample_id, step, orientation, error, attempts, created_at FROM annotations"
             " WHERE job_id = ? AND status = 'failed' ORDER BY created_at DESC, rowid DESC LIMIT ?", [job_id, limit])
 
@@ -1540,9 +1753,9 @@ class Design:
 @dataclass(frozen=True)
 class Overview:
     counts: dict[str, int]
-    datasets: list[dict[str, Any]]
-    scenarios: list[dict[str, Any]]
-    judges: list[dict[str, Any]]
+    datasets: list[DatasetRow]
+    scenarios: list[ScenarioCountRow]
+    judges: list[JudgeRow]
 
 
 def fts_query(text: str) -> str:

@@ -277,3 +277,26 @@ def test_a_store_written_before_the_migrations_moved_opens_unchanged(tmp_path):
     assert s.table_counts()["samples"] == 3 and s.table_counts()["labels"] == 3
     assert s.write_batch(batch()).samples_added == 0  # the same import adds nothing
     s.close()
+
+
+def test_store_reads_return_named_row_types():
+    """Issue 13: each read's row shape has a name (a TypedDict), so a reader sees the columns
+    without opening the schema; only the generic ``rows(sql)`` returns plain dicts."""
+    import inspect
+    import typing
+
+    import core.store as store_module
+
+    untyped = []
+    for name, fn in inspect.getmembers(Store, inspect.isfunction):
+        if name.startswith("_") or name == "rows":
+            continue
+        ret = typing.get_type_hints(fn, vars(store_module)).get("return")
+        # a row is a dict keyed by column: plain dict[str, Any] rows (in a list, a tuple or a
+        # mapping by id) have no name; a decoded JSON value (llm_dialect, cached_annotations) is no row
+        if name not in ("llm_dialect", "cached_annotations") and "dict[str, typing.Any]" in str(ret):
+            untyped.append(f"{name} -> {ret}")
+    assert not untyped, untyped
+    row = store_module.DatasetRow(name="d", source="", licence="", description="", synthetic=0, imported_at="",
+                                  samples=0, judges=0, labels=0)
+    assert row["name"] == "d" and store_module.ProfileRow.__total__ is False

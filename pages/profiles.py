@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import catalogue
-from dashboard import charts, data, guide, viewurl
+from dashboard import charts, data, data_profiles, guide, viewurl
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
 
 PAGES = Path(__file__).resolve().parent
@@ -21,7 +21,7 @@ METHOD_ORDER = ["fast", "exact", "truth", "imported"]
 st.title("Preference profiles")
 guide.how_to_read("profiles")
 fp = data.fingerprint()
-index = data.profile_index(fp)
+index = data_profiles.profile_index(fp)
 
 if index.empty:
     st.info(
@@ -64,7 +64,7 @@ method = c3.selectbox("Method", methods, index=_at(methods, "method"), key="prof
                       help="fast: batched HMC; exact: NUTS; truth: the demo's known weights; imported: published means")
 rows = rows[rows["method"] == method]
 
-scope_order = data.scope_order(rows["scope"])
+scope_order = data_profiles.scope_order(rows["scope"])
 scope_n = rows.groupby("scope")["n"].max().to_dict()
 c1, c2, c3 = st.columns([1, 2, 1])
 scope = c1.selectbox("Scope", scope_order, index=_at(scope_order, "scope"), key="profiles_scope",
@@ -94,7 +94,7 @@ if not chosen:
     st.info("Choose at least one judge.")
     st.stop()
 
-view = data.profile_view(fp, dataset, feature_source, method, scope, tuple(chosen))
+view = data_profiles.profile_view(fp, dataset, feature_source, method, scope, tuple(chosen))
 frame, summary = view["frame"], view["summary"]
 
 # ------------------------------------------------------------------ the chart, and the click to drill down
@@ -134,9 +134,9 @@ else:
 d1, d2, d3, d4 = st.columns(4)
 stem = f"profiles_{dataset}_{scope}_{method}".replace(" ", "_")
 shown = (dataset, feature_source, method, scope, tuple(chosen))
-d1.download_button("Weights (CSV)", lambda: data.profile_export(*shown, "csv"), file_name=stem + ".csv",
+d1.download_button("Weights (CSV)", lambda: data_profiles.profile_export(*shown, "csv"), file_name=stem + ".csv",
                    mime="text/csv", on_click="ignore", icon=":material/download:", key="profiles_csv")
-d2.download_button("Weights (JSON)", lambda: data.profile_export(*shown, "json"), file_name=stem + ".json",
+d2.download_button("Weights (JSON)", lambda: data_profiles.profile_export(*shown, "json"), file_name=stem + ".json",
                    mime="application/json", on_click="ignore", icon=":material/download:", key="profiles_json")
 d3.download_button("Chart (PNG)", lambda: charts.chart_image(charts.profile_chart(frame, order=order), "png"),
                    file_name=stem + ".png", mime="image/png", on_click="ignore", icon=":material/image:",
@@ -164,7 +164,7 @@ for i, judge in enumerate(chosen):
                 "mean": st.column_config.NumberColumn("weight", format="%+.3f")})
 
 # ------------------------------------------------------------------ drill-down links
-counts = data.differing_samples(fp, dataset, feature_source, scope)
+counts = data_profiles.differing_samples(fp, dataset, feature_source, scope)
 st.subheader("Samples behind an attribute")
 if not counts:
     st.caption(f"Dataset {md(repr(dataset))} has no samples stored (its profiles were imported), so there is nothing to open.")
@@ -190,7 +190,7 @@ else:
     others = [j for j in in_scope if j != first]
     default_b = next((j for j in chosen if j != first), others[0])
     second = c2.selectbox("minus judge", others, index=others.index(default_b), key="profiles_diff_b")
-    diff = data.weight_difference(fp, dataset, feature_source, method, scope, first, second)
+    diff = data_profiles.weight_difference(fp, dataset, feature_source, method, scope, first, second)
     if diff["lo"].isna().all():
         st.caption("These profiles have no stored posterior draws (imported or known weights: means only), so the "
                    "difference has no interval.")

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from core import catalogue
-from dashboard import charts, data, guide, viewurl
+from dashboard import charts, data, data_profiles, guide, viewurl
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
 
 PAGES = Path(__file__).resolve().parent
@@ -21,7 +21,7 @@ AVERAGED = "averaged over the scenario groups"
 st.title("Judge similarity")
 guide.how_to_read("similarity")
 fp = data.fingerprint()
-index = data.profile_index(fp)
+index = data_profiles.profile_index(fp)
 index = index[index.groupby(["dataset", "feature_source", "method"])["judge"].transform("nunique") >= 2]
 
 if index.empty:
@@ -52,7 +52,7 @@ corr = c4.radio("Correlation", ["pearson", "spearman"], horizontal=True, key="si
                 format_func=str.capitalize)
 
 c1, c2 = st.columns([1, 3])
-scope_options = [AVERAGED] + data.scope_order(rows["scope"])
+scope_options = [AVERAGED] + data_profiles.scope_order(rows["scope"])
 viewurl.restore("sim_scope", "scope", scope_options)
 scope_choice = c1.selectbox("Scenarios", scope_options, key="sim_scope",
                             format_func=lambda s: s if s == AVERAGED else catalogue.scope_label(s))
@@ -69,7 +69,7 @@ if len(judges) < 2:
     st.info("Choose at least two judges.")
     st.stop()
 
-sim = data.similarity(fp, dataset, feature_source, method, scope, tuple(judges), corr)
+sim = data_profiles.similarity(fp, dataset, feature_source, method, scope, tuple(judges), corr)
 matrix = sim["matrix"]
 st.caption(
     f"{corr.capitalize()} correlation of the judges' weight vectors"
@@ -96,16 +96,16 @@ with st.expander("The matrix as a table"):
 # ------------------------------------------------------------------ judge groups
 st.subheader("Groups of judges")
 modes = {"size": "size (parameters)", "kind": "kind", "clusters": "clusters", "custom": "my own groups"}
-by_size = data.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "size")
+by_size = data_profiles.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "size")
 sized = sum(1 for js in by_size.values() if js) >= 2  # else start from the clustering (e.g. unnamed sizes)
 by = st.radio("Group the judges by", list(modes), index=0 if sized else 2, format_func=modes.get, horizontal=True,
               key="sim_group_by")
 members: dict[str, list[str]] = {}
 if by == "size":
     split = st.number_input("Split at (billions of parameters)", min_value=0.5, value=30.0, step=5.0, key="sim_split")
-    members = data.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "size", split=split)
+    members = data_profiles.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "size", split=split)
 elif by == "kind":
-    members = data.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "kind")
+    members = data_profiles.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "kind")
 elif by == "clusters":
     most = min(8, len(judges) - 1)
     if most > 2:
@@ -113,7 +113,7 @@ elif by == "clusters":
     else:  # two or three judges: two clusters is the only split (a slider from 2 to 2 is refused by Streamlit)
         k = 2
         st.caption("Two clusters (with three judges or fewer there is no other split).")
-    members = data.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "clusters", k=k)
+    members = data_profiles.judge_groups(fp, dataset, feature_source, method, scope, tuple(judges), corr, "clusters", k=k)
 else:
     n_groups = st.number_input("Groups", min_value=2, max_value=6, value=2, key="sim_n_groups")
     cols = st.columns(int(n_groups))
@@ -129,7 +129,7 @@ if len(members) < 2:
         by, "define at least two non-empty groups")
     st.info(f"No group comparison: {reason}.")
 else:
-    table = data.group_similarity(fp, dataset, feature_source, method, scope, tuple(judges), corr,
+    table = data_profiles.group_similarity(fp, dataset, feature_source, method, scope, tuple(judges), corr,
                                   tuple((name, tuple(js)) for name, js in members.items()))
     c1, c2 = st.columns([3, 2])
     c1.dataframe(table, hide_index=True, key="sim_groups", column_config={
@@ -154,7 +154,7 @@ if st.session_state.get("sim_a") not in judges:
 if st.session_state.get("sim_b") not in judges:
     st.session_state["sim_b"] = sim["order"][1]
 
-side_scopes = [scope] if scope else data.scope_order(rows["scope"])
+side_scopes = [scope] if scope else data_profiles.scope_order(rows["scope"])
 c1, c2, c3 = st.columns(3)
 a = c1.selectbox("Judge", judges, key="sim_a")
 b = c2.selectbox("and judge", judges, key="sim_b")
@@ -164,7 +164,7 @@ st.caption(f"Similarity of {md(a)} and {md(b)}: **{matrix.loc[a, b]:.3f}** ({cor
 st.page_link(PAGES / "profiles.py", label=f"Open {md(a)} and {md(b)} on the Profiles page (difference, intervals, samples)",
              icon=":material/bar_chart:", query_params={"dataset": dataset, "features": feature_source,
                                                          "method": method, "scope": side_scope, "judge": [a, b]})
-views = {judge: data.profile_view(fp, dataset, feature_source, method, side_scope, (judge,))["frame"] for judge in (a, b)}
+views = {judge: data_profiles.profile_view(fp, dataset, feature_source, method, side_scope, (judge,))["frame"] for judge in (a, b)}
 shown = [f for f in views.values() if not f.empty]
 domain = charts.percent_domain(pd.concat(shown)) if shown else None  # one x scale for both
 left, right = st.columns(2)

@@ -10,7 +10,7 @@ win rates of every model; calibration of each judge's profile. The method is in 
 import streamlit as st
 
 from core import catalogue
-from dashboard import charts, data, guide, viewurl
+from dashboard import charts, data, data_simulator, guide, viewurl
 from dashboard.render import plain
 
 def pct(x) -> str:
@@ -26,7 +26,7 @@ st.caption(
     "\"How to read this\" above.")
 
 fp = data.fingerprint()
-datasets = data.simulation_datasets(fp)
+datasets = data_simulator.simulation_datasets(fp)
 if not datasets:
     st.info("No fitted profiles with features to simulate on yet. Fit some with `python -m core fit --dataset NAME` "
             "or on the Annotate & fit page.")
@@ -37,7 +37,7 @@ if not datasets:
 c1, c2, c3, c4 = st.columns(4)
 viewurl.restore("sim_dataset", "dataset", datasets)
 dataset = c1.selectbox("Dataset", datasets, key="sim_dataset")
-opts = data.simulation_options(fp, dataset)
+opts = data_simulator.simulation_options(fp, dataset)
 sources = opts["feature_sources"]
 viewurl.restore(f"sim_features|{dataset}", "features", sources)
 feature_source = c2.selectbox("Features", sources, key=f"sim_features|{dataset}",
@@ -112,7 +112,7 @@ if not judges:
 
 # ------------------------------------------------------------------ the simulation
 try:
-    sim = data.simulation(fp, dataset, tuple(judges), scope, model, opponent, tuple(inject.items()),
+    sim = data_simulator.simulation(fp, dataset, tuple(judges), scope, model, opponent, tuple(inject.items()),
                           tuple(suppress.items()), method, feature_source)
 except ValueError as e:
     st.warning(str(e))
@@ -174,7 +174,7 @@ st.subheader("What to inject")
 st.caption("Every attribute injected alone into every pair where it can apply (rate 100%), ranked by the predicted "
            "gain in the model's win rate: the top 5 to show and the bottom 5 to avoid, for this judge.")
 rank_judge = st.selectbox("Judge", judges, key="sim_rank_judge") if len(judges) > 1 else judges[0]
-ranking = data.injection_ranking(fp, dataset, rank_judge, scope, model, opponent, method, feature_source)
+ranking = data_simulator.injection_ranking(fp, dataset, rank_judge, scope, model, opponent, method, feature_source)
 charts.show(charts.injection_ranking_chart, ranking["extremes"], width="stretch", key="sim_rank_chart")
 with st.expander("All attributes"):
     st.dataframe(ranking["frame"], hide_index=True, key="sim_rank_table", column_config={
@@ -197,7 +197,7 @@ if not model_names:
 elif controls:
     # one judge at a time (a tab per judge would compute every leaderboard on every run)
     lb_judge = st.selectbox("Leaderboard under", judges, key="sim_lb_judge") if len(judges) > 1 else judges[0]
-    lb = data.controlled_leaderboard(fp, dataset, lb_judge, tuple(controls), scope, method, feature_source)
+    lb = data_simulator.controlled_leaderboard(fp, dataset, lb_judge, tuple(controls), scope, method, feature_source)
     for w in lb["warnings"]:
         st.warning(plain(w))
     frame = lb["frame"]
@@ -226,7 +226,7 @@ cal_judges = st.multiselect("Judges to calibrate", in_scope, default=judges or i
                             key=f"sim_cal_judges|{dataset}|{feature_source}|{scope}|{method}",
                             help="every judge with a profile in this scope can be checked; a few at a time keep the "
                                  "page quick at the paper's scale (33 judges)")
-cal = data.calibration(fp, dataset, tuple(cal_judges), scope, method, feature_source)
+cal = data_simulator.calibration(fp, dataset, tuple(cal_judges), scope, method, feature_source)
 if cal["bins"].empty:
     st.caption("No labelled pairs to calibrate on.")
 else:

@@ -109,7 +109,7 @@ def test_every_result_offers_csv_and_json(store_path):
     import pandas as pd
 
     from core.store import Store
-    from dashboard import data
+    from dashboard import data, data_samples
 
     want = {
         "overview": ["Agreement (CSV)", "Agreement (JSON)"],
@@ -128,7 +128,7 @@ def test_every_result_offers_csv_and_json(store_path):
 
     with Store(store_path) as s:
         n = s.table_counts()["samples"]
-    frame = data.browse_all(("x",), SampleFilter(dataset="demo-synthetic"))
+    frame = data_samples.browse_all(("x",), SampleFilter(dataset="demo-synthetic"))
     assert len(frame) == n and frame["id"].is_unique
     back = pd.DataFrame(json.loads(data.json_download(frame)))
     assert list(back["id"]) == list(frame["id"])

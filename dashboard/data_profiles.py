@@ -1,0 +1,148 @@
+"""Cached reads of the Profiles and Similarity pages (pages/profiles.py, pages/similarity.py):
+the index of stored profiles, one scope's profiles and their view, differences, similarity and
+judge groups. Keyed by ``data.fingerprint()`` like every cached read."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import compare
+from dashboard.data import store
+
+
+
+def scope_order(scopes) -> list[str]:
+    """Scopes in reading order: "all", the scenario groups, the query cases (catalogue order), the rest."""
+    from core import catalogue
+
+    scopes = list(dict.fromkeys(scopes))
+    known = ["all"] + catalogue.group_keys() + catalogue.case_keys()
+    return [s for s in known if s in scopes] + sorted(s for s in scopes if s not in known)
+
+
+#: fitted methods first (fast, then NUTS), then the known and the published weights
+METHOD_ORDER = ["fast", "exact", "truth", "imported"]
+
+
+def method_order(methods) -> list[str]:
+    """Methods in reading order: ``METHOD_ORDER``, then any other by name."""
+    methods = list(dict.fromkeys(methods))
+    return [m for m in METHOD_ORDER if m in methods] + sorted(m for m in methods if m not in METHOD_ORDER)
+
+
+def index_rows(index: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """One dataset's rows of ``profile_index`` in the pickers' reading order (dashboard/picker.py):
+    feature sets by name, methods by ``method_order``, scopes by ``scope_order``, judges by name."""
+    rows = index[index["dataset"] == dataset]
+    m_rank = {m: i for i, m in enumerate(method_order(rows["method"]))}
+    s_rank = {sc: i for i, sc in enumerate(scope_order(rows["scope"]))}
+    return (rows.assign(_m=rows["method"].map(m_rank), _s=rows["scope"].map(s_rank))
+            .sort_values(["feature_source", "_m", "_s", "judge"], kind="stable").drop(columns=["_m", "_s"]))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def profile_index(fp: tuple) -> pd.DataFrame:
+    """Which profiles are stored: one row per profile (its key, samples used, imported or fitted)."""
+    cols = ["dataset", "feature_source", "method", "scope", "judge", "n", "imported"]
+    return pd.DataFrame(store().profiles(columns=cols), columns=cols)
+
+
+def _profiles_in_order(dataset: str, feature_source: str, method: str, scope: str, judges: tuple[str, ...]):
+    rows = store().profiles(dataset=dataset, scope=scope, feature_source=feature_source, method=method,
+                            judges=list(judges), with_draws=True)
+    rank = {j: i for i, j in enumerate(judges)}
+    return sorted(rows, key=lambda r: rank.get(r["judge"], len(rank)))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def profile_rows(fp: tuple, dataset: str, feature_source: str, method: str, scope: str,
+                 judges: tuple[str, ...]) -> list[dict]:
+    """Stored profiles of these judges in one scope, with their posterior draws, in the judges' order."""
+    return _profiles_in_order(dataset, feature_source, method, scope, judges)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def profile_view(fp: tuple, dataset: str, feature_source: str, method: str, scope: str,
+                 judges: tuple[str, ...], k: int = 5) -> dict:
+    """What the Profiles page shows: per-attribute frame, top/bottom attributes, accuracy and diagnostics."""
+    rows = profile_rows(fp, dataset, feature_source, method, scope, judges)
+    frame = compare.profile_frame(rows)
+    truth = None
+    if method != "truth":  # a synthetic dataset's known weights, drawn over the fitted ones
+        known = _profiles_in_order(dataset, feature_source, "truth", scope, judges)
+        if known:
+            truth = compare.profile_frame(known)[["judge", "attribute", "label", "percent"]]
+    return {"frame": frame, "top": compare.top_bottom(frame, k), "summary": compare.profile_summary(rows),
+            "truth": truth}
+
+
+def profile_export(dataset: str, feature_source: str, method: str, scope: str, judges: tuple[str, ...],
+                   fmt: str) -> str:
+    """The weights download (CSV or JSON), made when the button is clicked, not on every view. It
+    runs in Streamlit's download thread, outside any page run, so it reads the store directly."""
+    return compare.export_profiles(_profiles_in_order(dataset, feature_source, method, scope, judges), fmt)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def weight_difference(fp: tuple, dataset: str, feature_source: str, method: str, scope: str, a: str,
+                      b: str) -> pd.DataFrame:
+    """Judge a minus judge b per attribute, with intervals from the stored posterior draws."""
+    rows = {r["judge"]: r for r in profile_rows(fp, dataset, feature_source, method, scope, (a, b))}
+    return compare.difference_of(rows[a], rows[b])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def differing_samples(fp: tuple, dataset: str, feature_source: str, scope: str) -> dict[str, int]:
+    """Per attribute, how many samples of the scope differ on it (A and B compare unequal);
+    empty when the dataset has no samples stored (imported profiles)."""
+    return store().differing_counts(dataset, feature_source, scope)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def judge_details(fp: tuple) -> pd.DataFrame:
+    """Every judge with labels: kind and size (billions of parameters, when known)."""
+    return pd.DataFrame(store().judges(), columns=["name", "kind", "size_b", "notes", "labels"])
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def profile_weights(fp: tuple, dataset: str, feature_source: str, method: str) -> dict:
+    """{scope: {judge: mean weights}} of every stored profile: read once for every scope's similarity."""
+    return compare.weights_from_rows(store().profiles(dataset=dataset, feature_source=feature_source, method=method,
+                                                      columns=["scope", "judge", "attributes", "mean",
+                                                               "provenance"]))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def similarity(fp: tuple, dataset: str, feature_source: str, method: str, scope: str | None,
+               judges: tuple[str, ...], corr: str) -> dict:
+    """Judge similarity (correlation of weight vectors; averaged over the scenario groups when
+    ``scope`` is None), ordered by hierarchical clustering."""
+    weights = profile_weights(fp, dataset, feature_source, method)
+    scopes = [scope] if scope else compare.scenario_scopes(weights)
+    matrix = compare.similarity_matrix(weights, list(judges) or None, scopes=scopes, method=corr)
+    order = compare.cluster_order(matrix)
+    return {"matrix": matrix.loc[order, order], "order": order, "scopes": scopes,
+            "attributes": dict(matrix.attrs.get("attributes", {}))}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def judge_groups(fp: tuple, dataset: str, feature_source: str, method: str, scope: str | None,
+                 judges: tuple[str, ...], corr: str, by: str, split: float = 30.0, k: int = 2) -> dict[str, list[str]]:
+    """Automatic judge groups: by size (``judges.size_b``, else read off the name, split at
+    ``split`` B), by kind, or by cutting the clustering into ``k`` clusters."""
+    if by == "clusters":
+        return compare.cluster_groups(similarity(fp, dataset, feature_source, method, scope, judges, corr)["matrix"], k)
+    details = judge_details(fp).set_index("name")
+    if by == "kind":
+        return compare.groups_by(judges, details["kind"].to_dict())
+    return compare.size_groups(judges, compare.judge_sizes(judges, details["size_b"].dropna().to_dict()), split)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def group_similarity(fp: tuple, dataset: str, feature_source: str, method: str, scope: str | None,
+                     judges: tuple[str, ...], corr: str, groups: tuple[tuple[str, tuple[str, ...]], ...]) -> pd.DataFrame:
+    """Intra- and inter-group similarity of judge groups, as a table (see ``compare.group_table``)."""
+    matrix = similarity(fp, dataset, feature_source, method, scope, judges, corr)["matrix"]
+    members = {name: [j for j in js if j in matrix.index] for name, js in groups}
+    return compare.group_table(compare.group_similarity(matrix, members), members)

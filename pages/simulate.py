@@ -10,7 +10,7 @@ win rates of every model; calibration of each judge's profile. The method is in 
 import streamlit as st
 
 from core import catalogue
-from dashboard import charts, data, data_simulator, guide, viewurl
+from dashboard import charts, data, data_simulator, guide, picker, viewurl
 from dashboard.render import plain
 
 def pct(x) -> str:
@@ -35,27 +35,18 @@ if not datasets:
 # the view is in the URL (dashboard/viewurl.py): /simulate?dataset=D&features=F&scope=S&profile=M&judge=J...
 # &model=M&opponent=O&inject=KEY@RATE&suppress=KEY@RATE
 c1, c2, c3, c4 = st.columns(4)
-viewurl.restore("sim_dataset", "dataset", datasets)
-dataset = c1.selectbox("Dataset", datasets, key="sim_dataset")
+pick = picker.profile_picker(
+    "sim", datasets, lambda d: data_simulator.simulation_index(fp, d), keyed=True,
+    levels=("dataset", "features", "scope", "method"), url={"method": "profile"}, labels={"method": "Profile"},
+    where={"dataset": c1, "features": c2, "scope": c3, "method": c4},
+    helps={"features": "the feature set the profiles were fitted on (and the pairs are read from)",
+           "scope": "the scenario group, query case or 'all' whose pairs and profile are used",
+           "method": "fast: batched HMC; exact: NUTS; truth / imported: means only (no interval)"},
+    formats={"scope": lambda rows: catalogue.scope_label}, judges_label="Judges (side by side)",
+    default_judges=lambda in_scope: in_scope[:2])
+dataset, feature_source, scope, method = pick.dataset, pick.feature_source, pick.scope, pick.method
+in_scope, judges = pick.in_scope, pick.judges
 opts = data_simulator.simulation_options(fp, dataset)
-sources = opts["feature_sources"]
-viewurl.restore(f"sim_features|{dataset}", "features", sources)
-feature_source = c2.selectbox("Features", sources, key=f"sim_features|{dataset}",
-                              help="the feature set the profiles were fitted on (and the pairs are read from)")
-by_scope = opts["index"][feature_source]
-scopes = list(by_scope)
-viewurl.restore(f"sim_scope|{dataset}|{feature_source}", "scope", scopes)
-scope = c3.selectbox("Scope", scopes, key=f"sim_scope|{dataset}|{feature_source}", format_func=catalogue.scope_label,
-                     help="the scenario group, query case or 'all' whose pairs and profile are used")
-methods = list(by_scope[scope])
-viewurl.restore(f"sim_method|{dataset}|{feature_source}|{scope}", "profile", methods)
-method = c4.selectbox("Profile", methods, key=f"sim_method|{dataset}|{feature_source}|{scope}",
-                      help="fast: batched HMC; exact: NUTS; truth / imported: means only (no interval)")
-in_scope = by_scope[scope][method]
-judges_key = f"sim_judges|{dataset}|{feature_source}|{scope}|{method}"
-viewurl.restore(judges_key, "judge", in_scope, many=True)
-judges = st.multiselect("Judges (side by side)", in_scope,
-                        default=None if judges_key in st.session_state else in_scope[:2], key=judges_key)
 
 model_names = [m["model"] for m in opts["models"]]
 c1, c2 = st.columns(2)

@@ -607,3 +607,49 @@ def group_table(g: GroupSimilarity, groups: Mapping[str, Sequence[str]]) -> pd.D
                      "judges": sum(len(v) for v in groups.values()), "pairs": g.pairs.get("inter", 0),
                      "similarity": g.inter})
     return pd.DataFrame(recs, columns=["comparison", "group", "judges", "pairs", "similarity"])
+
+
+# ---------------------------------------------------------------- what the Profiles and Similarity pages show
+# (dashboard/data_profiles.py wraps each in a cache: the page calls one function per result)
+
+
+def profile_view(rows: Sequence[Mapping[str, Any]], truth_rows: Sequence[Mapping[str, Any]] | None = None,
+                 k: int = 5) -> dict[str, Any]:
+    """One scope's profiles as the Profiles page shows them: the per-attribute ``frame``, each judge's
+    ``top`` and bottom ``k`` attributes, the accuracy and diagnostics ``summary``; ``truth``: the
+    known weights (a synthetic dataset's, method "truth") drawn over the fitted ones, when given."""
+    frame = profile_frame(rows)
+    truth = profile_frame(truth_rows)[["judge", "attribute", "label", "percent"]] if truth_rows else None
+    return {"frame": frame, "top": top_bottom(frame, k), "summary": profile_summary(rows), "truth": truth}
+
+
+def similarity_view(weights: WeightsByScope, judges: Sequence[str], scope: str | None,
+                    corr: str = "pearson") -> dict[str, Any]:
+    """Judge similarity as the Similarity page shows it: the ``matrix`` (correlation of weight vectors
+    within ``scope``, or averaged over the scenario groups when it is None) in hierarchical-clustering
+    ``order``, the ``scopes`` averaged, and per pair of judges the ``attributes`` compared."""
+    scopes = [scope] if scope else scenario_scopes(weights)
+    matrix = similarity_matrix(weights, list(judges) or None, scopes=scopes, method=corr)
+    order = cluster_order(matrix)
+    return {"matrix": matrix.loc[order, order], "order": order, "scopes": scopes,
+            "attributes": dict(matrix.attrs.get("attributes", {}))}
+
+
+def auto_groups(judges: Sequence[str], by: str, *, matrix: pd.DataFrame | None = None,
+                kinds: Mapping[str, str | None] | None = None, sizes: Mapping[str, float] | None = None,
+                split: float = 30.0, k: int = 2) -> dict[str, list[str]]:
+    """Automatic judge groups: by ``"size"`` (``sizes`` in billions of parameters, else read off the
+    name; split at ``split`` B), by ``"kind"``, or by cutting the clustering of ``matrix`` into ``k``
+    ``"clusters"``."""
+    if by == "clusters":
+        return cluster_groups(matrix, k)
+    if by == "kind":
+        return groups_by(judges, kinds or {})
+    return size_groups(judges, judge_sizes(judges, sizes or {}), split)
+
+
+def group_similarity_table(matrix: pd.DataFrame, groups: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """Intra- and inter-group similarity of judge groups (members not in ``matrix`` left out), as
+    :func:`group_table`."""
+    members = {name: [j for j in js if j in matrix.index] for name, js in groups.items()}
+    return group_table(group_similarity(matrix, members), members)

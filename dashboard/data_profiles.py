@@ -67,14 +67,9 @@ def profile_view(fp: tuple, dataset: str, feature_source: str, method: str, scop
                  judges: tuple[str, ...], k: int = 5) -> dict:
     """What the Profiles page shows: per-attribute frame, top/bottom attributes, accuracy and diagnostics."""
     rows = profile_rows(fp, dataset, feature_source, method, scope, judges)
-    frame = compare.profile_frame(rows)
-    truth = None
-    if method != "truth":  # a synthetic dataset's known weights, drawn over the fitted ones
-        known = _profiles_in_order(dataset, feature_source, "truth", scope, judges)
-        if known:
-            truth = compare.profile_frame(known)[["judge", "attribute", "label", "percent"]]
-    return {"frame": frame, "top": compare.top_bottom(frame, k), "summary": compare.profile_summary(rows),
-            "truth": truth}
+    # a synthetic dataset's known weights, drawn over the fitted ones
+    known = _profiles_in_order(dataset, feature_source, "truth", scope, judges) if method != "truth" else None
+    return compare.profile_view(rows, known, k)
 
 
 def profile_export(dataset: str, feature_source: str, method: str, scope: str, judges: tuple[str, ...],
@@ -118,12 +113,7 @@ def similarity(fp: tuple, dataset: str, feature_source: str, method: str, scope:
                judges: tuple[str, ...], corr: str) -> dict:
     """Judge similarity (correlation of weight vectors; averaged over the scenario groups when
     ``scope`` is None), ordered by hierarchical clustering."""
-    weights = profile_weights(fp, dataset, feature_source, method)
-    scopes = [scope] if scope else compare.scenario_scopes(weights)
-    matrix = compare.similarity_matrix(weights, list(judges) or None, scopes=scopes, method=corr)
-    order = compare.cluster_order(matrix)
-    return {"matrix": matrix.loc[order, order], "order": order, "scopes": scopes,
-            "attributes": dict(matrix.attrs.get("attributes", {}))}
+    return compare.similarity_view(profile_weights(fp, dataset, feature_source, method), judges, scope, corr)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -132,11 +122,11 @@ def judge_groups(fp: tuple, dataset: str, feature_source: str, method: str, scop
     """Automatic judge groups: by size (``judges.size_b``, else read off the name, split at
     ``split`` B), by kind, or by cutting the clustering into ``k`` clusters."""
     if by == "clusters":
-        return compare.cluster_groups(similarity(fp, dataset, feature_source, method, scope, judges, corr)["matrix"], k)
+        return compare.auto_groups(judges, by, k=k,
+                                   matrix=similarity(fp, dataset, feature_source, method, scope, judges, corr)["matrix"])
     details = judge_details(fp).set_index("name")
-    if by == "kind":
-        return compare.groups_by(judges, details["kind"].to_dict())
-    return compare.size_groups(judges, compare.judge_sizes(judges, details["size_b"].dropna().to_dict()), split)
+    return compare.auto_groups(judges, by, kinds=details["kind"].to_dict(), sizes=details["size_b"].dropna().to_dict(),
+                               split=split)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -144,5 +134,4 @@ def group_similarity(fp: tuple, dataset: str, feature_source: str, method: str, 
                      judges: tuple[str, ...], corr: str, groups: tuple[tuple[str, tuple[str, ...]], ...]) -> pd.DataFrame:
     """Intra- and inter-group similarity of judge groups, as a table (see ``compare.group_table``)."""
     matrix = similarity(fp, dataset, feature_source, method, scope, judges, corr)["matrix"]
-    members = {name: [j for j in js if j in matrix.index] for name, js in groups}
-    return compare.group_table(compare.group_similarity(matrix, members), members)
+    return compare.group_similarity_table(matrix, dict(groups))

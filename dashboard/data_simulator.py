@@ -47,11 +47,6 @@ def _pairs_or_none(fp: tuple, dataset: str, feature_source: str | None, scope: s
     return simulation_pairs(fp, dataset, feature_source, scope) if feature_source else None
 
 
-def _estimate_row(judge: str, stage: str, e) -> dict:
-    return {"judge": judge, "stage": stage, "mean": e.mean, "lo": e.lo, "hi": e.hi,
-            "pred_lo": e.pred_lo, "pred_hi": e.pred_hi}
-
-
 @st.cache_data(show_spinner=False, max_entries=32)
 def simulation(fp: tuple, dataset: str, judges: tuple[str, ...], scope: str, model: str | None, opponent: str,
                inject: tuple[tuple[str, float], ...], suppress: tuple[tuple[str, float], ...],
@@ -61,20 +56,7 @@ def simulation(fp: tuple, dataset: str, judges: tuple[str, ...], scope: str, mod
                               inject=dict(inject), suppress=dict(suppress), method=method,
                               feature_source=feature_source,
                               pairs=_pairs_or_none(fp, dataset, feature_source, scope))
-    rates, contrib, prov = [], [], []
-    for s in sims:
-        if s.observed is not None:
-            rates.append({"judge": s.judge, "stage": "observed", "mean": s.observed, "lo": s.observed_lo,
-                          "hi": s.observed_hi, "pred_lo": None, "pred_hi": None})
-        rates.append(_estimate_row(s.judge, "predicted before", s.before))
-        rates.append(_estimate_row(s.judge, "predicted after", s.after))
-        contrib += [{"judge": s.judge, "attribute": c.attribute, "label": c.label, "direction": c.direction,
-                     "rate": c.rate, "applies": c.applies, "mean": c.mean, "lo": c.lo, "hi": c.hi}
-                    for c in s.contributions]
-        prov.append({**s.profile, "pairs": s.pairs, "labelled": s.labelled,
-                     "pairs_fingerprint": s.settings["pairs_fingerprint"], "seconds": s.settings["seconds"]})
-    return {"results": sims, "rates": pd.DataFrame(rates), "contributions": pd.DataFrame(contrib),
-            "provenance": pd.DataFrame(prov)}
+    return _simulate.simulation_frames(sims)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -84,11 +66,7 @@ def injection_ranking(fp: tuple, dataset: str, judge: str, scope: str, model: st
     r = _simulate.injection_ranking(store(), dataset, judge, scope=scope, model=model, opponent=opponent,
                                     method=method, feature_source=feature_source,
                                     pairs=_pairs_or_none(fp, dataset, feature_source, scope))
-    frame = pd.DataFrame([{"attribute": g.attribute, "label": g.label, "mean": g.mean, "lo": g.lo, "hi": g.hi,
-                           "p_positive": g.p_positive, "applies": g.applies} for g in r.gains])
-    top = frame.head(5).assign(part="top 5")
-    bottom = frame.tail(5).iloc[::-1].assign(part="bottom 5")
-    return {"ranking": r, "frame": frame, "extremes": pd.concat([top, bottom], ignore_index=True)}
+    return _simulate.ranking_frames(r)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -98,8 +76,7 @@ def controlled_leaderboard(fp: tuple, dataset: str, judge: str, attributes: tupl
     lb = _simulate.controlled_win_rates(store(), dataset, judge, list(attributes), scope=scope, method=method,
                                         feature_source=feature_source,
                                         pairs=_pairs_or_none(fp, dataset, feature_source, scope))
-    frame = pd.DataFrame([r.__dict__ for r in lb.rows])
-    return {"leaderboard": lb, "frame": frame, "warnings": lb.warnings}
+    return _simulate.leaderboard_frames(lb)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -109,7 +86,4 @@ def calibration(fp: tuple, dataset: str, judges: tuple[str, ...], scope: str, me
     cals = _simulate.calibration(store(), dataset, list(judges), scope=scope, method=method,
                                  feature_source=feature_source,
                                  pairs=_pairs_or_none(fp, dataset, feature_source, scope))
-    bins = pd.DataFrame([{"judge": c.judge, **b} for c in cals for b in c.bins])
-    summary = pd.DataFrame([{"judge": c.judge, "pairs": c.pairs, "ece": c.ece, "method": c.profile["method"]}
-                            for c in cals])
-    return {"bins": bins, "summary": summary}
+    return _simulate.calibration_frames(cals)

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from . import featureset
 from .store import Store
 
 #: name pattern -> family (first match wins; case-insensitive, searched anywhere in the name)
@@ -117,8 +118,6 @@ def _profile(store: Store, dataset: str, judge: str, feature_source: str) -> dic
 def bias_card(store: Store, judge: str, dataset: str | None = None, *, feature_source: str | None = None,
               families: Mapping[str, str] | None = None, fit_self: bool = True, seed: int = 0) -> list[BiasItem]:
     """The bias card of ``judge`` on ``dataset`` (default: the dataset it labelled most)."""
-    from .jobs import default_feature_source
-
     for pattern in (families or {}):
         try:
             re.compile(pattern)
@@ -131,7 +130,7 @@ def bias_card(store: Store, judge: str, dataset: str | None = None, *, feature_s
         if row is None:
             raise ValueError(f"judge {judge!r} has no labels")
         dataset = row[0]
-    feature_source = feature_source or default_feature_source(store, dataset)
+    feature_source = feature_source or featureset.default(store, dataset)
     items: list[BiasItem] = []
     labels = store.conn.execute(
         "SELECT l.sample_id, l.choice, l.verdict_ab, l.verdict_ba FROM labels l JOIN samples s ON s.id = l.sample_id"

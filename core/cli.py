@@ -319,7 +319,7 @@ def _llm_overrides(args) -> dict[str, Any]:
     }.items() if v is not None}
 
 
-def _batch_files(store, samples, settings, work: str, kwargs: dict, args) -> int:
+def _batch_files(store, samples, settings, work, kwargs: dict, args) -> int:
     """``--batch-file-only DIR`` and ``--ingest FILE``: batch files for a runner outside the tool."""
     from pathlib import Path
 
@@ -431,7 +431,7 @@ def cmd_annotate(args) -> int:
         if args.estimate_only:
             return 0
         if args.batch_file_only or args.ingest:
-            return _batch_files(store, samples, settings, "annotate", {"both_orders": args.both_orders}, args)
+            return _batch_files(store, samples, settings, annotate.annotate_sample, {"both_orders": args.both_orders}, args)
         params.update(both_orders=args.both_orders, llm=settings.public())
         if args.batch:
             params["poll_s"] = args.poll
@@ -460,7 +460,7 @@ def cmd_judge(args) -> int:
         if args.estimate_only:
             return 0
         if args.batch_file_only or args.ingest:
-            return _batch_files(store, samples, settings, "judge", {"judge": args.judge, "both_orders": both}, args)
+            return _batch_files(store, samples, settings, judges.judge_sample, {"judge": args.judge, "both_orders": both}, args)
         params = {"dataset": args.dataset, "scenario": args.scenario, "limit": args.limit, "judge": args.judge,
                   "both_orders": both, "llm": settings.public()}
         if args.batch:
@@ -474,7 +474,7 @@ def cmd_judge(args) -> int:
 
 
 def cmd_probe(args) -> int:
-    from . import annotate
+    from . import paidwork
     from .llm import DIALECTS, LLMError, LLMSettings
 
     settings = LLMSettings.from_env(**_llm_overrides(args))
@@ -485,7 +485,7 @@ def cmd_probe(args) -> int:
         if args.again:
             store.forget_llm_dialect(settings.base_url, settings.model)
         try:
-            d = annotate.endpoint_dialect(store, settings)
+            d = paidwork.endpoint_dialect(store, settings)
         except (LLMError, ValueError) as e:
             raise CLIError(f"cannot probe {settings.base_url} ({settings.model}): {e}") from e
     print(f"{settings.base_url} {settings.model}: response mode {d.mode} ({DIALECTS[d.mode]['servers']}); system "
@@ -574,10 +574,10 @@ def cmd_jobs(args) -> int:
 
 
 def _default_feature_source(store, dataset: str) -> str:
-    """``jobs.default_feature_source``, or a CLI error saying how to get features."""
-    from . import jobs
+    """``featureset.default``, or a CLI error saying how to get features."""
+    from . import featureset
 
-    source = jobs.default_feature_source(store, dataset)
+    source = featureset.default(store, dataset)
     if source is None:
         raise CLIError(f"dataset {dataset!r} has no features yet: run `python -m core annotate --dataset {dataset}` "
                        "(without an LLM configured it uses the offline heuristics)")

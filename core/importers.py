@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from . import catalogue, features
+from .featureset import HF_PAPER
 from .records import (
     CHOICES,
     JUDGE_KINDS,
@@ -1206,7 +1207,7 @@ def _hf_row(b: _Builder, rec: _Row, file: Path) -> None:
         return
     sides = [_paper_ratings(rec, side, resp) for side, resp in ((1, r1), (2, r2))]
     checkable = all(applicable is not False for _, applicable in sides)
-    b.features(features.resolve(s.id, "hf:paper", sides[0][0], sides[1][0], cases=cases, checkable=checkable,
+    b.features(features.resolve(s.id, HF_PAPER.name, sides[0][0], sides[1][0], cases=cases, checkable=checkable,
                                 provenance={"file": file.name, "row": rec.n}))
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import catalogue, fit
+from .featureset import FeatureSet
 from .store import CATEGORY_SCOPE, SampleFilter, Store
 
 #: method preference when no method is asked for: the fast path, NUTS, then the demo's true weights
@@ -176,23 +177,6 @@ def annotator_notes(rows: list[dict[str, Any]]) -> list[AnnotatorNotes]:
     return list(by.values())
 
 
-def annotator_of(source: str) -> tuple[str, str] | None:
-    """(annotator, prompt version) whose answers a feature source was resolved from, where known:
-    ``llm:<model>:<version>[:both]`` and the demo's; None for the heuristics (no LLM answers)."""
-    from . import demo
-
-    if source == demo.FEATURE_SOURCE:
-        return demo.ANNOTATOR, demo.PROMPT_VERSION
-    if source.startswith("llm:"):
-        body = source[len("llm:"):]
-        if body.endswith(":both"):
-            body = body[: -len(":both")]
-        model, sep, version = body.rpartition(":")
-        if sep and model:
-            return model, version
-    return None
-
-
 # ------------------------------------------------------------------------------ the sample view
 
 
@@ -210,7 +194,7 @@ class SampleView:
     source_notes: dict[str, str | None]  # feature source -> its annotator ("model (prompt version)"), if any
 
     def notes_for(self, source: str) -> AnnotatorNotes | None:
-        who = annotator_of(source)
+        who = FeatureSet.parse(source).annotator
         return next((n for n in self.notes if who and (n.annotator, n.prompt_version) == who), None)
 
 
@@ -228,7 +212,7 @@ def sample_view(store: Store, sample_id: str) -> SampleView | None:
         features.setdefault(r["source"], []).append(r)
     view_features, source_notes = {}, {}
     for source, rows in features.items():
-        who = annotator_of(source)
+        who = FeatureSet.parse(source).annotator
         mine = next((n for n in notes if who and (n.annotator, n.prompt_version) == who), None)
         source_notes[source] = f"{who[0]} (prompts {who[1]})" if who and mine else None
         out = []

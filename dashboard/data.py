@@ -243,7 +243,7 @@ def group_similarity(fp: tuple, dataset: str, feature_source: str, method: str, 
 # --------------------------------------------------------------------------- jobs, annotation, judges
 # (pages/annotate.py and pages/judges.py; live job state is read uncached by dashboard/jobview.py)
 
-from core import jobs as _jobs  # noqa: E402
+from core import featureset as _featureset, jobs as _jobs  # noqa: E402
 
 
 def activity_fingerprint() -> tuple:
@@ -271,7 +271,7 @@ def job_estimate(fp: tuple, kind: str, dataset: str, scenarios: tuple[str, ...],
 def feature_sources(fp: tuple, dataset: str) -> dict:
     """The dataset's feature sets (with samples covered) and the one fitting uses by default."""
     sources = store().feature_sources(dataset)  # one read: a job writing features cannot come between two
-    return {"sources": sources, "default": _jobs.richest_feature_source([r["source"] for r in sources])}
+    return {"sources": sources, "default": _featureset.richest(r["source"] for r in sources)}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -29,9 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
-from core.jobs import richest_feature_source as default_source  # the set `python -m core fit` picks by default
-
 from core import catalogue
+from core.featureset import richest as default_source  # the set `python -m core fit` picks by default
 from core.store import CATEGORY_SCOPE, UNCATEGORISED, UNCLASSIFIED, SampleFilter
 
 PAGE_SIZES = (25, 50, 100, 200)

@@ -41,7 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import catalogue, compare, fit  # noqa: E402
+from core import catalogue, fit  # noqa: E402
+from core.profile import is_attribute_term, load_published_profiles  # noqa: E402
 
 SHARED_DATA_ENV = "PREFDISSECT_SHARED_DATA"
 
@@ -63,7 +64,7 @@ def workload(seed: int = 0, model: str = "full"):
     (the order each single-order dataset has)."""
     gair = shared_data() / "gair"
     sizes = {g: len(ix) for g, ix in json.loads((gair / "query_aware_idxs.json").read_text()).items() if g != "all"}
-    published = compare.load_published_profiles(gair / "fitted_paras_comparison")
+    published = load_published_profiles(gair / "fitted_paras_comparison")
     judges = list(published["Advice"])
     rng = np.random.default_rng(seed)
     cases = set(catalogue.case_keys())
@@ -85,7 +86,7 @@ def summary_of(result, truth, judges):
     profiles = [p for ps in result.values() for p in ps]
 
     def attr_mean(p):
-        return [m for k, m in zip(p.attributes, p.mean) if fit.is_attribute_term(k)]
+        return [m for k, m in zip(p.attributes, p.mean) if is_attribute_term(k)]
 
     corr = [np.corrcoef(attr_mean(p), truth[s][judges.index(p.judge)])[0, 1] for s, ps in result.items() for p in ps]
     return {

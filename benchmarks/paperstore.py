@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_fit import shared_data  # noqa: E402
-from core import catalogue, compare, fit  # noqa: E402
+from core import catalogue, fit  # noqa: E402
+from core.profile import load_published_profiles  # noqa: E402
 from core.records import Dataset, Feature, ImportBatch, Judge, Label, Sample  # noqa: E402
 from core.store import Store  # noqa: E402
 
@@ -51,7 +52,7 @@ def write(store: Store, seed: int = 0) -> int:
     """Write the paper-scale dataset (no profiles) into ``store``; returns the number of pairs."""
     gair = shared_data() / "gair"
     idx = json.loads((gair / "query_aware_idxs.json").read_text())
-    published = compare.load_published_profiles(gair / "fitted_paras_comparison")
+    published = load_published_profiles(gair / "fitted_paras_comparison")
     judges = list(published["Advice"])
     group_of = {i: g for g in catalogue.group_keys() for i in idx[g]}
     cases_of = {i: {c: True for c in catalogue.case_keys() if i in set(idx[c])} for i in range(len(idx["all"]))}

@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import featureset
+from .profile import display_percent, is_position, measured_mask, pick_profile
 from .store import Store
 
 #: name pattern -> family (first match wins; case-insensitive, searched anywhere in the name)
@@ -88,9 +89,6 @@ def _rate_item(aspect: str, measure: str, wins: np.ndarray, note: str = "") -> B
 
 
 def _weight_item(aspect: str, measure: str, profile: Mapping[str, Any] | None, term: str, note: str = "") -> BiasItem:
-    from .compare import measured_mask
-    from .fit import display_percent, is_position
-
     if not profile:
         return BiasItem(aspect, measure, None, None, None, 0, "no fitted profile: fit the judge first")
     attrs = list(profile["attributes"])
@@ -110,8 +108,6 @@ def _weight_item(aspect: str, measure: str, profile: Mapping[str, Any] | None, t
 
 
 def _profile(store: Store, dataset: str, judge: str, feature_source: str) -> dict[str, Any] | None:
-    from .samples import pick_profile
-
     return pick_profile(store, dataset, "all", judge, feature_source=feature_source)
 
 
@@ -195,14 +191,12 @@ def bias_card(store: Store, judge: str, dataset: str | None = None, *, feature_s
                             (y[sel] == (mine[sel] > 0)).astype(float),
                             "pairs with exactly one response from the judge's family"))
     if fit_self and sel.sum() >= 10:
-        from .fit import fit_profiles, is_position
+        from .fit import fit_profiles
 
         X = np.column_stack([design.X, mine])
         (p,) = fit_profiles(X, y, [judge], attributes=keys + [SELF], position=np.ones(len(y)), folds=0, seed=seed,
                             draws=1000)
         i = p.attributes.index(SELF)
-        from .fit import display_percent
-
         items.append(BiasItem("self-preference", "own-family covariate, net of content",
                               float(display_percent(p.mean[i])) / 100, float(display_percent(p.lo[i])) / 100,
                               float(display_percent(p.hi[i])) / 100, int(sel.sum()),

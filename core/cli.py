@@ -677,7 +677,8 @@ def _fit_model(args) -> dict:
 def cmd_fit(args) -> int:
     from tqdm import tqdm
 
-    from . import compare, fit
+    from . import fit
+    from .profile import is_attribute_term, is_position, measured_mask, profile_summary
 
     if getattr(args, "background", False):
         return _fit_background(args)
@@ -708,15 +709,15 @@ def cmd_fit(args) -> int:
             for p in store.profiles(dataset=args.dataset, feature_source=source, method=args.method):
                 if scopes and p["scope"] not in scopes:
                     continue
-                mask = compare.measured_mask(p)
+                mask = measured_mask(p)
                 top = sorted(((k, v) for k, v, ok in zip(p["attributes"], p["mean"], mask)
-                              if ok and fit.is_attribute_term(k)), key=lambda t: -t[1])[:3]
+                              if ok and is_attribute_term(k)), key=lambda t: -t[1])[:3]
                 acc = f"{p['accuracy']:.1%}" if p["accuracy"] is not None else "-"
-                trust = compare.profile_summary([p]).iloc[0]
+                trust = profile_summary([p]).iloc[0]
                 base = (f" vs {trust['baseline']} {trust['baseline_accuracy']:.1%}"
                         + ("" if trust["beats_baseline"] else " (NOT BETTER THAN BASELINE)")) if trust["baseline"] else ""
                 pos = next((f" shown-first {v:+.2f} [{lo:+.2f}, {hi:+.2f}]" for k, v, lo, hi in
-                            zip(p["attributes"], p["mean"], p["lo"] or [], p["hi"] or []) if fit.is_position(k)), "")
+                            zip(p["attributes"], p["mean"], p["lo"] or [], p["hi"] or []) if is_position(k)), "")
                 print(f"  {p['scope']:<18} {p['judge']:<26} n={p['n']:<5} held-out acc {acc:>6}{base}{pos}"
                       f"  measured {trust['measured']}  top: " + ", ".join(f"{k} {v:+.2f}" for k, v in top))
     return 0
@@ -764,7 +765,7 @@ def _profile_set(store, args) -> tuple[str, str]:
 
 
 def cmd_export_profiles(args) -> int:
-    from . import compare
+    from .profile import export_profiles
 
     with _store(args) as store:
         source, method = _profile_set(store, args)
@@ -773,7 +774,7 @@ def cmd_export_profiles(args) -> int:
     if not rows:
         raise CLIError(f"no {method!r} profiles of dataset {args.dataset!r}"
                        + (f" in scope {args.scope!r}" if args.scope else "") + " for those judges")
-    text = compare.export_profiles(rows, args.format)
+    text = export_profiles(rows, args.format)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         print(f"wrote {len(rows)} profiles ({method}, features {source!r}) to {args.out}")

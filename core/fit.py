@@ -43,21 +43,15 @@ import numpy as np
 from scipy import special
 
 from . import catalogue
+from .profile import (INTERCEPT, MIN_DIFFERING, TIE, display_percent, is_attribute_term, is_position,
+                      load_published_profiles)
 
 #: The paper's prior scale: Laplace(0, 0.1) on every weight.
 DEFAULT_PRIOR_SCALE = 0.1
 #: Probability mass of the reported interval (ArviZ's default, and the paper's figures).
 INTERVAL_PROB = 0.94
-#: Name of the position term, the weight of "shown first" (it gets a Normal(0, INTERCEPT_SCALE) prior,
-#: not a Laplace). In A/B orientation its column is +1 where A was shown first and -1 where B was, so
-#: with single-order data (A always first) it is an intercept, and verdicts in both orders separate
-#: it from content. Profiles fitted before it had this name call it "(intercept)": see is_position.
-POSITION = "(shown first)"
-INTERCEPT = POSITION
-LEGACY_INTERCEPT = "(intercept)"
 INTERCEPT_SCALE = 1.0
-#: Name of the tie parameter of the Davidson model (log nu; it gets a Normal(0, TIE_SCALE) prior).
-TIE = "(tie)"
+#: The Davidson tie parameter (``profile.TIE``, log nu) gets a Normal(0, TIE_SCALE) prior.
 TIE_SCALE = 2.0
 #: How ties are modelled: dropped (the paper, binary logistic) or as an outcome (Davidson 1970).
 TIE_MODELS = ("drop", "davidson")
@@ -66,41 +60,6 @@ KEEP_DRAWS = 1000
 
 FAST_SAMPLER = "batched-hmc"
 METHODS = ("fast", "exact")
-
-
-def is_position(name: str) -> bool:
-    """Whether a profile term is the position ("shown first") term, under its current or old name."""
-    return name in (POSITION, LEGACY_INTERCEPT)
-
-
-def is_attribute_term(name: str) -> bool:
-    """Whether a profile term is an attribute weight (not the position term or the tie parameter)."""
-    return not is_position(name) and name != TIE
-
-
-#: An attribute on which fewer labelled samples than this differ is not presented as an estimate:
-#: its posterior is (nearly) the prior, which says nothing about the judge ("too few samples"; with
-#: none at all, "not measured": the feature set did not measure it, or never saw A and B differ).
-MIN_DIFFERING = 10
-
-
-def measurement(differing: int | None, threshold: int = MIN_DIFFERING) -> str:
-    """The one rule for whether an attribute's weight is an estimate: "measured", "too few samples"
-    or "not measured", from the number of labelled samples on which A and B differ on it."""
-    if differing is None:
-        return "measured"
-    if differing <= 0:
-        return "not measured"
-    return "too few samples" if differing < threshold else "measured"
-
-
-def display_percent(w: Any) -> Any:
-    """The paper's display quantity, 100 * sigmoid(w).
-
-    It reads as the probability (in %) that A is preferred when A beats B on this attribute
-    alone: 50 is indifference, above 50 a liking, below 50 a dislike.
-    """
-    return 100.0 * special.expit(w)
 
 
 # --------------------------------------------------------------------------- synthetic data
@@ -1297,23 +1256,6 @@ def baseline_scores(X: np.ndarray, Y: np.ndarray, folds: list[np.ndarray], *, po
     return out
 
 
-def beats_baselines(accuracy: float | None, baselines: Mapping[str, Mapping[str, Any]]) -> bool | None:
-    """Whether a held-out accuracy beats the best baseline's (None when either is unknown). The one
-    rule the pages and the CLI use to flag a profile that predicts no better than the obvious."""
-    best = best_baseline(baselines)
-    if accuracy is None or best is None:
-        return None
-    return float(accuracy) > best[1]
-
-
-def best_baseline(baselines: Mapping[str, Mapping[str, Any]] | None) -> tuple[str, float] | None:
-    """(name, accuracy) of the most accurate baseline, or None."""
-    vals = [(k, v.get("accuracy")) for k, v in (baselines or {}).items() if v and v.get("accuracy") is not None]
-    if not vals:
-        return None
-    return max(vals, key=lambda t: t[1])
-
-
 def _summarise(
     by_chain: np.ndarray,
     *,
@@ -1882,8 +1824,6 @@ def import_published(store, directory: str | Path, *, dataset: str = "published"
                      feature_source: str = "published") -> int:
     """Profiles in the seed repository's layout (one ``model_<group>_fitted_paras.jsonl`` per scope,
     rows of a judge name and its weights) as external profiles: means only, marked imported."""
-    from .compare import load_published_profiles
-
     data = load_published_profiles(directory)
     keys = catalogue.attribute_keys()
     rows = []

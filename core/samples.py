@@ -20,10 +20,9 @@ from typing import Any
 
 from . import catalogue, fit
 from .featureset import FeatureSet
+from .profile import beats_baselines, best_baseline, is_position, pick_profile
 from .store import CATEGORY_SCOPE, SampleFilter, Store
 
-#: method preference when no method is asked for: the fast path, NUTS, then the demo's true weights
-METHOD_ORDER = ("fast", "exact", "truth")
 ORDERS = ("AB", "BA")
 
 
@@ -255,11 +254,11 @@ class Explanation:
     @property
     def trust(self) -> dict[str, Any]:
         """What the page shows beside the waterfall before anyone reads it as the judge's reasons:
-        whether the profile beats its best baseline (``fit.beats_baselines``: None when unknown),
+        whether the profile beats its best baseline (``beats_baselines``: None when unknown),
         that baseline and its accuracy, and the profile's tie model."""
         prov = (self.profile or {}).get("provenance") or {}
-        best = fit.best_baseline(prov.get("baselines"))
-        return {"beats_baseline": fit.beats_baselines((self.profile or {}).get("accuracy"), prov.get("baselines")),
+        best = best_baseline(prov.get("baselines"))
+        return {"beats_baseline": beats_baselines((self.profile or {}).get("accuracy"), prov.get("baselines")),
                 "baseline": best[0] if best else None, "baseline_accuracy": best[1] if best else None,
                 "ties": (prov.get("model") or {}).get("ties", "drop")}
 
@@ -270,25 +269,9 @@ class Explanation:
             return []
         labels = {a.key: a.label for a in catalogue.attributes()}
         c = self.contributions
-        return [{"attribute": k, "label": "shown first (position)" if fit.is_position(k) else labels.get(k, k),
+        return [{"attribute": k, "label": "shown first (position)" if is_position(k) else labels.get(k, k),
                  "x": x, "weight": w, "contribution": t}
                 for k, w, x, t in zip(c.attributes, c.weights, c.x, c.terms)]
-
-
-def pick_profile(store: Store, dataset: str, scope: str, judge: str, *, method: str | None = None,
-                 feature_source: str | None = None, available: set[str] | None = None) -> dict[str, Any] | None:
-    """The stored profile to explain a judge with: the method asked for, else fast, exact, the
-    demo's truth, then any other; among feature sources, one the sample has (``available``) first."""
-    rows = store.profiles(dataset=dataset, scope=scope, judges=[judge], method=method, feature_source=feature_source)
-    if not rows:
-        return None
-
-    def rank(r):
-        m = r["method"]
-        return (0 if available is None or r["feature_source"] in available else 1,
-                METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m, r["feature_source"])
-
-    return sorted(rows, key=rank)[0]
 
 
 def explain(store: Store, sample_id: str, judge: str, scope: str | None = None, *, method: str | None = None,

@@ -122,6 +122,7 @@ def agreement(fp: tuple, dataset: str | None) -> pd.DataFrame:
 # (pages/profiles.py and pages/similarity.py)
 
 from core import compare  # noqa: E402
+from core.profile import export_profiles, profile_frame, profile_summary, top_bottom  # noqa: E402
 
 
 def scope_order(scopes) -> list[str]:
@@ -159,13 +160,13 @@ def profile_view(fp: tuple, dataset: str, feature_source: str, method: str, scop
                  judges: tuple[str, ...], k: int = 5) -> dict:
     """What the Profiles page shows: per-attribute frame, top/bottom attributes, accuracy and diagnostics."""
     rows = profile_rows(fp, dataset, feature_source, method, scope, judges)
-    frame = compare.profile_frame(rows)
+    frame = profile_frame(rows)
     truth = None
     if method != "truth":  # a synthetic dataset's known weights, drawn over the fitted ones
         known = _profiles_in_order(dataset, feature_source, "truth", scope, judges)
         if known:
-            truth = compare.profile_frame(known)[["judge", "attribute", "label", "percent"]]
-    return {"frame": frame, "top": compare.top_bottom(frame, k), "summary": compare.profile_summary(rows),
+            truth = profile_frame(known)[["judge", "attribute", "label", "percent"]]
+    return {"frame": frame, "top": top_bottom(frame, k), "summary": profile_summary(rows),
             "truth": truth}
 
 
@@ -173,7 +174,7 @@ def profile_export(dataset: str, feature_source: str, method: str, scope: str, j
                    fmt: str) -> str:
     """The weights download (CSV or JSON), made when the button is clicked, not on every view. It
     runs in Streamlit's download thread, outside any page run, so it reads the store directly."""
-    return compare.export_profiles(_profiles_in_order(dataset, feature_source, method, scope, judges), fmt)
+    return export_profiles(_profiles_in_order(dataset, feature_source, method, scope, judges), fmt)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

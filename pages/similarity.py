@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from core import catalogue
+from core.profile import method_rank
 from dashboard import charts, data, guide, viewurl
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
 
@@ -43,7 +44,7 @@ sources = sorted(rows["feature_source"].unique())
 viewurl.restore("sim_features", "features", sources)
 feature_source = c2.selectbox("Features", sources, key="sim_features")
 rows = rows[rows["feature_source"] == feature_source]
-methods = sorted(rows["method"].unique(), key=lambda m: (["fast", "exact", "truth", "imported"] + [m]).index(m))
+methods = sorted(rows["method"].unique(), key=method_rank)  # the order profiles are chosen in
 viewurl.restore("sim_method", "method", methods)
 method = c3.selectbox("Method", methods, key="sim_method")
 rows = rows[rows["method"] == method]

@@ -13,6 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import catalogue, compare, fit
+from core.profile import load_published_profiles
 from core.store import Store
 from dashboard import charts
 
@@ -29,7 +30,7 @@ def published(store_path, shared_data) -> dict:
     directory = shared_data / "gair" / "fitted_paras_comparison"
     with Store(store_path) as s:
         fit.import_published(s, directory)
-    return compare.load_published_profiles(directory)
+    return load_published_profiles(directory)
 
 
 def open_page() -> AppTest:

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from core import catalogue, compare, fit
+from core.profile import POSITION, POSITION_LABEL, load_published_profiles, profile_frame, top_bottom
 
 D = len(catalogue.attribute_keys())
 SHARED_DATA_ENV = "PREFDISSECT_SHARED_DATA"
@@ -125,19 +126,6 @@ def test_weight_difference_of_fitted_profiles_uses_their_draws():
     assert set(by_scope["Advice"]) == {"a", "b"}
 
 
-def test_load_published_profiles_reads_the_papers_format(tmp_path):
-    for scope, judges in (("Advice", ("human", "gpt-4")), ("w_stances", ("human",))):
-        lines = [json.dumps({"model_name": j, "parameters": list(np.arange(D) * (k + 1.0))})
-                 for k, j in enumerate(judges)]
-        (tmp_path / f"model_{scope}_fitted_paras.jsonl").write_text("\n".join(lines) + "\n")
-    (tmp_path / "unrelated.txt").write_text("x")
-    profiles = compare.load_published_profiles(tmp_path)
-    assert set(profiles) == {"Advice", "w_stances"}
-    assert profiles["Advice"]["gpt-4"][1] == 2.0 and len(profiles["w_stances"]["human"]) == D
-    with pytest.raises(FileNotFoundError):
-        compare.load_published_profiles(tmp_path / "missing")
-
-
 # --------------------------------------------------------------------------- the paper's headline
 
 #: Parameters in billions (the paper's grouping; base and -chat variants alike).
@@ -158,7 +146,7 @@ def size_of(judge: str) -> float:
 
 
 def test_published_weights_show_that_similar_sizes_prefer_alike(published_dir):
-    profiles = compare.load_published_profiles(published_dir)
+    profiles = load_published_profiles(published_dir)
     assert len(profiles) == 16 and all(len(js) == 33 for js in profiles.values())
     llms = [j for j in profiles["Advice"] if j != "human"]
     assert len(llms) == 32
@@ -200,7 +188,7 @@ def test_similarity_leaves_out_the_position_term_and_unmeasured_attributes():
     differing = [None] + [40 if m else 0 for m in measured]
     rows = []
     for judge, w, pos in (("a", base, 2.0), ("b", np.where(measured, base, noise), -2.0)):
-        rows.append({"scope": "Code", "judge": judge, "attributes": [fit.POSITION, *keys], "mean": [pos, *w],
+        rows.append({"scope": "Code", "judge": judge, "attributes": [POSITION, *keys], "mean": [pos, *w],
                      "provenance": {"differing": differing, "min_differing": 10}})
     weights = compare.weights_from_rows(rows)
     assert np.isnan(weights["Code"]["a"][~measured]).all() and len(weights["Code"]["a"]) == len(keys)
@@ -208,8 +196,8 @@ def test_similarity_leaves_out_the_position_term_and_unmeasured_attributes():
     assert m.loc["a", "b"] == pytest.approx(1.0) and m.attrs["attributes"] == {"Code": 9}
     # the unmeasured attributes would have pulled it down
     assert compare.correlation(base, np.where(measured, base, noise)) < 0.9
-    frame = compare.profile_frame(rows)
+    frame = profile_frame(rows)
     assert (frame.loc[frame["attribute"].isin(keys[9:]), "status"] == "not measured").all()
     assert frame.loc[frame["attribute"].isin(keys[9:]), "mean"].isna().all()
-    assert frame.loc[frame["attribute"] == fit.POSITION, "label"].iloc[0] == compare.POSITION_LABEL
-    assert "admits_limits" not in set(compare.top_bottom(frame)["attribute"])  # not measured: not a finding
+    assert frame.loc[frame["attribute"] == POSITION, "label"].iloc[0] == POSITION_LABEL
+    assert "admits_limits" not in set(top_bottom(frame)["attribute"])  # not measured: not a finding

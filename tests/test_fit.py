@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from core import catalogue, fit
+from core.profile import INTERCEPT, POSITION, TIE, beats_baselines, best_baseline, display_percent
 from core.store import Store
 
 D = len(catalogue.attribute_keys())
@@ -22,12 +23,6 @@ def sparse_weights(rng: np.random.Generator) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- small pieces
-
-
-def test_display_percent_is_the_papers_scale():
-    assert fit.display_percent(0.0) == pytest.approx(50.0)
-    assert fit.display_percent(np.log(3.0)) == pytest.approx(75.0)
-    assert fit.display_percent(np.array([-1.0, 1.0])).sum() == pytest.approx(100.0)
 
 
 def test_simulated_features_look_like_comparisons():
@@ -48,7 +43,7 @@ def test_simulate_labels_follow_the_weights():
     w[catalogue.attribute_keys().index("lengthy")] = 2.0
     y = fit.simulate_labels(X, w, rng)
     longer = X[:, -1] == 1
-    assert y.shape == (5000,) and y[longer].mean() == pytest.approx(fit.display_percent(2.0) / 100, abs=0.03)
+    assert y.shape == (5000,) and y[longer].mean() == pytest.approx(display_percent(2.0) / 100, abs=0.03)
     assert fit.simulate_labels(X, np.stack([w, -w]), rng).shape == (5000, 2)
 
 
@@ -262,7 +257,7 @@ def test_prior_scale_is_configurable(two_judges):
 def test_intercept_is_optional_and_named(two_judges):
     X, Y, _ = two_judges
     (p,) = fit.fit_profiles(X, Y[:, :1], ["a"], intercept=True, draws=500, folds=0)
-    assert p.attributes[0] == fit.INTERCEPT and len(p.mean) == D + 1
+    assert p.attributes[0] == INTERCEPT and len(p.mean) == D + 1
     assert p.accuracy is None and p.folds == 0
 
 
@@ -341,7 +336,7 @@ def test_position_and_ties_cover_the_truth_at_the_nominal_rate():
     rate = inside.mean()
     print(f"coverage with position and ties: {rate:.3f} over {inside.size} parameters; position {inside[:, 0].mean():.2f},"
           f" ties {inside[:, -1].mean():.2f}")
-    assert profiles[0].attributes == [fit.POSITION, *catalogue.attribute_keys(), fit.TIE]
+    assert profiles[0].attributes == [POSITION, *catalogue.attribute_keys(), TIE]
     assert 0.90 <= rate <= 0.97
     assert inside[:, 0].mean() >= 0.85 and inside[:, -1].mean() >= 0.85
     # with both orders the position term is pinned down: it tracks the truth closely
@@ -362,12 +357,12 @@ def test_position_bias_alone_is_position_not_content():
     y = np.where(pos[:, None] > 0, first, ~first).astype(float)
     task = fit.FitInput(np.vstack([X, X]), y, pos, np.r_[np.arange(n), np.arange(n)])
     (p,) = fit.fit_groups({"s": task}, ["first"], position=True, seed=1)["s"]
-    assert p.lo[0] > 0.5 and fit.display_percent(p.mean[0]) == pytest.approx(70, abs=5)
+    assert p.lo[0] > 0.5 and display_percent(p.mean[0]) == pytest.approx(70, abs=5)
     content = (np.array(p.lo[1:]) > 0) | (np.array(p.hi[1:]) < 0)
     assert content.sum() <= 2, [k for k, c in zip(p.attributes[1:], content) if c]  # ~1.7 of 29 by chance at 94%
     assert p.baselines["position"]["accuracy"] == pytest.approx(0.7, abs=0.05)
     assert p.baselines["majority"]["accuracy"] == pytest.approx(0.5, abs=0.05)
-    assert not fit.beats_baselines(p.accuracy - 0.02, p.baselines)
+    assert not beats_baselines(p.accuracy - 0.02, p.baselines)
 
 
 def test_length_only_baseline_and_the_flag():
@@ -383,16 +378,10 @@ def test_length_only_baseline_and_the_flag():
     Y = fit.simulate_labels(X, np.stack([w_len, w_many]), rng).astype(float)
     a, b = fit.fit_profiles(X, Y, ["length", "many"], seed=2)
     assert a.baselines["length"]["accuracy"] >= a.accuracy - 0.02
-    assert b.accuracy > max(v["accuracy"] for v in b.baselines.values()) + 0.05 and fit.beats_baselines(b.accuracy, b.baselines)
-    assert fit.best_baseline(a.baselines)[0] == "length"
+    assert b.accuracy > max(v["accuracy"] for v in b.baselines.values()) + 0.05 and beats_baselines(b.accuracy, b.baselines)
+    assert best_baseline(a.baselines)[0] == "length"
     # the counts of differing samples: every column of the simulated features differs somewhere
     assert len(a.differing) == D and min(a.differing) > 0
-
-
-def test_measurement_rule():
-    assert fit.measurement(0) == "not measured"
-    assert fit.measurement(fit.MIN_DIFFERING - 1) == "too few samples"
-    assert fit.measurement(fit.MIN_DIFFERING) == "measured" and fit.measurement(None) == "measured"
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from scipy.special import expit
 
 from core import catalogue, demo, fit
 from core import simulate as sim
+from core.profile import INTERCEPT
 from core.records import Dataset, Feature, ImportBatch, Judge, Label, Sample
 from core.store import Store
 
@@ -467,7 +468,7 @@ def test_without_model_names_response_a_is_the_one_under_test(own_store):
 def test_an_intercept_is_a_position_bias_and_flips_with_the_side(own_store):
     store, *_ = own_store
     pairs = sim.load_pairs(store, "own", "own", "all")
-    profile = {"attributes": [fit.INTERCEPT] + KEYS, "mean": [1.0] + [0.0] * len(KEYS), "draws": None}
+    profile = {"attributes": [INTERCEPT] + KEYS, "mean": [1.0] + [0.0] * len(KEYS), "draws": None}
     W, intercept = sim.profile_draws(profile, pairs.attributes)
     assert intercept and W.shape == (1, 1 + len(KEYS))
     idx, sign = pairs.select("plain", sim.ALL)

@@ -64,9 +64,9 @@ def _judge_names(store, values, dataset: str | None = None) -> list[str] | None:
 
 
 def _scope_names(values) -> list[str] | None:
-    from . import catalogue
+    from . import scopes
 
-    return _names(values, catalogue.group_keys() + catalogue.case_keys())
+    return _names(values, scopes.fit_choices())
 
 
 def cmd_demo(args) -> int:
@@ -225,7 +225,7 @@ def cmd_search(args) -> int:
 
 def _sample_filter(store, args):
     """The Samples page's filters from ``samples`` options (checked: a typo is named, not an empty list)."""
-    from . import samples
+    from . import scopes
     from .store import SampleFilter
 
     datasets = [d["name"] for d in store.datasets() if d["samples"]]
@@ -243,7 +243,7 @@ def _sample_filter(store, args):
                      disagree=tuple(disagree), attributes=attrs,
                      feature_source=(args.features or _default_feature_source(store, dataset)) if attrs else None,
                      direction=args.direction, include_excluded=args.include_excluded, text=args.search)
-    return samples.scope_filter(f, args.scope) if args.scope else f
+    return scopes.sample_filter(f, args.scope) if args.scope else f
 
 
 def _show_sample(store, args) -> int:
@@ -784,7 +784,7 @@ def cmd_export_profiles(args) -> int:
 
 
 def cmd_similarity(args) -> int:
-    from . import catalogue, compare
+    from . import catalogue, compare, scopes
 
     with _store(args) as store:
         source, method = _profile_set(store, args)
@@ -792,15 +792,15 @@ def cmd_similarity(args) -> int:
         known = {j["name"]: j["size_b"] for j in store.judges()}
     if args.scope and args.scope not in weights:
         raise CLIError(f"no profiles in scope {args.scope!r} (there are: {', '.join(sorted(weights))})")
-    scopes = [args.scope] if args.scope else compare.scenario_scopes(weights)
-    matrix = compare.similarity_matrix(weights, _names(args.judges, list(known)), scopes=scopes,
+    over = [args.scope] if args.scope else scopes.averaged(weights)
+    matrix = compare.similarity_matrix(weights, _names(args.judges, list(known)), scopes=over,
                                        method=args.corr)
     if len(matrix) < 2:
         raise CLIError("similarity needs profiles of at least two judges")
     used = matrix.attrs.get("attributes", {})
     order = compare.cluster_order(matrix)
     matrix = matrix.loc[order, order]
-    where = f"in {args.scope!r}" if args.scope else f"averaged over {len(scopes)} scenario groups"
+    where = f"in {args.scope!r}" if args.scope else f"averaged over {len(over)} scenario groups"
     print(f"{args.corr} similarity of {len(order)} judges ({args.dataset}, {method}, features {source!r}), {where};"
           " ordered by hierarchical clustering")
     if used:

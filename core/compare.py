@@ -20,17 +20,12 @@ import numpy as np
 import pandas as pd
 
 from . import catalogue
+from . import scopes as scope_rules
 from .profile import POSITION_LABEL, floats, is_position, measured_mask
 
 METHODS = ("pearson", "spearman")
 
 WeightsByScope = Mapping[str, Mapping[str, Sequence[float]]]
-
-
-def default_scopes(profiles: WeightsByScope) -> list[str]:
-    """The scopes the paper averages over: every scope except the query-specific cases."""
-    cases = set(catalogue.case_keys())
-    return [s for s in profiles if s not in cases]
 
 
 def correlation(a: Sequence[float], b: Sequence[float], method: str = "pearson") -> float:
@@ -71,14 +66,14 @@ def similarity_matrix(
     """Judge x judge similarity: the per-scope correlation averaged over the scopes both judges have.
 
     ``judges`` defaults to every judge in the chosen scopes (first-seen order); ``scopes`` to
-    :func:`default_scopes`. Pairs that share no scope get NaN. A NaN weight is an attribute the
+    ``scopes.beside_cases`` (every scope but the query cases). Pairs that share no scope get NaN. A NaN weight is an attribute the
     profile did not measure (see :func:`weights_from_rows`): a pair's correlation in a scope is
     over the attributes both measured (NaN with fewer than 3). The result's ``attrs["attributes"]``
     gives, per scope, the fewest attributes a pair's correlation there rested on.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    scopes = list(scopes) if scopes is not None else default_scopes(profiles)
+    scopes = list(scopes) if scopes is not None else scope_rules.beside_cases(profiles)
     if judges is None:
         seen: dict[str, None] = {}
         for s in scopes:
@@ -271,13 +266,6 @@ def weights_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, 
         by_name = {k: (m if ok else math.nan) for k, m, ok in zip(attrs, mean, mask)}
         out.setdefault(r["scope"], {})[r["judge"]] = np.asarray([by_name.get(k, math.nan) for k in keys], dtype=float)
     return out
-
-
-def scenario_scopes(profiles: WeightsByScope) -> list[str]:
-    """The scopes the paper averages similarity over: the scenario groups present (catalogue order);
-    if there are none (a dataset fitted only as "all"), every scope but the query cases."""
-    groups = [g for g in catalogue.group_keys() if g in profiles]
-    return groups or default_scopes(profiles)
 
 
 # --------------------------------------------------------------------------- groups of judges

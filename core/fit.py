@@ -43,6 +43,7 @@ import numpy as np
 from scipy import special
 
 from . import catalogue
+from . import scopes as scope_rules
 from .profile import (INTERCEPT, MIN_DIFFERING, TIE, display_percent, is_attribute_term, is_position,
                       load_published_profiles)
 
@@ -1676,18 +1677,12 @@ class DissectionReport:
     seconds: float = 0.0
 
 
-def default_scopes() -> list[str]:
-    """Every scenario group and query case, and "all" (the whole dataset: the only scope of data
-    that has no scenario groups yet)."""
-    return ["all"] + catalogue.group_keys() + catalogue.case_keys()
-
-
 def _check_dissect_inputs(store, dataset: str, feature_source: str, scopes: Sequence[str],
                           judges: Sequence[str] | None, folds: int) -> None:
     """Name what is wrong before any work: a typo must not fit nothing and report success."""
     from .store import category_scope  # the user's own categories are scopes too
 
-    known = set(default_scopes()) | {category_scope(c) for c in store.categories(dataset)}
+    known = set(scope_rules.to_fit()) | {category_scope(c) for c in store.categories(dataset)}
     unknown = [s for s in scopes if s not in known]
     if unknown:
         raise ValueError(f"unknown scope(s) {', '.join(map(repr, unknown))}; scopes are 'all', the scenario groups "
@@ -1727,7 +1722,7 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
     """
     report = DissectionReport()
     t0 = time.perf_counter()
-    scopes = list(scopes or default_scopes())
+    scopes = list(scopes or scope_rules.to_fit())
     _check_dissect_inputs(store, dataset, feature_source, scopes, judges, folds)
     if ties not in TIE_MODELS:
         raise ValueError(f"ties must be one of {TIE_MODELS}, not {ties!r}")

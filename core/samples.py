@@ -6,55 +6,21 @@
   detected errors, the reference answer), read back from the stored annotation answers.
 - :func:`explain`: for one judge and scope, the stored profile's posterior-mean weights times
   the sample's features (``fit.contributions``), beside the judge's actual choice.
-- :func:`scope_filter` / :func:`parse_scope`: a profile scope ("all", a scenario group, a query
-  case) as a ``SampleFilter`` restriction, so a drill-down from a profile lists its samples.
 
 Listing and paging live in ``Store.browse`` (SQL); this module only reads and shapes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import catalogue, fit
+from . import catalogue, fit, scopes
 from .featureset import FeatureSet
 from .profile import beats_baselines, best_baseline, is_position, pick_profile
-from .store import CATEGORY_SCOPE, SampleFilter, Store
+from .store import Store
 
 ORDERS = ("AB", "BA")
-
-
-def parse_scope(scope: str | None) -> str:
-    """A profile scope checked against the catalogue: "all", a scenario group or a query case."""
-    if not scope or scope == "all":
-        return "all"
-    if scope in catalogue.group_keys() or scope in catalogue.case_keys():
-        return scope
-    if scope.startswith(CATEGORY_SCOPE) and len(scope) > len(CATEGORY_SCOPE):
-        return scope  # one of the user's own categories
-    raise ValueError(f"unknown scope {scope!r}: use 'all', a scenario group ({', '.join(catalogue.group_keys())}) "
-                     f"or a query case ({', '.join(catalogue.case_keys())})")
-
-
-def scope_filter(f: SampleFilter, scope: str | None) -> SampleFilter:
-    """``f`` restricted to a scope's samples (a scenario group or a query case; "all": unchanged)."""
-    scope = parse_scope(scope)
-    if scope in catalogue.group_keys():
-        return dataclasses.replace(f, scenario=scope)
-    if scope in catalogue.case_keys():
-        return dataclasses.replace(f, case=scope)
-    if scope.startswith(CATEGORY_SCOPE):
-        return dataclasses.replace(f, category=scope[len(CATEGORY_SCOPE):])
-    return f
-
-
-def sample_scopes(sample: dict[str, Any]) -> list[str]:
-    """The scopes a sample belongs to: its scenario group, its query cases, and "all"."""
-    cases = sample.get("cases") or {}
-    out = [sample["scenario_group"]] if sample.get("scenario_group") else []
-    return out + [c for c in catalogue.case_keys() if cases.get(c)] + ["all"]
 
 
 # ------------------------------------------------------------------------------ annotations
@@ -281,7 +247,7 @@ def explain(store: Store, sample_id: str, judge: str, scope: str | None = None, 
     sample = store.sample(sample_id)
     if sample is None:
         raise ValueError(f"no sample {sample_id!r}")
-    scope = parse_scope(scope or sample.get("scenario_group") or "all")
+    scope = scopes.parse(scope or sample.get("scenario_group") or "all")
     vote = next((v for v in store.sample_labels(sample_id) if v["judge"] == judge), None)
     feats = store.sample_features(sample_id)
     available = {r["source"] for r in feats}

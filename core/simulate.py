@@ -115,7 +115,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from scipy import special
 
-from . import catalogue
+from . import catalogue, scopes
 from .fit import INTERVAL_PROB, inputs_key, library_versions
 from .profile import (FITTED_METHODS, INTERCEPT, TIE, beats_baselines, best_baseline, is_position, measured_mask,
                       method_rank, pick_profile)
@@ -1080,15 +1080,13 @@ def simulation_options(store, dataset: str) -> dict[str, Any]:
     rows = [r for r in store.profiles(dataset=dataset, columns=["feature_source", "scope", "method", "judge",
                                                                 "attributes", "accuracy", "provenance"])
             if r["feature_source"] in sources]
-    known = ["all"] + catalogue.group_keys() + catalogue.case_keys()
-    scope_key = lambda sc: (known.index(sc) if sc in known else len(known), sc)  # noqa: E731
     index: dict[str, dict[str, dict[str, list[str]]]] = {}
     for src in sorted({r["feature_source"] for r in rows}):
         mine = [r for r in rows if r["feature_source"] == src]
         index[src] = {
             sc: {m: sorted({r["judge"] for r in mine if r["scope"] == sc and r["method"] == m})
                  for m in sorted({r["method"] for r in mine if r["scope"] == sc}, key=method_rank)}
-            for sc in sorted({r["scope"] for r in mine}, key=scope_key)
+            for sc in scopes.order(r["scope"] for r in mine)
         }
     missing: dict[str, dict[str, dict[str, dict[str, list[str]]]]] = {}
     for r in rows:

@@ -121,17 +121,8 @@ def agreement(fp: tuple, dataset: str | None) -> pd.DataFrame:
 # --------------------------------------------------------------------------- profiles and similarity
 # (pages/profiles.py and pages/similarity.py)
 
-from core import compare  # noqa: E402
+from core import compare, scopes as _scopes  # noqa: E402
 from core.profile import export_profiles, profile_frame, profile_summary, top_bottom  # noqa: E402
-
-
-def scope_order(scopes) -> list[str]:
-    """Scopes in reading order: "all", the scenario groups, the query cases (catalogue order), the rest."""
-    from core import catalogue
-
-    scopes = list(dict.fromkeys(scopes))
-    known = ["all"] + catalogue.group_keys() + catalogue.case_keys()
-    return [s for s in known if s in scopes] + sorted(s for s in scopes if s not in known)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -212,7 +203,7 @@ def similarity(fp: tuple, dataset: str, feature_source: str, method: str, scope:
     """Judge similarity (correlation of weight vectors; averaged over the scenario groups when
     ``scope`` is None), ordered by hierarchical clustering."""
     weights = profile_weights(fp, dataset, feature_source, method)
-    scopes = [scope] if scope else compare.scenario_scopes(weights)
+    scopes = [scope] if scope else _scopes.averaged(weights)
     matrix = compare.similarity_matrix(weights, list(judges) or None, scopes=scopes, method=corr)
     order = compare.cluster_order(matrix)
     return {"matrix": matrix.loc[order, order], "order": order, "scopes": scopes,
@@ -301,9 +292,7 @@ def dataset_judges(fp: tuple, dataset: str) -> list[str]:
 
 @st.cache_data(show_spinner=False)
 def fit_scopes() -> list[str]:
-    from core import fit
-
-    return fit.default_scopes()
+    return _scopes.to_fit()
 
 
 # --------------------------------------------------------------------------- simulator (pages/simulate.py)
@@ -428,7 +417,7 @@ def sample_catalogue() -> dict:
 
 def sample_scopes(sample: dict) -> list[str]:
     """The profile scopes a sample belongs to: its scenario group, its query cases, "all"."""
-    return _samples.sample_scopes(sample)
+    return _scopes.of_sample(sample)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

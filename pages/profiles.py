@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import catalogue
+from core import catalogue, scopes
 from core.profile import method_rank
 from dashboard import charts, data, guide, viewurl
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
@@ -59,7 +59,7 @@ method = c3.selectbox("Method", methods, index=_at(methods, "method"), key="prof
                       help="fast: batched HMC; exact: NUTS; truth: the demo's known weights; imported: published means")
 rows = rows[rows["method"] == method]
 
-scope_order = data.scope_order(rows["scope"])
+scope_order = scopes.order(rows["scope"])
 scope_n = rows.groupby("scope")["n"].max().to_dict()
 c1, c2, c3 = st.columns([1, 2, 1])
 scope = c1.selectbox("Scope", scope_order, index=_at(scope_order, "scope"), key="profiles_scope",

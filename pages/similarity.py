@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import catalogue
+from core import catalogue, scopes
 from core.profile import method_rank
 from dashboard import charts, data, guide, viewurl
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
@@ -53,7 +53,7 @@ corr = c4.radio("Correlation", ["pearson", "spearman"], horizontal=True, key="si
                 format_func=str.capitalize)
 
 c1, c2 = st.columns([1, 3])
-scope_options = [AVERAGED] + data.scope_order(rows["scope"])
+scope_options = [AVERAGED] + scopes.order(rows["scope"])
 viewurl.restore("sim_scope", "scope", scope_options)
 scope_choice = c1.selectbox("Scenarios", scope_options, key="sim_scope",
                             format_func=lambda s: s if s == AVERAGED else catalogue.scope_label(s))
@@ -155,7 +155,7 @@ if st.session_state.get("sim_a") not in judges:
 if st.session_state.get("sim_b") not in judges:
     st.session_state["sim_b"] = sim["order"][1]
 
-side_scopes = [scope] if scope else data.scope_order(rows["scope"])
+side_scopes = [scope] if scope else scopes.order(rows["scope"])
 c1, c2, c3 = st.columns(3)
 a = c1.selectbox("Judge", judges, key="sim_a")
 b = c2.selectbox("and judge", judges, key="sim_b")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import catalogue, compare, fit
+from core import catalogue, compare, fit, scopes
 from core.profile import POSITION, POSITION_LABEL, load_published_profiles, profile_frame, top_bottom
 
 D = len(catalogue.attribute_keys())
@@ -60,7 +60,7 @@ def test_similarity_is_averaged_over_shared_scenario_groups_only():
     every = compare.similarity_matrix(profiles, scopes=list(profiles))
     assert every.loc["x", "z"] == pytest.approx((np.corrcoef(base, noise)[0, 1] + 1.0) / 2)
     assert compare.judge_similarity(profiles, "x", "y") == pytest.approx(0.0)
-    assert compare.default_scopes(profiles) == ["Advice", "Code"]
+    assert scopes.beside_cases(profiles) == ["Advice", "Code"]  # the default: every scope but the cases
     lonely = compare.similarity_matrix({"Advice": {"x": base}, "Code": {"y": base}})
     assert math.isnan(lonely.loc["x", "y"])
 

@@ -280,15 +280,6 @@ def test_explain_uses_the_stored_profile_and_the_samples_features(demo_store):
         samples.explain(demo_store, d.sample_ids[0], "demo-crowd", "Cooking")
 
 
-def test_scope_filter_maps_scopes_to_filters():
-    base = SampleFilter(dataset=DS)
-    assert samples.scope_filter(base, "Code").scenario == "Code"
-    assert samples.scope_filter(base, "w_stances").case == "w_stances"
-    assert samples.scope_filter(base, "all") == base
-    with pytest.raises(ValueError):
-        samples.scope_filter(base, "nope")
-
-
 # ------------------------------------------------------------------ the sample view
 
 

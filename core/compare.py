@@ -1,7 +1,7 @@
 """Comparing judges through their profiles: similarity, clustering, groups of judges, differences.
 
 Profiles come in as ``{scope: {judge: weights}}`` (weights in the catalogue's attribute order),
-as :func:`load_published_profiles` returns and as fitted :class:`core.fit.Profile` lists
+as ``profile.load_published_profiles`` returns and as fitted :class:`core.fit.Profile` lists
 reduce to with :func:`weights_by_scope`. Following the paper, the similarity of two judges
 is the correlation of their weight vectors within a scope, averaged over the scopes both
 have; by default only the scenario groups count, not the five query-specific cases (those
@@ -11,7 +11,6 @@ scopes overlap the groups and hold the same samples again).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any, Iterable, Mapping, Sequence
@@ -22,6 +21,7 @@ import pandas as pd
 from . import catalogue
 from . import scopes as scope_rules
 from .profile import POSITION_LABEL, floats, is_position, measured_mask
+from .records import size_from_name
 
 METHODS = ("pearson", "spearman")
 
@@ -270,24 +270,9 @@ def weights_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, 
 
 # --------------------------------------------------------------------------- groups of judges
 
-_MOE = re.compile(r"(?<![\w.])(\d+)x(\d+(?:\.\d+)?)b(?![a-z])")
-_SIZE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)b(?![a-z])")
-
-
-def size_from_name(name: str) -> float | None:
-    """Billions of parameters read off a model name ("llama-2-70b-chat" 70, "mistral-8x7b" 56),
-    or None when the name does not say (gpt-4, zephyr, human)."""
-    low = str(name).lower()
-    m = _MOE.search(low)
-    if m:
-        return float(m.group(1)) * float(m.group(2))
-    m = _SIZE.search(low)
-    return float(m.group(1)) if m else None
-
-
 def judge_sizes(judges: Iterable[str], known: Mapping[str, float | None] | None = None) -> dict[str, float | None]:
     """Each judge's size in billions of parameters: the recorded one (``judges.size_b``) when known,
-    else read off the name (:func:`size_from_name`)."""
+    else read off the name (``records.size_from_name``)."""
     known = known or {}
     out = {}
     for j in judges:
@@ -299,7 +284,7 @@ def judge_sizes(judges: Iterable[str], known: Mapping[str, float | None] | None 
 def size_groups(judges: Iterable[str], sizes: Mapping[str, float | None], split: float = 30.0) -> dict[str, list[str]]:
     """Judges split at ``split`` billion parameters (the paper's ~30B split); judges of unknown size
     are left out. ``sizes`` maps a judge to its size (e.g. ``judges.size_b``, else
-    :func:`size_from_name`)."""
+    ``records.size_from_name``)."""
     small, large = [], []
     for j in judges:
         s = sizes.get(j)

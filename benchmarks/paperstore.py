@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_fit import shared_data  # noqa: E402
-from core import catalogue, fit  # noqa: E402
+from core import catalogue, fit, synthetic  # noqa: E402
 from core.profile import load_published_profiles  # noqa: E402
 from core.records import Dataset, Feature, ImportBatch, Judge, Label, Sample  # noqa: E402
 from core.store import Store  # noqa: E402
@@ -67,7 +67,7 @@ def write(store: Store, seed: int = 0) -> int:
                    _text(rng, int(rng.integers(60, 500))), _text(rng, int(rng.integers(60, 500))),
                    model_a=str(ma), model_b=str(mb), scenario_group=g, cases=cases_of[i])
         batch.samples.append(s)
-        x = fit.simulate_features(1, rng)[0]
+        x = synthetic.simulate_features(1, rng)[0]
         batch.features += [Feature(s.id, SOURCE, k, int(v)) for k, v in zip(keys, x)]
         for j in judges:
             p = 1 / (1 + np.exp(-x @ published[g][j]))

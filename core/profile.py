@@ -22,7 +22,7 @@ from scipy import special
 from . import catalogue, safecsv
 from .featureset import rank as feature_set_rank
 
-#: Name of the position term, the weight of "shown first" (``fit.INTERCEPT_SCALE``: a Normal prior,
+#: Name of the position term, the weight of "shown first" (``sampler.INTERCEPT_SCALE``: a Normal prior,
 #: not a Laplace). In A/B orientation its column is +1 where A was shown first and -1 where B was, so
 #: with single-order data (A always first) it is an intercept, and verdicts in both orders separate
 #: it from content. Profiles fitted before it had this name call it "(intercept)": see is_position.

@@ -116,7 +116,8 @@ import numpy as np
 from scipy import special
 
 from . import catalogue, scopes
-from .fit import INTERVAL_PROB, inputs_key, library_versions
+from .fit import inputs_key, library_versions
+from .sampler import INTERVAL_PROB
 from .profile import (FITTED_METHODS, INTERCEPT, TIE, beats_baselines, best_baseline, is_position, measured_mask,
                       method_rank, pick_profile)
 

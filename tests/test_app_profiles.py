@@ -15,7 +15,7 @@ from scipy import special
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
-from core import catalogue, compare, fit
+from core import catalogue, compare, fit, sampler
 from core.profile import MIN_DIFFERING, POSITION_LABEL, is_attribute_term, load_published_profiles, profile_frame
 from core.store import Store
 from dashboard import charts
@@ -139,7 +139,7 @@ def test_accuracy_and_diagnostics_are_the_stored_ones(store_path):
         assert table.loc[judge, "min_ess"] == pytest.approx(min(row["ess"]))
         assert table.loc[judge, "divergences"] == row["provenance"]["diagnostics"]["divergences"]
     prov = frame_with(at, "sampler", "fitted_at")[0].set_index("judge")
-    assert set(prov["sampler"]) == {fit.FAST_SAMPLER}
+    assert set(prov["sampler"]) == {sampler.FAST_SAMPLER}
     assert prov.loc["demo-crowd", "fitted_at"] == want["demo-crowd"]["provenance"]["fitted_at"]
     assert "pymc " + want["demo-crowd"]["provenance"]["versions"]["pymc"] in prov.loc["demo-crowd", "versions"]
 
@@ -179,7 +179,7 @@ def test_downloads_carry_the_stored_weights_intervals_and_provenance(store_path,
         for col in ("mean", "sd", "lo", "hi", "p_pos"):
             assert np.allclose(mine[col], row[col]), col
         assert np.allclose(mine["accuracy"], row["accuracy"]) and set(mine["n"]) == {row["n"]}
-        assert set(mine["fingerprint"]) == {row["fingerprint"]} and set(mine["sampler"]) == {fit.FAST_SAMPLER}
+        assert set(mine["fingerprint"]) == {row["fingerprint"]} and set(mine["sampler"]) == {sampler.FAST_SAMPLER}
     doc = json.loads(files["profiles_demo-synthetic_all_fast.json"])
     assert [p["judge"] for p in doc] == JUDGES
     for p in doc:

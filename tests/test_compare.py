@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import catalogue, compare, fit, scopes
+from core import catalogue, compare, fit, scopes, synthetic
 from core.profile import POSITION, POSITION_LABEL, load_published_profiles, profile_frame, top_bottom
 
 D = len(catalogue.attribute_keys())
@@ -113,11 +113,11 @@ def test_weight_difference_with_and_without_draws():
 
 def test_weight_difference_of_fitted_profiles_uses_their_draws():
     rng = np.random.default_rng(3)
-    X = fit.simulate_features(300, rng)
+    X = synthetic.simulate_features(300, rng)
     keys = catalogue.attribute_keys()
     W = np.zeros((2, D))
     W[0, keys.index("lengthy")] = 1.5  # judge a loves length, judge b does not care
-    Y = fit.simulate_labels(X, W, rng)
+    Y = synthetic.simulate_labels(X, W, rng)
     a, b = fit.fit_profiles(X, Y, ["a", "b"], draws=500, folds=0)
     diff = compare.weight_difference(a, b).set_index("attribute")
     assert diff.loc["lengthy", "lo"] > 0 and diff.loc["lengthy", "p_pos"] > 0.99

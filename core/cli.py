@@ -784,7 +784,7 @@ def cmd_export_profiles(args) -> int:
 
 
 def cmd_similarity(args) -> int:
-    from . import catalogue, compare, scopes
+    from . import catalogue, compare
 
     with _store(args) as store:
         source, method = _profile_set(store, args)
@@ -792,19 +792,16 @@ def cmd_similarity(args) -> int:
         known = {j["name"]: j["size_b"] for j in store.judges()}
     if args.scope and args.scope not in weights:
         raise CLIError(f"no profiles in scope {args.scope!r} (there are: {', '.join(sorted(weights))})")
-    over = [args.scope] if args.scope else scopes.averaged(weights)
-    matrix = compare.similarity_matrix(weights, _names(args.judges, list(known)), scopes=over,
-                                       method=args.corr)
-    if len(matrix) < 2:
+    report = compare.similarity_report(weights, scope=args.scope, judges=_names(args.judges, list(known)),
+                                       corr=args.corr)
+    if len(report.matrix) < 2:
         raise CLIError("similarity needs profiles of at least two judges")
-    used = matrix.attrs.get("attributes", {})
-    order = compare.cluster_order(matrix)
-    matrix = matrix.loc[order, order]
-    where = f"in {args.scope!r}" if args.scope else f"averaged over {len(over)} scenario groups"
+    matrix, order = report.matrix, report.order
+    where = f"in {args.scope!r}" if args.scope else f"averaged over {len(report.scopes)} scenario groups"
     print(f"{args.corr} similarity of {len(order)} judges ({args.dataset}, {method}, features {source!r}), {where};"
           " ordered by hierarchical clustering")
-    if used:
-        lo, hi = min(used.values()), max(used.values())
+    if report.attribute_range:
+        lo, hi = report.attribute_range
         print(f"computed over the attributes both profiles measured: {lo if lo == hi else f'{lo}-{hi}'} of "
               f"{len(catalogue.attribute_keys())} (the position term and unmeasured attributes left out)")
     print(matrix.round(3).to_string())

@@ -66,8 +66,8 @@ def similarity_matrix(
     """Judge x judge similarity: the per-scope correlation averaged over the scopes both judges have.
 
     ``judges`` defaults to every judge in the chosen scopes (first-seen order); ``scopes`` to
-    ``scopes.beside_cases`` (every scope but the query cases). Pairs that share no scope get NaN. A NaN weight is an attribute the
-    profile did not measure (see :func:`weights_from_rows`): a pair's correlation in a scope is
+    ``scopes.beside_cases`` (every scope but the query cases). Pairs that share no scope get NaN.
+    A NaN weight is an attribute the profile did not measure (see :func:`weights_from_rows`): a pair's correlation in a scope is
     over the attributes both measured (NaN with fewer than 3). The result's ``attrs["attributes"]``
     gives, per scope, the fewest attributes a pair's correlation there rested on.
     """
@@ -143,6 +143,36 @@ def cluster_order(matrix: pd.DataFrame, *, method: str = "average") -> list[str]
 
     Z = hierarchy.linkage(squareform(D, checks=False), method=method, optimal_ordering=True)
     return [names[i] for i in hierarchy.leaves_list(Z)]
+
+
+@dataclass
+class SimilarityReport:
+    """Judge similarity as the Similarity page and ``python -m core similarity`` show it."""
+
+    matrix: pd.DataFrame  # judge x judge correlation, rows and columns in ``order``
+    order: list[str]  # the judges, ordered by hierarchical clustering (alike judges together)
+    scopes: list[str]  # the scopes the correlation is averaged over (or the one asked for)
+    corr: str  # "pearson" or "spearman"
+    attributes: dict[str, int] = field(default_factory=dict)  # per scope: fewest attributes a pair's rested on
+
+    @property
+    def attribute_range(self) -> tuple[int, int] | None:
+        """(fewest, most) over the scopes of the attributes a pair's correlation rested on (both
+        profiles measured them)."""
+        used = list(self.attributes.values())
+        return (min(used), max(used)) if used else None
+
+
+def similarity_report(weights: WeightsByScope, *, scope: str | None = None, judges: Sequence[str] | None = None,
+                      corr: str = "pearson") -> SimilarityReport:
+    """The one similarity pipeline: weights ({scope: {judge: weights}}, from :func:`weights_from_rows`,
+    where unmeasured attributes are NaN) -> the correlation matrix in one scope, or averaged over the
+    scenario groups (``scopes.averaged``) -> ordered by clustering."""
+    over = [scope] if scope else scope_rules.averaged(weights)
+    matrix = similarity_matrix(weights, list(judges) if judges else None, scopes=over, method=corr)
+    used = dict(matrix.attrs.get("attributes", {}))
+    order = cluster_order(matrix)
+    return SimilarityReport(matrix.loc[order, order], order, over, corr, used)
 
 
 @dataclass

@@ -199,15 +199,10 @@ def profile_weights(fp: tuple, dataset: str, feature_source: str, method: str) -
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def similarity(fp: tuple, dataset: str, feature_source: str, method: str, scope: str | None,
-               judges: tuple[str, ...], corr: str) -> dict:
-    """Judge similarity (correlation of weight vectors; averaged over the scenario groups when
-    ``scope`` is None), ordered by hierarchical clustering."""
-    weights = profile_weights(fp, dataset, feature_source, method)
-    scopes = [scope] if scope else _scopes.averaged(weights)
-    matrix = compare.similarity_matrix(weights, list(judges) or None, scopes=scopes, method=corr)
-    order = compare.cluster_order(matrix)
-    return {"matrix": matrix.loc[order, order], "order": order, "scopes": scopes,
-            "attributes": dict(matrix.attrs.get("attributes", {}))}
+               judges: tuple[str, ...], corr: str) -> compare.SimilarityReport:
+    """Judge similarity (``compare.similarity_report``, as the CLI prints it)."""
+    return compare.similarity_report(profile_weights(fp, dataset, feature_source, method), scope=scope,
+                                     judges=judges, corr=corr)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -216,7 +211,7 @@ def judge_groups(fp: tuple, dataset: str, feature_source: str, method: str, scop
     """Automatic judge groups: by size (``judges.size_b``, else read off the name, split at
     ``split`` B), by kind, or by cutting the clustering into ``k`` clusters."""
     if by == "clusters":
-        return compare.cluster_groups(similarity(fp, dataset, feature_source, method, scope, judges, corr)["matrix"], k)
+        return compare.cluster_groups(similarity(fp, dataset, feature_source, method, scope, judges, corr).matrix, k)
     details = judge_details(fp).set_index("name")
     if by == "kind":
         return compare.groups_by(judges, details["kind"].to_dict())
@@ -227,7 +222,7 @@ def judge_groups(fp: tuple, dataset: str, feature_source: str, method: str, scop
 def group_similarity(fp: tuple, dataset: str, feature_source: str, method: str, scope: str | None,
                      judges: tuple[str, ...], corr: str, groups: tuple[tuple[str, tuple[str, ...]], ...]) -> pd.DataFrame:
     """Intra- and inter-group similarity of judge groups, as a table (see ``compare.group_table``)."""
-    matrix = similarity(fp, dataset, feature_source, method, scope, judges, corr)["matrix"]
+    matrix = similarity(fp, dataset, feature_source, method, scope, judges, corr).matrix
     members = {name: [j for j in js if j in matrix.index] for name, js in groups}
     return compare.group_table(compare.group_similarity(matrix, members), members)
 

@@ -71,17 +71,17 @@ if len(judges) < 2:
     st.stop()
 
 sim = data.similarity(fp, dataset, feature_source, method, scope, tuple(judges), corr)
-matrix = sim["matrix"]
+matrix = sim.matrix
 st.caption(
     f"{corr.capitalize()} correlation of the judges' weight vectors"
-    + (f", averaged over {len(sim['scopes'])} scenario groups" if scope is None else f" in {md(repr(scope))}")
+    + (f", averaged over {len(sim.scopes)} scenario groups" if scope is None else f" in {md(repr(scope))}")
     + "; ordered by hierarchical clustering (average linkage on 1 − similarity). Click a cell to see the two "
     "profiles side by side below."
 )
-if sim["attributes"]:
-    used = sim["attributes"].values()
-    st.caption(f"Computed over the attributes both judges' profiles measured: {min(used)}"
-               + ("" if min(used) == max(used) else f" to {max(used)}")
+if sim.attribute_range:
+    lo, hi = sim.attribute_range
+    st.caption(f"Computed over the attributes both judges' profiles measured: {lo}"
+               + ("" if lo == hi else f" to {hi}")
                + " of 29 per scope (the position term, the tie parameter and attributes with no or too few differing "
                  "samples are left out).")
 event = charts.show(charts.similarity_heatmap, matrix, on_select="rerun", key="sim_heatmap", width="content")
@@ -151,9 +151,9 @@ if cell:
 else:
     st.session_state.pop("sim_last_cell", None)
 if st.session_state.get("sim_a") not in judges:
-    st.session_state["sim_a"] = sim["order"][0]
+    st.session_state["sim_a"] = sim.order[0]
 if st.session_state.get("sim_b") not in judges:
-    st.session_state["sim_b"] = sim["order"][1]
+    st.session_state["sim_b"] = sim.order[1]
 
 side_scopes = [scope] if scope else scopes.order(rows["scope"])
 c1, c2, c3 = st.columns(3)

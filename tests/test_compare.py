@@ -201,3 +201,20 @@ def test_similarity_leaves_out_the_position_term_and_unmeasured_attributes():
     assert frame.loc[frame["attribute"].isin(keys[9:]), "mean"].isna().all()
     assert frame.loc[frame["attribute"] == POSITION, "label"].iloc[0] == POSITION_LABEL
     assert "admits_limits" not in set(top_bottom(frame)["attribute"])  # not measured: not a finding
+
+
+def test_similarity_report_is_the_one_pipeline_of_the_cli_and_the_page():
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=D)
+    weights = {g: {"a": base + rng.normal(0, 0.1, D), "b": -base, "c": base + rng.normal(0, 0.1, D)}
+               for g in ("Code", "Advice")}
+    weights["w_stances"] = {"a": base, "b": base, "c": base}  # a query case: not averaged over
+    weights["Code"]["b"][:5] = np.nan  # not measured: left out of b's correlations in Code
+    r = compare.similarity_report(weights)
+    assert r.scopes == scopes.averaged(weights) and set(r.scopes) == {"Advice", "Code"}
+    assert r.order[-1] == "b" or r.order[0] == "b"  # a and c cluster together
+    direct = compare.similarity_matrix(weights, scopes=r.scopes)
+    pd.testing.assert_frame_equal(r.matrix, direct.loc[r.order, r.order], check_names=False)
+    assert r.corr == "pearson" and r.attribute_range == (D - 5, D)
+    one = compare.similarity_report(weights, scope="w_stances", judges=["a", "b"], corr="spearman")
+    assert one.scopes == ["w_stances"] and set(one.order) == {"a", "b"} and one.corr == "spearman"

@@ -37,6 +37,7 @@ from scipy import special
 
 from . import catalogue
 from . import scopes as scope_rules
+from .featureset import PUBLISHED
 from .profile import (INTERCEPT, MIN_DIFFERING, TIE, display_percent, is_attribute_term, is_position,
                       load_published_profiles)
 from .sampler import (DEFAULT_PRIOR_SCALE, FAST_SAMPLER, INTERCEPT_SCALE, INTERVAL_PROB, TIE_MODELS, TIE_SCALE,
@@ -956,7 +957,7 @@ def scope_input(design, judges: Sequence[int], *, position: bool = True, ties: s
 
 
 def import_published(store, directory: str | Path, *, dataset: str = "published",
-                     feature_source: str = "published") -> int:
+                     feature_source: str = PUBLISHED.name) -> int:
     """Profiles in the seed repository's layout (one ``model_<group>_fitted_paras.jsonl`` per scope,
     rows of a judge name and its weights) as external profiles: means only, marked imported."""
     data = load_published_profiles(directory)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from core import annotate, demo, featureset, heuristics
+from core import annotate, demo, featureset, heuristics, prompts
 from core.featureset import FeatureSet
 
 
@@ -27,7 +27,7 @@ def test_builders_make_the_names_the_store_already_holds():
     assert FeatureSet.llm("m", "pd-v1").name == "llm:m:pd-v1"
     assert FeatureSet.llm("m", "pd-v1", both_orders=True).name == "llm:m:pd-v1:both"
     assert FeatureSet.parse(FeatureSet.llm("a:b", "v9", True).name) == FeatureSet.llm("a:b", "v9", True)
-    assert annotate.feature_source("loopback-1", True) == f"llm:loopback-1:{annotate.prompts()['version']}:both"
+    assert annotate.feature_source("loopback-1", True) == f"llm:loopback-1:{prompts.prompts()['version']}:both"
     assert heuristics.SOURCE == "heuristic:v1" == str(featureset.HEURISTIC)
     assert demo.FEATURE_SOURCE == "demo" and (demo.ANNOTATOR, demo.PROMPT_VERSION) == ("demo-generator", "demo-v1")
 

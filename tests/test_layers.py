@@ -165,3 +165,10 @@ def test_the_graph_checks_fail_on_a_planted_cycle_and_an_upward_import():
     assert cycle and cycle[0] == cycle[-1] and "store" in cycle and "fit" in cycle
     assert any(v.startswith("core/store.py:1 imports fit") for v in layer_violations(planted))
     assert find_cycle({"a": {"b": 3}, "b": {"a": 7}}) in (["a", "b", "a"], ["b", "a", "b"])
+
+
+def test_annotation_and_judge_collection_share_the_engine_below_them_not_each_other():
+    graph = import_graph()
+    assert "judges" not in graph["annotate"] and "annotate" not in graph["judges"]
+    assert "paidwork" in graph["annotate"] and "paidwork" in graph["judges"] and "paidwork" in graph["batch"]
+    assert not {"annotate", "judges"} & (set(graph["paidwork"]) | set(graph["batch"]))

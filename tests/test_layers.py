@@ -61,7 +61,7 @@ LAYERS = [
     {"store"},
     {"scopes", "features", "heuristics", "llm", "paidwork"},
     {"annotate", "judges", "batch", "importers"},
-    {"profile", "fit", "compare", "simulate", "bias", "samples"},
+    {"sampler", "synthetic", "profile", "fit", "compare", "simulate", "bias", "samples"},
     {"demo"},
     {"jobs"},
     {"cli", "__main__", "__init__"},

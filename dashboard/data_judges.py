@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import jobs as _jobs, judges
+from core import featureset as _featureset, jobs as _jobs, judges, scopes as _scopes
 from dashboard.data import store
 
 
@@ -31,7 +31,7 @@ def job_estimate(fp: tuple, kind: str, dataset: str, scenarios: tuple[str, ...],
 def feature_sources(fp: tuple, dataset: str) -> dict:
     """The dataset's feature sets (with samples covered) and the one fitting uses by default."""
     sources = store().feature_sources(dataset)  # one read: a job writing features cannot come between two
-    return {"sources": sources, "default": _jobs.richest_feature_source([r["source"] for r in sources])}
+    return {"sources": sources, "default": _featureset.richest(r["source"] for r in sources)}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -42,9 +42,7 @@ def dataset_judges(fp: tuple, dataset: str) -> list[str]:
 
 @st.cache_data(show_spinner=False)
 def fit_scopes() -> list[str]:
-    from core import fit
-
-    return fit.default_scopes()
+    return _scopes.to_fit()
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -7,36 +7,19 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import compare
+from core import compare, scopes as _scopes
+from core.profile import export_profiles, method_rank, profile_view as _profile_view
 from dashboard.data import store
 
 
 
-def scope_order(scopes) -> list[str]:
-    """Scopes in reading order: "all", the scenario groups, the query cases (catalogue order), the rest."""
-    from core import catalogue
-
-    scopes = list(dict.fromkeys(scopes))
-    known = ["all"] + catalogue.group_keys() + catalogue.case_keys()
-    return [s for s in known if s in scopes] + sorted(s for s in scopes if s not in known)
-
-
-#: fitted methods first (fast, then NUTS), then the known and the published weights
-METHOD_ORDER = ["fast", "exact", "truth", "imported"]
-
-
-def method_order(methods) -> list[str]:
-    """Methods in reading order: ``METHOD_ORDER``, then any other by name."""
-    methods = list(dict.fromkeys(methods))
-    return [m for m in METHOD_ORDER if m in methods] + sorted(m for m in methods if m not in METHOD_ORDER)
-
-
 def index_rows(index: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """One dataset's rows of ``profile_index`` in the pickers' reading order (dashboard/picker.py):
-    feature sets by name, methods by ``method_order``, scopes by ``scope_order``, judges by name."""
+    feature sets by name, methods in the order profiles are chosen in (``core.profile.method_rank``),
+    scopes in reading order (``core.scopes.order``), judges by name."""
     rows = index[index["dataset"] == dataset]
-    m_rank = {m: i for i, m in enumerate(method_order(rows["method"]))}
-    s_rank = {sc: i for i, sc in enumerate(scope_order(rows["scope"]))}
+    m_rank = {m: i for i, m in enumerate(sorted(dict.fromkeys(rows["method"]), key=method_rank))}
+    s_rank = {sc: i for i, sc in enumerate(_scopes.order(rows["scope"]))}
     return (rows.assign(_m=rows["method"].map(m_rank), _s=rows["scope"].map(s_rank))
             .sort_values(["feature_source", "_m", "_s", "judge"], kind="stable").drop(columns=["_m", "_s"]))
 
@@ -69,14 +52,14 @@ def profile_view(fp: tuple, dataset: str, feature_source: str, method: str, scop
     rows = profile_rows(fp, dataset, feature_source, method, scope, judges)
     # a synthetic dataset's known weights, drawn over the fitted ones
     known = _profiles_in_order(dataset, feature_source, "truth", scope, judges) if method != "truth" else None
-    return compare.profile_view(rows, known, k)
+    return _profile_view(rows, known, k)
 
 
 def profile_export(dataset: str, feature_source: str, method: str, scope: str, judges: tuple[str, ...],
                    fmt: str) -> str:
     """The weights download (CSV or JSON), made when the button is clicked, not on every view. It
     runs in Streamlit's download thread, outside any page run, so it reads the store directly."""
-    return compare.export_profiles(_profiles_in_order(dataset, feature_source, method, scope, judges), fmt)
+    return export_profiles(_profiles_in_order(dataset, feature_source, method, scope, judges), fmt)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -110,10 +93,10 @@ def profile_weights(fp: tuple, dataset: str, feature_source: str, method: str) -
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def similarity(fp: tuple, dataset: str, feature_source: str, method: str, scope: str | None,
-               judges: tuple[str, ...], corr: str) -> dict:
-    """Judge similarity (correlation of weight vectors; averaged over the scenario groups when
-    ``scope`` is None), ordered by hierarchical clustering."""
-    return compare.similarity_view(profile_weights(fp, dataset, feature_source, method), judges, scope, corr)
+               judges: tuple[str, ...], corr: str) -> compare.SimilarityReport:
+    """Judge similarity (``compare.similarity_report``, as the CLI prints it)."""
+    return compare.similarity_report(profile_weights(fp, dataset, feature_source, method), scope=scope,
+                                     judges=judges, corr=corr)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -123,7 +106,7 @@ def judge_groups(fp: tuple, dataset: str, feature_source: str, method: str, scop
     ``split`` B), by kind, or by cutting the clustering into ``k`` clusters."""
     if by == "clusters":
         return compare.auto_groups(judges, by, k=k,
-                                   matrix=similarity(fp, dataset, feature_source, method, scope, judges, corr)["matrix"])
+                                   matrix=similarity(fp, dataset, feature_source, method, scope, judges, corr).matrix)
     details = judge_details(fp).set_index("name")
     return compare.auto_groups(judges, by, kinds=details["kind"].to_dict(), sizes=details["size_b"].dropna().to_dict(),
                                split=split)
@@ -133,5 +116,5 @@ def judge_groups(fp: tuple, dataset: str, feature_source: str, method: str, scop
 def group_similarity(fp: tuple, dataset: str, feature_source: str, method: str, scope: str | None,
                      judges: tuple[str, ...], corr: str, groups: tuple[tuple[str, tuple[str, ...]], ...]) -> pd.DataFrame:
     """Intra- and inter-group similarity of judge groups, as a table (see ``compare.group_table``)."""
-    matrix = similarity(fp, dataset, feature_source, method, scope, judges, corr)["matrix"]
+    matrix = similarity(fp, dataset, feature_source, method, scope, judges, corr).matrix
     return compare.group_similarity_table(matrix, dict(groups))

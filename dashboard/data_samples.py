@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import catalogue as _catalogue, samples as _samples
+from core import catalogue as _catalogue, samples as _samples, scopes as _scopes
 from core.store import SampleFilter
 from dashboard import sampleurl as _sampleurl
 from dashboard.data import fingerprint, store
@@ -30,7 +30,7 @@ def sample_catalogue() -> dict:
 
 def sample_scopes(sample: dict) -> list[str]:
     """The profile scopes a sample belongs to: its scenario group, its query cases, "all"."""
-    return _samples.sample_scopes(sample)
+    return _scopes.of_sample(sample)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import catalogue
+from core import catalogue, scopes
 from dashboard import charts, data, data_profiles, guide, picker, viewurl
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
 
@@ -53,17 +53,17 @@ if len(judges) < 2:
     st.stop()
 
 sim = data_profiles.similarity(fp, dataset, feature_source, method, scope, tuple(judges), corr)
-matrix = sim["matrix"]
+matrix = sim.matrix
 st.caption(
     f"{corr.capitalize()} correlation of the judges' weight vectors"
-    + (f", averaged over {len(sim['scopes'])} scenario groups" if scope is None else f" in {md(repr(scope))}")
+    + (f", averaged over {len(sim.scopes)} scenario groups" if scope is None else f" in {md(repr(scope))}")
     + "; ordered by hierarchical clustering (average linkage on 1 − similarity). Click a cell to see the two "
     "profiles side by side below."
 )
-if sim["attributes"]:
-    used = sim["attributes"].values()
-    st.caption(f"Computed over the attributes both judges' profiles measured: {min(used)}"
-               + ("" if min(used) == max(used) else f" to {max(used)}")
+if sim.attribute_range:
+    lo, hi = sim.attribute_range
+    st.caption(f"Computed over the attributes both judges' profiles measured: {lo}"
+               + ("" if lo == hi else f" to {hi}")
                + " of 29 per scope (the position term, the tie parameter and attributes with no or too few differing "
                  "samples are left out).")
 event = charts.show(charts.similarity_heatmap, matrix, on_select="rerun", key="similarity_heatmap", width="content")
@@ -133,11 +133,11 @@ if cell:
 else:
     st.session_state.pop("similarity_last_cell", None)
 if st.session_state.get("similarity_a") not in judges:
-    st.session_state["similarity_a"] = sim["order"][0]
+    st.session_state["similarity_a"] = sim.order[0]
 if st.session_state.get("similarity_b") not in judges:
-    st.session_state["similarity_b"] = sim["order"][1]
+    st.session_state["similarity_b"] = sim.order[1]
 
-side_scopes = [scope] if scope else data_profiles.scope_order(rows["scope"])
+side_scopes = [scope] if scope else scopes.order(rows["scope"])
 c1, c2, c3 = st.columns(3)
 a = c1.selectbox("Judge", judges, key="similarity_a")
 b = c2.selectbox("and judge", judges, key="similarity_b")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,14 +37,21 @@ def store(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def demo_file(tmp_path_factory) -> Path:
-    """The demo with its fitted profiles, built once per test session: copy it, never write to it."""
+def demo_built(tmp_path_factory):
+    """(path, build result) of the demo with its fitted profiles, built once per test session (by
+    ``core.demo``'s own builder, so the tests follow the demo's contents): copy it, never write to it."""
     from core import demo
 
     path = tmp_path_factory.mktemp("demo") / "demo.db"
     with Store(path) as s:
-        demo.build_demo(s)
-    return path
+        result = demo.build_demo(s)
+    return path, result
+
+
+@pytest.fixture(scope="session")
+def demo_file(demo_built) -> Path:
+    """The demo with its fitted profiles, built once per test session: copy it, never write to it."""
+    return demo_built[0]
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +63,53 @@ def unfitted_demo_file(tmp_path_factory) -> Path:
     with Store(path) as s:
         demo.build_demo(s, fit=False)
     return path
+
+
+def copy_store(src: Path, dst: Path) -> Path:
+    """A private copy of a closed store file (closing folds its WAL in, so the file is the whole store)."""
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, dst)
+    return dst
+
+
+@pytest.fixture
+def demo_copy(demo_file, tmp_path) -> Path:
+    """A private copy of the fitted demo store (milliseconds, where building it takes many seconds)."""
+    return copy_store(demo_file, tmp_path / "store.db")
+
+
+@pytest.fixture
+def unfitted_demo_copy(unfitted_demo_file, tmp_path) -> Path:
+    """A private copy of the demo store without fitted profiles."""
+    return copy_store(unfitted_demo_file, tmp_path / "store.db")
+
+
+@dataclass
+class CLIResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args, store: Path | str | None = None) -> CLIResult:
+    """``python -m core [--store STORE] ARGS`` in this process: ``core.cli.main`` with its output captured,
+    argparse's exits (usage errors: 2, --help: 0) taken as return codes. The environment is the test's
+    (use ``monkeypatch.setenv``). tests/test_cli.py keeps one real subprocess run as a smoke test."""
+    import contextlib
+    import io
+
+    from core import cli
+
+    argv = (["--store", str(store)] if store is not None else []) + [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+    return CLIResult(code or 0, out.getvalue(), err.getvalue())
 
 
 def store_sha256(path: Path) -> str:

@@ -132,16 +132,25 @@ def store_path(demo_file, tmp_path, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture
+def unfitted_store_path(unfitted_demo_file, tmp_path, monkeypatch) -> Path:
+    """A private copy of the unfitted demo store, made the app's store (``PREFDISSECT_STORE``)."""
+    path = copy_store(unfitted_demo_file, tmp_path / "store.db")
+    monkeypatch.setenv("PREFDISSECT_STORE", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
-def streamlit_server(tmp_path_factory):
-    """One real `streamlit run` for every browser test, on a demo-seeded store of its own.
+def streamlit_server(tmp_path_factory, demo_file):
+    """One real `streamlit run` for every browser test, on a copy of the session's demo store (the
+    dashboard's own first-run build is tested in tests/test_app.py).
 
     Yields (url, store_path). Tests that need special data write it into that store first."""
     from tests import browserkit
 
     if not (browserkit.CHROMIUM and browserkit.CHROMEDRIVER):
         pytest.skip(browserkit.MARKS[1].kwargs["reason"])
-    path = tmp_path_factory.mktemp("browser") / "store.db"
+    path = copy_store(demo_file, tmp_path_factory.mktemp("browser") / "store.db")
     proc, url = browserkit.start_streamlit(path)
     yield url, path
     browserkit.stop(proc)
@@ -157,6 +166,26 @@ def browser():
     driver = browserkit.chrome()
     yield driver
     driver.quit()
+
+
+def loopback_settings(server, **kw):
+    """The one ``LLMSettings`` the tests build for a loopback server: its URL, model loopback-1, a test
+    key, a 5 s timeout and 2 retries; ``kw`` override (a test module passes its own defaults once)."""
+    from core.llm import LLMSettings
+
+    base = dict(model="loopback-1", base_url=server.url, api_key="test-key", timeout_s=5.0, max_retries=2)
+    return LLMSettings(**{**base, **kw})
+
+
+@pytest.fixture
+def pandalm_store(tmp_path, shared_data):
+    """PandaLM's test set (999 real pairs) imported into a fresh store."""
+    from core.importers import import_file
+
+    store = Store(tmp_path / "store.db")
+    import_file(store, "pandalm", shared_data / "pandalm" / "testset-v1.json")
+    yield store
+    store.close()
 
 
 @pytest.fixture

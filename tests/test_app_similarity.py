@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,10 +14,9 @@ from streamlit.testing.v1 import AppTest
 from core import catalogue, compare, fit
 from core.store import Store
 from dashboard import charts
+from tests.stsession import open_page
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboard" / "app.py")
-PAGE = "../pages/similarity.py"  # relative to dashboard/app.py
+PAGE = "similarity"  # pages/similarity.py
 JUDGES = ["demo-contrarian", "demo-crowd", "demo-strict", "demo-stylist"]
 
 
@@ -30,14 +28,6 @@ def published(store_path, shared_data) -> dict:
     with Store(store_path) as s:
         fit.import_published(s, directory)
     return compare.load_published_profiles(directory)
-
-
-def open_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def rerun(widget, value, at: AppTest) -> AppTest:
@@ -77,7 +67,7 @@ def corr(a, b, method="pearson") -> float:
 
 
 def test_matrix_is_judge_similarity_averaged_over_the_scenario_groups_in_cluster_order(store_path):
-    at = open_page()
+    at = open_page(PAGE)
     shown = matrix_shown(at)
     weights = demo_weights(store_path)
     groups = catalogue.group_keys()
@@ -101,7 +91,7 @@ def test_matrix_is_judge_similarity_averaged_over_the_scenario_groups_in_cluster
 
 
 def test_one_scope_and_spearman(store_path):
-    at = open_page()
+    at = open_page(PAGE)
     rerun(at.selectbox(key="sim_scope"), "all", at)
     rerun(at.radio(key="sim_corr"), "spearman", at)
     shown = matrix_shown(at)
@@ -113,7 +103,7 @@ def test_one_scope_and_spearman(store_path):
 
 
 def test_the_papers_judges_size_groups_and_matrix(published):
-    at = open_page()
+    at = open_page(PAGE)
     rerun(at.selectbox(key="sim_dataset"), "published", at)
     assert at.selectbox(key="sim_method").value == "imported"
     shown = matrix_shown(at)
@@ -156,7 +146,7 @@ def test_the_papers_judges_size_groups_and_matrix(published):
 
 
 def test_custom_groups_table_equals_group_similarity(store_path):
-    at = open_page()
+    at = open_page(PAGE)
     # the demo's judges have no size: the grouping starts from the clustering, cut in two
     assert at.radio(key="sim_group_by").value == "clusters"
     assert len(group_table(at)) == 3
@@ -177,7 +167,7 @@ def test_custom_groups_table_equals_group_similarity(store_path):
 
 
 def test_two_profiles_side_by_side(store_path):
-    at = open_page()
+    at = open_page(PAGE)
     rerun(at.selectbox(key="sim_a"), "demo-crowd", at)
     rerun(at.selectbox(key="sim_b"), "demo-strict", at)
     rerun(at.selectbox(key="sim_side_scope"), "Advice", at)
@@ -202,7 +192,7 @@ def test_two_profiles_side_by_side(store_path):
 def test_too_few_judges_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFDISSECT_STORE", str(tmp_path / "empty.db"))
     monkeypatch.setenv("PREFDISSECT_SEED_DEMO", "0")
-    at = open_page()
+    at = open_page(PAGE)
     assert any("at least two judges" in i.value and "python -m core fit" in i.value for i in at.info)
 
 
@@ -269,7 +259,7 @@ def test_cli_similarity_prints_the_matrix_and_groups(store_path, tmp_path, capsy
 def test_clusters_of_two_or_three_judges_need_no_slider(store_path):
     """Regression: with two judges chosen, grouping by clusters built a slider from 2 to 2, which
     Streamlit refuses (StreamlitInvalidMinMaxError), and the page failed."""
-    at = open_page()
+    at = open_page(PAGE)
     rerun(at.multiselect(key="sim_judges") if any(m.key == "sim_judges" for m in at.multiselect)
           else at.multiselect[0], JUDGES[:2], at)
     rerun(at.radio(key="sim_group_by"), "clusters", at)

@@ -19,6 +19,15 @@ def shared_data_path() -> Path:
     return Path(override).expanduser() if override else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def pytest_collection_modifyitems(config, items):
+    """For pytest-xdist's ``--dist loadgroup`` (pytest.ini): a module's tests run in one worker, as they
+    share module fixtures, and every browser test in one worker, as they share one `streamlit run` and one
+    Chromium (conftest's session fixtures: a session per worker)."""
+    for item in items:
+        group = "browser" if item.get_closest_marker("browser") else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real data folder (see its README.md); tests that need it skip when it is absent."""

@@ -128,6 +128,13 @@ def _selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--estimate-only", action="store_true", help="print the cost estimate and stop")
 
 
+def _profile_set_args(p: argparse.ArgumentParser) -> None:
+    """Which stored profiles (export-profiles, similarity): judges, feature set, method (``_profile_set``)."""
+    p.add_argument("--judges", action="append", help="judges (repeatable, or comma-separated) (default: all)")
+    p.add_argument("--features", help="feature set of the profiles (default: the first stored)")
+    p.add_argument("--method", help="fast, exact, truth or imported (default: the first stored, in that order)")
+
+
 # The command registry: each handler below is declared with ``@command(NAME, help=..., description=...)``
 # and its arguments with ``@option(...)`` (argparse's ``add_argument``) or ``@options(shared)`` right above its
 # ``def``, so one command is one place to read; ``build_parser`` only assembles them.
@@ -1054,9 +1061,7 @@ def _profile_set(store, args) -> tuple[str, str]:
          "R-hat, ESS, with accuracy and provenance) or JSON (one object per profile).")
 @option("--dataset", required=True)
 @option("--scope", help="one scenario group / query case / all (default: every scope)")
-@option("--judges", action="append", help="judges (repeatable, or comma-separated) (default: all)")
-@option("--features", help="feature set of the profiles (default: the first stored)")
-@option("--method", help="fast, exact, truth or imported (default: the first stored, in that order)")
+@options(_profile_set_args)
 @option("--format", choices=["csv", "json"], default="csv")
 @option("--out", "-o", metavar="FILE", help="write here instead of standard output")
 def cmd_export_profiles(args) -> int:
@@ -1084,9 +1089,7 @@ def cmd_export_profiles(args) -> int:
          "--size-split, the mean similarity within and between groups of judges.")
 @option("--dataset", required=True)
 @option("--scope", help="one scope instead of the average over the scenario groups")
-@option("--judges", action="append", help="judges (repeatable, or comma-separated) (default: all)")
-@option("--features", help="feature set of the profiles (default: the first stored)")
-@option("--method", help="fast, exact, truth or imported (default: the first stored, in that order)")
+@options(_profile_set_args)
 @option("--corr", choices=["pearson", "spearman"], default="pearson")
 @option("--group", action="append", metavar="NAME=J1,J2", help="a group of judges (repeatable)")
 @option("--size-split", type=float, metavar="B",

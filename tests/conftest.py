@@ -12,6 +12,13 @@ from core.store import Store
 #: Environment variable pointing at the real test data (default: ../shared/data beside the repo).
 SHARED_DATA_ENV = "PREFDISSECT_SHARED_DATA"
 
+#: How many samples the default demo generates: its design (pairs per group times the groups), which
+#: tests compare with what the store and the pages count.
+def demo_samples() -> int:
+    from core import catalogue, demo
+
+    return len(catalogue.group_keys()) * demo.N_PER_GROUP
+
 
 def shared_data_path() -> Path:
     override = os.environ.get(SHARED_DATA_ENV, "").strip()

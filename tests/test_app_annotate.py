@@ -13,6 +13,7 @@ from core import annotate, jobs
 from core.llm import LLMSettings
 from core.loopback import LoopbackServer
 from core.store import Store
+from tests.conftest import demo_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
@@ -63,7 +64,7 @@ def test_estimate_and_key_status_before_starting_and_never_the_key(store_path):
         samples = s.samples_for("demo-synthetic")
         est = annotate.estimate(s, samples, LLMSettings.from_env())
     m = metrics(at)
-    assert m["Samples"] == f"{len(samples):,}" == "550"
+    assert m["Samples"] == f"{len(samples):,}" == f"{demo_samples():,}"
     assert m["Requests to send"] == f"{est.requests:,}"
     assert m["Estimated cost"] == f"${est.cost:.4f}" and est.cost > 0
     steps = next(df.value for df in at.dataframe if "step" in df.value.columns)

@@ -18,12 +18,13 @@ from streamlit.testing.v1 import AppTest
 from core import catalogue, compare, fit
 from core.store import Store
 from dashboard import charts
+from tests.conftest import demo_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
 PAGE = "../pages/profiles.py"  # relative to dashboard/app.py
 LABELS = {a.key: a.label for a in catalogue.attributes()}
-JUDGES = ["demo-contrarian", "demo-crowd", "demo-strict", "demo-stylist"]
+JUDGES = ["demo-crowd", "demo-gpt-4-turbo", "demo-tulu-70b", "demo-tulu-7b"]
 
 
 def stored(path, **kw) -> dict[str, dict]:
@@ -87,16 +88,16 @@ def test_chart_and_top_attributes_are_the_stored_numbers(store_path):
 
 
 def test_scope_shows_n_and_a_link_preselects_scope_judges_and_order(store_path):
-    at = open_page({"scope": "Advice", "judge": ["demo-strict", "demo-crowd"], "order": "weight"})
+    at = open_page({"scope": "Advice", "judge": ["demo-gpt-4-turbo", "demo-crowd"], "order": "weight"})
     box = at.selectbox(key="profiles_scope")
     assert box.value == "Advice"
     want = stored(store_path, dataset="demo-synthetic", scope="Advice", method="fast")
-    assert f"Advice · n={want['demo-strict']['n']}" in box.options  # n per scope in the picker
-    assert at.multiselect[0].value == ["demo-strict", "demo-crowd"]
+    assert f"Advice · n={want['demo-gpt-4-turbo']['n']}" in box.options  # n per scope in the picker
+    assert at.multiselect[0].value == ["demo-gpt-4-turbo", "demo-crowd"]
     spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
     y_sort = spec["layer"][1]["encoding"]["y"]["sort"]
     # ordered by the first judge's weight; terms with no estimate (too few samples differ) last, in catalogue order
-    mine = compare.profile_frame([want["demo-strict"]])
+    mine = compare.profile_frame([want["demo-gpt-4-turbo"]])
     estimated = mine[mine["status"] == "measured"]
     assert len(estimated) >= 20 and y_sort[:len(estimated)] == list(
         estimated.sort_values(["mean", "index"], ascending=[False, True], kind="stable")["label"])
@@ -105,12 +106,12 @@ def test_scope_shows_n_and_a_link_preselects_scope_judges_and_order(store_path):
 
 def test_difference_table_equals_weight_difference_of_the_stored_draws(store_path):
     at = open_page()
-    at.selectbox(key="profiles_diff_a").set_value("demo-strict").run()
+    at.selectbox(key="profiles_diff_a").set_value("demo-gpt-4-turbo").run()
     at.selectbox(key="profiles_diff_b").set_value("demo-crowd").run()
     assert not at.exception
     table = frame_with(at, "diff", "p_pos")[0]
     rows = stored(store_path, dataset="demo-synthetic", scope="all", method="fast", with_draws=True)
-    a, b = rows["demo-strict"], rows["demo-crowd"]
+    a, b = rows["demo-gpt-4-turbo"], rows["demo-crowd"]
     assert a["draws"].shape == (1000, 30)  # the position term and 29 attributes
     want = compare.weight_difference(np.asarray(a["mean"]), np.asarray(b["mean"]), draws_a=a["draws"],
                                      draws_b=b["draws"], attributes=a["attributes"])
@@ -133,7 +134,7 @@ def test_accuracy_and_diagnostics_are_the_stored_ones(store_path):
     for judge, row in want.items():
         assert table.loc[judge, "accuracy"] == pytest.approx(row["accuracy"])
         assert table.loc[judge, "log_loss"] == pytest.approx(row["log_loss"])
-        assert table.loc[judge, "n"] == row["n"] == 550
+        assert table.loc[judge, "n"] == row["n"] == demo_samples()
         assert table.loc[judge, "max_rhat"] == pytest.approx(max(row["rhat"]))
         assert table.loc[judge, "min_ess"] == pytest.approx(min(row["ess"]))
         assert table.loc[judge, "divergences"] == row["provenance"]["diagnostics"]["divergences"]
@@ -238,7 +239,7 @@ def test_drill_down_links_name_dataset_attribute_judge_scope_and_features(store_
     proto = next(p.proto for p in links if p.value.startswith("lengthy"))
     assert proto.page == "samples"
     assert parse_qs(proto.query_string) == {"dataset": ["demo-synthetic"], "attr": ["lengthy"],
-                                            "judge": ["demo-contrarian"], "scope": ["all"], "source": ["demo"]}
+                                            "judge": ["demo-tulu-7b"], "scope": ["all"], "source": ["demo"]}
 
 
 def test_imported_profiles_show_means_without_intervals_or_samples(store_path, shared_data):

@@ -19,7 +19,7 @@ from dashboard import charts
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
 PAGE = "../pages/similarity.py"  # relative to dashboard/app.py
-JUDGES = ["demo-contrarian", "demo-crowd", "demo-strict", "demo-stylist"]
+JUDGES = ["demo-crowd", "demo-gpt-4-turbo", "demo-tulu-70b", "demo-tulu-7b"]
 
 
 @pytest.fixture
@@ -163,13 +163,13 @@ def test_custom_groups_table_equals_group_similarity(store_path):
     rerun(at.radio(key="sim_group_by"), "custom", at)
     assert any("define at least two" in i.value for i in at.info)
     rerun(at.text_input(key="sim_group_name_0"), "style", at)
-    rerun(at.multiselect(key="sim_group_0"), ["demo-stylist", "demo-crowd"], at)
-    rerun(at.multiselect(key="sim_group_1"), ["demo-strict", "demo-contrarian"], at)
+    rerun(at.multiselect(key="sim_group_0"), ["demo-tulu-70b", "demo-crowd"], at)
+    rerun(at.multiselect(key="sim_group_1"), ["demo-gpt-4-turbo", "demo-tulu-7b"], at)
     table = group_table(at).set_index("group")
     M = compare.similarity_matrix(demo_weights(store_path), JUDGES, scopes=catalogue.group_keys())
-    groups = {"style": ["demo-stylist", "demo-crowd"], "group 2": ["demo-strict", "demo-contrarian"]}
+    groups = {"style": ["demo-tulu-70b", "demo-crowd"], "group 2": ["demo-gpt-4-turbo", "demo-tulu-7b"]}
     want = compare.group_similarity(M, groups)
-    assert table.loc["style", "similarity"] == pytest.approx(M.loc["demo-stylist", "demo-crowd"])
+    assert table.loc["style", "similarity"] == pytest.approx(M.loc["demo-tulu-70b", "demo-crowd"])
     assert table.loc["style", "similarity"] == pytest.approx(want.intra["style"])
     assert table.loc["group 2", "similarity"] == pytest.approx(want.intra["group 2"])
     assert table.loc["style vs group 2", "similarity"] == pytest.approx(want.inter)
@@ -179,15 +179,15 @@ def test_custom_groups_table_equals_group_similarity(store_path):
 def test_two_profiles_side_by_side(store_path):
     at = open_page()
     rerun(at.selectbox(key="sim_a"), "demo-crowd", at)
-    rerun(at.selectbox(key="sim_b"), "demo-strict", at)
+    rerun(at.selectbox(key="sim_b"), "demo-gpt-4-turbo", at)
     rerun(at.selectbox(key="sim_side_scope"), "Advice", at)
     shown = matrix_shown(at)
-    assert any(f"**{shown.loc['demo-crowd', 'demo-strict']:.3f}**" in c.value for c in at.caption)
+    assert any(f"**{shown.loc['demo-crowd', 'demo-gpt-4-turbo']:.3f}**" in c.value for c in at.caption)
     charts_ = at.get("vega_lite_chart")
     assert len(charts_) == 3  # the heatmap and the two profiles
     with Store(store_path) as s:
         want = {r["judge"]: r for r in s.profiles(dataset="demo-synthetic", scope="Advice", method="fast")}
-    for i, judge in ((1, "demo-crowd"), (2, "demo-strict")):
+    for i, judge in ((1, "demo-crowd"), (2, "demo-gpt-4-turbo")):
         data = max((pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in charts_[i].proto.datasets), key=len)
         assert set(data["judge"]) == {judge}
         mine = data.sort_values("index")
@@ -196,7 +196,7 @@ def test_two_profiles_side_by_side(store_path):
         assert np.allclose(shown_mean[estimated], np.asarray(want[judge]["mean"])[estimated])
         assert np.isnan(shown_mean[~estimated]).all()
     link = next(p.proto for p in at.page_link if p.proto.page == "profiles")
-    assert "judge=demo-crowd&judge=demo-strict" in link.query_string and "scope=Advice" in link.query_string
+    assert "judge=demo-crowd&judge=demo-gpt-4-turbo" in link.query_string and "scope=Advice" in link.query_string
 
 
 def test_too_few_judges_says_so(tmp_path, monkeypatch):
@@ -253,14 +253,14 @@ def test_cli_similarity_prints_the_matrix_and_groups(store_path, tmp_path, capsy
     from core import cli
 
     csv = tmp_path / "m.csv"
-    assert cli.main(["similarity", "--dataset", "demo-synthetic", "--group", "a=demo-crowd,demo-stylist",
-                     "--group", "b=demo-strict,demo-contrarian", "--csv", str(csv)]) == 0
+    assert cli.main(["similarity", "--dataset", "demo-synthetic", "--group", "a=demo-crowd,demo-tulu-70b",
+                     "--group", "b=demo-gpt-4-turbo,demo-tulu-7b", "--csv", str(csv)]) == 0
     out = capsys.readouterr().out
     assert "averaged over 11 scenario groups" in out and "a vs b" in out
     M = pd.read_csv(csv, index_col=0)
     weights = demo_weights(store_path)
-    assert M.loc["demo-crowd", "demo-strict"] == pytest.approx(
-        compare.judge_similarity(weights, "demo-crowd", "demo-strict", scopes=catalogue.group_keys()))
+    assert M.loc["demo-crowd", "demo-gpt-4-turbo"] == pytest.approx(
+        compare.judge_similarity(weights, "demo-crowd", "demo-gpt-4-turbo", scopes=catalogue.group_keys()))
     assert list(M.index) == compare.cluster_order(compare.similarity_matrix(weights, JUDGES, scopes=catalogue.group_keys()))
     assert cli.main(["similarity", "--dataset", "demo-synthetic", "--scope", "nowhere"]) == 2
     assert "no profiles in scope 'nowhere'" in capsys.readouterr().err

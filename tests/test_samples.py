@@ -217,7 +217,7 @@ def test_search_ranks_as_fts5_rank_did(demo_store):
 
 
 @pytest.mark.parametrize("f", [SampleFilter(dataset=DS, scenario="Exam Questions"),
-                               SampleFilter(dataset=DS, judge="demo-strict", case="w_constraints"),
+                               SampleFilter(dataset=DS, judge="demo-gpt-4-turbo", case="w_constraints"),
                                SampleFilter(dataset=DS, text="stressed help")])
 def test_browse_index_is_the_position_in_the_list(demo_store, f):
     rows, _ = all_rows(demo_store, f)
@@ -261,7 +261,7 @@ def test_explain_uses_the_stored_profile_and_the_samples_features(demo_store):
     d = demo_store.design(DS, "demo", scope="Code")
     for i in (0, 7, 21):
         sid = d.sample_ids[i]
-        for judge in ("demo-crowd", "demo-strict"):
+        for judge in ("demo-crowd", "demo-gpt-4-turbo"):
             e = samples.explain(demo_store, sid, judge)  # default scope: the sample's group
             prof = demo_store.profiles(dataset=DS, scope="Code", judges=[judge], method="fast")[0]
             assert e.scope == "Code" and e.profile["method"] == "fast" and e.problem is None

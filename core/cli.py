@@ -73,7 +73,8 @@ def cmd_demo(args) -> int:
     from . import demo
 
     with _store(args) as store:
-        res = demo.build_demo(store, seed=args.seed, n_per_group=args.per_group, fit=not args.no_fit)
+        res = demo.build_demo(store, seed=args.seed, n_per_group=args.per_group or demo.N_PER_GROUP,
+                              fit=not args.no_fit)
         fitted = store.scalar("SELECT COUNT(*) FROM profiles WHERE dataset = ? AND method = 'fast'", [res.dataset])
     print(
         f"demo dataset '{res.dataset}' (synthetic): {res.samples_added} samples added "
@@ -922,7 +923,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="build the built-in synthetic demo dataset", description="Build the "
                        "deterministic synthetic demo (texts, annotations, features, judges with known profiles).")
     d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    d.add_argument("--per-group", type=_positive_int, default=50, help="pairs per scenario group (default 50)")
+    d.add_argument("--per-group", type=_positive_int, default=None,
+                   help="pairs per scenario group (default: the demo's own, core.demo.N_PER_GROUP)")
     d.add_argument("--no-fit", action="store_true", help="do not fit the judges' profiles after building")
     d.set_defaults(func=cmd_demo)
 

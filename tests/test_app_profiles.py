@@ -123,8 +123,12 @@ def test_difference_table_equals_weight_difference_of_the_stored_draws(store_pat
     rows = stored(store_path, dataset="demo-synthetic", scope="all", method="fast", with_draws=True)
     a, b = rows["demo-gpt-4-turbo"], rows["demo-crowd"]
     assert a["draws"].shape == (1000, len(a["attributes"]))  # the position term, 29 attributes (and the tie parameter)
-    want = compare.weight_difference(np.asarray(a["mean"]), np.asarray(b["mean"]), draws_a=a["draws"],
-                                     draws_b=b["draws"], attributes=a["attributes"])
+    # the tie parameter (log nu) is no attribute's weight: the difference leaves it out
+    assert a["attributes"][-1] == b["attributes"][-1] == fit.TIE
+    want = compare.weight_difference(np.asarray(a["mean"][:-1]), np.asarray(b["mean"][:-1]),
+                                     draws_a=a["draws"][:, :-1], draws_b=b["draws"][:, :-1],
+                                     attributes=a["attributes"][:-1])
+    assert fit.TIE not in set(table["label"]) and len(table) == len(a["attributes"]) - 1
     assert list(table["label"]) == [compare.POSITION_LABEL if fit.is_position(k) else LABELS.get(k, k)
                                     for k in want["attribute"]]
     for col in ("a", "b", "diff", "lo", "hi", "p_pos"):

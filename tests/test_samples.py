@@ -267,7 +267,12 @@ def test_explain_uses_the_stored_profile_and_the_samples_features(demo_store):
             assert e.scope == "Code" and e.profile["method"] == "fast" and e.problem is None
             # the position term leads (the sample as stored shows A first: its column is +1)
             assert prof["attributes"][0] == fit.POSITION
-            assert e.contributions.logit == pytest.approx(float(np.dot(np.r_[1.0, d.X[i]], prof["mean"])))
+            # the demo's judges tie (the crowd; the LLM judges when their two orders disagree), so the profile
+            # ends in the tie parameter, which is no term of the logit: the logit is position + attributes
+            terms = [k != fit.TIE for k in prof["attributes"]]
+            assert prof["attributes"][-1] == fit.TIE and sum(terms) == 1 + d.X.shape[1]
+            assert e.contributions.logit == pytest.approx(float(np.dot(np.r_[1.0, d.X[i]],
+                                                                       np.asarray(prof["mean"])[terms])))
             assert e.frame_rows[0]["label"] == "shown first (position)"
             assert e.vote["choice"] == {1.0: "A", 0.0: "B"}[d.Y[i, d.judges.index(judge)]]
     # the demo's true weights are a profile too (method "truth"), when asked for

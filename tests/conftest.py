@@ -85,15 +85,19 @@ def store_path(demo_file, tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def streamlit_server(tmp_path_factory):
-    """One real `streamlit run` for every browser test, on a demo-seeded store of its own.
+def streamlit_server(tmp_path_factory, demo_file):
+    """One real `streamlit run` for every browser test, on a copy of the fitted demo of its own (a first
+    start on an empty store fits the demo in the background, and these tests read its profiles at once).
 
     Yields (url, store_path). Tests that need special data write it into that store first."""
+    import shutil
+
     from tests import browserkit
 
     if not (browserkit.CHROMIUM and browserkit.CHROMEDRIVER):
         pytest.skip(browserkit.MARKS[1].kwargs["reason"])
     path = tmp_path_factory.mktemp("browser") / "store.db"
+    shutil.copy(demo_file, path)
     proc, url = browserkit.start_streamlit(path)
     yield url, path
     browserkit.stop(proc)

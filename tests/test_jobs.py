@@ -230,3 +230,18 @@ def test_a_large_selection_is_estimated_on_a_spread_of_samples_and_scaled(store)
     assert set(scaled.by_step) == set(exact.by_step)
     judge, _ = jobs.estimate(store, "judge", {"dataset": "demo-synthetic"}, settings)  # both orders by default
     assert judge.requests == 2 * demo_samples()
+
+
+def test_a_scaled_estimate_keeps_an_unknown_price_unknown(store):
+    """Regression (issue 15, found when the demo grew past jobs.ESTIMATE_SAMPLES): a scaled estimate was a
+    new Estimate that dropped ``price_known``, so a model with no known price showed "$0.0000" instead of
+    "unknown" and its loud warning was not shown, for selections above 1,000 samples only."""
+    from core.llm import LLMSettings
+
+    settings = LLMSettings(model="acme-unlisted-model-7", base_url="https://llm.acme.example/v1")
+    assert not settings.price_known
+    params = {"dataset": "demo-synthetic"}
+    exact, _ = jobs.estimate(store, "annotate", params, settings, max_samples=None)
+    scaled, sampled = jobs.estimate(store, "annotate", params, settings, max_samples=100)
+    assert sampled == 100 and not exact.price_known
+    assert (scaled.price_known, scaled.price_source) == (exact.price_known, exact.price_source)

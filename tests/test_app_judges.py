@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs, judges
+from core import demo, jobs, judges
 from core.loopback import LoopbackServer
 from core.store import Store
 from dashboard import charts
@@ -64,7 +64,16 @@ def test_figures_match_core_and_a_judge_collected_in_both_orders_shows_its_posit
                                                                                                 monkeypatch):
     at = page()
     assert at.selectbox(key="judges_dataset").value == "demo-synthetic"  # the only dataset
-    assert any("No judge here has verdicts in both orders" in i.value for i in at.info)
+    # the demo's LLM judges are judged in both orders: the page shows their position consistency from the start,
+    # core's figures, and the crowd (one verdict a pair) is not among them
+    assert not any("No judge here has verdicts in both orders" in i.value for i in at.info)
+    with Store(store_path) as s:
+        both = {j: judges.position_consistency(s, j) for j in demo.JUDGES if demo.JUDGES[j]["both_orders"]}
+    assert both and all(c.both_orders == demo_samples() for c in both.values())
+    start = frame_with(at, "agreement_ref").set_index("name")
+    for j, c in both.items():
+        assert (start.loc[j, "both_orders"], start.loc[j, "consistent"]) == (c.both_orders, c.consistent)
+    assert start.loc["demo-crowd", "both_orders"] == 0
 
     with LoopbackServer(latency=0.05) as server:
         monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", "sk-test-judges")
@@ -174,7 +183,7 @@ def test_uploading_the_papers_json_list_adds_a_judge(store_path):
 
 @pytest.mark.parametrize("name, content, where", [
     ("labels_bad.csv", "sample_id,label\n{0},A\n{1},B\n{2},C\n", ["labels_bad.csv", "row 3", "label"]),
-    ("labels_short.json", '["A", "B", "A"]', ["labels_short.json", f"3 labels for the {demo_samples():,} samples"]),
+    ("labels_short.json", '["A", "B", "A"]', ["labels_short.json", f"3 labels for the {demo_samples()} samples"]),
     ("labels_unknown.csv", "sample_id,label\n{0},A\nnot-a-sample,B\n", ["labels_unknown.csv", "row 2", "sample_id"]),
 ])
 def test_a_malformed_upload_shows_where_and_leaves_the_store_unchanged(store_path, name, content, where):

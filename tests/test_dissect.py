@@ -29,18 +29,19 @@ def test_dissection_of_the_demo_stores_a_profile_per_scope_and_judge(demo_store)
     assert {"all", *catalogue.group_keys()} <= scopes
     assert len(profiles) == len(rep.fitted)
     for p in profiles:
-        # the position term ("shown first") leads; the demo has no ties, so no tie parameter
-        assert p["attributes"] == [fit.POSITION, *catalogue.attribute_keys()]
-        assert len(p["mean"]) == len(p["sd"]) == len(p["lo"]) == len(p["hi"]) == 30
+        # the position term ("shown first") leads; every demo judge ties (the crowd; the LLM judges where their
+        # two orders disagree), so Davidson's tie parameter ends every profile
+        assert p["attributes"] == [fit.POSITION, *catalogue.attribute_keys(), fit.TIE]
+        assert len(p["mean"]) == len(p["sd"]) == len(p["lo"]) == len(p["hi"]) == 31
         assert all(lo <= m <= hi for lo, m, hi in zip(p["lo"], p["mean"], p["hi"]))
         assert p["interval"] == "eti94" and p["n"] >= fit.MIN_SAMPLES
         assert 0 <= p["accuracy"] <= 1 and p["log_loss"] > 0
         assert max(p["rhat"]) < 1.05 and min(p["ess"]) > 200
         prov = p["provenance"]
         assert prov["prior"] == {"family": "laplace", "scale": 0.1} and prov["versions"]["pymc"]
-        assert p["draws"].shape[1] == 30
-        assert prov["model"] == {"position": True, "ties": "drop"}
-        assert set(prov["baselines"]) == set(fit.BASELINES) and len(prov["differing"]) == 30
+        assert p["draws"].shape[1] == 31
+        assert prov["model"] == {"position": True, "ties": "davidson"}
+        assert set(prov["baselines"]) == set(fit.BASELINES) and len(prov["differing"]) == 31
     # scopes with too few labelled samples are reported, not fitted
     for scope, why in rep.skipped:
         assert "labelled samples" in why

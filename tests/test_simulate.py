@@ -23,6 +23,7 @@ from core import catalogue, demo, fit
 from core import simulate as sim
 from core.records import Dataset, Feature, ImportBatch, Judge, Label, Sample
 from core.store import Store
+from tests.conftest import demo_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = catalogue.attribute_keys()
@@ -361,7 +362,7 @@ def test_calibration_bins_cover_every_labelled_pair(demo_store):
     cals = sim.calibration(demo_store, demo.DEMO_DATASET, scope="all")
     assert {c.judge for c in cals} == set(demo.JUDGES)
     for c in cals:
-        assert len(c.bins) == 10 and sum(b["pairs"] for b in c.bins) == c.pairs == 550
+        assert len(c.bins) == 10 and sum(b["pairs"] for b in c.bins) == c.pairs == demo_samples()
         preds = [b["predicted"] for b in c.bins]
         assert preds == sorted(preds)
         assert c.ece == pytest.approx(sum(b["pairs"] * abs(b["observed"] - b["predicted"]) for b in c.bins) / c.pairs)

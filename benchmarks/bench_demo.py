@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     t0, c0 = time.perf_counter(), time.process_time()
     from core import bias, demo, fit, judges
+    from core.profile import best_baseline
     from core.store import Store
 
     n = args.per_group or demo.N_PER_GROUP
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
         scopes = {}
         for p in store.profiles(dataset=demo.DEMO_DATASET, feature_source=demo.FEATURE_SOURCE, method="fast"):
             prov = p.get("provenance") or {}
-            best = fit.best_baseline(prov.get("baselines"))
+            best = best_baseline(prov.get("baselines"))
             scopes[f"{p['scope']} / {p['judge']}"] = (p.get("accuracy"), best)
         out["profiles"] = len(scopes)
         out["beat_best_baseline"] = sum(1 for a, b in scopes.values() if a is not None and b and a > b[1])

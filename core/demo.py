@@ -26,14 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from . import catalogue, features
+from . import catalogue, features, featureset
 from .records import Dataset, ImportBatch, ImportResult, Judge, Label, Sample, combine_verdicts, word_count
 from .store import Store, now
 
 DEMO_DATASET = "demo-synthetic"
-FEATURE_SOURCE = "demo"
-ANNOTATOR = "demo-generator"
-PROMPT_VERSION = "demo-v1"
+FEATURE_SOURCE = featureset.DEMO.name
+ANNOTATOR, PROMPT_VERSION = featureset.DEMO.annotator
 GENERATOR = "core.demo"
 
 DESCRIPTION = (
@@ -106,7 +105,7 @@ def judges_from_published(directory) -> dict[str, Any]:
     """The table of true weights from the paper's released profiles in ``directory`` (the layout of
     ``../shared/data/gair/fitted_paras_comparison``): {"scale", "source", "weights": {judge: {group:
     {attribute: weight}}}}. ``core/data/demo_judges.json`` is this, written once; a test checks it."""
-    from .compare import load_published_profiles
+    from .profile import load_published_profiles
 
     published = load_published_profiles(directory)
     keys = catalogue.attribute_keys()

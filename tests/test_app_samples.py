@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import catalogue, demo, fit, samples
+from core import catalogue, demo, samples
+from core.profile import POSITION, TIE, is_position
 from core.records import Dataset, ImportBatch, Sample
 from core.store import SampleFilter, Store
 from dashboard.render import figure
@@ -240,14 +241,14 @@ def test_filter_pick_a_sample_and_see_the_stores_numbers(store_path):
     # the contributions of the filtered judge, in the sample's scope, from the stored profile
     # the position term's x is 1 (the sample as stored shows A first); then the attributes' features
     # (a tie parameter, which the demo's profiles carry, is no term of the logit)
-    terms = [k for k in prof["attributes"] if k != fit.TIE]
-    mean = np.array([w for k, w in zip(prof["attributes"], prof["mean"]) if k != fit.TIE], dtype=float)
-    x = np.array([1.0 if fit.is_position(k) else feats[k]["value"] for k in terms], dtype=float)
+    terms = [k for k in prof["attributes"] if k != TIE]
+    mean = np.array([w for k, w in zip(prof["attributes"], prof["mean"]) if k != TIE], dtype=float)
+    x = np.array([1.0 if is_position(k) else feats[k]["value"] for k in terms], dtype=float)
     logit = float(np.dot(x, mean))
-    labels_by_key = {**labels_by_key, fit.POSITION: "shown first (position)"}
+    labels_by_key = {**labels_by_key, POSITION: "shown first (position)"}
     m = metrics(at)
     assert m["Actual choice"] == votes["demo-gpt-4-turbo"]["choice"]
-    assert m["Predicted P(A | not a tie)" if fit.TIE in prof["attributes"] else "Predicted P(A)"] == \
+    assert m["Predicted P(A | not a tie)" if TIE in prof["attributes"] else "Predicted P(A)"] == \
         f"{1 / (1 + np.exp(-logit)):.1%}"
     assert m["Predicted choice"] == ("A" if logit > 0 else "B")
     rows = chart_rows(at)
@@ -318,7 +319,7 @@ def test_profiles_drill_down_links(store_path):
     at = open_page({"id": sid, "judge": "demo-gpt-4-turbo", "scope": "express_feeling"})
     e = samples.explain(Store(store_path), sid, "demo-gpt-4-turbo", "express_feeling")
     # a profile fitted with ties (the demo's LLM judges tie when their two orders disagree) predicts P(A | not a tie)
-    label = "Predicted P(A | not a tie)" if fit.TIE in e.profile["attributes"] else "Predicted P(A)"
+    label = "Predicted P(A | not a tie)" if TIE in e.profile["attributes"] else "Predicted P(A)"
     assert metrics(at)[label] == f"{e.contributions.p_a:.1%}"
     assert any("scope express_feeling" in c.value.replace("\\", "") for c in at.caption)
 

@@ -13,6 +13,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import catalogue, compare, demo, fit
+from core.profile import TIE, load_published_profiles
+from core.records import size_from_name
 from core.store import Store
 from dashboard import charts
 
@@ -29,7 +31,7 @@ def published(store_path, shared_data) -> dict:
     directory = shared_data / "gair" / "fitted_paras_comparison"
     with Store(store_path) as s:
         fit.import_published(s, directory)
-    return compare.load_published_profiles(directory)
+    return load_published_profiles(directory)
 
 
 def open_page() -> AppTest:
@@ -128,7 +130,7 @@ def test_the_papers_judges_size_groups_and_matrix(published):
     # groups by size (read off the names), split at 30B as in the paper
     rerun(at.radio(key="sim_group_by"), "size", at)
     table = group_table(at).set_index("group")
-    sizes = {j: compare.size_from_name(j) for j in judges}
+    sizes = {j: size_from_name(j) for j in judges}
     groups = compare.size_groups(judges, sizes, 30.0)
     assert [len(v) for v in groups.values()] == [20, 10]  # gpt-3.5/4 and human have no size in the name
     want = compare.group_similarity(M, groups)
@@ -159,7 +161,7 @@ def test_custom_groups_table_equals_group_similarity(store_path):
     at = open_page()
     # two of the demo's judges name a size (demo-tulu-70b, demo-tulu-7b: two size groups), so the grouping
     # starts from size; the clustering is cut in two
-    sized = {j: compare.size_from_name(j) for j in JUDGES}
+    sized = {j: size_from_name(j) for j in JUDGES}
     assert sorted(v for v in sized.values() if v) == [7.0, 70.0]
     assert at.radio(key="sim_group_by").value == "size"
     rerun(at.radio(key="sim_group_by"), "clusters", at)
@@ -200,7 +202,7 @@ def test_two_profiles_side_by_side(store_path):
         # the chart draws the position term and the attributes; the tie parameter (log nu) is not a preference
         # for an attribute and is left out, so the stored vector is compared on the drawn terms, by name
         stored = dict(zip(want[judge]["attributes"], want[judge]["mean"]))
-        assert fit.TIE in stored and fit.TIE not in set(mine["attribute"])
+        assert TIE in stored and TIE not in set(mine["attribute"])
         drawn = np.asarray([stored[k] for k in mine["attribute"]], dtype=float)
         assert np.allclose(shown_mean[estimated], drawn[estimated])
         assert np.isnan(shown_mean[~estimated]).all()
@@ -242,9 +244,9 @@ def test_heatmap_keeps_the_given_order_and_selects_cells():
 
 
 def test_cluster_groups_and_size_parsing():
-    assert compare.size_from_name("llama-2-70b-chat") == 70 and compare.size_from_name("mistral-8x7b") == 56
-    assert compare.size_from_name("Qwen-14B") == 14 and compare.size_from_name("vicuna-7b-v1.5") == 7
-    assert compare.size_from_name("gpt-4-1106-preview") is None and compare.size_from_name("human") is None
+    assert size_from_name("llama-2-70b-chat") == 70 and size_from_name("mistral-8x7b") == 56
+    assert size_from_name("Qwen-14B") == 14 and size_from_name("vicuna-7b-v1.5") == 7
+    assert size_from_name("gpt-4-1106-preview") is None and size_from_name("human") is None
     names = ["a1", "a2", "b1", "b2", "b3"]
     S = np.full((5, 5), -0.2)
     S[:2, :2] = 0.9

@@ -19,6 +19,7 @@ from core import annotate, catalogue, demo, fit, samples
 from core.importers import import_file
 from core.llm import LLMSettings
 from core.loopback import LoopbackServer
+from core.profile import INTERCEPT, POSITION, TIE
 from core.records import Dataset, Feature, ImportBatch, Sample
 from core.store import UNCLASSIFIED, SampleFilter, Store, fts_query
 
@@ -244,7 +245,7 @@ def test_contributions_add_up_to_the_logit_and_flip_when_a_and_b_swap():
     assert swapped.p_a == pytest.approx(1 - c.p_a)
     assert {c.predicted, swapped.predicted} == {"A", "B"}
     # an intercept (position preference) stays when A and B swap; only the attributes flip
-    names = [fit.INTERCEPT] + keys
+    names = [INTERCEPT] + keys
     wi = np.concatenate([[0.4], w])
     ci, si = fit.contributions(names, wi, x), fit.contributions(names, wi, {k: -v for k, v in x.items()})
     assert ci.terms[0] == si.terms[0] == pytest.approx(0.4)
@@ -266,11 +267,11 @@ def test_explain_uses_the_stored_profile_and_the_samples_features(demo_store):
             prof = demo_store.profiles(dataset=DS, scope="Code", judges=[judge], method="fast")[0]
             assert e.scope == "Code" and e.profile["method"] == "fast" and e.problem is None
             # the position term leads (the sample as stored shows A first: its column is +1)
-            assert prof["attributes"][0] == fit.POSITION
+            assert prof["attributes"][0] == POSITION
             # the demo's judges tie (the crowd; the LLM judges when their two orders disagree), so the profile
             # ends in the tie parameter, which is no term of the logit: the logit is position + attributes
-            terms = [k != fit.TIE for k in prof["attributes"]]
-            assert prof["attributes"][-1] == fit.TIE and sum(terms) == 1 + d.X.shape[1]
+            terms = [k != TIE for k in prof["attributes"]]
+            assert prof["attributes"][-1] == TIE and sum(terms) == 1 + d.X.shape[1]
             assert e.contributions.logit == pytest.approx(float(np.dot(np.r_[1.0, d.X[i]],
                                                                        np.asarray(prof["mean"])[terms])))
             assert e.frame_rows[0]["label"] == "shown first (position)"
@@ -282,15 +283,6 @@ def test_explain_uses_the_stored_profile_and_the_samples_features(demo_store):
     assert missing.contributions is None and "fit one first" in missing.problem
     with pytest.raises(ValueError, match="unknown scope"):
         samples.explain(demo_store, d.sample_ids[0], "demo-crowd", "Cooking")
-
-
-def test_scope_filter_maps_scopes_to_filters():
-    base = SampleFilter(dataset=DS)
-    assert samples.scope_filter(base, "Code").scenario == "Code"
-    assert samples.scope_filter(base, "w_stances").case == "w_stances"
-    assert samples.scope_filter(base, "all") == base
-    with pytest.raises(ValueError):
-        samples.scope_filter(base, "nope")
 
 
 # ------------------------------------------------------------------ the sample view

@@ -131,8 +131,7 @@ def test_difference_table_equals_weight_difference_of_the_stored_draws(store_pat
                                      draws_a=a["draws"][:, :-1], draws_b=b["draws"][:, :-1],
                                      attributes=a["attributes"][:-1])
     assert TIE not in set(table["label"]) and len(table) == len(a["attributes"]) - 1
-    assert list(table["label"]) == [POSITION_LABEL if is_position(k) else LABELS.get(k, k)
-                                    for k in want["attribute"]]
+    assert list(table["label"]) == [LABELS.get(k, POSITION_LABEL) for k in want["attribute"]]
     for col in ("a", "b", "diff", "lo", "hi", "p_pos"):
         assert np.allclose(table[col], want[col]), col
     # the crowd dislikes admitted limitations, GPT-4-Turbo does not (the paper's finding): an interval clear of zero

@@ -167,11 +167,11 @@ def test_similarity_and_simulator_share_no_widget_key(store_path):
 def test_profiles_link_is_restored_once_like_the_other_pages(store_path):
     """Profiles reads its link through viewurl.restore (as Similarity and the Simulator do): the link's
     values open the view, then the widgets rule (a changed scope is not pulled back to the link's)."""
-    at = open_page("profiles", {"scope": "Code", "judge": ["demo-crowd", "demo-strict"], "order": "weight"})
+    at = open_page("profiles", {"scope": "Code", "judge": ["demo-crowd", "demo-gpt-4-turbo"], "order": "weight"})
     assert widget(at, "selectbox", "Scope").value == "Code"
-    assert widget(at, "multiselect", "Judges").value == ["demo-crowd", "demo-strict"]
+    assert widget(at, "multiselect", "Judges").value == ["demo-crowd", "demo-gpt-4-turbo"]
     assert widget(at, "radio", "Order").value == "weight"
     widget(at, "selectbox", "Scope").set_value("all").run()
     assert widget(at, "selectbox", "Scope").value == "all"
     assert url_of(at)["scope"] == ["all"]
-    assert widget(at, "multiselect", "Judges").value == ["demo-crowd", "demo-strict"]  # carried over
+    assert widget(at, "multiselect", "Judges").value == ["demo-crowd", "demo-gpt-4-turbo"]  # carried over

@@ -137,13 +137,16 @@ class Request:
     validate: Callable[..., Any] | None = None  # for answers without a schema: (text, top_logprobs)
     check: Callable[[Any], None] | None = None  # a parsed answer's sanity (raises ValueError: degraded)
     key: str = ""
+    #: the version of the prompt set this request's messages come from, when not the annotator's
+    #: (the experiment's generation prompts are versioned apart: core/data/experiment_prompts.json)
+    prompt_version: str | None = None
 
     def finalize(self, settings: LLMSettings, prompt_version: str, dialect: Dialect | None = None) -> "Request":
         """Key the request. The key holds the response mode and a folded system message where they
         differ from OpenAI's (so an answer got in plain JSON mode is never taken for a schema-bound
         one), and the answer's room where the ``max_tokens`` setting lowers it."""
         body = {
-            "model": settings.model, "prompt_version": prompt_version, "step": self.step,
+            "model": settings.model, "prompt_version": self.prompt_version or prompt_version, "step": self.step,
             "orientation": self.orientation, "messages": self.messages, "temperature": settings.temperature,
             "max_tokens": min(self.max_tokens, max(1, settings.max_tokens)), "logprobs": self.logprobs,
             "schema": schema_digest(self.schema) if self.schema else None,
@@ -371,7 +374,7 @@ class Runner:
             raise BudgetReached(self.stop_reason)
         self.reserved += estimate
         row = {"id": row_id, "request_key": req.key, "sample_id": req.sample_id, "annotator": self.settings.model,
-               "prompt_version": self.version, "step": req.step, "orientation": req.orientation,
+               "prompt_version": req.prompt_version or self.version, "step": req.step, "orientation": req.orientation,
                "params": {"temperature": self.settings.temperature, "max_tokens": req.max_tokens,
                           "base_url": self.settings.base_url, "messages_sha": messages_sha(req.messages),
                           **({"mode": self.llm.mode} if req.schema is not None else {})},
@@ -754,12 +757,14 @@ def _work_fn(name: str) -> Callable:
     return judge_sample
 
 
-def run_work(store: Store, samples: list[dict[str, Any]], settings: LLMSettings, work: str, kwargs: dict[str, Any], *,
+def run_work(store: Store, samples: list[dict[str, Any]], settings: LLMSettings, work: str | Callable,
+             kwargs: dict[str, Any], *,
              budget: float | None = None, job_id: int | None = None,
              on_progress: Callable[[Progress], None] | None = None, should_stop: Callable[[], bool] | None = None,
              processes: int | None = None,
              more: Callable[[], Awaitable[list[dict[str, Any]] | None]] | None = None) -> Progress:
-    """Run ``work`` ("annotate" or "judge") over samples through one LLM endpoint.
+    """Run ``work`` ("annotate" or "judge", or a coroutine function ``work(sample, runner, **kwargs)
+    -> bool`` of a module above this one, run in this process) over samples through one LLM endpoint.
 
     One process drives about IN_FLIGHT_PER_PROCESS requests in flight before the HTTP client's
     own CPU cost becomes the limit; above that the samples are split over processes (by query,
@@ -768,11 +773,11 @@ def run_work(store: Store, samples: list[dict[str, Any]], settings: LLMSettings,
     if processes is None:
         processes = min(os.cpu_count() or 1, -(-settings.concurrency // IN_FLIGHT_PER_PROCESS))
     processes = max(1, min(processes, len(samples) // 8 or 1))
-    if processes > 1:
+    if processes > 1 and isinstance(work, str):
         endpoint_dialect(store, settings)  # probed once here, read from the store by every worker
         return _run_sharded(store, samples, settings, work, kwargs, processes, budget=budget, job_id=job_id,
                             on_progress=on_progress, should_stop=should_stop)
-    fn = _work_fn(work)
+    fn = work if callable(work) else _work_fn(work)
     dialect = endpoint_dialect(store, settings)
 
     async def main() -> Progress:

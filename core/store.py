@@ -294,6 +294,30 @@ def m008_llm_batches(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m009_experiments(db: sqlite_utils.Database) -> None:
+    # The manipulation experiment (core/experiment.py): its settings and provenance, the job that
+    # runs it, the datasets its queries and generated pairs are stored as, and its result once
+    # finished (per arm: measured and predicted win rates, shifts, success rates), as JSON.
+    db.executescript(
+        """
+        CREATE TABLE experiments (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'created',
+            spec TEXT NOT NULL,
+            job_id INTEGER,
+            dataset TEXT,
+            queries_dataset TEXT,
+            result TEXT,
+            provenance TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT
+        );
+        """
+    )
+
+
 class ConflictError(ValueError):
     """A write that would silently change what is stored (a judge's labels or kind, a name that
     collides with a stored one); nothing was written. The message says what and how to proceed."""
@@ -1395,6 +1419,50 @@ class Store:
             self.conn.execute("UPDATE llm_batch_requests SET state = 'dropped' WHERE batch_id = ? AND state = 'sent'",
                               (batch_id,))
             self.conn.execute("UPDATE llm_batches SET status = ?, updated_at = ? WHERE id = ?", (status, now(), batch_id))
+
+    # ------------------------------------------------------------------ experiments (core/experiment.py)
+
+    _EXPERIMENT_JSON = ("spec", "result", "provenance")
+
+    def add_experiment(self, name: str, spec: dict[str, Any], provenance: dict[str, Any]) -> int:
+        with self.writing():
+            cur = self.conn.execute(
+                "INSERT INTO experiments (name, status, spec, provenance, created_at) VALUES (?, 'created', ?, ?, ?)",
+                (name, json.dumps(spec, sort_keys=True), json.dumps(provenance, sort_keys=True), now()))
+            return int(cur.lastrowid)
+
+    def update_experiment(self, experiment_id: int, **cols: Any) -> None:
+        for k in self._EXPERIMENT_JSON:
+            if k in cols and cols[k] is not None and not isinstance(cols[k], str):
+                cols[k] = json.dumps(cols[k], sort_keys=True, allow_nan=True)
+        with self.writing():
+            self.conn.execute(f"UPDATE experiments SET {', '.join(f'{k} = ?' for k in cols)} WHERE id = ?",
+                              [*cols.values(), experiment_id])
+
+    def experiment(self, experiment_id: int) -> dict[str, Any] | None:
+        rows = self.rows("SELECT * FROM experiments WHERE id = ?", [experiment_id])
+        return self._experiment_row(rows[0]) if rows else None
+
+    def experiments(self, limit: int = 100) -> list[dict[str, Any]]:
+        return [self._experiment_row(r) for r in self.rows("SELECT * FROM experiments ORDER BY id DESC LIMIT ?",
+                                                           [limit])]
+
+    def _experiment_row(self, r: dict[str, Any]) -> dict[str, Any]:
+        for k in self._EXPERIMENT_JSON:
+            r[k] = json.loads(r[k]) if r.get(k) else None
+        return r
+
+    def experiment_labels(self, dataset: str, judge: str) -> list[dict[str, Any]]:
+        """The judge's labels on an experiment's pairs, with each pair's arm (``model_a``) and query."""
+        return self.rows("SELECT s.id AS sample_id, s.model_a, s.source_id, l.choice, l.prob_a FROM samples s"
+                         " JOIN labels l ON l.sample_id = s.id AND l.judge = ? WHERE s.dataset = ?"
+                         " ORDER BY s.position", [judge, dataset])
+
+    def experiment_features(self, dataset: str, source: str) -> list[dict[str, Any]]:
+        """Comparison features of an experiment's pairs: (sample_id, model_a, source_id, attribute, value)."""
+        return self.rows("SELECT s.id AS sample_id, s.model_a, s.source_id, f.attribute, f.value FROM samples s"
+                         " JOIN features f ON f.sample_id = s.id AND f.source = ? WHERE s.dataset = ?"
+                         " ORDER BY s.position", [source, dataset])
 
 
 #: the scenario filter value for samples without a scenario group yet

@@ -1,0 +1,54 @@
+"""The Simulator page's experiment section (AppTest) and its chart builder: the numbers shown are
+core.experiment's, and ``?experiment=ID`` opens that experiment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from core import experiment
+from core.store import Store
+from dashboard import charts
+
+from test_experiment import _queries, _save_known_profile, _server, _spec
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+PAGE = "../pages/simulate.py"
+
+
+def _finished_experiment(path: Path, tmp_path: Path) -> dict:
+    with Store(path) as store, _server(0.9, 2) as server:
+        _save_known_profile(store)
+        exp_id = experiment.create(store, _spec(server, _queries(tmp_path, 10), name="page test"))
+        assert experiment.run(store, exp_id).status == "done"
+        return store.experiment(exp_id)
+
+
+def test_a_link_opens_the_experiment_with_measured_and_predicted_shifts(store_path, tmp_path):
+    rec = _finished_experiment(store_path, tmp_path)
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.query_params["experiment"] = str(rec["id"])
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = {m.label: m.value for m in at.metric}
+    arms = {a["arm"]: a for a in rec["result"]["arms"]}
+    for arm in ("liked", "disliked"):
+        assert shown[f"{arm}: measured shift"] == f"{arms[arm]['shift']['mean']:+.1%}"
+        assert shown[f"{arm}: predicted shift"] == f"{arms[arm]['predicted_shift']['mean']:+.1%}"
+    success = next(d.value for d in at.dataframe if "could_move" in d.value.columns)
+    assert set(success["attribute"]) == set(arms["liked"]["show"]) | set(arms["disliked"]["show"])
+    assert at.query_params["experiment"] == str(rec["id"])  # the view keeps the link
+
+
+def test_experiment_chart_draws_each_stage_with_its_intervals():
+    frame = pd.DataFrame([
+        {"arm": "control", "stage": "measured", "mean": 0.5, "lo": 0.4, "hi": 0.6, "pred_lo": None, "pred_hi": None},
+        {"arm": "liked", "stage": "predicted", "mean": 0.6, "lo": 0.6, "hi": 0.6, "pred_lo": 0.5, "pred_hi": 0.7}])
+    spec = charts.experiment_chart(frame).to_dict()
+    assert len(spec["layer"]) == 4
+    shifted = charts.experiment_chart(frame.assign(mean=frame["mean"] - 0.5), shift=True).to_dict()
+    assert shifted["layer"][1]["encoding"]["x"]["axis"]["format"] == "+%"

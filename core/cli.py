@@ -1338,7 +1338,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.set_defaults(func=cmd_simulate)
 
     xe = sub.add_parser(
-        "experiment", aliases=["experiments"], help="run the manipulation experiment; list, show, export or resume one",
+        "experiment", help="run the manipulation experiment; list, show, export or resume one",
         description="The paper's manipulation experiment, for real (core/experiment.py): the model under test answers "
         "each query once plainly (control) and once per arm with a system prompt asking it to show (or avoid) "
         "attributes, by default the judge's top and bottom attributes from its profile; the judge compares every "
@@ -1377,7 +1377,7 @@ def build_parser() -> argparse.ArgumentParser:
     xe.add_argument("--background", action="store_true", help="run it in a worker process")
     xe.add_argument("--format", choices=["csv", "json"], default="json", help="export format (default json)")
     xe.add_argument("--what", choices=["arms", "attributes"], default="arms", help="CSV export: which table")
-    xe.add_argument("--output", help="export to this file (default: stdout)")
+    xe.add_argument("--output", "-o", help="export to this file (default: stdout)")
     g = xe.add_argument_group("model under test (run; defaults from PREFDISSECT_LLM_*; keys only from the environment)")
     g.add_argument("--model")
     g.add_argument("--base-url")
@@ -1389,6 +1389,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--price-input", type=float)
     g.add_argument("--price-output", type=float)
     xe.set_defaults(func=cmd_experiment)
+    xl = sub.add_parser("experiments", help="list the stored experiments (as `experiment list`)",
+                        description="List the stored manipulation experiments, newest first.")
+    xl.set_defaults(func=cmd_experiment, action="list")
 
     lb2 = sub.add_parser("loopback", help="serve a scripted OpenAI-compatible endpoint on 127.0.0.1",
                          description="Serve a scripted OpenAI-compatible endpoint on 127.0.0.1 for offline demos and "

@@ -52,3 +52,21 @@ def test_experiment_chart_draws_each_stage_with_its_intervals():
     assert len(spec["layer"]) == 4
     shifted = charts.experiment_chart(frame.assign(mean=frame["mean"] - 0.5), shift=True).to_dict()
     assert shifted["layer"][1]["encoding"]["x"]["axis"]["format"] == "+%"
+
+
+def test_the_form_creates_an_experiment_and_shows_its_estimate_before_anything_is_sent(store_path):
+    with Store(store_path) as store:
+        _save_known_profile(store)
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.switch_page(PAGE).run()
+    at.selectbox(key="sim_exp_profile").set_value(("profiles-src", "all", "known-judge", "heuristic:v1", "truth"))
+    at.number_input(key="sim_exp_limit").set_value(3)
+    at.button(key="sim_exp_create").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    with Store(store_path) as store:
+        rec = store.experiments()[0]
+        assert [a["name"] for a in rec["spec"]["arms"]] == ["control", "liked", "disliked"]
+        assert rec["status"] == "created" and store.scalar("SELECT COUNT(*) FROM annotations "
+                                                           "WHERE step = 'generate'") == 0
+    assert any("27 requests to send" in c.value for c in at.code)  # 3 queries x 3 arms: 9 answers, 18 verdicts

@@ -193,3 +193,71 @@ def test_the_cli_runs_lists_shows_and_exports_an_experiment(tmp_path, capsys):
     rows = list(csvlib.DictReader(io.StringIO(out_csv.read_text())))
     assert {(r["arm"], r["attribute"], r["direction"]) for r in rows} == {
         ("fancy", "well_formatted", "show"), ("fancy", "supporting_materials", "show"), ("plain", "well_formatted", "avoid")}
+
+
+def test_queries_from_a_stored_dataset_against_a_baseline_endpoint(store, tmp_path):
+    from core.records import Dataset, ImportBatch, Sample
+
+    _save_known_profile(store)
+    names = [("gpt", "other") if i % 2 else ("other", "gpt") for i in range(6)]
+    store.write_batch(ImportBatch(Dataset("arena-mini"), [
+        Sample("arena-mini", f"Tell me about thing {i}.", f"{a} answer {i}.", f"{b} answer {i}.", model_a=a, model_b=b)
+        for i, (a, b) in enumerate(names)]))
+    # the stored responses of a named model
+    got = experiment.read_queries(store, {"dataset": "arena-mini", "baseline_model": "gpt"})
+    assert [q["baseline"] for q in got] == [f"gpt answer {i}." for i in range(6)]
+    with _server(0.9, 3) as server:
+        spec = _spec(server, "unused", name="endpoint baseline")
+        spec.queries = {"dataset": "arena-mini", "limit": 4}
+        spec.baseline = _settings(server, "base-1")
+        exp_id = experiment.create(store, spec)
+        est = experiment.estimate(store, exp_id)
+        assert est.by_stage["baseline"]["requests"] == 4 and est.by_stage["generate"]["requests"] == 12
+        assert experiment.run(store, exp_id).status == "done"
+    pairs = store.samples_for(store.experiment(exp_id)["dataset"])
+    assert len(pairs) == 12
+    meta = store.pair_meta(store.experiment(exp_id)["dataset"])
+    assert {m["model_b"] for m in meta.values()} == {"base-1 [baseline]"}
+    assert {m["model_a"] for m in meta.values()} == {"mut-1 [control]", "mut-1 [liked]", "mut-1 [disliked]"}
+    # the baseline answers are the endpoint's, not the stored ones
+    assert not any(p["response_b"].startswith(("gpt answer", "other answer")) for p in pairs)
+
+
+def test_a_killed_worker_resumes_and_no_stored_answer_is_sent_again(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    db = tmp_path / "kill.db"
+    with Store(db) as store:
+        _save_known_profile(store)
+    with _server(0.8, 4, latency=0.15) as server:
+        args = [sys.executable, "-m", "core", "--store", str(db), "experiment"]
+        run = ["run", "--queries-file", str(_queries(tmp_path, 16)), "--profile-dataset", "profiles-src",
+               "--judge", "known-judge", "--model", "mut-1", "--base-url", server.url, "--judge-model", "judge-1",
+               "--judge-base-url", server.url, "--concurrency", "4", "--max-tokens", "300"]
+        proc = subprocess.Popen(args + run, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 90
+        with Store(db) as watch:
+            while time.time() < deadline and (watch.scalar(
+                    "SELECT COUNT(*) FROM annotations WHERE status = 'ok'") or 0) < 12:
+                time.sleep(0.05)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            stored = {json.loads(r["params"])["messages_sha"] for r in
+                      watch.rows("SELECT params FROM annotations WHERE status = 'ok'")}
+        assert len(stored) >= 12
+        seen = len(server.requests)
+        res = subprocess.run(args + ["resume", "1"], cwd=root, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        from core.annotate import messages_sha
+
+        resent = {messages_sha(b["messages"]) for b in server.requests[seen:]}
+    assert not (stored & resent), "an answer already stored was paid for again"
+    assert "job 1 done" in res.stdout
+    with Store(db) as store:
+        assert store.experiment(1)["status"] == "done" and len(store.samples_for("experiment-1")) == 48

@@ -39,8 +39,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp())
     rows = []
-    for rate in args.rates:
-        for seed in range(100, 100 + args.seeds):
+    for r, rate in enumerate(args.rates):
+        for seed in range(100 + 1000 * r, 100 + 1000 * r + args.seeds):  # independent controls across rates
             t0 = time.perf_counter()
             with Store(tmp / f"{rate}-{seed}.db") as store, _server(rate, seed) as server:
                 _save_known_profile(store)

@@ -961,7 +961,7 @@ def cmd_experiment(args) -> int:
         print(est.text())
         if args.estimate_only:
             return 0
-        params = {"experiment": exp_id, "name": store.experiment(exp_id)["name"]}
+        params = {"experiment": exp_id}  # the job's key: one job per experiment, whoever starts it
         if args.background:
             job, pid = jobs.launch(store, "experiment", params, budget=args.budget)
             print(f"job {job.id} queued; worker pid {pid}. Follow it: python -m core jobs --show {job.id}")

@@ -54,7 +54,7 @@ from . import catalogue
 from .annotate import Request, endpoint_dialect, gather_all, run_annotation, run_heuristics, run_work
 from .annotate import prompts as annotator_prompts
 from .fit import INTERVAL_PROB, library_versions
-from .llm import LLMSettings, messages_tokens
+from .llm import LLMSettings
 from .records import Dataset, ImportBatch, Sample
 from .simulate import (Estimate, jeffreys, pick_profile, predictive_interval, profile_draws, simulate_arrays,
                        tie_draws, unmeasured)

@@ -153,7 +153,7 @@ class JobStatus:
             return " · ".join(str(x) for x in (self.kind, p.get("dataset", ""), p.get("format"),
                                                Path(str(p.get("path", ""))).name.partition("-")[2]) if x)
         if self.kind == "experiment":
-            return f"experiment {p.get('experiment')} · {p.get('name', '')}".rstrip(" ·")
+            return f"experiment {p.get('experiment')}"
         if self.kind == "fit":
             parts.append(f"features {p.get('features', '(default)')}")
             parts.append(", ".join(p["judges"]) if p.get("judges") else "every judge")

@@ -119,5 +119,5 @@ def _form(fp: tuple) -> None:
         st.code(est.text(), language=None)
         if st.button(f"Start experiment #{created}", key="sim_exp_start", type="primary"):
             st.session_state.pop("sim_exp_created")
-            workbench.start("experiment", {"experiment": created, "name": f"#{created}"},
+            workbench.start("experiment", {"experiment": created},
                             budget=budget or None, watch_key="sim_exp_watch")

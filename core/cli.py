@@ -987,6 +987,66 @@ def cmd_experiment(args) -> int:
         return 0 if final.status == "done" else 3
 
 
+def _experiment_parsers(sub) -> None:
+    """``experiment`` (run, list, show, export, resume) and ``experiments`` (list): declared here, beside
+    their handler."""
+    xe = sub.add_parser(
+        "experiment", help="run the manipulation experiment; list, show, export or resume one",
+        description="The paper's manipulation experiment, for real (core/experiment.py): the model under test answers "
+        "each query once plainly (control) and once per arm with a system prompt asking it to show (or avoid) "
+        "attributes, by default the judge's top and bottom attributes from its profile; the judge compares every "
+        "answer with the baseline's in both orders; the report holds each arm's measured win rate and shift "
+        "against the control beside the profile's prediction, with 94% intervals. Paid requests are keyed and "
+        "stored: a rerun or resume sends only what is missing. Actions: run, list (default), show ID, export ID, "
+        "resume ID.")
+    xe.add_argument("action", nargs="?", choices=["run", "list", "show", "export", "resume"])
+    xe.add_argument("id", nargs="?", type=int, help="the experiment (show, export, resume)")
+    q = xe.add_argument_group("queries and baseline (run)")
+    q.add_argument("--queries-dataset", help="take the queries from this stored dataset")
+    q.add_argument("--queries-file", help='or from a JSONL/JSON file of {"query", optional "baseline"}')
+    q.add_argument("--limit", type=_positive_int, help="only the first N queries")
+    q.add_argument("--baseline-from", metavar="MODEL",
+                   help="baseline: the stored response of this model (default: response B of each sample)")
+    q.add_argument("--baseline-model", help="or a baseline endpoint's model (answers with the plain prompt)")
+    q.add_argument("--baseline-base-url", help="the baseline endpoint's base URL")
+    j = xe.add_argument_group("judge and profile (run)")
+    j.add_argument("--profile-dataset", help="the dataset the judge's profile was fitted on")
+    j.add_argument("--judge", help="the profiled judge (its profile picks the default attributes and predicts)")
+    j.add_argument("--scope", default="all", help="the profile's scope (default all)")
+    j.add_argument("--features", help="the profile's feature set (default: the best fitted one)")
+    j.add_argument("--judge-model", help="the judge endpoint's model (collected in both orders)")
+    j.add_argument("--judge-base-url", help="the judge endpoint's base URL")
+    j.add_argument("--judge-name", help="store the judge's labels under this name (default: its model)")
+    j.add_argument("--annotator-base-url", help="for a profile on LLM features: the annotator's base URL")
+    m = xe.add_argument_group("manipulation (run)")
+    m.add_argument("--arm", action="append", metavar="NAME=+ATTR,-ATTR",
+                   help="an arm: attributes to show (+) and avoid (-); repeat it; default: liked (top-k shown) "
+                        "and disliked (bottom-k shown)")
+    m.add_argument("--top-k", type=_positive_int, default=5, help="attributes per default arm (default 5)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--name", help="a name for the experiment")
+    xe.add_argument("--budget", type=_money, help="stop cleanly before the job's spend passes this many USD")
+    xe.add_argument("--estimate-only", action="store_true", help="create it, print the cost estimate and stop")
+    xe.add_argument("--background", action="store_true", help="run it in a worker process")
+    xe.add_argument("--format", choices=["csv", "json"], default="json", help="export format (default json)")
+    xe.add_argument("--what", choices=["arms", "attributes"], default="arms", help="CSV export: which table")
+    xe.add_argument("--output", "-o", help="export to this file (default: stdout)")
+    g = xe.add_argument_group("model under test (run; defaults from PREFDISSECT_LLM_*; keys only from the environment)")
+    g.add_argument("--model")
+    g.add_argument("--base-url")
+    g.add_argument("--concurrency", type=int)
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--max-tokens", type=int, help="the answers' length limit (default 700)")
+    g.add_argument("--rpm", type=float)
+    g.add_argument("--tpm", type=float)
+    g.add_argument("--price-input", type=float)
+    g.add_argument("--price-output", type=float)
+    xe.set_defaults(func=cmd_experiment)
+    xl = sub.add_parser("experiments", help="list the stored experiments (as `experiment list`)",
+                        description="List the stored manipulation experiments, newest first.")
+    xl.set_defaults(func=cmd_experiment, action="list")
+
+
 def cmd_loopback(args) -> int:
     from . import loopback
 
@@ -1337,61 +1397,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--calibration", action="store_true", help="add predicted against observed by decile")
     sm.set_defaults(func=cmd_simulate)
 
-    xe = sub.add_parser(
-        "experiment", help="run the manipulation experiment; list, show, export or resume one",
-        description="The paper's manipulation experiment, for real (core/experiment.py): the model under test answers "
-        "each query once plainly (control) and once per arm with a system prompt asking it to show (or avoid) "
-        "attributes, by default the judge's top and bottom attributes from its profile; the judge compares every "
-        "answer with the baseline's in both orders; the report holds each arm's measured win rate and shift "
-        "against the control beside the profile's prediction, with 94%% intervals. Paid requests are keyed and "
-        "stored: a rerun or resume sends only what is missing. Actions: run, list (default), show ID, export ID, "
-        "resume ID.")
-    xe.add_argument("action", nargs="?", choices=["run", "list", "show", "export", "resume"])
-    xe.add_argument("id", nargs="?", type=int, help="the experiment (show, export, resume)")
-    q = xe.add_argument_group("queries and baseline (run)")
-    q.add_argument("--queries-dataset", help="take the queries from this stored dataset")
-    q.add_argument("--queries-file", help='or from a JSONL/JSON file of {"query", optional "baseline"}')
-    q.add_argument("--limit", type=_positive_int, help="only the first N queries")
-    q.add_argument("--baseline-from", metavar="MODEL",
-                   help="baseline: the stored response of this model (default: response B of each sample)")
-    q.add_argument("--baseline-model", help="or a baseline endpoint's model (answers with the plain prompt)")
-    q.add_argument("--baseline-base-url", help="the baseline endpoint's base URL")
-    j = xe.add_argument_group("judge and profile (run)")
-    j.add_argument("--profile-dataset", help="the dataset the judge's profile was fitted on")
-    j.add_argument("--judge", help="the profiled judge (its profile picks the default attributes and predicts)")
-    j.add_argument("--scope", default="all", help="the profile's scope (default all)")
-    j.add_argument("--features", help="the profile's feature set (default: the best fitted one)")
-    j.add_argument("--judge-model", help="the judge endpoint's model (collected in both orders)")
-    j.add_argument("--judge-base-url", help="the judge endpoint's base URL")
-    j.add_argument("--judge-name", help="store the judge's labels under this name (default: its model)")
-    j.add_argument("--annotator-base-url", help="for a profile on LLM features: the annotator's base URL")
-    m = xe.add_argument_group("manipulation (run)")
-    m.add_argument("--arm", action="append", metavar="NAME=+ATTR,-ATTR",
-                   help="an arm: attributes to show (+) and avoid (-); repeat it; default: liked (top-k shown) "
-                        "and disliked (bottom-k shown)")
-    m.add_argument("--top-k", type=_positive_int, default=5, help="attributes per default arm (default 5)")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--name", help="a name for the experiment")
-    xe.add_argument("--budget", type=_money, help="stop cleanly before the job's spend passes this many USD")
-    xe.add_argument("--estimate-only", action="store_true", help="create it, print the cost estimate and stop")
-    xe.add_argument("--background", action="store_true", help="run it in a worker process")
-    xe.add_argument("--format", choices=["csv", "json"], default="json", help="export format (default json)")
-    xe.add_argument("--what", choices=["arms", "attributes"], default="arms", help="CSV export: which table")
-    xe.add_argument("--output", "-o", help="export to this file (default: stdout)")
-    g = xe.add_argument_group("model under test (run; defaults from PREFDISSECT_LLM_*; keys only from the environment)")
-    g.add_argument("--model")
-    g.add_argument("--base-url")
-    g.add_argument("--concurrency", type=int)
-    g.add_argument("--temperature", type=float)
-    g.add_argument("--max-tokens", type=int, help="the answers' length limit (default 700)")
-    g.add_argument("--rpm", type=float)
-    g.add_argument("--tpm", type=float)
-    g.add_argument("--price-input", type=float)
-    g.add_argument("--price-output", type=float)
-    xe.set_defaults(func=cmd_experiment)
-    xl = sub.add_parser("experiments", help="list the stored experiments (as `experiment list`)",
-                        description="List the stored manipulation experiments, newest first.")
-    xl.set_defaults(func=cmd_experiment, action="list")
+    _experiment_parsers(sub)
 
     lb2 = sub.add_parser("loopback", help="serve a scripted OpenAI-compatible endpoint on 127.0.0.1",
                          description="Serve a scripted OpenAI-compatible endpoint on 127.0.0.1 for offline demos and "

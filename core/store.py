@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, TypedDict
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -316,6 +316,22 @@ def m009_experiments(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+class ExperimentRow(TypedDict):
+    """One stored experiment (``experiments`` table), its JSON columns decoded."""
+
+    id: int
+    name: str
+    status: str  # created, running, paused, cancelled, failed, done
+    spec: dict[str, Any]  # core.experiment.Spec.to_dict()
+    job_id: int | None
+    dataset: str | None  # the arms' pairs (experiment-<id>)
+    queries_dataset: str | None  # the queries the generation requests hang on
+    result: dict[str, Any] | None  # core.experiment.measure()
+    provenance: dict[str, Any] | None
+    created_at: str
+    finished_at: str | None
 
 
 class ConflictError(ValueError):
@@ -1439,18 +1455,18 @@ class Store:
             self.conn.execute(f"UPDATE experiments SET {', '.join(f'{k} = ?' for k in cols)} WHERE id = ?",
                               [*cols.values(), experiment_id])
 
-    def experiment(self, experiment_id: int) -> dict[str, Any] | None:
+    def experiment(self, experiment_id: int) -> ExperimentRow | None:
         rows = self.rows("SELECT * FROM experiments WHERE id = ?", [experiment_id])
         return self._experiment_row(rows[0]) if rows else None
 
-    def experiments(self, limit: int = 100) -> list[dict[str, Any]]:
+    def experiments(self, limit: int = 100) -> list[ExperimentRow]:
         return [self._experiment_row(r) for r in self.rows("SELECT * FROM experiments ORDER BY id DESC LIMIT ?",
                                                            [limit])]
 
-    def _experiment_row(self, r: dict[str, Any]) -> dict[str, Any]:
+    def _experiment_row(self, r: dict[str, Any]) -> ExperimentRow:
         for k in self._EXPERIMENT_JSON:
             r[k] = json.loads(r[k]) if r.get(k) else None
-        return r
+        return ExperimentRow(**r)
 
     def experiment_labels(self, dataset: str, judge: str) -> list[dict[str, Any]]:
         """The judge's labels on an experiment's pairs, with each pair's arm (``model_a``) and query."""

@@ -334,6 +334,26 @@ class ExperimentRow(TypedDict):
     finished_at: str | None
 
 
+class ExperimentLabelRow(TypedDict):
+    """A judge's label on one of an experiment's pairs: the arm (``model_a``) and query (``source_id``)."""
+
+    sample_id: str
+    model_a: str
+    source_id: str
+    choice: str
+    prob_a: float | None
+
+
+class ExperimentFeatureRow(TypedDict):
+    """One comparison feature of one of an experiment's pairs."""
+
+    sample_id: str
+    model_a: str
+    source_id: str
+    attribute: str
+    value: int
+
+
 class ConflictError(ValueError):
     """A write that would silently change what is stored (a judge's labels or kind, a name that
     collides with a stored one); nothing was written. The message says what and how to proceed."""
@@ -1468,17 +1488,19 @@ class Store:
             r[k] = json.loads(r[k]) if r.get(k) else None
         return ExperimentRow(**r)
 
-    def experiment_labels(self, dataset: str, judge: str) -> list[dict[str, Any]]:
+    def experiment_labels(self, dataset: str, judge: str) -> list[ExperimentLabelRow]:
         """The judge's labels on an experiment's pairs, with each pair's arm (``model_a``) and query."""
-        return self.rows("SELECT s.id AS sample_id, s.model_a, s.source_id, l.choice, l.prob_a FROM samples s"
-                         " JOIN labels l ON l.sample_id = s.id AND l.judge = ? WHERE s.dataset = ?"
-                         " ORDER BY s.position", [judge, dataset])
+        return [ExperimentLabelRow(**r) for r in self.rows(
+            "SELECT s.id AS sample_id, s.model_a, s.source_id, l.choice, l.prob_a FROM samples s"
+            " JOIN labels l ON l.sample_id = s.id AND l.judge = ? WHERE s.dataset = ? ORDER BY s.position",
+            [judge, dataset])]
 
-    def experiment_features(self, dataset: str, source: str) -> list[dict[str, Any]]:
+    def experiment_features(self, dataset: str, source: str) -> list[ExperimentFeatureRow]:
         """Comparison features of an experiment's pairs: (sample_id, model_a, source_id, attribute, value)."""
-        return self.rows("SELECT s.id AS sample_id, s.model_a, s.source_id, f.attribute, f.value FROM samples s"
-                         " JOIN features f ON f.sample_id = s.id AND f.source = ? WHERE s.dataset = ?"
-                         " ORDER BY s.position", [source, dataset])
+        return [ExperimentFeatureRow(**r) for r in self.rows(
+            "SELECT s.id AS sample_id, s.model_a, s.source_id, f.attribute, f.value FROM samples s"
+            " JOIN features f ON f.sample_id = s.id AND f.source = ? WHERE s.dataset = ? ORDER BY s.position",
+            [source, dataset])]
 
 
 #: the scenario filter value for samples without a scenario group yet

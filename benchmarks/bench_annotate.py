@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def one_level(in_flight: int, latency: float, base_url: str, seconds: float) -> dict:
-    from core import annotate, demo
+    from core import annotate, demo, paidwork
     from core.llm import LLMSettings
     from core.store import Store
 
@@ -59,7 +59,7 @@ def one_level(in_flight: int, latency: float, base_url: str, seconds: float) -> 
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         # the worker processes above 64 in flight (the largest child process; none below)
         "worker_peak_rss_mb": (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-                               if in_flight > annotate.IN_FLIGHT_PER_PROCESS else 0),
+                               if in_flight > paidwork.IN_FLIGHT_PER_PROCESS else 0),
     }
 
 

@@ -63,7 +63,7 @@ def run_scale(n_samples: int, poll: float) -> dict:
                                    price_output=4.0, batch=True)
             rss0 = _reset_peak()  # the demo's build is not the run: measure the run's own peak
             t, cpu = time.perf_counter(), time.process_time()
-            out = batch.run_batch(store, samples, settings, "annotate", {"both_orders": False}, poll_s=poll,
+            out = batch.run_batch(store, samples, settings, annotate.annotate_sample, {"both_orders": False}, poll_s=poll,
                                   directory=Path(tmp) / "batches")
             wall, cpu = time.perf_counter() - t, time.process_time() - cpu
             srv = stats(url)

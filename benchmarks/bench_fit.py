@@ -2,7 +2,7 @@
 
 The workload mirrors the paper's: the 16 scopes and their sizes from
 ``gair/query_aware_idxs.json`` (11 scenario groups, 5 query-specific cases; "all" left out),
-33 judges, 29 features drawn like real comparison features (``fit.simulate_features``), and
+33 judges, 29 features drawn like real comparison features (``synthetic.simulate_features``), and
 each (scope, judge)'s labels drawn from the paper's published weights for that pair. It reports:
 
 - the whole dissection with the fast path (every judge, scope and 5-fold CV); target < 60 s;
@@ -41,7 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import catalogue, compare, fit  # noqa: E402
+from core import catalogue, fit, synthetic  # noqa: E402
+from core.profile import is_attribute_term, load_published_profiles  # noqa: E402
 
 SHARED_DATA_ENV = "PREFDISSECT_SHARED_DATA"
 
@@ -63,7 +64,7 @@ def workload(seed: int = 0, model: str = "full"):
     (the order each single-order dataset has)."""
     gair = shared_data() / "gair"
     sizes = {g: len(ix) for g, ix in json.loads((gair / "query_aware_idxs.json").read_text()).items() if g != "all"}
-    published = compare.load_published_profiles(gair / "fitted_paras_comparison")
+    published = load_published_profiles(gair / "fitted_paras_comparison")
     judges = list(published["Advice"])
     rng = np.random.default_rng(seed)
     cases = set(catalogue.case_keys())
@@ -71,12 +72,12 @@ def workload(seed: int = 0, model: str = "full"):
     theta = rng.uniform(-2.0, -0.3, len(judges))
     tasks, truth = {}, {}
     for scope, n in sizes.items():
-        X = fit.simulate_features(n, rng, case=scope if scope in cases else None)
+        X = synthetic.simulate_features(n, rng, case=scope if scope in cases else None)
         W = np.stack([published[scope][j] for j in judges])
         if model == "paper":
-            tasks[scope] = (X, fit.simulate_labels(X, W, rng))
+            tasks[scope] = (X, synthetic.simulate_labels(X, W, rng))
         else:
-            tasks[scope] = fit.FitInput(X, fit.simulate_outcomes(X, W, rng, bias=bias, theta=theta), np.ones(n))
+            tasks[scope] = fit.FitInput(X, synthetic.simulate_outcomes(X, W, rng, bias=bias, theta=theta), np.ones(n))
         truth[scope] = W
     return sizes, judges, tasks, truth
 
@@ -85,7 +86,7 @@ def summary_of(result, truth, judges):
     profiles = [p for ps in result.values() for p in ps]
 
     def attr_mean(p):
-        return [m for k, m in zip(p.attributes, p.mean) if fit.is_attribute_term(k)]
+        return [m for k, m in zip(p.attributes, p.mean) if is_attribute_term(k)]
 
     corr = [np.corrcoef(attr_mean(p), truth[s][judges.index(p.judge)])[0, 1] for s, ps in result.items() for p in ps]
     return {

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PandaLM's test set not found at {data}", file=sys.stderr)
         return 2
 
-    from core import annotate, judges
+    from core import annotate, judges, paidwork
     from core.importers import import_file
     from core.llm import LLMSettings
     from core.store import Store
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 samples = store.samples_for("pandalm-test", limit=args.samples)
                 settings = LLMSettings.from_env(base_url=url, model=realserverkit.ANNOTATOR)
                 t0 = time.perf_counter()
-                dialect = annotate.endpoint_dialect(store, settings)
+                dialect = paidwork.endpoint_dialect(store, settings)
                 probe_s = time.perf_counter() - t0
                 mark = len(log.read_text(errors="replace"))
                 t0 = time.perf_counter()
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 jsamples = store.samples_for("pandalm-test", limit=args.judge_samples)
                 jsettings = LLMSettings.from_env(base_url=url, model=realserverkit.JUDGE)
-                annotate.endpoint_dialect(store, jsettings)
+                paidwork.endpoint_dialect(store, jsettings)
                 mark = len(log.read_text(errors="replace"))
                 t0 = time.perf_counter()
                 jp = judges.collect_labels(store, jsamples, jsettings, judge="gemma-270m")

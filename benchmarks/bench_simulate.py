@@ -1,6 +1,6 @@
 """Benchmark: one injection simulation over 5,000 pairs and 4,000 posterior draws (target < 300 ms).
 
-Workload: 5,000 pairs of comparison features drawn like real ones (``fit.simulate_features``) and
+Workload: 5,000 pairs of comparison features drawn like real ones (``synthetic.simulate_features``) and
 4,000 draws of a judge's weights (the demo crowd's true weights plus posterior-like scatter, sd 0.1),
 float32 as stored. "One simulation" is everything ``core.simulate.simulate`` computes for one judge
 once the pairs are in memory: the prediction before, the exact expectation after over every
@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import catalogue, demo, fit  # noqa: E402
+from core import catalogue, demo, synthetic  # noqa: E402
 from core import simulate as sim  # noqa: E402
 
 TARGET_MS = 300.0
@@ -50,7 +50,7 @@ MAIN = {"inject": {"lengthy": 0.5, "well_formatted": 0.8}, "suppress": {"admits_
 
 def workload(pairs: int, draws: int, seed: int = 0):
     rng = np.random.default_rng(seed)
-    X = fit.simulate_features(pairs, rng).astype(np.float32)
+    X = synthetic.simulate_features(pairs, rng).astype(np.float32)
     w = np.array([demo.true_weights("demo-crowd", "Advice")[k] for k in KEYS])
     W = (w + rng.normal(0.0, 0.1, (draws, len(KEYS)))).astype(np.float32)
     return X, W

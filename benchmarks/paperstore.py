@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_fit import shared_data  # noqa: E402
-from core import catalogue, compare, fit  # noqa: E402
+from core import catalogue, fit, synthetic  # noqa: E402
+from core.profile import load_published_profiles  # noqa: E402
 from core.records import Dataset, Feature, ImportBatch, Judge, Label, Sample  # noqa: E402
 from core.store import Store  # noqa: E402
 
@@ -51,7 +52,7 @@ def write(store: Store, seed: int = 0) -> int:
     """Write the paper-scale dataset (no profiles) into ``store``; returns the number of pairs."""
     gair = shared_data() / "gair"
     idx = json.loads((gair / "query_aware_idxs.json").read_text())
-    published = compare.load_published_profiles(gair / "fitted_paras_comparison")
+    published = load_published_profiles(gair / "fitted_paras_comparison")
     judges = list(published["Advice"])
     group_of = {i: g for g in catalogue.group_keys() for i in idx[g]}
     cases_of = {i: {c: True for c in catalogue.case_keys() if i in set(idx[c])} for i in range(len(idx["all"]))}
@@ -66,7 +67,7 @@ def write(store: Store, seed: int = 0) -> int:
                    _text(rng, int(rng.integers(60, 500))), _text(rng, int(rng.integers(60, 500))),
                    model_a=str(ma), model_b=str(mb), scenario_group=g, cases=cases_of[i])
         batch.samples.append(s)
-        x = fit.simulate_features(1, rng)[0]
+        x = synthetic.simulate_features(1, rng)[0]
         batch.features += [Feature(s.id, SOURCE, k, int(v)) for k, v in zip(keys, x)]
         for j in judges:
             p = 1 / (1 + np.exp(-x @ published[g][j]))

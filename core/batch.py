@@ -45,7 +45,8 @@ from typing import Any, Callable, Iterable
 
 from pydantic import ValidationError
 
-from .annotate import Progress, Request, _work_fn, annotation_id, messages_sha, prompts
+from .paidwork import Progress, Request, Work, annotation_id, messages_sha
+from .prompts import prompts
 from .llm import LLMSettings, dialect_body, parse_json_tolerant
 from .store import Store
 
@@ -133,7 +134,7 @@ class _Writer:
 
 
 class PlanningRunner:
-    """Stands in for ``annotate.Runner``: answers from the store or a batch's result, else plans."""
+    """Stands in for ``paidwork.Runner``: answers from the store or a batch's result, else plans."""
 
     def __init__(self, store: Store, settings: LLMSettings, writer: _Writer | None, *, job_id: int | None,
                  max_attempts: int, progress: Progress):
@@ -260,12 +261,12 @@ class Round:
     files: list[dict[str, Any]] = field(default_factory=list)
 
 
-def plan_round(store: Store, samples: list[dict[str, Any]], settings: LLMSettings, work: str,
+def plan_round(store: Store, samples: list[dict[str, Any]], settings: LLMSettings, work: Work,
                kwargs: dict[str, Any], *, directory: Path | None, limits: Limits, round_: int,
                job_id: int | None, max_attempts: int, progress: Progress) -> Round:
     """Run every sample's work once: record what came back, resolve what is complete, and write
     the requests still needed into batch files under ``directory`` (None: write nothing)."""
-    fn = _work_fn(work)
+    fn = work
     writer = _Writer(directory, limits, round_) if directory is not None else None
     runner = PlanningRunner(store, settings, writer, job_id=job_id, max_attempts=max_attempts, progress=progress)
     out = Round()
@@ -431,15 +432,15 @@ class BatchOutcome:
     waiting: int  # requests still in open batches (file-only: waiting for --ingest)
 
 
-def run_batch(store: Store, samples: list[dict[str, Any]], settings: LLMSettings, work: str,
+def run_batch(store: Store, samples: list[dict[str, Any]], settings: LLMSettings, work: Work,
               kwargs: dict[str, Any], *, job_id: int | None = None, budget: float | None = None,
               on_progress: Callable[[Progress], None] | None = None, should_stop: Callable[[], bool] | None = None,
               poll_s: float = 30.0, limits: Limits = Limits(), max_attempts: int = 3,
               file_only: Path | None = None, directory: Path | None = None, client=None,
               on_event: Callable[[str], None] | None = None, max_rounds: int = 50,
               adopt_after_s: float = 120.0) -> BatchOutcome:
-    """Annotate (``work`` "annotate") or collect a judge's labels ("judge") through a batch runner,
-    round after round until every sample is resolved or has failed for good.
+    """Annotate (``work`` = ``annotate.annotate_sample``) or collect a judge's labels
+    (``judges.judge_sample``) through a batch runner, round after round until every sample is resolved or has failed for good.
 
     ``file_only``: write the next round's files there and return (a runner outside the tool runs
     them; ``ingest_file`` brings the answers back). Otherwise the files go to ``directory``
@@ -560,7 +561,7 @@ def _sleep(seconds: float, should_stop: Callable[[], bool] | None) -> None:
         time.sleep(min(0.5, max(0.0, end - time.monotonic())))
 
 
-def resolve(store: Store, samples: list[dict[str, Any]], settings: LLMSettings, work: str,
+def resolve(store: Store, samples: list[dict[str, Any]], settings: LLMSettings, work: Work,
             kwargs: dict[str, Any], *, job_id: int | None = None, max_attempts: int = 3) -> Progress:
     """Record the batch results waiting in the store and resolve every sample that is complete,
     planning nothing."""

@@ -28,6 +28,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from . import featureset
+from .profile import display_percent, is_position, measured_mask, pick_profile
 from .store import Store
 
 #: name pattern -> family (first match wins; case-insensitive, searched anywhere in the name)
@@ -87,9 +89,6 @@ def _rate_item(aspect: str, measure: str, wins: np.ndarray, note: str = "") -> B
 
 
 def _weight_item(aspect: str, measure: str, profile: Mapping[str, Any] | None, term: str, note: str = "") -> BiasItem:
-    from .compare import measured_mask
-    from .fit import display_percent, is_position
-
     if not profile:
         return BiasItem(aspect, measure, None, None, None, 0, "no fitted profile: fit the judge first")
     attrs = list(profile["attributes"])
@@ -109,16 +108,12 @@ def _weight_item(aspect: str, measure: str, profile: Mapping[str, Any] | None, t
 
 
 def _profile(store: Store, dataset: str, judge: str, feature_source: str) -> dict[str, Any] | None:
-    from .samples import pick_profile
-
     return pick_profile(store, dataset, "all", judge, feature_source=feature_source)
 
 
 def bias_card(store: Store, judge: str, dataset: str | None = None, *, feature_source: str | None = None,
               families: Mapping[str, str] | None = None, fit_self: bool = True, seed: int = 0) -> list[BiasItem]:
     """The bias card of ``judge`` on ``dataset`` (default: the dataset it labelled most)."""
-    from .jobs import default_feature_source
-
     for pattern in (families or {}):
         try:
             re.compile(pattern)
@@ -131,7 +126,7 @@ def bias_card(store: Store, judge: str, dataset: str | None = None, *, feature_s
         if row is None:
             raise ValueError(f"judge {judge!r} has no labels")
         dataset = row[0]
-    feature_source = feature_source or default_feature_source(store, dataset)
+    feature_source = feature_source or featureset.default(store, dataset)
     items: list[BiasItem] = []
     labels = store.conn.execute(
         "SELECT l.sample_id, l.choice, l.verdict_ab, l.verdict_ba FROM labels l JOIN samples s ON s.id = l.sample_id"
@@ -196,14 +191,12 @@ def bias_card(store: Store, judge: str, dataset: str | None = None, *, feature_s
                             (y[sel] == (mine[sel] > 0)).astype(float),
                             "pairs with exactly one response from the judge's family"))
     if fit_self and sel.sum() >= 10:
-        from .fit import fit_profiles, is_position
+        from .fit import fit_profiles
 
         X = np.column_stack([design.X, mine])
         (p,) = fit_profiles(X, y, [judge], attributes=keys + [SELF], position=np.ones(len(y)), folds=0, seed=seed,
                             draws=1000)
         i = p.attributes.index(SELF)
-        from .fit import display_percent
-
         items.append(BiasItem("self-preference", "own-family covariate, net of content",
                               float(display_percent(p.mean[i])) / 100, float(display_percent(p.lo[i])) / 100,
                               float(display_percent(p.hi[i])) / 100, int(sel.sum()),

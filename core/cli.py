@@ -64,9 +64,9 @@ def _judge_names(store, values, dataset: str | None = None) -> list[str] | None:
 
 
 def _scope_names(values) -> list[str] | None:
-    from . import catalogue
+    from . import scopes
 
-    return _names(values, catalogue.group_keys() + catalogue.case_keys())
+    return _names(values, scopes.fit_choices())
 
 
 def cmd_demo(args) -> int:
@@ -225,7 +225,7 @@ def cmd_search(args) -> int:
 
 def _sample_filter(store, args):
     """The Samples page's filters from ``samples`` options (checked: a typo is named, not an empty list)."""
-    from . import samples
+    from . import scopes
     from .store import SampleFilter
 
     datasets = [d["name"] for d in store.datasets() if d["samples"]]
@@ -243,7 +243,7 @@ def _sample_filter(store, args):
                      disagree=tuple(disagree), attributes=attrs,
                      feature_source=(args.features or _default_feature_source(store, dataset)) if attrs else None,
                      direction=args.direction, include_excluded=args.include_excluded, text=args.search)
-    return samples.scope_filter(f, args.scope) if args.scope else f
+    return scopes.sample_filter(f, args.scope) if args.scope else f
 
 
 def _show_sample(store, args) -> int:
@@ -319,7 +319,7 @@ def _llm_overrides(args) -> dict[str, Any]:
     }.items() if v is not None}
 
 
-def _batch_files(store, samples, settings, work: str, kwargs: dict, args) -> int:
+def _batch_files(store, samples, settings, work, kwargs: dict, args) -> int:
     """``--batch-file-only DIR`` and ``--ingest FILE``: batch files for a runner outside the tool."""
     from pathlib import Path
 
@@ -431,7 +431,7 @@ def cmd_annotate(args) -> int:
         if args.estimate_only:
             return 0
         if args.batch_file_only or args.ingest:
-            return _batch_files(store, samples, settings, "annotate", {"both_orders": args.both_orders}, args)
+            return _batch_files(store, samples, settings, annotate.annotate_sample, {"both_orders": args.both_orders}, args)
         params.update(both_orders=args.both_orders, llm=settings.public())
         if args.batch:
             params["poll_s"] = args.poll
@@ -460,7 +460,7 @@ def cmd_judge(args) -> int:
         if args.estimate_only:
             return 0
         if args.batch_file_only or args.ingest:
-            return _batch_files(store, samples, settings, "judge", {"judge": args.judge, "both_orders": both}, args)
+            return _batch_files(store, samples, settings, judges.judge_sample, {"judge": args.judge, "both_orders": both}, args)
         params = {"dataset": args.dataset, "scenario": args.scenario, "limit": args.limit, "judge": args.judge,
                   "both_orders": both, "llm": settings.public()}
         if args.batch:
@@ -474,7 +474,7 @@ def cmd_judge(args) -> int:
 
 
 def cmd_probe(args) -> int:
-    from . import annotate
+    from . import paidwork
     from .llm import DIALECTS, LLMError, LLMSettings
 
     settings = LLMSettings.from_env(**_llm_overrides(args))
@@ -485,7 +485,7 @@ def cmd_probe(args) -> int:
         if args.again:
             store.forget_llm_dialect(settings.base_url, settings.model)
         try:
-            d = annotate.endpoint_dialect(store, settings)
+            d = paidwork.endpoint_dialect(store, settings)
         except (LLMError, ValueError) as e:
             raise CLIError(f"cannot probe {settings.base_url} ({settings.model}): {e}") from e
     print(f"{settings.base_url} {settings.model}: response mode {d.mode} ({DIALECTS[d.mode]['servers']}); system "
@@ -574,10 +574,10 @@ def cmd_jobs(args) -> int:
 
 
 def _default_feature_source(store, dataset: str) -> str:
-    """``jobs.default_feature_source``, or a CLI error saying how to get features."""
-    from . import jobs
+    """``featureset.default``, or a CLI error saying how to get features."""
+    from . import featureset
 
-    source = jobs.default_feature_source(store, dataset)
+    source = featureset.default(store, dataset)
     if source is None:
         raise CLIError(f"dataset {dataset!r} has no features yet: run `python -m core annotate --dataset {dataset}` "
                        "(without an LLM configured it uses the offline heuristics)")
@@ -677,7 +677,8 @@ def _fit_model(args) -> dict:
 def cmd_fit(args) -> int:
     from tqdm import tqdm
 
-    from . import compare, fit
+    from . import fit
+    from .profile import is_attribute_term, is_position, measured_mask, profile_summary
 
     if getattr(args, "background", False):
         return _fit_background(args)
@@ -708,15 +709,15 @@ def cmd_fit(args) -> int:
             for p in store.profiles(dataset=args.dataset, feature_source=source, method=args.method):
                 if scopes and p["scope"] not in scopes:
                     continue
-                mask = compare.measured_mask(p)
+                mask = measured_mask(p)
                 top = sorted(((k, v) for k, v, ok in zip(p["attributes"], p["mean"], mask)
-                              if ok and fit.is_attribute_term(k)), key=lambda t: -t[1])[:3]
+                              if ok and is_attribute_term(k)), key=lambda t: -t[1])[:3]
                 acc = f"{p['accuracy']:.1%}" if p["accuracy"] is not None else "-"
-                trust = compare.profile_summary([p]).iloc[0]
+                trust = profile_summary([p]).iloc[0]
                 base = (f" vs {trust['baseline']} {trust['baseline_accuracy']:.1%}"
                         + ("" if trust["beats_baseline"] else " (NOT BETTER THAN BASELINE)")) if trust["baseline"] else ""
                 pos = next((f" shown-first {v:+.2f} [{lo:+.2f}, {hi:+.2f}]" for k, v, lo, hi in
-                            zip(p["attributes"], p["mean"], p["lo"] or [], p["hi"] or []) if fit.is_position(k)), "")
+                            zip(p["attributes"], p["mean"], p["lo"] or [], p["hi"] or []) if is_position(k)), "")
                 print(f"  {p['scope']:<18} {p['judge']:<26} n={p['n']:<5} held-out acc {acc:>6}{base}{pos}"
                       f"  measured {trust['measured']}  top: " + ", ".join(f"{k} {v:+.2f}" for k, v in top))
     return 0
@@ -764,7 +765,7 @@ def _profile_set(store, args) -> tuple[str, str]:
 
 
 def cmd_export_profiles(args) -> int:
-    from . import compare
+    from .profile import export_profiles
 
     with _store(args) as store:
         source, method = _profile_set(store, args)
@@ -773,7 +774,7 @@ def cmd_export_profiles(args) -> int:
     if not rows:
         raise CLIError(f"no {method!r} profiles of dataset {args.dataset!r}"
                        + (f" in scope {args.scope!r}" if args.scope else "") + " for those judges")
-    text = compare.export_profiles(rows, args.format)
+    text = export_profiles(rows, args.format)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         print(f"wrote {len(rows)} profiles ({method}, features {source!r}) to {args.out}")
@@ -791,19 +792,16 @@ def cmd_similarity(args) -> int:
         known = {j["name"]: j["size_b"] for j in store.judges()}
     if args.scope and args.scope not in weights:
         raise CLIError(f"no profiles in scope {args.scope!r} (there are: {', '.join(sorted(weights))})")
-    scopes = [args.scope] if args.scope else compare.scenario_scopes(weights)
-    matrix = compare.similarity_matrix(weights, _names(args.judges, list(known)), scopes=scopes,
-                                       method=args.corr)
-    if len(matrix) < 2:
+    report = compare.similarity_report(weights, scope=args.scope, judges=_names(args.judges, list(known)),
+                                       corr=args.corr)
+    if len(report.matrix) < 2:
         raise CLIError("similarity needs profiles of at least two judges")
-    used = matrix.attrs.get("attributes", {})
-    order = compare.cluster_order(matrix)
-    matrix = matrix.loc[order, order]
-    where = f"in {args.scope!r}" if args.scope else f"averaged over {len(scopes)} scenario groups"
+    matrix, order = report.matrix, report.order
+    where = f"in {args.scope!r}" if args.scope else f"averaged over {len(report.scopes)} scenario groups"
     print(f"{args.corr} similarity of {len(order)} judges ({args.dataset}, {method}, features {source!r}), {where};"
           " ordered by hierarchical clustering")
-    if used:
-        lo, hi = min(used.values()), max(used.values())
+    if report.attribute_range:
+        lo, hi = report.attribute_range
         print(f"computed over the attributes both profiles measured: {lo if lo == hi else f'{lo}-{hi}'} of "
               f"{len(catalogue.attribute_keys())} (the position term and unmeasured attributes left out)")
     print(matrix.round(3).to_string())

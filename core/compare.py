@@ -1,7 +1,7 @@
 """Comparing judges through their profiles: similarity, clustering, groups of judges, differences.
 
 Profiles come in as ``{scope: {judge: weights}}`` (weights in the catalogue's attribute order),
-as :func:`load_published_profiles` returns and as fitted :class:`core.fit.Profile` lists
+as ``profile.load_published_profiles`` returns and as fitted :class:`core.fit.Profile` lists
 reduce to with :func:`weights_by_scope`. Following the paper, the similarity of two judges
 is the correlation of their weight vectors within a scope, averaged over the scopes both
 have; by default only the scenario groups count, not the five query-specific cases (those
@@ -10,28 +10,22 @@ scopes overlap the groups and hold the same samples again).
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from dataclasses import dataclass, field
 from itertools import combinations
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import catalogue, safecsv
+from . import catalogue
+from . import scopes as scope_rules
+from .profile import POSITION_LABEL, floats, is_position, measured_mask
+from .records import size_from_name
 
 METHODS = ("pearson", "spearman")
 
 WeightsByScope = Mapping[str, Mapping[str, Sequence[float]]]
-
-
-def default_scopes(profiles: WeightsByScope) -> list[str]:
-    """The scopes the paper averages over: every scope except the query-specific cases."""
-    cases = set(catalogue.case_keys())
-    return [s for s in profiles if s not in cases]
 
 
 def correlation(a: Sequence[float], b: Sequence[float], method: str = "pearson") -> float:
@@ -72,14 +66,14 @@ def similarity_matrix(
     """Judge x judge similarity: the per-scope correlation averaged over the scopes both judges have.
 
     ``judges`` defaults to every judge in the chosen scopes (first-seen order); ``scopes`` to
-    :func:`default_scopes`. Pairs that share no scope get NaN. A NaN weight is an attribute the
-    profile did not measure (see :func:`weights_from_rows`): a pair's correlation in a scope is
+    ``scopes.beside_cases`` (every scope but the query cases). Pairs that share no scope get NaN.
+    A NaN weight is an attribute the profile did not measure (see :func:`weights_from_rows`): a pair's correlation in a scope is
     over the attributes both measured (NaN with fewer than 3). The result's ``attrs["attributes"]``
     gives, per scope, the fewest attributes a pair's correlation there rested on.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    scopes = list(scopes) if scopes is not None else default_scopes(profiles)
+    scopes = list(scopes) if scopes is not None else scope_rules.beside_cases(profiles)
     if judges is None:
         seen: dict[str, None] = {}
         for s in scopes:
@@ -149,6 +143,36 @@ def cluster_order(matrix: pd.DataFrame, *, method: str = "average") -> list[str]
 
     Z = hierarchy.linkage(squareform(D, checks=False), method=method, optimal_ordering=True)
     return [names[i] for i in hierarchy.leaves_list(Z)]
+
+
+@dataclass
+class SimilarityReport:
+    """Judge similarity as the Similarity page and ``python -m core similarity`` show it."""
+
+    matrix: pd.DataFrame  # judge x judge correlation, rows and columns in ``order``
+    order: list[str]  # the judges, ordered by hierarchical clustering (alike judges together)
+    scopes: list[str]  # the scopes the correlation is averaged over (or the one asked for)
+    corr: str  # "pearson" or "spearman"
+    attributes: dict[str, int] = field(default_factory=dict)  # per scope: fewest attributes a pair's rested on
+
+    @property
+    def attribute_range(self) -> tuple[int, int] | None:
+        """(fewest, most) over the scopes of the attributes a pair's correlation rested on (both
+        profiles measured them)."""
+        used = list(self.attributes.values())
+        return (min(used), max(used)) if used else None
+
+
+def similarity_report(weights: WeightsByScope, *, scope: str | None = None, judges: Sequence[str] | None = None,
+                      corr: str = "pearson") -> SimilarityReport:
+    """The one similarity pipeline: weights ({scope: {judge: weights}}, from :func:`weights_from_rows`,
+    where unmeasured attributes are NaN) -> the correlation matrix in one scope, or averaged over the
+    scenario groups (``scopes.averaged``) -> ordered by clustering."""
+    over = [scope] if scope else scope_rules.averaged(weights)
+    matrix = similarity_matrix(weights, list(judges) if judges else None, scopes=over, method=corr)
+    used = dict(matrix.attrs.get("attributes", {}))
+    order = cluster_order(matrix)
+    return SimilarityReport(matrix.loc[order, order], order, over, corr, used)
 
 
 @dataclass
@@ -241,225 +265,6 @@ def weights_by_scope(profiles: Mapping[str, Iterable[Any]]) -> dict[str, dict[st
     return {s: {p.judge: np.asarray(p.mean, dtype=float) for p in ps} for s, ps in profiles.items()}
 
 
-def load_published_profiles(directory: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """The paper's released weights: ``model_<scope>_fitted_paras.jsonl`` files -> {scope: {judge: weights}}.
-
-    Each line is ``{"model_name": ..., "parameters": [29 floats]}`` in the catalogue's order.
-    """
-    directory = Path(directory)
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for path in sorted(directory.glob("model_*_fitted_paras.jsonl")):
-        scope = path.name[len("model_"):-len("_fitted_paras.jsonl")]
-        rows: dict[str, np.ndarray] = {}
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                rows[str(rec["model_name"])] = np.asarray(rec["parameters"], dtype=float)
-        out[scope] = rows
-    if not out:
-        raise FileNotFoundError(f"no model_<scope>_fitted_paras.jsonl files in {directory}")
-    return out
-
-
-# --------------------------------------------------------------------------- stored profiles as tables
-# ``Store.profiles()`` rows -> the frames that the Profiles and Similarity pages, their downloads and
-# the CLI's ``export-profiles`` / ``similarity`` commands share.
-
-#: columns of :func:`profile_frame`, one row per (profile, attribute)
-PROFILE_FRAME_COLUMNS = [
-    "dataset", "scope", "judge", "feature_source", "method", "index", "attribute", "label",
-    "mean", "sd", "lo", "hi", "p_pos", "percent", "percent_lo", "percent_hi", "rhat", "ess",
-    "status", "differing",
-]
-
-#: how the position term is labelled wherever a profile is shown
-POSITION_LABEL = "shown first (position)"
-
-#: per-profile columns of :func:`profile_summary` (held-out accuracy, diagnostics, provenance)
-SUMMARY_COLUMNS = [
-    "dataset", "scope", "judge", "feature_source", "method", "n", "accuracy", "log_loss", "folds",
-    "max_rhat", "min_ess", "divergences", "accept_rate", "interval", "sampler", "prior", "prior_scale",
-    "seed", "draws", "fitted_at", "versions", "fingerprint", "imported",
-    "model", "ties", "tie_rate", "baseline", "baseline_accuracy", "beats_baseline", "measured",
-]
-
-
-def _floats(values: Any, d: int) -> list[float]:
-    """A stored list (None entries allowed) as floats with NaN, or d NaNs when absent."""
-    if values is None:
-        return [math.nan] * d
-    return [math.nan if v is None else float(v) for v in values]
-
-
-def profile_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per (profile, attribute): the weight's posterior mean, sd, interval (``lo``/``hi``, as
-    stored: see the profile's ``interval``), P(w > 0), R-hat and ESS, and the paper's display
-    quantity ``percent`` = 100 * sigmoid(mean) with ``percent_lo``/``percent_hi`` the interval mapped
-    the same way (exact for an equal-tailed interval: the map is monotone). Means-only profiles
-    (imported ones) get NaN for everything but the mean.
-
-    ``status`` says whether a weight is an estimate ("measured"), or the attribute was "not
-    measured" / had "too few samples" differing (``differing`` of them, ``fit.measurement``): such
-    rows keep their name and count but no numbers, so nothing presents the prior as a finding. The
-    position term is labelled :data:`POSITION_LABEL`; a tie parameter is no row (see the summary)."""
-    from .fit import TIE, display_percent, is_position, measurement
-
-    labels = {a.key: a.label for a in catalogue.attributes()}
-    parts = []
-    for r in rows:
-        attrs = list(r["attributes"])
-        d = len(attrs)
-        cols = {k: np.asarray(_floats(r.get(k), d), dtype=float) for k in ("mean", "sd", "lo", "hi", "p_pos", "rhat", "ess")}
-        prov = r.get("provenance") or {}
-        differing = list(prov.get("differing") or [None] * d) + [None] * d
-        threshold = prov.get("min_differing")
-        status = [measurement(differing[i], *(() if threshold is None else (threshold,))) for i in range(d)]
-        hidden = np.array([st != "measured" for st in status])
-        for k in cols:
-            cols[k] = np.where(hidden, np.nan, cols[k])
-        part = pd.DataFrame({
-            "dataset": r.get("dataset"), "scope": r.get("scope"), "judge": r["judge"],
-            "feature_source": r.get("feature_source"), "method": r.get("method"),
-            "index": np.arange(d), "attribute": attrs,
-            "label": [POSITION_LABEL if is_position(k) else labels.get(k, k) for k in attrs],
-            **{k: cols[k] for k in ("mean", "sd", "lo", "hi", "p_pos")},
-            "percent": display_percent(cols["mean"]),
-            "percent_lo": display_percent(cols["lo"]),
-            "percent_hi": display_percent(cols["hi"]),
-            "rhat": cols["rhat"], "ess": cols["ess"],
-            "status": status, "differing": pd.array(differing[:d], dtype="Int64"),
-        })
-        parts.append(part[part["attribute"] != TIE])
-    if not parts:
-        return pd.DataFrame(columns=PROFILE_FRAME_COLUMNS)
-    return pd.concat(parts, ignore_index=True)[PROFILE_FRAME_COLUMNS]
-
-
-def top_bottom(frame: pd.DataFrame, k: int = 5) -> pd.DataFrame:
-    """Each judge's ``k`` most and ``k`` least rewarded attributes (by posterior-mean weight).
-
-    Columns: judge, end ("top" / "bottom"), rank (1 = the most rewarded for "top", the most
-    disliked for "bottom"), attribute, label, mean, lo, hi, percent, percent_lo, percent_hi."""
-    from .fit import is_attribute_term
-
-    cols = ["judge", "end", "rank", "attribute", "label", "mean", "lo", "hi", "percent", "percent_lo", "percent_hi"]
-    out = []
-    # only measured attributes: the position term is no attribute, an unmeasured one no estimate
-    keep = frame["attribute"].map(is_attribute_term) & frame["mean"].notna()
-    if "status" in frame:
-        keep &= frame["status"] == "measured"
-    for judge, g in frame[keep].groupby("judge", sort=False):
-        g = g.sort_values(["mean", "index"], ascending=[False, True], kind="stable")
-        top = g.head(k).assign(end="top", rank=np.arange(1, min(k, len(g)) + 1))
-        bottom = g.iloc[::-1].head(k).assign(end="bottom", rank=np.arange(1, min(k, len(g)) + 1))
-        out.extend([top, bottom])
-    if not out:
-        return pd.DataFrame(columns=cols)
-    return pd.concat(out, ignore_index=True)[cols]
-
-
-def profile_summary(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per profile: samples used, held-out accuracy and log loss, convergence diagnostics
-    (largest R-hat, smallest ESS over the weights; divergences and acceptance rate of the sampler)
-    and provenance (sampler, prior, seed, draws, library versions, fit time, data fingerprint)."""
-    recs = []
-    for r in rows:
-        prov = r.get("provenance") or {}
-        diag = prov.get("diagnostics") or {}
-        prior = prov.get("prior") or {}
-        rhat = [v for v in _floats(r.get("rhat"), 0) if math.isfinite(v)]
-        ess = [v for v in _floats(r.get("ess"), 0) if math.isfinite(v)]
-        versions = prov.get("versions") or {}
-        recs.append({
-            "dataset": r.get("dataset"), "scope": r.get("scope"), "judge": r["judge"],
-            "feature_source": r.get("feature_source"), "method": r.get("method"), "n": r.get("n"),
-            "accuracy": r.get("accuracy"), "log_loss": r.get("log_loss"), "folds": prov.get("folds"),
-            "max_rhat": max(rhat) if rhat else diag.get("max_rhat"),
-            "min_ess": min(ess) if ess else diag.get("min_ess"),
-            "divergences": diag.get("divergences"), "accept_rate": diag.get("accept_rate"),
-            "interval": r.get("interval"), "sampler": prov.get("sampler"),
-            "prior": (f"{prior.get('family')}(0, {prior.get('scale')})" if prior else None),
-            "prior_scale": prior.get("scale"), "seed": prov.get("seed"), "draws": prov.get("draws"),
-            "fitted_at": prov.get("fitted_at") or r.get("created_at"),
-            "versions": ", ".join(f"{k} {v}" for k, v in versions.items()) or None,
-            "fingerprint": r.get("fingerprint"), "imported": bool(r.get("imported")),
-            **_trust(r, prov),
-        })
-    return pd.DataFrame(recs, columns=SUMMARY_COLUMNS)
-
-
-def _trust(r: Mapping[str, Any], prov: Mapping[str, Any]) -> dict[str, Any]:
-    """What a reader needs before trusting a profile: its model (position term, tie model), the tie
-    rate, the best baseline's held-out accuracy and whether the profile beats it, and how many
-    attributes were measured."""
-    from .fit import beats_baselines, best_baseline, is_attribute_term
-
-    model = prov.get("model") or {}
-    ties = prov.get("ties") or {}
-    obs = ties.get("observations")
-    best = best_baseline(prov.get("baselines"))
-    attrs = list(r.get("attributes") or [])
-    mask = measured_mask(r) if attrs else []
-    n_attr = sum(1 for k in attrs if is_attribute_term(k))
-    n_meas = sum(1 for k, ok in zip(attrs, mask) if is_attribute_term(k) and ok)
-    return {
-        "model": (("position term" if model.get("position") else "no position term")
-                  + (", ties as outcome (Davidson)" if model.get("ties") == "davidson" else ", ties dropped"))
-        if model else None,
-        "ties": ties.get("observed"),
-        "tie_rate": (ties.get("observed") / obs) if obs else None,
-        "baseline": best[0] if best else None,
-        "baseline_accuracy": best[1] if best else None,
-        "beats_baseline": beats_baselines(r.get("accuracy"), prov.get("baselines")),
-        "measured": f"{n_meas} of {n_attr}" if attrs else None,
-    }
-
-
-def _json_safe(v: Any) -> Any:
-    if v is pd.NA:
-        return None
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(v) else None
-    return v
-
-
-def export_profiles(rows: Sequence[Mapping[str, Any]], fmt: str = "csv") -> str:
-    """Stored profiles as a download: ``csv`` (one line per profile and attribute, with the interval,
-    the display percent and the profile's accuracy and provenance repeated on each line) or
-    ``json`` (one object per profile: its attributes with their numbers, and the full provenance)."""
-    frame = profile_frame(rows)
-    summary = profile_summary(rows)
-    if fmt == "csv":
-        key = ["dataset", "scope", "judge", "feature_source", "method"]
-        extra = summary[key + ["n", "accuracy", "log_loss", "interval", "sampler", "prior_scale", "seed", "draws",
-                               "folds", "fitted_at", "versions", "fingerprint", "imported"]]
-        return safecsv.to_csv(frame.merge(extra, on=key, how="left"), index=False)
-    if fmt != "json":
-        raise ValueError(f"format must be 'csv' or 'json', not {fmt!r}")
-    out = []
-    for r, (_, s) in zip(rows, summary.iterrows()):
-        f = frame[(frame["judge"] == r["judge"]) & (frame["scope"] == r.get("scope"))
-                  & (frame["method"] == r.get("method")) & (frame["dataset"] == r.get("dataset"))
-                  & (frame["feature_source"] == r.get("feature_source"))]
-        attrs = f[["attribute", "label", "mean", "sd", "lo", "hi", "p_pos", "percent", "percent_lo", "percent_hi",
-                   "rhat", "ess", "status", "differing"]].astype(object).to_dict(orient="records")
-        out.append({
-            **{k: s[k] for k in ("dataset", "scope", "judge", "feature_source", "method", "n", "accuracy", "log_loss",
-                                 "interval", "imported")},
-            "display": "percent = 100 * sigmoid(weight): P(preferred | better on this attribute alone), in %",
-            "attributes": attrs,
-            "provenance": r.get("provenance") or {},
-            "fingerprint": r.get("fingerprint"),
-        })
-    return json.dumps(_json_safe(out), indent=2, default=str)
-
-
 def difference_of(row_a: Mapping[str, Any], row_b: Mapping[str, Any], *, prob: float = 0.94,
                   seed: int = 0) -> pd.DataFrame:
     """:func:`weight_difference` of two stored profiles (rows read ``with_draws=True``), with labels.
@@ -468,30 +273,11 @@ def difference_of(row_a: Mapping[str, Any], row_b: Mapping[str, Any], *, prob: f
     (imported, means-only profiles)."""
     if list(row_a["attributes"]) != list(row_b["attributes"]):
         raise ValueError("profiles have different attributes")
-    out = weight_difference(_floats(row_a["mean"], 0), _floats(row_b["mean"], 0), draws_a=row_a.get("draws"),
+    out = weight_difference(floats(row_a["mean"], 0), floats(row_b["mean"], 0), draws_a=row_a.get("draws"),
                             draws_b=row_b.get("draws"), attributes=list(row_a["attributes"]), prob=prob, seed=seed)
-    from .fit import is_position
-
     labels = {a.key: a.label for a in catalogue.attributes()}
     out.insert(1, "label", [POSITION_LABEL if is_position(k) else labels.get(k, k) for k in out["attribute"]])
     out.insert(0, "index", np.arange(len(out)))
-    return out
-
-
-def measured_mask(row: Mapping[str, Any]) -> list[bool]:
-    """Per term of a stored profile, whether its weight is an estimate (``fit.measurement``): the
-    position term and profiles that did not record what they measured (imported ones) count as measured."""
-    from .fit import is_attribute_term, measurement
-
-    prov = row.get("provenance") or {}
-    differing = prov.get("differing") or []
-    threshold = prov.get("min_differing")
-    attrs = list(row["attributes"])
-    out = []
-    for i, k in enumerate(attrs):
-        n = differing[i] if i < len(differing) else None
-        ok = not is_attribute_term(k) or n is None or measurement(n, *(() if threshold is None else (threshold,))) == "measured"
-        out.append(ok)
     return out
 
 
@@ -505,40 +291,18 @@ def weights_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, 
     out: dict[str, dict[str, np.ndarray]] = {}
     for r in rows:
         attrs = list(r.get("attributes") or keys)
-        mean = _floats(r["mean"], len(attrs))
+        mean = floats(r["mean"], len(attrs))
         mask = measured_mask({**r, "attributes": attrs})
         by_name = {k: (m if ok else math.nan) for k, m, ok in zip(attrs, mean, mask)}
         out.setdefault(r["scope"], {})[r["judge"]] = np.asarray([by_name.get(k, math.nan) for k in keys], dtype=float)
     return out
 
 
-def scenario_scopes(profiles: WeightsByScope) -> list[str]:
-    """The scopes the paper averages similarity over: the scenario groups present (catalogue order);
-    if there are none (a dataset fitted only as "all"), every scope but the query cases."""
-    groups = [g for g in catalogue.group_keys() if g in profiles]
-    return groups or default_scopes(profiles)
-
-
 # --------------------------------------------------------------------------- groups of judges
-
-_MOE = re.compile(r"(?<![\w.])(\d+)x(\d+(?:\.\d+)?)b(?![a-z])")
-_SIZE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)b(?![a-z])")
-
-
-def size_from_name(name: str) -> float | None:
-    """Billions of parameters read off a model name ("llama-2-70b-chat" 70, "mistral-8x7b" 56),
-    or None when the name does not say (gpt-4, zephyr, human)."""
-    low = str(name).lower()
-    m = _MOE.search(low)
-    if m:
-        return float(m.group(1)) * float(m.group(2))
-    m = _SIZE.search(low)
-    return float(m.group(1)) if m else None
-
 
 def judge_sizes(judges: Iterable[str], known: Mapping[str, float | None] | None = None) -> dict[str, float | None]:
     """Each judge's size in billions of parameters: the recorded one (``judges.size_b``) when known,
-    else read off the name (:func:`size_from_name`)."""
+    else read off the name (``records.size_from_name``)."""
     known = known or {}
     out = {}
     for j in judges:
@@ -550,7 +314,7 @@ def judge_sizes(judges: Iterable[str], known: Mapping[str, float | None] | None 
 def size_groups(judges: Iterable[str], sizes: Mapping[str, float | None], split: float = 30.0) -> dict[str, list[str]]:
     """Judges split at ``split`` billion parameters (the paper's ~30B split); judges of unknown size
     are left out. ``sizes`` maps a judge to its size (e.g. ``judges.size_b``, else
-    :func:`size_from_name`)."""
+    ``records.size_from_name``)."""
     small, large = [], []
     for j in judges:
         s = sizes.get(j)

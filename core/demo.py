@@ -26,14 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from . import catalogue, features
+from . import catalogue, features, featureset
 from .records import Dataset, ImportBatch, ImportResult, Judge, Label, Sample, word_count
 from .store import Store, now
 
 DEMO_DATASET = "demo-synthetic"
-FEATURE_SOURCE = "demo"
-ANNOTATOR = "demo-generator"
-PROMPT_VERSION = "demo-v1"
+FEATURE_SOURCE = featureset.DEMO.name
+ANNOTATOR, PROMPT_VERSION = featureset.DEMO.annotator
 GENERATOR = "core.demo"
 
 DESCRIPTION = (

@@ -12,7 +12,7 @@ paused job resumes where it stopped and nothing is paid for twice:
    that asks for the arm's attributes to be shown (or avoided); the ``control`` arm gets the plain
    system prompt. A baseline endpoint, when given, answers with the plain prompt too (its own
    step, ``baseline``). Generation requests go through the annotator's keyed engine
-   (``annotate.run_work``: store-first, budget-checked, recorded as they return) with their own
+   (``paidwork.run_work``: store-first, budget-checked, recorded as they return) with their own
    prompt version (``core/data/experiment_prompts.json``). They hang on the experiment's queries,
    stored as a dataset of their own (``experiment-<id>-queries``: query, baseline response).
 2. *Pairs.* Each arm's responses become pair samples in the dataset ``experiment-<id>``: response A
@@ -50,13 +50,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import catalogue
-# the paid-request engine and the profile rule: the only touch points with those modules
-from .annotate import Request, endpoint_dialect, gather_all, run_annotation, run_heuristics, run_work
-from .annotate import prompts as annotator_prompts
-from .fit import INTERVAL_PROB, library_versions
+# the paid-request engine, the annotators and the profile rule: the only touch points with those modules
+from .annotate import plan_requests, run_annotation, run_heuristics
+from .featureset import HEURISTIC, FeatureSet
+from .fit import library_versions
 from .llm import LLMSettings
+from .paidwork import Request, endpoint_dialect, gather_all, run_work
+from .prompts import prompts as annotator_prompts
 from .records import Dataset, ImportBatch, Sample
-from .simulate import (Estimate, jeffreys, pick_profile, predictive_interval, profile_draws, simulate_arrays,
+from .sampler import INTERVAL_PROB
+from .simulate import (Estimate, jeffreys, predictive_interval, profile_draws, profile_for, simulate_arrays,
                        tie_draws, unmeasured)
 from .store import Store, now
 
@@ -64,7 +67,7 @@ PROMPTS_FILE = Path(__file__).resolve().parent / "data" / "experiment_prompts.js
 CONTROL = "control"
 #: the two-sided normal quantile of the reported 94% intervals
 Z94 = 1.8807936081512509
-HEURISTIC_SOURCE = "heuristic:v1"
+HEURISTIC_SOURCE = str(HEURISTIC)
 
 
 class ExperimentError(ValueError):
@@ -259,25 +262,22 @@ def create(store: Store, spec: Spec) -> int:
 
 def _profile(store: Store, spec: Spec) -> dict[str, Any]:
     p = spec.profile
-    return pick_profile(store, p["dataset"], p.get("scope", "all"), p["judge"], feature_source=p.get("feature_source"),
-                        method=p.get("method"))
+    return profile_for(store, p["dataset"], p.get("scope", "all"), p["judge"], feature_source=p.get("feature_source"),
+                       method=p.get("method"))
 
 
 def _annotation_plan(source: str, spec: Spec) -> tuple[str, LLMSettings | None, bool]:
     """How the pairs get the profile's features: ("heuristic", None, _) or ("llm", settings, both orders)."""
-    if source == HEURISTIC_SOURCE:
+    fs = FeatureSet.parse(source)
+    if fs.kind == "heuristic":
+        if fs != HEURISTIC:
+            raise ExperimentError(f"the profile's features came from heuristics {fs.version}; these are {HEURISTIC.version}")
         return "heuristic", None, False
-    parts = source.split(":")
-    if source.startswith("llm:") and len(parts) >= 3:
-        both = parts[-1] == "both"
-        version = parts[-2] if both else parts[-1]
-        model = ":".join(parts[1:-2] if both else parts[1:-1])
-        if version != annotator_prompts()["version"]:
-            raise ExperimentError(f"the profile's features came from prompt version {version}; this annotator's is "
+    if fs.kind == "llm":
+        if fs.version != annotator_prompts()["version"]:
+            raise ExperimentError(f"the profile's features came from prompt version {fs.version}; this annotator's is "
                                   f"{annotator_prompts()['version']}: refit the profile on current annotations")
-        overrides = dict(spec.annotator or {})
-        overrides["model"] = model
-        return "llm", LLMSettings.from_env(**overrides), both
+        return "llm", LLMSettings.from_env(**{**(spec.annotator or {}), "model": fs.model}), fs.both_orders
     raise ExperimentError(f"the profile's feature set {source!r} cannot be measured on new responses: use a profile "
                           f"fitted on {HEURISTIC_SOURCE} or on LLM annotations (llm:<model>:<version>)")
 
@@ -467,7 +467,6 @@ class CostEstimate:
 def estimate(store: Store, experiment_id: int) -> CostEstimate:
     """The cost of what is still to send, before anything is sent: generation at ``max_tokens`` per
     answer, judging and LLM annotation on stand-in answers of that length where answers are not in yet."""
-    from .annotate import plan_requests
     from .judges import plan_judge_requests
 
     exp = store.experiment(experiment_id)

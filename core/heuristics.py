@@ -68,11 +68,12 @@ from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 from . import features as _features
+from .featureset import HEURISTIC
 from .records import Feature, word_count
 
 VERSION = "heuristic-v1"
 #: The feature-set name in the ``features`` table.
-SOURCE = "heuristic:v1"
+SOURCE = HEURISTIC.name
 
 #: The catalogue attributes these heuristics judge (attribute keys, in catalogue order).
 COVERED: tuple[str, ...] = (

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from . import catalogue, features
+from .featureset import HF_PAPER
 from .records import (
     CHOICES,
     JUDGE_KINDS,
@@ -50,6 +51,7 @@ from .records import (
     choice_from_prob,
     combine_verdicts,
     normalise_name,
+    size_from_name,
     word_count,
 )
 
@@ -1063,22 +1065,7 @@ PAPER_JUDGES = (
 )
 
 
-def judge_size_b(name: str) -> float | None:
-    """Parameters in billions read from a model name: "qwen-72b-chat" -> 72, "mistral-8x7b" -> 56.
-
-    None for a person and for the proprietary GPT models, whose sizes are not public.
-    """
-    n = name.lower()
-    if n in ("human", "arena-human") or n.startswith("gpt-"):
-        return None
-    moe = re.search(r"(\d+)x(\d+(?:\.\d+)?)b\b", n)
-    if moe:
-        return float(moe.group(1)) * float(moe.group(2))
-    m = re.search(r"(\d+(?:\.\d+)?)b\b", n)
-    return float(m.group(1)) if m else None
-
-
-PAPER_JUDGE_SIZES = {name: judge_size_b(name) for name in PAPER_JUDGES}
+PAPER_JUDGE_SIZES = {name: size_from_name(name) for name in PAPER_JUDGES}
 
 #: The paper's property names (the HF dataset's ``basic_response_N`` / ``query-specific_response_N``
 #: keys) -> our attribute keys (the negated "non_repetitive" is annotated as "repetitive").
@@ -1199,14 +1186,14 @@ def _hf_row(b: _Builder, rec: _Row, file: Path) -> None:
         if judge_name == "human":
             judge = b.judge("arena-human", "human", notes="Chatbot Arena users' votes (the paper's human judge)")
         else:
-            judge = b.judge(judge_name, "llm", size_b=PAPER_JUDGE_SIZES.get(judge_name, judge_size_b(judge_name)),
+            judge = b.judge(judge_name, "llm", size_b=PAPER_JUDGE_SIZES.get(judge_name, size_from_name(judge_name)),
                             notes="preference label from the paper's dataset")
         b.label(s, judge, choice, source="hf:preference_labels")
     if rec.get("basic_response_1") is None and rec.get("basic_response_2") is None:
         return
     sides = [_paper_ratings(rec, side, resp) for side, resp in ((1, r1), (2, r2))]
     checkable = all(applicable is not False for _, applicable in sides)
-    b.features(features.resolve(s.id, "hf:paper", sides[0][0], sides[1][0], cases=cases, checkable=checkable,
+    b.features(features.resolve(s.id, HF_PAPER.name, sides[0][0], sides[1][0], cases=cases, checkable=checkable,
                                 provenance={"file": file.name, "row": rec.n}))
 
 

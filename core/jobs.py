@@ -39,6 +39,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from . import featureset
 from .store import Store, now
 
 KINDS = ("annotate", "judge", "heuristic", "fit", "import", "experiment")
@@ -254,17 +255,6 @@ def estimate(store: Store, kind: str, params: dict[str, Any], settings, *,
     return annotate.Estimate(samples=len(samples), requests=round(est.requests * f), cached=round(est.cached * f),
                              input_tokens=round(est.input_tokens * f), output_tokens=round(est.output_tokens * f),
                              cost=est.cost * f, by_step=by_step), len(part)
-
-
-def richest_feature_source(sources: list[str]) -> str | None:
-    """Of these feature sets, the richest: LLM annotations, then the paper's, the demo's, the heuristics."""
-    rank = lambda src: (0 if src.startswith("llm:") else 1 if src.startswith("hf:") else 2 if src == "demo" else 3)
-    return sorted(sources, key=rank)[0] if sources else None
-
-
-def default_feature_source(store: Store, dataset: str) -> str | None:
-    """The richest feature set a dataset has (``richest_feature_source``)."""
-    return richest_feature_source([r["source"] for r in store.feature_sources(dataset)])
 
 
 def _row(r: dict[str, Any]) -> JobStatus:
@@ -510,8 +500,8 @@ def _run_llm(store: Store, job: JobStatus, update, on_progress, due, cancelled):
     if settings.batch:  # through a batch runner, in rounds (core/batch.py)
         from . import batch
 
-        work, kw = (("annotate", {"both_orders": p.get("both_orders", False)}) if job.kind == "annotate" else
-                    ("judge", {"judge": p["judge"], "both_orders": p.get("both_orders", True)}))
+        work, kw = ((annotate.annotate_sample, {"both_orders": p.get("both_orders", False)}) if job.kind == "annotate"
+                    else (judges.judge_sample, {"judge": p["judge"], "both_orders": p.get("both_orders", True)}))
         pr = batch.run_batch(store, samples, settings, work, kw, poll_s=p.get("poll_s", 30.0),
                              on_event=lambda m: update(message=m[:1000], heartbeat_at=now()), **common).progress
     elif job.kind == "annotate":
@@ -570,7 +560,7 @@ def _run_experiment(store: Store, job: JobStatus, update, on_progress, due, canc
 
 
 def _run_heuristic(store: Store, job: JobStatus, update, on_progress, due, cancelled):
-    from . import annotate
+    from . import annotate, paidwork
 
     samples = select_samples(store, job.params)
     update(total=len(samples), heartbeat_at=now())
@@ -579,12 +569,12 @@ def _run_heuristic(store: Store, job: JobStatus, update, on_progress, due, cance
         if cancelled():
             return "cancelled", f"cancelled by user after {done} samples; resume to continue", dict(done=done)
         done += annotate.run_heuristics(store, samples[i : i + HEURISTIC_CHUNK])
-        pr = annotate.Progress(total=len(samples), done=done)
+        pr = paidwork.Progress(total=len(samples), done=done)
         if on_progress:
             on_progress(pr)
         if due(done == len(samples)):
             update(done=done, message=f"{done} of {len(samples)} samples", heartbeat_at=now())
-    return "done", "finished (offline heuristics: feature set heuristic:v1)", dict(done=done, failed=0)
+    return "done", "finished (offline heuristics: feature set {featureset.HEURISTIC})", dict(done=done, failed=0)
 
 
 def _run_import(store: Store, job: JobStatus, update, on_progress, due, cancelled):
@@ -609,7 +599,7 @@ def _run_fit(store: Store, job: JobStatus, update, on_progress, due, cancelled):
     from . import fit
 
     p = job.params
-    source = p.get("features") or default_feature_source(store, p["dataset"])
+    source = p.get("features") or featureset.default(store, p["dataset"])
     if not source:
         raise ValueError(f"dataset {p['dataset']!r} has no features yet: annotate it first")
     state = {"done": 0, "total": 0}

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .paidwork import Request, gather_all, run_work
+from .prompts import messages, pair, prompts
+from .records import Judge, Label
 from .store import Store
 
 _CODE = {"A": 1, "B": -1, "tie": 0}
@@ -147,9 +150,7 @@ JUDGE_LOGPROBS = 5  # top log-probabilities asked for the answer token
 
 
 def judge_request(sample: dict, orientation: str):
-    from .annotate import Request, _messages, _pair, prompts
-
-    return Request(sample["id"], "judge", orientation, _messages("judge", **_pair(sample, orientation)), None,
+    return Request(sample["id"], "judge", orientation, messages("judge", **pair(sample, orientation)), None,
                    prompts()["steps"]["judge"]["max_tokens"], logprobs=JUDGE_LOGPROBS, validate=_letter)
 
 
@@ -191,9 +192,6 @@ def _verdict(p: float | None) -> str | None:
 
 
 async def judge_sample(sample: dict, runner, *, judge: str, both_orders: bool = True) -> bool:
-    from .annotate import gather_all
-    from .records import Judge, Label
-
     orders = ("AB", "BA") if both_orders else ("AB",)
     got = await gather_all({o: runner.run(judge_request(sample, o)) for o in orders})
     p_ab = first_preferred(got["AB"])
@@ -216,9 +214,7 @@ def collect_labels(store: Store, samples: list[dict], settings, *, judge: str, b
 
     Requests are cached like annotation: a rerun or resume sends only what has not succeeded.
     """
-    from .annotate import run_work
-
-    return run_work(store, samples, settings, "judge", {"judge": judge, "both_orders": both_orders}, budget=budget,
+    return run_work(store, samples, settings, judge_sample, {"judge": judge, "both_orders": both_orders}, budget=budget,
                     job_id=job_id, on_progress=on_progress, should_stop=should_stop, processes=processes)
 
 

@@ -6,7 +6,7 @@ OpenAI-compatible server (OpenAI, vLLM, Ollama, a gateway) through the official 
 whose own retries (exponential backoff with jitter, honouring Retry-After) handle 429, 5xx,
 timeouts and dropped connections. Here we add: bounded concurrency, request- and token-per-minute
 limits, structured outputs in each server's own dialect (``DIALECTS``, data; found once per endpoint by
-``LLM.probe`` and kept in the store by ``annotate.endpoint_dialect``), lenient JSON, cut-off answers
+``LLM.probe`` and kept in the store by ``paidwork.endpoint_dialect``), lenient JSON, cut-off answers
 asked again with more room, one re-ask when an answer does not parse, local-server etiquette (a
 one-slot server gets one request computing and one waiting, timeouts that fit its pace), failure
 kinds that tell a deterministic failure from one that may pass, and prices.

@@ -268,3 +268,23 @@ class ImportResult:
     labels_written: int
     judges: list[str]
     features_written: int = 0
+
+
+# ---------------------------------------------------------------- a judge's size, read off its name
+
+#: "8x7b" (a mixture of experts: 8 x 7) and "70b" / "3.8b", as a token of their own: after the start,
+#: a dash, an underscore or another separator (not a letter, digit or dot, so a hash like "3f2b" or the
+#: "5b" of "1.5b" is no size), and not followed by a letter ("4bit" is no size)
+_MOE_SIZE = re.compile(r"(?<![a-z0-9.])(\d+)x(\d+(?:\.\d+)?)b(?![a-z])")
+_SIZE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)b(?![a-z])")
+
+
+def size_from_name(name: str) -> float | None:
+    """Billions of parameters read off a model name ("llama-2-70b-chat" 70, "mistral-8x7b" 56,
+    "gpt-neox-20b" 20), or None when the name does not say (gpt-4, zephyr, human)."""
+    low = str(name).lower()
+    m = _MOE_SIZE.search(low)
+    if m:
+        return float(m.group(1)) * float(m.group(2))
+    m = _SIZE.search(low)
+    return float(m.group(1)) if m else None

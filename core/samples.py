@@ -6,55 +6,21 @@
   detected errors, the reference answer), read back from the stored annotation answers.
 - :func:`explain`: for one judge and scope, the stored profile's posterior-mean weights times
   the sample's features (``fit.contributions``), beside the judge's actual choice.
-- :func:`scope_filter` / :func:`parse_scope`: a profile scope ("all", a scenario group, a query
-  case) as a ``SampleFilter`` restriction, so a drill-down from a profile lists its samples.
 
 Listing and paging live in ``Store.browse`` (SQL); this module only reads and shapes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import catalogue, fit
-from .store import CATEGORY_SCOPE, SampleFilter, Store
+from . import catalogue, fit, scopes
+from .featureset import FeatureSet
+from .profile import beats_baselines, best_baseline, is_position, pick_profile
+from .store import Store
 
-#: method preference when no method is asked for: the fast path, NUTS, then the demo's true weights
-METHOD_ORDER = ("fast", "exact", "truth")
 ORDERS = ("AB", "BA")
-
-
-def parse_scope(scope: str | None) -> str:
-    """A profile scope checked against the catalogue: "all", a scenario group or a query case."""
-    if not scope or scope == "all":
-        return "all"
-    if scope in catalogue.group_keys() or scope in catalogue.case_keys():
-        return scope
-    if scope.startswith(CATEGORY_SCOPE) and len(scope) > len(CATEGORY_SCOPE):
-        return scope  # one of the user's own categories
-    raise ValueError(f"unknown scope {scope!r}: use 'all', a scenario group ({', '.join(catalogue.group_keys())}) "
-                     f"or a query case ({', '.join(catalogue.case_keys())})")
-
-
-def scope_filter(f: SampleFilter, scope: str | None) -> SampleFilter:
-    """``f`` restricted to a scope's samples (a scenario group or a query case; "all": unchanged)."""
-    scope = parse_scope(scope)
-    if scope in catalogue.group_keys():
-        return dataclasses.replace(f, scenario=scope)
-    if scope in catalogue.case_keys():
-        return dataclasses.replace(f, case=scope)
-    if scope.startswith(CATEGORY_SCOPE):
-        return dataclasses.replace(f, category=scope[len(CATEGORY_SCOPE):])
-    return f
-
-
-def sample_scopes(sample: dict[str, Any]) -> list[str]:
-    """The scopes a sample belongs to: its scenario group, its query cases, and "all"."""
-    cases = sample.get("cases") or {}
-    out = [sample["scenario_group"]] if sample.get("scenario_group") else []
-    return out + [c for c in catalogue.case_keys() if cases.get(c)] + ["all"]
 
 
 # ------------------------------------------------------------------------------ annotations
@@ -176,23 +142,6 @@ def annotator_notes(rows: list[dict[str, Any]]) -> list[AnnotatorNotes]:
     return list(by.values())
 
 
-def annotator_of(source: str) -> tuple[str, str] | None:
-    """(annotator, prompt version) whose answers a feature source was resolved from, where known:
-    ``llm:<model>:<version>[:both]`` and the demo's; None for the heuristics (no LLM answers)."""
-    from . import demo
-
-    if source == demo.FEATURE_SOURCE:
-        return demo.ANNOTATOR, demo.PROMPT_VERSION
-    if source.startswith("llm:"):
-        body = source[len("llm:"):]
-        if body.endswith(":both"):
-            body = body[: -len(":both")]
-        model, sep, version = body.rpartition(":")
-        if sep and model:
-            return model, version
-    return None
-
-
 # ------------------------------------------------------------------------------ the sample view
 
 
@@ -210,7 +159,7 @@ class SampleView:
     source_notes: dict[str, str | None]  # feature source -> its annotator ("model (prompt version)"), if any
 
     def notes_for(self, source: str) -> AnnotatorNotes | None:
-        who = annotator_of(source)
+        who = FeatureSet.parse(source).annotator
         return next((n for n in self.notes if who and (n.annotator, n.prompt_version) == who), None)
 
 
@@ -228,7 +177,7 @@ def sample_view(store: Store, sample_id: str) -> SampleView | None:
         features.setdefault(r["source"], []).append(r)
     view_features, source_notes = {}, {}
     for source, rows in features.items():
-        who = annotator_of(source)
+        who = FeatureSet.parse(source).annotator
         mine = next((n for n in notes if who and (n.annotator, n.prompt_version) == who), None)
         source_notes[source] = f"{who[0]} (prompts {who[1]})" if who and mine else None
         out = []
@@ -271,11 +220,11 @@ class Explanation:
     @property
     def trust(self) -> dict[str, Any]:
         """What the page shows beside the waterfall before anyone reads it as the judge's reasons:
-        whether the profile beats its best baseline (``fit.beats_baselines``: None when unknown),
+        whether the profile beats its best baseline (``beats_baselines``: None when unknown),
         that baseline and its accuracy, and the profile's tie model."""
         prov = (self.profile or {}).get("provenance") or {}
-        best = fit.best_baseline(prov.get("baselines"))
-        return {"beats_baseline": fit.beats_baselines((self.profile or {}).get("accuracy"), prov.get("baselines")),
+        best = best_baseline(prov.get("baselines"))
+        return {"beats_baseline": beats_baselines((self.profile or {}).get("accuracy"), prov.get("baselines")),
                 "baseline": best[0] if best else None, "baseline_accuracy": best[1] if best else None,
                 "ties": (prov.get("model") or {}).get("ties", "drop")}
 
@@ -286,25 +235,9 @@ class Explanation:
             return []
         labels = {a.key: a.label for a in catalogue.attributes()}
         c = self.contributions
-        return [{"attribute": k, "label": "shown first (position)" if fit.is_position(k) else labels.get(k, k),
+        return [{"attribute": k, "label": "shown first (position)" if is_position(k) else labels.get(k, k),
                  "x": x, "weight": w, "contribution": t}
                 for k, w, x, t in zip(c.attributes, c.weights, c.x, c.terms)]
-
-
-def pick_profile(store: Store, dataset: str, scope: str, judge: str, *, method: str | None = None,
-                 feature_source: str | None = None, available: set[str] | None = None) -> dict[str, Any] | None:
-    """The stored profile to explain a judge with: the method asked for, else fast, exact, the
-    demo's truth, then any other; among feature sources, one the sample has (``available``) first."""
-    rows = store.profiles(dataset=dataset, scope=scope, judges=[judge], method=method, feature_source=feature_source)
-    if not rows:
-        return None
-
-    def rank(r):
-        m = r["method"]
-        return (0 if available is None or r["feature_source"] in available else 1,
-                METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m, r["feature_source"])
-
-    return sorted(rows, key=rank)[0]
 
 
 def explain(store: Store, sample_id: str, judge: str, scope: str | None = None, *, method: str | None = None,
@@ -314,7 +247,7 @@ def explain(store: Store, sample_id: str, judge: str, scope: str | None = None, 
     sample = store.sample(sample_id)
     if sample is None:
         raise ValueError(f"no sample {sample_id!r}")
-    scope = parse_scope(scope or sample.get("scenario_group") or "all")
+    scope = scopes.parse(scope or sample.get("scenario_group") or "all")
     vote = next((v for v in store.sample_labels(sample_id) if v["judge"] == judge), None)
     feats = store.sample_features(sample_id)
     available = {r["source"] for r in feats}

@@ -115,8 +115,11 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from scipy import special
 
-from . import catalogue
-from .fit import INTERCEPT, INTERVAL_PROB, is_position, library_versions
+from . import catalogue, scopes
+from .fit import inputs_key, library_versions
+from .sampler import INTERVAL_PROB
+from .profile import (FITTED_METHODS, INTERCEPT, TIE, beats_baselines, best_baseline, is_position, measured_mask,
+                      method_rank, pick_profile)
 
 #: opponent meaning "any other model"
 ALL = "all"
@@ -130,9 +133,6 @@ SHARP_RANKS = 2
 #: pairs per block in the kernel (a block x 4,000 draws of float32 is 1 MB)
 BLOCK = 64
 #: methods with posterior draws, preferred in this order when none is asked for
-FITTED_METHODS = ("exact", "fast")
-
-
 class SimulationError(ValueError):
     """The simulation cannot run as asked (no profile, no pairs, a bad manipulation)."""
 
@@ -554,23 +554,18 @@ def judge_outcomes(store, dataset: str, judge: str) -> dict[str, float]:
     return {sid: value[choice] for sid, choice in store.choices(dataset, judge).items()}
 
 
-def _method_rank(p: Mapping[str, Any]) -> tuple:
-    m = p["method"]
-    return (FITTED_METHODS.index(m) if m in FITTED_METHODS else len(FITTED_METHODS), m, p["feature_source"])
-
-
-def pick_profile(store, dataset: str, scope: str, judge: str, *, feature_source: str | None = None,
-                 method: str | None = None) -> dict[str, Any]:
-    """The profile to simulate with: the asked method, else an exact fit, else a fast one, else any."""
-    rows = store.profiles(dataset=dataset, scope=scope, judges=[judge], feature_source=feature_source,
-                          method=method, with_draws=True)
-    if not rows:
+def profile_for(store, dataset: str, scope: str, judge: str, *, feature_source: str | None = None,
+                method: str | None = None) -> dict[str, Any]:
+    """The profile to simulate with (``profile.pick_profile``, with its posterior draws), or a
+    SimulationError that says where the judge has profiles."""
+    prof = pick_profile(store, dataset, scope, judge, feature_source=feature_source, method=method, with_draws=True)
+    if prof is None:
         have = sorted({p["scope"] for p in store.profiles(dataset=dataset, judges=[judge], columns=["scope"])})
         raise SimulationError(
             f"no profile of judge {judge!r} in scope {scope!r} of dataset {dataset!r}"
             + (f" (method {method!r})" if method else "")
             + (f"; it has profiles in: {', '.join(have)}" if have else "; fit one with `python -m core fit`"))
-    return sorted(rows, key=_method_rank)[0]
+    return prof
 
 
 def profile_draws(profile: Mapping[str, Any], attributes: Sequence[str]) -> tuple[np.ndarray, bool]:
@@ -592,8 +587,6 @@ def profile_draws(profile: Mapping[str, Any], attributes: Sequence[str]) -> tupl
 
 def tie_draws(profile: Mapping[str, Any]) -> np.ndarray | None:
     """nu / 2 per draw (aligned with ``profile_draws``) of a profile fitted with Davidson's ties, else None."""
-    from .fit import TIE
-
     names = list(profile["attributes"])
     if TIE not in names:
         return None
@@ -612,9 +605,7 @@ def oriented(pairs: PairSet, idx: np.ndarray, sign: np.ndarray, intercept: bool)
 
 def unmeasured(profile: Mapping[str, Any]) -> list[str]:
     """Attributes the profile has no estimate for (not measured, or too few differing samples:
-    ``fit.measurement``): the simulator does not offer them and refuses to inject them."""
-    from .compare import measured_mask
-
+    ``profile.measurement``): the simulator does not offer them and refuses to inject them."""
     if not profile.get("attributes"):
         return []
     return [k for k, ok in zip(profile["attributes"], measured_mask(profile)) if not ok]
@@ -623,8 +614,6 @@ def unmeasured(profile: Mapping[str, Any]) -> list[str]:
 def trust(profile: Mapping[str, Any]) -> dict[str, Any]:
     """Whether the profile predicts held-out choices better than its best baseline (None: unknown), the
     baseline, and the attributes it did not measure: shown with every simulation."""
-    from .fit import beats_baselines, best_baseline
-
     prov = profile.get("provenance") or {}
     best = best_baseline(prov.get("baselines"))
     return {"beats_baseline": beats_baselines(profile.get("accuracy"), prov.get("baselines")),
@@ -660,8 +649,6 @@ def _stale(profile: Mapping[str, Any], pairs: PairSet, outcomes: Mapping[str, fl
     prov = profile.get("provenance") or {}
     requested, key = prov.get("requested"), prov.get("inputs")
     if requested and key and not requested.get("include_excluded"):
-        from .fit import inputs_key
-
         y = np.array([{1.0: 1.0, 0.0: 0.0}.get(outcomes.get(i), np.nan) for i in pairs.sample_ids])
         return inputs_key(pairs.X, y, requested) != key
     return int(profile["n"]) != sum(1 for i in pairs.sample_ids if outcomes.get(i, 0.5) != 0.5)
@@ -776,7 +763,7 @@ def simulate(store, dataset: str, judges: Sequence[str], *, scope: str = "all", 
     cache: dict[str, PairSet] = {}
     for judge in judges:
         t0 = time.perf_counter()
-        prof = pick_profile(store, dataset, scope, judge, feature_source=feature_source, method=method)
+        prof = profile_for(store, dataset, scope, judge, feature_source=feature_source, method=method)
         missing = [c.attribute for c in changes if c.attribute in unmeasured(prof)]
         if missing:
             raise SimulationError(f"judge {judge!r}'s profile in scope {scope!r} has no estimate for "
@@ -873,7 +860,7 @@ def injection_ranking(store, dataset: str, judge: str, *, scope: str = "all", mo
     if direction not in DIRECTIONS:
         raise SimulationError(f"direction must be one of {DIRECTIONS}")
     t0 = time.perf_counter()
-    prof = pick_profile(store, dataset, scope, judge, feature_source=feature_source, method=method)
+    prof = profile_for(store, dataset, scope, judge, feature_source=feature_source, method=method)
     pairs = _pairs_for(store, dataset, prof["feature_source"], scope, pairs)
     idx, sign, _ = _judge_pairs(store, pairs, judge, model, opponent)
     if not len(idx):
@@ -973,7 +960,7 @@ def controlled_win_rates(store, dataset: str, judge: str, attributes: Sequence[s
     if unknown:
         raise SimulationError(f"unknown attribute(s): {', '.join(unknown)}")
     t0 = time.perf_counter()
-    prof = pick_profile(store, dataset, scope, judge, feature_source=feature_source, method=method)
+    prof = profile_for(store, dataset, scope, judge, feature_source=feature_source, method=method)
     pairs = _pairs_for(store, dataset, prof["feature_source"], scope, pairs)
     W, intercept = profile_draws(prof, pairs.attributes)
     offset = 1 if intercept else 0
@@ -1063,7 +1050,7 @@ def calibration(store, dataset: str, judges: Sequence[str] | None = None, *, sco
     out = []
     cache: dict[str, PairSet] = {}
     for judge in judges:
-        prof = pick_profile(store, dataset, scope, judge, feature_source=feature_source, method=method)
+        prof = profile_for(store, dataset, scope, judge, feature_source=feature_source, method=method)
         src = prof["feature_source"]
         pairs = cache.get(src) or cache.setdefault(src, _pairs_for(store, dataset, src, scope, given))
         outcomes = pairs.outcomes(store, judge)
@@ -1094,16 +1081,13 @@ def simulation_options(store, dataset: str) -> dict[str, Any]:
     rows = [r for r in store.profiles(dataset=dataset, columns=["feature_source", "scope", "method", "judge",
                                                                 "attributes", "accuracy", "provenance"])
             if r["feature_source"] in sources]
-    known = ["all"] + catalogue.group_keys() + catalogue.case_keys()
-    scope_key = lambda sc: (known.index(sc) if sc in known else len(known), sc)  # noqa: E731
-    method_key = lambda m: (FITTED_METHODS.index(m) if m in FITTED_METHODS else len(FITTED_METHODS), m)  # noqa: E731
     index: dict[str, dict[str, dict[str, list[str]]]] = {}
     for src in sorted({r["feature_source"] for r in rows}):
         mine = [r for r in rows if r["feature_source"] == src]
         index[src] = {
             sc: {m: sorted({r["judge"] for r in mine if r["scope"] == sc and r["method"] == m})
-                 for m in sorted({r["method"] for r in mine if r["scope"] == sc}, key=method_key)}
-            for sc in sorted({r["scope"] for r in mine}, key=scope_key)
+                 for m in sorted({r["method"] for r in mine if r["scope"] == sc}, key=method_rank)}
+            for sc in scopes.order(r["scope"] for r in mine)
         }
     missing: dict[str, dict[str, dict[str, dict[str, list[str]]]]] = {}
     for r in rows:

@@ -111,7 +111,7 @@ def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool
     """The paper's profile chart: per attribute, 100 * sigmoid(weight) in % as a bar from the 50% line
     (above 50: the judge rewards the attribute; below: it dislikes it), the credible interval as a
     whisker, one colour per judge (judges dodged within a row). ``frame`` is
-    ``core.compare.profile_frame`` output. With ``select``, a click on a bar selects its
+    ``core.profile.profile_frame`` output. With ``select``, a click on a bar selects its
     (attribute, judge) under :data:`PROFILE_PICK`. ``domain`` fixes the x range (to draw charts
     side by side on one scale; default :func:`percent_domain` of the frame). ``truth`` (judge, label,
     percent; a synthetic dataset's known weights) is drawn as a black diamond on each judge's bar."""

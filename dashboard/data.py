@@ -121,16 +121,8 @@ def agreement(fp: tuple, dataset: str | None) -> pd.DataFrame:
 # --------------------------------------------------------------------------- profiles and similarity
 # (pages/profiles.py and pages/similarity.py)
 
-from core import compare  # noqa: E402
-
-
-def scope_order(scopes) -> list[str]:
-    """Scopes in reading order: "all", the scenario groups, the query cases (catalogue order), the rest."""
-    from core import catalogue
-
-    scopes = list(dict.fromkeys(scopes))
-    known = ["all"] + catalogue.group_keys() + catalogue.case_keys()
-    return [s for s in known if s in scopes] + sorted(s for s in scopes if s not in known)
+from core import compare, scopes as _scopes  # noqa: E402
+from core.profile import export_profiles, profile_frame, profile_summary, top_bottom  # noqa: E402
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -159,13 +151,13 @@ def profile_view(fp: tuple, dataset: str, feature_source: str, method: str, scop
                  judges: tuple[str, ...], k: int = 5) -> dict:
     """What the Profiles page shows: per-attribute frame, top/bottom attributes, accuracy and diagnostics."""
     rows = profile_rows(fp, dataset, feature_source, method, scope, judges)
-    frame = compare.profile_frame(rows)
+    frame = profile_frame(rows)
     truth = None
     if method != "truth":  # a synthetic dataset's known weights, drawn over the fitted ones
         known = _profiles_in_order(dataset, feature_source, "truth", scope, judges)
         if known:
-            truth = compare.profile_frame(known)[["judge", "attribute", "label", "percent"]]
-    return {"frame": frame, "top": compare.top_bottom(frame, k), "summary": compare.profile_summary(rows),
+            truth = profile_frame(known)[["judge", "attribute", "label", "percent"]]
+    return {"frame": frame, "top": top_bottom(frame, k), "summary": profile_summary(rows),
             "truth": truth}
 
 
@@ -173,7 +165,7 @@ def profile_export(dataset: str, feature_source: str, method: str, scope: str, j
                    fmt: str) -> str:
     """The weights download (CSV or JSON), made when the button is clicked, not on every view. It
     runs in Streamlit's download thread, outside any page run, so it reads the store directly."""
-    return compare.export_profiles(_profiles_in_order(dataset, feature_source, method, scope, judges), fmt)
+    return export_profiles(_profiles_in_order(dataset, feature_source, method, scope, judges), fmt)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -207,15 +199,10 @@ def profile_weights(fp: tuple, dataset: str, feature_source: str, method: str) -
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def similarity(fp: tuple, dataset: str, feature_source: str, method: str, scope: str | None,
-               judges: tuple[str, ...], corr: str) -> dict:
-    """Judge similarity (correlation of weight vectors; averaged over the scenario groups when
-    ``scope`` is None), ordered by hierarchical clustering."""
-    weights = profile_weights(fp, dataset, feature_source, method)
-    scopes = [scope] if scope else compare.scenario_scopes(weights)
-    matrix = compare.similarity_matrix(weights, list(judges) or None, scopes=scopes, method=corr)
-    order = compare.cluster_order(matrix)
-    return {"matrix": matrix.loc[order, order], "order": order, "scopes": scopes,
-            "attributes": dict(matrix.attrs.get("attributes", {}))}
+               judges: tuple[str, ...], corr: str) -> compare.SimilarityReport:
+    """Judge similarity (``compare.similarity_report``, as the CLI prints it)."""
+    return compare.similarity_report(profile_weights(fp, dataset, feature_source, method), scope=scope,
+                                     judges=judges, corr=corr)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -224,7 +211,7 @@ def judge_groups(fp: tuple, dataset: str, feature_source: str, method: str, scop
     """Automatic judge groups: by size (``judges.size_b``, else read off the name, split at
     ``split`` B), by kind, or by cutting the clustering into ``k`` clusters."""
     if by == "clusters":
-        return compare.cluster_groups(similarity(fp, dataset, feature_source, method, scope, judges, corr)["matrix"], k)
+        return compare.cluster_groups(similarity(fp, dataset, feature_source, method, scope, judges, corr).matrix, k)
     details = judge_details(fp).set_index("name")
     if by == "kind":
         return compare.groups_by(judges, details["kind"].to_dict())
@@ -235,7 +222,7 @@ def judge_groups(fp: tuple, dataset: str, feature_source: str, method: str, scop
 def group_similarity(fp: tuple, dataset: str, feature_source: str, method: str, scope: str | None,
                      judges: tuple[str, ...], corr: str, groups: tuple[tuple[str, tuple[str, ...]], ...]) -> pd.DataFrame:
     """Intra- and inter-group similarity of judge groups, as a table (see ``compare.group_table``)."""
-    matrix = similarity(fp, dataset, feature_source, method, scope, judges, corr)["matrix"]
+    matrix = similarity(fp, dataset, feature_source, method, scope, judges, corr).matrix
     members = {name: [j for j in js if j in matrix.index] for name, js in groups}
     return compare.group_table(compare.group_similarity(matrix, members), members)
 
@@ -243,7 +230,7 @@ def group_similarity(fp: tuple, dataset: str, feature_source: str, method: str, 
 # --------------------------------------------------------------------------- jobs, annotation, judges
 # (pages/annotate.py and pages/judges.py; live job state is read uncached by dashboard/jobview.py)
 
-from core import jobs as _jobs  # noqa: E402
+from core import featureset as _featureset, jobs as _jobs  # noqa: E402
 
 
 def activity_fingerprint() -> tuple:
@@ -271,7 +258,7 @@ def job_estimate(fp: tuple, kind: str, dataset: str, scenarios: tuple[str, ...],
 def feature_sources(fp: tuple, dataset: str) -> dict:
     """The dataset's feature sets (with samples covered) and the one fitting uses by default."""
     sources = store().feature_sources(dataset)  # one read: a job writing features cannot come between two
-    return {"sources": sources, "default": _jobs.richest_feature_source([r["source"] for r in sources])}
+    return {"sources": sources, "default": _featureset.richest(r["source"] for r in sources)}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -300,9 +287,7 @@ def dataset_judges(fp: tuple, dataset: str) -> list[str]:
 
 @st.cache_data(show_spinner=False)
 def fit_scopes() -> list[str]:
-    from core import fit
-
-    return fit.default_scopes()
+    return _scopes.to_fit()
 
 
 # --------------------------------------------------------------------------- simulator (pages/simulate.py)
@@ -427,7 +412,7 @@ def sample_catalogue() -> dict:
 
 def sample_scopes(sample: dict) -> list[str]:
     """The profile scopes a sample belongs to: its scenario group, its query cases, "all"."""
-    return _samples.sample_scopes(sample)
+    return _scopes.of_sample(sample)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -29,9 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
-from core.jobs import richest_feature_source as default_source  # the set `python -m core fit` picks by default
-
-from core import catalogue
+from core import catalogue, scopes
+from core.featureset import richest as default_source  # the set `python -m core fit` picks by default
 from core.store import CATEGORY_SCOPE, UNCATEGORISED, UNCLASSIFIED, SampleFilter
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -199,7 +198,7 @@ def parse(params: Mapping[str, Any], *, datasets: list[str], dataset_of: Callabl
         elif category is None:
             category = scope[len(CATEGORY_SCOPE):]
     elif scope is not None:
-        if scope not in ["all"] + catalogue.group_keys() + catalogue.case_keys():
+        if scope not in scopes.known():
             problems.append(f"Unknown scope {scope!r}: use all, a scenario group or a query case.")
             scope = None
         elif not scenario_named and not case_named:  # the drill-down: the scope's samples

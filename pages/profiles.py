@@ -10,13 +10,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import catalogue
+from core import catalogue, scopes
+from core.profile import method_rank
 from dashboard import charts, data, guide, viewurl
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
 
 PAGES = Path(__file__).resolve().parent
 SAMPLES = PAGES / "samples.py"
-METHOD_ORDER = ["fast", "exact", "truth", "imported"]
 
 st.title("Preference profiles")
 guide.how_to_read("profiles")
@@ -32,11 +32,6 @@ if index.empty:
     )
     st.page_link(PAGES / "annotate.py", label="Annotate & fit", icon=":material/model_training:")
     st.stop()
-
-
-def _ordered(values, preferred):
-    values = list(dict.fromkeys(values))
-    return [v for v in preferred if v in values] + sorted(v for v in values if v not in preferred)
 
 
 def _scope_label(scope: str, n) -> str:
@@ -59,12 +54,12 @@ rows = index[index["dataset"] == dataset]
 sources = sorted(rows["feature_source"].unique())
 feature_source = c2.selectbox("Features", sources, index=_at(sources, "features"), key="profiles_features")
 rows = rows[rows["feature_source"] == feature_source]
-methods = _ordered(rows["method"], METHOD_ORDER)
+methods = sorted(rows["method"].unique(), key=method_rank)  # the order profiles are chosen in
 method = c3.selectbox("Method", methods, index=_at(methods, "method"), key="profiles_method",
                       help="fast: batched HMC; exact: NUTS; truth: the demo's known weights; imported: published means")
 rows = rows[rows["method"] == method]
 
-scope_order = data.scope_order(rows["scope"])
+scope_order = scopes.order(rows["scope"])
 scope_n = rows.groupby("scope")["n"].max().to_dict()
 c1, c2, c3 = st.columns([1, 2, 1])
 scope = c1.selectbox("Scope", scope_order, index=_at(scope_order, "scope"), key="profiles_scope",

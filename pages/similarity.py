@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import catalogue
+from core import catalogue, scopes
+from core.profile import method_rank
 from dashboard import charts, data, guide, viewurl
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
 
@@ -43,7 +44,7 @@ sources = sorted(rows["feature_source"].unique())
 viewurl.restore("sim_features", "features", sources)
 feature_source = c2.selectbox("Features", sources, key="sim_features")
 rows = rows[rows["feature_source"] == feature_source]
-methods = sorted(rows["method"].unique(), key=lambda m: (["fast", "exact", "truth", "imported"] + [m]).index(m))
+methods = sorted(rows["method"].unique(), key=method_rank)  # the order profiles are chosen in
 viewurl.restore("sim_method", "method", methods)
 method = c3.selectbox("Method", methods, key="sim_method")
 rows = rows[rows["method"] == method]
@@ -52,7 +53,7 @@ corr = c4.radio("Correlation", ["pearson", "spearman"], horizontal=True, key="si
                 format_func=str.capitalize)
 
 c1, c2 = st.columns([1, 3])
-scope_options = [AVERAGED] + data.scope_order(rows["scope"])
+scope_options = [AVERAGED] + scopes.order(rows["scope"])
 viewurl.restore("sim_scope", "scope", scope_options)
 scope_choice = c1.selectbox("Scenarios", scope_options, key="sim_scope",
                             format_func=lambda s: s if s == AVERAGED else catalogue.scope_label(s))
@@ -70,17 +71,17 @@ if len(judges) < 2:
     st.stop()
 
 sim = data.similarity(fp, dataset, feature_source, method, scope, tuple(judges), corr)
-matrix = sim["matrix"]
+matrix = sim.matrix
 st.caption(
     f"{corr.capitalize()} correlation of the judges' weight vectors"
-    + (f", averaged over {len(sim['scopes'])} scenario groups" if scope is None else f" in {md(repr(scope))}")
+    + (f", averaged over {len(sim.scopes)} scenario groups" if scope is None else f" in {md(repr(scope))}")
     + "; ordered by hierarchical clustering (average linkage on 1 − similarity). Click a cell to see the two "
     "profiles side by side below."
 )
-if sim["attributes"]:
-    used = sim["attributes"].values()
-    st.caption(f"Computed over the attributes both judges' profiles measured: {min(used)}"
-               + ("" if min(used) == max(used) else f" to {max(used)}")
+if sim.attribute_range:
+    lo, hi = sim.attribute_range
+    st.caption(f"Computed over the attributes both judges' profiles measured: {lo}"
+               + ("" if lo == hi else f" to {hi}")
                + " of 29 per scope (the position term, the tie parameter and attributes with no or too few differing "
                  "samples are left out).")
 event = charts.show(charts.similarity_heatmap, matrix, on_select="rerun", key="sim_heatmap", width="content")
@@ -150,11 +151,11 @@ if cell:
 else:
     st.session_state.pop("sim_last_cell", None)
 if st.session_state.get("sim_a") not in judges:
-    st.session_state["sim_a"] = sim["order"][0]
+    st.session_state["sim_a"] = sim.order[0]
 if st.session_state.get("sim_b") not in judges:
-    st.session_state["sim_b"] = sim["order"][1]
+    st.session_state["sim_b"] = sim.order[1]
 
-side_scopes = [scope] if scope else data.scope_order(rows["scope"])
+side_scopes = [scope] if scope else scopes.order(rows["scope"])
 c1, c2, c3 = st.columns(3)
 a = c1.selectbox("Judge", judges, key="sim_a")
 b = c2.selectbox("and judge", judges, key="sim_b")

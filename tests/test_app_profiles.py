@@ -15,7 +15,8 @@ from scipy import special
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
-from core import catalogue, compare, fit
+from core import catalogue, compare, fit, sampler
+from core.profile import MIN_DIFFERING, POSITION_LABEL, is_attribute_term, load_published_profiles, profile_frame
 from core.store import Store
 from dashboard import charts
 
@@ -74,7 +75,7 @@ def test_chart_and_top_attributes_are_the_stored_numbers(store_path):
     assert len(tables) == 2 * len(JUDGES)
     for i, judge in enumerate(JUDGES):
         # attributes only: the position term is no attribute to reward
-        keep = [k for k, a in enumerate(want[judge]["attributes"]) if fit.is_attribute_term(a)]
+        keep = [k for k, a in enumerate(want[judge]["attributes"]) if is_attribute_term(a)]
         names = [want[judge]["attributes"][k] for k in keep]
         w = np.asarray(want[judge]["mean"])[keep]
         top, bottom = tables[2 * i], tables[2 * i + 1]
@@ -96,7 +97,7 @@ def test_scope_shows_n_and_a_link_preselects_scope_judges_and_order(store_path):
     spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
     y_sort = spec["layer"][1]["encoding"]["y"]["sort"]
     # ordered by the first judge's weight; terms with no estimate (too few samples differ) last, in catalogue order
-    mine = compare.profile_frame([want["demo-strict"]])
+    mine = profile_frame([want["demo-strict"]])
     estimated = mine[mine["status"] == "measured"]
     assert len(estimated) >= 20 and y_sort[:len(estimated)] == list(
         estimated.sort_values(["mean", "index"], ascending=[False, True], kind="stable")["label"])
@@ -114,7 +115,7 @@ def test_difference_table_equals_weight_difference_of_the_stored_draws(store_pat
     assert a["draws"].shape == (1000, 30)  # the position term and 29 attributes
     want = compare.weight_difference(np.asarray(a["mean"]), np.asarray(b["mean"]), draws_a=a["draws"],
                                      draws_b=b["draws"], attributes=a["attributes"])
-    assert list(table["label"]) == [LABELS.get(k, compare.POSITION_LABEL) for k in want["attribute"]]
+    assert list(table["label"]) == [LABELS.get(k, POSITION_LABEL) for k in want["attribute"]]
     for col in ("a", "b", "diff", "lo", "hi", "p_pos"):
         assert np.allclose(table[col], want[col]), col
     # strict punishes severe errors far more than the crowd does: an interval clear of zero
@@ -138,7 +139,7 @@ def test_accuracy_and_diagnostics_are_the_stored_ones(store_path):
         assert table.loc[judge, "min_ess"] == pytest.approx(min(row["ess"]))
         assert table.loc[judge, "divergences"] == row["provenance"]["diagnostics"]["divergences"]
     prov = frame_with(at, "sampler", "fitted_at")[0].set_index("judge")
-    assert set(prov["sampler"]) == {fit.FAST_SAMPLER}
+    assert set(prov["sampler"]) == {sampler.FAST_SAMPLER}
     assert prov.loc["demo-crowd", "fitted_at"] == want["demo-crowd"]["provenance"]["fitted_at"]
     assert "pymc " + want["demo-crowd"]["provenance"]["versions"]["pymc"] in prov.loc["demo-crowd", "versions"]
 
@@ -178,7 +179,7 @@ def test_downloads_carry_the_stored_weights_intervals_and_provenance(store_path,
         for col in ("mean", "sd", "lo", "hi", "p_pos"):
             assert np.allclose(mine[col], row[col]), col
         assert np.allclose(mine["accuracy"], row["accuracy"]) and set(mine["n"]) == {row["n"]}
-        assert set(mine["fingerprint"]) == {row["fingerprint"]} and set(mine["sampler"]) == {fit.FAST_SAMPLER}
+        assert set(mine["fingerprint"]) == {row["fingerprint"]} and set(mine["sampler"]) == {sampler.FAST_SAMPLER}
     doc = json.loads(files["profiles_demo-synthetic_all_fast.json"])
     assert [p["judge"] for p in doc] == JUDGES
     for p in doc:
@@ -192,7 +193,7 @@ def test_downloads_carry_the_stored_weights_intervals_and_provenance(store_path,
 
 def test_chart_image_export_png_and_svg(store_path):
     with Store(store_path) as s:
-        frame = compare.profile_frame(s.profiles(dataset="demo-synthetic", scope="all", method="fast",
+        frame = profile_frame(s.profiles(dataset="demo-synthetic", scope="all", method="fast",
                                                  judges=["demo-crowd"]))
     chart = charts.profile_chart(frame)
     png = charts.chart_image(chart, "png")
@@ -247,7 +248,7 @@ def test_imported_profiles_show_means_without_intervals_or_samples(store_path, s
     at = open_page({"dataset": "published", "scope": "Code", "judge": ["human", "gpt-4-1106-preview"]})
     assert at.selectbox(key="profiles_method").value == "imported"
     shown = chart_data(at)
-    published = compare.load_published_profiles(shared_data / "gair" / "fitted_paras_comparison")["Code"]
+    published = load_published_profiles(shared_data / "gair" / "fitted_paras_comparison")["Code"]
     for judge in ("human", "gpt-4-1106-preview"):
         mine = shown[shown["judge"] == judge].sort_values("index")
         assert np.allclose(mine["mean"], published[judge])
@@ -276,7 +277,7 @@ def _frame() -> pd.DataFrame:
         w = scale * np.linspace(-1, 1, 29)
         rows.append({"judge": judge, "attributes": catalogue.attribute_keys(), "mean": list(w), "lo": list(w - 0.2),
                      "hi": list(w + 0.2), "sd": [0.1] * 29, "scope": "all", "method": "fast"})
-    return compare.profile_frame(rows)
+    return profile_frame(rows)
 
 
 def _layers(chart) -> list[dict]:
@@ -350,7 +351,7 @@ def test_cli_export_profiles_writes_the_stored_numbers(store_path, tmp_path, cap
     # estimates as stored; an attribute too few samples differ on is exported with its status, no number
     est = [a["status"] == "measured" for a in doc["attributes"]]
     assert np.allclose([a["hi"] for a, e in zip(doc["attributes"], est) if e], [h for h, e in zip(want["hi"], est) if e])
-    assert all(a["hi"] is None and a["differing"] < fit.MIN_DIFFERING for a, e in zip(doc["attributes"], est) if not e)
+    assert all(a["hi"] is None and a["differing"] < MIN_DIFFERING for a, e in zip(doc["attributes"], est) if not e)
     assert cli.main(["export-profiles", "--dataset", "demo-synthetic", "--method", "truth"]) == 0
     csv = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert len(csv) == 44 * 29 and set(csv["method"]) == {"truth"} and csv["lo"].isna().all()

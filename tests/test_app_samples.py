@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import catalogue, demo, fit, samples
+from core import catalogue, demo, samples
+from core.profile import POSITION, is_position
 from core.records import Dataset, ImportBatch, Sample
 from core.store import SampleFilter, Store
 from dashboard.render import figure
@@ -237,9 +238,9 @@ def test_filter_pick_a_sample_and_see_the_stores_numbers(store_path):
     assert render.inert_markdown(sample["response_a"]) in bodies and render.inert_markdown(sample["response_b"]) in bodies
     # the contributions of the filtered judge, in the sample's scope, from the stored profile
     # the position term's x is 1 (the sample as stored shows A first); then the attributes' features
-    x = np.array([1.0 if fit.is_position(k) else feats[k]["value"] for k in prof["attributes"]], dtype=float)
+    x = np.array([1.0 if is_position(k) else feats[k]["value"] for k in prof["attributes"]], dtype=float)
     logit = float(np.dot(x, prof["mean"]))
-    labels_by_key = {**labels_by_key, fit.POSITION: "shown first (position)"}
+    labels_by_key = {**labels_by_key, POSITION: "shown first (position)"}
     m = metrics(at)
     assert m["Actual choice"] == votes["demo-strict"]["choice"]
     assert m["Predicted P(A)"] == f"{1 / (1 + np.exp(-logit)):.1%}"

@@ -13,6 +13,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import catalogue, compare, fit
+from core.profile import load_published_profiles
+from core.records import size_from_name
 from core.store import Store
 from dashboard import charts
 
@@ -29,7 +31,7 @@ def published(store_path, shared_data) -> dict:
     directory = shared_data / "gair" / "fitted_paras_comparison"
     with Store(store_path) as s:
         fit.import_published(s, directory)
-    return compare.load_published_profiles(directory)
+    return load_published_profiles(directory)
 
 
 def open_page() -> AppTest:
@@ -128,7 +130,7 @@ def test_the_papers_judges_size_groups_and_matrix(published):
     # groups by size (read off the names), split at 30B as in the paper
     rerun(at.radio(key="sim_group_by"), "size", at)
     table = group_table(at).set_index("group")
-    sizes = {j: compare.size_from_name(j) for j in judges}
+    sizes = {j: size_from_name(j) for j in judges}
     groups = compare.size_groups(judges, sizes, 30.0)
     assert [len(v) for v in groups.values()] == [20, 10]  # gpt-3.5/4 and human have no size in the name
     want = compare.group_similarity(M, groups)
@@ -233,9 +235,9 @@ def test_heatmap_keeps_the_given_order_and_selects_cells():
 
 
 def test_cluster_groups_and_size_parsing():
-    assert compare.size_from_name("llama-2-70b-chat") == 70 and compare.size_from_name("mistral-8x7b") == 56
-    assert compare.size_from_name("Qwen-14B") == 14 and compare.size_from_name("vicuna-7b-v1.5") == 7
-    assert compare.size_from_name("gpt-4-1106-preview") is None and compare.size_from_name("human") is None
+    assert size_from_name("llama-2-70b-chat") == 70 and size_from_name("mistral-8x7b") == 56
+    assert size_from_name("Qwen-14B") == 14 and size_from_name("vicuna-7b-v1.5") == 7
+    assert size_from_name("gpt-4-1106-preview") is None and size_from_name("human") is None
     names = ["a1", "a2", "b1", "b2", "b3"]
     S = np.full((5, 5), -0.2)
     S[:2, :2] = 0.9

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core import annotate, batch, cli, jobs
+from core import annotate, batch, cli, jobs, judges, paidwork
 from core.llm import LLMSettings
 from core.loopback import LoopbackServer
 from core.prices import price_of
@@ -57,7 +57,7 @@ def test_annotation_in_rounds_resolves_features_and_sends_each_request_once(demo
     samples = samples_of(demo)
     with LoopbackServer() as server:
         s = settings_for(server)
-        out = batch.run_batch(demo, samples, s, "annotate", {"both_orders": False}, poll_s=0.05,
+        out = batch.run_batch(demo, samples, s, annotate.annotate_sample, {"both_orders": False}, poll_s=0.05,
                               directory=tmp_path / "b", limits=batch.Limits(max_requests=7))
         assert out.rounds >= 2  # query / reference first, then conditional ratings and errors
         assert features_of(demo, s, samples) == len(samples)
@@ -74,7 +74,7 @@ def test_annotation_in_rounds_resolves_features_and_sends_each_request_once(demo
         assert demo.scalar("SELECT MIN(cost) FROM annotations WHERE status = 'ok' AND reused = 0"
                            " AND json_extract(params, '$.batch')") > 0
         # the same command again plans nothing: everything is answered
-        again = batch.run_batch(demo, samples, s, "annotate", {"both_orders": False}, poll_s=0.05,
+        again = batch.run_batch(demo, samples, s, annotate.annotate_sample, {"both_orders": False}, poll_s=0.05,
                                 directory=tmp_path / "b")
         assert again.rounds == 0 and again.progress.done == len(samples)
         assert max(server.batch_lines.values()) == 1
@@ -90,7 +90,7 @@ def test_failed_expired_and_malformed_lines_are_recorded_and_planned_again(demo,
     with LoopbackServer(seed=5) as server:
         server.set_batch(line_error=0.2, malformed=0.25, expire_after=12)
         s = settings_for(server)
-        first = batch.run_batch(demo, samples, s, "annotate", {"both_orders": False}, poll_s=0.05,
+        first = batch.run_batch(demo, samples, s, annotate.annotate_sample, {"both_orders": False}, poll_s=0.05,
                                 directory=tmp_path / "b", max_rounds=1)
         assert first.rounds == 1
         b = demo.llm_batches()[0]
@@ -101,7 +101,7 @@ def test_failed_expired_and_malformed_lines_are_recorded_and_planned_again(demo,
         assert any("malformed" in e["error"] for e in failed)  # a garbled output line
         assert any(e["error"].startswith("batch error") for e in failed), kinds  # an error line
         server.set_batch()  # the runner behaves from now on
-        out = batch.run_batch(demo, samples, s, "annotate", {"both_orders": False}, poll_s=0.05,
+        out = batch.run_batch(demo, samples, s, annotate.annotate_sample, {"both_orders": False}, poll_s=0.05,
                               directory=tmp_path / "b")
         assert features_of(demo, s, samples) == len(samples)
         assert out.progress.failed == 0
@@ -120,9 +120,9 @@ def test_a_worker_killed_after_creating_a_batch_resumes_without_submitting_again
         s = settings_for(server)
         # what a worker records before it uploads: the batch planned, then created on the server;
         # it dies before recording the server's id (the worst moment)
-        r = batch.plan_round(demo, samples, s, "annotate", {"both_orders": False}, directory=tmp_path / "b",
+        r = batch.plan_round(demo, samples, s, annotate.annotate_sample, {"both_orders": False}, directory=tmp_path / "b",
                              limits=batch.Limits(), round_=1, job_id=None, max_attempts=3,
-                             progress=annotate.Progress())
+                             progress=paidwork.Progress())
         f = r.files[0]
         demo.add_llm_batch({"id": f["id"], "job_id": None, "base_url": s.base_url, "model": s.model, "round": 1,
                             "mode": "api", "path": str(f["path"]), "requests": f["requests"], "bytes": f["bytes"],
@@ -133,20 +133,20 @@ def test_a_worker_killed_after_creating_a_batch_resumes_without_submitting_again
         client.batches.create(input_file_id=up.id, endpoint=batch.ENDPOINT, completion_window="24h",
                               metadata={"prefdissect_batch": f["id"]})
         # a second planning pass (another worker) plans none of those requests again
-        r2 = batch.plan_round(demo, samples, s, "annotate", {"both_orders": False}, directory=tmp_path / "b2",
+        r2 = batch.plan_round(demo, samples, s, annotate.annotate_sample, {"both_orders": False}, directory=tmp_path / "b2",
                               limits=batch.Limits(), round_=1, job_id=None, max_attempts=3,
-                              progress=annotate.Progress())
+                              progress=paidwork.Progress())
         assert not r2.files and r2.waiting == f["requests"]
         server.set_batch()  # later rounds run at once
         server.release_open_batches()
         # a worker that sees the batch just recorded leaves it to its owner (which may be creating it)
         polls = []
-        batch.run_batch(demo, samples, s, "annotate", {"both_orders": False}, poll_s=0.02, directory=tmp_path / "b",
+        batch.run_batch(demo, samples, s, annotate.annotate_sample, {"both_orders": False}, poll_s=0.02, directory=tmp_path / "b",
                         should_stop=lambda: polls.append(1) or len(polls) > 3, adopt_after_s=3600)
         assert demo.llm_batches()[0]["status"] == "planned" and len(server.batches) == 1
         # the resumed run finds the batch by its metadata and does not create another
         deadline = time.monotonic() + 60
-        out = batch.run_batch(demo, samples, s, "annotate", {"both_orders": False}, poll_s=0.1,
+        out = batch.run_batch(demo, samples, s, annotate.annotate_sample, {"both_orders": False}, poll_s=0.1,
                               directory=tmp_path / "b", should_stop=lambda: time.monotonic() > deadline,
                               adopt_after_s=0)
         assert features_of(demo, s, samples) == len(samples), out.progress
@@ -159,7 +159,7 @@ def test_judge_collection_in_batch_mode_writes_labels(demo, tmp_path):
     samples = samples_of(demo, 5)
     with LoopbackServer() as server:
         s = settings_for(server)
-        out = batch.run_batch(demo, samples, s, "judge", {"judge": "batch-judge", "both_orders": True},
+        out = batch.run_batch(demo, samples, s, judges.judge_sample, {"judge": "batch-judge", "both_orders": True},
                               poll_s=0.05, directory=tmp_path / "b")
         assert out.rounds == 1 and out.progress.done == len(samples)
         got = demo.scalar("SELECT COUNT(*) FROM labels WHERE judge = 'batch-judge' AND verdict_ab IS NOT NULL"
@@ -294,21 +294,21 @@ def test_a_round_over_budget_is_not_submitted_and_cancel_stops_polling(demo, tmp
     samples = samples_of(demo, 4)
     with LoopbackServer() as server:
         s = settings_for(server, price_input=1000.0, price_output=1000.0)
-        out = batch.run_batch(demo, samples, s, "annotate", {"both_orders": False}, poll_s=0.05,
+        out = batch.run_batch(demo, samples, s, annotate.annotate_sample, {"both_orders": False}, poll_s=0.05,
                               directory=tmp_path / "b", budget=0.01)
         assert out.progress.stopped and "budget" in out.progress.stopped
         assert server.batches == [] and demo.llm_batches() == []  # nothing uploaded, nothing recorded
         assert not list((tmp_path / "b").glob("b*.jsonl"))
         server.set_batch(processing_s=30)
         calls = []
-        out = batch.run_batch(demo, samples, settings_for(server), "annotate", {"both_orders": False}, poll_s=0.05,
+        out = batch.run_batch(demo, samples, settings_for(server), annotate.annotate_sample, {"both_orders": False}, poll_s=0.05,
                               directory=tmp_path / "b", should_stop=lambda: calls.append(1) or len(calls) > 3)
         assert out.progress.stopped == "cancelled"
         (b,) = demo.llm_batches()
         assert b["status"] == "submitted"  # left running on the server: its answers are taken in on resume
         server.set_batch()
         server.release_open_batches()
-        batch.run_batch(demo, samples, settings_for(server), "annotate", {"both_orders": False}, poll_s=0.05,
+        batch.run_batch(demo, samples, settings_for(server), annotate.annotate_sample, {"both_orders": False}, poll_s=0.05,
                         directory=tmp_path / "b")
         assert features_of(demo, settings_for(server), samples) == 4
         assert max(server.batch_lines.values()) == 1

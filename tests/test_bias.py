@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from core import bias, fit
+from core import bias, fit, synthetic
 from core.records import Dataset, ImportBatch, Judge, Label, Sample, combine_verdicts
 from core.store import Store
 
@@ -74,7 +74,7 @@ def test_self_preference_and_verbosity_net_of_content(tmp_path):
     that exclude indifference, and a judge from another family shows no self-preference."""
     rng = np.random.default_rng(2)
     n = 600
-    X = fit.simulate_features(n, rng)
+    X = synthetic.simulate_features(n, rng)
     keys = list(fit.catalogue.attribute_keys())
     w = np.zeros(len(keys))
     w[keys.index("lengthy")] = 0.8

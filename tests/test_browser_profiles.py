@@ -10,6 +10,7 @@ from selenium.webdriver.common.by import By
 
 from tests import browserkit
 from tests.browserkit import wait_for_count, wait_for_text
+from core.profile import profile_frame
 
 pytestmark = browserkit.MARKS
 
@@ -67,7 +68,7 @@ def test_clicking_a_bar_of_the_profile_chart_opens_the_samples_of_that_attribute
 
     with Store(store_path) as s:  # a bar per estimated term (position + measured attributes) and judge
         rows = s.profiles(dataset="demo-synthetic", scope="Code", judges=["demo-strict", "demo-crowd"], method="fast")
-        bars_expected = int((compare.profile_frame(rows)["status"] == "measured").sum())
+        bars_expected = int((profile_frame(rows)["status"] == "measured").sum())
     browser.get(url + "/profiles?scope=Code&judge=demo-strict&judge=demo-crowd")
     wait_for_text(browser, "Held-out accuracy and fit diagnostics")
     wait_for_count(browser, "[data-testid='stVegaLiteChart'] svg g.mark-rect path", bars_expected)

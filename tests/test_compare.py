@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import catalogue, compare, fit
+from core import catalogue, compare, fit, scopes, synthetic
+from core.profile import POSITION, POSITION_LABEL, load_published_profiles, profile_frame, top_bottom
 
 D = len(catalogue.attribute_keys())
 SHARED_DATA_ENV = "PREFDISSECT_SHARED_DATA"
@@ -59,7 +60,7 @@ def test_similarity_is_averaged_over_shared_scenario_groups_only():
     every = compare.similarity_matrix(profiles, scopes=list(profiles))
     assert every.loc["x", "z"] == pytest.approx((np.corrcoef(base, noise)[0, 1] + 1.0) / 2)
     assert compare.judge_similarity(profiles, "x", "y") == pytest.approx(0.0)
-    assert compare.default_scopes(profiles) == ["Advice", "Code"]
+    assert scopes.beside_cases(profiles) == ["Advice", "Code"]  # the default: every scope but the cases
     lonely = compare.similarity_matrix({"Advice": {"x": base}, "Code": {"y": base}})
     assert math.isnan(lonely.loc["x", "y"])
 
@@ -112,30 +113,17 @@ def test_weight_difference_with_and_without_draws():
 
 def test_weight_difference_of_fitted_profiles_uses_their_draws():
     rng = np.random.default_rng(3)
-    X = fit.simulate_features(300, rng)
+    X = synthetic.simulate_features(300, rng)
     keys = catalogue.attribute_keys()
     W = np.zeros((2, D))
     W[0, keys.index("lengthy")] = 1.5  # judge a loves length, judge b does not care
-    Y = fit.simulate_labels(X, W, rng)
+    Y = synthetic.simulate_labels(X, W, rng)
     a, b = fit.fit_profiles(X, Y, ["a", "b"], draws=500, folds=0)
     diff = compare.weight_difference(a, b).set_index("attribute")
     assert diff.loc["lengthy", "lo"] > 0 and diff.loc["lengthy", "p_pos"] > 0.99
     assert diff["lo"].notna().all()
     by_scope = compare.weights_by_scope({"Advice": [a, b]})
     assert set(by_scope["Advice"]) == {"a", "b"}
-
-
-def test_load_published_profiles_reads_the_papers_format(tmp_path):
-    for scope, judges in (("Advice", ("human", "gpt-4")), ("w_stances", ("human",))):
-        lines = [json.dumps({"model_name": j, "parameters": list(np.arange(D) * (k + 1.0))})
-                 for k, j in enumerate(judges)]
-        (tmp_path / f"model_{scope}_fitted_paras.jsonl").write_text("\n".join(lines) + "\n")
-    (tmp_path / "unrelated.txt").write_text("x")
-    profiles = compare.load_published_profiles(tmp_path)
-    assert set(profiles) == {"Advice", "w_stances"}
-    assert profiles["Advice"]["gpt-4"][1] == 2.0 and len(profiles["w_stances"]["human"]) == D
-    with pytest.raises(FileNotFoundError):
-        compare.load_published_profiles(tmp_path / "missing")
 
 
 # --------------------------------------------------------------------------- the paper's headline
@@ -158,7 +146,7 @@ def size_of(judge: str) -> float:
 
 
 def test_published_weights_show_that_similar_sizes_prefer_alike(published_dir):
-    profiles = compare.load_published_profiles(published_dir)
+    profiles = load_published_profiles(published_dir)
     assert len(profiles) == 16 and all(len(js) == 33 for js in profiles.values())
     llms = [j for j in profiles["Advice"] if j != "human"]
     assert len(llms) == 32
@@ -200,7 +188,7 @@ def test_similarity_leaves_out_the_position_term_and_unmeasured_attributes():
     differing = [None] + [40 if m else 0 for m in measured]
     rows = []
     for judge, w, pos in (("a", base, 2.0), ("b", np.where(measured, base, noise), -2.0)):
-        rows.append({"scope": "Code", "judge": judge, "attributes": [fit.POSITION, *keys], "mean": [pos, *w],
+        rows.append({"scope": "Code", "judge": judge, "attributes": [POSITION, *keys], "mean": [pos, *w],
                      "provenance": {"differing": differing, "min_differing": 10}})
     weights = compare.weights_from_rows(rows)
     assert np.isnan(weights["Code"]["a"][~measured]).all() and len(weights["Code"]["a"]) == len(keys)
@@ -208,8 +196,25 @@ def test_similarity_leaves_out_the_position_term_and_unmeasured_attributes():
     assert m.loc["a", "b"] == pytest.approx(1.0) and m.attrs["attributes"] == {"Code": 9}
     # the unmeasured attributes would have pulled it down
     assert compare.correlation(base, np.where(measured, base, noise)) < 0.9
-    frame = compare.profile_frame(rows)
+    frame = profile_frame(rows)
     assert (frame.loc[frame["attribute"].isin(keys[9:]), "status"] == "not measured").all()
     assert frame.loc[frame["attribute"].isin(keys[9:]), "mean"].isna().all()
-    assert frame.loc[frame["attribute"] == fit.POSITION, "label"].iloc[0] == compare.POSITION_LABEL
-    assert "admits_limits" not in set(compare.top_bottom(frame)["attribute"])  # not measured: not a finding
+    assert frame.loc[frame["attribute"] == POSITION, "label"].iloc[0] == POSITION_LABEL
+    assert "admits_limits" not in set(top_bottom(frame)["attribute"])  # not measured: not a finding
+
+
+def test_similarity_report_is_the_one_pipeline_of_the_cli_and_the_page():
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=D)
+    weights = {g: {"a": base + rng.normal(0, 0.1, D), "b": -base, "c": base + rng.normal(0, 0.1, D)}
+               for g in ("Code", "Advice")}
+    weights["w_stances"] = {"a": base, "b": base, "c": base}  # a query case: not averaged over
+    weights["Code"]["b"][:5] = np.nan  # not measured: left out of b's correlations in Code
+    r = compare.similarity_report(weights)
+    assert r.scopes == scopes.averaged(weights) and set(r.scopes) == {"Advice", "Code"}
+    assert r.order[-1] == "b" or r.order[0] == "b"  # a and c cluster together
+    direct = compare.similarity_matrix(weights, scopes=r.scopes)
+    pd.testing.assert_frame_equal(r.matrix, direct.loc[r.order, r.order], check_names=False)
+    assert r.corr == "pearson" and r.attribute_range == (D - 5, D)
+    one = compare.similarity_report(weights, scope="w_stances", judges=["a", "b"], corr="spearman")
+    assert one.scopes == ["w_stances"] and set(one.order) == {"a", "b"} and one.corr == "spearman"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from core import annotate, catalogue, demo, fit, importers
+from core.profile import MIN_DIFFERING, POSITION, TIE
 from core.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +31,7 @@ def test_dissection_of_the_demo_stores_a_profile_per_scope_and_judge(demo_store)
     assert len(profiles) == len(rep.fitted)
     for p in profiles:
         # the position term ("shown first") leads; the demo has no ties, so no tie parameter
-        assert p["attributes"] == [fit.POSITION, *catalogue.attribute_keys()]
+        assert p["attributes"] == [POSITION, *catalogue.attribute_keys()]
         assert len(p["mean"]) == len(p["sd"]) == len(p["lo"]) == len(p["hi"]) == 30
         assert all(lo <= m <= hi for lo, m, hi in zip(p["lo"], p["mean"], p["hi"]))
         assert p["interval"] == "eti94" and p["n"] >= fit.MIN_SAMPLES
@@ -113,9 +114,9 @@ def test_real_judges_of_pandalm_on_heuristic_features(tmp_path, shared_data):
         assert p["accuracy"] > 0.55, (judge, p["accuracy"])
         # the heuristics measure a few attributes: the others are marked, not estimated
         prov = p["provenance"]
-        assert prov["differing"][i] > fit.MIN_DIFFERING
+        assert prov["differing"][i] > MIN_DIFFERING
         unmeasured = [k for k, c in zip(p["attributes"], prov["differing"]) if c == 0]
-        assert "no_severe_errors" in unmeasured and fit.POSITION not in unmeasured
+        assert "no_severe_errors" in unmeasured and POSITION not in unmeasured
 
 
 def test_cli_fit_and_profiles(tmp_path, shared_data):
@@ -166,7 +167,7 @@ def test_autoj_both_orders_and_ties_on_real_data(tmp_path, shared_data):
     for judge, p in profiles.items():
         mine = [r for r in labels if r["judge"] == judge]
         prov = p["provenance"]
-        assert p["attributes"][0] == fit.POSITION and p["attributes"][-1] == fit.TIE
+        assert p["attributes"][0] == POSITION and p["attributes"][-1] == TIE
         assert prov["model"] == {"position": True, "ties": "davidson"}
         both = sum(r["verdict_ab"] is not None and r["verdict_ba"] is not None for r in mine)
         if both:  # Auto-J: every verdict of both orders is an observation

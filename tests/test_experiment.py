@@ -254,7 +254,7 @@ def test_a_killed_worker_resumes_and_no_stored_answer_is_sent_again(tmp_path):
         seen = len(server.requests)
         res = subprocess.run(args + ["resume", "1"], cwd=root, capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-        from core.annotate import messages_sha
+        from core.paidwork import messages_sha
 
         resent = {messages_sha(b["messages"]) for b in server.requests[seen:]}
     assert not (stored & resent), "an answer already stored was paid for again"

@@ -1,14 +1,15 @@
-"""The profile engine: the fast sampler against NUTS, calibration, diagnostics, records."""
+"""The profile engine: the fast sampler against NUTS, calibration, profiles and records (the sampler's own
+pieces are tested in test_sampler.py, the synthetic data in test_synthetic.py)."""
 
 from __future__ import annotations
 
 import json
-import logging
 
 import numpy as np
 import pytest
 
-from core import catalogue, fit
+from core import catalogue, fit, sampler, synthetic
+from core.profile import INTERCEPT, POSITION, TIE, beats_baselines, best_baseline, display_percent
 from core.store import Store
 
 D = len(catalogue.attribute_keys())
@@ -19,106 +20,6 @@ def sparse_weights(rng: np.random.Generator) -> np.ndarray:
     w = rng.laplace(0.0, 0.05, D)
     strong = rng.random(D) < 0.2
     return np.where(strong, rng.normal(0.0, 0.4, D), w)
-
-
-# --------------------------------------------------------------------------- small pieces
-
-
-def test_display_percent_is_the_papers_scale():
-    assert fit.display_percent(0.0) == pytest.approx(50.0)
-    assert fit.display_percent(np.log(3.0)) == pytest.approx(75.0)
-    assert fit.display_percent(np.array([-1.0, 1.0])).sum() == pytest.approx(100.0)
-
-
-def test_simulated_features_look_like_comparisons():
-    X = fit.simulate_features(2000, np.random.default_rng(0))
-    assert X.shape == (2000, D) and set(np.unique(X)) <= {-1, 0, 1}
-    assert 0.6 < (X == 0).mean() < 0.9  # mostly ties
-    C = np.corrcoef(X.T.astype(float))
-    assert np.nanmax(np.abs(C - np.eye(D))) > 0.2  # correlated columns
-    Xc = fit.simulate_features(2000, np.random.default_rng(0), case="intent_unclear")
-    k = catalogue.attribute_keys().index("clarifies_intent")
-    assert (Xc[:, k] != 0).mean() > 5 * (X[:, k] != 0).mean()
-
-
-def test_simulate_labels_follow_the_weights():
-    rng = np.random.default_rng(1)
-    X = fit.simulate_features(5000, rng)
-    w = np.zeros(D)
-    w[catalogue.attribute_keys().index("lengthy")] = 2.0
-    y = fit.simulate_labels(X, w, rng)
-    longer = X[:, -1] == 1
-    assert y.shape == (5000,) and y[longer].mean() == pytest.approx(fit.display_percent(2.0) / 100, abs=0.03)
-    assert fit.simulate_labels(X, np.stack([w, -w]), rng).shape == (5000, 2)
-
-
-def test_laplace_drift_is_the_exact_reversible_flow():
-    rng = np.random.default_rng(0)
-    x, v = rng.normal(0, 0.3, 500), rng.normal(0, 1, 500)
-    alpha, tau = rng.uniform(0.1, 5, 500), rng.uniform(0.1, 2, 500)
-    x1, v1 = fit._laplace_drift(x, v, alpha, tau)
-    # energy of the V-shaped potential is conserved exactly, and the flow reverses exactly
-    assert np.allclose(0.5 * v1**2 + alpha * np.abs(x1), 0.5 * v**2 + alpha * np.abs(x), atol=1e-12)
-    xb, vb = fit._laplace_drift(x1, -v1, alpha, tau)
-    assert np.allclose(xb, x, atol=1e-12) and np.allclose(-vb, v, atol=1e-12)
-    # a particle sitting on the kink leaves it on the side its velocity points to
-    x0, v0 = fit._laplace_drift(np.zeros(2), np.array([-1.0, 1.0]), np.ones(2), np.full(2, 0.5))
-    assert np.allclose(x0, [-0.375, 0.375]) and np.allclose(v0, [-0.5, 0.5])
-    # and it is the limit of many tiny leapfrog steps (several crossings of 0 included)
-    xs, vs, k = x.copy(), v.copy(), 20000
-    h = tau / k
-    for _ in range(k):
-        vs -= 0.5 * h * alpha * np.sign(xs)
-        xs += h * vs
-        vs -= 0.5 * h * alpha * np.sign(xs)
-    assert np.abs(xs - x1).max() < 5e-3 and np.abs(vs - v1).max() < 2e-2
-
-
-@pytest.mark.parametrize("chains,draws", [(4, 500), (4, 7), (2, 5), (1, 100), (3, 51)])
-@pytest.mark.parametrize("rho", [0.0, 0.9, -0.7])
-def test_rhat_and_ess_are_arviz_numbers(chains, draws, rho):
-    az = pytest.importorskip("arviz")
-    rng = np.random.default_rng(abs(hash((chains, draws, rho))) % 2**32)
-    a = np.zeros((chains, draws))
-    e = rng.normal(size=(chains, draws))
-    for t in range(1, draws):
-        a[:, t] = rho * a[:, t - 1] + e[:, t]
-    if draws > 8:
-        a[:, 1::2] = a[:, 0::2][:, : draws // 2]  # ties, as rejected proposals make
-    a += 0.2 * np.arange(chains)[:, None]  # some disagreement between chains
-    r, s = fit.rhat_ess(a[..., None])
-    logging.disable(logging.WARNING)  # ArviZ logs that one chain has no R-hat
-    try:
-        with np.errstate(all="ignore"):
-            ra, sa = az.rhat(a, method="rank"), az.ess(a, method="bulk")
-    finally:
-        logging.disable(logging.NOTSET)
-    np.testing.assert_allclose([r[0], s[0]], [ra, sa], rtol=1e-8, equal_nan=True)
-
-
-def test_rhat_and_ess_vectorise_over_judges_and_weights():
-    az = pytest.importorskip("arviz")
-    rng = np.random.default_rng(3)
-    a = rng.normal(size=(3, 4, 300, 5))
-    a[1] = np.cumsum(a[1], axis=1) * 0.1 + a[1]
-    r, s = fit.rhat_ess(a)
-    assert r.shape == s.shape == (3, 5)
-    for j in range(3):
-        for k in range(5):
-            assert r[j, k] == pytest.approx(az.rhat(a[j, :, :, k], method="rank"), rel=1e-8)
-            assert s[j, k] == pytest.approx(az.ess(a[j, :, :, k], method="bulk"), rel=1e-8)
-    ra, sa = fit.rhat_ess(a, engine="arviz")
-    np.testing.assert_allclose(ra, r, rtol=1e-8)
-    np.testing.assert_allclose(sa, s, rtol=1e-8)
-
-
-def test_buckets_pad_similar_sizes_together():
-    sizes = [1418, 820, 820, 459, 400, 400, 121]
-    one_judge = fit._buckets(sizes, width=4)
-    assert sorted(i for b in one_judge for i in b) == list(range(len(sizes)))
-    assert len(one_judge) < len(sizes)  # small batches are merged
-    many = fit._buckets(sizes, width=132)
-    assert all(len(b) * sizes[b[0]] * 132 <= fit.BATCH_ELEMENTS or len(b) == 1 for b in many)
 
 
 # --------------------------------------------------------------------------- faithfulness to NUTS
@@ -135,8 +36,8 @@ def references():
     out = {}
     for name, (n, missing) in PROBLEMS.items():
         rng = np.random.default_rng(sum(map(ord, name)))
-        X = fit.simulate_features(n, rng)
-        y = fit.simulate_labels(X, sparse_weights(rng), rng).astype(float)
+        X = synthetic.simulate_features(n, rng)
+        y = synthetic.simulate_labels(X, sparse_weights(rng), rng).astype(float)
         y[rng.random(n) < missing] = np.nan
         ref = fit.fit_exact(X, y, draws=8000, tune=1000, chains=4, seed=1)
         out[name] = (X, y, ref)
@@ -147,7 +48,7 @@ def references():
 @pytest.mark.parametrize("name", list(PROBLEMS))
 def test_fast_sampler_matches_long_nuts(references, name):
     X, y, ref = references[name]
-    fast = fit.fit_fast(X, y, draws=10000, tune=1000, chains=4, seed=2)
+    fast = sampler.fit_fast(X, y, draws=10000, tune=1000, chains=4, seed=2)
     m_fast, s_fast = fast.mean[0], fast.sd[0]
     m_ref, s_ref = ref.mean, ref.sd
     mean_gap = np.abs(m_fast - m_ref).max()
@@ -158,15 +59,15 @@ def test_fast_sampler_matches_long_nuts(references, name):
     assert ref.diagnostics["divergences"] == 0
     assert mean_gap < 0.01
     assert sd_gap < 0.10
-    rhat, ess = fit.rhat_ess(fast.by_chain())
+    rhat, ess = sampler.rhat_ess(fast.by_chain())
     assert rhat.max() < 1.01 and ess.min() > 2000
 
 
 @pytest.mark.slow
 def test_exact_falls_back_to_pymcs_own_nuts():
     rng = np.random.default_rng(7)
-    X = fit.simulate_features(120, rng)
-    y = fit.simulate_labels(X, sparse_weights(rng), rng)
+    X = synthetic.simulate_features(120, rng)
+    y = synthetic.simulate_labels(X, sparse_weights(rng), rng)
     post = fit.fit_exact(X, y, draws=300, tune=300, chains=2, seed=0, backend="pymc")
     assert post.sampler == "pymc-nuts" and post.draws.shape == (600, D)
     assert np.all(np.abs(post.mean) < 1.5)
@@ -180,9 +81,9 @@ def test_intervals_cover_true_weights_at_the_nominal_rate():
     rng = np.random.default_rng(11)
     covered, total = 0, 0
     for n, J in ((300, 50), (120, 50)):
-        X = fit.simulate_features(n, rng)
-        W = rng.laplace(0.0, fit.DEFAULT_PRIOR_SCALE, (J, D))
-        Y = fit.simulate_labels(X, W, rng)
+        X = synthetic.simulate_features(n, rng)
+        W = rng.laplace(0.0, sampler.DEFAULT_PRIOR_SCALE, (J, D))
+        Y = synthetic.simulate_labels(X, W, rng)
         profiles = fit.fit_profiles(X, Y, [f"j{i}" for i in range(J)], folds=0, seed=n)
         for p, w in zip(profiles, W):
             covered += int(((np.array(p.lo) <= w) & (w <= np.array(p.hi))).sum())
@@ -198,14 +99,14 @@ def test_intervals_cover_true_weights_at_the_nominal_rate():
 @pytest.fixture(scope="module")
 def two_judges():
     rng = np.random.default_rng(5)
-    X = fit.simulate_features(250, rng)
+    X = synthetic.simulate_features(250, rng)
     keys = catalogue.attribute_keys()
     W = 0.5 * np.stack([sparse_weights(rng), sparse_weights(rng)])
     for j, strong in enumerate(({"rich_info": 0.9, "no_severe_errors": 0.8, "clear": 0.6, "admits_limits": -0.6},
                                 {"lengthy": 1.0, "well_formatted": 0.7, "harmless": 0.6, "informal": -0.5})):
         for k, v in strong.items():  # decisive judges, each with its own favourites
             W[j, keys.index(k)] = v
-    Y = fit.simulate_labels(X, W, rng).astype(float)
+    Y = synthetic.simulate_labels(X, W, rng).astype(float)
     Y[:20, 1] = np.nan  # judge b tied on 20 pairs
     return X, Y, W
 
@@ -217,7 +118,7 @@ def test_fast_profiles_carry_summaries_diagnostics_and_provenance(two_judges):
     assert (a.judge, b.judge) == ("a", "b")
     assert a.attributes == catalogue.attribute_keys()
     assert (a.n, b.n) == (250, 230)
-    assert a.interval == "eti94" and a.method == "fast" and a.sampler == fit.FAST_SAMPLER
+    assert a.interval == "eti94" and a.method == "fast" and a.sampler == sampler.FAST_SAMPLER
     assert a.draws == 4000 and a.samples.shape == (fit.KEEP_DRAWS, D)
     for p in profiles:
         lo, hi, m = map(np.array, (p.lo, p.hi, p.mean))
@@ -234,8 +135,8 @@ def test_fast_profiles_carry_summaries_diagnostics_and_provenance(two_judges):
 
 def test_missing_labels_are_the_same_as_dropped_rows(two_judges):
     X, Y, _ = two_judges
-    masked = fit.fit_fast(X, Y[:, 1], draws=2000, seed=4)
-    dropped = fit.fit_fast(X[20:], Y[20:, 1], draws=2000, seed=4)
+    masked = sampler.fit_fast(X, Y[:, 1], draws=2000, seed=4)
+    dropped = sampler.fit_fast(X[20:], Y[20:, 1], draws=2000, seed=4)
     assert np.abs(masked.mean - dropped.mean).max() < 0.01
 
 
@@ -252,24 +153,24 @@ def test_fingerprint_tracks_data_and_settings(two_judges):
 
 def test_prior_scale_is_configurable(two_judges):
     X, Y, _ = two_judges
-    tight = fit.fit_fast(X, Y[:, 0], prior_scale=0.02, draws=500, seed=1)
-    loose = fit.fit_fast(X, Y[:, 0], prior_scale=0.5, draws=500, seed=1)
+    tight = sampler.fit_fast(X, Y[:, 0], prior_scale=0.02, draws=500, seed=1)
+    loose = sampler.fit_fast(X, Y[:, 0], prior_scale=0.5, draws=500, seed=1)
     assert np.abs(tight.mean).mean() < 0.5 * np.abs(loose.mean).mean()
     with pytest.raises(ValueError):
-        fit.fit_fast(X, Y[:, 0], prior_scale=0.0)
+        sampler.fit_fast(X, Y[:, 0], prior_scale=0.0)
 
 
 def test_intercept_is_optional_and_named(two_judges):
     X, Y, _ = two_judges
     (p,) = fit.fit_profiles(X, Y[:, :1], ["a"], intercept=True, draws=500, folds=0)
-    assert p.attributes[0] == fit.INTERCEPT and len(p.mean) == D + 1
+    assert p.attributes[0] == INTERCEPT and len(p.mean) == D + 1
     assert p.accuracy is None and p.folds == 0
 
 
 def test_bad_inputs_are_refused():
     X = np.zeros((10, D))
     with pytest.raises(ValueError, match="labels"):
-        fit.fit_fast(X, np.full(10, 2.0))
+        sampler.fit_fast(X, np.full(10, 2.0))
     with pytest.raises(ValueError, match="judges"):
         fit.fit_profiles(X, np.zeros((10, 2)), ["only-one"])
     with pytest.raises(ValueError, match="method"):
@@ -296,7 +197,7 @@ def test_groups_fit_together_and_rows_go_to_the_store(tmp_path, two_judges):
     assert json.loads(row["attributes"]) == catalogue.attribute_keys()
     assert json.loads(row["mean"]) == pytest.approx(result[row["scope"]][0].mean)
     prov = json.loads(row["provenance"])
-    assert prov["sampler"] == fit.FAST_SAMPLER and prov["prior"] == {"family": "laplace", "scale": 0.1}
+    assert prov["sampler"] == sampler.FAST_SAMPLER and prov["prior"] == {"family": "laplace", "scale": 0.1}
     assert prov["seed"] == 9 and "numpy" in prov["versions"]
     assert row["fingerprint"] == result[row["scope"]][0].fingerprint
 
@@ -324,12 +225,12 @@ def test_position_and_ties_cover_the_truth_at_the_nominal_rate():
     separate it from content."""
     rng = np.random.default_rng(21)
     n, J = 240, 40
-    X = fit.simulate_features(n, rng)
-    W = rng.laplace(0.0, fit.DEFAULT_PRIOR_SCALE, (J, D))
-    bias = rng.normal(0.0, fit.INTERCEPT_SCALE, J)
-    theta = rng.normal(0.0, fit.TIE_SCALE, J)
+    X = synthetic.simulate_features(n, rng)
+    W = rng.laplace(0.0, sampler.DEFAULT_PRIOR_SCALE, (J, D))
+    bias = rng.normal(0.0, sampler.INTERCEPT_SCALE, J)
+    theta = rng.normal(0.0, sampler.TIE_SCALE, J)
     pos = np.r_[np.ones(n), -np.ones(n)]
-    Y = fit.simulate_outcomes(np.vstack([X, X]), W, rng, position=pos, bias=bias, theta=theta)
+    Y = synthetic.simulate_outcomes(np.vstack([X, X]), W, rng, position=pos, bias=bias, theta=theta)
     Y[n:, J // 2:] = np.nan  # the second half of the judges gave one order only
     task = fit.FitInput(np.vstack([X, X]), Y, pos, np.r_[np.arange(n), np.arange(n)])
     (profiles,) = fit.fit_groups({"s": task}, [f"j{i}" for i in range(J)], position=True, ties="davidson",
@@ -341,7 +242,7 @@ def test_position_and_ties_cover_the_truth_at_the_nominal_rate():
     rate = inside.mean()
     print(f"coverage with position and ties: {rate:.3f} over {inside.size} parameters; position {inside[:, 0].mean():.2f},"
           f" ties {inside[:, -1].mean():.2f}")
-    assert profiles[0].attributes == [fit.POSITION, *catalogue.attribute_keys(), fit.TIE]
+    assert profiles[0].attributes == [POSITION, *catalogue.attribute_keys(), TIE]
     assert 0.90 <= rate <= 0.97
     assert inside[:, 0].mean() >= 0.85 and inside[:, -1].mean() >= 0.85
     # with both orders the position term is pinned down: it tracks the truth closely
@@ -356,43 +257,37 @@ def test_position_bias_alone_is_position_not_content():
     but for chance); the position-only baseline scores 70% and the majority one a coin's 50%."""
     rng = np.random.default_rng(4)
     n = 400
-    X = fit.simulate_features(n, rng)
+    X = synthetic.simulate_features(n, rng)
     first = rng.random((2 * n, 1)) < 0.7
     pos = np.r_[np.ones(n), -np.ones(n)]
     y = np.where(pos[:, None] > 0, first, ~first).astype(float)
     task = fit.FitInput(np.vstack([X, X]), y, pos, np.r_[np.arange(n), np.arange(n)])
     (p,) = fit.fit_groups({"s": task}, ["first"], position=True, seed=1)["s"]
-    assert p.lo[0] > 0.5 and fit.display_percent(p.mean[0]) == pytest.approx(70, abs=5)
+    assert p.lo[0] > 0.5 and display_percent(p.mean[0]) == pytest.approx(70, abs=5)
     content = (np.array(p.lo[1:]) > 0) | (np.array(p.hi[1:]) < 0)
     assert content.sum() <= 2, [k for k, c in zip(p.attributes[1:], content) if c]  # ~1.7 of 29 by chance at 94%
     assert p.baselines["position"]["accuracy"] == pytest.approx(0.7, abs=0.05)
     assert p.baselines["majority"]["accuracy"] == pytest.approx(0.5, abs=0.05)
-    assert not fit.beats_baselines(p.accuracy - 0.02, p.baselines)
+    assert not beats_baselines(p.accuracy - 0.02, p.baselines)
 
 
 def test_length_only_baseline_and_the_flag():
     """Labels that follow length alone: the length-only baseline is as good as the profile, so the
     profile is flagged as not beating it; labels that follow several attributes beat every baseline."""
     rng = np.random.default_rng(8)
-    X = fit.simulate_features(600, rng)
+    X = synthetic.simulate_features(600, rng)
     k = catalogue.attribute_keys().index("lengthy")
     w_len = np.zeros(D)
     w_len[k] = 3.0
     w_many = 0.5 * sparse_weights(rng) + 1.2 * (np.arange(D) % 5 == 0)
     w_many[k] = 0.0
-    Y = fit.simulate_labels(X, np.stack([w_len, w_many]), rng).astype(float)
+    Y = synthetic.simulate_labels(X, np.stack([w_len, w_many]), rng).astype(float)
     a, b = fit.fit_profiles(X, Y, ["length", "many"], seed=2)
     assert a.baselines["length"]["accuracy"] >= a.accuracy - 0.02
-    assert b.accuracy > max(v["accuracy"] for v in b.baselines.values()) + 0.05 and fit.beats_baselines(b.accuracy, b.baselines)
-    assert fit.best_baseline(a.baselines)[0] == "length"
+    assert b.accuracy > max(v["accuracy"] for v in b.baselines.values()) + 0.05 and beats_baselines(b.accuracy, b.baselines)
+    assert best_baseline(a.baselines)[0] == "length"
     # the counts of differing samples: every column of the simulated features differs somewhere
     assert len(a.differing) == D and min(a.differing) > 0
-
-
-def test_measurement_rule():
-    assert fit.measurement(0) == "not measured"
-    assert fit.measurement(fit.MIN_DIFFERING - 1) == "too few samples"
-    assert fit.measurement(fit.MIN_DIFFERING) == "measured" and fit.measurement(None) == "measured"
 
 
 @pytest.mark.slow
@@ -400,11 +295,11 @@ def test_fast_tie_model_with_position_matches_nuts():
     """Davidson's tie model with the position term: the fast sampler against NUTS, as the binary model is."""
     rng = np.random.default_rng(3)
     n = 400
-    X = fit.simulate_features(n, rng)
+    X = synthetic.simulate_features(n, rng)
     w = sparse_weights(rng)
     pos = np.where(rng.random(n) < 0.5, 1.0, -1.0)
-    y = fit.simulate_outcomes(X, w, rng, position=pos, bias=0.4, theta=np.log(0.6))[:, 0]
-    fast = fit.fit_fast(X, y, draws=6000, tune=1000, chains=4, seed=1, intercept=True, position=pos, ties="davidson")
+    y = synthetic.simulate_outcomes(X, w, rng, position=pos, bias=0.4, theta=np.log(0.6))[:, 0]
+    fast = sampler.fit_fast(X, y, draws=6000, tune=1000, chains=4, seed=1, intercept=True, position=pos, ties="davidson")
     ref = fit.fit_exact(X, y, draws=3000, tune=1000, chains=4, seed=1, intercept=True, position=pos, ties="davidson")
     assert ref.draws.shape == (12000, D + 2) and ref.diagnostics["divergences"] == 0
     mean_gap = np.abs(fast.mean[0] - ref.mean).max()

@@ -50,3 +50,126 @@ def test_the_dashboard_loads_without_the_openai_sdk():
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, "a dashboard module imports openai at load time\n" + res.stderr
+
+
+# ------------------------------------------------------------------ the import graph of core/
+
+#: core's layers, bottom first: a module imports only modules of its own layer or below (and no cycle
+#: within a layer). Every core module is in exactly one layer.
+LAYERS = [
+    {"config", "records", "catalogue", "featureset", "prices", "safecsv", "signin", "loopback", "prompts"},
+    {"store"},
+    {"scopes", "features", "heuristics", "llm", "paidwork"},
+    {"annotate", "judges", "batch", "importers"},
+    {"sampler", "synthetic", "profile", "fit", "compare", "simulate", "bias", "samples"},
+    {"demo"},
+    {"experiment"},
+    {"jobs"},
+    {"cli", "__main__", "__init__"},
+]
+
+
+def _core_imports(path: Path) -> dict[str, int]:
+    """{core module: first line} that ``path`` imports, at module level or inside a function."""
+    import ast
+
+    found: dict[str, int] = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom):
+            parts = (node.module or "").split(".")
+            if node.level == 1:  # from . import x / from .x import y
+                names = [a.name for a in node.names] if not node.module else [parts[0]]
+            elif node.level == 0 and parts[0] == "core":
+                names = [parts[1]] if len(parts) > 1 else [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name.split(".")[1] for a in node.names if a.name.startswith("core.")]
+        for n in names:
+            found.setdefault(n, node.lineno)
+    return found
+
+
+def _foreign_imports(path: Path) -> list[str]:
+    """Top-level packages outside core that ``path`` imports (anywhere in the file)."""
+    import ast
+
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out += [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.append(node.module.split(".")[0])
+    return out
+
+
+def import_graph(root: Path = ROOT / "core") -> dict[str, dict[str, int]]:
+    modules = {p.stem for p in root.glob("*.py")}
+    return {p.stem: {m: line for m, line in _core_imports(p).items() if m in modules and m != p.stem}
+            for p in sorted(root.glob("*.py"))}
+
+
+def find_cycle(graph: dict[str, dict[str, int]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        path.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return path[path.index(n):] + [n]
+            if n not in state:
+                found = visit(n)
+                if found:
+                    return found
+        path.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def layer_violations(graph: dict[str, dict[str, int]]) -> list[str]:
+    level = {m: i for i, layer in enumerate(LAYERS) for m in layer}
+    return [f"core/{m}.py:{line} imports {n} (layer {level[n]}) from layer {level[m]}"
+            for m, deps in graph.items() for n, line in deps.items() if level[n] > level[m]]
+
+
+def test_core_has_no_import_cycle_even_through_function_level_imports():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle in core: " + " -> ".join(cycle)
+
+
+def test_every_core_module_has_a_layer_and_imports_nothing_above_it():
+    graph = import_graph()
+    layered = set().union(*LAYERS)
+    assert set(graph) <= layered, f"core modules without a layer in LAYERS: {sorted(set(graph) - layered)}"
+    assert not layer_violations(graph), "\n".join(layer_violations(graph))
+
+
+def test_core_imports_neither_the_dashboard_nor_the_pages_nor_streamlit():
+    bad = {p.name: sorted(set(_foreign_imports(p)) & {"dashboard", "pages", "streamlit"})
+           for p in (ROOT / "core").glob("*.py")}
+    assert not {k: v for k, v in bad.items() if v}, bad
+
+
+def test_the_graph_checks_fail_on_a_planted_cycle_and_an_upward_import():
+    graph = import_graph()
+    planted = {**graph, "store": {**graph["store"], "fit": 1}}  # store -> fit -> ... -> store
+    cycle = find_cycle(planted)
+    assert cycle and cycle[0] == cycle[-1] and "store" in cycle and "fit" in cycle
+    assert any(v.startswith("core/store.py:1 imports fit") for v in layer_violations(planted))
+    assert find_cycle({"a": {"b": 3}, "b": {"a": 7}}) in (["a", "b", "a"], ["b", "a", "b"])
+
+
+def test_annotation_and_judge_collection_share_the_engine_below_them_not_each_other():
+    graph = import_graph()
+    assert "judges" not in graph["annotate"] and "annotate" not in graph["judges"]
+    assert "paidwork" in graph["annotate"] and "paidwork" in graph["judges"] and "paidwork" in graph["batch"]
+    assert not {"annotate", "judges"} & (set(graph["paidwork"]) | set(graph["batch"]))

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from core import annotate, jobs, judges, llm
+from core import annotate, jobs, judges, llm, paidwork, prompts
 from core.importers import import_file
 from core.llm import Dialect, LLMSettings
 from core.loopback import LoopbackServer
@@ -61,7 +61,7 @@ def sent_formats(server):
 def test_the_probe_finds_the_dialect_once_and_never_resends_a_rejected_body(store, server_kw, mode, system_role):
     with LoopbackServer(**server_kw) as server:
         s = settings_for(server)
-        d = annotate.endpoint_dialect(store, s)
+        d = paidwork.endpoint_dialect(store, s)
         assert (d.mode, d.system_role) == (mode, system_role)
         formats = sent_formats(server)
         # each mode tried at most once (a 500 that names the format is not retried), none after the found one
@@ -70,14 +70,14 @@ def test_the_probe_finds_the_dialect_once_and_never_resends_a_rejected_body(stor
         order = list(llm.DIALECTS)
         assert all(order.index(f) <= order.index(mode) for f in tried)
         n = len(server.requests)
-        assert annotate.endpoint_dialect(store, s) == d  # stored: not probed again
+        assert paidwork.endpoint_dialect(store, s) == d  # stored: not probed again
         assert len(server.requests) == n
     assert store.llm_dialect(server.url, "loopback-1")["mode"] == mode
 
 
 def test_a_server_that_says_it_is_llama_cpp_python_is_served_one_request_at_a_time(store):
     with LoopbackServer(**{**LLAMA_CPP, "slots": None}) as server:  # too fast to time
-        d = annotate.endpoint_dialect(store, settings_for(server))
+        d = paidwork.endpoint_dialect(store, settings_for(server))
     assert d.slots == 1 and any("owned_by 'me'" in n for n in d.notes)
 
 
@@ -97,7 +97,7 @@ def test_a_rejection_in_the_middle_of_a_run_moves_to_the_next_mode_and_is_rememb
 def test_a_forced_mode_is_used_without_probing_it(store):
     with LoopbackServer() as server:
         s = settings_for(server, response_mode="json_object")
-        d = annotate.endpoint_dialect(store, s)
+        d = paidwork.endpoint_dialect(store, s)
         assert d.mode == "json_object" and "json_schema" not in sent_formats(server)
     with pytest.raises(ValueError, match="PREFDISSECT_LLM_RESPONSE_MODE='grammar' is not a response mode"):
         LLMSettings(response_mode="grammar", base_url="http://127.0.0.1:9/v1").check()
@@ -120,7 +120,7 @@ def test_the_request_key_holds_the_mode_and_the_folded_system_message(pandalm):
 def test_a_llama_cpp_like_server_annotates_both_orders_one_request_at_a_time(pandalm):
     store = pandalm
     samples = pandalm.samples_for("pandalm-test", limit=3)
-    system = json.loads((annotate.PROMPTS_FILE).read_text())["system"]
+    system = json.loads((prompts.PROMPTS_FILE).read_text())["system"]
     seen_system = []
 
     def script(body):  # the instructions must reach the model although system messages are dropped
@@ -129,7 +129,7 @@ def test_a_llama_cpp_like_server_annotates_both_orders_one_request_at_a_time(pan
 
     with LoopbackServer(latency=0.15, script=script, **LLAMA_CPP) as server:
         s = settings_for(server, concurrency=8)
-        d = annotate.endpoint_dialect(store, s)
+        d = paidwork.endpoint_dialect(store, s)
         assert (d.mode, d.system_role, d.slots) == ("json_object_schema", False, 1), d.notes
         server.reset_stats()
         seen_system.clear()

@@ -19,6 +19,7 @@ from core import annotate, catalogue, demo, fit, samples
 from core.importers import import_file
 from core.llm import LLMSettings
 from core.loopback import LoopbackServer
+from core.profile import INTERCEPT, POSITION
 from core.records import Dataset, Feature, ImportBatch, Sample
 from core.store import UNCLASSIFIED, SampleFilter, Store, fts_query
 
@@ -244,7 +245,7 @@ def test_contributions_add_up_to_the_logit_and_flip_when_a_and_b_swap():
     assert swapped.p_a == pytest.approx(1 - c.p_a)
     assert {c.predicted, swapped.predicted} == {"A", "B"}
     # an intercept (position preference) stays when A and B swap; only the attributes flip
-    names = [fit.INTERCEPT] + keys
+    names = [INTERCEPT] + keys
     wi = np.concatenate([[0.4], w])
     ci, si = fit.contributions(names, wi, x), fit.contributions(names, wi, {k: -v for k, v in x.items()})
     assert ci.terms[0] == si.terms[0] == pytest.approx(0.4)
@@ -266,7 +267,7 @@ def test_explain_uses_the_stored_profile_and_the_samples_features(demo_store):
             prof = demo_store.profiles(dataset=DS, scope="Code", judges=[judge], method="fast")[0]
             assert e.scope == "Code" and e.profile["method"] == "fast" and e.problem is None
             # the position term leads (the sample as stored shows A first: its column is +1)
-            assert prof["attributes"][0] == fit.POSITION
+            assert prof["attributes"][0] == POSITION
             assert e.contributions.logit == pytest.approx(float(np.dot(np.r_[1.0, d.X[i]], prof["mean"])))
             assert e.frame_rows[0]["label"] == "shown first (position)"
             assert e.vote["choice"] == {1.0: "A", 0.0: "B"}[d.Y[i, d.judges.index(judge)]]
@@ -277,15 +278,6 @@ def test_explain_uses_the_stored_profile_and_the_samples_features(demo_store):
     assert missing.contributions is None and "fit one first" in missing.problem
     with pytest.raises(ValueError, match="unknown scope"):
         samples.explain(demo_store, d.sample_ids[0], "demo-crowd", "Cooking")
-
-
-def test_scope_filter_maps_scopes_to_filters():
-    base = SampleFilter(dataset=DS)
-    assert samples.scope_filter(base, "Code").scenario == "Code"
-    assert samples.scope_filter(base, "w_stances").case == "w_stances"
-    assert samples.scope_filter(base, "all") == base
-    with pytest.raises(ValueError):
-        samples.scope_filter(base, "nope")
 
 
 # ------------------------------------------------------------------ the sample view

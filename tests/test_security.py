@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import cli, compare, config, jobs, safecsv, signin
+from core import cli, config, jobs, safecsv, signin
 from core.llm import LLMSettings
 from core.loopback import LoopbackServer
+from core.profile import export_profiles
 from core.records import Dataset, ImportBatch, Judge, Label, Sample
 from core.store import RestoreError, Store, check_export, export_store, restore_store
 
@@ -186,7 +187,7 @@ def test_every_csv_download_of_the_dashboard_is_inert(hostile_store):
     path, names = hostile_store
     with Store(path) as s:
         rows = s.profiles(dataset=demo.DEMO_DATASET)
-    _assert_inert(compare.export_profiles(rows, "csv"))
+    _assert_inert(export_profiles(rows, "csv"))
     matrix = pd.DataFrame([[1.0, 0.5], [0.5, 1.0]], index=names[:2], columns=names[:2])
     _assert_inert(data.csv_download(matrix))
     # st.dataframe's own CSV export cannot be neutralised, so it is switched off

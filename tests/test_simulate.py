@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from core import catalogue, demo, fit
+from core import catalogue, demo, sampler, synthetic
 from core import simulate as sim
+from core.profile import INTERCEPT
 from core.records import Dataset, Feature, ImportBatch, Judge, Label, Sample
 from core.store import Store
 
@@ -51,7 +52,7 @@ def brute_force(X, W, cols, targets, rates, applicable=None):
 @pytest.fixture(scope="module")
 def arrays():
     rng = np.random.default_rng(3)
-    X = fit.simulate_features(400, rng).astype(np.float32)
+    X = synthetic.simulate_features(400, rng).astype(np.float32)
     W = (rng.standard_normal((60, 29)) * 0.6).astype(np.float32)
     return X, W, rng
 
@@ -126,7 +127,7 @@ def test_shapley_contributions_add_up_to_the_change_in_every_draw(arrays):
 
 def test_symmetric_changes_get_equal_contributions():
     rng = np.random.default_rng(5)
-    base = fit.simulate_features(200, rng).astype(np.float32)
+    base = synthetic.simulate_features(200, rng).astype(np.float32)
     X = base.copy()
     X[:, 1] = X[:, 0]  # two identical columns with identical weights: interchangeable players
     W = (rng.standard_normal((30, 29)) * 0.5).astype(np.float32)
@@ -174,7 +175,7 @@ def own_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("simown") / "store.db"
     store = Store(path)
     batch = ImportBatch(dataset=Dataset("own"), judges=[Judge("j", "synthetic")])
-    X = fit.simulate_features(240, rng).astype(int)
+    X = synthetic.simulate_features(240, rng).astype(int)
     w = np.array([TRUE.get(k, 0.0) for k in KEYS])
     for i in range(240):
         a, b = rng.choice(MODELS, 2, replace=False)
@@ -414,9 +415,9 @@ def test_predicted_win_rates_cover_the_truth_after_injection_on_synthetic_judges
     truth, problems = {}, []
     for g in groups:
         truth[g] = np.array([[demo.true_weights(j, g)[k] for k in KEYS] for j in judges])
-        X = fit.simulate_features(n, rng).astype(float)
-        problems.append((X, fit.simulate_labels(X, truth[g], rng).astype(float)))
-    posteriors = fit.fit_fast_many(problems, prior_scale=0.5, seed=2, draws=500)
+        X = synthetic.simulate_features(n, rng).astype(float)
+        problems.append((X, synthetic.simulate_labels(X, truth[g], rng).astype(float)))
+    posteriors = sampler.fit_fast_many(problems, prior_scale=0.5, seed=2, draws=500)
     manipulations = [{"lengthy": 1}, {"well_formatted": 1}, {"admits_limits": -1}, {"no_severe_errors": 1},
                      {"friendly": 1, "informal": -1}]
     credible, predictive = [], []
@@ -467,7 +468,7 @@ def test_without_model_names_response_a_is_the_one_under_test(own_store):
 def test_an_intercept_is_a_position_bias_and_flips_with_the_side(own_store):
     store, *_ = own_store
     pairs = sim.load_pairs(store, "own", "own", "all")
-    profile = {"attributes": [fit.INTERCEPT] + KEYS, "mean": [1.0] + [0.0] * len(KEYS), "draws": None}
+    profile = {"attributes": [INTERCEPT] + KEYS, "mean": [1.0] + [0.0] * len(KEYS), "draws": None}
     W, intercept = sim.profile_draws(profile, pairs.attributes)
     assert intercept and W.shape == (1, 1 + len(KEYS))
     idx, sign = pairs.select("plain", sim.ALL)
@@ -486,7 +487,7 @@ def test_a_tie_model_predicts_the_expected_score_with_ties_counting_half():
     nu = rng.uniform(0.2, 2.0, 7).astype(np.float32)
     res = sim.simulate_arrays(X, W, [0], [1], [0.0], half_nu=nu / 2)
     z = X @ W.T.astype(float)
-    pa, pb, pt = fit.outcome_probabilities(z, np.log(nu))
+    pa, pb, pt = sampler.outcome_probabilities(z, np.log(nu))
     assert res.before == pytest.approx((pa + pt / 2).mean(axis=0), abs=1e-5)
     plain = sim.simulate_arrays(X, W, [0], [1], [0.0])
     assert plain.before == pytest.approx((1 / (1 + np.exp(-z))).mean(axis=0), abs=1e-5)

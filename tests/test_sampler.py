@@ -1,0 +1,121 @@
+"""The sampler (core/sampler.py): its pieces, and the fast path against an independent reference."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from scipy import special
+
+from core import sampler
+
+
+# --------------------------------------------------------------------------- against a reference
+
+
+def _newton_map(X: np.ndarray, y: np.ndarray, b: float) -> tuple[np.ndarray, np.ndarray]:
+    """MAP of logistic regression with a Laplace(0, b) prior by Newton's method (weights far from 0,
+    where the prior's log density is linear), and the Hessian of the negative log posterior there."""
+    w = np.zeros(X.shape[1])
+    for _ in range(50):
+        p = special.expit(X @ w)
+        grad = X.T @ (p - y) + np.sign(w) / b
+        H = X.T @ (X * (p * (1 - p))[:, None])
+        step = np.linalg.solve(H, grad)
+        w -= step
+        if np.abs(step).max() < 1e-12:
+            break
+    return w, H
+
+
+def test_fast_posterior_matches_an_independent_newton_map_and_the_inverse_hessian():
+    # a small logistic problem with many samples: the posterior is close to Gaussian, so its mean is
+    # the MAP (to O(1/n), well under a tenth of a posterior sd here) and its sd the square root of
+    # the inverse Hessian's diagonal (the Laplace approximation), computed here without the sampler
+    rng = np.random.default_rng(7)
+    n, w_true, b = 4000, np.array([0.8, -0.5, 0.3]), 1.0
+    X = rng.integers(-1, 2, size=(n, 3)).astype(float)
+    y = (rng.random(n) < special.expit(X @ w_true)).astype(float)
+    w_map, H = _newton_map(X, y, b)
+    sd_laplace = np.sqrt(np.diag(np.linalg.inv(H)))
+    post = sampler.fit_fast(X, y, prior_scale=b, draws=2000, tune=500, chains=4, seed=3)
+    assert post.draws.shape == (1, 8000, 3) and post.sampler == sampler.FAST_SAMPLER
+    mean, sd = post.mean[0], post.sd[0]
+    np.testing.assert_allclose(mean, w_map, atol=0.1 * sd_laplace.min())
+    np.testing.assert_allclose(sd, sd_laplace, rtol=0.08)
+    # the 94% interval is as wide as the Gaussian one
+    lo, hi = np.quantile(post.draws[0], [0.03, 0.97], axis=0)
+    np.testing.assert_allclose(hi - lo, 2 * special.ndtri(0.97) * sd_laplace, rtol=0.1)
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def test_laplace_drift_is_the_exact_reversible_flow():
+    rng = np.random.default_rng(0)
+    x, v = rng.normal(0, 0.3, 500), rng.normal(0, 1, 500)
+    alpha, tau = rng.uniform(0.1, 5, 500), rng.uniform(0.1, 2, 500)
+    x1, v1 = sampler._laplace_drift(x, v, alpha, tau)
+    # energy of the V-shaped potential is conserved exactly, and the flow reverses exactly
+    assert np.allclose(0.5 * v1**2 + alpha * np.abs(x1), 0.5 * v**2 + alpha * np.abs(x), atol=1e-12)
+    xb, vb = sampler._laplace_drift(x1, -v1, alpha, tau)
+    assert np.allclose(xb, x, atol=1e-12) and np.allclose(-vb, v, atol=1e-12)
+    # a particle sitting on the kink leaves it on the side its velocity points to
+    x0, v0 = sampler._laplace_drift(np.zeros(2), np.array([-1.0, 1.0]), np.ones(2), np.full(2, 0.5))
+    assert np.allclose(x0, [-0.375, 0.375]) and np.allclose(v0, [-0.5, 0.5])
+    # and it is the limit of many tiny leapfrog steps (several crossings of 0 included)
+    xs, vs, k = x.copy(), v.copy(), 20000
+    h = tau / k
+    for _ in range(k):
+        vs -= 0.5 * h * alpha * np.sign(xs)
+        xs += h * vs
+        vs -= 0.5 * h * alpha * np.sign(xs)
+    assert np.abs(xs - x1).max() < 5e-3 and np.abs(vs - v1).max() < 2e-2
+
+
+@pytest.mark.parametrize("chains,draws", [(4, 500), (4, 7), (2, 5), (1, 100), (3, 51)])
+@pytest.mark.parametrize("rho", [0.0, 0.9, -0.7])
+def test_rhat_and_ess_are_arviz_numbers(chains, draws, rho):
+    az = pytest.importorskip("arviz")
+    rng = np.random.default_rng(abs(hash((chains, draws, rho))) % 2**32)
+    a = np.zeros((chains, draws))
+    e = rng.normal(size=(chains, draws))
+    for t in range(1, draws):
+        a[:, t] = rho * a[:, t - 1] + e[:, t]
+    if draws > 8:
+        a[:, 1::2] = a[:, 0::2][:, : draws // 2]  # ties, as rejected proposals make
+    a += 0.2 * np.arange(chains)[:, None]  # some disagreement between chains
+    r, s = sampler.rhat_ess(a[..., None])
+    logging.disable(logging.WARNING)  # ArviZ logs that one chain has no R-hat
+    try:
+        with np.errstate(all="ignore"):
+            ra, sa = az.rhat(a, method="rank"), az.ess(a, method="bulk")
+    finally:
+        logging.disable(logging.NOTSET)
+    np.testing.assert_allclose([r[0], s[0]], [ra, sa], rtol=1e-8, equal_nan=True)
+
+
+def test_rhat_and_ess_vectorise_over_judges_and_weights():
+    az = pytest.importorskip("arviz")
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(3, 4, 300, 5))
+    a[1] = np.cumsum(a[1], axis=1) * 0.1 + a[1]
+    r, s = sampler.rhat_ess(a)
+    assert r.shape == s.shape == (3, 5)
+    for j in range(3):
+        for k in range(5):
+            assert r[j, k] == pytest.approx(az.rhat(a[j, :, :, k], method="rank"), rel=1e-8)
+            assert s[j, k] == pytest.approx(az.ess(a[j, :, :, k], method="bulk"), rel=1e-8)
+    ra, sa = sampler.rhat_ess(a, engine="arviz")
+    np.testing.assert_allclose(ra, r, rtol=1e-8)
+    np.testing.assert_allclose(sa, s, rtol=1e-8)
+
+
+def test_buckets_pad_similar_sizes_together():
+    sizes = [1418, 820, 820, 459, 400, 400, 121]
+    one_judge = sampler._buckets(sizes, width=4)
+    assert sorted(i for b in one_judge for i in b) == list(range(len(sizes)))
+    assert len(one_judge) < len(sizes)  # small batches are merged
+    many = sampler._buckets(sizes, width=132)
+    assert all(len(b) * sizes[b[0]] * 132 <= sampler.BATCH_ELEMENTS or len(b) == 1 for b in many)

@@ -353,12 +353,8 @@ def order_consistency(store: Store, source: str) -> dict[str, float | None]:
     """Per attribute: the share of samples whose comparison has the same sign in both orders."""
     out = {}
     for key in catalogue.attribute_keys():
-        row = store.conn.execute(
-            "SELECT COUNT(*), SUM(json_extract(provenance, '$.ab') = json_extract(provenance, '$.ba'))"
-            " FROM features WHERE source = ? AND attribute = ? AND json_extract(provenance, '$.ab') IS NOT NULL",
-            (source, key),
-        ).fetchone()
-        out[key] = (row[1] / row[0]) if row[0] else None
+        n, same = store.order_agreement(source, key)
+        out[key] = (same / n) if n else None
     return out
 
 
@@ -404,17 +400,9 @@ def feature_agreement(store: Store, source_a: str, source_b: str, dataset: str |
     the offline heuristics beside an LLM annotator): share equal, Cohen's kappa, sign agreement."""
     from . import heuristics
 
-    sql = ("SELECT a.attribute, a.value, b.value FROM features a JOIN features b"
-           " ON b.sample_id = a.sample_id AND b.attribute = a.attribute AND b.source = ?")
-    params: list[Any] = [source_b]
-    if dataset:
-        sql += " JOIN samples s ON s.id = a.sample_id AND s.dataset = ?"
-        params.append(dataset)
-    sql += " WHERE a.source = ? ORDER BY a.attribute, a.sample_id"
-    params.append(source_a)
     va: dict[str, list[int]] = {}
     vb: dict[str, list[int]] = {}
-    for attr, x, y in store.conn.execute(sql, params):
+    for attr, x, y in store.feature_pairs(source_a, source_b, dataset):
         va.setdefault(attr, []).append(x)
         vb.setdefault(attr, []).append(y)
     return heuristics.agreement(va, vb)

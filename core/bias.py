@@ -120,17 +120,12 @@ def bias_card(store: Store, judge: str, dataset: str | None = None, *, feature_s
         except re.error as exc:
             raise ValueError(f"model family pattern {pattern!r} is not a regular expression: {exc}") from None
     if dataset is None:
-        row = store.conn.execute(
-            "SELECT s.dataset, COUNT(*) AS n FROM labels l JOIN samples s ON s.id = l.sample_id WHERE l.judge = ?"
-            " GROUP BY s.dataset ORDER BY n DESC LIMIT 1", (judge,)).fetchone()
-        if row is None:
+        dataset = store.judge_main_dataset(judge)
+        if dataset is None:
             raise ValueError(f"judge {judge!r} has no labels")
-        dataset = row[0]
     feature_source = feature_source or featureset.default(store, dataset)
     items: list[BiasItem] = []
-    labels = store.conn.execute(
-        "SELECT l.sample_id, l.choice, l.verdict_ab, l.verdict_ba FROM labels l JOIN samples s ON s.id = l.sample_id"
-        " WHERE l.judge = ? AND s.dataset = ?", (judge, dataset)).fetchall()
+    labels = store.judge_verdicts(judge, dataset)
     if not labels:
         raise ValueError(f"judge {judge!r} has no labels on dataset {dataset!r}")
 

@@ -371,3 +371,27 @@ def group_table(g: GroupSimilarity, groups: Mapping[str, Sequence[str]]) -> pd.D
                      "judges": sum(len(v) for v in groups.values()), "pairs": g.pairs.get("inter", 0),
                      "similarity": g.inter})
     return pd.DataFrame(recs, columns=["comparison", "group", "judges", "pairs", "similarity"])
+
+
+# ---------------------------------------------------------------- what the Similarity page shows
+# (dashboard/data_profiles.py wraps each in a cache: the page calls one function per result)
+
+
+def auto_groups(judges: Sequence[str], by: str, *, matrix: pd.DataFrame | None = None,
+                kinds: Mapping[str, str | None] | None = None, sizes: Mapping[str, float] | None = None,
+                split: float = 30.0, k: int = 2) -> dict[str, list[str]]:
+    """Automatic judge groups: by ``"size"`` (``sizes`` in billions of parameters, else read off the
+    name; split at ``split`` B), by ``"kind"``, or by cutting the clustering of ``matrix`` into ``k``
+    ``"clusters"``."""
+    if by == "clusters":
+        return cluster_groups(matrix, k)
+    if by == "kind":
+        return groups_by(judges, kinds or {})
+    return size_groups(judges, judge_sizes(judges, sizes or {}), split)
+
+
+def group_similarity_table(matrix: pd.DataFrame, groups: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """Intra- and inter-group similarity of judge groups (members not in ``matrix`` left out), as
+    :func:`group_table`."""
+    members = {name: [j for j in js if j in matrix.index] for name, js in groups.items()}
+    return group_table(group_similarity(matrix, members), members)

@@ -1146,12 +1146,7 @@ def build_demo(store: Store, *, seed: int = 0, n_per_group: int = 50, fit: bool 
     ts = now()
     with store.writing():
         result = store.write_batch(batch)
-        if annotations:
-            cols = list(annotations[0]) + ["created_at"]
-            store.conn.executemany(
-                f"INSERT OR IGNORE INTO annotations ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                [tuple(row[c] for c in cols[:-1]) + (ts,) for row in annotations],
-            )
+        store.insert_annotations(annotations, ts)
         for row in profiles:
             store.save_profile(row)
     if fit:

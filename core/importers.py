@@ -1735,8 +1735,7 @@ def import_labels(store, path: Any, *, dataset: str, judge: str, kind: str = "ll
         problems.raise_if_any()
     else:
         rows = (_Row(path, n, obj) for n, obj in enumerate(data, 1)) if data is not None else None
-        own = dict(store.conn.execute("SELECT source_id, id FROM samples WHERE dataset = ? AND source_id IS NOT NULL",
-                                      (dataset,)))
+        own = store.source_ids(dataset)
         labels = _label_table(path, rows, set(ids), own, dataset, judge, source, columns, vocab, scale,
                               swapped, _flag(ba_mapped))
     if not labels:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -264,47 +263,40 @@ def _row(r: dict[str, Any]) -> JobStatus:
 
 
 def get(store: Store, job_id: int) -> JobStatus:
-    rows = store.rows("SELECT * FROM jobs WHERE id = ?", [job_id])
-    if not rows:
+    row = store.job_row(job_id)
+    if row is None:
         raise ValueError(f"no job {job_id}")
-    return _row(rows[0])
+    return _row(row)
 
 
 def list_jobs(store: Store, limit: int = 50) -> list[JobStatus]:
-    return [_row(r) for r in store.rows("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", [limit])]
+    return [_row(r) for r in store.job_rows(limit)]
 
 
 def runs(store: Store, job_id: int) -> list[dict[str, Any]]:
     """The job's earlier runs (archived when it was queued again), oldest first."""
-    return store.rows("SELECT * FROM job_runs WHERE job_id = ? ORDER BY run", [job_id])
+    return store.job_runs(job_id)
 
 
 def run_counts(store: Store) -> dict[int, int]:
     """Runs per job, the current one included (a job never started counts 0)."""
-    out = {r[0]: r[1] for r in store.conn.execute("SELECT job_id, COUNT(*) FROM job_runs GROUP BY job_id")}
-    for (job_id,) in store.conn.execute("SELECT id FROM jobs WHERE started_at IS NOT NULL"):
-        out[job_id] = out.get(job_id, 0) + 1
-    return out
+    return store.job_run_counts()
 
 
 def activity(store: Store) -> tuple:
     """A cheap fingerprint of job activity (requests stored, job rows), for caches that depend on it.
     Features written by a job move ``Store.version``, which callers combine with this."""
-    return tuple(store.conn.execute(
-        "SELECT (SELECT MAX(rowid) FROM annotations), (SELECT COUNT(*) FROM annotations WHERE status = 'ok'),"
-        " (SELECT MAX(id) FROM jobs)").fetchone())
+    return store.job_activity()
 
 
 def failures(store: Store, job_id: int, limit: int = 5) -> list[dict[str, Any]]:
     """The job's latest requests that failed for good (a retried success replaces its failure)."""
-    return store.rows(
-        "SELECT sample_id, step, orientation, error, attempts, created_at FROM annotations"
-        " WHERE job_id = ? AND status = 'failed' ORDER BY created_at DESC, rowid DESC LIMIT ?", [job_id, limit])
+    return store.job_failures(job_id, limit)
 
 
 def spent(store: Store, job_id: int) -> float:
     """What the job's requests cost, over all its runs (each request's cost is stored as it returns)."""
-    return float(store.scalar("SELECT COALESCE(SUM(cost), 0) FROM annotations WHERE job_id = ?", [job_id]) or 0.0)
+    return store.job_spent(job_id)
 
 
 def submit(store: Store, kind: str, params: dict[str, Any], *, total: int = 0, budget: float | None = None) -> JobStatus:
@@ -317,15 +309,12 @@ def submit(store: Store, kind: str, params: dict[str, Any], *, total: int = 0, b
     norm = normalize_params(kind, params)
     key, legacy = job_key(kind, norm), job_key(kind, params)
     with store.writing():
-        rows = store.rows("SELECT * FROM jobs WHERE key IN (?, ?) ORDER BY key = ? DESC LIMIT 1", [key, legacy, key])
-        if not rows:
-            store.conn.execute(
-                "INSERT INTO jobs (key, kind, status, params, total, budget, created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
-                (key, kind, json.dumps(norm, sort_keys=True), total, budget, now()))
-            return _row(store.rows("SELECT * FROM jobs WHERE key = ?", [key])[0])
-        job = _row(rows[0])
+        row = store.job_by_key(key, legacy)
+        if row is None:
+            return _row(store.insert_job(key, kind, json.dumps(norm, sort_keys=True), total=total, budget=budget))
+        job = _row(row)
         if budget is not None:
-            store.conn.execute("UPDATE jobs SET budget = ? WHERE id = ?", (budget, job.id))
+            store.update_job(job.id, budget=budget)
         if job.status in FINISHED and not job.stopping:
             _requeue(store, job, total=total or None)
     return get(store, job.id)
@@ -334,29 +323,18 @@ def submit(store: Store, kind: str, params: dict[str, Any], *, total: int = 0, b
 def _requeue(store: Store, job: JobStatus, *, total: int | None = None, message: str = "queued again") -> None:
     """Archive the job's last run (if it ran) and queue it (inside a write transaction)."""
     if job.started_at:
-        n, before = store.conn.execute(
-            "SELECT COALESCE(MAX(run), 0), COALESCE(SUM(cost), 0) FROM job_runs WHERE job_id = ?", (job.id,)).fetchone()
-        store.conn.execute(
-            "INSERT INTO job_runs (job_id, run, status, total, done, failed, cost, budget, message, error, worker_pid,"
-            " started_at, finished_at, archived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (job.id, n + 1, "lost" if job.stale else job.status, job.total, job.done, job.failed,
-             round(max(0.0, job.cost - before), 8), job.budget, job.message, job.error, job.worker_pid,
-             job.started_at, job.finished_at or (job.heartbeat_at if job.stale else None), now()))
-    store.conn.execute(
-        "UPDATE jobs SET status = 'queued', total = COALESCE(?, total), done = 0, failed = 0, message = ?, error = NULL,"
-        " worker_pid = NULL, heartbeat_at = NULL, started_at = NULL, finished_at = NULL WHERE id = ?",
-        (total, message, job.id))
+        store.archive_job_run(
+            job.id, status="lost" if job.stale else job.status, total=job.total, done=job.done, failed=job.failed,
+            cost=job.cost, budget=job.budget, message=job.message, error=job.error, worker_pid=job.worker_pid,
+            started_at=job.started_at, finished_at=job.finished_at or (job.heartbeat_at if job.stale else None))
+    store.requeue_job(job.id, total=total, message=message)
 
 
 def cancel(store: Store, job_id: int) -> JobStatus:
     """Ask a job to stop: a running worker closes its requests in flight within a second or two
     (an answer not yet received is not stored; a rerun asks it again) and stops (it then writes
     ``finished_at``; until it has, the job is ``stopping``)."""
-    with store.writing():
-        store.conn.execute(
-            "UPDATE jobs SET status = 'cancelled', message = 'cancelled by user',"
-            " finished_at = CASE WHEN status = 'running' THEN NULL ELSE ? END"
-            " WHERE id = ? AND status IN ('queued', 'running', 'paused')", (now(), job_id))
+    store.cancel_job(job_id)
     return get(store, job_id)
 
 
@@ -367,7 +345,7 @@ def resume(store: Store, job_id: int, *, budget: float | None = None) -> JobStat
     with store.writing():
         job = get(store, job_id)
         if budget is not None:
-            store.conn.execute("UPDATE jobs SET budget = ? WHERE id = ?", (budget, job_id))
+            store.update_job(job_id, budget=budget)
         if (job.status in FINISHED and not job.stopping) or job.stale:
             _requeue(store, job, message="resumed")
     return get(store, job_id)
@@ -378,22 +356,13 @@ def claim(store: Store, job_id: int, pid: int | None = None) -> bool:
     job = get(store, job_id)
     if job.status not in ("queued", "running") or (job.status == "running" and not job.stale):
         return False
-    with store.writing():
-        cur = store.conn.execute(
-            "UPDATE jobs SET status = 'running', worker_pid = ?, heartbeat_at = ?, started_at = COALESCE(started_at, ?),"
-            " error = NULL WHERE id = ? AND status = ? AND COALESCE(heartbeat_at, '') = COALESCE(?, '')",
-            (pid or os.getpid(), now(), now(), job_id, job.status, job.heartbeat_at),
-        )
-    return cur.rowcount == 1
+    return store.claim_job(job_id, pid or os.getpid(), status=job.status, heartbeat_at=job.heartbeat_at)
 
 
 def _update(store: Store, job_id: int, *, owner: int | None = None, **cols: Any) -> None:
     """Write job columns; with ``owner``, only while that worker still holds the job (a job queued
     again meanwhile belongs to the next run, and a late write of the old one must not land)."""
-    sets = ", ".join(f"{k} = ?" for k in cols)
-    guard, extra = (" AND worker_pid = ?", [owner]) if owner is not None else ("", [])
-    with store.writing():
-        store.conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?{guard}", [*cols.values(), job_id, *extra])
+    store.update_job(job_id, owner=owner, **cols)
 
 
 class _Cancelled(Exception):
@@ -413,12 +382,7 @@ class _Heartbeat(threading.Thread):
         store = Store(self.path)
         try:
             while not self.halt.wait(BEAT_EVERY_S):
-                try:
-                    with store.writing():
-                        store.conn.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ? AND status = 'running'"
-                                           " AND worker_pid IS ?", (now(), self.job_id, self.owner))
-                except sqlite3.OperationalError:  # busy beyond the timeout: try again next beat
-                    pass
+                store.beat_job(self.job_id, self.owner)  # False when busy beyond the timeout: next beat
         finally:
             store.close()
 
@@ -444,7 +408,7 @@ def run(store: Store, job_id: int, *, on_progress: Callable[[Any], None] | None 
         if t - last[1] < HEARTBEAT_S:
             return False
         last[1] = t
-        status, pid = store.conn.execute("SELECT status, worker_pid FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        status, pid = store.job_state(job_id)
         return status == "cancelled" or pid != owner  # cancelled, or handed to another worker
 
     def due(final: bool) -> bool:
@@ -683,19 +647,14 @@ def ensure_worker(store: Store, job_id: int, *, env: dict[str, str] | None = Non
     if job.status != "queued" or (job.worker_pid and _alive(job.worker_pid)):
         return None
     me = os.getpid()
-    with store.writing():
-        cur = store.conn.execute("UPDATE jobs SET worker_pid = ? WHERE id = ? AND status = 'queued' AND worker_pid IS ?",
-                                 (me, job_id, job.worker_pid))
-    if cur.rowcount != 1:
+    if not store.swap_job_worker(job_id, job.worker_pid, me):
         return None
     try:
         pid = start_worker(store.path, job_id, env=env)
     except BaseException:
         _update(store, job_id, worker_pid=None)
         raise
-    with store.writing():  # the worker may have claimed it already (it then wrote its own pid)
-        store.conn.execute("UPDATE jobs SET worker_pid = ? WHERE id = ? AND status = 'queued' AND worker_pid = ?",
-                           (pid, job_id, me))
+    store.swap_job_worker(job_id, me, pid)  # the worker may have claimed it already (it then wrote its own pid)
     return pid
 
 

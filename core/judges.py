@@ -66,28 +66,9 @@ class Agreement:
 
 
 def _read_labels(store: Store, dataset: str | None, judges: list[str] | None = None):
-    """One scan of the labels (on ``dataset``; of ``judges``), grouped by judge in SQLite:
-    (sorted judge names, each judge's sample ids, each judge's labels packed as choice * 8 +
-    has probability * 4 + both orders known * 2 + same verdict in both, with choice A 2, tie 1, B 0).
-
-    Per judge, the sample ids come as one string and the packed labels as one list that numpy
-    parses: a Python row per label (173k at the paper's scale) cost three times as much."""
-    packed = ("(CASE l.choice WHEN 'A' THEN 2 WHEN 'B' THEN 0 ELSE 1 END) * 8 + (l.prob_a IS NOT NULL) * 4"
-              " + (l.verdict_ab IS NOT NULL AND l.verdict_ba IS NOT NULL) * 2"
-              " + (l.verdict_ab IS NOT NULL AND l.verdict_ab IS l.verdict_ba)")
-    sql = f"SELECT l.judge, group_concat(l.sample_id, char(31)), group_concat({packed}) FROM labels l NOT INDEXED"
-    where, params = [], []
-    if dataset:
-        where.append("l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)")
-        params.append(dataset)
-    if judges:
-        where.append(f"l.judge IN ({', '.join('?' * len(judges))})")
-        params.extend(judges)
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    groups = store.conn.execute(sql + " GROUP BY l.judge ORDER BY l.judge", params).fetchall()
-    return ([g[0] for g in groups], [g[1].split("\x1f") for g in groups],
-            [np.fromstring(g[2], sep=",", dtype=np.int64) for g in groups])
+    """(sorted judge names, each judge's sample ids, each judge's packed labels): one scan of the
+    labels, ``Store.packed_labels`` (its docstring gives the packing)."""
+    return store.packed_labels(dataset, judges)
 
 
 def _choice_codes(flags: np.ndarray) -> np.ndarray:
@@ -237,18 +218,7 @@ class Consistency:
 def position_consistency(store: Store, judge: str, sample_ids: list[str] | None = None) -> Consistency:
     """How often the judge gives the same verdict when the two responses swap places (on
     ``sample_ids`` only, when given)."""
-    n = both = same = 0
-    chunks = [None] if sample_ids is None else [sample_ids[i:i + 500] for i in range(0, len(sample_ids), 500)]
-    for chunk in chunks:
-        where, params = "judge = ?", [judge]
-        if chunk is not None:
-            where += f" AND sample_id IN ({', '.join('?' * len(chunk))})"
-            params += chunk
-        row = store.conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(verdict_ab IS NOT NULL AND verdict_ba IS NOT NULL), 0),"
-            " COALESCE(SUM(verdict_ab IS NOT NULL AND verdict_ba IS NOT NULL AND verdict_ab = verdict_ba), 0)"
-            f" FROM labels WHERE {where}", params).fetchone()
-        n, both, same = n + row[0], both + row[1], same + row[2]
+    n, both, same = store.position_counts(judge, sample_ids)
     return Consistency(judge, both, same, labels=n)
 
 
@@ -287,12 +257,11 @@ def judge_summary(store: Store, dataset: str | None = None) -> dict:
                           "b": [int((c == -1).sum()) for c in code], "tie": [int((c == 0).sum()) for c in code],
                           "with_prob": per_judge(2), "both_orders": per_judge(1), "consistent": per_judge(0)},
                          index=pd.Index(names))
-    meta = pd.read_sql_query("SELECT name, kind, size_b FROM judges", store.conn).set_index("name")
+    meta = pd.DataFrame(store.judge_kinds(), columns=["name", "kind", "size_b"]).set_index("name")
     if dataset:
         datasets = pd.Series(dataset, index=names)
     else:
-        pairs = pd.read_sql_query("SELECT DISTINCT l.judge, s.dataset FROM samples s JOIN labels l ON l.sample_id = s.id"
-                                  " ORDER BY s.dataset", store.conn)
+        pairs = pd.DataFrame(store.judge_datasets(), columns=["judge", "dataset"])
         datasets = pairs.groupby("judge")["dataset"].agg(", ".join)
     table["datasets"] = datasets.reindex(table.index).fillna("")
     table["consistency"] = (table["consistent"] / table["both_orders"]).where(table["both_orders"] > 0)
@@ -379,18 +348,5 @@ class OrderFigures:
 def order_figures(store: Store, dataset: str | None = None, reference: str | None = None) -> list[OrderFigures]:
     """``OrderFigures`` of every judge with a verdict in either order (on ``dataset``), against
     ``reference`` (agreement counts 0 without one). One grouped read of the labels."""
-    where, params = "", [reference]
-    if dataset:
-        where = " AND l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)"
-        params.append(dataset)
-    rows = store.conn.execute(
-        "SELECT l.judge,"
-        " COALESCE(SUM(l.verdict_ab IS NOT NULL AND r.choice IS NOT NULL), 0), COALESCE(SUM(l.verdict_ab = r.choice), 0),"
-        " COALESCE(SUM(l.verdict_ba IS NOT NULL AND r.choice IS NOT NULL), 0), COALESCE(SUM(l.verdict_ba = r.choice), 0),"
-        " SUM(l.verdict_ab IS NOT NULL) + SUM(l.verdict_ba IS NOT NULL),"
-        " SUM(l.verdict_ab = 'A') + SUM(l.verdict_ba = 'B'), SUM(l.verdict_ab = 'B') + SUM(l.verdict_ba = 'A'),"
-        " SUM(l.verdict_ab = 'tie') + SUM(l.verdict_ba = 'tie')"
-        " FROM labels l LEFT JOIN labels r ON r.sample_id = l.sample_id AND r.judge = ?"
-        f" WHERE (l.verdict_ab IS NOT NULL OR l.verdict_ba IS NOT NULL){where} GROUP BY l.judge ORDER BY l.judge",
-        params).fetchall()
+    rows = store.order_counts(dataset, reference)
     return [OrderFigures(r[0], reference, *map(int, r[1:])) for r in rows]

@@ -350,3 +350,16 @@ def pick_profile(store, dataset: str, scope: str, judge: str, *, method: str | N
     when asked for), or None. The Samples waterfall, the simulator and the bias card all use it."""
     return choose(store.profiles(dataset=dataset, scope=scope, judges=[judge], method=method,
                                  feature_source=feature_source, with_draws=with_draws), available=available)
+
+
+# ---------------------------------------------------------------- what the Profiles page shows
+
+
+def profile_view(rows: Sequence[Mapping[str, Any]], truth_rows: Sequence[Mapping[str, Any]] | None = None,
+                 k: int = 5) -> dict[str, Any]:
+    """One scope's profiles as the Profiles page shows them: the per-attribute ``frame``, each judge's
+    ``top`` and bottom ``k`` attributes, the accuracy and diagnostics ``summary``; ``truth``: the
+    known weights (a synthetic dataset's, method "truth") drawn over the fitted ones, when given."""
+    frame = profile_frame(rows)
+    truth = profile_frame(truth_rows)[["judge", "attribute", "label", "percent"]] if truth_rows else None
+    return {"frame": frame, "top": top_bottom(frame, k), "summary": profile_summary(rows), "truth": truth}

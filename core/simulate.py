@@ -1094,3 +1094,64 @@ def simulation_options(store, dataset: str) -> dict[str, Any]:
         missing.setdefault(r["feature_source"], {}).setdefault(r["scope"], {}).setdefault(r["method"], {})[r["judge"]] = \
             unmeasured(r)
     return {"feature_sources": list(index), "index": index, "models": models(store, dataset), "unmeasured": missing}
+
+
+# ---------------------------------------------------------------- what the Simulator page shows
+# (dashboard/data_simulator.py wraps each in a cache: the page calls one function per result)
+
+
+def _estimate_row(judge: str, stage: str, e) -> dict[str, Any]:
+    return {"judge": judge, "stage": stage, "mean": e.mean, "lo": e.lo, "hi": e.hi,
+            "pred_lo": e.pred_lo, "pred_hi": e.pred_hi}
+
+
+def simulation_frames(sims: Sequence[Any]) -> dict[str, Any]:
+    """``simulate``'s results for several judges as the page's tables: per judge the observed and
+    predicted win ``rates`` (before and after), each attribute's ``contributions``, and the
+    ``provenance`` of the profiles used; ``results`` the results themselves."""
+    import pandas as pd
+
+    rates, contrib, prov = [], [], []
+    for s in sims:
+        if s.observed is not None:
+            rates.append({"judge": s.judge, "stage": "observed", "mean": s.observed, "lo": s.observed_lo,
+                          "hi": s.observed_hi, "pred_lo": None, "pred_hi": None})
+        rates.append(_estimate_row(s.judge, "predicted before", s.before))
+        rates.append(_estimate_row(s.judge, "predicted after", s.after))
+        contrib += [{"judge": s.judge, "attribute": c.attribute, "label": c.label, "direction": c.direction,
+                     "rate": c.rate, "applies": c.applies, "mean": c.mean, "lo": c.lo, "hi": c.hi}
+                    for c in s.contributions]
+        prov.append({**s.profile, "pairs": s.pairs, "labelled": s.labelled,
+                     "pairs_fingerprint": s.settings["pairs_fingerprint"], "seconds": s.settings["seconds"]})
+    return {"results": list(sims), "rates": pd.DataFrame(rates), "contributions": pd.DataFrame(contrib),
+            "provenance": pd.DataFrame(prov)}
+
+
+def ranking_frames(r: Any, k: int = 5) -> dict[str, Any]:
+    """``injection_ranking``'s gains as a ``frame`` (best first) and its top and bottom ``k``
+    (``extremes``, the chart's rows); ``ranking`` the result itself."""
+    import pandas as pd
+
+    frame = pd.DataFrame([{"attribute": g.attribute, "label": g.label, "mean": g.mean, "lo": g.lo, "hi": g.hi,
+                           "p_positive": g.p_positive, "applies": g.applies} for g in r.gains])
+    top = frame.head(k).assign(part=f"top {k}")
+    bottom = frame.tail(k).iloc[::-1].assign(part=f"bottom {k}")
+    return {"ranking": r, "frame": frame, "extremes": pd.concat([top, bottom], ignore_index=True)}
+
+
+def leaderboard_frames(lb: Any) -> dict[str, Any]:
+    """``controlled_win_rates``' rows as a ``frame``, with its ``warnings``."""
+    import pandas as pd
+
+    return {"leaderboard": lb, "frame": pd.DataFrame([r.__dict__ for r in lb.rows]), "warnings": lb.warnings}
+
+
+def calibration_frames(cals: Sequence[Any]) -> dict[str, Any]:
+    """``calibration``'s results as the deciles of every judge (``bins``) and each judge's
+    calibration error (``summary``)."""
+    import pandas as pd
+
+    bins = pd.DataFrame([{"judge": c.judge, **b} for c in cals for b in c.bins])
+    summary = pd.DataFrame([{"judge": c.judge, "pairs": c.pairs, "ece": c.ece, "method": c.profile["method"]}
+                            for c in cals])
+    return {"bins": bins, "summary": summary}

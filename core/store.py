@@ -1,4 +1,4 @@
-"""The embedded SQLite store: schema, migrations and every query the app needs.
+"""The embedded SQLite store: every query the app needs (the schema's migrations: ``core/migrations.py``).
 
 One file, WAL mode, a busy timeout, schema changes only through sqlite-utils migrations.
 A ``Store`` wraps one connection; open one per thread (Streamlit reruns run on new threads,
@@ -17,305 +17,297 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, TypedDict
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from . import config
+from .migrations import MIGRATIONS, REVISED_TABLES
 from .records import Feature, ImportBatch, ImportResult, Judge, Label, name_key
-
-MIGRATIONS = Migrations("prefdissect")
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-@MIGRATIONS()
-def m001_initial(db: sqlite_utils.Database) -> None:
-    db.executescript(
-        """
-        CREATE TABLE datasets (
-            name TEXT PRIMARY KEY,
-            source TEXT NOT NULL DEFAULT '',
-            licence TEXT NOT NULL DEFAULT '',
-            description TEXT NOT NULL DEFAULT '',
-            synthetic INTEGER NOT NULL DEFAULT 0,
-            imported_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        );
-        CREATE TABLE samples (
-            id TEXT PRIMARY KEY,
-            dataset TEXT NOT NULL REFERENCES datasets(name),
-            position INTEGER NOT NULL,
-            source_id TEXT,
-            query TEXT NOT NULL,
-            response_a TEXT NOT NULL,
-            response_b TEXT NOT NULL,
-            model_a TEXT,
-            model_b TEXT,
-            reference TEXT,
-            scenario_group TEXT,
-            scenario TEXT,
-            cases TEXT,
-            turns INTEGER NOT NULL DEFAULT 1,
-            words_a INTEGER,
-            words_b INTEGER,
-            metadata TEXT
-        );
-        CREATE UNIQUE INDEX samples_dataset_position ON samples(dataset, position);
-        CREATE INDEX samples_group ON samples(dataset, scenario_group);
-        CREATE TABLE judges (
-            name TEXT PRIMARY KEY,
-            kind TEXT NOT NULL CHECK (kind IN ('human', 'llm', 'gold', 'synthetic')),
-            notes TEXT NOT NULL DEFAULT '',
-            size_b REAL,
-            created_at TEXT NOT NULL
-        );
-        CREATE TABLE labels (
-            sample_id TEXT NOT NULL REFERENCES samples(id),
-            judge TEXT NOT NULL REFERENCES judges(name),
-            choice TEXT NOT NULL CHECK (choice IN ('A', 'B', 'tie')),
-            prob_a REAL CHECK (prob_a IS NULL OR (prob_a >= 0 AND prob_a <= 1)),
-            verdict_ab TEXT CHECK (verdict_ab IS NULL OR verdict_ab IN ('A', 'B', 'tie')),
-            verdict_ba TEXT CHECK (verdict_ba IS NULL OR verdict_ba IN ('A', 'B', 'tie')),
-            source TEXT NOT NULL DEFAULT '',
-            created_at TEXT NOT NULL,
-            PRIMARY KEY (sample_id, judge)
-        );
-        CREATE INDEX labels_judge ON labels(judge);
-        CREATE TABLE annotations (
-            id TEXT PRIMARY KEY,
-            request_key TEXT NOT NULL,
-            sample_id TEXT NOT NULL REFERENCES samples(id),
-            annotator TEXT NOT NULL,
-            prompt_version TEXT NOT NULL,
-            step TEXT NOT NULL,
-            orientation TEXT NOT NULL DEFAULT 'AB',
-            params TEXT,
-            raw TEXT,
-            parsed TEXT,
-            prompt_tokens INTEGER,
-            completion_tokens INTEGER,
-            cost REAL,
-            latency_s REAL,
-            status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
-            error TEXT,
-            attempts INTEGER NOT NULL DEFAULT 1,
-            reused INTEGER NOT NULL DEFAULT 0,
-            job_id INTEGER,
-            created_at TEXT NOT NULL
-        );
-        CREATE INDEX annotations_sample ON annotations(sample_id, annotator, step);
-        CREATE INDEX annotations_request ON annotations(request_key, status);
-        CREATE TABLE features (
-            sample_id TEXT NOT NULL REFERENCES samples(id),
-            source TEXT NOT NULL,
-            attribute TEXT NOT NULL,
-            value INTEGER NOT NULL CHECK (value IN (-1, 0, 1)),
-            score_a REAL,
-            score_b REAL,
-            excluded INTEGER NOT NULL DEFAULT 0,
-            provenance TEXT,
-            created_at TEXT NOT NULL,
-            PRIMARY KEY (sample_id, source, attribute)
-        );
-        CREATE INDEX features_source ON features(source, attribute);
-        CREATE TABLE jobs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            key TEXT NOT NULL UNIQUE,
-            kind TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled', 'paused')),
-            params TEXT NOT NULL DEFAULT '{}',
-            total INTEGER NOT NULL DEFAULT 0,
-            done INTEGER NOT NULL DEFAULT 0,
-            failed INTEGER NOT NULL DEFAULT 0,
-            cost REAL NOT NULL DEFAULT 0,
-            budget REAL,
-            message TEXT,
-            error TEXT,
-            worker_pid INTEGER,
-            heartbeat_at TEXT,
-            created_at TEXT NOT NULL,
-            started_at TEXT,
-            finished_at TEXT
-        );
-        CREATE TABLE profiles (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            dataset TEXT NOT NULL,
-            scope TEXT NOT NULL,
-            judge TEXT NOT NULL,
-            feature_source TEXT NOT NULL,
-            method TEXT NOT NULL,
-            attributes TEXT NOT NULL,
-            mean TEXT NOT NULL,
-            sd TEXT,
-            lo TEXT,
-            hi TEXT,
-            interval TEXT,
-            p_pos TEXT,
-            n INTEGER,
-            accuracy REAL,
-            log_loss REAL,
-            rhat TEXT,
-            ess TEXT,
-            fingerprint TEXT,
-            provenance TEXT,
-            imported INTEGER NOT NULL DEFAULT 0,
-            created_at TEXT NOT NULL,
-            UNIQUE (dataset, scope, judge, feature_source, method)
-        );
-        """
-    )
-    db["samples"].enable_fts(["query", "response_a", "response_b"], create_triggers=True, tokenize="porter")
+class ConflictError(ValueError):
+    """A write that would silently change what is stored (a judge's labels or kind, a name that
+    collides with a stored one); nothing was written. The message says what and how to proceed."""
 
 
-@MIGRATIONS()
-def m002_profile_draws(db: sqlite_utils.Database) -> None:
-    # thinned posterior draws (float32, row-major, draws x attributes) for differences and simulation
-    db.execute("ALTER TABLE profiles ADD COLUMN draws BLOB")
+#: what a deletion can remove (``Store.delete``)
+DELETABLE = ("dataset", "judge", "features", "profile")
 
 
-@MIGRATIONS()
-def m003_job_runs(db: sqlite_utils.Database) -> None:
-    # a job's earlier runs, archived when it is queued again (core/jobs.py): its history is kept
-    db.executescript(
-        """
-        CREATE TABLE job_runs (
-            job_id INTEGER NOT NULL REFERENCES jobs(id),
-            run INTEGER NOT NULL,
-            status TEXT NOT NULL,
-            total INTEGER NOT NULL DEFAULT 0,
-            done INTEGER NOT NULL DEFAULT 0,
-            failed INTEGER NOT NULL DEFAULT 0,
-            cost REAL NOT NULL DEFAULT 0,
-            budget REAL,
-            message TEXT,
-            error TEXT,
-            worker_pid INTEGER,
-            started_at TEXT,
-            finished_at TEXT,
-            archived_at TEXT NOT NULL,
-            PRIMARY KEY (job_id, run)
-        );
-        """
-    )
+# ---------------------------------------------------------------- typed rows
+# What each read returns, by name: the rows are plain dicts (callers index them by column), typed
+# here so a reader sees the shape without opening the schema (core/migrations.py).
 
 
-REVISED_TABLES = ("datasets", "samples", "judges", "labels", "features", "profiles")
+class DatasetRow(TypedDict):
+    """A dataset with its counts: samples, judges with a label, labels."""
+    name: str
+    source: str
+    licence: str
+    description: str
+    synthetic: int
+    imported_at: str
+    samples: int
+    judges: int
+    labels: int
 
 
-@MIGRATIONS()
-def m004_revision(db: sqlite_utils.Database) -> None:
-    # A counter that every update or delete of stored content moves. An insert already moves the
-    # table's largest rowid, but a relabelled sample (an upsert) does not, and caches keyed on the
-    # store's version (the dashboard's) would keep showing the old label.
-    db.executescript(
-        "CREATE TABLE revision (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);"
-        " INSERT INTO revision VALUES (1, 0);"
-        + "".join(f" CREATE TRIGGER {t}_{op.lower()}_revision AFTER {op} ON {t}"
-                  " BEGIN UPDATE revision SET n = n + 1; END;"
-                  for t in REVISED_TABLES for op in ("UPDATE", "DELETE")))
+class ScenarioCountRow(TypedDict):
+    """Samples of a dataset in one scenario group (``UNCLASSIFIED`` for none yet)."""
+    dataset: str
+    scenario_group: str
+    samples: int
 
 
-@MIGRATIONS()
-def m005_own_data(db: sqlite_utils.Database) -> None:
-    # Bring your own data: the user's own category of a sample (any taxonomy: task families, bias
-    # types, benchmark subsets), beside the paper's scenario group; a verdict's strength in each
-    # presentation order (1 slightly, 2 clearly: "A>B" / "A>>B"); what else the judge said (raw
-    # scores behind prob_a, mapped back to A/B), as JSON.
-    db.executescript(
-        """
-        ALTER TABLE samples ADD COLUMN category TEXT;
-        CREATE INDEX samples_category ON samples(dataset, category);
-        ALTER TABLE labels ADD COLUMN strength_ab INTEGER CHECK (strength_ab IS NULL OR strength_ab IN (1, 2));
-        ALTER TABLE labels ADD COLUMN strength_ba INTEGER CHECK (strength_ba IS NULL OR strength_ba IN (1, 2));
-        ALTER TABLE labels ADD COLUMN detail TEXT;
-        """
-    )
+class CategoryCountRow(TypedDict):
+    """Samples of a dataset in one of the user's own categories (None: uncategorised), with the
+    scenario group all of them share (else None)."""
+    dataset: str
+    category: str | None
+    samples: int
+    scenario_group: str | None
 
 
-@MIGRATIONS()
-def m007_llm_dialects(db: sqlite_utils.Database) -> None:
-    # what a probe learnt about an LLM endpoint (core/llm.py Dialect), once per (base URL, model);
-    # and which requests' usage is an estimate (they timed out: the server never said)
-    db.executescript(
-        """
-        CREATE TABLE llm_dialects (
-            base_url TEXT NOT NULL,
-            model TEXT NOT NULL,
-            dialect TEXT NOT NULL,
-            probed_at TEXT NOT NULL,
-            PRIMARY KEY (base_url, model)
-        );
-        ALTER TABLE annotations ADD COLUMN usage_estimated INTEGER NOT NULL DEFAULT 0;
-        """
-    )
+class SampleRow(TypedDict, total=False):
+    """A ``samples`` row; ``cases`` and ``metadata`` decoded from JSON. ``samples_for`` gives the
+    columns an annotator or judge needs (id, dataset, query, response_a, response_b, reference,
+    scenario_group, cases, words_a, words_b); ``sample`` gives all."""
+    id: str
+    dataset: str
+    position: int
+    source_id: str | None
+    query: str
+    response_a: str
+    response_b: str
+    model_a: str | None
+    model_b: str | None
+    reference: str | None
+    scenario_group: str | None
+    scenario: str | None
+    cases: dict[str, Any]
+    turns: int
+    words_a: int | None
+    words_b: int | None
+    metadata: dict[str, Any]
+    category: str | None
 
 
-@MIGRATIONS()
-def m008_llm_batches(db: sqlite_utils.Database) -> None:
-    # Batch mode (core/batch.py): each JSONL file of requests sent to a batch runner (the Batch API
-    # or a runner outside the tool), and which request went in which file with its result line, so
-    # a request is never submitted twice and any worker can poll, ingest and resume.
-    db.executescript(
-        """
-        CREATE TABLE llm_batches (
-            id TEXT PRIMARY KEY,
-            job_id INTEGER,
-            base_url TEXT NOT NULL DEFAULT '',
-            model TEXT NOT NULL,
-            round INTEGER NOT NULL DEFAULT 1,
-            mode TEXT NOT NULL CHECK (mode IN ('api', 'file')),
-            path TEXT,
-            requests INTEGER NOT NULL,
-            bytes INTEGER NOT NULL,
-            input_file_id TEXT,
-            remote_id TEXT,
-            status TEXT NOT NULL CHECK (status IN ('planned', 'submitted', 'file', 'ingested', 'superseded')),
-            remote_status TEXT,
-            answered INTEGER NOT NULL DEFAULT 0,
-            failed INTEGER NOT NULL DEFAULT 0,
-            malformed INTEGER NOT NULL DEFAULT 0,
-            error TEXT,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        );
-        CREATE INDEX llm_batches_status ON llm_batches(status, base_url, model);
-        CREATE TABLE llm_batch_requests (
-            batch_id TEXT NOT NULL,
-            request_key TEXT NOT NULL,
-            sample_id TEXT NOT NULL,
-            state TEXT NOT NULL CHECK (state IN ('sent', 'answered', 'errored', 'recorded', 'dropped')),
-            result TEXT,
-            error TEXT,
-            PRIMARY KEY (batch_id, request_key)
-        );
-        CREATE INDEX llm_batch_requests_key ON llm_batch_requests(request_key, state);
-        """
-    )
+class PairMeta(TypedDict):
+    """What the simulator needs of a sample: the two responding models and its query cases."""
+    model_a: str | None
+    model_b: str | None
+    cases: dict[str, Any]
 
 
-@MIGRATIONS()
-def m009_experiments(db: sqlite_utils.Database) -> None:
-    # The manipulation experiment (core/experiment.py): its settings and provenance, the job that
-    # runs it, the datasets its queries and generated pairs are stored as, and its result once
-    # finished (per arm: measured and predicted win rates, shifts, success rates), as JSON.
-    db.executescript(
-        """
-        CREATE TABLE experiments (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            name TEXT NOT NULL,
-            status TEXT NOT NULL DEFAULT 'created',
-            spec TEXT NOT NULL,
-            job_id INTEGER,
-            dataset TEXT,
-            queries_dataset TEXT,
-            result TEXT,
-            provenance TEXT,
-            created_at TEXT NOT NULL,
-            finished_at TEXT
-        );
-        """
-    )
+class BrowseRow(TypedDict, total=False):
+    """A row of ``Store.browse``: the sample's place, the start of its query (whitespace folded),
+    models, word counts; ``choices`` and ``prob_a`` per shown judge (None: no label); ``features``
+    per filtered attribute; ``score`` (bm25, lower is better) only for a text search."""
+    id: str
+    dataset: str
+    position: int
+    scenario_group: str | None
+    query: str
+    model_a: str | None
+    model_b: str | None
+    words_a: int | None
+    words_b: int | None
+    choices: dict[str, str | None]
+    prob_a: dict[str, float | None]
+    features: dict[str, int | None]
+    score: float
+
+
+class SearchHit(TypedDict):
+    """A full-text search hit: the sample and the start of its query."""
+    id: str
+    dataset: str
+    scenario_group: str | None
+    query: str
+
+
+class JudgeRow(TypedDict):
+    """A judge with labels, and its label counts: by choice, with a probability, with a verdict in
+    both orders, and the same verdict in both."""
+    name: str
+    kind: str
+    notes: str
+    size_b: float | None
+    labels: int
+    a: int
+    b: int
+    tie: int
+    with_prob: int
+    both_orders: int
+    consistent: int
+
+
+class LabelRow(TypedDict):
+    """A judge's label on a sample, with the sample's dataset."""
+    sample_id: str
+    judge: str
+    choice: str
+    prob_a: float | None
+    verdict_ab: str | None
+    verdict_ba: str | None
+    dataset: str
+
+
+class SampleLabelRow(TypedDict):
+    """One judge's vote on one sample, with the judge's kind."""
+    judge: str
+    kind: str | None
+    choice: str
+    prob_a: float | None
+    verdict_ab: str | None
+    verdict_ba: str | None
+    strength_ab: int | None
+    strength_ba: int | None
+    source: str | None
+
+
+class FeatureSourceRow(TypedDict):
+    """A feature set and how many samples it covers."""
+    source: str
+    samples: int
+
+
+class SampleFeatureRow(TypedDict):
+    """One comparison feature of a sample; ``provenance`` decoded from JSON."""
+    source: str
+    attribute: str
+    value: int
+    score_a: float | None
+    score_b: float | None
+    excluded: int
+    provenance: dict[str, Any]
+
+
+class ProfileRow(TypedDict, total=False):
+    """A stored profile (``Store.profiles``): the per-attribute lists decoded from JSON, ``draws``
+    (when asked for) a float32 array of draws x attributes. A read of chosen ``columns`` has only
+    those keys."""
+    id: int
+    dataset: str
+    scope: str
+    judge: str
+    feature_source: str
+    method: str
+    attributes: list[str]
+    mean: list[float]
+    sd: list[float] | None
+    lo: list[float] | None
+    hi: list[float] | None
+    interval: str | None
+    p_pos: Any
+    n: int | None
+    accuracy: float | None
+    log_loss: float | None
+    rhat: Any
+    ess: Any
+    fingerprint: str | None
+    provenance: dict[str, Any] | None
+    imported: int
+    created_at: str
+    draws: Any
+
+
+class AnnotationRow(TypedDict):
+    """One stored LLM request of a sample; ``parsed`` decoded from JSON (None when it failed)."""
+    id: str
+    annotator: str
+    prompt_version: str
+    step: str
+    orientation: str
+    parsed: Any
+    status: str
+    error: str | None
+    cost: float | None
+    latency_s: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    created_at: str
+
+
+class LlmBatchRow(TypedDict):
+    """An ``llm_batches`` row: one JSONL file of requests sent to a batch runner."""
+    id: str
+    job_id: int | None
+    base_url: str
+    model: str
+    round: int
+    mode: str
+    path: str | None
+    requests: int
+    bytes: int
+    input_file_id: str | None
+    remote_id: str | None
+    status: str
+    remote_status: str | None
+    answered: int
+    failed: int
+    malformed: int
+    error: str | None
+    created_at: str
+    updated_at: str
+
+
+class JudgeKindRow(TypedDict):
+    """A judge's name, kind (human, llm, gold, ...) and size in billions of parameters."""
+    name: str
+    kind: str
+    size_b: float | None
+
+
+class JobRow(TypedDict):
+    """A ``jobs`` row; ``params`` is JSON text (``core.jobs.JobStatus`` decodes it)."""
+    id: int
+    key: str
+    kind: str
+    status: str
+    params: str
+    total: int
+    done: int
+    failed: int
+    cost: float
+    budget: float | None
+    message: str | None
+    error: str | None
+    worker_pid: int | None
+    heartbeat_at: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class JobRunRow(TypedDict):
+    """A ``job_runs`` row: one earlier run of a job, archived when it was queued again."""
+    job_id: int
+    run: int
+    status: str
+    total: int
+    done: int
+    failed: int
+    cost: float
+    budget: float | None
+    message: str | None
+    error: str | None
+    worker_pid: int | None
+    started_at: str | None
+    finished_at: str | None
+    archived_at: str
+
+
+class FailedRequestRow(TypedDict):
+    """An LLM request of a job that failed for good."""
+    sample_id: str
+    step: str
+    orientation: str
+    error: str | None
+    attempts: int
+    created_at: str
 
 
 class ExperimentRow(TypedDict):
@@ -354,17 +346,10 @@ class ExperimentFeatureRow(TypedDict):
     value: int
 
 
-class ConflictError(ValueError):
-    """A write that would silently change what is stored (a judge's labels or kind, a name that
-    collides with a stored one); nothing was written. The message says what and how to proceed."""
-
-
-#: what a deletion can remove (``Store.delete``)
-DELETABLE = ("dataset", "judge", "features", "profile")
-
-
 class Store:
     """One connection to the store file, migrated and in WAL mode."""
+
+    # ==================== connection, transactions, generic reads
 
     def __init__(self, path: str | Path | None = None, *, busy_timeout_s: float | None = None):
         settings = config.settings()
@@ -421,7 +406,41 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ writes
+    def rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql, tuple(params))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        row = self.conn.execute(sql, tuple(params)).fetchone()
+        return row[0] if row else None
+
+    def version(self) -> tuple:
+        """Changes whenever stored content does (samples, judges, labels, features, profiles, datasets):
+        the largest rowids move with inserts, the revision counter with updates and deletes. Cheap
+        (the ends of the rowid trees, no count), so caches can key on it; job bookkeeping does not
+        move it."""
+        return tuple(self.conn.execute(
+            "SELECT " + ", ".join(f"(SELECT MAX(rowid) FROM {t})" for t in REVISED_TABLES)
+            + ", (SELECT n FROM revision)").fetchone())
+
+    def is_empty(self) -> bool:
+        return not self.scalar("SELECT EXISTS (SELECT 1 FROM samples)")
+
+    def table_counts(self) -> dict[str, int]:
+        names = ["datasets", "samples", "judges", "labels", "annotations", "features", "jobs", "profiles"]
+        return {n: self.scalar(f"SELECT COUNT(*) FROM {n}") for n in names}
+
+    def overview(self) -> "Overview":
+        """Everything the Overview page shows, in one call."""
+        return Overview(
+            counts=self.table_counts(),
+            datasets=self.datasets(),
+            scenarios=self.scenario_counts(),
+            judges=self.judges(),
+        )
+
+    # ==================== imports: one validated batch across datasets, samples, judges, labels, features
 
     def write_batch(self, batch: ImportBatch, *, replace: bool = False) -> ImportResult:
         """Write one validated import in a single transaction: all of it or nothing.
@@ -496,41 +515,6 @@ class Store:
             labels=[replace(l, sample_id=to_old[l.sample_id]) if l.sample_id in to_old else l for l in batch.labels],
             features=[replace(f, sample_id=to_old[f.sample_id]) if f.sample_id in to_old else f for f in batch.features])
 
-    def _upsert_judges(self, judges: Iterable[Judge], ts: str) -> None:
-        self.conn.executemany(
-            "INSERT INTO judges (name, kind, notes, size_b, created_at) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT(name) DO UPDATE SET"
-            "  notes = CASE WHEN excluded.notes != '' THEN excluded.notes ELSE judges.notes END,"
-            "  size_b = COALESCE(excluded.size_b, judges.size_b)",
-            [(j.name, j.kind, j.notes, j.size_b, ts) for j in judges],
-        )
-
-    def _upsert_labels(self, labels: Iterable[Label], ts: str) -> None:
-        self.conn.executemany(
-            "INSERT INTO labels (sample_id, judge, choice, prob_a, verdict_ab, verdict_ba, source, created_at,"
-            " strength_ab, strength_ba, detail)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT(sample_id, judge) DO UPDATE SET choice = excluded.choice, prob_a = excluded.prob_a,"
-            "  verdict_ab = excluded.verdict_ab, verdict_ba = excluded.verdict_ba, source = excluded.source,"
-            "  strength_ab = excluded.strength_ab, strength_ba = excluded.strength_ba, detail = excluded.detail"
-            " WHERE labels.choice IS NOT excluded.choice OR labels.prob_a IS NOT excluded.prob_a"
-            "  OR labels.verdict_ab IS NOT excluded.verdict_ab OR labels.verdict_ba IS NOT excluded.verdict_ba"
-            "  OR labels.strength_ab IS NOT excluded.strength_ab OR labels.strength_ba IS NOT excluded.strength_ba"
-            "  OR labels.detail IS NOT excluded.detail",
-            [(l.sample_id, l.judge, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, l.source, ts,
-              l.strength_ab, l.strength_ba, json.dumps(l.detail, sort_keys=True) if l.detail else None)
-             for l in labels],
-        )
-
-    def judge_name(self, name: str) -> str:
-        """A judge name as it will be stored (``records.normalise_name``); ValueError when it cannot
-        be one, ConflictError when it differs from a stored judge's name only by case."""
-        from .records import normalise_name
-
-        name = normalise_name(name, "judge name")
-        self._check_names(None, [Judge(name, "llm")])
-        return name
-
     def _check_names(self, dataset: str | None, judges: Iterable[Judge], models: set[str] = frozenset()) -> None:
         """Refuse a name that differs from a stored (or another new) one only by case: two judges
         that look alike would split one judge's labels, or merge two."""
@@ -587,6 +571,315 @@ class Store:
                     "labels on the dataset, ask for it (--replace, or the page's confirmation); to keep both, "
                     "use another judge name")
 
+    # ==================== datasets and samples (samples_fts)
+
+    def datasets(self) -> list[DatasetRow]:
+        return self.rows(
+            "WITH n AS (SELECT dataset, COUNT(*) AS samples FROM samples GROUP BY dataset),"
+            " per AS (SELECT s.dataset, COUNT(*) AS labels, COUNT(DISTINCT l.judge) AS judges"
+            "         FROM samples s JOIN labels l ON l.sample_id = s.id GROUP BY s.dataset)"
+            " SELECT d.name, d.source, d.licence, d.description, d.synthetic, d.imported_at,"
+            " COALESCE(n.samples, 0) AS samples, COALESCE(per.judges, 0) AS judges, COALESCE(per.labels, 0) AS labels"
+            " FROM datasets d LEFT JOIN n ON n.dataset = d.name LEFT JOIN per ON per.dataset = d.name ORDER BY d.name"
+        )
+
+    def category_counts(self, dataset: str | None = None) -> list[CategoryCountRow]:
+        """Samples per dataset and user category (only datasets that have categories), with the
+        scenario group each category maps to when all its samples share one (else None)."""
+        where, params = ("AND dataset = ?", [dataset]) if dataset else ("", [])
+        return self.rows(
+            "SELECT dataset, category, COUNT(*) AS samples,"
+            " CASE WHEN COUNT(DISTINCT scenario_group) = 1 AND COUNT(scenario_group) = COUNT(*)"
+            "  THEN MIN(scenario_group) END AS scenario_group"
+            " FROM samples WHERE dataset IN (SELECT DISTINCT dataset FROM samples WHERE category IS NOT NULL)"
+            f" {where} GROUP BY dataset, category ORDER BY dataset, category IS NULL, category", params)
+
+    def categories(self, dataset: str) -> list[str]:
+        """The user's own categories of a dataset, sorted (index-only)."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT category FROM samples WHERE dataset = ? AND category IS NOT NULL ORDER BY category",
+            (dataset,))]
+
+    def scenario_counts(self, dataset: str | None = None) -> list[ScenarioCountRow]:
+        where, params = ("WHERE dataset = ?", [dataset]) if dataset else ("", [])
+        return self.rows(
+            "SELECT dataset, COALESCE(scenario_group, '(unclassified)') AS scenario_group, COUNT(*) AS samples"
+            f" FROM samples {where} GROUP BY dataset, scenario_group ORDER BY dataset, scenario_group",
+            params,
+        )
+
+    def sample(self, sample_id: str) -> SampleRow | None:
+        rows = self.rows("SELECT * FROM samples WHERE id = ?", [sample_id])
+        if not rows:
+            return None
+        row = rows[0]
+        for k in ("cases", "metadata"):
+            row[k] = json.loads(row[k]) if row[k] else {}
+        return row
+
+    def sample_ids(self, dataset: str) -> list[str]:
+        """The dataset's sample ids in import order (the order label lists refer to)."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM samples WHERE dataset = ? ORDER BY position", (dataset,)
+        )]
+
+    def pair_meta(self, dataset: str) -> dict[str, PairMeta]:
+        """Per sample id: the two responding models and the query cases (decoded), for the simulator."""
+        out = {}
+        for sid, model_a, model_b, cases in self.conn.execute(
+            "SELECT id, model_a, model_b, cases FROM samples WHERE dataset = ?", (dataset,)
+        ):
+            out[sid] = {"model_a": model_a, "model_b": model_b, "cases": json.loads(cases) if cases else {}}
+        return out
+
+    def samples_for(self, dataset: str, *, scenario: str | None = None, limit: int | None = None,
+                    ids: list[str] | None = None) -> list[SampleRow]:
+        """Samples to annotate or judge, in dataset order."""
+        sql = ("SELECT id, dataset, query, response_a, response_b, reference, scenario_group, cases, words_a, words_b"
+               " FROM samples WHERE dataset = ?")
+        params: list[Any] = [dataset]
+        if scenario:
+            sql += " AND scenario_group = ?"
+            params.append(scenario)
+        if ids is not None:
+            sql += f" AND id IN ({', '.join('?' * len(ids))})"
+            params.extend(ids)
+        sql += " ORDER BY position"
+        if limit:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        rows = self.rows(sql, params)
+        for r in rows:
+            r["cases"] = json.loads(r["cases"]) if r["cases"] else {}
+        return rows
+
+    def set_sample_analysis(self, sample_id: str, *, scenario_group: str | None = None,
+                            cases: dict[str, bool] | None = None) -> None:
+        """Fill a sample's scenario group or query cases from annotation, never overwriting data."""
+        with self.writing():
+            if scenario_group:
+                self.conn.execute(
+                    "UPDATE samples SET scenario_group = ? WHERE id = ? AND scenario_group IS NULL",
+                    (scenario_group, sample_id),
+                )
+            if cases:
+                self.conn.execute(
+                    "UPDATE samples SET cases = ? WHERE id = ? AND (cases IS NULL OR cases = '{}')",
+                    (json.dumps(cases, sort_keys=True), sample_id),
+                )
+
+    def search(self, text: str, *, dataset: str | None = None, limit: int = 50) -> list[SearchHit]:
+        """Full-text search over query and responses, best match first."""
+        q = fts_query(text)
+        if not q:
+            return []
+        # rank inside FTS5 first and join only the hits kept: joining every match before the
+        # LIMIT costs seconds on common words over 100k samples (see _fts_hits for the rest)
+        hits, params = self._fts_hits(q, SampleFilter(dataset=dataset))
+        params.append(limit)
+        return self.rows(
+            "SELECT s.id, s.dataset, s.scenario_group, substr(s.query, 1, 200) AS query FROM"
+            f" ({hits} ORDER BY score, rowid LIMIT ?) hit"
+            " JOIN samples s ON s.rowid = hit.rowid ORDER BY hit.score, hit.rowid",
+            params,
+        )
+
+    def dataset_of(self, sample_id: str) -> str | None:
+        """The dataset a sample belongs to (None: no such sample)."""
+        return self.scalar("SELECT dataset FROM samples WHERE id = ?", [sample_id])
+
+    def source_ids(self, dataset: str) -> dict[str, str]:
+        """The dataset's samples by the id their source gave them: {source id: sample id}."""
+        return dict(self.conn.execute("SELECT source_id, id FROM samples WHERE dataset = ? AND source_id IS NOT NULL",
+                                      (dataset,)))
+
+    # ==================== browsing samples (the Samples page)
+
+    def dataset_span(self, dataset: str) -> tuple[int, int] | None:
+        """(first, last) rowid of a dataset when its samples fill that rowid range alone (the usual
+        case: an import appends), else None. Cached until this or another connection writes."""
+        cache = self.__dict__.setdefault("_span_cache", {})
+        version = (self.conn.total_changes, self.scalar("PRAGMA data_version"))
+        hit = cache.get(dataset)
+        if hit is None or hit[0] != version:
+            lo, hi, n = self.conn.execute(
+                "SELECT MIN(rowid), MAX(rowid), COUNT(*) FROM samples WHERE dataset = ?", (dataset,)).fetchone()
+            hit = cache[dataset] = (version, (lo, hi) if n and hi - lo + 1 == n else None)
+        return hit[1]
+
+    def _filter_sql(self, f: "SampleFilter") -> tuple[list[str], list[Any]]:
+        """WHERE terms over ``samples s`` for everything in ``f`` but the text."""
+        from . import catalogue
+
+        where: list[str] = []
+        params: list[Any] = []
+        if f.dataset:
+            where.append("s.dataset = ?")
+            params.append(f.dataset)
+        if f.scenario == UNCLASSIFIED:
+            where.append("s.scenario_group IS NULL")
+        elif f.scenario:
+            where.append("s.scenario_group = ?")
+            params.append(f.scenario)
+        if f.category == UNCATEGORISED:
+            where.append("s.category IS NULL")
+        elif f.category:
+            where.append("s.category = ?")
+            params.append(f.category)
+        if f.case:
+            if f.case not in catalogue.case_keys():
+                raise ValueError(f"unknown query case {f.case!r}; cases are {', '.join(catalogue.case_keys())}")
+            where.append("json_extract(s.cases, '$.' || ?) = 1")
+            params.append(f.case)
+        if f.judge:
+            # correlated probes of the primary keys: a page in dataset order stops early, where a
+            # materialised id list would read every label of the judge first
+            where.append("EXISTS (SELECT 1 FROM labels WHERE sample_id = s.id AND judge = ?)")
+            params.append(f.judge)
+        if f.disagree:
+            if len(set(f.disagree)) < 2:
+                raise ValueError("pick two or more judges to find where they disagree")
+            where.append("(SELECT COUNT(DISTINCT choice) FROM labels WHERE sample_id = s.id AND judge IN"
+                         f" ({', '.join('?' * len(f.disagree))}) AND choice != 'tie') > 1")
+            params.extend(f.disagree)
+        if f.attributes:
+            if not f.feature_source:
+                raise ValueError("filtering on attributes needs a feature source")
+            value = {"A": "= 1", "B": "= -1"}.get(f.direction or "", "!= 0")
+            if f.direction not in (None, "", "any", "A", "B"):
+                raise ValueError(f"direction must be A, B or any, not {f.direction!r}")
+            for attr in f.attributes:
+                where.append("EXISTS (SELECT 1 FROM features WHERE sample_id = s.id AND source = ? AND attribute = ?"
+                             f" AND value {value}" + ("" if f.include_excluded else " AND excluded = 0") + ")")
+                params.extend([f.feature_source, attr])
+        return where, params
+
+    def _fts_hits(self, q: str, f: "SampleFilter") -> tuple[str, list[Any]]:
+        """``SELECT rowid, score`` of the full-text matches that pass ``f`` (lower score = better).
+
+        bm25() sorted by SQLite's top-N sorter under a LIMIT, not FTS5's ``ORDER BY rank``, which
+        sorts every match in a second statement first (twice the time on common words). A dataset
+        is a rowid range when it fills one (FTS5 seeks it); other filters join as a set that FTS5
+        must not see: a ``rowid IN`` it can use runs one full-text query per listed sample (minutes
+        at 100k), hence ``+rowid``."""
+        sql = "SELECT rowid, bm25(samples_fts) AS score FROM samples_fts WHERE samples_fts MATCH ?"
+        params: list[Any] = [q]
+        span = self.dataset_span(f.dataset) if f.dataset else None
+        if span:
+            sql += " AND rowid BETWEEN ? AND ?"
+            params.extend(span)
+        where, wparams = self._filter_sql(f if not span else _without_dataset(f))
+        if where:
+            sql += f" AND +rowid IN (SELECT s.rowid FROM samples s WHERE {' AND '.join(where)})"
+            params.extend(wparams)
+        return sql, params
+
+    def browse(self, f: "SampleFilter | None" = None, *, offset: int = 0,
+               limit: int = 50) -> tuple[list[BrowseRow], int]:
+        """One page of the samples that pass ``f`` and how many pass in all.
+
+        Rows in dataset order (dataset, then position), or best match first when ``f.text`` is set
+        (``score``: bm25, lower is better). Each row: id, dataset, position, scenario_group, query
+        (its start), models, word counts; ``choices`` and ``prob_a`` of ``f.shown_judges()`` (None
+        where a judge did not label it); ``features``: the value of each filtered attribute."""
+        f = f or SampleFilter()
+        offset, limit = max(int(offset), 0), max(int(limit), 0)
+        judges = f.shown_judges()
+        extra, xparams = [], []
+        for i, j in enumerate(judges):
+            extra.append(f"(SELECT choice FROM labels WHERE sample_id = s.id AND judge = ?) AS _c{i}")
+            extra.append(f"(SELECT prob_a FROM labels WHERE sample_id = s.id AND judge = ?) AS _p{i}")
+            xparams.extend([j, j])
+        for i, a in enumerate(f.attributes):
+            extra.append(f"(SELECT value FROM features WHERE sample_id = s.id AND source = ? AND attribute = ?) AS _f{i}")
+            xparams.extend([f.feature_source, a])
+        cols = ("s.id, s.dataset, s.position, s.scenario_group, substr(s.query, 1, 160) AS query, s.model_a,"
+                " s.model_b, s.words_a, s.words_b" + "".join(", " + e for e in extra))
+        q = fts_query(f.text or "")
+        if f.text and not q:
+            return [], 0
+        if q:
+            hits, hparams = self._fts_hits(q, f)
+            total = self.scalar(f"SELECT COUNT(*) FROM ({hits})", hparams)
+            rows = self.rows(
+                f"SELECT {cols}, hit.score FROM ({hits} ORDER BY score, rowid LIMIT ? OFFSET ?) hit"
+                " JOIN samples s ON s.rowid = hit.rowid ORDER BY hit.score, hit.rowid",
+                xparams + hparams + [limit, offset])
+        else:
+            where, params = self._filter_sql(f)
+            clause = " WHERE " + " AND ".join(where) if where else ""
+            total = self.scalar(f"SELECT COUNT(*) FROM samples s{clause}", params)
+            rows = self.rows(f"SELECT {cols} FROM samples s{clause} ORDER BY s.dataset, s.position LIMIT ? OFFSET ?",
+                             xparams + params + [limit, offset])
+        for r in rows:
+            r["query"] = " ".join((r["query"] or "").split())
+            r["choices"] = {j: r.pop(f"_c{i}") for i, j in enumerate(judges)}
+            r["prob_a"] = {j: r.pop(f"_p{i}") for i, j in enumerate(judges)}
+            r["features"] = {a: r.pop(f"_f{i}") for i, a in enumerate(f.attributes)}
+        return rows, int(total or 0)
+
+    def browse_index(self, sample_id: str, f: "SampleFilter | None" = None) -> int | None:
+        """Where a sample stands in ``browse``'s order for ``f`` (0-based), or None when it does not
+        pass the filter: for previous / next, and for the page a linked sample is on."""
+        f = f or SampleFilter()
+        q = fts_query(f.text or "")
+        if f.text and not q:
+            return None
+        if q:
+            hits, params = self._fts_hits(q, f)
+            rowid = self.scalar("SELECT rowid FROM samples WHERE id = ?", [sample_id])
+            row = None if rowid is None else self.conn.execute(f"{hits} AND rowid = ?", params + [rowid]).fetchone()
+            if row is None:
+                return None
+            score = row[1]
+            return int(self.scalar(f"SELECT COUNT(*) FROM ({hits}) WHERE score < ? OR (score = ? AND rowid < ?)",
+                                   params + [score, score, rowid]))
+        where, params = self._filter_sql(f)
+        clause = " AND ".join(where) if where else "1 = 1"
+        row = self.conn.execute(f"SELECT s.dataset, s.position FROM samples s WHERE {clause} AND s.id = ?",
+                                params + [sample_id]).fetchone()
+        if row is None:
+            return None
+        return int(self.scalar(f"SELECT COUNT(*) FROM samples s WHERE {clause} AND (s.dataset, s.position) < (?, ?)",
+                               params + list(row)))
+
+    # ==================== judges and labels
+
+    def judge_name(self, name: str) -> str:
+        """A judge name as it will be stored (``records.normalise_name``); ValueError when it cannot
+        be one, ConflictError when it differs from a stored judge's name only by case."""
+        from .records import normalise_name
+
+        name = normalise_name(name, "judge name")
+        self._check_names(None, [Judge(name, "llm")])
+        return name
+
+    def _upsert_judges(self, judges: Iterable[Judge], ts: str) -> None:
+        self.conn.executemany(
+            "INSERT INTO judges (name, kind, notes, size_b, created_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET"
+            "  notes = CASE WHEN excluded.notes != '' THEN excluded.notes ELSE judges.notes END,"
+            "  size_b = COALESCE(excluded.size_b, judges.size_b)",
+            [(j.name, j.kind, j.notes, j.size_b, ts) for j in judges],
+        )
+
+    def _upsert_labels(self, labels: Iterable[Label], ts: str) -> None:
+        self.conn.executemany(
+            "INSERT INTO labels (sample_id, judge, choice, prob_a, verdict_ab, verdict_ba, source, created_at,"
+            " strength_ab, strength_ba, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(sample_id, judge) DO UPDATE SET choice = excluded.choice, prob_a = excluded.prob_a,"
+            "  verdict_ab = excluded.verdict_ab, verdict_ba = excluded.verdict_ba, source = excluded.source,"
+            "  strength_ab = excluded.strength_ab, strength_ba = excluded.strength_ba, detail = excluded.detail"
+            " WHERE labels.choice IS NOT excluded.choice OR labels.prob_a IS NOT excluded.prob_a"
+            "  OR labels.verdict_ab IS NOT excluded.verdict_ab OR labels.verdict_ba IS NOT excluded.verdict_ba"
+            "  OR labels.strength_ab IS NOT excluded.strength_ab OR labels.strength_ba IS NOT excluded.strength_ba"
+            "  OR labels.detail IS NOT excluded.detail",
+            [(l.sample_id, l.judge, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, l.source, ts,
+              l.strength_ab, l.strength_ba, json.dumps(l.detail, sort_keys=True) if l.detail else None)
+             for l in labels],
+        )
+
     def _replace_judges(self, judges: list[Judge], dataset: str | None) -> None:
         """Before a replacing write: drop the judges' labels on the dataset and take the new kind."""
         for j in judges:
@@ -594,6 +887,169 @@ class Store:
                 self.conn.execute("DELETE FROM labels WHERE judge = ? AND sample_id IN"
                                   " (SELECT id FROM samples WHERE dataset = ?)", (j.name, dataset))
             self.conn.execute("UPDATE judges SET kind = ? WHERE name = ? AND kind != ?", (j.kind, j.name, j.kind))
+
+    def write_labels(self, judges: list[Judge], labels: list[Label], *, dataset: str | None = None,
+                     replace: bool | None = None) -> int:
+        """Add one or more judges' labels for samples already stored, in one transaction.
+
+        With ``replace`` False (an upload) a label that would change a stored one, or a judge kind
+        that differs from the stored one, is refused (``ConflictError``); with True the judges'
+        labels on ``dataset`` are replaced by these. None (a job collecting labels, which owns them)
+        writes as before: new labels added, changed ones updated."""
+        with self.writing():
+            if replace is not None:
+                self._check_names(None, judges)
+                self._check_label_changes(judges, labels, dataset, replace=replace)
+                if replace:
+                    self._replace_judges(judges, dataset)
+            self._upsert_judges(judges, now())
+            self._upsert_labels(labels, now())
+        return len(labels)
+
+    def judges(self, dataset: str | None = None) -> list[JudgeRow]:
+        """Judges with labels (on the dataset), with their label counts."""
+        # one scan of the labels (NOT INDEXED: walking the judge index and fetching each row is
+        # twice as slow at the paper's 173k labels), aggregated before the join to judges
+        where, params = ("WHERE l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)", [dataset]) if dataset \
+            else ("", [])
+        return self.rows(
+            "SELECT j.name, j.kind, j.notes, j.size_b, agg.labels, agg.a, agg.b, agg.tie, agg.with_prob,"
+            " agg.both_orders, agg.consistent FROM judges j JOIN ("
+            "  SELECT l.judge, COUNT(*) AS labels,"
+            "  SUM(l.choice = 'A') AS a, SUM(l.choice = 'B') AS b, SUM(l.choice = 'tie') AS tie,"
+            "  SUM(l.prob_a IS NOT NULL) AS with_prob,"
+            "  SUM(l.verdict_ab IS NOT NULL AND l.verdict_ba IS NOT NULL) AS both_orders,"
+            "  SUM(l.verdict_ab IS NOT NULL AND l.verdict_ab = l.verdict_ba) AS consistent"
+            f"  FROM labels l NOT INDEXED {where} GROUP BY l.judge"
+            ") agg ON agg.judge = j.name ORDER BY j.name",
+            params,
+        )
+
+    def judge_names(self, dataset: str | None = None) -> list[str]:
+        """Names of the judges with a label (on the dataset): one index probe per judge, no label scan."""
+        where, params = (" AND l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)", [dataset]) if dataset \
+            else ("", [])
+        return [r[0] for r in self.conn.execute(
+            f"SELECT name FROM judges j WHERE EXISTS (SELECT 1 FROM labels l WHERE l.judge = j.name{where})"
+            " ORDER BY name", params)]
+
+    def labels(self, dataset: str | None = None, judges: list[str] | None = None) -> list[LabelRow]:
+        sql = (
+            "SELECT l.sample_id, l.judge, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, s.dataset"
+            " FROM labels l JOIN samples s ON s.id = l.sample_id WHERE 1=1"
+        )
+        params: list[Any] = []
+        if dataset:
+            sql += " AND s.dataset = ?"
+            params.append(dataset)
+        if judges:
+            sql += f" AND l.judge IN ({', '.join('?' * len(judges))})"
+            params.extend(judges)
+        return self.rows(sql, params)
+
+    def choices(self, dataset: str, judge: str) -> dict[str, str]:
+        """sample id -> the judge's choice (A, B, tie) on the dataset: primary-key probes, no join."""
+        return dict(self.conn.execute(
+            "SELECT sample_id, choice FROM labels WHERE judge = ?"
+            " AND sample_id IN (SELECT id FROM samples WHERE dataset = ?)", (judge, dataset)))
+
+    def sample_labels(self, sample_id: str) -> list[SampleLabelRow]:
+        """Every judge's vote on one sample: choice, P(A), the verdicts in both orders, the judge's kind."""
+        return self.rows(
+            "SELECT l.judge, j.kind, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, l.strength_ab, l.strength_ba,"
+            " l.source FROM labels l"
+            " LEFT JOIN judges j ON j.name = l.judge WHERE l.sample_id = ? ORDER BY l.judge", [sample_id])
+
+    def all_judge_names(self) -> list[str]:
+        """Every stored judge's name, with labels or not."""
+        return [r[0] for r in self.conn.execute("SELECT name FROM judges ORDER BY name")]
+
+    def judge_kinds(self) -> list[JudgeKindRow]:
+        """Every stored judge's kind and size (billions of parameters, when known)."""
+        return self.rows("SELECT name, kind, size_b FROM judges")
+
+    def judge_datasets(self) -> list[tuple[str, str]]:
+        """(judge, dataset) for every dataset a judge labelled a sample of, by dataset."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT DISTINCT l.judge, s.dataset FROM samples s JOIN labels l ON l.sample_id = s.id ORDER BY s.dataset")]
+
+    def judge_main_dataset(self, judge: str) -> str | None:
+        """The dataset the judge labelled most samples of (None: no labels)."""
+        row = self.conn.execute(
+            "SELECT s.dataset, COUNT(*) AS n FROM labels l JOIN samples s ON s.id = l.sample_id WHERE l.judge = ?"
+            " GROUP BY s.dataset ORDER BY n DESC LIMIT 1", (judge,)).fetchone()
+        return row[0] if row else None
+
+    def judge_verdicts(self, judge: str, dataset: str) -> list[tuple[str, str, str | None, str | None]]:
+        """The judge's labels on the dataset as (sample id, choice, verdict A first, verdict B first)."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT l.sample_id, l.choice, l.verdict_ab, l.verdict_ba FROM labels l JOIN samples s ON s.id = l.sample_id"
+            " WHERE l.judge = ? AND s.dataset = ?", (judge, dataset))]
+
+    def packed_labels(self, dataset: str | None, judges: list[str] | None = None):
+        """One scan of the labels (on ``dataset``; of ``judges``), grouped by judge in SQLite:
+        (sorted judge names, each judge's sample ids, each judge's labels packed as choice * 8 +
+        has probability * 4 + both orders known * 2 + same verdict in both, with choice A 2, tie 1,
+        B 0; an int64 array each).
+
+        Per judge, the sample ids come as one string and the packed labels as one list that numpy
+        parses: a Python row per label (173k at the paper's scale) cost three times as much."""
+        import numpy as np
+
+        packed = ("(CASE l.choice WHEN 'A' THEN 2 WHEN 'B' THEN 0 ELSE 1 END) * 8 + (l.prob_a IS NOT NULL) * 4"
+                  " + (l.verdict_ab IS NOT NULL AND l.verdict_ba IS NOT NULL) * 2"
+                  " + (l.verdict_ab IS NOT NULL AND l.verdict_ab IS l.verdict_ba)")
+        sql = f"SELECT l.judge, group_concat(l.sample_id, char(31)), group_concat({packed}) FROM labels l NOT INDEXED"
+        where, params = [], []
+        if dataset:
+            where.append("l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)")
+            params.append(dataset)
+        if judges:
+            where.append(f"l.judge IN ({', '.join('?' * len(judges))})")
+            params.extend(judges)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        groups = self.conn.execute(sql + " GROUP BY l.judge ORDER BY l.judge", params).fetchall()
+        return ([g[0] for g in groups], [g[1].split("\x1f") for g in groups],
+                [np.fromstring(g[2], sep=",", dtype=np.int64) for g in groups])
+
+    def position_counts(self, judge: str, sample_ids: list[str] | None = None) -> tuple[int, int, int]:
+        """(labels, labels with a verdict in both orders, those with the same verdict in both) of the
+        judge (on ``sample_ids`` only, when given)."""
+        n = both = same = 0
+        chunks = [None] if sample_ids is None else [sample_ids[i:i + 500] for i in range(0, len(sample_ids), 500)]
+        for chunk in chunks:
+            where, params = "judge = ?", [judge]
+            if chunk is not None:
+                where += f" AND sample_id IN ({', '.join('?' * len(chunk))})"
+                params += chunk
+            row = self.conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(verdict_ab IS NOT NULL AND verdict_ba IS NOT NULL), 0),"
+                " COALESCE(SUM(verdict_ab IS NOT NULL AND verdict_ba IS NOT NULL AND verdict_ab = verdict_ba), 0)"
+                f" FROM labels WHERE {where}", params).fetchone()
+            n, both, same = n + row[0], both + row[1], same + row[2]
+        return n, both, same
+
+    def order_counts(self, dataset: str | None = None, reference: str | None = None) -> list[tuple]:
+        """Per judge with a verdict in either order (on ``dataset``), by name, one grouped read:
+        (judge, verdicts A first with a reference choice, of them agreeing, the same B first,
+        verdicts in all, verdicts for the first shown, for the second shown, ties)."""
+        where, params = "", [reference]
+        if dataset:
+            where = " AND l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)"
+            params.append(dataset)
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT l.judge,"
+            " COALESCE(SUM(l.verdict_ab IS NOT NULL AND r.choice IS NOT NULL), 0), COALESCE(SUM(l.verdict_ab = r.choice), 0),"
+            " COALESCE(SUM(l.verdict_ba IS NOT NULL AND r.choice IS NOT NULL), 0), COALESCE(SUM(l.verdict_ba = r.choice), 0),"
+            " SUM(l.verdict_ab IS NOT NULL) + SUM(l.verdict_ba IS NOT NULL),"
+            " SUM(l.verdict_ab = 'A') + SUM(l.verdict_ba = 'B'), SUM(l.verdict_ab = 'B') + SUM(l.verdict_ba = 'A'),"
+            " SUM(l.verdict_ab = 'tie') + SUM(l.verdict_ba = 'tie')"
+            " FROM labels l LEFT JOIN labels r ON r.sample_id = l.sample_id AND r.judge = ?"
+            f" WHERE (l.verdict_ab IS NOT NULL OR l.verdict_ba IS NOT NULL){where} GROUP BY l.judge ORDER BY l.judge",
+            params)]
+
+    # ==================== features
 
     def _upsert_features(self, features: Iterable[Feature], ts: str) -> None:
         self.conn.executemany(
@@ -618,135 +1074,11 @@ class Store:
             ],
         )
 
-    def write_labels(self, judges: list[Judge], labels: list[Label], *, dataset: str | None = None,
-                     replace: bool | None = None) -> int:
-        """Add one or more judges' labels for samples already stored, in one transaction.
-
-        With ``replace`` False (an upload) a label that would change a stored one, or a judge kind
-        that differs from the stored one, is refused (``ConflictError``); with True the judges'
-        labels on ``dataset`` are replaced by these. None (a job collecting labels, which owns them)
-        writes as before: new labels added, changed ones updated."""
-        with self.writing():
-            if replace is not None:
-                self._check_names(None, judges)
-                self._check_label_changes(judges, labels, dataset, replace=replace)
-                if replace:
-                    self._replace_judges(judges, dataset)
-            self._upsert_judges(judges, now())
-            self._upsert_labels(labels, now())
-        return len(labels)
-
     def write_features(self, features: list[Feature]) -> None:
         with self.writing():
             self._upsert_features(features, now())
 
-    def record_annotation(self, row: dict[str, Any]) -> None:
-        """Store one LLM request's outcome the moment it returns (its own transaction). An outcome
-        that replaces an earlier failure of the same request carries that failure's usage, cost and
-        attempts with its own: the failed attempts were paid for, and the spend must say so."""
-        row = {**row, "created_at": row.get("created_at") or now()}
-        for k in ("params", "parsed"):  # JSON always, so a plain-text answer reads back as text
-            if row.get(k) is not None:
-                row[k] = json.dumps(row[k], sort_keys=True)
-        with self.writing():
-            earlier = self.conn.execute(
-                "SELECT prompt_tokens, completion_tokens, cost, attempts FROM annotations WHERE id = ? AND status = 'failed'",
-                (row.get("id"),)).fetchone()
-            if earlier:
-                for k, v in zip(("prompt_tokens", "completion_tokens", "cost", "attempts"), earlier):
-                    if v is not None:
-                        row[k] = (row.get(k) or 0) + v
-            cols = list(row)
-            self.conn.execute(
-                f"INSERT OR REPLACE INTO annotations ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                [row[k] for k in cols],
-            )
-
-    def llm_dialect(self, base_url: str | None, model: str) -> dict[str, Any] | None:
-        """The stored probe result for an endpoint (base URL "" is OpenAI itself), or None."""
-        row = self.conn.execute("SELECT dialect FROM llm_dialects WHERE base_url = ? AND model = ?",
-                                (base_url or "", model)).fetchone()
-        return json.loads(row[0]) if row else None
-
-    def save_llm_dialect(self, base_url: str | None, model: str, dialect: dict[str, Any]) -> None:
-        with self.writing():
-            self.conn.execute("INSERT OR REPLACE INTO llm_dialects (base_url, model, dialect, probed_at)"
-                              " VALUES (?, ?, ?, ?)", (base_url or "", model, json.dumps(dialect, sort_keys=True), now()))
-
-    def forget_llm_dialect(self, base_url: str | None, model: str) -> None:
-        """Probe the endpoint again next time (a server restarted with other options)."""
-        with self.writing():
-            self.conn.execute("DELETE FROM llm_dialects WHERE base_url = ? AND model = ?", (base_url or "", model))
-
-    def cached_annotations(self, keys: list[str]) -> dict[str, Any]:
-        """Parsed results of the requests among ``keys`` (request keys) that already succeeded,
-        for whichever sample asked first: identical requests are paid for once."""
-        out = {}
-        for key, parsed in _chunked_in(
-            self.conn, "SELECT request_key, parsed FROM annotations WHERE status = 'ok' AND request_key IN ({})", keys
-        ):
-            out[key] = json.loads(parsed) if parsed else None
-        return out
-
-    def reuse_annotation(self, request_key: str, sample_id: str, row_id: str) -> None:
-        """Record, for another sample, an answer already paid for (cost 0, marked reused)."""
-        with self.writing():
-            self.conn.execute(
-                "INSERT OR IGNORE INTO annotations (id, request_key, sample_id, annotator, prompt_version, step,"
-                " orientation, params, raw, parsed, prompt_tokens, completion_tokens, cost, latency_s, status, error,"
-                " attempts, reused, job_id, created_at)"
-                " SELECT ?, request_key, ?, annotator, prompt_version, step, orientation, params, raw, parsed, 0, 0, 0,"
-                " 0, status, NULL, 0, 1, job_id, ? FROM annotations WHERE request_key = ? AND status = 'ok' LIMIT 1",
-                (row_id, sample_id, now(), request_key),
-            )
-
-    def annotations_for(self, sample_id: str) -> list[dict[str, Any]]:
-        rows = self.rows(
-            "SELECT id, annotator, prompt_version, step, orientation, parsed, status, error, cost, latency_s,"
-            " prompt_tokens, completion_tokens, created_at FROM annotations WHERE sample_id = ? ORDER BY created_at",
-            [sample_id],
-        )
-        for r in rows:
-            r["parsed"] = json.loads(r["parsed"]) if r["parsed"] else None
-        return rows
-
-    def set_sample_analysis(self, sample_id: str, *, scenario_group: str | None = None,
-                            cases: dict[str, bool] | None = None) -> None:
-        """Fill a sample's scenario group or query cases from annotation, never overwriting data."""
-        with self.writing():
-            if scenario_group:
-                self.conn.execute(
-                    "UPDATE samples SET scenario_group = ? WHERE id = ? AND scenario_group IS NULL",
-                    (scenario_group, sample_id),
-                )
-            if cases:
-                self.conn.execute(
-                    "UPDATE samples SET cases = ? WHERE id = ? AND (cases IS NULL OR cases = '{}')",
-                    (json.dumps(cases, sort_keys=True), sample_id),
-                )
-
-    def samples_for(self, dataset: str, *, scenario: str | None = None, limit: int | None = None,
-                    ids: list[str] | None = None) -> list[dict[str, Any]]:
-        """Samples to annotate or judge, in dataset order."""
-        sql = ("SELECT id, dataset, query, response_a, response_b, reference, scenario_group, cases, words_a, words_b"
-               " FROM samples WHERE dataset = ?")
-        params: list[Any] = [dataset]
-        if scenario:
-            sql += " AND scenario_group = ?"
-            params.append(scenario)
-        if ids is not None:
-            sql += f" AND id IN ({', '.join('?' * len(ids))})"
-            params.extend(ids)
-        sql += " ORDER BY position"
-        if limit:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        rows = self.rows(sql, params)
-        for r in rows:
-            r["cases"] = json.loads(r["cases"]) if r["cases"] else {}
-        return rows
-
-    def feature_sources(self, dataset: str | None = None) -> list[dict[str, Any]]:
+    def feature_sources(self, dataset: str | None = None) -> list[FeatureSourceRow]:
         """The feature sets present, with how many samples each covers."""
         # distinct (sample, source) pairs straight from the covering primary key: 10x faster than
         # COUNT(DISTINCT) over the source index, which fetches every row for its sample id
@@ -785,17 +1117,22 @@ class Store:
         keys = catalogue.attribute_keys()
         meta = pd.read_sql_query("SELECT id, position, scenario_group, cases, category FROM samples WHERE dataset = ?"
                                  " ORDER BY position", self.conn, params=[dataset]).set_index("id")
-        # Every feature of the dataset as one integer, ((position * 32 + attribute) * 4 + value + 1) * 2
+        # Every feature of the dataset as one integer, ((position << bits | attribute) * 4 + value + 1) * 2
         # + excluded, in one string that numpy parses: a row per feature (152k at the paper's scale)
-        # cost three times as much. CROSS JOIN keeps SQLite walking samples and probing the features'
+        # cost three times as much. The attribute field is as wide as the catalogue needs, with its
+        # all-ones value left for an attribute the catalogue no longer has (29 attributes: 5 bits,
+        # 32: 6 bits; a fixed 5-bit field once folded a 32nd attribute into "unknown" and a 33rd into
+        # the sample's position). CROSS JOIN keeps SQLite walking samples and probing the features'
         # primary key, not scanning the source index and probing samples once per feature.
-        attr = "CASE f.attribute " + " ".join(f"WHEN ? THEN {i}" for i in range(len(keys))) + " ELSE 31 END"
+        bits = len(keys).bit_length()  # 2 ** bits > len(keys): room for every index and "unknown"
+        unknown = (1 << bits) - 1
+        attr = "CASE f.attribute " + " ".join(f"WHEN ? THEN {i}" for i in range(len(keys))) + f" ELSE {unknown} END"
         (packed,) = self.conn.execute(
-            f"SELECT group_concat(((s.position * 32 + {attr}) * 4 + f.value + 1) * 2 + f.excluded) FROM samples s"
-            " CROSS JOIN features f ON f.sample_id = s.id AND f.source = ? WHERE s.dataset = ?",
+            f"SELECT group_concat(((s.position * {1 << bits} + {attr}) * 4 + f.value + 1) * 2 + f.excluded)"
+            " FROM samples s CROSS JOIN features f ON f.sample_id = s.id AND f.source = ? WHERE s.dataset = ?",
             [*keys, feature_source, dataset]).fetchone()
         code = np.fromstring(packed, sep=",", dtype=np.int64) if packed else np.zeros(0, dtype=np.int64)
-        pos, col, value, excluded = code >> 8, code >> 3 & 31, (code >> 1 & 3) - 1, code & 1
+        pos, col, value, excluded = code >> (bits + 3), code >> 3 & unknown, (code >> 1 & 3) - 1, code & 1
         positions = np.unique(pos)  # of the samples with features, in dataset order
         in_order = meta["position"].to_numpy()
         ids_all = list(meta.index[np.isin(in_order, positions)])
@@ -879,9 +1216,52 @@ class Store:
             params.append(scope)
         return {a: int(n) for a, n in self.conn.execute(sql + " GROUP BY f.attribute", params)}
 
+    def sample_features(self, sample_id: str, source: str | None = None) -> list[SampleFeatureRow]:
+        """One sample's comparison features (all sources, or one), provenance decoded."""
+        sql = ("SELECT source, attribute, value, score_a, score_b, excluded, provenance FROM features"
+               " WHERE sample_id = ?")
+        params: list[Any] = [sample_id]
+        if source is not None:
+            sql += " AND source = ?"
+            params.append(source)
+        rows = self.rows(sql + " ORDER BY source", params)
+        for r in rows:
+            r["provenance"] = json.loads(r["provenance"]) if r["provenance"] else {}
+        return rows
+
+    def feature_pairs(self, source_a: str, source_b: str, dataset: str | None = None) -> list[tuple[str, int, int]]:
+        """(attribute, value in ``source_a``, value in ``source_b``) for every sample and attribute both
+        feature sets cover (on ``dataset``), by attribute and sample."""
+        sql = ("SELECT a.attribute, a.value, b.value FROM features a JOIN features b"
+               " ON b.sample_id = a.sample_id AND b.attribute = a.attribute AND b.source = ?")
+        params: list[Any] = [source_b]
+        if dataset:
+            sql += " JOIN samples s ON s.id = a.sample_id AND s.dataset = ?"
+            params.append(dataset)
+        sql += " WHERE a.source = ? ORDER BY a.attribute, a.sample_id"
+        params.append(source_a)
+        return [tuple(r) for r in self.conn.execute(sql, params)]
+
+    def order_agreement(self, source: str, attribute: str) -> tuple[int, int]:
+        """(features of the attribute annotated in both orders, those whose comparison has the same
+        sign in both) in a feature set."""
+        n, same = self.conn.execute(
+            "SELECT COUNT(*), SUM(json_extract(provenance, '$.ab') = json_extract(provenance, '$.ba'))"
+            " FROM features WHERE source = ? AND attribute = ? AND json_extract(provenance, '$.ab') IS NOT NULL",
+            (source, attribute)).fetchone()
+        return int(n), int(same or 0)
+
+    def content_marks(self) -> tuple:
+        """The largest rowid of features and of annotations: moves with every feature or request
+        written (an annotation job adds those without touching samples, labels or profiles)."""
+        return tuple(self.conn.execute(
+            "SELECT (SELECT MAX(rowid) FROM features), (SELECT MAX(rowid) FROM annotations)").fetchone())
+
+    # ==================== profiles
+
     def profiles(self, *, dataset: str | None = None, scope: str | None = None, judges: list[str] | None = None,
                  feature_source: str | None = None, method: str | None = None,
-                 with_draws: bool = False, columns: list[str] | None = None) -> list[dict[str, Any]]:
+                 with_draws: bool = False, columns: list[str] | None = None) -> list[ProfileRow]:
         """Stored profiles, lists decoded (and draws as an array when asked for). ``columns``: only
         these (an index of what is stored needs no weights decoded: 561 profiles' JSON is 0.1 s)."""
         import numpy as np
@@ -922,7 +1302,314 @@ class Store:
                 [row[k] for k in cols],
             )
 
-    # ------------------------------------------------------------------ deleting
+    # ==================== annotations (LLM requests, keyed by content hash)
+
+    def record_annotation(self, row: dict[str, Any]) -> None:
+        """Store one LLM request's outcome the moment it returns (its own transaction). An outcome
+        that replaces an earlier failure of the same request carries that failure's usage, cost and
+        attempts with its own: the failed attempts were paid for, and the spend must say so."""
+        row = {**row, "created_at": row.get("created_at") or now()}
+        for k in ("params", "parsed"):  # JSON always, so a plain-text answer reads back as text
+            if row.get(k) is not None:
+                row[k] = json.dumps(row[k], sort_keys=True)
+        with self.writing():
+            earlier = self.conn.execute(
+                "SELECT prompt_tokens, completion_tokens, cost, attempts FROM annotations WHERE id = ? AND status = 'failed'",
+                (row.get("id"),)).fetchone()
+            if earlier:
+                for k, v in zip(("prompt_tokens", "completion_tokens", "cost", "attempts"), earlier):
+                    if v is not None:
+                        row[k] = (row.get(k) or 0) + v
+            cols = list(row)
+            self.conn.execute(
+                f"INSERT OR REPLACE INTO annotations ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [row[k] for k in cols],
+            )
+
+    def cached_annotations(self, keys: list[str]) -> dict[str, Any]:
+        """Parsed results of the requests among ``keys`` (request keys) that already succeeded,
+        for whichever sample asked first: identical requests are paid for once."""
+        out = {}
+        for key, parsed in _chunked_in(
+            self.conn, "SELECT request_key, parsed FROM annotations WHERE status = 'ok' AND request_key IN ({})", keys
+        ):
+            out[key] = json.loads(parsed) if parsed else None
+        return out
+
+    def reuse_annotation(self, request_key: str, sample_id: str, row_id: str) -> None:
+        """Record, for another sample, an answer already paid for (cost 0, marked reused)."""
+        with self.writing():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO annotations (id, request_key, sample_id, annotator, prompt_version, step,"
+                " orientation, params, raw, parsed, prompt_tokens, completion_tokens, cost, latency_s, status, error,"
+                " attempts, reused, job_id, created_at)"
+                " SELECT ?, request_key, ?, annotator, prompt_version, step, orientation, params, raw, parsed, 0, 0, 0,"
+                " 0, status, NULL, 0, 1, job_id, ? FROM annotations WHERE request_key = ? AND status = 'ok' LIMIT 1",
+                (row_id, sample_id, now(), request_key),
+            )
+
+    def annotations_for(self, sample_id: str) -> list[AnnotationRow]:
+        rows = self.rows(
+            "SELECT id, annotator, prompt_version, step, orientation, parsed, status, error, cost, latency_s,"
+            " prompt_tokens, completion_tokens, created_at FROM annotations WHERE sample_id = ? ORDER BY created_at",
+            [sample_id],
+        )
+        for r in rows:
+            r["parsed"] = json.loads(r["parsed"]) if r["parsed"] else None
+        return rows
+
+    def failed_attempts(self, keys: list[str]) -> dict[str, int]:
+        """How many times each of ``keys`` failed for good (all samples' rows together)."""
+        out: dict[str, int] = {}
+        for key, n in _chunked_in(self.conn, "SELECT request_key, SUM(attempts) FROM annotations WHERE status = 'failed'"
+                                             " AND request_key IN ({}) GROUP BY request_key", keys):
+            out[key] = int(n or 0)
+        return out
+
+    def insert_annotations(self, rows: list[dict[str, Any]], created_at: str | None = None) -> None:
+        """Store finished requests as they are (the demo's ready-made annotations); a request key
+        already stored is kept."""
+        if not rows:
+            return
+        cols = list(rows[0]) + ["created_at"]
+        ts = created_at or now()
+        with self.writing():
+            self.conn.executemany(
+                f"INSERT OR IGNORE INTO annotations ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [tuple(row[c] for c in cols[:-1]) + (ts,) for row in rows])
+
+    # ==================== llm_dialects
+
+    def llm_dialect(self, base_url: str | None, model: str) -> dict[str, Any] | None:
+        """The stored probe result for an endpoint (base URL "" is OpenAI itself), or None."""
+        row = self.conn.execute("SELECT dialect FROM llm_dialects WHERE base_url = ? AND model = ?",
+                                (base_url or "", model)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_llm_dialect(self, base_url: str | None, model: str, dialect: dict[str, Any]) -> None:
+        with self.writing():
+            self.conn.execute("INSERT OR REPLACE INTO llm_dialects (base_url, model, dialect, probed_at)"
+                              " VALUES (?, ?, ?, ?)", (base_url or "", model, json.dumps(dialect, sort_keys=True), now()))
+
+    def forget_llm_dialect(self, base_url: str | None, model: str) -> None:
+        """Probe the endpoint again next time (a server restarted with other options)."""
+        with self.writing():
+            self.conn.execute("DELETE FROM llm_dialects WHERE base_url = ? AND model = ?", (base_url or "", model))
+
+    # ==================== llm_batches, llm_batch_requests (batch mode: core/batch.py)
+
+    def batch_states(self, keys: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
+        """For each of ``keys`` in a batch: the state that matters most (a result waiting to be
+        recorded, else still sent), with the result line and error."""
+        rank = {"answered": 0, "errored": 1, "sent": 2}
+        out: dict[str, tuple[str, str | None, str | None]] = {}
+        for key, state, result, error in _chunked_in(
+                self.conn, "SELECT request_key, state, result, error FROM llm_batch_requests"
+                " WHERE state IN ('answered', 'errored', 'sent') AND request_key IN ({})", keys):
+            if key not in out or rank[state] < rank[out[key][0]]:
+                out[key] = (state, result, error)
+        return out
+
+    def mark_batch_recorded(self, key: str) -> None:
+        with self.writing():
+            self.conn.execute("UPDATE llm_batch_requests SET state = 'recorded', result = NULL"
+                              " WHERE request_key = ? AND state IN ('answered', 'errored')", (key,))
+
+    def add_llm_batch(self, row: dict[str, Any], requests: list[tuple[str, str]]) -> None:
+        """Record a written batch file and its requests (key, sample id), state 'sent', in one
+        transaction; the same file again (same id) changes nothing."""
+        ts = now()
+        with self.writing():
+            if self.conn.execute("SELECT 1 FROM llm_batches WHERE id = ?", (row["id"],)).fetchone():
+                return
+            row = {**row, "created_at": ts, "updated_at": ts}
+            cols = list(row)
+            self.conn.execute(f"INSERT INTO llm_batches ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                              [row[c] for c in cols])
+            self.conn.executemany("INSERT OR REPLACE INTO llm_batch_requests (batch_id, request_key, sample_id, state)"
+                                  " VALUES (?, ?, ?, 'sent')", [(row["id"], k, sid) for k, sid in requests])
+
+    def update_llm_batch(self, batch_id: str, **cols: Any) -> None:
+        cols["updated_at"] = now()
+        with self.writing():
+            self.conn.execute(f"UPDATE llm_batches SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+                              [*cols.values(), batch_id])
+
+    def llm_batches(self, *, statuses: tuple[str, ...] | None = None, base_url: str | None = None,
+                    model: str | None = None, job_id: int | None = None) -> list[LlmBatchRow]:
+        where, params = [], []
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params += list(statuses)
+        if base_url is not None:
+            where.append("base_url = ?")
+            params.append(base_url)
+        if model is not None:
+            where.append("model = ?")
+            params.append(model)
+        if job_id is not None:
+            where.append("job_id = ?")
+            params.append(job_id)
+        return self.rows("SELECT * FROM llm_batches" + (f" WHERE {' AND '.join(where)}" if where else "")
+                         + " ORDER BY created_at, id", params)
+
+    def batch_request_keys(self, batch_id: str, state: str = "sent") -> set[str]:
+        return {r[0] for r in self.conn.execute(
+            "SELECT request_key FROM llm_batch_requests WHERE batch_id = ? AND state = ?", (batch_id, state))}
+
+    def batch_of_keys(self, keys: list[str]) -> dict[str, str]:
+        """The batch each of ``keys`` was last sent in (any state), for ingesting a runner's file."""
+        out: dict[str, str] = {}
+        for key, batch in _chunked_in(self.conn, "SELECT b.request_key, b.batch_id FROM llm_batch_requests b"
+                                                 " JOIN llm_batches l ON l.id = b.batch_id WHERE b.request_key IN ({})"
+                                                 " ORDER BY l.created_at", keys):
+            out[key] = batch
+        return out
+
+    def stage_batch_results(self, batch_id: str, results: list[tuple[str, str, str | None, str | None]]) -> None:
+        """Store result lines the moment they are read: (request key, state 'answered' or
+        'errored', the line, the error). Only requests still waiting in that batch take them."""
+        with self.writing():
+            self.conn.executemany(
+                "UPDATE llm_batch_requests SET state = ?, result = ?, error = ? WHERE batch_id = ? AND request_key = ?"
+                " AND state IN ('sent', 'dropped')", [(st, line, err, batch_id, key) for key, st, line, err in results])
+
+    def drop_batch(self, batch_id: str, status: str = "superseded") -> None:
+        """A batch file that will not come back (superseded by a newer file for another runner):
+        its requests waiting in it may be planned again."""
+        with self.writing():
+            self.conn.execute("UPDATE llm_batch_requests SET state = 'dropped' WHERE batch_id = ? AND state = 'sent'",
+                              (batch_id,))
+            self.conn.execute("UPDATE llm_batches SET status = ?, updated_at = ? WHERE id = ?", (status, now(), batch_id))
+
+    # ==================== jobs, job_runs (the job records of core/jobs.py)
+
+    def job_row(self, job_id: int) -> JobRow | None:
+        """The job's row (params as stored: JSON text), or None."""
+        rows = self.rows("SELECT * FROM jobs WHERE id = ?", [job_id])
+        return rows[0] if rows else None
+
+    def job_rows(self, limit: int = 50) -> list[JobRow]:
+        """The latest jobs, newest first."""
+        return self.rows("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", [limit])
+
+    def job_by_key(self, key: str, legacy: str | None = None) -> JobRow | None:
+        """The job stored under ``key``, else under ``legacy`` (a key of an older params form)."""
+        rows = self.rows("SELECT * FROM jobs WHERE key IN (?, ?) ORDER BY key = ? DESC LIMIT 1",
+                         [key, legacy if legacy is not None else key, key])
+        return rows[0] if rows else None
+
+    def insert_job(self, key: str, kind: str, params: str, *, total: int = 0,
+                   budget: float | None = None) -> JobRow:
+        """A new queued job (``params``: JSON text)."""
+        with self.writing():
+            self.conn.execute(
+                "INSERT INTO jobs (key, kind, status, params, total, budget, created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                (key, kind, params, total, budget, now()))
+            return self.rows("SELECT * FROM jobs WHERE key = ?", [key])[0]
+
+    def job_runs(self, job_id: int) -> list[JobRunRow]:
+        """The job's archived runs, oldest first."""
+        return self.rows("SELECT * FROM job_runs WHERE job_id = ? ORDER BY run", [job_id])
+
+    def job_run_counts(self) -> dict[int, int]:
+        """Runs per job, the current one included (a job never started counts 0)."""
+        out = {r[0]: r[1] for r in self.conn.execute("SELECT job_id, COUNT(*) FROM job_runs GROUP BY job_id")}
+        for (job_id,) in self.conn.execute("SELECT id FROM jobs WHERE started_at IS NOT NULL"):
+            out[job_id] = out.get(job_id, 0) + 1
+        return out
+
+    def job_activity(self) -> tuple:
+        """A cheap fingerprint of job activity: the annotations' largest rowid, their count of
+        successes, the largest job id."""
+        return tuple(self.conn.execute(
+            "SELECT (SELECT MAX(rowid) FROM annotations), (SELECT COUNT(*) FROM annotations WHERE status = 'ok'),"
+            " (SELECT MAX(id) FROM jobs)").fetchone())
+
+    def job_failures(self, job_id: int, limit: int = 5) -> list[FailedRequestRow]:
+        """The job's latest requests that failed for good, newest first."""
+        return self.rows(
+            "SELECT sample_id, step, orientation, error, attempts, created_at FROM annotations"
+            " WHERE job_id = ? AND status = 'failed' ORDER BY created_at DESC, rowid DESC LIMIT ?", [job_id, limit])
+
+    def job_spent(self, job_id: int) -> float:
+        """The summed cost of the job's stored requests, over all its runs."""
+        return float(self.scalar("SELECT COALESCE(SUM(cost), 0) FROM annotations WHERE job_id = ?", [job_id]) or 0.0)
+
+    def job_state(self, job_id: int) -> tuple[str, int | None]:
+        """(status, worker pid) of a job: the cheap read a running worker polls."""
+        status, pid = self.conn.execute("SELECT status, worker_pid FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return status, pid
+
+    def archive_job_run(self, job_id: int, *, status: str, total: int, done: int, failed: int, cost: float,
+                        budget: float | None, message: str | None, error: str | None, worker_pid: int | None,
+                        started_at: str | None, finished_at: str | None) -> None:
+        """Archive the job's current run as its next ``job_runs`` row; ``cost`` is the job's cost
+        over all runs, of which the run keeps what the earlier runs did not spend."""
+        with self.writing():
+            n, before = self.conn.execute(
+                "SELECT COALESCE(MAX(run), 0), COALESCE(SUM(cost), 0) FROM job_runs WHERE job_id = ?",
+                (job_id,)).fetchone()
+            self.conn.execute(
+                "INSERT INTO job_runs (job_id, run, status, total, done, failed, cost, budget, message, error, worker_pid,"
+                " started_at, finished_at, archived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, n + 1, status, total, done, failed, round(max(0.0, cost - before), 8), budget, message,
+                 error, worker_pid, started_at, finished_at, now()))
+
+    def requeue_job(self, job_id: int, *, total: int | None = None, message: str = "queued again") -> None:
+        """Mark the job queued for a new run: counts, error, worker and times cleared."""
+        with self.writing():
+            self.conn.execute(
+                "UPDATE jobs SET status = 'queued', total = COALESCE(?, total), done = 0, failed = 0, message = ?,"
+                " error = NULL, worker_pid = NULL, heartbeat_at = NULL, started_at = NULL, finished_at = NULL"
+                " WHERE id = ?", (total, message, job_id))
+
+    def cancel_job(self, job_id: int) -> None:
+        """Mark a queued, running or paused job cancelled (a running one's worker writes finished_at)."""
+        with self.writing():
+            self.conn.execute(
+                "UPDATE jobs SET status = 'cancelled', message = 'cancelled by user',"
+                " finished_at = CASE WHEN status = 'running' THEN NULL ELSE ? END"
+                " WHERE id = ? AND status IN ('queued', 'running', 'paused')", (now(), job_id))
+
+    def claim_job(self, job_id: int, pid: int, *, status: str, heartbeat_at: str | None) -> bool:
+        """Compare-and-set: the job becomes running under ``pid`` only if it is still in ``status``
+        with this heartbeat (nobody claimed it meanwhile)."""
+        with self.writing():
+            ts = now()
+            cur = self.conn.execute(
+                "UPDATE jobs SET status = 'running', worker_pid = ?, heartbeat_at = ?, started_at = COALESCE(started_at, ?),"
+                " error = NULL WHERE id = ? AND status = ? AND COALESCE(heartbeat_at, '') = COALESCE(?, '')",
+                (pid, ts, ts, job_id, status, heartbeat_at))
+        return cur.rowcount == 1
+
+    def update_job(self, job_id: int, *, owner: int | None = None, **cols: Any) -> None:
+        """Write job columns; with ``owner``, only while that worker pid still holds the job."""
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        guard, extra = (" AND worker_pid = ?", [owner]) if owner is not None else ("", [])
+        with self.writing():
+            self.conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?{guard}", [*cols.values(), job_id, *extra])
+
+    def beat_job(self, job_id: int, owner: int | None) -> bool:
+        """Refresh a running job's heartbeat while ``owner`` holds it; False when the store stayed
+        busy beyond the timeout (the caller tries again at its next beat)."""
+        try:
+            with self.writing():
+                self.conn.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ? AND status = 'running'"
+                                  " AND worker_pid IS ?", (now(), job_id, owner))
+        except sqlite3.OperationalError:
+            return False
+        return True
+
+    def swap_job_worker(self, job_id: int, expected: int | None, pid: int | None) -> bool:
+        """Compare-and-set a queued job's worker pid from ``expected`` to ``pid``."""
+        with self.writing():
+            cur = self.conn.execute(
+                "UPDATE jobs SET worker_pid = ? WHERE id = ? AND status = 'queued' AND worker_pid IS ?",
+                (pid, job_id, expected))
+        return cur.rowcount == 1
+
+    # ==================== deleting (a dataset, judge, feature set or profile, with what goes with it)
 
     def _delete_where(self, kind: str, name: str, dataset: str | None) -> dict[str, tuple[str, list[Any]]]:
         """Per table, the WHERE clause (and parameters) of the rows a deletion removes."""
@@ -1034,429 +1721,7 @@ class Store:
         del plan
         return removed, copy
 
-    # ------------------------------------------------------------------ reads
-
-    def rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        cur = self.conn.execute(sql, tuple(params))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
-
-    def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        row = self.conn.execute(sql, tuple(params)).fetchone()
-        return row[0] if row else None
-
-    def version(self) -> tuple:
-        """Changes whenever stored content does (samples, judges, labels, features, profiles, datasets):
-        the largest rowids move with inserts, the revision counter with updates and deletes. Cheap
-        (the ends of the rowid trees, no count), so caches can key on it; job bookkeeping does not
-        move it."""
-        return tuple(self.conn.execute(
-            "SELECT " + ", ".join(f"(SELECT MAX(rowid) FROM {t})" for t in REVISED_TABLES)
-            + ", (SELECT n FROM revision)").fetchone())
-
-    def is_empty(self) -> bool:
-        return not self.scalar("SELECT EXISTS (SELECT 1 FROM samples)")
-
-    def datasets(self) -> list[dict[str, Any]]:
-        return self.rows(
-            "WITH n AS (SELECT dataset, COUNT(*) AS samples FROM samples GROUP BY dataset),"
-            " per AS (SELECT s.dataset, COUNT(*) AS labels, COUNT(DISTINCT l.judge) AS judges"
-            "         FROM samples s JOIN labels l ON l.sample_id = s.id GROUP BY s.dataset)"
-            " SELECT d.name, d.source, d.licence, d.description, d.synthetic, d.imported_at,"
-            " COALESCE(n.samples, 0) AS samples, COALESCE(per.judges, 0) AS judges, COALESCE(per.labels, 0) AS labels"
-            " FROM datasets d LEFT JOIN n ON n.dataset = d.name LEFT JOIN per ON per.dataset = d.name ORDER BY d.name"
-        )
-
-    def judges(self, dataset: str | None = None) -> list[dict[str, Any]]:
-        """Judges with labels (on the dataset), with their label counts."""
-        # one scan of the labels (NOT INDEXED: walking the judge index and fetching each row is
-        # twice as slow at the paper's 173k labels), aggregated before the join to judges
-        where, params = ("WHERE l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)", [dataset]) if dataset \
-            else ("", [])
-        return self.rows(
-            "SELECT j.name, j.kind, j.notes, j.size_b, agg.labels, agg.a, agg.b, agg.tie, agg.with_prob,"
-            " agg.both_orders, agg.consistent FROM judges j JOIN ("
-            "  SELECT l.judge, COUNT(*) AS labels,"
-            "  SUM(l.choice = 'A') AS a, SUM(l.choice = 'B') AS b, SUM(l.choice = 'tie') AS tie,"
-            "  SUM(l.prob_a IS NOT NULL) AS with_prob,"
-            "  SUM(l.verdict_ab IS NOT NULL AND l.verdict_ba IS NOT NULL) AS both_orders,"
-            "  SUM(l.verdict_ab IS NOT NULL AND l.verdict_ab = l.verdict_ba) AS consistent"
-            f"  FROM labels l NOT INDEXED {where} GROUP BY l.judge"
-            ") agg ON agg.judge = j.name ORDER BY j.name",
-            params,
-        )
-
-    def judge_names(self, dataset: str | None = None) -> list[str]:
-        """Names of the judges with a label (on the dataset): one index probe per judge, no label scan."""
-        where, params = (" AND l.sample_id IN (SELECT id FROM samples WHERE dataset = ?)", [dataset]) if dataset \
-            else ("", [])
-        return [r[0] for r in self.conn.execute(
-            f"SELECT name FROM judges j WHERE EXISTS (SELECT 1 FROM labels l WHERE l.judge = j.name{where})"
-            " ORDER BY name", params)]
-
-    def category_counts(self, dataset: str | None = None) -> list[dict[str, Any]]:
-        """Samples per dataset and user category (only datasets that have categories), with the
-        scenario group each category maps to when all its samples share one (else None)."""
-        where, params = ("AND dataset = ?", [dataset]) if dataset else ("", [])
-        return self.rows(
-            "SELECT dataset, category, COUNT(*) AS samples,"
-            " CASE WHEN COUNT(DISTINCT scenario_group) = 1 AND COUNT(scenario_group) = COUNT(*)"
-            "  THEN MIN(scenario_group) END AS scenario_group"
-            " FROM samples WHERE dataset IN (SELECT DISTINCT dataset FROM samples WHERE category IS NOT NULL)"
-            f" {where} GROUP BY dataset, category ORDER BY dataset, category IS NULL, category", params)
-
-    def categories(self, dataset: str) -> list[str]:
-        """The user's own categories of a dataset, sorted (index-only)."""
-        return [r[0] for r in self.conn.execute(
-            "SELECT DISTINCT category FROM samples WHERE dataset = ? AND category IS NOT NULL ORDER BY category",
-            (dataset,))]
-
-    def scenario_counts(self, dataset: str | None = None) -> list[dict[str, Any]]:
-        where, params = ("WHERE dataset = ?", [dataset]) if dataset else ("", [])
-        return self.rows(
-            "SELECT dataset, COALESCE(scenario_group, '(unclassified)') AS scenario_group, COUNT(*) AS samples"
-            f" FROM samples {where} GROUP BY dataset, scenario_group ORDER BY dataset, scenario_group",
-            params,
-        )
-
-    def labels(self, dataset: str | None = None, judges: list[str] | None = None) -> list[dict[str, Any]]:
-        sql = (
-            "SELECT l.sample_id, l.judge, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, s.dataset"
-            " FROM labels l JOIN samples s ON s.id = l.sample_id WHERE 1=1"
-        )
-        params: list[Any] = []
-        if dataset:
-            sql += " AND s.dataset = ?"
-            params.append(dataset)
-        if judges:
-            sql += f" AND l.judge IN ({', '.join('?' * len(judges))})"
-            params.extend(judges)
-        return self.rows(sql, params)
-
-    def choices(self, dataset: str, judge: str) -> dict[str, str]:
-        """sample id -> the judge's choice (A, B, tie) on the dataset: primary-key probes, no join."""
-        return dict(self.conn.execute(
-            "SELECT sample_id, choice FROM labels WHERE judge = ?"
-            " AND sample_id IN (SELECT id FROM samples WHERE dataset = ?)", (judge, dataset)))
-
-    def sample(self, sample_id: str) -> dict[str, Any] | None:
-        rows = self.rows("SELECT * FROM samples WHERE id = ?", [sample_id])
-        if not rows:
-            return None
-        row = rows[0]
-        for k in ("cases", "metadata"):
-            row[k] = json.loads(row[k]) if row[k] else {}
-        return row
-
-    def sample_ids(self, dataset: str) -> list[str]:
-        """The dataset's sample ids in import order (the order label lists refer to)."""
-        return [r[0] for r in self.conn.execute(
-            "SELECT id FROM samples WHERE dataset = ? ORDER BY position", (dataset,)
-        )]
-
-    def pair_meta(self, dataset: str) -> dict[str, dict[str, Any]]:
-        """Per sample id: the two responding models and the query cases (decoded), for the simulator."""
-        out = {}
-        for sid, model_a, model_b, cases in self.conn.execute(
-            "SELECT id, model_a, model_b, cases FROM samples WHERE dataset = ?", (dataset,)
-        ):
-            out[sid] = {"model_a": model_a, "model_b": model_b, "cases": json.loads(cases) if cases else {}}
-        return out
-
-    def search(self, text: str, *, dataset: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """Full-text search over query and responses, best match first."""
-        q = fts_query(text)
-        if not q:
-            return []
-        # rank inside FTS5 first and join only the hits kept: joining every match before the
-        # LIMIT costs seconds on common words over 100k samples (see _fts_hits for the rest)
-        hits, params = self._fts_hits(q, SampleFilter(dataset=dataset))
-        params.append(limit)
-        return self.rows(
-            "SELECT s.id, s.dataset, s.scenario_group, substr(s.query, 1, 200) AS query FROM"
-            f" ({hits} ORDER BY score, rowid LIMIT ?) hit"
-            " JOIN samples s ON s.rowid = hit.rowid ORDER BY hit.score, hit.rowid",
-            params,
-        )
-
-    # ------------------------------------------------------------------ browsing (the Samples page)
-
-    def dataset_span(self, dataset: str) -> tuple[int, int] | None:
-        """(first, last) rowid of a dataset when its samples fill that rowid range alone (the usual
-        case: an import appends), else None. Cached until this or another connection writes."""
-        cache = self.__dict__.setdefault("_span_cache", {})
-        version = (self.conn.total_changes, self.scalar("PRAGMA data_version"))
-        hit = cache.get(dataset)
-        if hit is None or hit[0] != version:
-            lo, hi, n = self.conn.execute(
-                "SELECT MIN(rowid), MAX(rowid), COUNT(*) FROM samples WHERE dataset = ?", (dataset,)).fetchone()
-            hit = cache[dataset] = (version, (lo, hi) if n and hi - lo + 1 == n else None)
-        return hit[1]
-
-    def _filter_sql(self, f: "SampleFilter") -> tuple[list[str], list[Any]]:
-        """WHERE terms over ``samples s`` for everything in ``f`` but the text."""
-        from . import catalogue
-
-        where: list[str] = []
-        params: list[Any] = []
-        if f.dataset:
-            where.append("s.dataset = ?")
-            params.append(f.dataset)
-        if f.scenario == UNCLASSIFIED:
-            where.append("s.scenario_group IS NULL")
-        elif f.scenario:
-            where.append("s.scenario_group = ?")
-            params.append(f.scenario)
-        if f.category == UNCATEGORISED:
-            where.append("s.category IS NULL")
-        elif f.category:
-            where.append("s.category = ?")
-            params.append(f.category)
-        if f.case:
-            if f.case not in catalogue.case_keys():
-                raise ValueError(f"unknown query case {f.case!r}; cases are {', '.join(catalogue.case_keys())}")
-            where.append("json_extract(s.cases, '$.' || ?) = 1")
-            params.append(f.case)
-        if f.judge:
-            # correlated probes of the primary keys: a page in dataset order stops early, where a
-            # materialised id list would read every label of the judge first
-            where.append("EXISTS (SELECT 1 FROM labels WHERE sample_id = s.id AND judge = ?)")
-            params.append(f.judge)
-        if f.disagree:
-            if len(set(f.disagree)) < 2:
-                raise ValueError("pick two or more judges to find where they disagree")
-            where.append("(SELECT COUNT(DISTINCT choice) FROM labels WHERE sample_id = s.id AND judge IN"
-                         f" ({', '.join('?' * len(f.disagree))}) AND choice != 'tie') > 1")
-            params.extend(f.disagree)
-        if f.attributes:
-            if not f.feature_source:
-                raise ValueError("filtering on attributes needs a feature source")
-            value = {"A": "= 1", "B": "= -1"}.get(f.direction or "", "!= 0")
-            if f.direction not in (None, "", "any", "A", "B"):
-                raise ValueError(f"direction must be A, B or any, not {f.direction!r}")
-            for attr in f.attributes:
-                where.append("EXISTS (SELECT 1 FROM features WHERE sample_id = s.id AND source = ? AND attribute = ?"
-                             f" AND value {value}" + ("" if f.include_excluded else " AND excluded = 0") + ")")
-                params.extend([f.feature_source, attr])
-        return where, params
-
-    def _fts_hits(self, q: str, f: "SampleFilter") -> tuple[str, list[Any]]:
-        """``SELECT rowid, score`` of the full-text matches that pass ``f`` (lower score = better).
-
-        bm25() sorted by SQLite's top-N sorter under a LIMIT, not FTS5's ``ORDER BY rank``, which
-        sorts every match in a second statement first (twice the time on common words). A dataset
-        is a rowid range when it fills one (FTS5 seeks it); other filters join as a set that FTS5
-        must not see: a ``rowid IN`` it can use runs one full-text query per listed sample (minutes
-        at 100k), hence ``+rowid``."""
-        sql = "SELECT rowid, bm25(samples_fts) AS score FROM samples_fts WHERE samples_fts MATCH ?"
-        params: list[Any] = [q]
-        span = self.dataset_span(f.dataset) if f.dataset else None
-        if span:
-            sql += " AND rowid BETWEEN ? AND ?"
-            params.extend(span)
-        where, wparams = self._filter_sql(f if not span else _without_dataset(f))
-        if where:
-            sql += f" AND +rowid IN (SELECT s.rowid FROM samples s WHERE {' AND '.join(where)})"
-            params.extend(wparams)
-        return sql, params
-
-    def browse(self, f: "SampleFilter | None" = None, *, offset: int = 0,
-               limit: int = 50) -> tuple[list[dict[str, Any]], int]:
-        """One page of the samples that pass ``f`` and how many pass in all.
-
-        Rows in dataset order (dataset, then position), or best match first when ``f.text`` is set
-        (``score``: bm25, lower is better). Each row: id, dataset, position, scenario_group, query
-        (its start), models, word counts; ``choices`` and ``prob_a`` of ``f.shown_judges()`` (None
-        where a judge did not label it); ``features``: the value of each filtered attribute."""
-        f = f or SampleFilter()
-        offset, limit = max(int(offset), 0), max(int(limit), 0)
-        judges = f.shown_judges()
-        extra, xparams = [], []
-        for i, j in enumerate(judges):
-            extra.append(f"(SELECT choice FROM labels WHERE sample_id = s.id AND judge = ?) AS _c{i}")
-            extra.append(f"(SELECT prob_a FROM labels WHERE sample_id = s.id AND judge = ?) AS _p{i}")
-            xparams.extend([j, j])
-        for i, a in enumerate(f.attributes):
-            extra.append(f"(SELECT value FROM features WHERE sample_id = s.id AND source = ? AND attribute = ?) AS _f{i}")
-            xparams.extend([f.feature_source, a])
-        cols = ("s.id, s.dataset, s.position, s.scenario_group, substr(s.query, 1, 160) AS query, s.model_a,"
-                " s.model_b, s.words_a, s.words_b" + "".join(", " + e for e in extra))
-        q = fts_query(f.text or "")
-        if f.text and not q:
-            return [], 0
-        if q:
-            hits, hparams = self._fts_hits(q, f)
-            total = self.scalar(f"SELECT COUNT(*) FROM ({hits})", hparams)
-            rows = self.rows(
-                f"SELECT {cols}, hit.score FROM ({hits} ORDER BY score, rowid LIMIT ? OFFSET ?) hit"
-                " JOIN samples s ON s.rowid = hit.rowid ORDER BY hit.score, hit.rowid",
-                xparams + hparams + [limit, offset])
-        else:
-            where, params = self._filter_sql(f)
-            clause = " WHERE " + " AND ".join(where) if where else ""
-            total = self.scalar(f"SELECT COUNT(*) FROM samples s{clause}", params)
-            rows = self.rows(f"SELECT {cols} FROM samples s{clause} ORDER BY s.dataset, s.position LIMIT ? OFFSET ?",
-                             xparams + params + [limit, offset])
-        for r in rows:
-            r["query"] = " ".join((r["query"] or "").split())
-            r["choices"] = {j: r.pop(f"_c{i}") for i, j in enumerate(judges)}
-            r["prob_a"] = {j: r.pop(f"_p{i}") for i, j in enumerate(judges)}
-            r["features"] = {a: r.pop(f"_f{i}") for i, a in enumerate(f.attributes)}
-        return rows, int(total or 0)
-
-    def browse_index(self, sample_id: str, f: "SampleFilter | None" = None) -> int | None:
-        """Where a sample stands in ``browse``'s order for ``f`` (0-based), or None when it does not
-        pass the filter: for previous / next, and for the page a linked sample is on."""
-        f = f or SampleFilter()
-        q = fts_query(f.text or "")
-        if f.text and not q:
-            return None
-        if q:
-            hits, params = self._fts_hits(q, f)
-            rowid = self.scalar("SELECT rowid FROM samples WHERE id = ?", [sample_id])
-            row = None if rowid is None else self.conn.execute(f"{hits} AND rowid = ?", params + [rowid]).fetchone()
-            if row is None:
-                return None
-            score = row[1]
-            return int(self.scalar(f"SELECT COUNT(*) FROM ({hits}) WHERE score < ? OR (score = ? AND rowid < ?)",
-                                   params + [score, score, rowid]))
-        where, params = self._filter_sql(f)
-        clause = " AND ".join(where) if where else "1 = 1"
-        row = self.conn.execute(f"SELECT s.dataset, s.position FROM samples s WHERE {clause} AND s.id = ?",
-                                params + [sample_id]).fetchone()
-        if row is None:
-            return None
-        return int(self.scalar(f"SELECT COUNT(*) FROM samples s WHERE {clause} AND (s.dataset, s.position) < (?, ?)",
-                               params + list(row)))
-
-    def sample_labels(self, sample_id: str) -> list[dict[str, Any]]:
-        """Every judge's vote on one sample: choice, P(A), the verdicts in both orders, the judge's kind."""
-        return self.rows(
-            "SELECT l.judge, j.kind, l.choice, l.prob_a, l.verdict_ab, l.verdict_ba, l.strength_ab, l.strength_ba,"
-            " l.source FROM labels l"
-            " LEFT JOIN judges j ON j.name = l.judge WHERE l.sample_id = ? ORDER BY l.judge", [sample_id])
-
-    def sample_features(self, sample_id: str, source: str | None = None) -> list[dict[str, Any]]:
-        """One sample's comparison features (all sources, or one), provenance decoded."""
-        sql = ("SELECT source, attribute, value, score_a, score_b, excluded, provenance FROM features"
-               " WHERE sample_id = ?")
-        params: list[Any] = [sample_id]
-        if source is not None:
-            sql += " AND source = ?"
-            params.append(source)
-        rows = self.rows(sql + " ORDER BY source", params)
-        for r in rows:
-            r["provenance"] = json.loads(r["provenance"]) if r["provenance"] else {}
-        return rows
-
-    def overview(self) -> "Overview":
-        """Everything the Overview page shows, in one call."""
-        return Overview(
-            counts=self.table_counts(),
-            datasets=self.datasets(),
-            scenarios=self.scenario_counts(),
-            judges=self.judges(),
-        )
-
-    def table_counts(self) -> dict[str, int]:
-        names = ["datasets", "samples", "judges", "labels", "annotations", "features", "jobs", "profiles"]
-        return {n: self.scalar(f"SELECT COUNT(*) FROM {n}") for n in names}
-
-    # ---- batch mode (core/batch.py): llm_batches, llm_batch_requests
-
-    def batch_states(self, keys: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
-        """For each of ``keys`` in a batch: the state that matters most (a result waiting to be
-        recorded, else still sent), with the result line and error."""
-        rank = {"answered": 0, "errored": 1, "sent": 2}
-        out: dict[str, tuple[str, str | None, str | None]] = {}
-        for key, state, result, error in _chunked_in(
-                self.conn, "SELECT request_key, state, result, error FROM llm_batch_requests"
-                " WHERE state IN ('answered', 'errored', 'sent') AND request_key IN ({})", keys):
-            if key not in out or rank[state] < rank[out[key][0]]:
-                out[key] = (state, result, error)
-        return out
-
-    def failed_attempts(self, keys: list[str]) -> dict[str, int]:
-        """How many times each of ``keys`` failed for good (all samples' rows together)."""
-        out: dict[str, int] = {}
-        for key, n in _chunked_in(self.conn, "SELECT request_key, SUM(attempts) FROM annotations WHERE status = 'failed'"
-                                             " AND request_key IN ({}) GROUP BY request_key", keys):
-            out[key] = int(n or 0)
-        return out
-
-    def mark_batch_recorded(self, key: str) -> None:
-        with self.writing():
-            self.conn.execute("UPDATE llm_batch_requests SET state = 'recorded', result = NULL"
-                              " WHERE request_key = ? AND state IN ('answered', 'errored')", (key,))
-
-    def add_llm_batch(self, row: dict[str, Any], requests: list[tuple[str, str]]) -> None:
-        """Record a written batch file and its requests (key, sample id), state 'sent', in one
-        transaction; the same file again (same id) changes nothing."""
-        ts = now()
-        with self.writing():
-            if self.conn.execute("SELECT 1 FROM llm_batches WHERE id = ?", (row["id"],)).fetchone():
-                return
-            row = {**row, "created_at": ts, "updated_at": ts}
-            cols = list(row)
-            self.conn.execute(f"INSERT INTO llm_batches ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                              [row[c] for c in cols])
-            self.conn.executemany("INSERT OR REPLACE INTO llm_batch_requests (batch_id, request_key, sample_id, state)"
-                                  " VALUES (?, ?, ?, 'sent')", [(row["id"], k, sid) for k, sid in requests])
-
-    def update_llm_batch(self, batch_id: str, **cols: Any) -> None:
-        cols["updated_at"] = now()
-        with self.writing():
-            self.conn.execute(f"UPDATE llm_batches SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
-                              [*cols.values(), batch_id])
-
-    def llm_batches(self, *, statuses: tuple[str, ...] | None = None, base_url: str | None = None,
-                    model: str | None = None, job_id: int | None = None) -> list[dict[str, Any]]:
-        where, params = [], []
-        if statuses:
-            where.append(f"status IN ({', '.join('?' * len(statuses))})")
-            params += list(statuses)
-        if base_url is not None:
-            where.append("base_url = ?")
-            params.append(base_url)
-        if model is not None:
-            where.append("model = ?")
-            params.append(model)
-        if job_id is not None:
-            where.append("job_id = ?")
-            params.append(job_id)
-        return self.rows("SELECT * FROM llm_batches" + (f" WHERE {' AND '.join(where)}" if where else "")
-                         + " ORDER BY created_at, id", params)
-
-    def batch_request_keys(self, batch_id: str, state: str = "sent") -> set[str]:
-        return {r[0] for r in self.conn.execute(
-            "SELECT request_key FROM llm_batch_requests WHERE batch_id = ? AND state = ?", (batch_id, state))}
-
-    def batch_of_keys(self, keys: list[str]) -> dict[str, str]:
-        """The batch each of ``keys`` was last sent in (any state), for ingesting a runner's file."""
-        out: dict[str, str] = {}
-        for key, batch in _chunked_in(self.conn, "SELECT b.request_key, b.batch_id FROM llm_batch_requests b"
-                                                 " JOIN llm_batches l ON l.id = b.batch_id WHERE b.request_key IN ({})"
-                                                 " ORDER BY l.created_at", keys):
-            out[key] = batch
-        return out
-
-    def stage_batch_results(self, batch_id: str, results: list[tuple[str, str, str | None, str | None]]) -> None:
-        """Store result lines the moment they are read: (request key, state 'answered' or
-        'errored', the line, the error). Only requests still waiting in that batch take them."""
-        with self.writing():
-            self.conn.executemany(
-                "UPDATE llm_batch_requests SET state = ?, result = ?, error = ? WHERE batch_id = ? AND request_key = ?"
-                " AND state IN ('sent', 'dropped')", [(st, line, err, batch_id, key) for key, st, line, err in results])
-
-    def drop_batch(self, batch_id: str, status: str = "superseded") -> None:
-        """A batch file that will not come back (superseded by a newer file for another runner):
-        its requests waiting in it may be planned again."""
-        with self.writing():
-            self.conn.execute("UPDATE llm_batch_requests SET state = 'dropped' WHERE batch_id = ? AND state = 'sent'",
-                              (batch_id,))
-            self.conn.execute("UPDATE llm_batches SET status = ?, updated_at = ? WHERE id = ?", (status, now(), batch_id))
-
-    # ------------------------------------------------------------------ experiments (core/experiment.py)
+    # ==================== experiments (core/experiment.py): settings, provenance, result
 
     _EXPERIMENT_JSON = ("spec", "result", "provenance")
 
@@ -1570,9 +1835,9 @@ class Design:
 @dataclass(frozen=True)
 class Overview:
     counts: dict[str, int]
-    datasets: list[dict[str, Any]]
-    scenarios: list[dict[str, Any]]
-    judges: list[dict[str, Any]]
+    datasets: list[DatasetRow]
+    scenarios: list[ScenarioCountRow]
+    judges: list[JudgeRow]
 
 
 def fts_query(text: str) -> str:

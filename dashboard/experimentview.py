@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import catalogue
-from dashboard import charts, data, viewurl, workbench
+from dashboard import charts, data, data_experiments, data_simulator, viewurl, workbench
 from dashboard.render import plain
 
 
@@ -18,7 +18,7 @@ def pct(x, signed: bool = False) -> str:
 
 def section(fp: tuple) -> int | None:
     """Render the section; the experiment shown (for the page's URL: ``?experiment=ID``), or None."""
-    exps = data.experiments(fp)
+    exps = data_experiments.experiments(fp)
     ids = [e["id"] for e in exps]
     linked = bool(ids) and viewurl.restore("sim_experiment", "experiment", ids, parse=int)
     chosen = None
@@ -44,7 +44,7 @@ def section(fp: tuple) -> int | None:
 
 
 def _show(fp: tuple, experiment_id: int) -> None:
-    view = data.experiment_view(fp, experiment_id)
+    view = data_experiments.experiment_view(fp, experiment_id)
     if view is None:
         st.warning(f"No experiment {experiment_id}.")
         return
@@ -83,14 +83,14 @@ def _form(fp: tuple) -> None:
     from core.experiment import Arm, ExperimentError, Spec
     from core.llm import LLMSettings
 
-    profiles = data.experiment_profiles(fp)
+    profiles = data_experiments.experiment_profiles(fp)
     if not profiles:
         st.caption("An experiment needs a judge's profile fitted on features new answers can get: the offline "
                    "heuristics (heuristic:v1) or LLM annotations. Fit one on the Annotate & fit page.")
         return
     prof = st.selectbox("Judge's profile", profiles, key="sim_exp_profile",
                         format_func=lambda p: f"{p[2]} · {p[0]} · {catalogue.scope_label(p[1])} · {p[3]} · {p[4]}")
-    datasets = [d for d in data.simulation_datasets(fp)] or [prof[0]]
+    datasets = [d for d in data_simulator.simulation_datasets(fp)] or [prof[0]]
     qds = st.selectbox("Queries from dataset (baseline: its response B)", datasets, key="sim_exp_queries")
     limit = st.number_input("Queries", 1, 5000, 50, key="sim_exp_limit")
     default = LLMSettings.from_env()
@@ -110,12 +110,12 @@ def _form(fp: tuple) -> None:
                                                          "feature_source": prof[3], "method": prof[4]},
                         arms=[Arm.parse(a) for a in arms_text.split(";") if a.strip()],
                         queries={"dataset": qds, "limit": int(limit)})
-            st.session_state["sim_exp_created"] = data.create_experiment(spec)
+            st.session_state["sim_exp_created"] = data_experiments.create_experiment(spec)
         except (ExperimentError, ValueError) as e:
             st.error(plain(str(e)))
     created = st.session_state.get("sim_exp_created")
     if created:
-        est = data.experiment_estimate(created)
+        est = data_experiments.experiment_estimate(created)
         st.code(est.text(), language=None)
         if st.button(f"Start experiment #{created}", key="sim_exp_start", type="primary"):
             st.session_state.pop("sim_exp_created")

@@ -21,7 +21,7 @@ from core import config, importers, jobs
 from core.llm import KEY_ENVS, LLMSettings
 from core.prices import fmt_cost
 from core.store import category_scope
-from dashboard import auth, data
+from dashboard import auth, data, data_judges, data_samples
 from dashboard.render import plain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -343,7 +343,7 @@ def fit_form(prefix: str, overview: dict, *, default_judges: list[str] | None = 
     """Fit chosen judges' profiles on a feature set: a fit job, watched like the others."""
     names = list(overview["datasets"]["name"])
     dataset = st.selectbox("Dataset", names, key=f"{prefix}_dataset")
-    fs = data.feature_sources(data.activity_fingerprint(), dataset)
+    fs = data_judges.feature_sources(data.activity_fingerprint(), dataset)
     if not fs["sources"]:
         st.info("This dataset has no features yet: annotate it first (the offline heuristics need no LLM).")
         return
@@ -351,18 +351,18 @@ def fit_form(prefix: str, overview: dict, *, default_judges: list[str] | None = 
     sources = list(sizes)
     source = st.selectbox("Feature set", sources, index=sources.index(fs["default"]), key=f"{prefix}_source",
                           format_func=lambda s: f"{s} ({sizes[s]:,} samples)")
-    judge_names = data.dataset_judges(data.fingerprint(), dataset)
+    judge_names = data_judges.dataset_judges(data.fingerprint(), dataset)
     k = f"{prefix}_judges"
     if k in st.session_state:  # set by another widget (a judge just added): keep what this dataset has
         st.session_state[k] = [j for j in st.session_state[k] if j in judge_names]
     default = [j for j in (default_judges or []) if j in judge_names] or None
     chosen = st.multiselect("Judges", judge_names, default=None if k in st.session_state else default, key=k,
                             placeholder="every judge with labels")
-    own = [category_scope(c) for c in data.sample_options(data.fingerprint(), dataset).categories]
+    own = [category_scope(c) for c in data_samples.sample_options(data.fingerprint(), dataset).categories]
     k = f"{prefix}_scopes"
     if k in st.session_state:  # a category scope of another dataset is not offered here
-        st.session_state[k] = [x for x in st.session_state[k] if x in data.fit_scopes() or x in own]
-    scopes = st.multiselect("Scopes", data.fit_scopes() + own, key=k,
+        st.session_state[k] = [x for x in st.session_state[k] if x in data_judges.fit_scopes() or x in own]
+    scopes = st.multiselect("Scopes", data_judges.fit_scopes() + own, key=k,
                             placeholder="every scope: all, the scenario groups, the query cases",
                             help="category:NAME scopes are the dataset's own categories (fitted only when chosen)")
     method = st.radio("Method", ["fast", "exact"], horizontal=True, key=f"{prefix}_method",

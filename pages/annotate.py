@@ -3,7 +3,7 @@ judges' profiles. Both run as background jobs recorded in the store and watched 
 
 import streamlit as st
 
-from dashboard import auth, data, guide, workbench
+from dashboard import auth, data, data_judges, guide, workbench
 
 st.title("Annotate & fit")
 guide.how_to_read("annotate")
@@ -43,7 +43,7 @@ with annotate_tab:
         budget = st.number_input("Budget (USD; 0: none)", min_value=0.0, value=0.0, step=0.5, format="%.2f",
                                  key="ann_budget", help="the job stops cleanly before its projected spend passes it")
         st.markdown("**Cost estimate** (before anything is sent)")
-        est = data.job_estimate(data.activity_fingerprint(), "annotate", selection["dataset"],
+        est = data_judges.job_estimate(data.activity_fingerprint(), "annotate", selection["dataset"],
                                 tuple(selection["scenarios"]), selection["limit"], tuple(sorted(llm.items())), both)
         workbench.show_estimate(est, llm)
         kind, params = "annotate", {**selection, "both_orders": both, "llm": llm}

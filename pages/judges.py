@@ -3,7 +3,7 @@ places; add a judge (upload its labels or collect them from a model) and fit it.
 
 import streamlit as st
 
-from dashboard import auth, charts, data, guide, viewurl, workbench
+from dashboard import auth, charts, data, data_judges, guide, viewurl, workbench
 from dashboard.render import plain
 
 st.title("Judges")
@@ -22,7 +22,7 @@ if not names:
 viewurl.restore("judges_dataset", "dataset", names)
 dataset = st.selectbox("Dataset", [None, *names], index=1 if len(names) == 1 else 0, key="judges_dataset",
                        format_func=lambda d: "every dataset" if d is None else d)
-base = data.judge_table(fp, dataset, None)
+base = data_judges.judge_table(fp, dataset, None)
 
 if base.empty:
     st.info("No judge has labels here yet: add one below.")
@@ -33,7 +33,7 @@ else:
     viewurl.restore("judges_reference", "reference", options)
     reference = st.selectbox("Reference judge", options, index=default, key="judges_reference",
                              help="agreement is measured against this judge, on the samples both labelled")
-    table = data.judge_table(fp, dataset, reference)
+    table = data_judges.judge_table(fp, dataset, reference)
     st.dataframe(
         table, hide_index=True,
         column_order=["name", "kind", "size_b", "labels", "agreement_ref", "chance_ref", "kappa_ref", "kappa_lo",
@@ -74,7 +74,7 @@ else:
                     width="stretch")
 
     st.subheader("Agreement between every two judges")
-    agree = data.judge_pairs(fp, dataset)
+    agree = data_judges.judge_pairs(fp, dataset)
     if agree.empty or agree["judge_a"].nunique() < 2:
         st.info("Fewer than two judges here.")
     else:
@@ -106,7 +106,7 @@ if not base.empty:
                                "(gpt/o1 -> openai, claude -> anthropic, llama/vicuna -> llama, qwen, mistral, ...)")
     pairs = tuple(tuple(x.split("=", 1)) for x in (t.strip() for t in extra.split(",")) if "=" in x)
     try:
-        card = data.bias_card(fp, card_judge, dataset, pairs)
+        card = data_judges.bias_card(fp, card_judge, dataset, pairs)
     except ValueError as e:
         st.info(plain(str(e)))
     else:
@@ -162,7 +162,7 @@ def collect_labels() -> None:
     budget = st.number_input("Budget (USD; 0: none)", min_value=0.0, value=0.0, step=0.5, format="%.2f",
                              key="collect_budget")
     st.markdown("**Cost estimate** (before anything is sent)")
-    est = data.job_estimate(data.activity_fingerprint(), "judge", selection["dataset"], tuple(selection["scenarios"]),
+    est = data_judges.job_estimate(data.activity_fingerprint(), "judge", selection["dataset"], tuple(selection["scenarios"]),
                             selection["limit"], tuple(sorted(llm.items())), both_orders)
     workbench.show_estimate(est)
     ready = bool(llm["base_url"] or workbench.key_source())

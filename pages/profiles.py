@@ -10,9 +10,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import catalogue, scopes
-from core.profile import method_rank
-from dashboard import charts, data, guide, viewurl
+from core import catalogue
+from dashboard import charts, data, data_profiles, guide, picker, viewurl
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
 
 PAGES = Path(__file__).resolve().parent
@@ -21,7 +20,7 @@ SAMPLES = PAGES / "samples.py"
 st.title("Preference profiles")
 guide.how_to_read("profiles")
 fp = data.fingerprint()
-index = data.profile_index(fp)
+index = data_profiles.profile_index(fp)
 
 if index.empty:
     st.info(
@@ -39,47 +38,32 @@ def _scope_label(scope: str, n) -> str:
     return f"{name} · n={int(n):,}" if n == n and n is not None else name
 
 
+def _scope_format(rows):
+    scope_n = rows.groupby("scope")["n"].max().to_dict()
+    return lambda s: _scope_label(s, scope_n.get(s))
+
+
+def _default_judges(in_scope: list[str]) -> list[str]:
+    # the judges chosen last carry over to another scope where they have a profile
+    return [j for j in st.session_state.get("profiles_judges_last", []) if j in in_scope] or in_scope[:4]
+
+
 # A link can preselect the view: /profiles?dataset=D&features=F&method=M&scope=S&judge=J1&judge=J2&order=weight
-qp = st.query_params
-
-
-def _at(options: list, name: str) -> int:
-    return options.index(qp[name]) if qp.get(name) in options else 0
-
-
+# (restored once per link by dashboard/viewurl.py, as on the other pages)
 c1, c2, c3 = st.columns(3)
-datasets = sorted(index["dataset"].unique())
-dataset = c1.selectbox("Dataset", datasets, index=_at(datasets, "dataset"), key="profiles_dataset")
-rows = index[index["dataset"] == dataset]
-sources = sorted(rows["feature_source"].unique())
-feature_source = c2.selectbox("Features", sources, index=_at(sources, "features"), key="profiles_features")
-rows = rows[rows["feature_source"] == feature_source]
-methods = sorted(rows["method"].unique(), key=method_rank)  # the order profiles are chosen in
-method = c3.selectbox("Method", methods, index=_at(methods, "method"), key="profiles_method",
-                      help="fast: batched HMC; exact: NUTS; truth: the demo's known weights; imported: published means")
-rows = rows[rows["method"] == method]
-
-scope_order = scopes.order(rows["scope"])
-scope_n = rows.groupby("scope")["n"].max().to_dict()
-c1, c2, c3 = st.columns([1, 2, 1])
-scope = c1.selectbox("Scope", scope_order, index=_at(scope_order, "scope"), key="profiles_scope",
-                     format_func=lambda s: _scope_label(s, scope_n.get(s)),
-                     help="a scenario group, a query-specific case, or all samples; n = labelled samples used")
-in_scope = list(rows.loc[rows["scope"] == scope, "judge"])
-# keyed by the choices above (a kept value outside the new options would empty the widget); the
-# judges chosen last carry over to another scope when they have a profile there; judges named in a
-# link win once, when the link is followed
-linked = tuple(qp.get_all("judge"))
-if linked and st.session_state.get("profiles_link_seen") != linked:
-    st.session_state["profiles_link_seen"] = linked
-    kept = [j for j in linked if j in in_scope]
-else:
-    kept = [j for j in st.session_state.get("profiles_judges_last", []) if j in in_scope]
-chosen = c2.multiselect("Judges", in_scope, default=kept or in_scope[:4],
-                        key=f"profiles_judges|{dataset}|{feature_source}|{method}|{scope}")
+s1, s2, s3 = st.columns([1, 2, 1])
+pick = picker.profile_picker(
+    "profiles", sorted(index["dataset"].unique()), lambda d: data_profiles.index_rows(index, d),
+    where={"dataset": c1, "features": c2, "method": c3, "scope": s1, "judges": s2},
+    helps={"method": "fast: batched HMC; exact: NUTS; truth: the demo's known weights; imported: published means",
+           "scope": "a scenario group, a query-specific case, or all samples; n = labelled samples used"},
+    formats={"scope": _scope_format}, default_judges=_default_judges)
+dataset, feature_source, method, scope = pick.dataset, pick.feature_source, pick.method, pick.scope
+in_scope, chosen = pick.in_scope, pick.judges
 st.session_state["profiles_judges_last"] = chosen
 orders = ["catalogue", "weight"]
-order = c3.radio("Order", orders, index=_at(orders, "order"), horizontal=True, key="profiles_order",
+viewurl.restore("profiles_order", "order", orders)
+order = s3.radio("Order", orders, horizontal=True, key="profiles_order",
                  format_func=lambda o: "by attribute" if o == "catalogue" else "by weight (first judge)")
 # the view goes back into the URL, so that the address bar shares it (the link format above)
 viewurl.keep({"dataset": dataset, "features": feature_source, "method": method, "scope": scope, "judge": chosen,
@@ -89,7 +73,7 @@ if not chosen:
     st.info("Choose at least one judge.")
     st.stop()
 
-view = data.profile_view(fp, dataset, feature_source, method, scope, tuple(chosen))
+view = data_profiles.profile_view(fp, dataset, feature_source, method, scope, tuple(chosen))
 frame, summary = view["frame"], view["summary"]
 
 # ------------------------------------------------------------------ the chart, and the click to drill down
@@ -129,9 +113,9 @@ else:
 d1, d2, d3, d4 = st.columns(4)
 stem = f"profiles_{dataset}_{scope}_{method}".replace(" ", "_")
 shown = (dataset, feature_source, method, scope, tuple(chosen))
-d1.download_button("Weights (CSV)", lambda: data.profile_export(*shown, "csv"), file_name=stem + ".csv",
+d1.download_button("Weights (CSV)", lambda: data_profiles.profile_export(*shown, "csv"), file_name=stem + ".csv",
                    mime="text/csv", on_click="ignore", icon=":material/download:", key="profiles_csv")
-d2.download_button("Weights (JSON)", lambda: data.profile_export(*shown, "json"), file_name=stem + ".json",
+d2.download_button("Weights (JSON)", lambda: data_profiles.profile_export(*shown, "json"), file_name=stem + ".json",
                    mime="application/json", on_click="ignore", icon=":material/download:", key="profiles_json")
 d3.download_button("Chart (PNG)", lambda: charts.chart_image(charts.profile_chart(frame, order=order), "png"),
                    file_name=stem + ".png", mime="image/png", on_click="ignore", icon=":material/image:",
@@ -159,7 +143,7 @@ for i, judge in enumerate(chosen):
                 "mean": st.column_config.NumberColumn("weight", format="%+.3f")})
 
 # ------------------------------------------------------------------ drill-down links
-counts = data.differing_samples(fp, dataset, feature_source, scope)
+counts = data_profiles.differing_samples(fp, dataset, feature_source, scope)
 st.subheader("Samples behind an attribute")
 if not counts:
     st.caption(f"Dataset {md(repr(dataset))} has no samples stored (its profiles were imported), so there is nothing to open.")
@@ -185,7 +169,7 @@ else:
     others = [j for j in in_scope if j != first]
     default_b = next((j for j in chosen if j != first), others[0])
     second = c2.selectbox("minus judge", others, index=others.index(default_b), key="profiles_diff_b")
-    diff = data.weight_difference(fp, dataset, feature_source, method, scope, first, second)
+    diff = data_profiles.weight_difference(fp, dataset, feature_source, method, scope, first, second)
     if diff["lo"].isna().all():
         st.caption("These profiles have no stored posterior draws (imported or known weights: means only), so the "
                    "difference has no interval.")

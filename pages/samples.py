@@ -11,20 +11,20 @@ import streamlit as st
 
 from core import catalogue
 
-from dashboard import charts, data, guide, sampleurl
+from dashboard import charts, data, data_samples, guide, sampleurl
 from dashboard.render import figure, inert_markdown, plain, plain_lines
 
 st.title("Samples")
 guide.how_to_read("samples")
 guide.attribute_catalogue(key="samples_catalogue")
-fp = data.samples_fingerprint()
-datasets = data.sample_datasets(fp)
+fp = data_samples.samples_fingerprint()
+datasets = data_samples.sample_datasets(fp)
 if not datasets:
     st.info("The store has no samples yet. Import data with `python -m core import FORMAT PATH` or build the demo "
             "with `python -m core demo`.")
     st.stop()
 
-CATALOGUE = data.sample_catalogue()
+CATALOGUE = data_samples.sample_catalogue()
 RULES = {a.key: catalogue.rule_text(a) for a in catalogue.attributes()}  # how each attribute is compared, in words
 ATTR_LABEL, GROUPS, CASES = CATALOGUE["attributes"], CATALOGUE["groups"], CATALOGUE["cases"]
 SIDE = {1: "A better", -1: "B better", 0: "equal"}
@@ -34,7 +34,7 @@ K = "samples_"  # session-state prefix of this page's widgets
 
 
 def options_for(dataset: str) -> sampleurl.Options:
-    return data.sample_options(fp, dataset)
+    return data_samples.sample_options(fp, dataset)
 
 
 def load(state: sampleurl.State) -> None:
@@ -64,10 +64,10 @@ def current() -> sampleurl.State:
 # ------------------------------------------------------------------ the URL -> the widgets
 url_now = sampleurl.normalised({k: st.query_params.get_all(k) for k in st.query_params})
 if url_now and url_now != st.session_state.get(K + "url"):  # a link, a reload, back / forward
-    state, problems = sampleurl.parse(url_now, datasets=datasets, dataset_of=lambda i: data.sample_dataset_of(fp, i),
+    state, problems = sampleurl.parse(url_now, datasets=datasets, dataset_of=lambda i: data_samples.sample_dataset_of(fp, i),
                                       options=options_for)
     if state.id and "page" not in url_now:  # open the list at the page that holds the linked sample
-        state = sampleurl.with_page_of(state, data.browse_index(fp, state.id, state.filter()))
+        state = sampleurl.with_page_of(state, data_samples.browse_index(fp, state.id, state.filter()))
     load(state)
     st.session_state[K + "problems"] = problems
 elif K + "dataset" not in st.session_state or st.session_state[K + "dataset"] not in datasets:
@@ -138,13 +138,13 @@ filt = state.filter()
 
 # ------------------------------------------------------------------ the list, one page at a time
 try:
-    listing = data.browse(fp, filt, (state.page - 1) * state.size, state.size)
+    listing = data_samples.browse(fp, filt, (state.page - 1) * state.size, state.size)
     total = listing["total"]
     pages = max(1, -(-total // state.size))
     if state.page > pages:  # a link to a page past the end, or a list that shrank
         ss[K + "page"] = pages
         state = current()
-        listing = data.browse(fp, filt, (state.page - 1) * state.size, state.size)
+        listing = data_samples.browse(fp, filt, (state.page - 1) * state.size, state.size)
 except ValueError as e:  # a filter the store refuses (named in the message)
     st.error(str(e))
     st.stop()
@@ -169,14 +169,14 @@ if listing["ids"]:
             ss[K + "id"] = listing["ids"][rows[0]]
             ss[K + "problems"] = []
     st.caption("Select a row to open the sample.")
-    data.download_buttons(lambda: data.browse_all(fp, filt), f"samples_{filt.dataset or 'all'}", K + "list_download",
+    data.download_buttons(lambda: data_samples.browse_all(fp, filt), f"samples_{filt.dataset or 'all'}", K + "list_download",
                           what=f"The filtered list, all {total:,} rows")
 else:
     st.info("No samples match these filters.")
 
 # ------------------------------------------------------------------ one sample
 sample_id = ss.get(K + "id")
-view = data.sample_view(fp, sample_id) if sample_id else None
+view = data_samples.sample_view(fp, sample_id) if sample_id else None
 if sample_id and view is None:
     st.warning(f"No sample with id {plain(sample_id)}.")
     ss[K + "id"] = None
@@ -184,7 +184,7 @@ if sample_id and view is None:
 
 
 def go(index: int) -> None:
-    target = data.sample_at(fp, filt, index)
+    target = data_samples.sample_at(fp, filt, index)
     if target:
         ss[K + "id"] = target
         ss[K + "page"] = index // current().size + 1
@@ -194,7 +194,7 @@ def go(index: int) -> None:
 if view is not None:
     s = view.sample
     st.divider()
-    index = data.browse_index(fp, sample_id, filt)
+    index = data_samples.browse_index(fp, sample_id, filt)
     h1, h2, h3 = st.columns([1, 3, 1])
     h1.button("Previous", icon=":material/arrow_back:", on_click=go, args=(index - 1 if index is not None else -1,),
               disabled=not index, key=K + "prev", width="stretch")
@@ -259,13 +259,13 @@ if view is not None:
 
     # -------------------------------------------------------------- contributions
     st.subheader("Why this choice")
-    profiled = data.profiled_judges(fp, s["dataset"])
+    profiled = data_samples.profiled_judges(fp, s["dataset"])
     if not profiled:
         st.info("No judge has a profile on this dataset yet: fit them (`python -m core fit --dataset NAME`, or the "
                 "Annotate & fit page) to see each attribute's contribution to a judge's choice.")
     else:
         default_judge = state.judge if state.judge in profiled else profiled[0]
-        scopes = data.sample_scopes(s)
+        scopes = data_samples.sample_scopes(s)
         default_scope = next((x for x in (state.case, state.scenario) if x in scopes), scopes[0])
         if ss.get(K + "vjudge") not in profiled:
             ss[K + "vjudge"] = None
@@ -280,7 +280,7 @@ if view is not None:
         scope = e2.selectbox("Profile scope", scopes, format_func=lambda x: CASES.get(x, x), key=K + "scope_pick",
                              on_change=lambda: ss.update({K + "scope": ss[K + "scope_pick"]}),
                              help="The sample's scenario group, its query cases, or all samples.")
-        ex = data.explanation(fp, sample_id, vjudge, scope)
+        ex = data_samples.explanation(fp, sample_id, vjudge, scope)
         e, frame = ex["explanation"], ex["frame"]
         if e.contributions is None:
             st.info(plain(e.problem))

@@ -12,7 +12,7 @@ measured win rates and shifts beside the profile's predictions, and a form to st
 import streamlit as st
 
 from core import catalogue
-from dashboard import charts, data, experimentview, guide, viewurl
+from dashboard import charts, data, data_simulator, experimentview, guide, picker, viewurl
 from dashboard.render import plain
 
 def pct(x) -> str:
@@ -30,7 +30,7 @@ st.caption(
 fp = data.fingerprint()
 # the manipulation run for real (core/experiment.py): /simulate?experiment=ID opens one
 experiment = experimentview.section(fp)
-datasets = data.simulation_datasets(fp)
+datasets = data_simulator.simulation_datasets(fp)
 if not datasets:
     st.info("No fitted profiles with features to simulate on yet. Fit some with `python -m core fit --dataset NAME` "
             "or on the Annotate & fit page.")
@@ -39,27 +39,18 @@ if not datasets:
 # the view is in the URL (dashboard/viewurl.py): /simulate?dataset=D&features=F&scope=S&profile=M&judge=J...
 # &model=M&opponent=O&inject=KEY@RATE&suppress=KEY@RATE
 c1, c2, c3, c4 = st.columns(4)
-viewurl.restore("sim_dataset", "dataset", datasets)
-dataset = c1.selectbox("Dataset", datasets, key="sim_dataset")
-opts = data.simulation_options(fp, dataset)
-sources = opts["feature_sources"]
-viewurl.restore(f"sim_features|{dataset}", "features", sources)
-feature_source = c2.selectbox("Features", sources, key=f"sim_features|{dataset}",
-                              help="the feature set the profiles were fitted on (and the pairs are read from)")
-by_scope = opts["index"][feature_source]
-scopes = list(by_scope)
-viewurl.restore(f"sim_scope|{dataset}|{feature_source}", "scope", scopes)
-scope = c3.selectbox("Scope", scopes, key=f"sim_scope|{dataset}|{feature_source}", format_func=catalogue.scope_label,
-                     help="the scenario group, query case or 'all' whose pairs and profile are used")
-methods = list(by_scope[scope])
-viewurl.restore(f"sim_method|{dataset}|{feature_source}|{scope}", "profile", methods)
-method = c4.selectbox("Profile", methods, key=f"sim_method|{dataset}|{feature_source}|{scope}",
-                      help="fast: batched HMC; exact: NUTS; truth / imported: means only (no interval)")
-in_scope = by_scope[scope][method]
-judges_key = f"sim_judges|{dataset}|{feature_source}|{scope}|{method}"
-viewurl.restore(judges_key, "judge", in_scope, many=True)
-judges = st.multiselect("Judges (side by side)", in_scope,
-                        default=None if judges_key in st.session_state else in_scope[:2], key=judges_key)
+pick = picker.profile_picker(
+    "sim", datasets, lambda d: data_simulator.simulation_index(fp, d), keyed=True,
+    levels=("dataset", "features", "scope", "method"), url={"method": "profile"}, labels={"method": "Profile"},
+    where={"dataset": c1, "features": c2, "scope": c3, "method": c4},
+    helps={"features": "the feature set the profiles were fitted on (and the pairs are read from)",
+           "scope": "the scenario group, query case or 'all' whose pairs and profile are used",
+           "method": "fast: batched HMC; exact: NUTS; truth / imported: means only (no interval)"},
+    formats={"scope": lambda rows: catalogue.scope_label}, judges_label="Judges (side by side)",
+    default_judges=lambda in_scope: in_scope[:2])
+dataset, feature_source, scope, method = pick.dataset, pick.feature_source, pick.scope, pick.method
+in_scope, judges = pick.in_scope, pick.judges
+opts = data_simulator.simulation_options(fp, dataset)
 
 model_names = [m["model"] for m in opts["models"]]
 c1, c2 = st.columns(2)
@@ -116,7 +107,7 @@ if not judges:
 
 # ------------------------------------------------------------------ the simulation
 try:
-    sim = data.simulation(fp, dataset, tuple(judges), scope, model, opponent, tuple(inject.items()),
+    sim = data_simulator.simulation(fp, dataset, tuple(judges), scope, model, opponent, tuple(inject.items()),
                           tuple(suppress.items()), method, feature_source)
 except ValueError as e:
     st.warning(str(e))
@@ -178,7 +169,7 @@ st.subheader("What to inject")
 st.caption("Every attribute injected alone into every pair where it can apply (rate 100%), ranked by the predicted "
            "gain in the model's win rate: the top 5 to show and the bottom 5 to avoid, for this judge.")
 rank_judge = st.selectbox("Judge", judges, key="sim_rank_judge") if len(judges) > 1 else judges[0]
-ranking = data.injection_ranking(fp, dataset, rank_judge, scope, model, opponent, method, feature_source)
+ranking = data_simulator.injection_ranking(fp, dataset, rank_judge, scope, model, opponent, method, feature_source)
 charts.show(charts.injection_ranking_chart, ranking["extremes"], width="stretch", key="sim_rank_chart")
 with st.expander("All attributes"):
     st.dataframe(ranking["frame"], hide_index=True, key="sim_rank_table", column_config={
@@ -201,7 +192,7 @@ if not model_names:
 elif controls:
     # one judge at a time (a tab per judge would compute every leaderboard on every run)
     lb_judge = st.selectbox("Leaderboard under", judges, key="sim_lb_judge") if len(judges) > 1 else judges[0]
-    lb = data.controlled_leaderboard(fp, dataset, lb_judge, tuple(controls), scope, method, feature_source)
+    lb = data_simulator.controlled_leaderboard(fp, dataset, lb_judge, tuple(controls), scope, method, feature_source)
     for w in lb["warnings"]:
         st.warning(plain(w))
     frame = lb["frame"]
@@ -230,7 +221,7 @@ cal_judges = st.multiselect("Judges to calibrate", in_scope, default=judges or i
                             key=f"sim_cal_judges|{dataset}|{feature_source}|{scope}|{method}",
                             help="every judge with a profile in this scope can be checked; a few at a time keep the "
                                  "page quick at the paper's scale (33 judges)")
-cal = data.calibration(fp, dataset, tuple(cal_judges), scope, method, feature_source)
+cal = data_simulator.calibration(fp, dataset, tuple(cal_judges), scope, method, feature_source)
 if cal["bins"].empty:
     st.caption("No labelled pairs to calibrate on.")
 else:

@@ -104,20 +104,20 @@ def test_matrix_is_judge_similarity_averaged_over_the_scenario_groups_in_cluster
 
 def test_one_scope_and_spearman(store_path):
     at = open_page()
-    rerun(at.selectbox(key="sim_scope"), "all", at)
-    rerun(at.radio(key="sim_corr"), "spearman", at)
+    rerun(at.selectbox(key="similarity_scope"), "all", at)
+    rerun(at.radio(key="similarity_corr"), "spearman", at)
     shown = matrix_shown(at)
     weights = demo_weights(store_path)
     for a, b in combinations(JUDGES, 2):
         assert shown.loc[a, b] == pytest.approx(corr(weights["all"][a], weights["all"][b], "spearman"))
-    assert at.selectbox(key="sim_side_scope").value == "all"  # the side-by-side follows the chosen scope
+    assert at.selectbox(key="similarity_side_scope").value == "all"  # the side-by-side follows the chosen scope
     assert any("in 'all'" in c.value for c in at.caption)
 
 
 def test_the_papers_judges_size_groups_and_matrix(published):
     at = open_page()
-    rerun(at.selectbox(key="sim_dataset"), "published", at)
-    assert at.selectbox(key="sim_method").value == "imported"
+    rerun(at.selectbox(key="similarity_dataset"), "published", at)
+    assert at.selectbox(key="similarity_method").value == "imported"
     shown = matrix_shown(at)
     judges = sorted(published["Advice"])
     assert len(judges) == 33 and sorted(shown.index) == judges
@@ -128,7 +128,7 @@ def test_the_papers_judges_size_groups_and_matrix(published):
     assert np.allclose(shown.loc[judges, judges].to_numpy(), M.to_numpy(), equal_nan=True)
 
     # groups by size (read off the names), split at 30B as in the paper
-    rerun(at.radio(key="sim_group_by"), "size", at)
+    rerun(at.radio(key="similarity_group_by"), "size", at)
     table = group_table(at).set_index("group")
     sizes = {j: size_from_name(j) for j in judges}
     groups = compare.size_groups(judges, sizes, 30.0)
@@ -145,8 +145,8 @@ def test_the_papers_judges_size_groups_and_matrix(published):
     assert any(r"gpt\-4\-1106\-preview" in c.value for c in at.caption)  # the judges left out are named (inert)
 
     # clusters: the same tree as the heatmap's order, cut in three
-    rerun(at.radio(key="sim_group_by"), "clusters", at)
-    rerun(at.slider(key="sim_k"), 3, at)
+    rerun(at.radio(key="similarity_group_by"), "clusters", at)
+    rerun(at.slider(key="similarity_k"), 3, at)
     clusters = compare.cluster_groups(M.loc[list(shown.index), list(shown.index)], 3)
     table = group_table(at).set_index("group")
     got = compare.group_similarity(M, clusters)
@@ -160,13 +160,13 @@ def test_the_papers_judges_size_groups_and_matrix(published):
 def test_custom_groups_table_equals_group_similarity(store_path):
     at = open_page()
     # the demo's judges have no size: the grouping starts from the clustering, cut in two
-    assert at.radio(key="sim_group_by").value == "clusters"
+    assert at.radio(key="similarity_group_by").value == "clusters"
     assert len(group_table(at)) == 3
-    rerun(at.radio(key="sim_group_by"), "custom", at)
+    rerun(at.radio(key="similarity_group_by"), "custom", at)
     assert any("define at least two" in i.value for i in at.info)
-    rerun(at.text_input(key="sim_group_name_0"), "style", at)
-    rerun(at.multiselect(key="sim_group_0"), ["demo-stylist", "demo-crowd"], at)
-    rerun(at.multiselect(key="sim_group_1"), ["demo-strict", "demo-contrarian"], at)
+    rerun(at.text_input(key="similarity_group_name_0"), "style", at)
+    rerun(at.multiselect(key="similarity_group_0"), ["demo-stylist", "demo-crowd"], at)
+    rerun(at.multiselect(key="similarity_group_1"), ["demo-strict", "demo-contrarian"], at)
     table = group_table(at).set_index("group")
     M = compare.similarity_matrix(demo_weights(store_path), JUDGES, scopes=catalogue.group_keys())
     groups = {"style": ["demo-stylist", "demo-crowd"], "group 2": ["demo-strict", "demo-contrarian"]}
@@ -180,9 +180,9 @@ def test_custom_groups_table_equals_group_similarity(store_path):
 
 def test_two_profiles_side_by_side(store_path):
     at = open_page()
-    rerun(at.selectbox(key="sim_a"), "demo-crowd", at)
-    rerun(at.selectbox(key="sim_b"), "demo-strict", at)
-    rerun(at.selectbox(key="sim_side_scope"), "Advice", at)
+    rerun(at.selectbox(key="similarity_a"), "demo-crowd", at)
+    rerun(at.selectbox(key="similarity_b"), "demo-strict", at)
+    rerun(at.selectbox(key="similarity_side_scope"), "Advice", at)
     shown = matrix_shown(at)
     assert any(f"**{shown.loc['demo-crowd', 'demo-strict']:.3f}**" in c.value for c in at.caption)
     charts_ = at.get("vega_lite_chart")
@@ -272,8 +272,8 @@ def test_clusters_of_two_or_three_judges_need_no_slider(store_path):
     """Regression: with two judges chosen, grouping by clusters built a slider from 2 to 2, which
     Streamlit refuses (StreamlitInvalidMinMaxError), and the page failed."""
     at = open_page()
-    rerun(at.multiselect(key="sim_judges") if any(m.key == "sim_judges" for m in at.multiselect)
+    rerun(at.multiselect(key="similarity_judges") if any(m.key == "similarity_judges" for m in at.multiselect)
           else at.multiselect[0], JUDGES[:2], at)
-    rerun(at.radio(key="sim_group_by"), "clusters", at)
-    assert not any(s.key == "sim_k" for s in at.slider)
+    rerun(at.radio(key="similarity_group_by"), "clusters", at)
+    assert not any(s.key == "similarity_k" for s in at.slider)
     assert any("Two clusters" in c.value for c in at.caption)

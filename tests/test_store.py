@@ -214,3 +214,89 @@ def test_a_success_after_a_failure_carries_the_failed_attempts_cost(tmp_path):
     s.record_annotation({**base, "status": "ok", "parsed": {"x": 1}, "prompt_tokens": 100, "completion_tokens": 30,
                          "cost": 0.0015, "attempts": 1, "job_id": 7})
     assert s.scalar("SELECT cost FROM annotations") == pytest.approx(0.0015)
+
+
+@pytest.mark.parametrize("n_attributes", [29, 31, 32, 33, 40, 70])
+def test_designs_pack_features_correctly_for_any_catalogue_size(tmp_path, monkeypatch, n_attributes):
+    """Regression: ``Store.designs`` packed each feature's attribute index into a fixed 5-bit field,
+    so a 32nd attribute read as "unknown" (dropped) and a 33rd overflowed into the sample's position
+    (features landed on the wrong sample), without an error. The design matrix must equal a direct,
+    unpacked computation from the features table whatever the catalogue's size."""
+    import json
+
+    import numpy as np
+
+    keys = [f"attr{i:02d}" for i in range(n_attributes)]
+    path = tmp_path / "attrs.json"
+    path.write_text(json.dumps([{"key": k, "label": k, "rating": "0-3", "rule": "score", "definition": "d"}
+                                for k in keys]))
+    monkeypatch.setenv("PREFDISSECT_ATTRIBUTES", str(path))
+    rng = np.random.default_rng(n_attributes)
+    samples = [Sample("ds", f"question {i}", f"answer A{i}", f"answer B{i}", scenario_group="Code")
+               for i in range(12)]
+    features = [Feature(s.id, "t", k, int(rng.integers(-1, 2)), excluded=(i == 5))
+                for i, s in enumerate(samples) for k in keys if rng.random() < 0.8]
+    # an attribute the catalogue does not have is not a column
+    features += [Feature(s.id, "t", "retired_attribute", 1) for s in samples[:3]]
+    s = Store(tmp_path / "s.db")
+    s.write_batch(ImportBatch(dataset=Dataset("ds", source="test"), samples=samples, judges=[Judge("j1", "human")],
+                              labels=[Label(x.id, "j1", "AB"[i % 2]) for i, x in enumerate(samples)],
+                              features=features))
+    for include_excluded in (False, True):
+        d = s.design("ds", "t", include_excluded=include_excluded)
+        ids = [x.id for x in samples if include_excluded or x.id != samples[5].id]
+        expected = np.zeros((len(ids), n_attributes))
+        for f in features:
+            if f.sample_id in ids and f.attribute in keys:
+                expected[ids.index(f.sample_id), keys.index(f.attribute)] = f.value
+        assert d.attributes == keys
+        assert d.sample_ids == ids
+        np.testing.assert_array_equal(d.X, expected)
+        assert d.excluded == (0 if include_excluded else 1)
+        assert list(d.Y[:, 0]) == [1.0 if i % 2 == 0 else 0.0 for i, x in enumerate(samples) if x.id in ids]
+    s.close()
+
+
+def test_a_store_written_before_the_migrations_moved_opens_unchanged(tmp_path):
+    """The migrations moved from core/store.py to core/migrations.py (issue 13). A store written by
+    the code before the move (commit 0faf2d0: three samples, one judge, one feature) opens with
+    nothing left to apply, the schema its migrations make, and its contents intact."""
+    import gzip
+    from pathlib import Path
+
+    from core.store import schema_differences
+
+    path = tmp_path / "old.db"
+    path.write_bytes(gzip.decompress((Path(__file__).parent / "fixtures" / "store_written_by_0faf2d0.db.gz")
+                                     .read_bytes()))
+    s = Store(path)
+    applied = {m.name for m in MIGRATIONS.applied(s.db)}
+    assert applied == {m.name for m in MIGRATIONS._migrations}
+    assert schema_differences(s.conn, applied) == []
+    assert [d["name"] for d in s.datasets()] == ["ds"]
+    assert s.table_counts()["samples"] == 3 and s.table_counts()["labels"] == 3
+    assert s.write_batch(batch()).samples_added == 0  # the same import adds nothing
+    s.close()
+
+
+def test_store_reads_return_named_row_types():
+    """Issue 13: each read's row shape has a name (a TypedDict), so a reader sees the columns
+    without opening the schema; only the generic ``rows(sql)`` returns plain dicts."""
+    import inspect
+    import typing
+
+    import core.store as store_module
+
+    untyped = []
+    for name, fn in inspect.getmembers(Store, inspect.isfunction):
+        if name.startswith("_") or name == "rows":
+            continue
+        ret = typing.get_type_hints(fn, vars(store_module)).get("return")
+        # a row is a dict keyed by column: plain dict[str, Any] rows (in a list, a tuple or a
+        # mapping by id) have no name; a decoded JSON value (llm_dialect, cached_annotations) is no row
+        if name not in ("llm_dialect", "cached_annotations") and "dict[str, typing.Any]" in str(ret):
+            untyped.append(f"{name} -> {ret}")
+    assert not untyped, untyped
+    row = store_module.DatasetRow(name="d", source="", licence="", description="", synthetic=0, imported_at="",
+                                  samples=0, judges=0, labels=0)
+    assert row["name"] == "d" and store_module.ProfileRow.__total__ is False

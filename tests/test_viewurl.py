@@ -109,7 +109,7 @@ def test_every_result_offers_csv_and_json(store_path):
     import pandas as pd
 
     from core.store import Store
-    from dashboard import data
+    from dashboard import data, data_samples
 
     want = {
         "overview": ["Agreement (CSV)", "Agreement (JSON)"],
@@ -128,7 +128,7 @@ def test_every_result_offers_csv_and_json(store_path):
 
     with Store(store_path) as s:
         n = s.table_counts()["samples"]
-    frame = data.browse_all(("x",), SampleFilter(dataset="demo-synthetic"))
+    frame = data_samples.browse_all(("x",), SampleFilter(dataset="demo-synthetic"))
     assert len(frame) == n and frame["id"].is_unique
     back = pd.DataFrame(json.loads(data.json_download(frame)))
     assert list(back["id"]) == list(frame["id"])
@@ -136,3 +136,39 @@ def test_every_result_offers_csv_and_json(store_path):
 
     csv = pd.read_csv(io.StringIO(data.csv_download(frame, index=False)))
     assert list(csv.columns)[0] == "id" and list(csv["id"]) == list(frame["id"])
+
+
+def _widget_keys(at) -> set[str]:
+    kinds = ("selectbox", "multiselect", "radio", "slider", "number_input", "text_input", "checkbox", "toggle")
+    return {w.key for kind in kinds for w in at.get(kind) if w.key}
+
+
+def test_similarity_and_simulator_share_no_widget_key(store_path):
+    """Regression (issue 13): Similarity and the Simulator both keyed their widgets ``sim_...``, so
+    the dataset, judges and scope chosen on one page were read as the other's. Each profile page
+    has its own prefix now, and their cascades come from one picker (dashboard/picker.py)."""
+    at = open_page("similarity")
+    similarity = _widget_keys(at)
+    at.switch_page("../pages/simulate.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    simulator = _widget_keys(at)
+    at.switch_page("../pages/profiles.py").run()
+    profiles = _widget_keys(at)
+    assert similarity and simulator and profiles
+    assert all(k.startswith("similarity_") for k in similarity), sorted(similarity)
+    assert all(k.startswith("sim_") for k in simulator), sorted(simulator)
+    assert all(k.startswith("profiles_") for k in profiles), sorted(profiles)
+    assert {"similarity_dataset", "sim_dataset", "profiles_dataset"} <= similarity | simulator | profiles
+
+
+def test_profiles_link_is_restored_once_like_the_other_pages(store_path):
+    """Profiles reads its link through viewurl.restore (as Similarity and the Simulator do): the link's
+    values open the view, then the widgets rule (a changed scope is not pulled back to the link's)."""
+    at = open_page("profiles", {"scope": "Code", "judge": ["demo-crowd", "demo-strict"], "order": "weight"})
+    assert widget(at, "selectbox", "Scope").value == "Code"
+    assert widget(at, "multiselect", "Judges").value == ["demo-crowd", "demo-strict"]
+    assert widget(at, "radio", "Order").value == "weight"
+    widget(at, "selectbox", "Scope").set_value("all").run()
+    assert widget(at, "selectbox", "Scope").value == "all"
+    assert url_of(at)["scope"] == ["all"]
+    assert widget(at, "multiselect", "Judges").value == ["demo-crowd", "demo-strict"]  # carried over

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from . import config
 
@@ -69,12 +69,125 @@ def _scope_names(values) -> list[str] | None:
     return _names(values, scopes.fit_choices())
 
 
+def _int_at_least(minimum: int):
+    """An argparse type: a whole number no smaller than ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {value}")
+        return value
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
+
+
+def _money(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an amount in USD, not {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def _llm_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LLM endpoint (defaults from PREFDISSECT_LLM_* variables; the key only from the environment)")
+    g.add_argument("--model")
+    g.add_argument("--base-url", help="OpenAI-compatible base URL (vLLM, Ollama, a gateway, the loopback server)")
+    g.add_argument("--concurrency", type=int, help="requests in flight")
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--max-tokens", type=int)
+    g.add_argument("--rpm", type=float, help="requests per minute limit")
+    g.add_argument("--tpm", type=float, help="tokens per minute limit")
+    g.add_argument("--price-input", type=float, help="USD per million input tokens")
+    g.add_argument("--price-output", type=float, help="USD per million output tokens")
+    b = p.add_argument_group("batch mode (core/batch.py; see the README's 'Batch mode')")
+    b.add_argument("--batch", action="store_true",
+                   help="send the requests as JSONL files through the server's Batch API (files and batches "
+                        "endpoints): half price on OpenAI; steps that need earlier answers run as further rounds")
+    b.add_argument("--batch-file-only", metavar="DIR",
+                   help="write the next round's requests as Batch-API JSONL files in DIR and stop (for vLLM's "
+                        "run_batch or a gateway); bring the answers back with --ingest")
+    b.add_argument("--ingest", metavar="FILE", help="read a batch runner's output JSONL back into the store, then "
+                   "resolve what is complete (with --batch-file-only DIR: write the next round)")
+    b.add_argument("--poll", type=float, default=30.0, metavar="SECONDS",
+                   help="with --batch: seconds between checks of open batches (default 30)")
+
+
+def _selection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--scenario", help="only this scenario group")
+    p.add_argument("--limit", type=_positive_int, help="only the first N samples")
+    p.add_argument("--budget", type=_money, help="stop before the projected spend passes this many USD")
+    p.add_argument("--estimate-only", action="store_true", help="print the cost estimate and stop")
+
+
+def _profile_set_args(p: argparse.ArgumentParser) -> None:
+    """Which stored profiles (export-profiles, similarity): judges, feature set, method (``_profile_set``)."""
+    p.add_argument("--judges", action="append", help="judges (repeatable, or comma-separated) (default: all)")
+    p.add_argument("--features", help="feature set of the profiles (default: the first stored)")
+    p.add_argument("--method", help="fast, exact, truth or imported (default: the first stored, in that order)")
+
+
+# The command registry: each handler below is declared with ``@command(NAME, help=..., description=...)``
+# and its arguments with ``@option(...)`` (argparse's ``add_argument``) or ``@options(shared)`` right above its
+# ``def``, so one command is one place to read; ``build_parser`` only assembles them.
+
+#: name -> (add_parser keyword arguments, argument adders in declaration order, handler)
+COMMANDS: dict[str, tuple[dict[str, Any], list[Callable[[argparse.ArgumentParser], Any]], Callable[[Any], int]]] = {}
+
+#: the order in which ``python -m core --help`` lists the commands
+HELP_ORDER = (
+    "demo", "import", "labels", "delete", "info", "preflight", "export", "restore", "search", "samples", "annotate", "judge",
+    "probe", "fit", "profiles", "export-profiles", "similarity", "jobs", "judges", "bias-card", "worker", "simulate",
+    "experiment", "experiments", "loopback",
+)
+
+
+def command(name: str, **parser_kwargs):
+    """Register the decorated function as the handler of ``python -m core NAME`` (``parser_kwargs`` go to
+    ``add_parser``: help, description); the ``@option`` / ``@options`` lines under it declare its arguments."""
+    def register(func):
+        COMMANDS[name] = (parser_kwargs, func.__dict__.pop("_cli_options", []), func)
+        return func
+    return register
+
+
+def _declare(adder):
+    def add(func):
+        # decorators apply bottom-up: insert at the front so arguments keep the order they are written in
+        func.__dict__.setdefault("_cli_options", []).insert(0, adder)
+        return func
+    return add
+
+
+def option(*flags, **kwargs):
+    """One argument of the command declared below (argparse's ``add_argument`` signature)."""
+    return _declare(lambda p: p.add_argument(*flags, **kwargs))
+
+
+def options(adder: Callable[[argparse.ArgumentParser], Any]):
+    """A set of arguments several commands share: ``adder(parser)`` adds them (``_llm_args``, ``_selection_args``)."""
+    return _declare(adder)
+
+
+@command("demo", help="build the built-in synthetic demo dataset", description="Build the "
+         "deterministic synthetic demo (texts, annotations, features, judges with known profiles).")
+@option("--seed", type=int, default=0, help="random seed (default 0)")
+@option("--per-group", type=_positive_int, default=50, help="pairs per scenario group (default 50)")
+@option("--no-fit", action="store_true", help="do not fit the judges' profiles after building")
 def cmd_demo(args) -> int:
     from . import demo
 
     with _store(args) as store:
         res = demo.build_demo(store, seed=args.seed, n_per_group=args.per_group, fit=not args.no_fit)
-        fitted = store.scalar("SELECT COUNT(*) FROM profiles WHERE dataset = ? AND method = 'fast'", [res.dataset])
+        fitted = len(store.profiles(dataset=res.dataset, method="fast", columns=["id"]))
     print(
         f"demo dataset '{res.dataset}' (synthetic): {res.samples_added} samples added "
         f"({res.samples_seen} in the demo), judges: {', '.join(res.judges)}; {fitted} fitted profiles"
@@ -82,6 +195,37 @@ def cmd_demo(args) -> int:
     return 0
 
 
+@command(
+    "import",
+    help="import a file of pairwise preferences",
+    description="Import pairwise preference data. FORMAT is one of: autoj, pandalm, alpaca_eval, hf "
+    "(the paper's Hugging Face layout; PATH may be a hub name), arena, generic. Re-importing a file adds nothing; "
+    "a malformed file is rejected whole with the row and field at fault.",
+    )
+@option("format", metavar="FORMAT")
+@option("path", metavar="PATH")
+@option("--dataset", help="dataset name (default depends on the format)")
+@option("--judge", help="judge name for the labels (generic format)")
+@option("--judge-kind", choices=["human", "llm", "gold", "synthetic"], help="judge kind (generic format)")
+@option("--map", action="append", metavar="FIELD=COLUMN",
+        help="column mapping for the generic format, e.g. --map query=prompt (repeatable); COLUMN may be a "
+        "path into nested JSON (judgments.0.decision). FIELDs: query, response_a, response_b, id (your own "
+        "ids), model_a, model_b, scenario, scenario_group, category (your own taxonomy), reference, and one "
+        "judge's verdicts: label (A/B/tie, A>>B / A>B / A=B strengths, or a text ending in [[A>B]]), "
+        "label_ba (the verdict with B shown first, as that run gave it; mapped back), prob_a, scores / "
+        "scores_ba ([first shown, second shown] per run), score_a, score_b; chosen, rejected (--pairs)")
+@option("--pairs", choices=["ab", "chosen_rejected"], help="generic format: A/B columns or chosen/rejected")
+@option("--seed", type=int, help="seed for randomising A/B positions of chosen/rejected pairs")
+@option("--opt", action="append", metavar="KEY=VALUE",
+        help="format-specific option (repeatable). generic: label_values=1=A,2=B,0=tie (other verdict "
+        "spellings; an empty right side means no verdict), allow_empty=1 (keep empty responses), "
+        "category_groups='mmlu*=Exam Questions,code*=Code' (file your categories under the paper's "
+        "scenario groups), swapped=FILE (the run with B shown first, in a second file), ba_mapped=1 "
+        "(label_ba / the swapped file is already in A/B terms), score_scale=S (P(A) = sigmoid((score A "
+        "- score B) / S), default 1). autoj: outputs=, exchange_outputs=. pandalm: gpt35=, pandalm7b=")
+@option("--replace", action="store_true",
+        help="replace the judge's labels on the dataset (and its kind) when the file would change them; "
+        "without it such a file is refused and nothing is written")
 def cmd_import(args) -> int:
     from . import importers
 
@@ -117,6 +261,29 @@ def cmd_import(args) -> int:
     return 0
 
 
+@command(
+    "labels",
+    help="add a judge's labels for samples already stored",
+    description="Add a judge's labels: a JSON list of \"A\"/\"B\" in the dataset's sample order "
+    "(the paper's upload format) or a CSV with columns sample_id,label.",
+    )
+@option("path", metavar="PATH")
+@option("--dataset", required=True)
+@option("--judge", required=True)
+@option("--kind", default="llm", choices=["human", "llm", "gold", "synthetic"],
+        help="the judge's kind (default llm); a stored judge keeps its kind unless --replace")
+@option("--map", action="append", metavar="FIELD=COLUMN",
+        help="column mapping (repeatable; COLUMN may be a nested path like judgments.1.decision). FIELDs: "
+        "sample_id (our id, or your own id given at import), label, label_ba (the verdict with B shown "
+        "first, as that run gave it; mapped back), prob_a, scores, scores_ba, score_a, score_b")
+@option("--swapped", metavar="FILE", help="the same judge's run with B shown first, in a second file "
+        "(same columns, matched by sample id); its verdicts are mapped back to A/B")
+@option("--opt", action="append", metavar="KEY=VALUE",
+        help="label_values=1=A,2=B,0=tie (other verdict spellings), ba_mapped=1 (the swapped verdicts "
+        "are already in A/B terms), score_scale=S (P(A) = sigmoid((score A - score B) / S))")
+@option("--replace", action="store_true",
+        help="replace the judge's labels on the dataset; without it, a file that would change any stored "
+        "label of the judge (or its kind) is refused and nothing is written")
 def cmd_labels(args) -> int:
     from . import importers
 
@@ -135,6 +302,17 @@ def cmd_labels(args) -> int:
     return 0
 
 
+@command(
+    "delete", help="delete a dataset, a judge, a feature set or a profile (after a backup)",
+    description="Delete WHAT NAME: a dataset (its samples, labels, features, annotations, profiles and finished "
+    "jobs; judges left with no label), a judge (its labels and profiles; with --dataset only there), a feature "
+    "set (its features and the profiles fitted on it; with --dataset only there) or a profile (by its id). "
+    "Shows what goes and asks for confirmation (--yes to skip); a copy of the whole store is saved beside it "
+    "first (<store>.before-delete-<time>.db).")
+@option("what", choices=["dataset", "judge", "features", "profile"])
+@option("name", help="the dataset, judge or feature set name, or the profile id")
+@option("--dataset", help="judge / features: only on this dataset")
+@option("--yes", action="store_true", help="do not ask for confirmation")
 def cmd_delete(args) -> int:
     """Delete a dataset, a judge, a feature set or a profile: show what goes, confirm, back up, delete."""
     with _store(args) as store:
@@ -156,6 +334,8 @@ def cmd_delete(args) -> int:
     return 0
 
 
+@command("info", help="summarise the store", description="Show datasets, judges and table counts.")
+@option("--json", action="store_true", help="print JSON")
 def cmd_info(args) -> int:
     with _store(args) as store:
         ov = store.overview()
@@ -174,6 +354,11 @@ def cmd_info(args) -> int:
     return 0
 
 
+@command("preflight", help="check the store's location before a deployment starts",
+         description="Check that the store can be written where it is (exit 2 with one line if not) "
+         "and warn when it sits where a restart or redeploy would lose it (a temporary folder, "
+         "Heroku, or the code's own filesystem in a container or on a PaaS). The Procfile and the "
+         "Dockerfile run it before the dashboard.")
 def cmd_preflight(args) -> int:
     """Exit 2 with one line when the store cannot be written; warn when it may not last."""
     loc = config.check_store_location(Path(args.store) if args.store else None)
@@ -186,6 +371,12 @@ def cmd_preflight(args) -> int:
     return 0
 
 
+@command("export", help="copy the store to a file while the app runs",
+         description="Write a consistent snapshot of the store (SQLite's online backup) to PATH: a "
+         "single file that `restore` or any SQLite tool opens. Safe while the dashboard and workers "
+         "write.")
+@option("path", help="the file to write")
+@option("--overwrite", action="store_true", help="replace PATH if it exists")
 def cmd_export(args) -> int:
     from .config import settings
     from .store import export_store
@@ -198,6 +389,11 @@ def cmd_export(args) -> int:
     return 0
 
 
+@command("restore", help="replace the store's contents with an export",
+         description="Check PATH (an export), save the current store beside itself as "
+         "<name>.before-restore-<time>.db, then copy PATH in. Sessions see the restored contents "
+         "on their next interaction.")
+@option("path", help="an export written by `python -m core export`")
 def cmd_restore(args) -> int:
     from .config import settings
     from .store import restore_store
@@ -210,6 +406,11 @@ def cmd_restore(args) -> int:
     return 0
 
 
+@command("search", help="full-text search over queries and responses",
+         description="Full-text search over queries and responses, best match first.")
+@option("text")
+@option("--dataset")
+@option("--limit", type=_positive_int, default=20)
 def cmd_search(args) -> int:
     if not args.text.strip():
         raise CLIError("nothing to search for: give one or more words")
@@ -290,6 +491,30 @@ def _show_sample(store, args) -> int:
     return 0
 
 
+@command(
+    "samples", help="list samples with filters, or show one with a judge's contributions",
+    description="List a dataset's samples with the Samples page's filters (scenario group, query case, judge, "
+     "judges that disagree, attributes on which A and B differ, full-text search), one page at a "
+     "time; or --show ID: the sample, every judge's vote and, with --judge, each attribute's "
+     "contribution to that judge's predicted choice (from its stored profile).")
+@option("--dataset", help="default: the first dataset with samples")
+@option("--scenario", help="a scenario group")
+@option("--category", help="one of the dataset's own categories (from a category column at import)")
+@option("--case", help="a query case (intent_unclear, express_feeling, w_constraints, w_stances, w_mistakes)")
+@option("--scope", help="a profile scope: all, a scenario group or a query case (filters the list; "
+                        "with --show, the profile used)")
+@option("--judge", help="only samples this judge labelled, with its choice; with --show, whose choice to explain")
+@option("--disagree", action="append", help="judges (two or more; repeatable, or comma-separated) whose choices differ")
+@option("--attr", action="append", help="attribute key(s) on which A and B differ (repeat or comma-separate)")
+@option("--features", help="feature source for --attr (default: the richest the dataset has)")
+@option("--direction", choices=["A", "B"], help="with --attr: the response better on them")
+@option("--include-excluded", action="store_true", help="keep samples left out of fitting in --attr")
+@option("--search", help="full-text search (then best match first)")
+@option("--page", type=_positive_int, default=1)
+@option("--size", type=_positive_int, default=20)
+@option("--show", metavar="ID", help="show one sample")
+@option("--method", help="with --show and --judge: the profile method (default: fast, exact, truth)")
+@option("--json", action="store_true")
 def cmd_samples(args) -> int:
     """List samples with the Samples page's filters, one page at a time, or show one (``--show``)."""
     with _store(args) as store:
@@ -376,33 +601,6 @@ def _run_job_foreground(store, job) -> int:
     return 0 if final.status == "done" else 3
 
 
-def _int_at_least(minimum: int):
-    """An argparse type: a whole number no smaller than ``minimum``."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {value}")
-        return value
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
-
-
-def _money(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an amount in USD, not {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
-
-
 def _samples_or_fail(store, args):
     samples = store.samples_for(args.dataset, scenario=args.scenario, limit=args.limit)
     if not samples:
@@ -412,6 +610,15 @@ def _samples_or_fail(store, args):
     return samples
 
 
+@command(
+    "annotate", help="rate the attributes of each pair with an LLM (or the offline heuristics)",
+    description="Annotate samples with an OpenAI-compatible LLM: scenario, query analysis, 0-3 ratings, "
+    "conditional ratings, reference answer, error detection. Every answer is stored as it arrives; rerun the "
+    "same command to resume. Without an LLM configured, the offline heuristic annotator runs instead.")
+@options(_selection_args)
+@option("--both-orders", action="store_true", help="run pairwise steps in both orders and reconcile")
+@option("--heuristic", action="store_true", help="use the offline heuristic annotator")
+@options(_llm_args)
 def cmd_annotate(args) -> int:
     from . import annotate, jobs
     from .llm import LLMSettings
@@ -444,6 +651,14 @@ def cmd_annotate(args) -> int:
         return code
 
 
+@command(
+    "judge", help="collect an LLM judge's labels (which response is better, in both orders)",
+    description="Ask an OpenAI-compatible model which response is better, in both orders; uses the answer "
+    "tokens' log-probabilities when the server returns them. Cached and resumable like annotation.")
+@options(_selection_args)
+@option("--judge", required=True, help="name to store the labels under")
+@option("--single-order", action="store_true", help="ask only with A shown first")
+@options(_llm_args)
 def cmd_judge(args) -> int:
     from . import annotate, jobs, judges
     from .llm import LLMSettings
@@ -473,6 +688,14 @@ def cmd_judge(args) -> int:
         return code
 
 
+@command(
+    "probe", help="show (or find again) how an LLM endpoint takes structured outputs",
+    description="Probe an OpenAI-compatible endpoint with a few tiny requests: which structured-output "
+    "mode it honours (OpenAI json_schema, llama.cpp's json_object+schema grammar, vLLM guided_json, Ollama "
+    "format, JSON mode, text), whether it serves one request at a time, and its pace. Annotate and judge do "
+    "this once per base URL and model and keep the result in the store; --again forgets it and probes anew.")
+@option("--again", action="store_true", help="forget the stored result and probe again")
+@options(_llm_args)
 def cmd_probe(args) -> int:
     from . import paidwork
     from .llm import DIALECTS, LLMError, LLMSettings
@@ -496,6 +719,9 @@ def cmd_probe(args) -> int:
     return 0
 
 
+@command("worker", help="run one queued job (the dashboard starts these)",
+         description="Run one queued job to its end in this process.")
+@option("job", type=int)
 def cmd_worker(args) -> int:
     from . import jobs
 
@@ -553,6 +779,18 @@ def _jobs_submit_or_show(args) -> int:
     return 0
 
 
+@command("jobs", help="list jobs; cancel or resume one",
+         description="List annotation and judge jobs with progress and cost; cancel or resume one.")
+@option("--cancel", type=int, metavar="ID")
+@option("--resume", type=int, metavar="ID", help="queue the job again and start a worker for it")
+@option("--submit", choices=["annotate", "judge", "heuristic", "fit"], metavar="KIND",
+        help="queue a job (annotate, judge, heuristic, fit) with --params and start a worker for it; "
+        "a finished job of the same parameters runs again (its history is kept)")
+@option("--params", metavar="JSON", help='the job\'s parameters, e.g. \'{"dataset": "demo-synthetic", '
+        '"scenarios": ["Code"], "limit": 20}\'; annotate and judge jobs take the LLM settings from '
+        "PREFDISSECT_LLM_* unless \"llm\" is given")
+@option("--budget", type=float, metavar="USD", help="the job's budget over all its runs (with --submit)")
+@option("--show", type=int, metavar="ID", help="one job: progress, spend, earlier runs, failures")
 def cmd_jobs(args) -> int:
     from . import jobs
 
@@ -604,6 +842,18 @@ def _fit_background(args) -> int:
     return 0
 
 
+@command("bias-card", help="a judge's bias card: position, verbosity, formatting, self-preference",
+         description="Position (first-slot rate, consistency across orders, the fitted shown-first "
+         "term), verbosity and formatting (raw preference rates and weights net of content), and "
+         "self-preference (responses from the judge's own model family, raw and net of content), each "
+         "with its interval and the number of pairs behind it.")
+@option("--judge", required=True)
+@option("--dataset", help="dataset (default: the one the judge labelled most)")
+@option("--features", help="feature set (default: the dataset's richest)")
+@option("--family", action="append", metavar="PATTERN=FAMILY",
+        help="map model names matching PATTERN (a regular expression) to FAMILY; repeatable, "
+        "checked before the built-in map")
+@option("--json", action="store_true", help="print the card as JSON")
 def cmd_bias_card(args) -> int:
     from . import bias
 
@@ -632,6 +882,11 @@ def cmd_bias_card(args) -> int:
     return 0
 
 
+@command("judges", help="list judges with agreement and position consistency",
+         description="Judges with labels: kind, labels, datasets, agreement with a reference judge on "
+         "shared samples, and position consistency (same verdict in both orders, where known).")
+@option("--dataset", help="only this dataset's labels")
+@option("--reference", help="judge to compare with (default: a human judge, else a gold one, else the first)")
 def cmd_judges(args) -> int:
     import pandas as pd
 
@@ -674,6 +929,39 @@ def _fit_model(args) -> dict:
     return {"position": not args.no_position, "ties": args.ties}
 
 
+@command(
+    "fit", help="fit preference profiles (Bayesian logistic regression per scope and judge)",
+    description="Fit one Bayesian logistic regression per (scope, judge): label 1 when the judge preferred A, "
+    "the 29 comparison features with a Laplace(0, b) prior, a 'shown first' term (verdicts in both orders enter "
+    "as two observations) and ties as an outcome (Davidson) where the judge tied; --paper fits the paper's "
+    "model instead. Held-out accuracy is reported beside the majority, position-only and length-only baselines. "
+    "The fast path (batched HMC, checked against NUTS) is "
+    "the default; --method exact runs NUTS. Profiles whose inputs did not change are not fitted again.")
+@option("--dataset", required=True)
+@option("--features", help="feature set (default: LLM annotations, else the paper's, the demo's, "
+        "the heuristics)")
+@option("--scopes", action="append", help="scenario groups / query cases / category:NAME for one of "
+        "your own categories (repeatable, or comma-separated; default: the 16 of the paper)")
+@option("--judges", action="append", help="judges (repeatable, or comma-separated) (default: every judge with labels)")
+@option("--method", choices=["fast", "exact"], default="fast")
+@option("--prior-scale", type=float, default=0.1, help="Laplace prior scale b (default 0.1)")
+@option("--folds", type=_non_negative_int, default=5, help="k for held-out accuracy (0 or 1: none)")
+@option("--seed", type=int, default=0)
+@option("--force", action="store_true", help="refit even when the inputs did not change")
+@option("--include-excluded", action="store_true",
+        help="keep samples whose errors could not be checked")
+@option("--no-position", action="store_true",
+        help="no 'shown first' term (by default every fit has one, and verdicts in both orders enter "
+        "as two observations)")
+@option("--ties", choices=["davidson", "drop"], default="davidson",
+        help="ties as an outcome (Davidson's model, default; used where a judge tied) or dropped")
+@option("--paper", action="store_true",
+        help="the paper's model: the combined verdict, no position term, ties dropped")
+@option("--show", action="store_true",
+        help="print each profile's held-out accuracy beside the best baseline, the position term, "
+        "how many attributes were measured, and its top attributes")
+@option("--background", action="store_true",
+        help="run as a job in a worker process (as the dashboard does) and return at once")
 def cmd_fit(args) -> int:
     from tqdm import tqdm
 
@@ -723,6 +1011,11 @@ def cmd_fit(args) -> int:
     return 0
 
 
+@command("profiles", help="list profiles, or import published ones",
+         description="List stored profiles, or import profiles in the seed repository's layout "
+         "(one model_<scope>_fitted_paras.jsonl per scope) as external, means-only profiles.")
+@option("--import", dest="import_dir", metavar="DIR")
+@option("--dataset", help="dataset to list, or to file imported profiles under (default 'published')")
 def cmd_profiles(args) -> int:
     from . import fit
 
@@ -764,6 +1057,15 @@ def _profile_set(store, args) -> tuple[str, str]:
     return source, method
 
 
+@command("export-profiles", help="write stored profiles as CSV or JSON (weights, intervals, provenance)",
+         description="Write stored profiles as the Profiles page downloads them: CSV (one line per "
+         "profile and attribute: weight mean, sd, interval, P(w > 0), 100*sigmoid(w) and its interval, "
+         "R-hat, ESS, with accuracy and provenance) or JSON (one object per profile).")
+@option("--dataset", required=True)
+@option("--scope", help="one scenario group / query case / all (default: every scope)")
+@options(_profile_set_args)
+@option("--format", choices=["csv", "json"], default="csv")
+@option("--out", "-o", metavar="FILE", help="write here instead of standard output")
 def cmd_export_profiles(args) -> int:
     from .profile import export_profiles
 
@@ -783,6 +1085,18 @@ def cmd_export_profiles(args) -> int:
     return 0
 
 
+@command("similarity", help="judge similarity matrix and judge-group similarity",
+         description="Similarity of judges: the correlation of their weight vectors, averaged over "
+         "the scenario groups (or in one scope), ordered by hierarchical clustering; with --group or "
+         "--size-split, the mean similarity within and between groups of judges.")
+@option("--dataset", required=True)
+@option("--scope", help="one scope instead of the average over the scenario groups")
+@options(_profile_set_args)
+@option("--corr", choices=["pearson", "spearman"], default="pearson")
+@option("--group", action="append", metavar="NAME=J1,J2", help="a group of judges (repeatable)")
+@option("--size-split", type=float, metavar="B",
+        help="group by size at B billion parameters (judges.size_b, else read off the name)")
+@option("--csv", metavar="FILE", help="also write the matrix as CSV")
 def cmd_similarity(args) -> int:
     from . import catalogue, compare
 
@@ -842,6 +1156,29 @@ def _rates(items: Sequence[str] | None, what: str) -> dict[str, float]:
     return out
 
 
+@command(
+    "simulate", help="predict a model's win rate when its responses show (or hide) attributes",
+    description="The injection simulator: from each judge's fitted profile, the observed win rate of MODEL against "
+    "OPPONENT, the predicted win rate before and after injecting (+) or suppressing (-) attributes in MODEL's "
+    "responses, each taking effect in a share RATE of the pairs, with 94% intervals from the posterior draws and "
+    "each attribute's contribution (Shapley). Prints JSON, one result per judge. Optionally adds the "
+    "what-to-inject ranking (--rank), attribute-controlled win rates of every model (--control) and a "
+    "calibration table (--calibration). Win rates are shares in [0, 1]; ties count half.")
+@option("--dataset", required=True)
+@option("--judge", action="append", required=True, help="judge whose profile to use (repeatable)")
+@option("--scope", default="all", help="scenario group, query case or 'all' (default)")
+@option("--model", help="the model under test (default: response A of every pair)")
+@option("--opponent", default="all", help="its opponent or baseline (default 'all': any other model)")
+@option("--inject", action="append", metavar="ATTR=RATE",
+        help="make MODEL show ATTR more than the opponent in a share RATE of the pairs (repeatable)")
+@option("--suppress", action="append", metavar="ATTR=RATE",
+        help="make MODEL show ATTR less than the opponent in a share RATE of the pairs (repeatable)")
+@option("--features", help="feature set of the profile (default: the profile's own)")
+@option("--method", help="profile method (default: exact, else fast, else any)")
+@option("--rank", action="store_true", help="add the what-to-inject ranking (each attribute alone, rate 1)")
+@option("--control", action="append", metavar="ATTR",
+        help="add every model's win rate with ATTR's effect neutralised (repeatable)")
+@option("--calibration", action="store_true", help="add predicted against observed by decile")
 def cmd_simulate(args) -> int:
     from . import simulate
 
@@ -885,6 +1222,61 @@ def _experiment_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _experiment_args(xe: argparse.ArgumentParser) -> None:
+    """The options of ``experiment`` (run, list, show, export, resume), grouped by what they set."""
+    xe.add_argument("action", nargs="?", choices=["run", "list", "show", "export", "resume"])
+    xe.add_argument("id", nargs="?", type=int, help="the experiment (show, export, resume)")
+    q = xe.add_argument_group("queries and baseline (run)")
+    q.add_argument("--queries-dataset", help="take the queries from this stored dataset")
+    q.add_argument("--queries-file", help='or from a JSONL/JSON file of {"query", optional "baseline"}')
+    q.add_argument("--limit", type=_positive_int, help="only the first N queries")
+    q.add_argument("--baseline-from", metavar="MODEL",
+                   help="baseline: the stored response of this model (default: response B of each sample)")
+    q.add_argument("--baseline-model", help="or a baseline endpoint's model (answers with the plain prompt)")
+    q.add_argument("--baseline-base-url", help="the baseline endpoint's base URL")
+    j = xe.add_argument_group("judge and profile (run)")
+    j.add_argument("--profile-dataset", help="the dataset the judge's profile was fitted on")
+    j.add_argument("--judge", help="the profiled judge (its profile picks the default attributes and predicts)")
+    j.add_argument("--scope", default="all", help="the profile's scope (default all)")
+    j.add_argument("--features", help="the profile's feature set (default: the best fitted one)")
+    j.add_argument("--judge-model", help="the judge endpoint's model (collected in both orders)")
+    j.add_argument("--judge-base-url", help="the judge endpoint's base URL")
+    j.add_argument("--judge-name", help="store the judge's labels under this name (default: its model)")
+    j.add_argument("--annotator-base-url", help="for a profile on LLM features: the annotator's base URL")
+    m = xe.add_argument_group("manipulation (run)")
+    m.add_argument("--arm", action="append", metavar="NAME=+ATTR,-ATTR",
+                   help="an arm: attributes to show (+) and avoid (-); repeat it; default: liked (top-k shown) "
+                        "and disliked (bottom-k shown)")
+    m.add_argument("--top-k", type=_positive_int, default=5, help="attributes per default arm (default 5)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--name", help="a name for the experiment")
+    xe.add_argument("--budget", type=_money, help="stop cleanly before the job's spend passes this many USD")
+    xe.add_argument("--estimate-only", action="store_true", help="create it, print the cost estimate and stop")
+    xe.add_argument("--background", action="store_true", help="run it in a worker process")
+    xe.add_argument("--format", choices=["csv", "json"], default="json", help="export format (default json)")
+    xe.add_argument("--what", choices=["arms", "attributes"], default="arms", help="CSV export: which table")
+    xe.add_argument("--output", "-o", help="export to this file (default: stdout)")
+    g = xe.add_argument_group("model under test (run; defaults from PREFDISSECT_LLM_*; keys only from the environment)")
+    g.add_argument("--model")
+    g.add_argument("--base-url")
+    g.add_argument("--concurrency", type=int)
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--max-tokens", type=int, help="the answers' length limit (default 700)")
+    g.add_argument("--rpm", type=float)
+    g.add_argument("--tpm", type=float)
+    g.add_argument("--price-input", type=float)
+    g.add_argument("--price-output", type=float)
+
+
+@command("experiment", help="run the manipulation experiment; list, show, export or resume one",
+         description="The paper's manipulation experiment, for real (core/experiment.py): the model under test answers "
+        "each query once plainly (control) and once per arm with a system prompt asking it to show (or avoid) "
+        "attributes, by default the judge's top and bottom attributes from its profile; the judge compares every "
+        "answer with the baseline's in both orders; the report holds each arm's measured win rate and shift "
+        "against the control beside the profile's prediction, with 94% intervals. Paid requests are keyed and "
+        "stored: a rerun or resume sends only what is missing. Actions: run, list (default), show ID, export ID, "
+        "resume ID.")
+@options(_experiment_args)
 def cmd_experiment(args) -> int:
     from . import experiment, jobs
     from .llm import LLMSettings
@@ -985,103 +1377,23 @@ def cmd_experiment(args) -> int:
         return 0 if final.status == "done" else 3
 
 
-def _experiment_parsers(sub) -> None:
-    """``experiment`` (run, list, show, export, resume) and ``experiments`` (list): declared here, beside
-    their handler."""
-    xe = sub.add_parser(
-        "experiment", help="run the manipulation experiment; list, show, export or resume one",
-        description="The paper's manipulation experiment, for real (core/experiment.py): the model under test answers "
-        "each query once plainly (control) and once per arm with a system prompt asking it to show (or avoid) "
-        "attributes, by default the judge's top and bottom attributes from its profile; the judge compares every "
-        "answer with the baseline's in both orders; the report holds each arm's measured win rate and shift "
-        "against the control beside the profile's prediction, with 94% intervals. Paid requests are keyed and "
-        "stored: a rerun or resume sends only what is missing. Actions: run, list (default), show ID, export ID, "
-        "resume ID.")
-    xe.add_argument("action", nargs="?", choices=["run", "list", "show", "export", "resume"])
-    xe.add_argument("id", nargs="?", type=int, help="the experiment (show, export, resume)")
-    q = xe.add_argument_group("queries and baseline (run)")
-    q.add_argument("--queries-dataset", help="take the queries from this stored dataset")
-    q.add_argument("--queries-file", help='or from a JSONL/JSON file of {"query", optional "baseline"}')
-    q.add_argument("--limit", type=_positive_int, help="only the first N queries")
-    q.add_argument("--baseline-from", metavar="MODEL",
-                   help="baseline: the stored response of this model (default: response B of each sample)")
-    q.add_argument("--baseline-model", help="or a baseline endpoint's model (answers with the plain prompt)")
-    q.add_argument("--baseline-base-url", help="the baseline endpoint's base URL")
-    j = xe.add_argument_group("judge and profile (run)")
-    j.add_argument("--profile-dataset", help="the dataset the judge's profile was fitted on")
-    j.add_argument("--judge", help="the profiled judge (its profile picks the default attributes and predicts)")
-    j.add_argument("--scope", default="all", help="the profile's scope (default all)")
-    j.add_argument("--features", help="the profile's feature set (default: the best fitted one)")
-    j.add_argument("--judge-model", help="the judge endpoint's model (collected in both orders)")
-    j.add_argument("--judge-base-url", help="the judge endpoint's base URL")
-    j.add_argument("--judge-name", help="store the judge's labels under this name (default: its model)")
-    j.add_argument("--annotator-base-url", help="for a profile on LLM features: the annotator's base URL")
-    m = xe.add_argument_group("manipulation (run)")
-    m.add_argument("--arm", action="append", metavar="NAME=+ATTR,-ATTR",
-                   help="an arm: attributes to show (+) and avoid (-); repeat it; default: liked (top-k shown) "
-                        "and disliked (bottom-k shown)")
-    m.add_argument("--top-k", type=_positive_int, default=5, help="attributes per default arm (default 5)")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--name", help="a name for the experiment")
-    xe.add_argument("--budget", type=_money, help="stop cleanly before the job's spend passes this many USD")
-    xe.add_argument("--estimate-only", action="store_true", help="create it, print the cost estimate and stop")
-    xe.add_argument("--background", action="store_true", help="run it in a worker process")
-    xe.add_argument("--format", choices=["csv", "json"], default="json", help="export format (default json)")
-    xe.add_argument("--what", choices=["arms", "attributes"], default="arms", help="CSV export: which table")
-    xe.add_argument("--output", "-o", help="export to this file (default: stdout)")
-    g = xe.add_argument_group("model under test (run; defaults from PREFDISSECT_LLM_*; keys only from the environment)")
-    g.add_argument("--model")
-    g.add_argument("--base-url")
-    g.add_argument("--concurrency", type=int)
-    g.add_argument("--temperature", type=float)
-    g.add_argument("--max-tokens", type=int, help="the answers' length limit (default 700)")
-    g.add_argument("--rpm", type=float)
-    g.add_argument("--tpm", type=float)
-    g.add_argument("--price-input", type=float)
-    g.add_argument("--price-output", type=float)
-    xe.set_defaults(func=cmd_experiment)
-    xl = sub.add_parser("experiments", help="list the stored experiments (as `experiment list`)",
-                        description="List the stored manipulation experiments, newest first.")
-    xl.set_defaults(func=cmd_experiment, action="list")
+@command("experiments", help="list the stored experiments (as `experiment list`)",
+         description="List the stored manipulation experiments, newest first.")
+def cmd_experiments(args) -> int:
+    args.action = "list"
+    return cmd_experiment(args)
 
 
+@command("loopback", help="serve a scripted OpenAI-compatible endpoint on 127.0.0.1",
+         description="Serve a scripted OpenAI-compatible endpoint on 127.0.0.1 for offline demos and "
+         "tests; options after the command are passed on (see `python -m core loopback -- --help`).",
+         add_help=True)
+@option("rest", nargs=argparse.REMAINDER)
 def cmd_loopback(args) -> int:
     from . import loopback
 
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
     return loopback.main(rest) or 0
-
-
-def _llm_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("LLM endpoint (defaults from PREFDISSECT_LLM_* variables; the key only from the environment)")
-    g.add_argument("--model")
-    g.add_argument("--base-url", help="OpenAI-compatible base URL (vLLM, Ollama, a gateway, the loopback server)")
-    g.add_argument("--concurrency", type=int, help="requests in flight")
-    g.add_argument("--temperature", type=float)
-    g.add_argument("--max-tokens", type=int)
-    g.add_argument("--rpm", type=float, help="requests per minute limit")
-    g.add_argument("--tpm", type=float, help="tokens per minute limit")
-    g.add_argument("--price-input", type=float, help="USD per million input tokens")
-    g.add_argument("--price-output", type=float, help="USD per million output tokens")
-    b = p.add_argument_group("batch mode (core/batch.py; see the README's 'Batch mode')")
-    b.add_argument("--batch", action="store_true",
-                   help="send the requests as JSONL files through the server's Batch API (files and batches "
-                        "endpoints): half price on OpenAI; steps that need earlier answers run as further rounds")
-    b.add_argument("--batch-file-only", metavar="DIR",
-                   help="write the next round's requests as Batch-API JSONL files in DIR and stop (for vLLM's "
-                        "run_batch or a gateway); bring the answers back with --ingest")
-    b.add_argument("--ingest", metavar="FILE", help="read a batch runner's output JSONL back into the store, then "
-                   "resolve what is complete (with --batch-file-only DIR: write the next round)")
-    b.add_argument("--poll", type=float, default=30.0, metavar="SECONDS",
-                   help="with --batch: seconds between checks of open batches (default 30)")
-
-
-def _selection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--scenario", help="only this scenario group")
-    p.add_argument("--limit", type=_positive_int, help="only the first N samples")
-    p.add_argument("--budget", type=_money, help="stop before the projected spend passes this many USD")
-    p.add_argument("--estimate-only", action="store_true", help="print the cost estimate and stop")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1094,315 +1406,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"store file (default: ${config.STORE_ENV} or store.db at the repository root)",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    d = sub.add_parser("demo", help="build the built-in synthetic demo dataset", description="Build the "
-                       "deterministic synthetic demo (texts, annotations, features, judges with known profiles).")
-    d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    d.add_argument("--per-group", type=_positive_int, default=50, help="pairs per scenario group (default 50)")
-    d.add_argument("--no-fit", action="store_true", help="do not fit the judges' profiles after building")
-    d.set_defaults(func=cmd_demo)
-
-    i = sub.add_parser(
-        "import",
-        help="import a file of pairwise preferences",
-        description="Import pairwise preference data. FORMAT is one of: autoj, pandalm, alpaca_eval, hf "
-        "(the paper's Hugging Face layout; PATH may be a hub name), arena, generic. Re-importing a file adds nothing; "
-        "a malformed file is rejected whole with the row and field at fault.",
-    )
-    i.add_argument("format", metavar="FORMAT")
-    i.add_argument("path", metavar="PATH")
-    i.add_argument("--dataset", help="dataset name (default depends on the format)")
-    i.add_argument("--judge", help="judge name for the labels (generic format)")
-    i.add_argument("--judge-kind", choices=["human", "llm", "gold", "synthetic"], help="judge kind (generic format)")
-    i.add_argument("--map", action="append", metavar="FIELD=COLUMN",
-                   help="column mapping for the generic format, e.g. --map query=prompt (repeatable); COLUMN may be a "
-                   "path into nested JSON (judgments.0.decision). FIELDs: query, response_a, response_b, id (your own "
-                   "ids), model_a, model_b, scenario, scenario_group, category (your own taxonomy), reference, and one "
-                   "judge's verdicts: label (A/B/tie, A>>B / A>B / A=B strengths, or a text ending in [[A>B]]), "
-                   "label_ba (the verdict with B shown first, as that run gave it; mapped back), prob_a, scores / "
-                   "scores_ba ([first shown, second shown] per run), score_a, score_b; chosen, rejected (--pairs)")
-    i.add_argument("--pairs", choices=["ab", "chosen_rejected"], help="generic format: A/B columns or chosen/rejected")
-    i.add_argument("--seed", type=int, help="seed for randomising A/B positions of chosen/rejected pairs")
-    i.add_argument("--opt", action="append", metavar="KEY=VALUE",
-                   help="format-specific option (repeatable). generic: label_values=1=A,2=B,0=tie (other verdict "
-                   "spellings; an empty right side means no verdict), allow_empty=1 (keep empty responses), "
-                   "category_groups='mmlu*=Exam Questions,code*=Code' (file your categories under the paper's "
-                   "scenario groups), swapped=FILE (the run with B shown first, in a second file), ba_mapped=1 "
-                   "(label_ba / the swapped file is already in A/B terms), score_scale=S (P(A) = sigmoid((score A "
-                   "- score B) / S), default 1). autoj: outputs=, exchange_outputs=. pandalm: gpt35=, pandalm7b=")
-    i.add_argument("--replace", action="store_true",
-                   help="replace the judge's labels on the dataset (and its kind) when the file would change them; "
-                   "without it such a file is refused and nothing is written")
-    i.set_defaults(func=cmd_import)
-
-    lb = sub.add_parser(
-        "labels",
-        help="add a judge's labels for samples already stored",
-        description="Add a judge's labels: a JSON list of \"A\"/\"B\" in the dataset's sample order "
-        "(the paper's upload format) or a CSV with columns sample_id,label.",
-    )
-    lb.add_argument("path", metavar="PATH")
-    lb.add_argument("--dataset", required=True)
-    lb.add_argument("--judge", required=True)
-    lb.add_argument("--kind", default="llm", choices=["human", "llm", "gold", "synthetic"],
-                    help="the judge's kind (default llm); a stored judge keeps its kind unless --replace")
-    lb.add_argument("--map", action="append", metavar="FIELD=COLUMN",
-                    help="column mapping (repeatable; COLUMN may be a nested path like judgments.1.decision). FIELDs: "
-                    "sample_id (our id, or your own id given at import), label, label_ba (the verdict with B shown "
-                    "first, as that run gave it; mapped back), prob_a, scores, scores_ba, score_a, score_b")
-    lb.add_argument("--swapped", metavar="FILE", help="the same judge's run with B shown first, in a second file "
-                    "(same columns, matched by sample id); its verdicts are mapped back to A/B")
-    lb.add_argument("--opt", action="append", metavar="KEY=VALUE",
-                    help="label_values=1=A,2=B,0=tie (other verdict spellings), ba_mapped=1 (the swapped verdicts "
-                    "are already in A/B terms), score_scale=S (P(A) = sigmoid((score A - score B) / S))")
-    lb.add_argument("--replace", action="store_true",
-                    help="replace the judge's labels on the dataset; without it, a file that would change any stored "
-                    "label of the judge (or its kind) is refused and nothing is written")
-    lb.set_defaults(func=cmd_labels)
-
-    de = sub.add_parser(
-        "delete", help="delete a dataset, a judge, a feature set or a profile (after a backup)",
-        description="Delete WHAT NAME: a dataset (its samples, labels, features, annotations, profiles and finished "
-        "jobs; judges left with no label), a judge (its labels and profiles; with --dataset only there), a feature "
-        "set (its features and the profiles fitted on it; with --dataset only there) or a profile (by its id). "
-        "Shows what goes and asks for confirmation (--yes to skip); a copy of the whole store is saved beside it "
-        "first (<store>.before-delete-<time>.db).")
-    de.add_argument("what", choices=["dataset", "judge", "features", "profile"])
-    de.add_argument("name", help="the dataset, judge or feature set name, or the profile id")
-    de.add_argument("--dataset", help="judge / features: only on this dataset")
-    de.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    de.set_defaults(func=cmd_delete)
-
-    inf = sub.add_parser("info", help="summarise the store", description="Show datasets, judges and table counts.")
-    inf.add_argument("--json", action="store_true", help="print JSON")
-    inf.set_defaults(func=cmd_info)
-
-    pf = sub.add_parser("preflight", help="check the store's location before a deployment starts",
-                        description="Check that the store can be written where it is (exit 2 with one line if not) "
-                        "and warn when it sits where a restart or redeploy would lose it (a temporary folder, "
-                        "Heroku, or the code's own filesystem in a container or on a PaaS). The Procfile and the "
-                        "Dockerfile run it before the dashboard.")
-    pf.set_defaults(func=cmd_preflight)
-
-    ex = sub.add_parser("export", help="copy the store to a file while the app runs",
-                        description="Write a consistent snapshot of the store (SQLite's online backup) to PATH: a "
-                        "single file that `restore` or any SQLite tool opens. Safe while the dashboard and workers "
-                        "write.")
-    ex.add_argument("path", help="the file to write")
-    ex.add_argument("--overwrite", action="store_true", help="replace PATH if it exists")
-    ex.set_defaults(func=cmd_export)
-    rs = sub.add_parser("restore", help="replace the store's contents with an export",
-                        description="Check PATH (an export), save the current store beside itself as "
-                        "<name>.before-restore-<time>.db, then copy PATH in. Sessions see the restored contents "
-                        "on their next interaction.")
-    rs.add_argument("path", help="an export written by `python -m core export`")
-    rs.set_defaults(func=cmd_restore)
-    s = sub.add_parser("search", help="full-text search over queries and responses",
-                       description="Full-text search over queries and responses, best match first.")
-    s.add_argument("text")
-    s.add_argument("--dataset")
-    s.add_argument("--limit", type=_positive_int, default=20)
-    s.set_defaults(func=cmd_search)
-    sp = sub.add_parser(
-        "samples", help="list samples with filters, or show one with a judge's contributions",
-        description="List a dataset's samples with the Samples page's filters (scenario group, query case, judge, "
-                    "judges that disagree, attributes on which A and B differ, full-text search), one page at a "
-                    "time; or --show ID: the sample, every judge's vote and, with --judge, each attribute's "
-                    "contribution to that judge's predicted choice (from its stored profile).")
-    sp.add_argument("--dataset", help="default: the first dataset with samples")
-    sp.add_argument("--scenario", help="a scenario group")
-    sp.add_argument("--category", help="one of the dataset's own categories (from a category column at import)")
-    sp.add_argument("--case", help="a query case (intent_unclear, express_feeling, w_constraints, w_stances, w_mistakes)")
-    sp.add_argument("--scope", help="a profile scope: all, a scenario group or a query case (filters the list; "
-                                    "with --show, the profile used)")
-    sp.add_argument("--judge", help="only samples this judge labelled, with its choice; with --show, whose choice to explain")
-    sp.add_argument("--disagree", action="append", help="judges (two or more; repeatable, or comma-separated) whose choices differ")
-    sp.add_argument("--attr", action="append", help="attribute key(s) on which A and B differ (repeat or comma-separate)")
-    sp.add_argument("--features", help="feature source for --attr (default: the richest the dataset has)")
-    sp.add_argument("--direction", choices=["A", "B"], help="with --attr: the response better on them")
-    sp.add_argument("--include-excluded", action="store_true", help="keep samples left out of fitting in --attr")
-    sp.add_argument("--search", help="full-text search (then best match first)")
-    sp.add_argument("--page", type=_positive_int, default=1)
-    sp.add_argument("--size", type=_positive_int, default=20)
-    sp.add_argument("--show", metavar="ID", help="show one sample")
-    sp.add_argument("--method", help="with --show and --judge: the profile method (default: fast, exact, truth)")
-    sp.add_argument("--json", action="store_true")
-    sp.set_defaults(func=cmd_samples)
-    an = sub.add_parser(
-        "annotate", help="rate the attributes of each pair with an LLM (or the offline heuristics)",
-        description="Annotate samples with an OpenAI-compatible LLM: scenario, query analysis, 0-3 ratings, "
-        "conditional ratings, reference answer, error detection. Every answer is stored as it arrives; rerun the "
-        "same command to resume. Without an LLM configured, the offline heuristic annotator runs instead.")
-    _selection_args(an)
-    an.add_argument("--both-orders", action="store_true", help="run pairwise steps in both orders and reconcile")
-    an.add_argument("--heuristic", action="store_true", help="use the offline heuristic annotator")
-    _llm_args(an)
-    an.set_defaults(func=cmd_annotate)
-
-    jd = sub.add_parser(
-        "judge", help="collect an LLM judge's labels (which response is better, in both orders)",
-        description="Ask an OpenAI-compatible model which response is better, in both orders; uses the answer "
-        "tokens' log-probabilities when the server returns them. Cached and resumable like annotation.")
-    _selection_args(jd)
-    jd.add_argument("--judge", required=True, help="name to store the labels under")
-    jd.add_argument("--single-order", action="store_true", help="ask only with A shown first")
-    _llm_args(jd)
-    jd.set_defaults(func=cmd_judge)
-
-    pr = sub.add_parser(
-        "probe", help="show (or find again) how an LLM endpoint takes structured outputs",
-        description="Probe an OpenAI-compatible endpoint with a few tiny requests: which structured-output "
-        "mode it honours (OpenAI json_schema, llama.cpp's json_object+schema grammar, vLLM guided_json, Ollama "
-        "format, JSON mode, text), whether it serves one request at a time, and its pace. Annotate and judge do "
-        "this once per base URL and model and keep the result in the store; --again forgets it and probes anew.")
-    pr.add_argument("--again", action="store_true", help="forget the stored result and probe again")
-    _llm_args(pr)
-    pr.set_defaults(func=cmd_probe)
-
-    ft = sub.add_parser(
-        "fit", help="fit preference profiles (Bayesian logistic regression per scope and judge)",
-        description="Fit one Bayesian logistic regression per (scope, judge): label 1 when the judge preferred A, "
-        "the 29 comparison features with a Laplace(0, b) prior, a 'shown first' term (verdicts in both orders enter "
-        "as two observations) and ties as an outcome (Davidson) where the judge tied; --paper fits the paper's "
-        "model instead. Held-out accuracy is reported beside the majority, position-only and length-only baselines. "
-        "The fast path (batched HMC, checked against NUTS) is "
-        "the default; --method exact runs NUTS. Profiles whose inputs did not change are not fitted again.")
-    ft.add_argument("--dataset", required=True)
-    ft.add_argument("--features", help="feature set (default: LLM annotations, else the paper's, the demo's, "
-                    "the heuristics)")
-    ft.add_argument("--scopes", action="append", help="scenario groups / query cases / category:NAME for one of "
-                    "your own categories (repeatable, or comma-separated; default: the 16 of the paper)")
-    ft.add_argument("--judges", action="append", help="judges (repeatable, or comma-separated) (default: every judge with labels)")
-    ft.add_argument("--method", choices=["fast", "exact"], default="fast")
-    ft.add_argument("--prior-scale", type=float, default=0.1, help="Laplace prior scale b (default 0.1)")
-    ft.add_argument("--folds", type=_non_negative_int, default=5, help="k for held-out accuracy (0 or 1: none)")
-    ft.add_argument("--seed", type=int, default=0)
-    ft.add_argument("--force", action="store_true", help="refit even when the inputs did not change")
-    ft.add_argument("--include-excluded", action="store_true",
-                    help="keep samples whose errors could not be checked")
-    ft.add_argument("--no-position", action="store_true",
-                    help="no 'shown first' term (by default every fit has one, and verdicts in both orders enter "
-                    "as two observations)")
-    ft.add_argument("--ties", choices=["davidson", "drop"], default="davidson",
-                    help="ties as an outcome (Davidson's model, default; used where a judge tied) or dropped")
-    ft.add_argument("--paper", action="store_true",
-                    help="the paper's model: the combined verdict, no position term, ties dropped")
-    ft.add_argument("--show", action="store_true",
-                    help="print each profile's held-out accuracy beside the best baseline, the position term, "
-                    "how many attributes were measured, and its top attributes")
-    ft.add_argument("--background", action="store_true",
-                    help="run as a job in a worker process (as the dashboard does) and return at once")
-    ft.set_defaults(func=cmd_fit)
-
-    pf = sub.add_parser("profiles", help="list profiles, or import published ones",
-                        description="List stored profiles, or import profiles in the seed repository's layout "
-                        "(one model_<scope>_fitted_paras.jsonl per scope) as external, means-only profiles.")
-    pf.add_argument("--import", dest="import_dir", metavar="DIR")
-    pf.add_argument("--dataset", help="dataset to list, or to file imported profiles under (default 'published')")
-    pf.set_defaults(func=cmd_profiles)
-
-    xp = sub.add_parser("export-profiles", help="write stored profiles as CSV or JSON (weights, intervals, provenance)",
-                        description="Write stored profiles as the Profiles page downloads them: CSV (one line per "
-                        "profile and attribute: weight mean, sd, interval, P(w > 0), 100*sigmoid(w) and its interval, "
-                        "R-hat, ESS, with accuracy and provenance) or JSON (one object per profile).")
-    xp.add_argument("--dataset", required=True)
-    xp.add_argument("--scope", help="one scenario group / query case / all (default: every scope)")
-    xp.add_argument("--judges", action="append", help="judges (repeatable, or comma-separated) (default: all)")
-    xp.add_argument("--features", help="feature set of the profiles (default: the first stored)")
-    xp.add_argument("--method", help="fast, exact, truth or imported (default: the first stored, in that order)")
-    xp.add_argument("--format", choices=["csv", "json"], default="csv")
-    xp.add_argument("--out", "-o", metavar="FILE", help="write here instead of standard output")
-    xp.set_defaults(func=cmd_export_profiles)
-
-    sm = sub.add_parser("similarity", help="judge similarity matrix and judge-group similarity",
-                        description="Similarity of judges: the correlation of their weight vectors, averaged over "
-                        "the scenario groups (or in one scope), ordered by hierarchical clustering; with --group or "
-                        "--size-split, the mean similarity within and between groups of judges.")
-    sm.add_argument("--dataset", required=True)
-    sm.add_argument("--scope", help="one scope instead of the average over the scenario groups")
-    sm.add_argument("--judges", action="append", help="judges (repeatable, or comma-separated) (default: all)")
-    sm.add_argument("--features", help="feature set of the profiles (default: the first stored)")
-    sm.add_argument("--method", help="fast, exact, truth or imported (default: the first stored, in that order)")
-    sm.add_argument("--corr", choices=["pearson", "spearman"], default="pearson")
-    sm.add_argument("--group", action="append", metavar="NAME=J1,J2", help="a group of judges (repeatable)")
-    sm.add_argument("--size-split", type=float, metavar="B",
-                    help="group by size at B billion parameters (judges.size_b, else read off the name)")
-    sm.add_argument("--csv", metavar="FILE", help="also write the matrix as CSV")
-    sm.set_defaults(func=cmd_similarity)
-
-    jb = sub.add_parser("jobs", help="list jobs; cancel or resume one",
-                        description="List annotation and judge jobs with progress and cost; cancel or resume one.")
-    jb.add_argument("--cancel", type=int, metavar="ID")
-    jb.add_argument("--resume", type=int, metavar="ID", help="queue the job again and start a worker for it")
-    jb.add_argument("--submit", choices=["annotate", "judge", "heuristic", "fit"], metavar="KIND",
-                    help="queue a job (annotate, judge, heuristic, fit) with --params and start a worker for it; "
-                    "a finished job of the same parameters runs again (its history is kept)")
-    jb.add_argument("--params", metavar="JSON", help='the job\'s parameters, e.g. \'{"dataset": "demo-synthetic", '
-                    '"scenarios": ["Code"], "limit": 20}\'; annotate and judge jobs take the LLM settings from '
-                    "PREFDISSECT_LLM_* unless \"llm\" is given")
-    jb.add_argument("--budget", type=float, metavar="USD", help="the job's budget over all its runs (with --submit)")
-    jb.add_argument("--show", type=int, metavar="ID", help="one job: progress, spend, earlier runs, failures")
-    jb.set_defaults(func=cmd_jobs)
-
-    jg = sub.add_parser("judges", help="list judges with agreement and position consistency",
-                        description="Judges with labels: kind, labels, datasets, agreement with a reference judge on "
-                        "shared samples, and position consistency (same verdict in both orders, where known).")
-    jg.add_argument("--dataset", help="only this dataset's labels")
-    jg.add_argument("--reference", help="judge to compare with (default: a human judge, else a gold one, else the first)")
-    jg.set_defaults(func=cmd_judges)
-
-    bc = sub.add_parser("bias-card", help="a judge's bias card: position, verbosity, formatting, self-preference",
-                        description="Position (first-slot rate, consistency across orders, the fitted shown-first "
-                        "term), verbosity and formatting (raw preference rates and weights net of content), and "
-                        "self-preference (responses from the judge's own model family, raw and net of content), each "
-                        "with its interval and the number of pairs behind it.")
-    bc.add_argument("--judge", required=True)
-    bc.add_argument("--dataset", help="dataset (default: the one the judge labelled most)")
-    bc.add_argument("--features", help="feature set (default: the dataset's richest)")
-    bc.add_argument("--family", action="append", metavar="PATTERN=FAMILY",
-                    help="map model names matching PATTERN (a regular expression) to FAMILY; repeatable, "
-                    "checked before the built-in map")
-    bc.add_argument("--json", action="store_true", help="print the card as JSON")
-    bc.set_defaults(func=cmd_bias_card)
-
-    wk = sub.add_parser("worker", help="run one queued job (the dashboard starts these)",
-                        description="Run one queued job to its end in this process.")
-    wk.add_argument("job", type=int)
-    wk.set_defaults(func=cmd_worker)
-
-    sm = sub.add_parser(
-        "simulate", help="predict a model's win rate when its responses show (or hide) attributes",
-        description="The injection simulator: from each judge's fitted profile, the observed win rate of MODEL against "
-        "OPPONENT, the predicted win rate before and after injecting (+) or suppressing (-) attributes in MODEL's "
-        "responses, each taking effect in a share RATE of the pairs, with 94% intervals from the posterior draws and "
-        "each attribute's contribution (Shapley). Prints JSON, one result per judge. Optionally adds the "
-        "what-to-inject ranking (--rank), attribute-controlled win rates of every model (--control) and a "
-        "calibration table (--calibration). Win rates are shares in [0, 1]; ties count half.")
-    sm.add_argument("--dataset", required=True)
-    sm.add_argument("--judge", action="append", required=True, help="judge whose profile to use (repeatable)")
-    sm.add_argument("--scope", default="all", help="scenario group, query case or 'all' (default)")
-    sm.add_argument("--model", help="the model under test (default: response A of every pair)")
-    sm.add_argument("--opponent", default="all", help="its opponent or baseline (default 'all': any other model)")
-    sm.add_argument("--inject", action="append", metavar="ATTR=RATE",
-                    help="make MODEL show ATTR more than the opponent in a share RATE of the pairs (repeatable)")
-    sm.add_argument("--suppress", action="append", metavar="ATTR=RATE",
-                    help="make MODEL show ATTR less than the opponent in a share RATE of the pairs (repeatable)")
-    sm.add_argument("--features", help="feature set of the profile (default: the profile's own)")
-    sm.add_argument("--method", help="profile method (default: exact, else fast, else any)")
-    sm.add_argument("--rank", action="store_true", help="add the what-to-inject ranking (each attribute alone, rate 1)")
-    sm.add_argument("--control", action="append", metavar="ATTR",
-                    help="add every model's win rate with ATTR's effect neutralised (repeatable)")
-    sm.add_argument("--calibration", action="store_true", help="add predicted against observed by decile")
-    sm.set_defaults(func=cmd_simulate)
-
-    _experiment_parsers(sub)
-
-    lb2 = sub.add_parser("loopback", help="serve a scripted OpenAI-compatible endpoint on 127.0.0.1",
-                         description="Serve a scripted OpenAI-compatible endpoint on 127.0.0.1 for offline demos and "
-                         "tests; options after the command are passed on (see `python -m core loopback -- --help`).",
-                         add_help=True)
-    lb2.add_argument("rest", nargs=argparse.REMAINDER)
-    lb2.set_defaults(func=cmd_loopback)
+    assert set(COMMANDS) == set(HELP_ORDER), "a command missing from HELP_ORDER (or one there without a handler)"
+    for name in HELP_ORDER:
+        parser_kwargs, opts, func = COMMANDS[name]
+        sp = sub.add_parser(name, **parser_kwargs)
+        for add in opts:
+            add(sp)
+        sp.set_defaults(func=func)
     return p
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,15 @@ SHARED_DATA_ENV = "PREFDISSECT_SHARED_DATA"
 def shared_data_path() -> Path:
     override = os.environ.get(SHARED_DATA_ENV, "").strip()
     return Path(override).expanduser() if override else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def pytest_collection_modifyitems(config, items):
+    """For pytest-xdist's ``--dist loadgroup`` (pytest.ini): a module's tests run in one worker, as they
+    share module fixtures, and every browser test in one worker, as they share one `streamlit run` and one
+    Chromium (conftest's session fixtures: a session per worker)."""
+    for item in items:
+        group = "browser" if item.get_closest_marker("browser") else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
@@ -36,14 +46,21 @@ def store(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def demo_file(tmp_path_factory) -> Path:
-    """The demo with its fitted profiles, built once per test session: copy it, never write to it."""
+def demo_built(tmp_path_factory):
+    """(path, build result) of the demo with its fitted profiles, built once per test session (by
+    ``core.demo``'s own builder, so the tests follow the demo's contents): copy it, never write to it."""
     from core import demo
 
     path = tmp_path_factory.mktemp("demo") / "demo.db"
     with Store(path) as s:
-        demo.build_demo(s)
-    return path
+        result = demo.build_demo(s)
+    return path, result
+
+
+@pytest.fixture(scope="session")
+def demo_file(demo_built) -> Path:
+    """The demo with its fitted profiles, built once per test session: copy it, never write to it."""
+    return demo_built[0]
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +72,53 @@ def unfitted_demo_file(tmp_path_factory) -> Path:
     with Store(path) as s:
         demo.build_demo(s, fit=False)
     return path
+
+
+def copy_store(src: Path, dst: Path) -> Path:
+    """A private copy of a closed store file (closing folds its WAL in, so the file is the whole store)."""
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, dst)
+    return dst
+
+
+@pytest.fixture
+def demo_copy(demo_file, tmp_path) -> Path:
+    """A private copy of the fitted demo store (milliseconds, where building it takes many seconds)."""
+    return copy_store(demo_file, tmp_path / "store.db")
+
+
+@pytest.fixture
+def unfitted_demo_copy(unfitted_demo_file, tmp_path) -> Path:
+    """A private copy of the demo store without fitted profiles."""
+    return copy_store(unfitted_demo_file, tmp_path / "store.db")
+
+
+@dataclass
+class CLIResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args, store: Path | str | None = None) -> CLIResult:
+    """``python -m core [--store STORE] ARGS`` in this process: ``core.cli.main`` with its output captured,
+    argparse's exits (usage errors: 2, --help: 0) taken as return codes. The environment is the test's
+    (use ``monkeypatch.setenv``). tests/test_cli.py keeps one real subprocess run as a smoke test."""
+    import contextlib
+    import io
+
+    from core import cli
+
+    argv = (["--store", str(store)] if store is not None else []) + [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+    return CLIResult(code or 0, out.getvalue(), err.getvalue())
 
 
 def store_sha256(path: Path) -> str:
@@ -77,16 +141,25 @@ def store_path(demo_file, tmp_path, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture
+def unfitted_store_path(unfitted_demo_file, tmp_path, monkeypatch) -> Path:
+    """A private copy of the unfitted demo store, made the app's store (``PREFDISSECT_STORE``)."""
+    path = copy_store(unfitted_demo_file, tmp_path / "store.db")
+    monkeypatch.setenv("PREFDISSECT_STORE", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
-def streamlit_server(tmp_path_factory):
-    """One real `streamlit run` for every browser test, on a demo-seeded store of its own.
+def streamlit_server(tmp_path_factory, demo_file):
+    """One real `streamlit run` for every browser test, on a copy of the session's demo store (the
+    dashboard's own first-run build is tested in tests/test_app.py).
 
     Yields (url, store_path). Tests that need special data write it into that store first."""
     from tests import browserkit
 
     if not (browserkit.CHROMIUM and browserkit.CHROMEDRIVER):
         pytest.skip(browserkit.MARKS[1].kwargs["reason"])
-    path = tmp_path_factory.mktemp("browser") / "store.db"
+    path = copy_store(demo_file, tmp_path_factory.mktemp("browser") / "store.db")
     proc, url = browserkit.start_streamlit(path)
     yield url, path
     browserkit.stop(proc)
@@ -102,6 +175,26 @@ def browser():
     driver = browserkit.chrome()
     yield driver
     driver.quit()
+
+
+def loopback_settings(server, **kw):
+    """The one ``LLMSettings`` the tests build for a loopback server: its URL, model loopback-1, a test
+    key, a 5 s timeout and 2 retries; ``kw`` override (a test module passes its own defaults once)."""
+    from core.llm import LLMSettings
+
+    base = dict(model="loopback-1", base_url=server.url, api_key="test-key", timeout_s=5.0, max_retries=2)
+    return LLMSettings(**{**base, **kw})
+
+
+@pytest.fixture
+def pandalm_store(tmp_path, shared_data):
+    """PandaLM's test set (999 real pairs) imported into a fresh store."""
+    from core.importers import import_file
+
+    store = Store(tmp_path / "store.db")
+    import_file(store, "pandalm", shared_data / "pandalm" / "testset-v1.json")
+    yield store
+    store.close()
 
 
 @pytest.fixture

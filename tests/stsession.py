@@ -1,4 +1,8 @@
-"""A browserless Streamlit session: the browser's websocket protocol, spoken from Python.
+"""Browserless Streamlit for the tests: the page-test helpers every ``tests/test_app_*.py`` shares
+(``open_page`` and friends, over ``streamlit.testing.v1.AppTest``), and a ``Session`` that speaks the
+browser's websocket protocol from Python.
+
+A browserless Streamlit session: the browser's websocket protocol, spoken from Python.
 
 One ``Session`` is one browser tab as the server sees it: it opens ``/_stcore/stream``, asks for
 a page run with a ``rerun_script`` BackMsg (the same protobuf the frontend sends) and reads
@@ -10,10 +14,62 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from websockets.sync.client import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+
+
+# ---------------------------------------------------------------- page tests (AppTest)
+
+
+def ok(at):
+    """``at`` after asserting that its last run raised nothing."""
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def open_page(page: str | None = None, query: dict | None = None, timeout: float = 120):
+    """An ``AppTest`` of the whole app (dashboard/app.py: sign-in, first-run seeding, navigation) run on one
+    page of ``pages/`` (``"samples"`` for pages/samples.py; None for the default page) with ``query`` as
+    the URL's query parameters, asserted to have raised nothing. The store is ``PREFDISSECT_STORE`` (point
+    it at a copy of the session's demo: ``store_path`` / ``unfitted_store_path``)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    if page:
+        at.switch_page(f"../pages/{page}.py")  # relative to dashboard/, where app.py lives
+    return ok(at.run())
+
+
+def rerun(at):
+    """Run ``at`` again (after widget changes) and assert nothing was raised."""
+    return ok(at.run())
+
+
+def frames_with(at, *columns: str) -> list:
+    """The page's dataframes that have all of ``columns``."""
+    return [d.value for d in at.dataframe if set(columns) <= set(d.value.columns)]
+
+
+def frame_with(at, *columns: str):
+    """The page's first dataframe that has all of ``columns``."""
+    return next(d.value for d in at.dataframe if set(columns) <= set(d.value.columns))
+
+
+def sent(at) -> str:
+    """Everything the page sent to the browser: every element's protobuf, tabs and fragments included."""
+    return "\n".join(str(el.proto) for el in at._tree if getattr(el, "proto", None) is not None)
+
+
+# ---------------------------------------------------------------- a session over the websocket
+
 
 FINISHED = {
     ForwardMsg.FINISHED_SUCCESSFULLY: "ok",

@@ -13,9 +13,10 @@ import pytest
 
 from core import annotate, catalogue, jobs, judges
 from core.importers import import_file
-from core.llm import LLMSettings, strict_schema
+from core.llm import strict_schema
 from core.loopback import LoopbackServer
 from core.store import Store
+from tests.conftest import loopback_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,19 +28,9 @@ def sha(messages):
     return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
 
 
-@pytest.fixture
-def pandalm_store(tmp_path, shared_data):
-    store = Store(tmp_path / "store.db")
-    import_file(store, "pandalm", shared_data / "pandalm" / "testset-v1.json")
-    yield store
-    store.close()
-
-
 def settings_for(server, **kw):
-    base = dict(model="loopback-1", base_url=server.url, api_key="test-key", timeout_s=1.0, max_retries=8,
-                concurrency=8, price_input=2.5, price_output=10.0)
-    base.update(kw)
-    return LLMSettings(**base)
+    return loopback_settings(server, **{**dict(timeout_s=1.0, max_retries=8, concurrency=8, price_input=2.5,
+                                               price_output=10.0), **kw})
 
 
 def ok_rows(store):

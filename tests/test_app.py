@@ -7,28 +7,22 @@ from streamlit.testing.v1 import AppTest
 
 from core import judges
 from core.store import Store
+from tests.stsession import frame_with, open_page
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboard" / "app.py")
 
 
 @pytest.fixture
-def demo_store(tmp_path, monkeypatch):
+def empty_store(tmp_path, monkeypatch):
+    """An empty store file made the app's store: the first run builds the demo into it (when seeding is on)."""
     path = tmp_path / "store.db"
     monkeypatch.setenv("PREFDISSECT_STORE", str(path))
     return path
 
 
-def run_app(timeout=120):
-    at = AppTest.from_file(APP, default_timeout=timeout)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def test_first_start_seeds_the_demo_and_overview_shows_store_numbers(demo_store):
-    at = run_app()
-    with Store(demo_store) as s:
+def test_first_start_seeds_the_demo_and_overview_shows_store_numbers(empty_store):
+    at = open_page()
+    with Store(empty_store) as s:
         counts = s.table_counts()
         judge_rows = s.judges()
     assert counts["samples"] >= 300  # the app built the demo on an empty store
@@ -45,19 +39,19 @@ def test_first_start_seeds_the_demo_and_overview_shows_store_numbers(demo_store)
     assert dict(zip(judges_df["name"], judges_df["labels"])) == {j["name"]: j["labels"] for j in judge_rows}
 
 
-def test_overview_agreement_table_matches_core(demo_store):
-    at = run_app()
-    pairs = next(df.value for df in at.dataframe if "judge_a" in df.value.columns)
-    with Store(demo_store) as s:
+def test_overview_agreement_table_matches_core(store_path):
+    at = open_page()
+    pairs = frame_with(at, "judge_a")
+    with Store(store_path) as s:
         expected = {(a.judge_a, a.judge_b): (a.shared, a.agree) for a in judges.agreement(s, "demo-synthetic")}
     got = {(r.judge_a, r.judge_b): (r.shared, r.agree) for r in pairs.itertuples()}
     assert got == expected
     assert len(got) >= 6  # four judges or more
 
 
-def test_empty_store_without_seeding_says_how_to_fill_it(demo_store, monkeypatch):
+def test_empty_store_without_seeding_says_how_to_fill_it(empty_store, monkeypatch):
     monkeypatch.setenv("PREFDISSECT_SEED_DEMO", "0")
-    at = run_app()
+    at = open_page()
     assert any("store is empty" in i.value for i in at.info)
     assert not at.metric
 

@@ -2,48 +2,29 @@
 real annotation job against the loopback server watched to the end, one worker per job, a fit job."""
 
 import json
-import shutil
 import time
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from core import annotate, jobs
 from core.llm import LLMSettings
 from core.loopback import LoopbackServer
 from core.store import Store
+from tests.stsession import open_page, sent
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboard" / "app.py")
-PAGE = "../pages/annotate.py"  # relative to the main script's folder
+PAGE = "annotate"  # pages/annotate.py
 FAKE_KEY = "sk-FAKE-must-never-show-8c1e5d"
 
 
 @pytest.fixture
-def store_path(unfitted_demo_file, tmp_path, monkeypatch):
-    path = tmp_path / "store.db"
-    shutil.copy(unfitted_demo_file, path)
-    monkeypatch.setenv("PREFDISSECT_STORE", str(path))
+def store_path(unfitted_store_path, monkeypatch):
+    path = unfitted_store_path
     for name in ("PREFDISSECT_LLM_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFDISSECT_LLM_MODEL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", FAKE_KEY)
     monkeypatch.setenv("PREFDISSECT_LLM_PRICE_INPUT", "2.5")
     monkeypatch.setenv("PREFDISSECT_LLM_PRICE_OUTPUT", "10")
     return path
-
-
-def page(timeout=120):
-    at = AppTest.from_file(APP, default_timeout=timeout)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def shown(at) -> str:
-    """Everything the page sent to the browser: every element's protobuf, tabs and fragments included."""
-    return "\n".join(str(el.proto) for el in at._tree if getattr(el, "proto", None) is not None)
 
 
 def plain(markdown: str) -> str:
@@ -56,7 +37,7 @@ def metrics(at) -> dict:
 
 
 def test_estimate_and_key_status_before_starting_and_never_the_key(store_path):
-    at = page()
+    at = open_page(PAGE)
     assert at.radio(key="ann_mode").value == "llm"  # a key is set, so the LLM is offered first
     assert any("API key: set (from the environment)" in c.value for c in at.caption)
     with Store(store_path) as s:
@@ -81,14 +62,14 @@ def test_estimate_and_key_status_before_starting_and_never_the_key(store_path):
     assert m["Samples"] == "100" and m["Estimated cost"] == f"${est2.cost:.4f}"
     assert m["Requests to send"] == f"{est2.requests:,}"
 
-    everything = shown(at) + repr(at.session_state)
+    everything = sent(at) + repr(at.session_state)
     assert FAKE_KEY not in everything
     assert "sk-FAKE" not in everything
 
 
 def test_without_an_llm_the_offline_heuristics_are_offered_and_run(store_path, monkeypatch):
     monkeypatch.delenv("PREFDISSECT_LLM_API_KEY")
-    at = page()
+    at = open_page(PAGE)
     assert at.radio(key="ann_mode").value == "heuristic"
     assert any("No LLM is configured" in i.value for i in at.info)
     at.multiselect(key="ann_groups").set_value(["Code"])
@@ -119,7 +100,7 @@ def test_start_an_annotation_job_against_the_loopback_server_and_watch_it_finish
     with LoopbackServer(latency=0.3) as server:
         monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", server.url)
         monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "loopback-1")
-        at = page()
+        at = open_page(PAGE)
         assert at.text_input(key="ann_base_url").value == server.url
         assert at.text_input(key="ann_model").value == "loopback-1"
         at.multiselect(key="ann_groups").set_value(["Code"])
@@ -141,7 +122,7 @@ def test_start_an_annotation_job_against_the_loopback_server_and_watch_it_finish
         assert any("no second worker" in plain(i.value) for i in at.info), [i.value for i in at.info]
 
         # a reload or a second browser (a new session) follows the same job from the store
-        other = page()
+        other = open_page(PAGE)
         assert other.selectbox(key="annotate_watch_pick").value == job.id
 
         with Store(store_path) as s:
@@ -164,7 +145,7 @@ def test_start_an_annotation_job_against_the_loopback_server_and_watch_it_finish
     history = next(df.value for df in at.dataframe if "runs" in df.value.columns)
     row = history.set_index("id").loc[job.id]
     assert (row["status"], row["done"], row["runs"]) == ("done", 6, 1)
-    everything = shown(at) + jobs.log_tail(store_path, job.id, lines=1000)
+    everything = sent(at) + jobs.log_tail(store_path, job.id, lines=1000)
     assert FAKE_KEY not in everything
     with Store(store_path) as s:
         assert FAKE_KEY not in json.dumps(s.rows("SELECT * FROM jobs")) + json.dumps(
@@ -172,7 +153,7 @@ def test_start_an_annotation_job_against_the_loopback_server_and_watch_it_finish
 
 
 def test_fit_tab_starts_a_fit_job_that_writes_profiles(store_path):
-    at = page()
+    at = open_page(PAGE)
     assert at.selectbox(key="fit_source").value == "demo"
     at.multiselect(key="fit_judges").set_value(["demo-crowd"])
     at.multiselect(key="fit_scopes").set_value(["Code", "Advice"])
@@ -195,7 +176,7 @@ def test_cancel_and_resume_from_the_job_panel(store_path, monkeypatch):
     with LoopbackServer(latency=0.4) as server:
         monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", server.url)
         monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "loopback-1")
-        at = page()
+        at = open_page(PAGE)
         at.multiselect(key="ann_groups").set_value(["Advice"])
         at.number_input(key="ann_limit").set_value(10)
         at.number_input(key="ann_concurrency").set_value(1)
@@ -250,7 +231,7 @@ def test_a_finished_job_reads_right_and_points_to_the_next_step(store_path, monk
     $0 spend, has start, end and duration in History, a next step (fit on its features) that opens the Fit
     tab, and its worker is reaped rather than left a zombie."""
     monkeypatch.delenv("PREFDISSECT_LLM_API_KEY")
-    at = page()
+    at = open_page(PAGE)
     at.multiselect(key="ann_groups").set_value(["Code"])
     at.run()
     at.button(key="ann_start").click().run()
@@ -282,18 +263,18 @@ def test_a_remote_model_with_no_known_price_is_a_loud_warning(store_path, monkey
     monkeypatch.delenv("PREFDISSECT_LLM_PRICE_INPUT")
     monkeypatch.delenv("PREFDISSECT_LLM_PRICE_OUTPUT")
     monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "acme-unlisted-model-7")  # in no price table
-    at = page()
+    at = open_page(PAGE)
     assert metrics(at)["Estimated cost"] == "unknown"
     loud = [e.value for e in at.error if "No price is known" in e.value]
     assert loud and "acme" in loud[0]
     # a model the price table knows: a figure, no warning
     monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "gpt-4o-mini")
-    known = page()
+    known = open_page(PAGE)
     assert metrics(known)["Estimated cost"].startswith("$") and not [e for e in known.error if "No price" in e.value]
     # a local server (no bill) is not warned about
     monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "acme-unlisted-model-7")
     monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", "http://127.0.0.1:9/v1")
-    local = page()
+    local = open_page(PAGE)
     assert not [e.value for e in local.error if "No price is known" in e.value]
 
 
@@ -303,7 +284,7 @@ def test_batch_mode_from_the_page_runs_a_batch_job_and_an_unknown_price_is_shown
     with LoopbackServer() as server:
         monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", server.url)
         monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "loopback-1")
-        at = page()
+        at = open_page(PAGE)
         # a self-hosted model with no price given: unknown, never $0
         assert metrics(at)["Estimated cost"] == "unknown"
         assert any("price unknown" in c.value for c in at.caption)

@@ -6,36 +6,21 @@ and leaves nothing behind."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from core import jobs
 from core.store import Store
 from tests.conftest import store_sha256
+from tests.stsession import open_page
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboard" / "app.py")
-PAGE = "../pages/data.py"
+PAGE = "data"  # pages/data.py
 
 
 @pytest.fixture
-def store_path(unfitted_demo_file, tmp_path, monkeypatch):
-    path = tmp_path / "store.db"
-    shutil.copy(unfitted_demo_file, path)
-    monkeypatch.setenv("PREFDISSECT_STORE", str(path))
-    return path
-
-
-def page(timeout=120):
-    at = AppTest.from_file(APP, default_timeout=timeout)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+def store_path(unfitted_store_path):
+    return unfitted_store_path
 
 
 def wait_done(store_path, at, timeout=120):
@@ -73,7 +58,7 @@ def test_a_malformed_upload_lists_every_problem_and_writes_nothing(store_path):
     bad[1]["verdict"] = "maybe"
     bad[3]["first"] = 7
     bad[4]["verdict"] = "perhaps"
-    at = page()
+    at = open_page(PAGE)
     upload(at, "bad.jsonl", bad)
     map_fields(at, query="prompt", response_a="first", response_b="second", label="verdict")
     at.button(key="own_check").click().run()
@@ -87,7 +72,7 @@ def test_a_malformed_upload_lists_every_problem_and_writes_nothing(store_path):
 
 
 def test_an_upload_is_mapped_checked_imported_as_a_job_and_shows_everywhere(store_path):
-    at = page()
+    at = open_page(PAGE)
     upload(at, "my pairs.jsonl", ROWS)
     preview = at.dataframe[0].value
     assert list(preview["prompt"]) == [r["prompt"] for r in ROWS[:5]]  # the first rows, as text
@@ -112,13 +97,10 @@ def test_an_upload_is_mapped_checked_imported_as_a_job_and_shows_everywhere(stor
     uploads = list((store_path.parent / "uploads").glob("*-my_pairs.jsonl"))
     assert len(uploads) == 1 and uploads[0].read_bytes().count(b"\n") == 30
     # on the Overview (breakdown by category) and the Samples page (a filter), without a restart
-    ov = AppTest.from_file(APP, default_timeout=120)
-    ov.run()
+    ov = open_page()
     table = next(df.value for df in ov.dataframe if "category" in df.value.columns)
     assert set(table.loc[table["dataset"] == "mine", "category"]) == {"math", "code", "law"}
-    sp = AppTest.from_file(APP, default_timeout=120)
-    sp.run()
-    sp.switch_page("../pages/samples.py").run()
+    sp = open_page("samples")
     sp.selectbox(key="samples_dataset").set_value("mine").run()
     sp.selectbox(key="samples_category").set_value("law").run()
     assert not sp.exception, [e.value for e in sp.exception]
@@ -130,7 +112,7 @@ def test_an_upload_is_mapped_checked_imported_as_a_job_and_shows_everywhere(stor
 
 
 def test_deleting_a_dataset_asks_first_keeps_a_backup_and_leaves_nothing(store_path):
-    at = page()
+    at = open_page(PAGE)
     at.radio(key="own_del_what").set_value("dataset").run()
     at.selectbox(key="own_del_name").set_value("demo-synthetic").run()
     assert any("This removes:" in m.value and "samples" in m.value for m in at.markdown)
@@ -157,11 +139,7 @@ def test_a_sample_shows_its_category_and_each_orders_verdict_strength(store_path
         import_file(s, "generic", path, dataset="mine", judge="j", columns={"label": "label", "label_ba": "label_ba",
                                                                               "category": "category"})
         sid = s.sample_ids("mine")[0]
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.query_params["id"] = sid
-    at.switch_page("../pages/samples.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_page("samples", {"id": sid})
     assert any("your category: law" in c.value.replace("\\", "") for c in at.caption)
     votes = next(df.value for df in at.dataframe if "strength_ab" in df.value.columns).iloc[0]
     # A>>B with A first; A>B in the run with B first is "the first shown (B) is better": B, slightly

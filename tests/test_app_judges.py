@@ -3,45 +3,27 @@ collected from the loopback server in both orders; uploads that add a judge, and
 that shows the file, row and field and leaves the store byte-for-byte unchanged."""
 
 import json
-import shutil
 import time
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from core import jobs, judges
 from core.loopback import LoopbackServer
 from core.store import Store
 from dashboard import charts
 from tests.conftest import store_sha256
+from tests.stsession import frame_with, open_page
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboard" / "app.py")
-PAGE = "../pages/judges.py"
+PAGE = "judges"  # pages/judges.py
 
 
 @pytest.fixture
-def store_path(unfitted_demo_file, tmp_path, monkeypatch):
-    path = tmp_path / "store.db"
-    shutil.copy(unfitted_demo_file, path)
-    monkeypatch.setenv("PREFDISSECT_STORE", str(path))
+def store_path(unfitted_store_path, monkeypatch):
+    path = unfitted_store_path
     for name in ("PREFDISSECT_LLM_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFDISSECT_LLM_MODEL",
                  "PREFDISSECT_LLM_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     return path
-
-
-def page(timeout=120):
-    at = AppTest.from_file(APP, default_timeout=timeout)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def frame_with(at, column):
-    return next(df.value for df in at.dataframe if column in df.value.columns)
 
 
 def plain(markdown: str) -> str:
@@ -62,7 +44,7 @@ def wait_done(store, job_id, at, timeout=180):
 
 def test_figures_match_core_and_a_judge_collected_in_both_orders_shows_its_position_consistency(store_path,
                                                                                                 monkeypatch):
-    at = page()
+    at = open_page(PAGE)
     assert at.selectbox(key="judges_dataset").value == "demo-synthetic"  # the only dataset
     assert any("No judge here has verdicts in both orders" in i.value for i in at.info)
 
@@ -70,7 +52,7 @@ def test_figures_match_core_and_a_judge_collected_in_both_orders_shows_its_posit
         monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", "sk-test-judges")
         monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", server.url)
         monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "loopback-1")
-        at = page()
+        at = open_page(PAGE)
         with pytest.raises(KeyError):
             at.text_input(key="collect_judge")  # a closed tab does not run (nor estimate its cost)
         at.session_state["judges_add_tab"] = "Collect from a model"
@@ -147,7 +129,7 @@ def test_uploading_the_papers_json_list_adds_a_judge(store_path):
     half = len(ids) // 2
     flip = {"A": "B", "B": "A"}
     uploaded = [crowd[i] for i in ids[:half]] + [flip[crowd[i]] for i in ids[half:]]
-    at = page()
+    at = open_page(PAGE)
     at.file_uploader(key="labels_file").set_value(("my_judge.json", json.dumps(uploaded).encode(), "application/json"))
     at.text_input(key="upload_judge").input("uploaded-judge")
     at.selectbox(key="upload_kind").set_value("human")
@@ -164,7 +146,7 @@ def test_uploading_the_papers_json_list_adds_a_judge(store_path):
     assert "uploaded-judge" in set(frame_with(at, "agreement_ref")["name"])
     assert at.multiselect(key="judges_fit_judges").value == ["uploaded-judge"]
     # a new session takes the human judge as the reference: it agrees with demo-crowd on half the samples
-    fresh = page()
+    fresh = open_page(PAGE)
     assert fresh.selectbox(key="judges_reference").value == "uploaded-judge"
     table = frame_with(fresh, "agreement_ref").set_index("name")
     assert (table.loc["demo-crowd", "shared_ref"], table.loc["demo-crowd", "agree_ref"]) == (550, half)
@@ -179,7 +161,7 @@ def test_a_malformed_upload_shows_where_and_leaves_the_store_unchanged(store_pat
     with Store(store_path) as s:
         ids = s.sample_ids("demo-synthetic")
     before = store_sha256(store_path)
-    at = page()
+    at = open_page(PAGE)
     at.file_uploader(key="labels_file").set_value((name, content.format(*ids).encode(), "text/plain"))
     at.text_input(key="upload_judge").input("bad-judge")
     at.run()
@@ -212,7 +194,7 @@ def test_collect_in_batch_mode_from_the_page(store_path, monkeypatch):
         monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", "sk-test-judges")
         monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", server.url)
         monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "loopback-1")
-        at = page()
+        at = open_page(PAGE)
         at.session_state["judges_add_tab"] = "Collect from a model"
         at.run()
         at.multiselect(key="collect_groups").set_value(["Code"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -19,10 +18,9 @@ from core import catalogue, compare, fit, sampler
 from core.profile import MIN_DIFFERING, POSITION_LABEL, is_attribute_term, load_published_profiles, profile_frame
 from core.store import Store
 from dashboard import charts
+from tests.stsession import frames_with, open_page
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboard" / "app.py")
-PAGE = "../pages/profiles.py"  # relative to dashboard/app.py
+PAGE = "profiles"  # pages/profiles.py
 LABELS = {a.key: a.label for a in catalogue.attributes()}
 JUDGES = ["demo-contrarian", "demo-crowd", "demo-strict", "demo-stylist"]
 
@@ -32,16 +30,6 @@ def stored(path, **kw) -> dict[str, dict]:
         return {r["judge"]: r for r in s.profiles(**kw)}
 
 
-def open_page(query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def chart_data(at: AppTest, i: int = 0) -> pd.DataFrame:
     """The rows the i-th Vega-Lite chart on the page was given (Arrow IPC in the proto)."""
     proto = at.get("vega_lite_chart")[i].proto
@@ -49,15 +37,11 @@ def chart_data(at: AppTest, i: int = 0) -> pd.DataFrame:
     return max(frames, key=len)
 
 
-def frame_with(at: AppTest, *columns: str) -> list[pd.DataFrame]:
-    return [d.value for d in at.dataframe if set(columns) <= set(d.value.columns)]
-
-
 # --------------------------------------------------------------------------- the page
 
 
 def test_chart_and_top_attributes_are_the_stored_numbers(store_path):
-    at = open_page()
+    at = open_page(PAGE)
     want = stored(store_path, dataset="demo-synthetic", scope="all", method="fast", feature_source="demo")
     assert [m.value for m in at.multiselect] == [JUDGES]  # the four demo judges, in name order
     assert at.selectbox(key="profiles_scope").value == "all"
@@ -71,7 +55,7 @@ def test_chart_and_top_attributes_are_the_stored_numbers(store_path):
         assert np.allclose(mine["percent_lo"], 100 * special.expit(row["lo"]))
         assert np.allclose(mine["percent_hi"], 100 * special.expit(row["hi"]))
     # top / bottom tables: the five largest and smallest stored weights of each judge, in order
-    tables = frame_with(at, "label", "percent_lo", "mean")  # raw columns (shown as rewards / dislikes, %, weight)
+    tables = frames_with(at, "label", "percent_lo", "mean")  # raw columns (shown as rewards / dislikes, %, weight)
     assert len(tables) == 2 * len(JUDGES)
     for i, judge in enumerate(JUDGES):
         # attributes only: the position term is no attribute to reward
@@ -88,7 +72,7 @@ def test_chart_and_top_attributes_are_the_stored_numbers(store_path):
 
 
 def test_scope_shows_n_and_a_link_preselects_scope_judges_and_order(store_path):
-    at = open_page({"scope": "Advice", "judge": ["demo-strict", "demo-crowd"], "order": "weight"})
+    at = open_page(PAGE, {"scope": "Advice", "judge": ["demo-strict", "demo-crowd"], "order": "weight"})
     box = at.selectbox(key="profiles_scope")
     assert box.value == "Advice"
     want = stored(store_path, dataset="demo-synthetic", scope="Advice", method="fast")
@@ -105,11 +89,11 @@ def test_scope_shows_n_and_a_link_preselects_scope_judges_and_order(store_path):
 
 
 def test_difference_table_equals_weight_difference_of_the_stored_draws(store_path):
-    at = open_page()
+    at = open_page(PAGE)
     at.selectbox(key="profiles_diff_a").set_value("demo-strict").run()
     at.selectbox(key="profiles_diff_b").set_value("demo-crowd").run()
     assert not at.exception
-    table = frame_with(at, "diff", "p_pos")[0]
+    table = frames_with(at, "diff", "p_pos")[0]
     rows = stored(store_path, dataset="demo-synthetic", scope="all", method="fast", with_draws=True)
     a, b = rows["demo-strict"], rows["demo-crowd"]
     assert a["draws"].shape == (1000, 30)  # the position term and 29 attributes
@@ -127,8 +111,8 @@ def test_difference_table_equals_weight_difference_of_the_stored_draws(store_pat
 
 
 def test_accuracy_and_diagnostics_are_the_stored_ones(store_path):
-    at = open_page()
-    table = frame_with(at, "accuracy", "max_rhat")[0].set_index("judge")
+    at = open_page(PAGE)
+    table = frames_with(at, "accuracy", "max_rhat")[0].set_index("judge")
     want = stored(store_path, dataset="demo-synthetic", scope="all", method="fast")
     assert sorted(table.index) == JUDGES
     for judge, row in want.items():
@@ -138,7 +122,7 @@ def test_accuracy_and_diagnostics_are_the_stored_ones(store_path):
         assert table.loc[judge, "max_rhat"] == pytest.approx(max(row["rhat"]))
         assert table.loc[judge, "min_ess"] == pytest.approx(min(row["ess"]))
         assert table.loc[judge, "divergences"] == row["provenance"]["diagnostics"]["divergences"]
-    prov = frame_with(at, "sampler", "fitted_at")[0].set_index("judge")
+    prov = frames_with(at, "sampler", "fitted_at")[0].set_index("judge")
     assert set(prov["sampler"]) == {sampler.FAST_SAMPLER}
     assert prov.loc["demo-crowd", "fitted_at"] == want["demo-crowd"]["provenance"]["fitted_at"]
     assert "pymc " + want["demo-crowd"]["provenance"]["versions"]["pymc"] in prov.loc["demo-crowd", "versions"]
@@ -168,7 +152,7 @@ def downloads(monkeypatch) -> list[tuple[bytes, str, str | None]]:
 
 
 def test_downloads_carry_the_stored_weights_intervals_and_provenance(store_path, downloads):
-    at = open_page()
+    at = open_page(PAGE)
     assert [b.label for b in at.download_button] == ["Weights (CSV)", "Weights (JSON)", "Chart (PNG)", "Chart (SVG)"]
     files = {name: data for data, _, name in downloads}
     want = stored(store_path, dataset="demo-synthetic", scope="all", method="fast")
@@ -228,7 +212,7 @@ def test_downloads_made_on_click_by_a_real_server_carry_the_stored_weights(store
 
 
 def test_drill_down_links_name_dataset_attribute_judge_scope_and_features(store_path):
-    at = open_page()
+    at = open_page(PAGE)
     links = at.page_link
     assert len(links) == 29
     with Store(store_path) as s:
@@ -245,7 +229,7 @@ def test_drill_down_links_name_dataset_attribute_judge_scope_and_features(store_
 def test_imported_profiles_show_means_without_intervals_or_samples(store_path, shared_data):
     with Store(store_path) as s:
         fit.import_published(s, shared_data / "gair" / "fitted_paras_comparison")
-    at = open_page({"dataset": "published", "scope": "Code", "judge": ["human", "gpt-4-1106-preview"]})
+    at = open_page(PAGE, {"dataset": "published", "scope": "Code", "judge": ["human", "gpt-4-1106-preview"]})
     assert at.selectbox(key="profiles_method").value == "imported"
     shown = chart_data(at)
     published = load_published_profiles(shared_data / "gair" / "fitted_paras_comparison")["Code"]
@@ -261,7 +245,7 @@ def test_imported_profiles_show_means_without_intervals_or_samples(store_path, s
 def test_no_profiles_says_how_to_fit(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFDISSECT_STORE", str(tmp_path / "empty.db"))
     monkeypatch.setenv("PREFDISSECT_SEED_DEMO", "0")
-    at = open_page()
+    at = open_page(PAGE)
     text = " ".join(i.value for i in at.info)
     assert "python -m core fit --dataset" in text and "Annotate & fit" in text
     assert [p.value for p in at.page_link] == ["Annotate & fit"]
@@ -365,7 +349,7 @@ def test_a_judge_name_with_markup_is_shown_inert(store_path):
         row = s.profiles(dataset="demo-synthetic", scope="all", method="fast", judges=["demo-crowd"])[0]
         row = {k: v for k, v in row.items() if k not in ("id", "created_at")}
         s.save_profile({**row, "judge": evil})
-    at = open_page({"judge": [evil, "demo-crowd"]})
+    at = open_page(PAGE, {"judge": [evil, "demo-crowd"]})
     assert at.multiselect[0].value == [evil, "demo-crowd"]
     texts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [p.value for p in at.page_link]
     assert not any("![x](" in t or "<b>" in t for t in texts)

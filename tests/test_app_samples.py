@@ -6,7 +6,6 @@ inert markdown renderer (dashboard/render.py, checked with a CommonMark parser),
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,10 +19,9 @@ from core.records import Dataset, ImportBatch, Sample
 from core.store import SampleFilter, Store
 from dashboard.render import figure
 from dashboard import charts, render, sampleurl
+from tests.stsession import frame_with, open_page, rerun
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboard" / "app.py")
-PAGE = "../pages/samples.py"  # relative to dashboard/app.py
+PAGE = "samples"  # pages/samples.py
 DS = demo.DEMO_DATASET
 K = "samples_"
 
@@ -160,28 +158,8 @@ def test_waterfall_steps_end_at_the_logit():
 # ------------------------------------------------------------------ the page
 
 
-def open_page(query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def rerun(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def table(at: AppTest):
     return next(d for d in at.dataframe if d.key and d.key.startswith(K + "table_"))
-
-
-def frame_with(at: AppTest, *columns: str) -> pd.DataFrame:
-    return next(d.value for d in at.dataframe if set(columns) <= set(d.value.columns))
 
 
 def showing(at: AppTest) -> str:
@@ -199,7 +177,7 @@ def chart_rows(at: AppTest) -> pd.DataFrame:
 
 
 def test_filter_pick_a_sample_and_see_the_stores_numbers(store_path):
-    at = open_page()
+    at = open_page(PAGE)
     assert showing(at) == "Showing **1–50** of **550** (dataset order)"
     at.selectbox(key=K + "scenario").select("Code")
     at.selectbox(key=K + "judge").select("demo-strict")
@@ -256,7 +234,7 @@ def test_query_params_round_trip(store_path):
                                         feature_source="demo", direction="A"), limit=50)
     query = {"dataset": DS, "case": "w_constraints", "attr": "lengthy", "dir": "A", "judge": "demo-crowd",
              "id": rows[1]["id"], "scope": "all", "vjudge": "demo-stylist", "size": "25"}
-    at = open_page(query)
+    at = open_page(PAGE, query)
     assert at.query_params == query  # nothing lost, nothing added
     assert at.selectbox(key=K + "case").value == "w_constraints"
     assert at.multiselect(key=K + "attributes").value == ["lengthy"]
@@ -276,7 +254,7 @@ def test_previous_and_next_walk_the_filtered_list_across_pages(store_path):
     f = SampleFilter(dataset=DS, judge="demo-crowd")
     with Store(store_path) as s:
         rows, total = s.browse(f, offset=23, limit=3)
-    at = open_page({"judge": "demo-crowd", "size": "25", "id": rows[1]["id"]})  # index 24: the last of page 1
+    at = open_page(PAGE, {"judge": "demo-crowd", "size": "25", "id": rows[1]["id"]})  # index 24: the last of page 1
     assert any(f"25 of {total:,} in this list" in m.value for m in at.markdown)
     at.button(key=K + "next").click()
     rerun(at)
@@ -287,7 +265,7 @@ def test_previous_and_next_walk_the_filtered_list_across_pages(store_path):
     at.button(key=K + "prev").click()
     rerun(at)
     assert at.query_params["id"] == rows[0]["id"] and "page" not in at.query_params
-    first = open_page({"judge": "demo-crowd", "id": s_first(store_path, f)})
+    first = open_page(PAGE, {"judge": "demo-crowd", "id": s_first(store_path, f)})
     assert first.button(key=K + "prev").disabled and not first.button(key=K + "next").disabled
 
 
@@ -298,7 +276,7 @@ def s_first(path, f):
 
 def test_profiles_drill_down_links(store_path):
     # /samples?dataset=D&attr=ATTR&judge=J&scope=S: scope S's samples whose ATTR differs, with J's choice
-    at = open_page({"dataset": DS, "attr": "empathetic", "judge": "demo-crowd", "scope": "express_feeling"})
+    at = open_page(PAGE, {"dataset": DS, "attr": "empathetic", "judge": "demo-crowd", "scope": "express_feeling"})
     with Store(store_path) as s:
         want, total = s.browse(SampleFilter(dataset=DS, case="express_feeling", judge="demo-crowd",
                                             attributes=("empathetic",), feature_source="demo"), limit=50)
@@ -310,20 +288,20 @@ def test_profiles_drill_down_links(store_path):
     assert set(shown_table["empathetic: better"]) <= {"A", "B"}
     # /samples?id=ID&judge=J&scope=S: that sample, J's contributions in scope S
     sid = want[0]["id"]
-    at = open_page({"id": sid, "judge": "demo-strict", "scope": "express_feeling"})
+    at = open_page(PAGE, {"id": sid, "judge": "demo-strict", "scope": "express_feeling"})
     e = samples.explain(Store(store_path), sid, "demo-strict", "express_feeling")
     assert metrics(at)["Predicted P(A)"] == f"{e.contributions.p_a:.1%}"
     assert any("scope express_feeling" in c.value.replace("\\", "") for c in at.caption)
 
 
 def test_bad_links_say_what_is_wrong_without_a_traceback(store_path):
-    at = open_page({"dataset": "nope", "id": "missing", "page": "zero", "attr": "bogus", "scope": "Cooking",
+    at = open_page(PAGE, {"dataset": "nope", "id": "missing", "page": "zero", "attr": "bogus", "scope": "Cooking",
                     "judge": "nobody"})
     warnings = " ".join(w.value for w in at.warning)
     for text in ("nope", "missing", "page", "bogus", "Cooking", "nobody"):
         assert text in warnings
     assert showing(at) == "Showing **1–50** of **550** (dataset order)"
-    far = open_page({"page": "999"})  # past the end: the last page
+    far = open_page(PAGE, {"page": "999"})  # past the end: the last page
     assert showing(far) == "Showing **501–550** of **550** (dataset order)"
 
 
@@ -332,7 +310,7 @@ def test_hostile_text_is_shown_inert_on_the_page(store_path):
     batch = ImportBatch(dataset=Dataset("hostile"), samples=[Sample("hostile", "q <b>bold?</b>", evil, "fine")])
     with Store(store_path) as s:
         s.write_batch(batch)
-    at = open_page({"id": batch.samples[0].id})
+    at = open_page(PAGE, {"id": batch.samples[0].id})
     bodies = [m.value for m in at.markdown]
     assert render.inert_markdown(evil) in bodies and evil not in bodies
     assert render.inert_markdown("q <b>bold?</b>") in bodies

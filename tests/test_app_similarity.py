@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,10 +16,9 @@ from core.profile import load_published_profiles
 from core.records import size_from_name
 from core.store import Store
 from dashboard import charts
+from tests.stsession import open_page
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboard" / "app.py")
-PAGE = "../pages/similarity.py"  # relative to dashboard/app.py
+PAGE = "similarity"  # pages/similarity.py
 JUDGES = ["demo-contrarian", "demo-crowd", "demo-strict", "demo-stylist"]
 
 
@@ -32,14 +30,6 @@ def published(store_path, shared_data) -> dict:
     with Store(store_path) as s:
         fit.import_published(s, directory)
     return load_published_profiles(directory)
-
-
-def open_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def rerun(widget, value, at: AppTest) -> AppTest:
@@ -79,7 +69,7 @@ def corr(a, b, method="pearson") -> float:
 
 
 def test_matrix_is_judge_similarity_averaged_over_the_scenario_groups_in_cluster_order(store_path):
-    at = open_page()
+    at = open_page(PAGE)
     shown = matrix_shown(at)
     weights = demo_weights(store_path)
     groups = catalogue.group_keys()
@@ -103,7 +93,7 @@ def test_matrix_is_judge_similarity_averaged_over_the_scenario_groups_in_cluster
 
 
 def test_one_scope_and_spearman(store_path):
-    at = open_page()
+    at = open_page(PAGE)
     rerun(at.selectbox(key="similarity_scope"), "all", at)
     rerun(at.radio(key="similarity_corr"), "spearman", at)
     shown = matrix_shown(at)
@@ -115,7 +105,7 @@ def test_one_scope_and_spearman(store_path):
 
 
 def test_the_papers_judges_size_groups_and_matrix(published):
-    at = open_page()
+    at = open_page(PAGE)
     rerun(at.selectbox(key="similarity_dataset"), "published", at)
     assert at.selectbox(key="similarity_method").value == "imported"
     shown = matrix_shown(at)
@@ -158,7 +148,7 @@ def test_the_papers_judges_size_groups_and_matrix(published):
 
 
 def test_custom_groups_table_equals_group_similarity(store_path):
-    at = open_page()
+    at = open_page(PAGE)
     # the demo's judges have no size: the grouping starts from the clustering, cut in two
     assert at.radio(key="similarity_group_by").value == "clusters"
     assert len(group_table(at)) == 3
@@ -179,7 +169,7 @@ def test_custom_groups_table_equals_group_similarity(store_path):
 
 
 def test_two_profiles_side_by_side(store_path):
-    at = open_page()
+    at = open_page(PAGE)
     rerun(at.selectbox(key="similarity_a"), "demo-crowd", at)
     rerun(at.selectbox(key="similarity_b"), "demo-strict", at)
     rerun(at.selectbox(key="similarity_side_scope"), "Advice", at)
@@ -204,7 +194,7 @@ def test_two_profiles_side_by_side(store_path):
 def test_too_few_judges_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFDISSECT_STORE", str(tmp_path / "empty.db"))
     monkeypatch.setenv("PREFDISSECT_SEED_DEMO", "0")
-    at = open_page()
+    at = open_page(PAGE)
     assert any("at least two judges" in i.value and "python -m core fit" in i.value for i in at.info)
 
 
@@ -271,7 +261,7 @@ def test_cli_similarity_prints_the_matrix_and_groups(store_path, tmp_path, capsy
 def test_clusters_of_two_or_three_judges_need_no_slider(store_path):
     """Regression: with two judges chosen, grouping by clusters built a slider from 2 to 2, which
     Streamlit refuses (StreamlitInvalidMinMaxError), and the page failed."""
-    at = open_page()
+    at = open_page(PAGE)
     rerun(at.multiselect(key="similarity_judges") if any(m.key == "similarity_judges" for m in at.multiselect)
           else at.multiselect[0], JUDGES[:2], at)
     rerun(at.radio(key="similarity_group_by"), "clusters", at)

@@ -13,27 +13,14 @@ from core import demo
 from core import simulate as sim
 from core.store import Store
 from dashboard import charts
+from tests.stsession import frame_with, open_page
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboard" / "app.py")
-PAGE = "../pages/simulate.py"  # relative to dashboard/app.py
+PAGE = "simulate"  # pages/simulate.py
 DS = demo.DEMO_DATASET
-
-
-def open_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def pct(x: float) -> str:
     return f"{x:.1%}"
-
-
-def frame_with(at: AppTest, *columns: str) -> pd.DataFrame:
-    return next(d.value for d in at.dataframe if set(columns) <= set(d.value.columns))
 
 
 def metrics_by_judge(at: AppTest, n: int) -> list[dict[str, tuple[str, str]]]:
@@ -63,7 +50,7 @@ def check_against_core(at: AppTest, store_path: Path, judges, model, opponent, i
 
 
 def test_default_view_shows_cores_numbers_for_two_judges(store_path):
-    at = open_page()
+    at = open_page(PAGE, timeout=180)
     judges = at.multiselect(key=f"sim_judges|{DS}|demo|all|fast").value
     assert len(judges) == 2
     model = at.selectbox(key=f"sim_model|{DS}").value
@@ -79,7 +66,7 @@ def test_default_view_shows_cores_numbers_for_two_judges(store_path):
 
 
 def test_changed_manipulation_judges_and_opponent_recompute(store_path):
-    at = open_page()
+    at = open_page(PAGE, timeout=180)
     at.multiselect(key=f"sim_judges|{DS}|demo|all|fast").set_value(["demo-crowd", "demo-stylist"])
     at.selectbox(key=f"sim_model|{DS}").set_value("demo-model-alpha")
     at.multiselect(key="sim_inject").set_value(["well_formatted", "lengthy"])
@@ -104,7 +91,7 @@ def test_changed_manipulation_judges_and_opponent_recompute(store_path):
 
 
 def test_ranking_leaderboard_and_calibration_are_cores(store_path):
-    at = open_page()
+    at = open_page(PAGE, timeout=180)
     judges = at.multiselect(key=f"sim_judges|{DS}|demo|all|fast").value
     model = at.selectbox(key=f"sim_model|{DS}").value
     at.selectbox(key="sim_rank_judge").set_value(judges[1]).run()
@@ -135,7 +122,7 @@ def test_ranking_leaderboard_and_calibration_are_cores(store_path):
 def test_no_profiles_says_how_to_fit_them(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFDISSECT_STORE", str(tmp_path / "empty.db"))
     monkeypatch.setenv("PREFDISSECT_SEED_DEMO", "0")
-    at = open_page()
+    at = open_page(PAGE, timeout=180)
     assert any("python -m core fit" in i.value for i in at.info)
     assert not at.metric
 

@@ -13,10 +13,10 @@ import shutil
 
 import pytest
 
-from core import cli, demo
+from core import cli
 from core.importers import import_file
 from core.store import Store
-from tests.conftest import store_sha256
+from tests.conftest import copy_store, store_sha256
 from tests.test_importers import BAD, jsonl, seed_ids
 
 UPLOADS = [c for c in BAD if not c.options and c.fmt != "nope"]
@@ -64,14 +64,13 @@ ARGUMENTS = [
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
+def pristine(tmp_path_factory, unfitted_demo_file):
     """The demo plus a three-sample dataset 'seed' (the upload cases' labels refer to it)."""
     folder = tmp_path_factory.mktemp("bad")
-    path = folder / "store.db"
+    path = copy_store(unfitted_demo_file, folder / "store.db")
     seed = folder / "seed.jsonl"
     seed.write_text(jsonl(*({"query": f"q{i}", "response_a": f"a{i}", "response_b": f"b{i}"} for i in range(3))))
     with Store(path) as s:
-        demo.build_demo(s, fit=False)
         import_file(s, "generic", seed)
         s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return path

@@ -16,8 +16,8 @@ import pytest
 from core import annotate, batch, cli, jobs, judges, paidwork
 from core.llm import LLMSettings
 from core.loopback import LoopbackServer
-from core.prices import price_of
 from core.store import Store
+from tests.conftest import loopback_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-batch-secret-0123456789"
@@ -40,10 +40,7 @@ def samples_of(store, n=6):
 
 
 def settings_for(server, **kw):
-    base = dict(model="loopback-1", base_url=server.url, api_key=KEY, timeout_s=5.0, max_retries=2,
-                price_input=2.0, price_output=8.0, batch=True)
-    base.update(kw)
-    return LLMSettings(**base)
+    return loopback_settings(server, **{**dict(api_key=KEY, price_input=2.0, price_output=8.0, batch=True), **kw})
 
 
 def features_of(store, settings, samples):
@@ -228,26 +225,6 @@ def test_batch_job_through_the_cli_records_its_batches(demo, monkeypatch, tmp_pa
     assert rows[0]["remote_id"] in shown and "8 answered" in shown
 
 
-@pytest.mark.parametrize("model, base_url, batch_, known", [
-    ("gpt-4o-mini", None, False, True),
-    ("gpt-4o-mini", "https://api.openai.com/v1", True, True),
-    ("my-model", "http://127.0.0.1:8000/v1", True, False),
-    ("no-such-model-xyz", None, False, False),
-])
-def test_prices_from_the_table_batch_half_and_unknown_is_unknown(model, base_url, batch_, known):
-    p = price_of(model, base_url, batch=batch_)
-    assert p.known is known
-    if known:
-        standard = price_of(model, base_url)
-        assert p.input > 0 and p.output > 0
-        assert p.input == pytest.approx(standard.input * (0.5 if batch_ else 1))
-    else:
-        assert p.cost(1000, 1000) is None and "unknown" in p.describe()
-    # the user's own prices win, even 0 (a free local model)
-    own = price_of(model, base_url, batch=batch_, price_input=0, price_output=0)
-    assert own.known and own.cost(10**6, 10**6) == 0
-
-
 def test_estimate_says_unknown_not_zero(demo):
     samples = samples_of(demo, 2)
     est = annotate.estimate(demo, samples, LLMSettings(model="local", base_url="http://127.0.0.1:9/v1"))
@@ -312,18 +289,3 @@ def test_a_round_over_budget_is_not_submitted_and_cancel_stops_polling(demo, tmp
                         directory=tmp_path / "b")
         assert features_of(demo, settings_for(server), samples) == 4
         assert max(server.batch_lines.values()) == 1
-
-
-def test_the_price_table_is_read_offline(monkeypatch):
-    import socket
-
-    from core import prices
-
-    def no_network(*a, **k):
-        raise AssertionError("the price table tried the network")
-
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    monkeypatch.setattr(socket, "create_connection", no_network)
-    prices._table_price.cache_clear()
-    p = prices.price_of("gpt-4.1-mini", batch=True)
-    assert p.known and p.source.startswith("genai-prices 0.2.3")

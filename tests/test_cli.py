@@ -1,4 +1,5 @@
-"""The command line, run as a user would: a subprocess, a real store file."""
+"""The command line: ``core.cli.main`` run in this process on real store files (``run_cli``), plus one
+real ``python -m core`` subprocess as a smoke test of the entry point."""
 
 import json
 import subprocess
@@ -7,30 +8,49 @@ from pathlib import Path
 
 import pytest
 
+from core import demo
+from core.cli import HELP_ORDER
+from tests.conftest import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args, store=None, check=True):
-    cmd = [sys.executable, "-m", "core"]
-    if store is not None:
-        cmd += ["--store", str(store)]
-    res = subprocess.run(cmd + [str(a) for a in args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    res = run_cli(*args, store=store)
     if check:
         assert res.returncode == 0, res.stderr
     return res
 
 
-def test_demo_then_info(tmp_path):
-    store = tmp_path / "s.db"
-    out = run("demo", store=store).stdout
-    assert "demo-synthetic" in out and "synthetic" in out
+def test_python_m_core_runs_as_a_program(demo_copy):
+    """The one subprocess: the entry point, its --help and one real command on a real store file."""
+    def sub(*args):
+        return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+
+    helped = sub("--help")
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: python -m core"), helped.stderr
+    assert all(name in helped.stdout for name in HELP_ORDER)
+    info = sub("--store", str(demo_copy), "info", "--json")
+    assert info.returncode == 0, info.stderr
+    assert [d["name"] for d in json.loads(info.stdout)["datasets"]] == [demo.DEMO_DATASET]
+    bad = sub("--store", str(demo_copy), "fit", "--dataset", "nope")
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: no dataset 'nope'"
+
+
+def test_demo_then_info(tmp_path, demo_copy):
+    store = tmp_path / "new.db"
+    out = run("demo", "--no-fit", store=store).stdout
+    assert f"demo dataset '{demo.DEMO_DATASET}' (synthetic)" in out and "0 fitted profiles" in out
     info = json.loads(run("info", "--json", store=store).stdout)
     assert info["counts"]["samples"] >= 300
     (ds,) = info["datasets"]
     assert ds["synthetic"] == 1
     assert len(info["judges"]) >= 4
-    # a second build adds nothing
-    assert "0 samples added" in run("demo", store=store).stdout
+    # a second build adds nothing; on the session's fitted demo (a copy), the fitted profiles are counted
+    assert "0 samples added" in run("demo", "--no-fit", store=store).stdout
+    again = run("demo", store=demo_copy).stdout
+    assert "0 samples added" in again and " 0 fitted profiles" not in again and "fitted profiles" in again
 
 
 def test_import_then_search(tmp_path):
@@ -69,9 +89,23 @@ def test_bad_input_exits_non_zero_with_one_line(tmp_path, args, message):
 
 
 def test_malformed_file_names_file_row_and_field(tmp_path):
+    """Regression: this test once passed on any "2" in the message; it now asserts the file, the row and,
+    where a field is at fault, the field."""
+    good = '{"query": "q", "response_a": "a", "response_b": "b", "label": "A"}\n'
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"query": "q", "response_a": "a", "response_b": "b", "label": "A"}\n{"query": "q2", "response_a": "a"\n')
+    bad.write_text(good + '{"query": "q2", "response_a": "a"\n')  # row 2 is not JSON
     res = run("import", "generic", bad, store=tmp_path / "s.db", check=False)
-    assert res.returncode != 0
-    line = res.stderr.strip()
-    assert "bad.jsonl" in line and "2" in line, line
+    assert res.returncode == 2
+    assert res.stderr.strip().startswith("error: bad.jsonl, row 2: invalid JSON at line 2"), res.stderr
+    missing = tmp_path / "missing.jsonl"
+    missing.write_text(good + '{"query": "q2", "response_a": "a"}\n')  # row 2 has no response_b
+    res = run("import", "generic", missing, store=tmp_path / "s.db", check=False)
+    assert res.returncode == 2
+    assert res.stderr.strip().startswith("error: missing.jsonl, row 2, field 'response_b': missing"), res.stderr
+
+
+@pytest.mark.parametrize("name", HELP_ORDER)
+def test_every_command_has_help(name):
+    res = run_cli(name, "--help")
+    assert res.returncode == 0, name
+    assert res.stdout.startswith("usage: python -m core " + name), res.stdout[:200]

@@ -24,11 +24,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def store_file(tmp_path):
-    path = tmp_path / "store.db"
-    with Store(path) as s:
-        demo.build_demo(s)
-    return path
+def store_file(demo_copy):
+    return demo_copy
 
 
 def browse(url: str, stop: threading.Event, runs: list, errors: list) -> None:

@@ -13,6 +13,7 @@ import pytest
 from core import catalogue, demo, features
 from core.records import word_count
 from core.store import Store
+from tests.conftest import copy_store
 
 EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF]")
 MARKDOWN = re.compile(r"^\s*(#{1,6} |[-*] |\d+\. )", re.M)
@@ -29,11 +30,10 @@ def generated():
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    path = tmp_path_factory.mktemp("demo") / "s.db"
-    with Store(path) as store:
-        result = demo.build_demo(store)
-    store = Store(path)
+def built(tmp_path_factory, demo_built):
+    """(a copy of the session's demo store, its build result)."""
+    path, result = demo_built
+    store = Store(copy_store(path, tmp_path_factory.mktemp("demo") / "s.db"))
     yield store, result
     store.close()
 

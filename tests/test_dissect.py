@@ -1,8 +1,6 @@
 """Fitting from the store: the dissection of a dataset saved as profiles, and published profiles."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +9,14 @@ import pytest
 from core import annotate, catalogue, demo, fit, importers
 from core.profile import MIN_DIFFERING, POSITION, TIE
 from core.store import Store
+from tests.conftest import copy_store, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def demo_store(tmp_path_factory):
-    store = Store(tmp_path_factory.mktemp("dissect") / "store.db")
-    demo.build_demo(store, fit=False)
+def demo_store(tmp_path_factory, unfitted_demo_file):
+    store = Store(copy_store(unfitted_demo_file, tmp_path_factory.mktemp("dissect") / "store.db"))
     yield store
     store.close()
 
@@ -119,14 +117,11 @@ def test_real_judges_of_pandalm_on_heuristic_features(tmp_path, shared_data):
         assert "no_severe_errors" in unmeasured and POSITION not in unmeasured
 
 
-def test_cli_fit_and_profiles(tmp_path, shared_data):
-    path = tmp_path / "s.db"
-    with Store(path) as s:
-        demo.build_demo(s, fit=False)
+def test_cli_fit_and_profiles(unfitted_demo_copy, shared_data):
+    path = unfitted_demo_copy
 
     def run(*args):
-        res = subprocess.run([sys.executable, "-m", "core", "--store", str(path), *args], cwd=ROOT,
-                             capture_output=True, text=True, timeout=600)
+        res = run_cli(*args, store=path)
         assert res.returncode == 0, res.stderr
         return res.stdout
 
@@ -137,8 +132,7 @@ def test_cli_fit_and_profiles(tmp_path, shared_data):
     listing = run("profiles", "--dataset", demo.DEMO_DATASET)
     assert sum(" fast " in line for line in listing.splitlines()) == 8
     assert sum(" truth " in line for line in listing.splitlines()) == 44  # the demo's known profiles
-    res = subprocess.run([sys.executable, "-m", "core", "--store", str(path), "fit", "--dataset", "nope"],
-                         cwd=ROOT, capture_output=True, text=True)
+    res = run_cli("fit", "--dataset", "nope", store=path)
     assert res.returncode == 2 and res.stderr.strip() == "error: no dataset 'nope'"
 
 

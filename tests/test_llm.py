@@ -9,10 +9,10 @@ import time
 import pytest
 
 from core import annotate, jobs, judges, llm, paidwork, prompts
-from core.importers import import_file
 from core.llm import Dialect, LLMSettings
 from core.loopback import LoopbackServer
 from core.store import Store
+from tests.conftest import loopback_settings
 
 #: llama-cpp-python 0.3's server as seen in issue 14: 500 on json_schema, a grammar from
 #: json_object+schema, the gemma chat format dropping system messages, one request at a time,
@@ -22,18 +22,12 @@ LLAMA_CPP = dict(response_formats=("text", "json_object"), reject_status=500, gr
 
 
 @pytest.fixture
-def pandalm(tmp_path, shared_data):
-    store = Store(tmp_path / "store.db")
-    import_file(store, "pandalm", shared_data / "pandalm" / "testset-v1.json")
-    yield store
-    store.close()
+def pandalm(pandalm_store):
+    return pandalm_store
 
 
 def settings_for(server, **kw):
-    base = dict(model="loopback-1", base_url=server.url, api_key="test-key", timeout_s=5.0, max_retries=2,
-                concurrency=4)
-    base.update(kw)
-    return LLMSettings(**base)
+    return loopback_settings(server, **{"concurrency": 4, **kw})
 
 
 def features_of(store, model="loopback-1", both=False):

@@ -424,7 +424,12 @@ def test_bad_fault_settings_are_rejected(faults):
 
 
 def test_all_fault_names_are_accepted():
-    LoopbackServer(faults={name: 1 / len(FAULTS) for name in FAULTS})
+    """Regression: this test once only checked that the constructor did not raise; every name must be kept
+    at its rate and drawn."""
+    rates = {name: 1 / len(FAULTS) for name in FAULTS}
+    srv = LoopbackServer(faults=rates, seed=0)
+    assert srv.faults == pytest.approx(rates)
+    assert {srv._draw_fault() for _ in range(500)} == set(FAULTS)
 
 
 # ---- protocol details -----------------------------------------------------------------------

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +15,11 @@ from scipy import special
 
 from core import annotate, catalogue, demo, fit, samples
 from core.importers import import_file
-from core.llm import LLMSettings
 from core.loopback import LoopbackServer
 from core.profile import INTERCEPT, POSITION
 from core.records import Dataset, Feature, ImportBatch, Sample
 from core.store import UNCLASSIFIED, SampleFilter, Store, fts_query
+from tests.conftest import copy_store, loopback_settings, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DS = demo.DEMO_DATASET
@@ -29,9 +27,8 @@ JUDGES = sorted(demo.JUDGES)
 
 
 @pytest.fixture(scope="module")
-def demo_store(tmp_path_factory):
-    s = Store(tmp_path_factory.mktemp("samples") / "demo.db")
-    demo.build_demo(s)
+def demo_store(tmp_path_factory, demo_file):
+    s = Store(copy_store(demo_file, tmp_path_factory.mktemp("samples") / "demo.db"))
     yield s
     s.close()
 
@@ -306,8 +303,7 @@ def test_sample_view_orients_an_llm_annotators_answers_in_both_orders(pandalm):
     answers are mapped back to A and B."""
     some = pandalm.samples_for("pandalm-test", limit=2)
     with LoopbackServer(seed=5) as server:
-        settings = LLMSettings(model="loopback-1", base_url=server.url, api_key="test-key", timeout_s=5.0,
-                               max_retries=4, concurrency=4)
+        settings = loopback_settings(server, max_retries=4, concurrency=4)
         annotate.run_annotation(pandalm, some, settings, both_orders=True)
     source = annotate.feature_source("loopback-1", True)
     sid = some[0]["id"]
@@ -336,13 +332,12 @@ def test_sample_view_orients_an_llm_annotators_answers_in_both_orders(pandalm):
 # ------------------------------------------------------------------ the command line
 
 
-def run_cli(path, *args):
-    return subprocess.run([sys.executable, "-m", "core", "--store", str(path), "samples", *args], cwd=ROOT,
-                          capture_output=True, text=True)
+def samples_cli(path, *args):
+    return run_cli("samples", *args, store=path)
 
 
 def test_samples_command_lists_and_explains(demo_store):
-    res = run_cli(demo_store.path, "--scope", "Code", "--judge", "demo-crowd", "--attr", "lengthy", "--json",
+    res = samples_cli(demo_store.path, "--scope", "Code", "--judge", "demo-crowd", "--attr", "lengthy", "--json",
                   "--size", "500")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
@@ -350,11 +345,11 @@ def test_samples_command_lists_and_explains(demo_store):
     rows, total = demo_store.browse(f, limit=500)
     assert out["total"] == total and [r["id"] for r in out["rows"]] == [r["id"] for r in rows]
     sid = rows[0]["id"]
-    res = run_cli(demo_store.path, "--show", sid, "--judge", "demo-crowd", "--json")
+    res = samples_cli(demo_store.path, "--show", sid, "--judge", "demo-crowd", "--json")
     e = json.loads(res.stdout)["explanation"]
     want = samples.explain(demo_store, sid, "demo-crowd")
     assert e["logit"] == pytest.approx(want.contributions.logit) and e["actual"] == want.vote["choice"]
-    text = run_cli(demo_store.path, "--show", sid, "--judge", "demo-crowd").stdout
+    text = samples_cli(demo_store.path, "--show", sid, "--judge", "demo-crowd").stdout
     assert f"logit P(A) {want.contributions.logit:+.3f}" in text
-    bad = run_cli(demo_store.path, "--judge", "nobody")
+    bad = samples_cli(demo_store.path, "--judge", "nobody")
     assert bad.returncode == 2 and "no labels from judge" in bad.stderr

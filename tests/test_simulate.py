@@ -11,8 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from core import simulate as sim
 from core.profile import INTERCEPT
 from core.records import Dataset, Feature, ImportBatch, Judge, Label, Sample
 from core.store import Store
+from tests.conftest import copy_store, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = catalogue.attribute_keys()
@@ -302,10 +301,8 @@ def test_a_changed_label_marks_the_profile_stale(own_store, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def demo_store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("simdemo") / "store.db"
-    store = Store(path)
-    demo.build_demo(store)
+def demo_store(tmp_path_factory, demo_file):
+    store = Store(copy_store(demo_file, tmp_path_factory.mktemp("simdemo") / "store.db"))
     yield store
     store.close()
 
@@ -376,8 +373,7 @@ def test_cli_prints_the_core_results_as_json(demo_store):
     args = ["--dataset", demo.DEMO_DATASET, "--judge", "demo-crowd", "--judge", "demo-strict",
             "--model", "demo-model-delta", "--opponent", "all", "--inject", "lengthy=0.4", "--suppress", "informal=1",
             "--rank", "--control", "lengthy"]
-    res = subprocess.run([sys.executable, "-m", "core", "--store", str(demo_store.path), "simulate", *args],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    res = run_cli("simulate", *args, store=demo_store.path)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     sims = sim.simulate(demo_store, demo.DEMO_DATASET, ["demo-crowd", "demo-strict"], model="demo-model-delta",
@@ -392,9 +388,8 @@ def test_cli_prints_the_core_results_as_json(demo_store):
     assert out["ranking"][0]["gains"] == rank["gains"]
     lb = sim.controlled_win_rates(demo_store, demo.DEMO_DATASET, "demo-strict", ["lengthy"]).to_dict()
     assert out["leaderboard"][1]["rows"] == lb["rows"]
-    bad = subprocess.run([sys.executable, "-m", "core", "--store", str(demo_store.path), "simulate", "--dataset",
-                          demo.DEMO_DATASET, "--judge", "demo-crowd", "--model", "demo-model-delta", "--inject",
-                          "lengthy=lots"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    bad = run_cli("simulate", "--dataset", demo.DEMO_DATASET, "--judge", "demo-crowd", "--model", "demo-model-delta",
+                  "--inject", "lengthy=lots", store=demo_store.path)
     assert bad.returncode == 2 and "ATTRIBUTE=RATE" in bad.stderr
 
 

@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
 from core import experiment  # noqa: E402
 from core.store import Store  # noqa: E402
-from test_experiment import _queries, _save_known_profile, _server, _spec  # noqa: E402
+from tests.test_experiment import _queries, _save_known_profile, _server, _spec  # noqa: E402
 
 
 def main(argv=None) -> int:

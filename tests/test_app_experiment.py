@@ -6,17 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from streamlit.testing.v1 import AppTest
 
 from core import experiment
 from core.store import Store
 from dashboard import charts
-
-from test_experiment import _queries, _save_known_profile, _server, _spec
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboard" / "app.py")
-PAGE = "../pages/simulate.py"
+from tests.stsession import frame_with, open_page, rerun
+from tests.test_experiment import _queries, _save_known_profile, _server, _spec
 
 
 def _finished_experiment(path: Path, tmp_path: Path) -> dict:
@@ -29,17 +24,13 @@ def _finished_experiment(path: Path, tmp_path: Path) -> dict:
 
 def test_a_link_opens_the_experiment_with_measured_and_predicted_shifts(store_path, tmp_path):
     rec = _finished_experiment(store_path, tmp_path)
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    at.query_params["experiment"] = str(rec["id"])
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_page("simulate", {"experiment": str(rec["id"])}, timeout=180)
     shown = {m.label: m.value for m in at.metric}
     arms = {a["arm"]: a for a in rec["result"]["arms"]}
     for arm in ("liked", "disliked"):
         assert shown[f"{arm}: measured shift"] == f"{arms[arm]['shift']['mean']:+.1%}"
         assert shown[f"{arm}: predicted shift"] == f"{arms[arm]['predicted_shift']['mean']:+.1%}"
-    success = next(d.value for d in at.dataframe if "could_move" in d.value.columns)
+    success = frame_with(at, "could_move")
     assert set(success["attribute"]) == set(arms["liked"]["show"]) | set(arms["disliked"]["show"])
     assert at.query_params["experiment"] == str(rec["id"])  # the view keeps the link
 
@@ -57,13 +48,10 @@ def test_experiment_chart_draws_each_stage_with_its_intervals():
 def test_the_form_creates_an_experiment_and_shows_its_estimate_before_anything_is_sent(store_path):
     with Store(store_path) as store:
         _save_known_profile(store)
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    at.switch_page(PAGE).run()
+    at = open_page("simulate", timeout=180)
     at.selectbox(key="sim_exp_profile").set_value(("profiles-src", "all", "known-judge", "heuristic:v1", "truth"))
     at.number_input(key="sim_exp_limit").set_value(3)
-    at.button(key="sim_exp_create").click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    rerun(at.button(key="sim_exp_create").click())
     with Store(store_path) as store:
         rec = store.experiments()[0]
         assert [a["name"] for a in rec["spec"]["arms"]] == ["control", "liked", "disliked"]

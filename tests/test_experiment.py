@@ -9,9 +9,9 @@ import json
 import pytest
 
 from core import catalogue, experiment, heuristics, jobs
-from core.llm import LLMSettings
 from core.loopback import LoopbackServer, manipulable_model, profile_judge
 from core.store import Store
+from tests.conftest import loopback_settings
 
 #: the known profile (weights on attributes the offline heuristics measure; the rest 0)
 WEIGHTS = {"well_formatted": 0.9, "supporting_materials": 0.7, "step_by_step": 0.5, "lengthy": 0.4,
@@ -45,8 +45,8 @@ def _queries(tmp_path, n, seed=0):
 
 
 def _settings(server, model, **kw):
-    return LLMSettings(model=model, base_url=server.url, api_key="test-key", timeout_s=5.0, max_retries=4,
-                       concurrency=8, price_input=1.0, price_output=2.0, **kw).public()
+    return loopback_settings(server, model=model, max_retries=4, concurrency=8, price_input=1.0, price_output=2.0,
+                             **kw).public()
 
 
 def _spec(server, queries_file, *, seed=0, arms=None, name="t"):

@@ -180,13 +180,15 @@ def options(adder: Callable[[argparse.ArgumentParser], Any]):
 @command("demo", help="build the built-in synthetic demo dataset", description="Build the "
          "deterministic synthetic demo (texts, annotations, features, judges with known profiles).")
 @option("--seed", type=int, default=0, help="random seed (default 0)")
-@option("--per-group", type=_positive_int, default=50, help="pairs per scenario group (default 50)")
+@option("--per-group", type=_positive_int, default=None,
+        help="pairs per scenario group (default: the demo's own, core.demo.N_PER_GROUP)")
 @option("--no-fit", action="store_true", help="do not fit the judges' profiles after building")
 def cmd_demo(args) -> int:
     from . import demo
 
     with _store(args) as store:
-        res = demo.build_demo(store, seed=args.seed, n_per_group=args.per_group, fit=not args.no_fit)
+        res = demo.build_demo(store, seed=args.seed, n_per_group=args.per_group or demo.N_PER_GROUP,
+                              fit=not args.no_fit)
         fitted = len(store.profiles(dataset=res.dataset, method="fast", columns=["id"]))
     print(
         f"demo dataset '{res.dataset}' (synthetic): {res.samples_added} samples added "

@@ -270,11 +270,27 @@ def difference_of(row_a: Mapping[str, Any], row_b: Mapping[str, Any], *, prob: f
     """:func:`weight_difference` of two stored profiles (rows read ``with_draws=True``), with labels.
 
     Intervals and P(a > b) come from the stored posterior draws; NaN when either profile has none
-    (imported, means-only profiles)."""
-    if list(row_a["attributes"]) != list(row_b["attributes"]):
+    (imported, means-only profiles). A tie parameter (Davidson's log nu, the last term of a profile
+    fitted with ties) is not a weight of an attribute: it is left out, so a judge fitted with ties
+    compares with one fitted without, on the terms both have."""
+    from .profile import TIE
+
+    def terms(row: Mapping[str, Any]) -> tuple[list[str], list[float], Any]:
+        names = list(row["attributes"])
+        keep = [i for i, k in enumerate(names) if k != TIE]
+        mean = floats(row["mean"], len(names))
+        draws = row.get("draws")
+        if draws is not None:
+            draws = np.asarray(draws, dtype=float).reshape(-1, len(names))[:, keep]
+        return [names[i] for i in keep], [mean[i] for i in keep], draws
+
+    names_a, mean_a, draws_a = terms(row_a)
+    names_b, mean_b, draws_b = terms(row_b)
+    if names_a != names_b:
         raise ValueError("profiles have different attributes")
-    out = weight_difference(floats(row_a["mean"], 0), floats(row_b["mean"], 0), draws_a=row_a.get("draws"),
-                            draws_b=row_b.get("draws"), attributes=list(row_a["attributes"]), prob=prob, seed=seed)
+    out = weight_difference(mean_a, mean_b, draws_a=draws_a, draws_b=draws_b, attributes=names_a, prob=prob,
+                            seed=seed)
+
     labels = {a.key: a.label for a in catalogue.attributes()}
     out.insert(1, "label", [POSITION_LABEL if is_position(k) else labels.get(k, k) for k in out["attribute"]])
     out.insert(0, "index", np.arange(len(out)))

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import catalogue, features, featureset
-from .records import Dataset, ImportBatch, ImportResult, Judge, Label, Sample, word_count
+from .records import Dataset, ImportBatch, ImportResult, Judge, Label, Sample, combine_verdicts, word_count
 from .store import Store, now
 
 DEMO_DATASET = "demo-synthetic"
@@ -37,10 +37,16 @@ GENERATOR = "core.demo"
 
 DESCRIPTION = (
     "Synthetic demo data generated offline by core.demo from a fixed seed: the queries, the "
-    "responses, the attribute ratings and the judges (demo-crowd, demo-strict, demo-stylist, "
-    "demo-contrarian) are all generated. The judges' labels are drawn from known profiles, stored "
-    "as method 'truth', so fitted profiles can be checked. Not real model outputs or human preferences."
+    "responses, the attribute ratings and the judges' verdicts are all generated. The four judges "
+    "(demo-crowd, demo-gpt-4-turbo, demo-tulu-70b, demo-tulu-7b) follow the profiles the paper "
+    "published for the human crowd, GPT-4-Turbo, Tulu-2-DPO-70B and Tulu-2-DPO-7B; the LLM judges "
+    "give a verdict in both orders and favour the response shown first (the 7B one strongly), the "
+    "crowd ties. The true profiles are stored as method 'truth', so fitted profiles can be checked. "
+    "Not real model outputs or human preferences."
 )
+
+#: pairs per scenario group: enough that each scope's profiles beat their baselines
+N_PER_GROUP = 120
 
 MODELS = (
     "demo-model-alpha", "demo-model-beta", "demo-model-gamma",
@@ -48,73 +54,83 @@ MODELS = (
 )
 
 # ---------------------------------------------------------------------------------------------
-# Judges with known profiles. Weights act on the comparison features (+1 A better, -1 worse).
-# Per group: weight = GROUP_SCALE[group] * base + tweak_factor * GROUP_TWEAKS[group], clipped.
+# Judges with known profiles, modelled on the paper's published ones. Weights act on the
+# comparison features (+1 A better, -1 worse). The table of true weights (core/data/demo_judges.json)
+# is derived from the paper's fitted weights (GAIR-NLP/Preference-Dissection,
+# fitted_paras_comparison/model_<group>_fitted_paras.jsonl) by ``judges_from_published``: per
+# scenario group, the source model's 29 weights times ``scale`` (the paper's weights are shrunk by
+# its Laplace(0, 0.1) prior; scaled they give the agreement between judges seen in real data),
+# clipped to +/-MAX_WEIGHT. Beside the weights, each judge has a first-slot bias (the logit added
+# when A is shown first) and whether its verdicts exist in both orders; the crowd has ties
+# (Davidson's model, log nu).
 # ---------------------------------------------------------------------------------------------
 
-JUDGES: dict[str, dict[str, Any]] = {
+JUDGE_TABLE = catalogue.DATA_DIR / "demo_judges.json"
+
+#: the judges: name -> how it is built (the paper's model it follows, position, orders, ties)
+JUDGE_SPECS: dict[str, dict[str, Any]] = {
     "demo-crowd": {
-        "notes": "Synthetic crowd: rewards length, informal and friendly tone and agreement with the "
-        "user; dislikes admitted limitations; cares little about errors.",
-        "tweak_factor": 1.0,
-        "weights": {
-            "lengthy": 1.2, "friendly": 0.7, "informal": 0.6, "funny": 0.4, "interactive": 0.3,
-            "admits_limits": -1.0, "supports_stances": 1.0, "relevant": 0.8, "empathetic": 0.5,
-            "clear": 0.3, "no_severe_errors": 0.25,
-        },
+        "source": "human",
+        "notes": "Synthetic crowd modelled on the paper's human (Chatbot Arena) profile: dislikes admitted "
+        "limitations, rewards length, information and novelty; one verdict per pair, with ties.",
+        "position": 0.0, "both_orders": False, "tie_log_nu": -0.3,
     },
-    "demo-strict": {
-        "notes": "Synthetic strict grader: punishes errors hard; rewards clear, relevant and harmless "
-        "answers that meet the user's constraints and correct the user's mistakes.",
-        "tweak_factor": 1.0,
-        "weights": {
-            "no_severe_errors": 2.0, "no_moderate_errors": 1.2, "no_minor_errors": 0.5,
-            "relevant": 1.5, "harmless": 1.2, "clear": 0.9, "grammar": 0.4,
-            "satisfies_constraints": 0.9, "corrects_mistakes": 0.8, "clarifies_intent": 0.5,
-            "informal": -0.4, "lengthy": 0.1,
-        },
+    "demo-gpt-4-turbo": {
+        "source": "gpt-4-1106-preview",
+        "notes": "Synthetic judge modelled on the paper's GPT-4-Turbo profile: rewards no severe errors, "
+        "clarity, met constraints; asked in both orders, a slight first-slot bias.",
+        "position": 0.15, "both_orders": True, "tie_log_nu": None,
     },
-    "demo-stylist": {
-        "notes": "Synthetic stylist: rewards formatting, step-by-step structure, rich information and "
-        "cited sources; dislikes repetition and slang.",
-        "tweak_factor": 1.0,
-        "weights": {
-            "well_formatted": 1.5, "step_by_step": 1.0, "rich_info": 1.2, "supporting_materials": 0.9,
-            "non_repetitive": 0.7, "lengthy": 0.5, "complex_language": 0.4, "novel": 0.3,
-            "informal": -0.6, "funny": -0.3,
-        },
+    "demo-tulu-70b": {
+        "source": "tulu-2-dpo-70b",
+        "notes": "Synthetic judge modelled on the paper's Tulu-2-DPO-70B profile (a large open model): close "
+        "to GPT-4-Turbo, more weight on rich information and length; asked in both orders.",
+        "position": 0.35, "both_orders": True, "tie_log_nu": None,
     },
-    "demo-contrarian": {
-        "notes": "Synthetic near-random judge: weak weights, slightly favours modest, short, novel answers.",
-        "tweak_factor": 0.3,
-        "weights": {
-            "admits_limits": 0.5, "lengthy": -0.4, "authoritative": -0.3, "persuasive": -0.3,
-            "novel": 0.3, "rich_info": -0.2,
-        },
+    "demo-tulu-7b": {
+        "source": "tulu-2-dpo-7b",
+        "notes": "Synthetic judge modelled on the paper's Tulu-2-DPO-7B profile (a small open model): rewards "
+        "length, rich information and friendliness, cares little about errors; asked in both orders, "
+        "it favours the response shown first.",
+        "position": 1.3, "both_orders": True, "tie_log_nu": None,
     },
 }
 
-GROUP_SCALE = {
-    "Advice": 1.0, "Code": 1.15, "Communication": 0.85, "Creative Writing": 0.9, "Daily Tasks": 1.0,
-    "Exam Questions": 1.2, "Functional Writing": 1.0, "Knowledge-aware": 1.1, "NLP Tasks": 1.05,
-    "Unsafe Queries": 1.0, "Others": 0.9,
-}
+#: the paper's released weights are multiplied by this to give the demo's true weights
+SCALE = 8.0
+MAX_WEIGHT = 4.0
 
-GROUP_TWEAKS = {
-    "Advice": {"empathetic": 0.3, "persuasive": 0.2},
-    "Code": {"no_severe_errors": 0.5, "well_formatted": 0.3},
-    "Communication": {"friendly": 0.4, "interactive": 0.4},
-    "Creative Writing": {"novel": 0.6, "rhetorical": 0.4},
-    "Daily Tasks": {"step_by_step": 0.3},
-    "Exam Questions": {"no_severe_errors": 0.6, "step_by_step": 0.4},
-    "Functional Writing": {"satisfies_constraints": 0.5, "polite": 0.3},
-    "Knowledge-aware": {"supporting_materials": 0.4},
-    "NLP Tasks": {"relevant": 0.5, "non_repetitive": 0.3},
-    "Unsafe Queries": {"harmless": 1.0, "admits_limits": 0.8},
-    "Others": {"funny": 0.3},
-}
 
-MAX_WEIGHT = 2.2
+def judges_from_published(directory) -> dict[str, Any]:
+    """The table of true weights from the paper's released profiles in ``directory`` (the layout of
+    ``../shared/data/gair/fitted_paras_comparison``): {"scale", "source", "weights": {judge: {group:
+    {attribute: weight}}}}. ``core/data/demo_judges.json`` is this, written once; a test checks it."""
+    from .profile import load_published_profiles
+
+    published = load_published_profiles(directory)
+    keys = catalogue.attribute_keys()
+    weights: dict[str, dict[str, dict[str, float]]] = {}
+    for judge, spec in JUDGE_SPECS.items():
+        weights[judge] = {}
+        for group in catalogue.group_keys():
+            w = published[group][spec["source"]]
+            weights[judge][group] = {k: round(max(-MAX_WEIGHT, min(MAX_WEIGHT, SCALE * float(v))), 4)
+                                     for k, v in zip(keys, w)}
+    return {
+        "source": "GAIR-NLP/Preference-Dissection fitted_paras_comparison (the paper's posterior mean weights "
+                  "per scenario group), times scale, clipped to +/-max_weight",
+        "scale": SCALE, "max_weight": MAX_WEIGHT,
+        "models": {j: spec["source"] for j, spec in JUDGE_SPECS.items()},
+        "weights": weights,
+    }
+
+
+@lru_cache(maxsize=1)
+def _judge_table() -> dict[str, Any]:
+    return json.loads(JUDGE_TABLE.read_text(encoding="utf-8"))
+
+
+JUDGES: dict[str, dict[str, Any]] = JUDGE_SPECS
 
 # ---------------------------------------------------------------------------------------------
 # Rating distributions: P(0..3) per attribute, tilted per scenario group (positive tilt = higher).
@@ -755,15 +771,13 @@ def _sigmoid(x: float) -> float:
 
 def true_weights(judge: str, group: str) -> dict[str, float]:
     """The true weight of every catalogue attribute for one judge in one scenario group."""
-    spec = JUDGES[judge]
-    base = spec["weights"]
-    tweaks = GROUP_TWEAKS.get(group, {})
-    scale = GROUP_SCALE.get(group, 1.0)
-    out = {}
-    for key in catalogue.attribute_keys():
-        w = scale * base.get(key, 0.0) + spec["tweak_factor"] * tweaks.get(key, 0.0)
-        out[key] = round(max(-MAX_WEIGHT, min(MAX_WEIGHT, w)), 4)
-    return out
+    table = _judge_table()["weights"][judge][group]
+    return {key: float(table.get(key, 0.0)) for key in catalogue.attribute_keys()}
+
+
+def true_position(judge: str) -> float:
+    """The judge's true first-slot bias: the logit added to the response shown first."""
+    return float(JUDGES[judge]["position"])
 
 
 def true_profiles(seed: int = 0, n_per_group: int | None = None) -> list[dict[str, Any]]:
@@ -1081,7 +1095,7 @@ def _annotation_row(sample: Sample, parsed: dict[str, Any], seed: int) -> dict[s
     }
 
 
-def generate(seed: int = 0, n_per_group: int = 50) -> tuple[ImportBatch, list[dict[str, Any]], list[dict[str, Any]]]:
+def generate(seed: int = 0, n_per_group: int = N_PER_GROUP) -> tuple[ImportBatch, list[dict[str, Any]], list[dict[str, Any]]]:
     """The whole demo, without touching a store: (batch, annotation rows, true profile rows).
 
     Same seed, same output, byte for byte.
@@ -1117,14 +1131,35 @@ def generate(seed: int = 0, n_per_group: int = 50) -> tuple[ImportBatch, list[di
                                      provenance={"generator": GENERATOR, "seed": seed})
             x = np.array([f.value for f in feats], dtype=float)
             for judge in JUDGES:
-                p = _sigmoid(float(x @ weights[judge, group]))
-                choice = "A" if rng.random() < p else "B"
-                batch.labels.append(Label(sample.id, judge, choice, prob_a=round(p, 6), source=GENERATOR))
+                batch.labels.append(_label(rng, sample.id, judge, float(x @ weights[judge, group])))
             batch.samples.append(sample)
             batch.features.extend(feats)
             parsed = {"query_analysis": ctx["analysis"], "response_a": ra, "response_b": rb}
             annotations.append(_annotation_row(sample, parsed, seed))
     return batch, annotations, true_profiles(seed, n_per_group)
+
+
+def _label(rng: np.random.Generator, sample_id: str, judge: str, z: float) -> Label:
+    """One judge's label from its content logit ``z``: one verdict with A shown first (and ties,
+    Davidson's model, where the judge has them), or a verdict in each order, the shown-first bias
+    added to the response shown first, combined as the importers combine real ones."""
+    spec = JUDGES[judge]
+    bias = float(spec["position"])
+    if not spec["both_orders"]:
+        logits = [0.5 * (z + bias), -0.5 * (z + bias)]
+        if spec["tie_log_nu"] is not None:
+            logits.append(float(spec["tie_log_nu"]))
+        p = np.exp(np.array(logits) - max(logits))
+        p /= p.sum()
+        choice = ("A", "B", "tie")[_level(rng, p)]
+        prob_a = float(p[0] + (p[2] / 2 if len(p) == 3 else 0.0))
+        return Label(sample_id, judge, choice, prob_a=round(prob_a, 6), source=GENERATOR)
+    p_ab, p_ba = _sigmoid(z + bias), _sigmoid(z - bias)  # A shown first; B shown first (mapped back to A/B)
+    ab = "A" if rng.random() < p_ab else "B"
+    ba = "A" if rng.random() < p_ba else "B"
+    choice, prob = combine_verdicts(ab, ba)
+    return Label(sample_id, judge, choice, prob_a=round((p_ab + p_ba) / 2, 6), verdict_ab=ab, verdict_ba=ba,
+                 source=GENERATOR)
 
 
 def _reference(item: dict[str, Any]) -> str | None:
@@ -1135,7 +1170,7 @@ def _reference(item: dict[str, Any]) -> str | None:
     return item.get("answer")
 
 
-def build_demo(store: Store, *, seed: int = 0, n_per_group: int = 50, fit: bool = True,
+def build_demo(store: Store, *, seed: int = 0, n_per_group: int = N_PER_GROUP, fit: bool = True,
                on_progress=None) -> ImportResult:
     """Write the demo into the store in one transaction. Building it again adds nothing.
 

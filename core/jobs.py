@@ -25,6 +25,7 @@ Semantics (the dashboard and the CLI share them):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -251,9 +252,10 @@ def estimate(store: Store, kind: str, params: dict[str, Any], settings, *,
     est = annotate.estimate(store, part, settings, both_orders=both, planner=planner)
     f = len(samples) / len(part)
     by_step = {k: {kk: (vv * f if kk == "cost" else round(vv * f)) for kk, vv in v.items()} for k, v in est.by_step.items()}
-    return annotate.Estimate(samples=len(samples), requests=round(est.requests * f), cached=round(est.cached * f),
-                             input_tokens=round(est.input_tokens * f), output_tokens=round(est.output_tokens * f),
-                             cost=est.cost * f, by_step=by_step), len(part)
+    # scaled, the estimate keeps whether its price is known (an unknown price is shown as unknown, never $0)
+    return dataclasses.replace(est, samples=len(samples), requests=round(est.requests * f),
+                               cached=round(est.cached * f), input_tokens=round(est.input_tokens * f),
+                               output_tokens=round(est.output_tokens * f), cost=est.cost * f, by_step=by_step), len(part)
 
 
 def _row(r: dict[str, Any]) -> JobStatus:

@@ -45,16 +45,36 @@ if where.warnings and user.can_edit:
             st.warning(plain(w), icon=":material/warning:")
 
 if "seeded" not in st.session_state:
-    if data.needs_seeding():  # first start: say what is happening, step by step, instead of a blank wait
-        with st.status("First start: building the synthetic demo (about 15 seconds, once)", expanded=True) as box:
-            st.caption("Generated pairs and four judges with known tastes, so every page has something to show; "
-                       "import your own data on the Your data page.")
-            bar = st.progress(0.0, text="writing 550 generated pairs, their annotations and the judges' labels")
-            st.session_state["seeded"] = data.ensure_seeded(
-                lambda stage, i, n: bar.progress(min(1.0, i / n) if n else 0.0,
-                                                 text=f"fitting the four judges' profiles: {stage} (step {i} of {n})"))
-            box.update(label="The demo is ready", state="complete", expanded=False)
+    if data.needs_seeding():  # first start: say what is happening instead of a blank wait
+        with st.status("First start: writing the synthetic demo (a few seconds, once)", expanded=True) as box:
+            st.caption("Generated pairs and four judges modelled on the paper's published profiles, so every page "
+                       "has something to show; import your own data on the Your data page.")
+            bar = st.progress(0.0, text="writing the generated pairs")
+            job_id = data.ensure_seeded(lambda stage, i, n: bar.progress(min(1.0, i / n) if n else 0.0, text=stage))
+            st.session_state["seeded"] = job_id is not None
+            box.update(label="The demo is ready; its judges' profiles are being fitted in the background"
+                       + (f" (job {job_id})" if job_id else ""), state="complete", expanded=False)
     else:
         st.session_state["seeded"] = False
+
+
+@st.fragment(run_every=2.0)
+def demo_fit_notice() -> None:
+    """While the demo's profiles are fitted in the background, say so on every page; when the fit ends,
+    run the page again so it fills in."""
+    job = data.demo_fit_running()
+    if job is None:
+        if st.session_state.pop("demo_fit_seen", None):
+            st.rerun()  # the profiles are in: the page shows them
+        return
+    st.session_state["demo_fit_seen"] = job.id
+    step = f", step {job.done} of {job.total}" if job.total else ""
+    st.info(f"The demo judges' profiles are being fitted (job {job.id}, {job.status}{step}); the Profiles, "
+            "Similarity and Simulator pages and the Samples waterfall fill in when it is done.",
+            icon=":material/hourglass_top:")
+
+
+if data.demo_fit_running() is not None:
+    demo_fit_notice()
 
 st.navigation(PAGES).run()

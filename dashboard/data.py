@@ -75,16 +75,34 @@ def needs_seeding() -> bool:
     return config.settings().seed_demo and store().is_empty()
 
 
-def ensure_seeded(on_progress=None) -> bool:
-    """Build the synthetic demo when the store is empty (and seeding is on). True if it built.
-    ``on_progress(text, done, total)`` hears each step: the data written, then the fit's steps."""
+def ensure_seeded(on_progress=None) -> int | None:
+    """Build the synthetic demo's data when the store is empty (and seeding is on), then start the fit of
+    its judges' profiles as a background job (a worker process, ``core.jobs``), so the first page shows in
+    seconds rather than after the fit. The fit job's id, or None when nothing was built.
+    ``on_progress(text, done, total)`` hears the data being written."""
     s = store()
     if not config.settings().seed_demo or not s.is_empty():
-        return False
-    from core import demo
+        return None
+    from core import demo, jobs
 
-    demo.build_demo(s, on_progress=on_progress)
-    return True
+    if on_progress:
+        on_progress("writing the generated pairs, their annotations and the judges' labels", 0, 1)
+    demo.build_demo(s, fit=False)
+    if on_progress:
+        on_progress("starting the fit of the judges' profiles in the background", 1, 1)
+    job, _ = jobs.launch(s, "fit", {"dataset": demo.DEMO_DATASET, "features": demo.FEATURE_SOURCE})
+    return job.id
+
+
+def demo_fit_running():
+    """The demo's profile fit while it is queued or running (a first start runs it in the background),
+    else None. Read fresh on every call: it is what tells a page to fill in."""
+    from core import demo, jobs
+
+    for job in jobs.list_jobs(store(), limit=20):
+        if job.kind == "fit" and job.params.get("dataset") == demo.DEMO_DATASET:
+            return job if job.active else None
+    return None
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

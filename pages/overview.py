@@ -21,7 +21,10 @@ if not counts["samples"]:
 datasets = ov["datasets"]
 if datasets["synthetic"].astype(bool).any():
     names = ", ".join(datasets.loc[datasets["synthetic"].astype(bool), "name"])
-    st.caption(f":orange-badge[synthetic] {names}: generated texts and judges with known profiles, for trying the tool.")
+    st.caption(f":orange-badge[synthetic] {names}: generated texts and judges with known profiles, for trying the "
+               "tool. The built-in demo's judges follow the profiles the paper published for a human crowd (with "
+               "ties), GPT-4-Turbo and a large and a small open model (in both orders, the small one favouring "
+               "the response shown first).")
 
 cols = st.columns(4)
 cols[0].metric("Datasets", f"{counts['datasets']:,}")

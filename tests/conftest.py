@@ -13,6 +13,13 @@ from core.store import Store
 #: Environment variable pointing at the real test data (default: ../shared/data beside the repo).
 SHARED_DATA_ENV = "PREFDISSECT_SHARED_DATA"
 
+#: How many samples the default demo generates: its design (pairs per group times the groups), which
+#: tests compare with what the store and the pages count.
+def demo_samples() -> int:
+    from core import catalogue, demo
+
+    return len(catalogue.group_keys()) * demo.N_PER_GROUP
+
 
 def shared_data_path() -> Path:
     override = os.environ.get(SHARED_DATA_ENV, "").strip()
@@ -151,8 +158,8 @@ def unfitted_store_path(unfitted_demo_file, tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def streamlit_server(tmp_path_factory, demo_file):
-    """One real `streamlit run` for every browser test, on a copy of the session's demo store (the
-    dashboard's own first-run build is tested in tests/test_app.py).
+    """One real `streamlit run` for every browser test, on a copy of the fitted demo of its own (a first
+    start on an empty store fits the demo in the background, and these tests read its profiles at once).
 
     Yields (url, store_path). Tests that need special data write it into that store first."""
     from tests import browserkit

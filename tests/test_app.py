@@ -39,6 +39,43 @@ def test_first_start_seeds_the_demo_and_overview_shows_store_numbers(empty_store
     assert dict(zip(judges_df["name"], judges_df["labels"])) == {j["name"]: j["labels"] for j in judge_rows}
 
 
+def test_first_overview_does_not_wait_for_the_demo_fit(empty_store, monkeypatch):
+    """Issue 17 point 6, a first start in seconds: on an empty store the app writes the demo's data and
+    renders the Overview at once; the judges' profiles are fitted by a background job (a worker process).
+    Here the worker is not started, so the job stays queued: the Overview rendered without the fit."""
+    import os
+
+    from core import demo, jobs
+    from tests.conftest import demo_samples
+
+    started = []
+    monkeypatch.setattr(jobs, "start_worker", lambda path, job_id, env=None: started.append(job_id) or os.getpid())
+    at = open_page()
+    with Store(empty_store) as s:
+        counts = s.table_counts()
+        (job,) = [j for j in jobs.list_jobs(s) if j.kind == "fit"]
+        assert not s.profiles(dataset=demo.DEMO_DATASET, method="fast")  # nothing fitted yet
+    assert counts["samples"] == demo_samples()
+    assert job.status == "queued" and job.params["dataset"] == demo.DEMO_DATASET and started == [job.id]
+    assert {m.label: m.value for m in at.metric}["Samples"] == f"{counts['samples']:,}"  # the Overview is there
+    notice = [i.value for i in at.info if "being fitted" in i.value]
+    assert len(notice) == 1 and f"job {job.id}" in notice[0]
+    # another page meanwhile says the same, and does not fail for want of profiles
+    at.switch_page("../pages/profiles.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(f"job {job.id}" in i.value for i in at.info)
+    # the worker's run (here in this process) fits the profiles; the notice goes and the page fills in
+    with Store(empty_store) as s:
+        assert jobs.claim(s, job.id)
+        assert jobs.run(s, job.id).status == "done"
+        fitted = s.profiles(dataset=demo.DEMO_DATASET, method="fast", columns=["judge"])
+    assert len(fitted) >= 4 * 12
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [i.value for i in at.info if "being fitted" in i.value]
+    assert at.get("vega_lite_chart")  # the profile chart
+
+
 def test_overview_agreement_table_matches_core(store_path):
     at = open_page()
     pairs = frame_with(at, "judge_a")

@@ -6,10 +6,11 @@ import time
 
 import pytest
 
-from core import annotate, jobs
+from core import annotate, demo, jobs
 from core.llm import LLMSettings
 from core.loopback import LoopbackServer
 from core.store import Store
+from tests.conftest import demo_samples
 from tests.stsession import open_page, sent
 
 PAGE = "annotate"  # pages/annotate.py
@@ -42,9 +43,15 @@ def test_estimate_and_key_status_before_starting_and_never_the_key(store_path):
     assert any("API key: set (from the environment)" in c.value for c in at.caption)
     with Store(store_path) as s:
         samples = s.samples_for("demo-synthetic")
-        est = annotate.estimate(s, samples, LLMSettings.from_env())
+        # the page's estimate is core's: above jobs.ESTIMATE_SAMPLES samples (the whole demo) it is computed on
+        # that many evenly spaced samples and scaled, and the page says so
+        est, sampled = jobs.estimate(s, "annotate", {"dataset": "demo-synthetic", "scenarios": [], "limit": None,
+                                                     "both_orders": False}, LLMSettings.from_env())
+    assert sampled == (jobs.ESTIMATE_SAMPLES if len(samples) > jobs.ESTIMATE_SAMPLES else None)
+    if sampled:
+        assert any(f"of {sampled:,} evenly spaced samples" in plain(c.value) for c in [*at.caption, *at.markdown])
     m = metrics(at)
-    assert m["Samples"] == f"{len(samples):,}" == "550"
+    assert m["Samples"] == f"{len(samples):,}" == f"{demo_samples():,}"
     assert m["Requests to send"] == f"{est.requests:,}"
     assert m["Estimated cost"] == f"${est.cost:.4f}" and est.cost > 0
     steps = next(df.value for df in at.dataframe if "step" in df.value.columns)
@@ -59,7 +66,7 @@ def test_estimate_and_key_status_before_starting_and_never_the_key(store_path):
         chosen = jobs.select_samples(s, {"dataset": "demo-synthetic", "scenarios": ["Code", "Advice"]})
         est2 = annotate.estimate(s, chosen, LLMSettings.from_env(), both_orders=True)
     m = metrics(at)
-    assert m["Samples"] == "100" and m["Estimated cost"] == f"${est2.cost:.4f}"
+    assert m["Samples"] == f"{len(chosen):,}" and m["Estimated cost"] == f"${est2.cost:.4f}"
     assert m["Requests to send"] == f"{est2.requests:,}"
 
     everything = sent(at) + repr(at.session_state)
@@ -79,8 +86,9 @@ def test_without_an_llm_the_offline_heuristics_are_offered_and_run(store_path, m
         (job,) = jobs.list_jobs(s)
         assert job.kind == "heuristic" and job.params == {"dataset": "demo-synthetic", "scenarios": ["Code"]}
         final = wait_done(s, job.id)
-        assert final.done == 50
-        assert s.scalar("SELECT COUNT(DISTINCT sample_id) FROM features WHERE source = 'heuristic:v1'") == 50
+        code = len(jobs.select_samples(s, {"dataset": "demo-synthetic", "scenarios": ["Code"]}))
+        assert code == demo.N_PER_GROUP and final.done == code
+        assert s.scalar("SELECT COUNT(DISTINCT sample_id) FROM features WHERE source = 'heuristic:v1'") == code
 
 
 def wait_done(store, job_id, at=None, timeout=180):
@@ -140,7 +148,7 @@ def test_start_an_annotation_job_against_the_loopback_server_and_watch_it_finish
     assert not at.exception
     m = metrics(at)
     assert (m["Done"], m["Failed"], m["Total"]) == ("6", "0", "6")
-    assert m["Spend / budget"] == f"${spent:.4f}"
+    assert m["Spend / budget"] == f"${round(spent, 8):.4f}"  # the job records its spend to 8 places
     assert any(t.value == "finished" for t in at.text)
     history = next(df.value for df in at.dataframe if "runs" in df.value.columns)
     row = history.set_index("id").loc[job.id]

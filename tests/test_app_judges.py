@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from core import jobs, judges
+from core import demo, jobs, judges
 from core.loopback import LoopbackServer
 from core.store import Store
 from dashboard import charts
-from tests.conftest import store_sha256
+from tests.conftest import demo_samples, store_sha256
 from tests.stsession import frame_with, open_page
 
 PAGE = "judges"  # pages/judges.py
@@ -46,7 +46,16 @@ def test_figures_match_core_and_a_judge_collected_in_both_orders_shows_its_posit
                                                                                                 monkeypatch):
     at = open_page(PAGE)
     assert at.selectbox(key="judges_dataset").value == "demo-synthetic"  # the only dataset
-    assert any("No judge here has verdicts in both orders" in i.value for i in at.info)
+    # the demo's LLM judges are judged in both orders: the page shows their position consistency from the start,
+    # core's figures, and the crowd (one verdict a pair) is not among them
+    assert not any("No judge here has verdicts in both orders" in i.value for i in at.info)
+    with Store(store_path) as s:
+        both = {j: judges.position_consistency(s, j) for j in demo.JUDGES if demo.JUDGES[j]["both_orders"]}
+    assert both and all(c.both_orders == demo_samples() for c in both.values())
+    start = frame_with(at, "agreement_ref").set_index("name")
+    for j, c in both.items():
+        assert (start.loc[j, "both_orders"], start.loc[j, "consistent"]) == (c.both_orders, c.consistent)
+    assert start.loc["demo-crowd", "both_orders"] == 0
 
     with LoopbackServer(latency=0.05) as server:
         monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", "sk-test-judges")
@@ -111,8 +120,8 @@ def test_figures_match_core_and_a_judge_collected_in_both_orders_shows_its_posit
     # another reference: the figures follow
     at.selectbox(key="judges_reference").set_value("loopback-judge").run()
     table = frame_with(at, "agreement_ref").set_index("name")
-    shared, agree = pairs_core[("demo-strict", "loopback-judge")]
-    assert (table.loc["demo-strict", "shared_ref"], table.loc["demo-strict", "agree_ref"]) == (shared, agree)
+    shared, agree = pairs_core[("demo-gpt-4-turbo", "loopback-judge")]
+    assert (table.loc["demo-gpt-4-turbo", "shared_ref"], table.loc["demo-gpt-4-turbo", "agree_ref"]) == (shared, agree)
     assert shared == 30
 
 
@@ -128,7 +137,9 @@ def test_uploading_the_papers_json_list_adds_a_judge(store_path):
         crowd = {r["sample_id"]: r["choice"] for r in s.labels("demo-synthetic", ["demo-crowd"])}
     half = len(ids) // 2
     flip = {"A": "B", "B": "A"}
-    uploaded = [crowd[i] for i in ids[:half]] + [flip[crowd[i]] for i in ids[half:]]
+    decisive = {"A": "A", "B": "B", "tie": "A"}  # the paper's JSON list holds A or B only; the crowd also ties
+    uploaded = [decisive[crowd[i]] for i in ids[:half]] + [flip[decisive[crowd[i]]] for i in ids[half:]]
+    agree = sum(u == crowd[i] for u, i in zip(uploaded, ids))
     at = open_page(PAGE)
     at.file_uploader(key="labels_file").set_value(("my_judge.json", json.dumps(uploaded).encode(), "application/json"))
     at.text_input(key="upload_judge").input("uploaded-judge")
@@ -137,24 +148,24 @@ def test_uploading_the_papers_json_list_adds_a_judge(store_path):
     at.button(key="upload_add").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
-    assert any("Added 550 labels for judge uploaded-judge" in plain(s.value) for s in at.success)
+    assert any(f"Added {len(ids):,} labels for judge uploaded-judge" in plain(s.value) for s in at.success)
     with Store(store_path) as s:
         row = next(j for j in s.judges() if j["name"] == "uploaded-judge")
         source = s.scalar("SELECT DISTINCT source FROM labels WHERE judge = 'uploaded-judge'")
-    assert (row["kind"], row["labels"]) == ("human", 550) and source == "upload:my_judge.json"
+    assert (row["kind"], row["labels"]) == ("human", len(ids)) and source == "upload:my_judge.json"
     # it is listed, and offered for fitting
     assert "uploaded-judge" in set(frame_with(at, "agreement_ref")["name"])
     assert at.multiselect(key="judges_fit_judges").value == ["uploaded-judge"]
-    # a new session takes the human judge as the reference: it agrees with demo-crowd on half the samples
+    # a new session takes the human judge as the reference: it agrees with demo-crowd where it copied a decisive choice
     fresh = open_page(PAGE)
     assert fresh.selectbox(key="judges_reference").value == "uploaded-judge"
     table = frame_with(fresh, "agreement_ref").set_index("name")
-    assert (table.loc["demo-crowd", "shared_ref"], table.loc["demo-crowd", "agree_ref"]) == (550, half)
+    assert (table.loc["demo-crowd", "shared_ref"], table.loc["demo-crowd", "agree_ref"]) == (len(ids), agree)
 
 
 @pytest.mark.parametrize("name, content, where", [
     ("labels_bad.csv", "sample_id,label\n{0},A\n{1},B\n{2},C\n", ["labels_bad.csv", "row 3", "label"]),
-    ("labels_short.json", '["A", "B", "A"]', ["labels_short.json", "3 labels for the 550 samples"]),
+    ("labels_short.json", '["A", "B", "A"]', ["labels_short.json", f"3 labels for the {demo_samples()} samples"]),
     ("labels_unknown.csv", "sample_id,label\n{0},A\nnot-a-sample,B\n", ["labels_unknown.csv", "row 2", "sample_id"]),
 ])
 def test_a_malformed_upload_shows_where_and_leaves_the_store_unchanged(store_path, name, content, where):

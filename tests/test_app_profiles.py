@@ -15,19 +15,29 @@ from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from core import catalogue, compare, fit, sampler
-from core.profile import MIN_DIFFERING, POSITION_LABEL, is_attribute_term, load_published_profiles, profile_frame
+from core.profile import (MIN_DIFFERING, POSITION_LABEL, TIE, is_attribute_term, load_published_profiles,
+                          profile_frame)
 from core.store import Store
 from dashboard import charts
+from tests.conftest import demo_samples
 from tests.stsession import frames_with, open_page
 
 PAGE = "profiles"  # pages/profiles.py
 LABELS = {a.key: a.label for a in catalogue.attributes()}
-JUDGES = ["demo-contrarian", "demo-crowd", "demo-strict", "demo-stylist"]
+JUDGES = ["demo-crowd", "demo-gpt-4-turbo", "demo-tulu-70b", "demo-tulu-7b"]
 
 
 def stored(path, **kw) -> dict[str, dict]:
     with Store(path) as s:
         return {r["judge"]: r for r in s.profiles(**kw)}
+
+
+def drawn(row: dict) -> dict:
+    """The stored profile's terms that the chart and the CSV show: all but the tie parameter (log nu
+    of Davidson's model, which the demo's judges now carry: the crowd ties, and an LLM judge's two
+    orders can disagree); the position term and the 29 attributes."""
+    keep = [k for k, a in enumerate(row["attributes"]) if a != TIE]
+    return {c: [row[c][k] for k in keep] for c in ("attributes", "mean", "sd", "lo", "hi", "p_pos")}
 
 
 def chart_data(at: AppTest, i: int = 0) -> pd.DataFrame:
@@ -46,8 +56,10 @@ def test_chart_and_top_attributes_are_the_stored_numbers(store_path):
     assert [m.value for m in at.multiselect] == [JUDGES]  # the four demo judges, in name order
     assert at.selectbox(key="profiles_scope").value == "all"
     shown = chart_data(at)
-    assert sorted(shown["judge"].unique()) == JUDGES and len(shown) == 4 * 30  # the position term and 29 attributes
+    assert sorted(shown["judge"].unique()) == JUDGES
+    assert len(shown) == sum(len(drawn(r)["attributes"]) for r in want.values()) == 4 * 30  # position and 29 attributes
     for judge, row in want.items():
+        row = drawn(row)
         mine = shown[shown["judge"] == judge].sort_values("index")
         assert list(mine["attribute"]) == row["attributes"]
         assert np.allclose(mine["mean"], row["mean"])
@@ -67,21 +79,21 @@ def test_chart_and_top_attributes_are_the_stored_numbers(store_path):
         assert np.allclose(top["mean"], np.sort(w)[::-1][:5])
         assert np.allclose(bottom["mean"], np.sort(w)[:5])
         assert np.allclose(top["percent"], 100 * special.expit(np.sort(w)[::-1][:5]))
-    # the demo's crowd is built to reward length most and to dislike admitted limitations
-    assert tables[2]["label"].iloc[0] == "lengthy" and tables[3]["label"].iloc[0] == "admits limits"
+    # the demo's crowd follows the paper's human profile: what it dislikes most is admitted limitations
+    assert JUDGES[0] == "demo-crowd" and tables[1]["label"].iloc[0] == "admits limits"
 
 
 def test_scope_shows_n_and_a_link_preselects_scope_judges_and_order(store_path):
-    at = open_page(PAGE, {"scope": "Advice", "judge": ["demo-strict", "demo-crowd"], "order": "weight"})
+    at = open_page(PAGE, {"scope": "Advice", "judge": ["demo-gpt-4-turbo", "demo-crowd"], "order": "weight"})
     box = at.selectbox(key="profiles_scope")
     assert box.value == "Advice"
     want = stored(store_path, dataset="demo-synthetic", scope="Advice", method="fast")
-    assert f"Advice · n={want['demo-strict']['n']}" in box.options  # n per scope in the picker
-    assert at.multiselect[0].value == ["demo-strict", "demo-crowd"]
+    assert f"Advice · n={want['demo-gpt-4-turbo']['n']}" in box.options  # n per scope in the picker
+    assert at.multiselect[0].value == ["demo-gpt-4-turbo", "demo-crowd"]
     spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
     y_sort = spec["layer"][1]["encoding"]["y"]["sort"]
     # ordered by the first judge's weight; terms with no estimate (too few samples differ) last, in catalogue order
-    mine = profile_frame([want["demo-strict"]])
+    mine = profile_frame([want["demo-gpt-4-turbo"]])
     estimated = mine[mine["status"] == "measured"]
     assert len(estimated) >= 20 and y_sort[:len(estimated)] == list(
         estimated.sort_values(["mean", "index"], ascending=[False, True], kind="stable")["label"])
@@ -90,20 +102,24 @@ def test_scope_shows_n_and_a_link_preselects_scope_judges_and_order(store_path):
 
 def test_difference_table_equals_weight_difference_of_the_stored_draws(store_path):
     at = open_page(PAGE)
-    at.selectbox(key="profiles_diff_a").set_value("demo-strict").run()
+    at.selectbox(key="profiles_diff_a").set_value("demo-gpt-4-turbo").run()
     at.selectbox(key="profiles_diff_b").set_value("demo-crowd").run()
     assert not at.exception
     table = frames_with(at, "diff", "p_pos")[0]
     rows = stored(store_path, dataset="demo-synthetic", scope="all", method="fast", with_draws=True)
-    a, b = rows["demo-strict"], rows["demo-crowd"]
-    assert a["draws"].shape == (1000, 30)  # the position term and 29 attributes
-    want = compare.weight_difference(np.asarray(a["mean"]), np.asarray(b["mean"]), draws_a=a["draws"],
-                                     draws_b=b["draws"], attributes=a["attributes"])
+    a, b = rows["demo-gpt-4-turbo"], rows["demo-crowd"]
+    assert a["draws"].shape == (1000, len(a["attributes"]))  # the position term, 29 attributes (and the tie parameter)
+    # the tie parameter (log nu) is no attribute's weight: the difference leaves it out
+    assert a["attributes"][-1] == b["attributes"][-1] == TIE
+    want = compare.weight_difference(np.asarray(a["mean"][:-1]), np.asarray(b["mean"][:-1]),
+                                     draws_a=a["draws"][:, :-1], draws_b=b["draws"][:, :-1],
+                                     attributes=a["attributes"][:-1])
+    assert TIE not in set(table["label"]) and len(table) == len(a["attributes"]) - 1
     assert list(table["label"]) == [LABELS.get(k, POSITION_LABEL) for k in want["attribute"]]
     for col in ("a", "b", "diff", "lo", "hi", "p_pos"):
         assert np.allclose(table[col], want[col]), col
-    # strict punishes severe errors far more than the crowd does: an interval clear of zero
-    sev = want.set_index("attribute").loc["no_severe_errors"]
+    # the crowd dislikes admitted limitations, GPT-4-Turbo does not (the paper's finding): an interval clear of zero
+    sev = want.set_index("attribute").loc["admits_limits"]
     assert sev["lo"] > 0 and sev["p_pos"] > 0.99
     # and the chart shows the same numbers
     shown = chart_data(at, 1).sort_values("index")
@@ -118,7 +134,7 @@ def test_accuracy_and_diagnostics_are_the_stored_ones(store_path):
     for judge, row in want.items():
         assert table.loc[judge, "accuracy"] == pytest.approx(row["accuracy"])
         assert table.loc[judge, "log_loss"] == pytest.approx(row["log_loss"])
-        assert table.loc[judge, "n"] == row["n"] == 550
+        assert table.loc[judge, "n"] == row["n"] == demo_samples()
         assert table.loc[judge, "max_rhat"] == pytest.approx(max(row["rhat"]))
         assert table.loc[judge, "min_ess"] == pytest.approx(min(row["ess"]))
         assert table.loc[judge, "divergences"] == row["provenance"]["diagnostics"]["divergences"]
@@ -157,8 +173,9 @@ def test_downloads_carry_the_stored_weights_intervals_and_provenance(store_path,
     files = {name: data for data, _, name in downloads}
     want = stored(store_path, dataset="demo-synthetic", scope="all", method="fast")
     csv = pd.read_csv(io.BytesIO(files["profiles_demo-synthetic_all_fast.csv"]))
-    assert len(csv) == 4 * 30
-    for judge, row in want.items():
+    assert len(csv) == sum(len(drawn(r)["attributes"]) for r in want.values())
+    for judge, full in want.items():
+        row = {**full, **drawn(full)}
         mine = csv[csv["judge"] == judge].sort_values("index")
         for col in ("mean", "sd", "lo", "hi", "p_pos"):
             assert np.allclose(mine[col], row[col]), col
@@ -167,7 +184,7 @@ def test_downloads_carry_the_stored_weights_intervals_and_provenance(store_path,
     doc = json.loads(files["profiles_demo-synthetic_all_fast.json"])
     assert [p["judge"] for p in doc] == JUDGES
     for p in doc:
-        row = want[p["judge"]]
+        row = {**want[p["judge"]], **drawn(want[p["judge"]])}
         assert [a["attribute"] for a in p["attributes"]] == row["attributes"]
         assert np.allclose([a["lo"] for a in p["attributes"]], row["lo"])
         assert np.allclose([a["percent"] for a in p["attributes"]], 100 * special.expit(row["mean"]))
@@ -204,9 +221,9 @@ def test_downloads_made_on_click_by_a_real_server_carry_the_stored_weights(store
         browserkit.stop(proc)
     want = stored(store_path, dataset="demo-synthetic", scope="all", method="fast")
     csv = pd.read_csv(io.BytesIO(files["Weights (CSV)"]))
-    assert sorted(set(csv["judge"])) == JUDGES and len(csv) == 4 * 30
+    assert sorted(set(csv["judge"])) == JUDGES and len(csv) == sum(len(drawn(r)["attributes"]) for r in want.values())
     for judge, row in want.items():
-        assert np.allclose(csv[csv["judge"] == judge].sort_values("index")["mean"], row["mean"])
+        assert np.allclose(csv[csv["judge"] == judge].sort_values("index")["mean"], drawn(row)["mean"])
     assert [p["judge"] for p in json.loads(files["Weights (JSON)"])] == JUDGES
     assert files["Chart (PNG)"].startswith(b"\x89PNG") and files["Chart (SVG)"].startswith(b"<svg")
 
@@ -223,7 +240,7 @@ def test_drill_down_links_name_dataset_attribute_judge_scope_and_features(store_
     proto = next(p.proto for p in links if p.value.startswith("lengthy"))
     assert proto.page == "samples"
     assert parse_qs(proto.query_string) == {"dataset": ["demo-synthetic"], "attr": ["lengthy"],
-                                            "judge": ["demo-contrarian"], "scope": ["all"], "source": ["demo"]}
+                                            "judge": [JUDGES[0]], "scope": ["all"], "source": ["demo"]}
 
 
 def test_imported_profiles_show_means_without_intervals_or_samples(store_path, shared_data):

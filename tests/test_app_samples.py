@@ -14,11 +14,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import catalogue, demo, samples
-from core.profile import POSITION, is_position
+from core.profile import POSITION, TIE, is_position
 from core.records import Dataset, ImportBatch, Sample
 from core.store import SampleFilter, Store
 from dashboard.render import figure
 from dashboard import charts, render, sampleurl
+from tests.conftest import demo_samples
 from tests.stsession import frame_with, open_page, rerun
 
 PAGE = "samples"  # pages/samples.py
@@ -116,10 +117,10 @@ def parse(params):
 @pytest.mark.parametrize("state", [
     sampleurl.State(dataset=DS, source="demo"),
     sampleurl.State(dataset=DS, scenario="Code", case="w_stances", judge="demo-crowd", source="demo", page=3, size=25),
-    sampleurl.State(dataset=DS, disagree=("demo-crowd", "demo-strict"), attributes=("clear", "lengthy"), source="demo",
-                    direction="B", excluded=True, q="python", id="s1", scope="all", vjudge="demo-stylist"),
+    sampleurl.State(dataset=DS, disagree=("demo-crowd", "demo-gpt-4-turbo"), attributes=("clear", "lengthy"), source="demo",
+                    direction="B", excluded=True, q="python", id="s1", scope="all", vjudge="demo-tulu-70b"),
     sampleurl.State(dataset=DS, source="demo", id="s2", scope="w_constraints"),  # a scope without a filter
-    sampleurl.State(dataset=DS, scenario="Advice", source="demo", id="s3", scope="Advice", judge="demo-strict"),
+    sampleurl.State(dataset=DS, scenario="Advice", source="demo", id="s3", scope="Advice", judge="demo-gpt-4-turbo"),
 ])
 def test_url_state_round_trips(state):
     params = sampleurl.to_params(state, default_source_="demo")
@@ -132,7 +133,7 @@ def test_url_drill_down_contract_and_bad_values():
     assert problems == [] and (s.case, s.scenario, s.attributes, s.judge) == ("w_stances", None, ("lengthy",), "demo-crowd")
     assert s.filter() == SampleFilter(dataset=DS, case="w_stances", judge="demo-crowd", attributes=("lengthy",),
                                       feature_source="demo")
-    s, problems = parse({"id": "s9", "judge": "demo-strict", "scope": "Code"})
+    s, problems = parse({"id": "s9", "judge": "demo-gpt-4-turbo", "scope": "Code"})
     assert problems == [] and (s.dataset, s.id, s.scenario, s.scope) == (DS, "s9", "Code", "Code")
     s, problems = parse({"dataset": "nope", "id": "missing", "page": "x", "size": "7", "attr": ["bogus", "clear"],
                          "judge": "nobody", "scope": "Cooking", "dir": "C", "case": "odd", "disagree": "demo-crowd",
@@ -178,18 +179,19 @@ def chart_rows(at: AppTest) -> pd.DataFrame:
 
 def test_filter_pick_a_sample_and_see_the_stores_numbers(store_path):
     at = open_page(PAGE)
-    assert showing(at) == "Showing **1–50** of **550** (dataset order)"
+    assert showing(at) == f"Showing **1–50** of **{demo_samples():,}** (dataset order)"
     at.selectbox(key=K + "scenario").select("Code")
-    at.selectbox(key=K + "judge").select("demo-strict")
+    at.selectbox(key=K + "judge").select("demo-gpt-4-turbo")
     rerun(at)
     with Store(store_path) as s:
         ids = [r[0] for r in s.conn.execute(
-            "SELECT s.id FROM samples s JOIN labels l ON l.sample_id = s.id AND l.judge = 'demo-strict'"
+            "SELECT s.id FROM samples s JOIN labels l ON l.sample_id = s.id AND l.judge = 'demo-gpt-4-turbo'"
             " WHERE s.scenario_group = 'Code' ORDER BY s.position")]
-        labels = dict(s.conn.execute("SELECT sample_id, choice FROM labels WHERE judge = 'demo-strict'").fetchall())
-    assert showing(at) == f"Showing **1–{len(ids)}** of **{len(ids)}** (dataset order)"
+        labels = dict(s.conn.execute("SELECT sample_id, choice FROM labels WHERE judge = 'demo-gpt-4-turbo'").fetchall())
+    page = ids[:50]  # the demo has more pairs per group than a page shows
+    assert showing(at) == f"Showing **1–{len(page)}** of **{len(ids)}** (dataset order)"
     shown_table = table(at).value
-    assert list(shown_table["demo-strict"]) == [labels[i] for i in ids]
+    assert list(shown_table["demo-gpt-4-turbo"]) == [labels[i] for i in page]
     # pick the third row
     at.session_state[table(at).key] = {"selection": {"rows": [2], "columns": [], "cells": []}}
     rerun(at)
@@ -199,7 +201,7 @@ def test_filter_pick_a_sample_and_see_the_stores_numbers(store_path):
         votes = {r["judge"]: r for r in s.sample_labels(sid)}
         feats = {r["attribute"]: r for r in s.sample_features(sid, "demo")}
         sample = s.sample(sid)
-        prof = s.profiles(dataset=DS, scope="Code", judges=["demo-strict"], method="fast")[0]
+        prof = s.profiles(dataset=DS, scope="Code", judges=["demo-gpt-4-turbo"], method="fast")[0]
     shown_votes = frame_with(at, "judge", "prob_a")
     assert dict(zip(shown_votes["judge"], shown_votes["choice"])) == {j: v["choice"] for j, v in votes.items()}
     assert dict(zip(shown_votes["judge"], shown_votes["prob_a"])) == pytest.approx({j: v["prob_a"] for j, v in votes.items()})
@@ -216,16 +218,20 @@ def test_filter_pick_a_sample_and_see_the_stores_numbers(store_path):
     assert render.inert_markdown(sample["response_a"]) in bodies and render.inert_markdown(sample["response_b"]) in bodies
     # the contributions of the filtered judge, in the sample's scope, from the stored profile
     # the position term's x is 1 (the sample as stored shows A first); then the attributes' features
-    x = np.array([1.0 if is_position(k) else feats[k]["value"] for k in prof["attributes"]], dtype=float)
-    logit = float(np.dot(x, prof["mean"]))
+    # (a tie parameter, which the demo's profiles carry, is no term of the logit)
+    terms = [k for k in prof["attributes"] if k != TIE]
+    mean = np.array([w for k, w in zip(prof["attributes"], prof["mean"]) if k != TIE], dtype=float)
+    x = np.array([1.0 if is_position(k) else feats[k]["value"] for k in terms], dtype=float)
+    logit = float(np.dot(x, mean))
     labels_by_key = {**labels_by_key, POSITION: "shown first (position)"}
     m = metrics(at)
-    assert m["Actual choice"] == votes["demo-strict"]["choice"]
-    assert m["Predicted P(A)"] == f"{1 / (1 + np.exp(-logit)):.1%}"
+    assert m["Actual choice"] == votes["demo-gpt-4-turbo"]["choice"]
+    assert m["Predicted P(A | not a tie)" if TIE in prof["attributes"] else "Predicted P(A)"] == \
+        f"{1 / (1 + np.exp(-logit)):.1%}"
     assert m["Predicted choice"] == ("A" if logit > 0 else "B")
     rows = chart_rows(at)
     assert rows.iloc[-1]["end"] == pytest.approx(logit)
-    assert set(rows["label"][:-1]) == {labels_by_key[k] for k, v in zip(prof["attributes"], x * prof["mean"]) if v}
+    assert set(rows["label"][:-1]) == {labels_by_key[k] for k, v in zip(terms, x * mean) if v}
 
 
 def test_query_params_round_trip(store_path):
@@ -233,14 +239,14 @@ def test_query_params_round_trip(store_path):
         rows, _ = s.browse(SampleFilter(dataset=DS, case="w_constraints", attributes=("lengthy",),
                                         feature_source="demo", direction="A"), limit=50)
     query = {"dataset": DS, "case": "w_constraints", "attr": "lengthy", "dir": "A", "judge": "demo-crowd",
-             "id": rows[1]["id"], "scope": "all", "vjudge": "demo-stylist", "size": "25"}
+             "id": rows[1]["id"], "scope": "all", "vjudge": "demo-tulu-70b", "size": "25"}
     at = open_page(PAGE, query)
     assert at.query_params == query  # nothing lost, nothing added
     assert at.selectbox(key=K + "case").value == "w_constraints"
     assert at.multiselect(key=K + "attributes").value == ["lengthy"]
-    assert at.selectbox(key=K + "vjudge_pick").value == "demo-stylist"
+    assert at.selectbox(key=K + "vjudge_pick").value == "demo-tulu-70b"
     assert at.selectbox(key=K + "scope_pick").value == "all"
-    assert any("demo-stylist, scope all" in c.value.replace("\\", "") for c in at.caption)
+    assert any("demo-tulu-70b, scope all" in c.value.replace("\\", "") for c in at.caption)
     # a change in the widgets goes to the URL
     at.selectbox(key=K + "scope_pick").select(rows[1]["scenario_group"])
     rerun(at)
@@ -288,9 +294,11 @@ def test_profiles_drill_down_links(store_path):
     assert set(shown_table["empathetic: better"]) <= {"A", "B"}
     # /samples?id=ID&judge=J&scope=S: that sample, J's contributions in scope S
     sid = want[0]["id"]
-    at = open_page(PAGE, {"id": sid, "judge": "demo-strict", "scope": "express_feeling"})
-    e = samples.explain(Store(store_path), sid, "demo-strict", "express_feeling")
-    assert metrics(at)["Predicted P(A)"] == f"{e.contributions.p_a:.1%}"
+    at = open_page(PAGE, {"id": sid, "judge": "demo-gpt-4-turbo", "scope": "express_feeling"})
+    e = samples.explain(Store(store_path), sid, "demo-gpt-4-turbo", "express_feeling")
+    # a profile fitted with ties (the demo's LLM judges tie when their two orders disagree) predicts P(A | not a tie)
+    label = "Predicted P(A | not a tie)" if TIE in e.profile["attributes"] else "Predicted P(A)"
+    assert metrics(at)[label] == f"{e.contributions.p_a:.1%}"
     assert any("scope express_feeling" in c.value.replace("\\", "") for c in at.caption)
 
 
@@ -300,9 +308,10 @@ def test_bad_links_say_what_is_wrong_without_a_traceback(store_path):
     warnings = " ".join(w.value for w in at.warning)
     for text in ("nope", "missing", "page", "bogus", "Cooking", "nobody"):
         assert text in warnings
-    assert showing(at) == "Showing **1–50** of **550** (dataset order)"
+    assert showing(at) == f"Showing **1–50** of **{demo_samples():,}** (dataset order)"
     far = open_page(PAGE, {"page": "999"})  # past the end: the last page
-    assert showing(far) == "Showing **501–550** of **550** (dataset order)"
+    n = demo_samples()
+    assert showing(far) == f"Showing **{(n - 1) // 50 * 50 + 1:,}–{n:,}** of **{n:,}** (dataset order)"
 
 
 def test_hostile_text_is_shown_inert_on_the_page(store_path):

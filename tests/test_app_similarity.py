@@ -11,15 +11,15 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import catalogue, compare, fit
-from core.profile import load_published_profiles
+from core import catalogue, compare, demo, fit
+from core.profile import TIE, load_published_profiles
 from core.records import size_from_name
 from core.store import Store
 from dashboard import charts
 from tests.stsession import open_page
 
 PAGE = "similarity"  # pages/similarity.py
-JUDGES = ["demo-contrarian", "demo-crowd", "demo-strict", "demo-stylist"]
+JUDGES = list(demo.JUDGES)  # the demo builder's judges, in its order
 
 
 @pytest.fixture
@@ -149,19 +149,23 @@ def test_the_papers_judges_size_groups_and_matrix(published):
 
 def test_custom_groups_table_equals_group_similarity(store_path):
     at = open_page(PAGE)
-    # the demo's judges have no size: the grouping starts from the clustering, cut in two
-    assert at.radio(key="similarity_group_by").value == "clusters"
+    # two of the demo's judges name a size (demo-tulu-70b, demo-tulu-7b: two size groups), so the grouping
+    # starts from size; the clustering is cut in two
+    sized = {j: size_from_name(j) for j in JUDGES}
+    assert sorted(v for v in sized.values() if v) == [7.0, 70.0]
+    assert at.radio(key="similarity_group_by").value == "size"
+    rerun(at.radio(key="similarity_group_by"), "clusters", at)
     assert len(group_table(at)) == 3
     rerun(at.radio(key="similarity_group_by"), "custom", at)
     assert any("define at least two" in i.value for i in at.info)
     rerun(at.text_input(key="similarity_group_name_0"), "style", at)
-    rerun(at.multiselect(key="similarity_group_0"), ["demo-stylist", "demo-crowd"], at)
-    rerun(at.multiselect(key="similarity_group_1"), ["demo-strict", "demo-contrarian"], at)
+    rerun(at.multiselect(key="similarity_group_0"), ["demo-tulu-70b", "demo-crowd"], at)
+    rerun(at.multiselect(key="similarity_group_1"), ["demo-gpt-4-turbo", "demo-tulu-7b"], at)
     table = group_table(at).set_index("group")
     M = compare.similarity_matrix(demo_weights(store_path), JUDGES, scopes=catalogue.group_keys())
-    groups = {"style": ["demo-stylist", "demo-crowd"], "group 2": ["demo-strict", "demo-contrarian"]}
+    groups = {"style": ["demo-tulu-70b", "demo-crowd"], "group 2": ["demo-gpt-4-turbo", "demo-tulu-7b"]}
     want = compare.group_similarity(M, groups)
-    assert table.loc["style", "similarity"] == pytest.approx(M.loc["demo-stylist", "demo-crowd"])
+    assert table.loc["style", "similarity"] == pytest.approx(M.loc["demo-tulu-70b", "demo-crowd"])
     assert table.loc["style", "similarity"] == pytest.approx(want.intra["style"])
     assert table.loc["group 2", "similarity"] == pytest.approx(want.intra["group 2"])
     assert table.loc["style vs group 2", "similarity"] == pytest.approx(want.inter)
@@ -171,24 +175,29 @@ def test_custom_groups_table_equals_group_similarity(store_path):
 def test_two_profiles_side_by_side(store_path):
     at = open_page(PAGE)
     rerun(at.selectbox(key="similarity_a"), "demo-crowd", at)
-    rerun(at.selectbox(key="similarity_b"), "demo-strict", at)
+    rerun(at.selectbox(key="similarity_b"), "demo-gpt-4-turbo", at)
     rerun(at.selectbox(key="similarity_side_scope"), "Advice", at)
     shown = matrix_shown(at)
-    assert any(f"**{shown.loc['demo-crowd', 'demo-strict']:.3f}**" in c.value for c in at.caption)
+    assert any(f"**{shown.loc['demo-crowd', 'demo-gpt-4-turbo']:.3f}**" in c.value for c in at.caption)
     charts_ = at.get("vega_lite_chart")
     assert len(charts_) == 3  # the heatmap and the two profiles
     with Store(store_path) as s:
         want = {r["judge"]: r for r in s.profiles(dataset="demo-synthetic", scope="Advice", method="fast")}
-    for i, judge in ((1, "demo-crowd"), (2, "demo-strict")):
+    for i, judge in ((1, "demo-crowd"), (2, "demo-gpt-4-turbo")):
         data = max((pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in charts_[i].proto.datasets), key=len)
         assert set(data["judge"]) == {judge}
         mine = data.sort_values("index")
         shown_mean = mine["mean"].to_numpy(dtype=float)
         estimated = (mine["status"] == "measured").to_numpy()  # the others are drawn as "no estimate"
-        assert np.allclose(shown_mean[estimated], np.asarray(want[judge]["mean"])[estimated])
+        # the chart draws the position term and the attributes; the tie parameter (log nu) is not a preference
+        # for an attribute and is left out, so the stored vector is compared on the drawn terms, by name
+        stored = dict(zip(want[judge]["attributes"], want[judge]["mean"]))
+        assert TIE in stored and TIE not in set(mine["attribute"])
+        drawn = np.asarray([stored[k] for k in mine["attribute"]], dtype=float)
+        assert np.allclose(shown_mean[estimated], drawn[estimated])
         assert np.isnan(shown_mean[~estimated]).all()
     link = next(p.proto for p in at.page_link if p.proto.page == "profiles")
-    assert "judge=demo-crowd&judge=demo-strict" in link.query_string and "scope=Advice" in link.query_string
+    assert "judge=demo-crowd&judge=demo-gpt-4-turbo" in link.query_string and "scope=Advice" in link.query_string
 
 
 def test_too_few_judges_says_so(tmp_path, monkeypatch):
@@ -245,14 +254,14 @@ def test_cli_similarity_prints_the_matrix_and_groups(store_path, tmp_path, capsy
     from core import cli
 
     csv = tmp_path / "m.csv"
-    assert cli.main(["similarity", "--dataset", "demo-synthetic", "--group", "a=demo-crowd,demo-stylist",
-                     "--group", "b=demo-strict,demo-contrarian", "--csv", str(csv)]) == 0
+    assert cli.main(["similarity", "--dataset", "demo-synthetic", "--group", "a=demo-crowd,demo-tulu-70b",
+                     "--group", "b=demo-gpt-4-turbo,demo-tulu-7b", "--csv", str(csv)]) == 0
     out = capsys.readouterr().out
     assert "averaged over 11 scenario groups" in out and "a vs b" in out
     M = pd.read_csv(csv, index_col=0)
     weights = demo_weights(store_path)
-    assert M.loc["demo-crowd", "demo-strict"] == pytest.approx(
-        compare.judge_similarity(weights, "demo-crowd", "demo-strict", scopes=catalogue.group_keys()))
+    assert M.loc["demo-crowd", "demo-gpt-4-turbo"] == pytest.approx(
+        compare.judge_similarity(weights, "demo-crowd", "demo-gpt-4-turbo", scopes=catalogue.group_keys()))
     assert list(M.index) == compare.cluster_order(compare.similarity_matrix(weights, JUDGES, scopes=catalogue.group_keys()))
     assert cli.main(["similarity", "--dataset", "demo-synthetic", "--scope", "nowhere"]) == 2
     assert "no profiles in scope 'nowhere'" in capsys.readouterr().err

@@ -67,7 +67,7 @@ def test_default_view_shows_cores_numbers_for_two_judges(store_path):
 
 def test_changed_manipulation_judges_and_opponent_recompute(store_path):
     at = open_page(PAGE, timeout=180)
-    at.multiselect(key=f"sim_judges|{DS}|demo|all|fast").set_value(["demo-crowd", "demo-stylist"])
+    at.multiselect(key=f"sim_judges|{DS}|demo|all|fast").set_value(["demo-crowd", "demo-tulu-70b"])
     at.selectbox(key=f"sim_model|{DS}").set_value("demo-model-alpha")
     at.multiselect(key="sim_inject").set_value(["well_formatted", "lengthy"])
     at.run()
@@ -79,7 +79,7 @@ def test_changed_manipulation_judges_and_opponent_recompute(store_path):
     at.run()
     at.slider(key="sim_rate_suppress_admits_limits").set_value(0.8).run()
     assert not at.exception, [e.value for e in at.exception]
-    want = check_against_core(at, store_path, ["demo-crowd", "demo-stylist"], "demo-model-alpha", "demo-model-beta",
+    want = check_against_core(at, store_path, ["demo-crowd", "demo-tulu-70b"], "demo-model-alpha", "demo-model-beta",
                               {"well_formatted": 1.0, "lengthy": 0.25}, {"admits_limits": 0.8})
     contrib = frame_with(at, "judge", "label", "applies")
     for w in want:

@@ -37,10 +37,10 @@ def assert_contract(url, want: dict) -> None:
 def test_profiles_page_draws_the_chart_and_an_attribute_link_opens_its_samples(streamlit_server, browser):
     url, _ = streamlit_server
     # a link can preselect judges: three demo judges with distinct tastes, for the README screenshot
-    browser.get(url + "/profiles?judge=demo-crowd&judge=demo-strict&judge=demo-stylist")
+    browser.get(url + "/profiles?judge=demo-crowd&judge=demo-gpt-4-turbo&judge=demo-tulu-70b")
     body = wait_for_text(browser, "Held-out accuracy and fit diagnostics")  # the last section
     for text in ("Preference profiles", "Most and least rewarded", "Difference between two judges",
-                 "demo-crowd", "demo-strict", "demo-stylist"):
+                 "demo-crowd", "demo-gpt-4-turbo", "demo-tulu-70b"):
         assert text in body, text
     wait_for_count(browser, CHARTS, 2)  # the profile chart and the difference chart
     size = browser.get_window_size()
@@ -67,21 +67,21 @@ def test_clicking_a_bar_of_the_profile_chart_opens_the_samples_of_that_attribute
     from core.store import Store
 
     with Store(store_path) as s:  # a bar per estimated term (position + measured attributes) and judge
-        rows = s.profiles(dataset="demo-synthetic", scope="Code", judges=["demo-strict", "demo-crowd"], method="fast")
+        rows = s.profiles(dataset="demo-synthetic", scope="Code", judges=["demo-gpt-4-turbo", "demo-crowd"], method="fast")
         bars_expected = int((profile_frame(rows)["status"] == "measured").sum())
-    browser.get(url + "/profiles?scope=Code&judge=demo-strict&judge=demo-crowd")
+    browser.get(url + "/profiles?scope=Code&judge=demo-gpt-4-turbo&judge=demo-crowd")
     wait_for_text(browser, "Held-out accuracy and fit diagnostics")
     wait_for_count(browser, "[data-testid='stVegaLiteChart'] svg g.mark-rect path", bars_expected)
     time.sleep(1.0)
     bars = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'] svg g.mark-rect path")
     # Vega labels each bar with its tooltip fields; pick the strict judge's "no severe errors" bar
     bar = next(b for b in bars if "label: no severe errors;" in (b.get_attribute("aria-label") or "")
-               and "judge: demo-strict;" in b.get_attribute("aria-label"))
+               and "judge: demo-gpt-4-turbo;" in b.get_attribute("aria-label"))
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", bar)
     time.sleep(0.5)
     bar.click()
     got = urlparse(wait_for_url(browser, "/samples?"))
-    assert_contract(got, {"dataset": "demo-synthetic", "attr": "no_severe_errors", "judge": "demo-strict",
+    assert_contract(got, {"dataset": "demo-synthetic", "attr": "no_severe_errors", "judge": "demo-gpt-4-turbo",
                           "scope": "Code"})
 
 
@@ -98,8 +98,8 @@ def test_similarity_page_draws_the_heatmap_and_two_profiles(streamlit_server, br
     # a click on a cell (on its number, drawn over it) puts that pair side by side
     texts = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'] svg g.mark-text text")
     cell = next(t for t in texts if "judge_a: demo-crowd;" in (t.get_attribute("aria-label") or "")
-                and "judge_b: demo-strict;" in t.get_attribute("aria-label"))
+                and "judge_b: demo-gpt-4-turbo;" in t.get_attribute("aria-label"))
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", cell)
     time.sleep(0.5)
     cell.click()
-    wait_for_text(browser, "Similarity of demo-crowd and demo-strict")
+    wait_for_text(browser, "Similarity of demo-crowd and demo-gpt-4-turbo")

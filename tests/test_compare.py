@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from core import catalogue, compare, fit, scopes, synthetic
-from core.profile import POSITION, POSITION_LABEL, load_published_profiles, profile_frame, top_bottom
+from core.profile import POSITION, POSITION_LABEL, TIE, load_published_profiles, profile_frame, top_bottom
 
 D = len(catalogue.attribute_keys())
 SHARED_DATA_ENV = "PREFDISSECT_SHARED_DATA"
@@ -124,6 +124,39 @@ def test_weight_difference_of_fitted_profiles_uses_their_draws():
     assert diff["lo"].notna().all()
     by_scope = compare.weights_by_scope({"Advice": [a, b]})
     assert set(by_scope["Advice"]) == {"a", "b"}
+
+
+def test_difference_of_a_profile_with_ties_leaves_the_tie_parameter_out():
+    """Regression (issue 15, found by the demo whose crowd ties): the Profiles page's difference of two
+    judges showed the tie parameter (Davidson's log nu) as an attribute row "(tie)", and raised
+    "profiles have different attributes" when one judge was fitted with ties and the other without."""
+    rng = np.random.default_rng(5)
+    names = [POSITION] + catalogue.attribute_keys()
+    a_draws = rng.normal(size=(400, len(names) + 1))  # the tie parameter is the last term
+    b_draws = rng.normal(size=(400, len(names)))
+    row_a = {"attributes": names + [TIE], "mean": list(a_draws.mean(0)), "draws": a_draws}
+    row_b = {"attributes": names, "mean": list(b_draws.mean(0)), "draws": b_draws}
+    diff = compare.difference_of(row_a, row_b)
+    assert list(diff["attribute"]) == names and TIE not in set(diff["label"])
+    assert np.allclose(diff["diff"], a_draws.mean(0)[:-1] - b_draws.mean(0))
+    assert diff["lo"].notna().all()
+    both = compare.difference_of(row_a, {**row_a})  # both with ties: still no tie row
+    assert list(both["attribute"]) == names and np.allclose(both["diff"], 0.0)
+    with pytest.raises(ValueError, match="different attributes"):
+        compare.difference_of(row_a, {"attributes": names[1:], "mean": list(b_draws.mean(0))[1:]})
+
+
+def test_load_published_profiles_reads_the_papers_format(tmp_path):
+    for scope, judges in (("Advice", ("human", "gpt-4")), ("w_stances", ("human",))):
+        lines = [json.dumps({"model_name": j, "parameters": list(np.arange(D) * (k + 1.0))})
+                 for k, j in enumerate(judges)]
+        (tmp_path / f"model_{scope}_fitted_paras.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "unrelated.txt").write_text("x")
+    profiles = load_published_profiles(tmp_path)
+    assert set(profiles) == {"Advice", "w_stances"}
+    assert profiles["Advice"]["gpt-4"][1] == 2.0 and len(profiles["w_stances"]["human"]) == D
+    with pytest.raises(FileNotFoundError):
+        load_published_profiles(tmp_path / "missing")
 
 
 # --------------------------------------------------------------------------- the paper's headline

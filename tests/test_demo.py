@@ -10,7 +10,8 @@ from collections import Counter
 
 import pytest
 
-from core import catalogue, demo, features
+from core import catalogue, compare, demo, features, fit, judges
+from core.profile import POSITION, beats_baselines, best_baseline
 from core.records import word_count
 from core.store import Store
 from tests.conftest import copy_store
@@ -80,8 +81,9 @@ def test_generate_covers_every_group_with_queries_models_and_scenarios(generated
     assert batch.dataset.name == demo.DEMO_DATASET == "demo-synthetic"
     assert batch.dataset.synthetic and "generated" in batch.dataset.description
     counts = Counter(s.scenario_group for s in batch.samples)
-    assert counts == {g: 50 for g in catalogue.group_keys()}
-    assert len({s.id for s in batch.samples}) == len(batch.samples) == 550
+    assert counts == {g: demo.N_PER_GROUP for g in catalogue.group_keys()}
+    n = len(batch.samples)
+    assert len({s.id for s in batch.samples}) == n == len(catalogue.group_keys()) * demo.N_PER_GROUP
     for s in batch.samples:
         assert s.query and s.scenario and s.model_a != s.model_b
         assert s.model_a.startswith("demo-model-") and s.model_b.startswith("demo-model-")
@@ -89,7 +91,7 @@ def test_generate_covers_every_group_with_queries_models_and_scenarios(generated
     with_ref = {s.scenario_group for s in batch.samples if s.reference}
     assert {"Code", "Exam Questions", "Knowledge-aware", "NLP Tasks"} <= with_ref
     assert all(j.kind == "synthetic" for j in batch.judges) and len(batch.judges) >= 4
-    assert len(annotations) == 550 and len(profiles) == 11 * len(batch.judges)
+    assert len(annotations) == n and len(profiles) == 11 * len(batch.judges)
 
 
 def test_query_cases_are_visible_in_the_query(generated):
@@ -241,27 +243,36 @@ def test_features_are_the_resolved_ratings(generated):
 
 def test_build_writes_everything_and_marks_it_synthetic(built):
     store, result = built
-    assert result.dataset == "demo-synthetic" and result.samples_added == 550
+    n = len(catalogue.group_keys()) * demo.N_PER_GROUP
+    assert result.dataset == "demo-synthetic" and result.samples_added == n
     ds = store.rows("SELECT * FROM datasets WHERE name = 'demo-synthetic'")[0]
     assert ds["synthetic"] == 1 and "generated" in ds["description"]
     groups = {r["scenario_group"]: r["samples"] for r in store.scenario_counts("demo-synthetic")}
-    assert groups == {g: 50 for g in catalogue.group_keys()}
+    assert groups == {g: demo.N_PER_GROUP for g in catalogue.group_keys()}
     judges = store.judges("demo-synthetic")
     assert len(judges) >= 4 and {j["kind"] for j in judges} == {"synthetic"}
-    assert all(j["labels"] == 550 and j["tie"] == 0 and j["with_prob"] == 550 for j in judges)
+    assert all(j["labels"] == n and j["with_prob"] == n for j in judges)
+    # the crowd ties; the LLM judges answer in both orders, and tie where the two orders disagree
+    by_name = {j["name"]: j for j in judges}
+    assert all((by_name[name]["tie"] > 0) for name in demo.JUDGES)
+    both = dict(store.conn.execute("SELECT judge, SUM(verdict_ab IS NOT NULL AND verdict_ba IS NOT NULL) FROM labels"
+                                   " GROUP BY judge").fetchall())
+    assert {name: both[name] == n for name in demo.JUDGES} == {name: spec["both_orders"] for name, spec in demo.JUDGES.items()}
     assert set(result.judges) == {j["name"] for j in judges}
 
 
 def test_build_stores_features_for_every_attribute(built):
     store, _ = built
     rows = store.rows("SELECT attribute, COUNT(*) AS n FROM features WHERE source = 'demo' GROUP BY attribute")
-    assert {r["attribute"]: r["n"] for r in rows} == {k: 550 for k in catalogue.attribute_keys()}
+    n = store.scalar("SELECT COUNT(*) FROM samples")
+    assert {r["attribute"]: r["n"] for r in rows} == {k: n for k in catalogue.attribute_keys()}
 
 
 def test_build_stores_one_annotation_per_sample(built):
     store, _ = built
     rows = store.rows("SELECT * FROM annotations")
-    assert len(rows) == 550 and len({r["sample_id"] for r in rows}) == 550
+    n = store.scalar("SELECT COUNT(*) FROM samples")
+    assert len(rows) == n and len({r["sample_id"] for r in rows}) == n
     r = rows[0]
     assert (r["annotator"], r["prompt_version"], r["step"], r["status"]) == ("demo-generator", "demo-v1", "ratings", "ok")
     assert r["cost"] == 0 and r["prompt_tokens"] == 0 and r["completion_tokens"] == 0
@@ -278,8 +289,8 @@ def test_build_stores_the_true_profiles(built):
     for r in rows:
         assert json.loads(r["attributes"]) == keys and r["feature_source"] == "demo" and r["imported"] == 0
         mean = json.loads(r["mean"])
-        assert len(mean) == len(keys) and max(abs(w) for w in mean) <= 2.5
-        assert sum(w != 0 for w in mean) <= 16  # sparse-ish
+        assert len(mean) == len(keys) and max(abs(w) for w in mean) <= demo.MAX_WEIGHT
+        assert mean == [demo.true_weights(r["judge"], r["scope"])[k] for k in keys]  # the table, as stored
         assert json.loads(r["provenance"]) == {"synthetic": True, "seed": 0, "generator": "core.demo"}
     crowd = {r["scope"]: json.loads(r["mean"]) for r in rows if r["judge"] == "demo-crowd"}
     assert len({tuple(w) for w in crowd.values()}) > 1  # the weights vary by scenario group
@@ -298,14 +309,14 @@ def test_building_twice_adds_nothing(tmp_path):
 def _p_a(store, judge, attribute, value):
     return store.scalar(
         "SELECT AVG(l.choice = 'A') FROM labels l JOIN features f ON f.sample_id = l.sample_id"
-        " WHERE l.judge = ? AND f.source = 'demo' AND f.attribute = ? AND f.value = ?",
+        " WHERE l.judge = ? AND f.source = 'demo' AND f.attribute = ? AND f.value = ? AND l.choice != 'tie'",
         (judge, attribute, value),
     )
 
 
 @pytest.mark.parametrize(
     "judge, attribute",
-    [("demo-crowd", "lengthy"), ("demo-strict", "no_severe_errors"), ("demo-stylist", "well_formatted")],
+    [("demo-crowd", "lengthy"), ("demo-gpt-4-turbo", "no_severe_errors"), ("demo-tulu-70b", "rich_info"), ("demo-tulu-7b", "lengthy")],
 )
 def test_labels_follow_the_profiles(built, judge, attribute):
     store, _ = built
@@ -313,11 +324,12 @@ def test_labels_follow_the_profiles(built, judge, attribute):
     assert up - down > 0.3, (up, down)
 
 
-def test_weak_judge_barely_cares_about_length(built):
+def test_the_crowd_dislikes_admitted_limitations_and_gpt_4_turbo_does_not(built):
+    """The paper's finding, in the labels themselves (decisive ones): humans dislike "admits limitations"."""
     store, _ = built
-    crowd = _p_a(store, "demo-crowd", "lengthy", 1) - _p_a(store, "demo-crowd", "lengthy", -1)
-    contrarian = _p_a(store, "demo-contrarian", "lengthy", 1) - _p_a(store, "demo-contrarian", "lengthy", -1)
-    assert contrarian < crowd - 0.3
+    crowd = _p_a(store, "demo-crowd", "admits_limits", 1) - _p_a(store, "demo-crowd", "admits_limits", -1)
+    gpt4 = _p_a(store, "demo-gpt-4-turbo", "admits_limits", 1) - _p_a(store, "demo-gpt-4-turbo", "admits_limits", -1)
+    assert crowd < 0 and crowd < gpt4 - 0.1, (crowd, gpt4)
 
 
 def test_prob_a_is_the_profile_probability(built):
@@ -325,8 +337,70 @@ def test_prob_a_is_the_profile_probability(built):
     keys = catalogue.attribute_keys()
     sid, group = store.conn.execute("SELECT id, scenario_group FROM samples ORDER BY position LIMIT 1").fetchone()
     x = {a: v for a, v in store.conn.execute("SELECT attribute, value FROM features WHERE sample_id = ?", (sid,))}
-    for judge in demo.JUDGES:
+    sigmoid = lambda z: 1 / (1 + math.exp(-z))
+    for judge, spec in demo.JUDGES.items():
         w = demo.true_weights(judge, group)
-        p = 1 / (1 + math.exp(-sum(x[k] * w[k] for k in keys)))
+        z, b = sum(x[k] * w[k] for k in keys), spec["position"]
+        if spec["both_orders"]:  # the mean of P(A) with A shown first and with B shown first
+            p = (sigmoid(z + b) + sigmoid(z - b)) / 2
+        else:  # one order, A first; Davidson's ties count half: P(A) + P(tie) / 2
+            nu = math.exp(spec["tie_log_nu"]) if spec["tie_log_nu"] is not None else 0.0
+            ea, eb = math.exp((z + b) / 2), math.exp(-(z + b) / 2)
+            p = (ea + nu / 2) / (ea + eb + nu)
         stored = store.scalar("SELECT prob_a FROM labels WHERE sample_id = ? AND judge = ?", (sid, judge))
         assert stored == pytest.approx(p, abs=1e-5)
+
+
+# ------------------------------------------------------------------ the demo looks like real data
+
+
+def _fitted(store, judge: str, scope: str = "all") -> dict[str, tuple[float, float, float]]:
+    """{term: (mean, lo, hi)} of the judge's fast-path profile at ``scope``, as the store holds it."""
+    p = store.profiles(dataset=demo.DEMO_DATASET, scope=scope, judges=[judge], method="fast")[0]
+    return {a: (m, lo, hi) for a, m, lo, hi in zip(p["attributes"], p["mean"], p["lo"], p["hi"])}
+
+
+def test_the_fitted_demo_shows_the_papers_findings(built):
+    """What the first screens show (Profiles at scope "all", the Judges page's agreement): the crowd
+    dislikes admitted limitations, GPT-4-Turbo rewards the absence of severe errors, the 7B judge
+    favours the response shown first, and the judges agree as real judges do (about 60-75%)."""
+    store, _ = built
+    crowd, gpt4, small = (_fitted(store, j) for j in ("demo-crowd", "demo-gpt-4-turbo", "demo-tulu-7b"))
+    assert crowd["admits_limits"][2] < 0, crowd["admits_limits"]  # mean and its 94% interval below 0
+    assert gpt4["no_severe_errors"][1] > 0, gpt4["no_severe_errors"]
+    assert small[POSITION][1] > 0, small[POSITION]  # the shown-first term, its interval above 0
+    assert abs(crowd[POSITION][0]) < small[POSITION][0]  # the crowd has no first-slot bias to find
+    rates = {(a.judge_a, a.judge_b): a.rate for a in judges.agreement(store, demo.DEMO_DATASET)}
+    assert len(rates) == 6
+    # the mean over the six pairs lies in the band the issue asks for; each pair near it (ties, the
+    # crowd's and the LLM judges' split verdicts, count as a third outcome) and well above chance
+    assert 0.6 <= sum(rates.values()) / len(rates) <= 0.75, rates
+    assert all(0.55 <= r <= 0.8 for r in rates.values()), rates
+    assert all(a.kappa[1] > 0 for a in judges.agreement(store, demo.DEMO_DATASET))
+
+
+def test_similar_size_judges_prefer_alike(built):
+    """The paper's finding on size: the two large LLM judges' profiles are the most alike pair."""
+    store, _ = built
+    sim = compare.similarity_matrix(compare.weights_from_rows(store.profiles(
+        dataset=demo.DEMO_DATASET, feature_source=demo.FEATURE_SOURCE, method="fast")),
+        sorted(demo.JUDGES), scopes=catalogue.group_keys())
+    pairs = {(a, b): sim.loc[a, b] for a in sim.index for b in sim.columns if a < b}
+    assert max(pairs, key=pairs.get) == ("demo-gpt-4-turbo", "demo-tulu-70b"), pairs
+
+
+def test_every_scope_profile_beats_its_best_baseline(built):
+    """Enough pairs per scope that each stored profile predicts held-out choices better than the
+    majority label, "the longer wins" and "the first wins" on the same folds (the fit's own baselines)."""
+    store, _ = built
+    rows = store.profiles(dataset=demo.DEMO_DATASET, feature_source=demo.FEATURE_SOURCE, method="fast")
+    assert {r["scope"] for r in rows} >= set(catalogue.group_keys()) | {"all"}
+    losing = {(r["scope"], r["judge"]): (r["accuracy"], best_baseline(r["provenance"].get("baselines")))
+              for r in rows if not beats_baselines(r["accuracy"], r["provenance"].get("baselines"))}
+    assert not losing, losing
+
+
+def test_the_table_of_true_weights_is_the_papers_scaled(shared_data):
+    """core/data/demo_judges.json is what judges_from_published derives from the released weights."""
+    directory = shared_data / "gair" / "fitted_paras_comparison"
+    assert json.loads(demo.JUDGE_TABLE.read_text(encoding="utf-8")) == demo.judges_from_published(directory)

@@ -18,7 +18,7 @@ from core import cli
 from core.records import Dataset, ImportBatch, Judge, Label, Sample
 from core.store import RestoreError, Store, check_export, export_store, restore_store
 from tests import browserkit
-from tests.conftest import store_sha256
+from tests.conftest import demo_samples, store_sha256
 from tests.stsession import Session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,14 +90,16 @@ def test_export_while_writing_is_a_consistent_snapshot(store_file, tmp_path):
 
 
 def test_restore_brings_back_the_export_and_keeps_the_previous_contents(store_file, tmp_path):
+    with Store(store_file) as s:
+        n = s.scalar("SELECT COUNT(*) FROM samples")
     export = export_store(store_file, tmp_path / "export.db")
     with Store(store_file) as s:
         s.write_batch(ImportBatch(Dataset("added-later"), samples=[Sample("added-later", "q", "a", "b")]))
-        assert s.scalar("SELECT COUNT(*) FROM samples") == 551
+        assert s.scalar("SELECT COUNT(*) FROM samples") == n + 1
     counts, safety = restore_store(export, store_file)
-    assert counts["samples"] == 550
+    assert counts["samples"] == n
     with Store(store_file) as s:
-        assert s.scalar("SELECT COUNT(*) FROM samples") == 550
+        assert s.scalar("SELECT COUNT(*) FROM samples") == n
         assert s.scalar("PRAGMA journal_mode") == "wal"
     with Store(safety) as s:
         assert s.scalar("SELECT COUNT(*) FROM samples WHERE dataset = 'added-later'") == 1
@@ -105,7 +107,7 @@ def test_restore_brings_back_the_export_and_keeps_the_previous_contents(store_fi
 
 def test_restore_on_an_open_store_is_seen_by_its_other_connections(store_file, tmp_path):
     reader = Store(store_file)
-    assert reader.scalar("SELECT COUNT(*) FROM samples") == 550
+    assert reader.scalar("SELECT COUNT(*) FROM samples") == demo_samples()
     empty = tmp_path / "empty.db"
     Store(empty).close()
     restore_store(empty, store_file)
@@ -154,7 +156,7 @@ def test_cli_export_and_restore(store_file, tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert cli.main(["--store", str(store_file), "restore", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "samples 550" in printed and re.search(r"before-restore-\d{8}T\d{6}Z\.db", printed)
+    assert f"samples {demo_samples()}" in printed and re.search(r"before-restore-\d{8}T\d{6}Z\.db", printed)
 
 
 # ---------------------------------------------------------------- the platform files (issue 20)

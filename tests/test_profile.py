@@ -91,7 +91,7 @@ def test_the_samples_waterfall_and_the_simulator_explain_a_judge_with_the_same_p
     # issue 13: samples.pick_profile took the fast fit, simulate.pick_profile the exact one
     s = both_fits
     sid = s.design(DS, "demo", scope="Code").sample_ids[0]
-    for judge in ("demo-crowd", "demo-stylist"):
+    for judge in ("demo-crowd", "demo-tulu-70b"):
         exact = s.profiles(dataset=DS, scope="Code", judges=[judge], method="exact")[0]
         exact_id = exact["id"]
         measured = next(k for k, ok in zip(exact["attributes"], measured_mask(exact)) if ok and is_attribute_term(k))

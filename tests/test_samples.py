@@ -16,7 +16,7 @@ from scipy import special
 from core import annotate, catalogue, demo, fit, samples
 from core.importers import import_file
 from core.loopback import LoopbackServer
-from core.profile import INTERCEPT, POSITION
+from core.profile import INTERCEPT, POSITION, TIE
 from core.records import Dataset, Feature, ImportBatch, Sample
 from core.store import UNCLASSIFIED, SampleFilter, Store, fts_query
 from tests.conftest import copy_store, loopback_settings, run_cli
@@ -215,7 +215,7 @@ def test_search_ranks_as_fts5_rank_did(demo_store):
 
 
 @pytest.mark.parametrize("f", [SampleFilter(dataset=DS, scenario="Exam Questions"),
-                               SampleFilter(dataset=DS, judge="demo-strict", case="w_constraints"),
+                               SampleFilter(dataset=DS, judge="demo-gpt-4-turbo", case="w_constraints"),
                                SampleFilter(dataset=DS, text="stressed help")])
 def test_browse_index_is_the_position_in_the_list(demo_store, f):
     rows, _ = all_rows(demo_store, f)
@@ -259,13 +259,18 @@ def test_explain_uses_the_stored_profile_and_the_samples_features(demo_store):
     d = demo_store.design(DS, "demo", scope="Code")
     for i in (0, 7, 21):
         sid = d.sample_ids[i]
-        for judge in ("demo-crowd", "demo-strict"):
+        for judge in ("demo-crowd", "demo-gpt-4-turbo"):
             e = samples.explain(demo_store, sid, judge)  # default scope: the sample's group
             prof = demo_store.profiles(dataset=DS, scope="Code", judges=[judge], method="fast")[0]
             assert e.scope == "Code" and e.profile["method"] == "fast" and e.problem is None
             # the position term leads (the sample as stored shows A first: its column is +1)
             assert prof["attributes"][0] == POSITION
-            assert e.contributions.logit == pytest.approx(float(np.dot(np.r_[1.0, d.X[i]], prof["mean"])))
+            # the demo's judges tie (the crowd; the LLM judges when their two orders disagree), so the profile
+            # ends in the tie parameter, which is no term of the logit: the logit is position + attributes
+            terms = [k != TIE for k in prof["attributes"]]
+            assert prof["attributes"][-1] == TIE and sum(terms) == 1 + d.X.shape[1]
+            assert e.contributions.logit == pytest.approx(float(np.dot(np.r_[1.0, d.X[i]],
+                                                                       np.asarray(prof["mean"])[terms])))
             assert e.frame_rows[0]["label"] == "shown first (position)"
             assert e.vote["choice"] == {1.0: "A", 0.0: "B"}[d.Y[i, d.judges.index(judge)]]
     # the demo's true weights are a profile too (method "truth"), when asked for

@@ -22,7 +22,7 @@ from core import simulate as sim
 from core.profile import INTERCEPT
 from core.records import Dataset, Feature, ImportBatch, Judge, Label, Sample
 from core.store import Store
-from tests.conftest import copy_store, run_cli
+from tests.conftest import copy_store, demo_samples, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = catalogue.attribute_keys()
@@ -308,7 +308,7 @@ def demo_store(tmp_path_factory, demo_file):
 
 
 def test_stale_is_exact_a_flipped_label_with_the_same_counts_shows(demo_store, tmp_path):
-    judges = ["demo-crowd", "demo-stylist"]
+    judges = ["demo-crowd", "demo-tulu-70b"]
     fresh = sim.simulate(demo_store, demo.DEMO_DATASET, judges, model="demo-model-alpha", inject={"lengthy": 1.0})
     assert [r.profile["stale"] for r in fresh] == [False, False]  # the fit's input key, recomputed, matches
     demo_store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -324,11 +324,11 @@ def test_stale_is_exact_a_flipped_label_with_the_same_counts_shows(demo_store, t
 
 
 def test_demo_judges_side_by_side_use_their_own_profiles(demo_store):
-    sims = sim.simulate(demo_store, demo.DEMO_DATASET, ["demo-crowd", "demo-stylist"], model="demo-model-alpha",
+    sims = sim.simulate(demo_store, demo.DEMO_DATASET, ["demo-crowd", "demo-tulu-70b"], model="demo-model-alpha",
                         opponent="demo-model-beta", inject={"well_formatted": 1.0}, suppress={"admits_limits": 1.0})
     crowd, stylist = sims
     ids = {p["judge"]: p["id"] for p in demo_store.profiles(dataset=demo.DEMO_DATASET, scope="all", method="fast")}
-    assert crowd.profile["profile_id"] == ids["demo-crowd"] and stylist.profile["profile_id"] == ids["demo-stylist"]
+    assert crowd.profile["profile_id"] == ids["demo-crowd"] and stylist.profile["profile_id"] == ids["demo-tulu-70b"]
     assert crowd.pairs == stylist.pairs == demo_store.scalar(
         "SELECT COUNT(*) FROM samples WHERE dataset = ? AND ((model_a = 'demo-model-alpha' AND model_b = 'demo-model-beta')"
         " OR (model_a = 'demo-model-beta' AND model_b = 'demo-model-alpha'))", [demo.DEMO_DATASET])
@@ -343,7 +343,7 @@ def test_demo_judges_side_by_side_use_their_own_profiles(demo_store):
 
 
 def test_what_to_inject_finds_each_demo_judges_known_favourites(demo_store):
-    stylist = sim.injection_ranking(demo_store, demo.DEMO_DATASET, "demo-stylist", model="demo-model-gamma")
+    stylist = sim.injection_ranking(demo_store, demo.DEMO_DATASET, "demo-tulu-70b", model="demo-model-gamma")
     crowd = sim.injection_ranking(demo_store, demo.DEMO_DATASET, "demo-crowd", model="demo-model-gamma")
     top = {g.attribute for g in stylist.top(5)}
     assert {"well_formatted", "rich_info"} <= top
@@ -359,24 +359,24 @@ def test_calibration_bins_cover_every_labelled_pair(demo_store):
     cals = sim.calibration(demo_store, demo.DEMO_DATASET, scope="all")
     assert {c.judge for c in cals} == set(demo.JUDGES)
     for c in cals:
-        assert len(c.bins) == 10 and sum(b["pairs"] for b in c.bins) == c.pairs == 550
+        assert len(c.bins) == 10 and sum(b["pairs"] for b in c.bins) == c.pairs == demo_samples()
         preds = [b["predicted"] for b in c.bins]
         assert preds == sorted(preds)
         assert c.ece == pytest.approx(sum(b["pairs"] * abs(b["observed"] - b["predicted"]) for b in c.bins) / c.pairs)
         assert all(b["lo"] <= b["observed"] <= b["hi"] for b in c.bins)
     # a judge with a real profile sorts its pairs: the top decile chose A far more often than the bottom one
-    strict = next(c for c in cals if c.judge == "demo-strict")
+    strict = next(c for c in cals if c.judge == "demo-gpt-4-turbo")
     assert strict.bins[-1]["observed"] - strict.bins[0]["observed"] > 0.6
 
 
 def test_cli_prints_the_core_results_as_json(demo_store):
-    args = ["--dataset", demo.DEMO_DATASET, "--judge", "demo-crowd", "--judge", "demo-strict",
+    args = ["--dataset", demo.DEMO_DATASET, "--judge", "demo-crowd", "--judge", "demo-gpt-4-turbo",
             "--model", "demo-model-delta", "--opponent", "all", "--inject", "lengthy=0.4", "--suppress", "informal=1",
             "--rank", "--control", "lengthy"]
     res = run_cli("simulate", *args, store=demo_store.path)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    sims = sim.simulate(demo_store, demo.DEMO_DATASET, ["demo-crowd", "demo-strict"], model="demo-model-delta",
+    sims = sim.simulate(demo_store, demo.DEMO_DATASET, ["demo-crowd", "demo-gpt-4-turbo"], model="demo-model-delta",
                         inject={"lengthy": 0.4}, suppress={"informal": 1.0})
     for got, want in zip(out["results"], sims):
         want = want.to_dict()
@@ -386,7 +386,7 @@ def test_cli_prints_the_core_results_as_json(demo_store):
         assert got == want
     rank = sim.injection_ranking(demo_store, demo.DEMO_DATASET, "demo-crowd", model="demo-model-delta").to_dict()
     assert out["ranking"][0]["gains"] == rank["gains"]
-    lb = sim.controlled_win_rates(demo_store, demo.DEMO_DATASET, "demo-strict", ["lengthy"]).to_dict()
+    lb = sim.controlled_win_rates(demo_store, demo.DEMO_DATASET, "demo-gpt-4-turbo", ["lengthy"]).to_dict()
     assert out["leaderboard"][1]["rows"] == lb["rows"]
     bad = run_cli("simulate", "--dataset", demo.DEMO_DATASET, "--judge", "demo-crowd", "--model", "demo-model-delta",
                   "--inject", "lengthy=lots", store=demo_store.path)
@@ -441,9 +441,9 @@ def test_predicted_win_rates_cover_the_truth_after_injection_on_synthetic_judges
 def test_pairs_loaded_once_give_the_same_results_and_other_scopes_are_read_afresh(demo_store):
     loaded = sim.load_pairs(demo_store, demo.DEMO_DATASET, "demo", "all")
     kw = dict(model="demo-model-beta", inject={"step_by_step": 0.7})
-    fresh = sim.simulate(demo_store, demo.DEMO_DATASET, ["demo-strict"], **kw)[0].to_dict()
-    reused = sim.simulate(demo_store, demo.DEMO_DATASET, ["demo-strict"], pairs=loaded, **kw)[0].to_dict()
-    other = sim.simulate(demo_store, demo.DEMO_DATASET, ["demo-strict"], scope="Code", pairs=loaded, **kw)[0]
+    fresh = sim.simulate(demo_store, demo.DEMO_DATASET, ["demo-gpt-4-turbo"], **kw)[0].to_dict()
+    reused = sim.simulate(demo_store, demo.DEMO_DATASET, ["demo-gpt-4-turbo"], pairs=loaded, **kw)[0].to_dict()
+    other = sim.simulate(demo_store, demo.DEMO_DATASET, ["demo-gpt-4-turbo"], scope="Code", pairs=loaded, **kw)[0]
     for d in (fresh, reused):
         d["settings"].pop("seconds"), d["settings"].pop("computed_at")
     assert fresh == reused

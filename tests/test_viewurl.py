@@ -5,6 +5,9 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from core import demo
+from tests.conftest import demo_samples
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
 
@@ -35,13 +38,13 @@ def reopen(page: str, url: dict) -> AppTest:
 def test_profiles_view_round_trips_through_its_url(store_path):
     at = open_page("profiles")
     widget(at, "selectbox", "Scope").set_value("Code").run()
-    widget(at, "multiselect", "Judges").set_value(["demo-strict", "demo-crowd"]).run()
+    widget(at, "multiselect", "Judges").set_value(["demo-gpt-4-turbo", "demo-crowd"]).run()
     widget(at, "radio", "Order").set_value("weight").run()
     url = url_of(at)
-    assert url["scope"] == ["Code"] and url["judge"] == ["demo-strict", "demo-crowd"] and url["order"] == ["weight"]
+    assert url["scope"] == ["Code"] and url["judge"] == ["demo-gpt-4-turbo", "demo-crowd"] and url["order"] == ["weight"]
     again = reopen("profiles", url)
     assert widget(again, "selectbox", "Scope").value == "Code"
-    assert widget(again, "multiselect", "Judges").value == ["demo-strict", "demo-crowd"]
+    assert widget(again, "multiselect", "Judges").value == ["demo-gpt-4-turbo", "demo-crowd"]
     assert widget(again, "radio", "Order").value == "weight"
 
 
@@ -49,28 +52,28 @@ def test_similarity_view_round_trips_through_its_url(store_path):
     at = open_page("similarity")
     widget(at, "radio", "Correlation").set_value("spearman").run()
     widget(at, "selectbox", "Scenarios").set_value("Code").run()
-    widget(at, "multiselect", "Judges").set_value(["demo-crowd", "demo-strict", "demo-stylist"]).run()
+    widget(at, "multiselect", "Judges").set_value(["demo-crowd", "demo-gpt-4-turbo", "demo-tulu-7b"]).run()
     url = url_of(at)
     assert url["corr"] == ["spearman"] and url["scope"] == ["Code"]
-    assert url["judge"] == ["demo-crowd", "demo-strict", "demo-stylist"]
+    assert url["judge"] == ["demo-crowd", "demo-gpt-4-turbo", "demo-tulu-7b"]
     again = reopen("similarity", url)
     assert widget(again, "radio", "Correlation").value == "spearman"
     assert widget(again, "selectbox", "Scenarios").value == "Code"
-    assert widget(again, "multiselect", "Judges").value == ["demo-crowd", "demo-strict", "demo-stylist"]
+    assert widget(again, "multiselect", "Judges").value == ["demo-crowd", "demo-gpt-4-turbo", "demo-tulu-7b"]
 
 
 def test_simulator_view_round_trips_through_its_url(store_path):
     at = open_page("simulate")
-    widget(at, "multiselect", "Judges (side by side)").set_value(["demo-stylist"]).run()
+    widget(at, "multiselect", "Judges (side by side)").set_value(["demo-tulu-7b"]).run()
     widget(at, "multiselect", "Inject (+): the model shows more of").set_value(["well_formatted"]).run()
     widget(at, "slider", "success rate: + well formatted").set_value(0.8).run()
     widget(at, "multiselect", "Suppress (-): the model shows less of").set_value(["funny"]).run()
     url = url_of(at)
-    assert url["judge"] == ["demo-stylist"] and url["inject"] == ["well_formatted@0.8"]
+    assert url["judge"] == ["demo-tulu-7b"] and url["inject"] == ["well_formatted@0.8"]
     assert url["suppress"] == ["funny@0.5"]
     again = reopen("simulate", url)
     assert not again.exception
-    assert widget(again, "multiselect", "Judges (side by side)").value == ["demo-stylist"]
+    assert widget(again, "multiselect", "Judges (side by side)").value == ["demo-tulu-7b"]
     assert widget(again, "multiselect", "Inject (+): the model shows more of").value == ["well_formatted"]
     assert widget(again, "slider", "success rate: + well formatted").value == 0.8
     assert widget(again, "multiselect", "Suppress (-): the model shows less of").value == ["funny"]
@@ -79,22 +82,21 @@ def test_simulator_view_round_trips_through_its_url(store_path):
 
 def test_judges_view_round_trips_and_a_stale_link_opens_the_default_view(store_path):
     at = open_page("judges")
-    widget(at, "selectbox", "Reference judge").set_value("demo-strict").run()
-    widget(at, "selectbox", "Judge").set_value("demo-stylist").run()
+    widget(at, "selectbox", "Reference judge").set_value("demo-gpt-4-turbo").run()
+    widget(at, "selectbox", "Judge").set_value("demo-tulu-7b").run()
     url = url_of(at)
-    assert url["reference"] == ["demo-strict"] and url["card"] == ["demo-stylist"]
+    assert url["reference"] == ["demo-gpt-4-turbo"] and url["card"] == ["demo-tulu-7b"]
     again = reopen("judges", url)
-    assert widget(again, "selectbox", "Reference judge").value == "demo-strict"
-    assert widget(again, "selectbox", "Judge").value == "demo-stylist"
+    assert widget(again, "selectbox", "Reference judge").value == "demo-gpt-4-turbo"
+    assert widget(again, "selectbox", "Judge").value == "demo-tulu-7b"
     stale = open_page("judges", {"reference": "no-such-judge"})
-    assert widget(stale, "selectbox", "Reference judge").value in {"demo-contrarian", "demo-crowd", "demo-strict",
-                                                                    "demo-stylist"}
+    assert widget(stale, "selectbox", "Reference judge").value in set(demo.JUDGES)
 
 
 def test_similarity_with_three_judges_groups_them_in_two_clusters(store_path):
     """Regression: three judges chosen made the Clusters slider run from 2 to 2, which Streamlit refuses
     (StreamlitInvalidMinMaxError), and the page stopped there."""
-    at = open_page("similarity", {"judge": ["demo-crowd", "demo-strict", "demo-stylist"]})
+    at = open_page("similarity", {"judge": ["demo-crowd", "demo-gpt-4-turbo", "demo-tulu-7b"]})
     widget(at, "radio", "Group the judges by").set_value("clusters").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Two clusters" in c.value for c in at.caption)
@@ -116,7 +118,8 @@ def test_every_result_offers_csv_and_json(store_path):
         "judges": ["Agreement (CSV)", "Agreement (JSON)"],
         "similarity": ["Matrix (CSV)", "Matrix (JSON)"],
         "simulate": ["Win rates (CSV)", "Win rates (JSON)"],
-        "samples": ["The filtered list, all 550 rows (CSV)", "The filtered list, all 550 rows (JSON)"],
+        "samples": [f"The filtered list, all {demo_samples():,} rows (CSV)",
+                    f"The filtered list, all {demo_samples():,} rows (JSON)"],
     }
     for page, labels in want.items():
         at = open_page(page)

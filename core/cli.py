@@ -145,7 +145,8 @@ COMMANDS: dict[str, tuple[dict[str, Any], list[Callable[[argparse.ArgumentParser
 #: the order in which ``python -m core --help`` lists the commands
 HELP_ORDER = (
     "demo", "import", "labels", "delete", "info", "preflight", "export", "restore", "search", "samples", "annotate", "judge",
-    "probe", "fit", "profiles", "export-profiles", "similarity", "jobs", "judges", "bias-card", "worker", "simulate", "loopback",
+    "probe", "fit", "profiles", "export-profiles", "similarity", "jobs", "judges", "bias-card", "worker", "simulate",
+    "experiment", "experiments", "loopback",
 )
 
 
@@ -1203,6 +1204,186 @@ def cmd_simulate(args) -> int:
             out["calibration"] = [c.to_dict() for c in simulate.calibration(store, args.dataset, args.judge, **common)]
     print(json.dumps(out, indent=2))
     return 0
+
+
+def _experiment_table(result: dict) -> str:
+    def pct(x):
+        return "   -  " if x is None else f"{100 * x:5.1f}%"
+
+    lines = [f"{'arm':<12} {'n':>4}  {'measured [94%]':<24} {'predicted [predictive 94%]':<28} "
+             f"{'shift':>7} {'predicted shift [predictive]':<30}"]
+    for a in result["arms"]:
+        m, p = a["measured"], a.get("predicted") or {}
+        s, ps = a.get("shift") or {}, a.get("predicted_shift") or {}
+        lines.append(f"{a['arm']:<12} {a['n']:>4}  {pct(m['rate'])} [{pct(m['lo'])}, {pct(m['hi'])}]  "
+                     f"{pct(p.get('mean'))} [{pct(p.get('pred_lo'))}, {pct(p.get('pred_hi'))}]  "
+                     f"{pct(s.get('mean'))} {pct(ps.get('mean'))} [{pct(ps.get('pred_lo'))}, {pct(ps.get('pred_hi'))}]")
+        for k, v in a.get("success", {}).items():
+            lines.append(f"    {v['direction']} {k}: success {pct(v['rate'])} "
+                         f"({v['moved']} of {v['could_move']} queries that could move)")
+    return "\n".join(lines)
+
+
+def _experiment_args(xe: argparse.ArgumentParser) -> None:
+    """The options of ``experiment`` (run, list, show, export, resume), grouped by what they set."""
+    xe.add_argument("action", nargs="?", choices=["run", "list", "show", "export", "resume"])
+    xe.add_argument("id", nargs="?", type=int, help="the experiment (show, export, resume)")
+    q = xe.add_argument_group("queries and baseline (run)")
+    q.add_argument("--queries-dataset", help="take the queries from this stored dataset")
+    q.add_argument("--queries-file", help='or from a JSONL/JSON file of {"query", optional "baseline"}')
+    q.add_argument("--limit", type=_positive_int, help="only the first N queries")
+    q.add_argument("--baseline-from", metavar="MODEL",
+                   help="baseline: the stored response of this model (default: response B of each sample)")
+    q.add_argument("--baseline-model", help="or a baseline endpoint's model (answers with the plain prompt)")
+    q.add_argument("--baseline-base-url", help="the baseline endpoint's base URL")
+    j = xe.add_argument_group("judge and profile (run)")
+    j.add_argument("--profile-dataset", help="the dataset the judge's profile was fitted on")
+    j.add_argument("--judge", help="the profiled judge (its profile picks the default attributes and predicts)")
+    j.add_argument("--scope", default="all", help="the profile's scope (default all)")
+    j.add_argument("--features", help="the profile's feature set (default: the best fitted one)")
+    j.add_argument("--judge-model", help="the judge endpoint's model (collected in both orders)")
+    j.add_argument("--judge-base-url", help="the judge endpoint's base URL")
+    j.add_argument("--judge-name", help="store the judge's labels under this name (default: its model)")
+    j.add_argument("--annotator-base-url", help="for a profile on LLM features: the annotator's base URL")
+    m = xe.add_argument_group("manipulation (run)")
+    m.add_argument("--arm", action="append", metavar="NAME=+ATTR,-ATTR",
+                   help="an arm: attributes to show (+) and avoid (-); repeat it; default: liked (top-k shown) "
+                        "and disliked (bottom-k shown)")
+    m.add_argument("--top-k", type=_positive_int, default=5, help="attributes per default arm (default 5)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--name", help="a name for the experiment")
+    xe.add_argument("--budget", type=_money, help="stop cleanly before the job's spend passes this many USD")
+    xe.add_argument("--estimate-only", action="store_true", help="create it, print the cost estimate and stop")
+    xe.add_argument("--background", action="store_true", help="run it in a worker process")
+    xe.add_argument("--format", choices=["csv", "json"], default="json", help="export format (default json)")
+    xe.add_argument("--what", choices=["arms", "attributes"], default="arms", help="CSV export: which table")
+    xe.add_argument("--output", "-o", help="export to this file (default: stdout)")
+    g = xe.add_argument_group("model under test (run; defaults from PREFDISSECT_LLM_*; keys only from the environment)")
+    g.add_argument("--model")
+    g.add_argument("--base-url")
+    g.add_argument("--concurrency", type=int)
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--max-tokens", type=int, help="the answers' length limit (default 700)")
+    g.add_argument("--rpm", type=float)
+    g.add_argument("--tpm", type=float)
+    g.add_argument("--price-input", type=float)
+    g.add_argument("--price-output", type=float)
+
+
+@command("experiment", help="run the manipulation experiment; list, show, export or resume one",
+         description="The paper's manipulation experiment, for real (core/experiment.py): the model under test answers "
+        "each query once plainly (control) and once per arm with a system prompt asking it to show (or avoid) "
+        "attributes, by default the judge's top and bottom attributes from its profile; the judge compares every "
+        "answer with the baseline's in both orders; the report holds each arm's measured win rate and shift "
+        "against the control beside the profile's prediction, with 94% intervals. Paid requests are keyed and "
+        "stored: a rerun or resume sends only what is missing. Actions: run, list (default), show ID, export ID, "
+        "resume ID.")
+@options(_experiment_args)
+def cmd_experiment(args) -> int:
+    from . import experiment, jobs
+    from .llm import LLMSettings
+
+    action = args.action or "list"
+    with _store(args) as store:
+        if action == "list":
+            rows = store.experiments()
+            if not rows:
+                print("no experiments yet: python -m core experiment run --help")
+            for r in rows:
+                spec = r["spec"] or {}
+                print(f"{r['id']:>4}  {r['status']:<9} {_inert(r['name'])}  model {spec.get('model', {}).get('model')}, "
+                      f"judge {spec.get('judge_name')}, {len(spec.get('arms', []))} arms, "
+                      f"{(r['provenance'] or {}).get('queries')} queries, created {r['created_at']}")
+            return 0
+        if action in ("show", "export", "resume"):
+            if args.id is None:
+                raise CLIError(f"experiment {action} needs the experiment's id (python -m core experiment list)")
+            rec = store.experiment(args.id)
+            if rec is None:
+                raise CLIError(f"no experiment {args.id}")
+        if action == "show":
+            print(f"experiment {rec['id']} {_inert(rec['name'])}: {rec['status']}"
+                  + (f" (job {rec['job_id']})" if rec["job_id"] else ""))
+            print(f"  pairs: dataset {rec['dataset']}; queries: {rec['queries_dataset']}; provenance: "
+                  + json.dumps(rec["provenance"], sort_keys=True, default=str))
+            if rec["result"]:
+                print(_experiment_table(rec["result"]))
+            return 0
+        if action == "export":
+            text = experiment.export(store, args.id, args.format, args.what)
+            if args.output:
+                from pathlib import Path
+
+                Path(args.output).write_text(text, encoding="utf-8")
+                print(f"wrote {args.output}")
+            else:
+                sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            return 0
+        if action == "resume":
+            exp_id = args.id
+        else:  # run
+            if not (args.queries_dataset or args.queries_file):
+                raise CLIError("give the queries: --queries-dataset NAME or --queries-file FILE")
+            if not (args.profile_dataset and args.judge):
+                raise CLIError("give the judge's profile: --profile-dataset NAME --judge NAME")
+            model = LLMSettings.from_env(**_llm_overrides(args))
+            judge = LLMSettings.from_env(**{k: v for k, v in {"model": args.judge_model,
+                                                               "base_url": args.judge_base_url}.items() if v})
+            baseline = (LLMSettings.from_env(**{k: v for k, v in {"model": args.baseline_model,
+                                                                  "base_url": args.baseline_base_url}.items() if v})
+                        if args.baseline_model or args.baseline_base_url else None)
+            queries = ({"file": args.queries_file} if args.queries_file else
+                       {"dataset": args.queries_dataset, "baseline_model": args.baseline_from})
+            if args.limit:
+                queries["limit"] = args.limit
+            spec = experiment.Spec(
+                name=args.name or f"{model.model} vs {args.judge}", model=model.public(), judge=judge.public(),
+                judge_name=store.judge_name(args.judge_name or judge.model),
+                profile={"dataset": args.profile_dataset, "scope": args.scope, "judge": store.judge_name(args.judge),
+                         **({"feature_source": args.features} if args.features else {})},
+                arms=[experiment.Arm.parse(a) for a in args.arm or []], queries=queries,
+                baseline=baseline.public() if baseline else None,
+                annotator={"base_url": args.annotator_base_url} if args.annotator_base_url else None,
+                seed=args.seed, max_tokens=args.max_tokens or 700, top_k=args.top_k)
+            exp_id = experiment.create(store, spec)
+            print(f"experiment {exp_id} created: arms "
+                  + "; ".join(f"{a.name} ({', '.join(['+' + k for k in a.show] + ['-' + k for k in a.avoid]) or 'plain'})"
+                              for a in experiment.Spec.from_dict(store.experiment(exp_id)["spec"]).arms))
+        est = experiment.estimate(store, exp_id)
+        print(est.text())
+        if args.estimate_only:
+            return 0
+        params = {"experiment": exp_id}  # the job's key: one job per experiment, whoever starts it
+        if args.background:
+            job, pid = jobs.launch(store, "experiment", params, budget=args.budget)
+            print(f"job {job.id} queued; worker pid {pid}. Follow it: python -m core jobs --show {job.id}")
+            return 0
+        job = jobs.submit(store, "experiment", params, budget=args.budget)
+        if job.status in ("cancelled", "paused", "failed", "done") or job.stale:
+            job = jobs.resume(store, job.id)
+        if not jobs.claim(store, job.id):
+            raise CLIError(f"job {job.id} is being run by worker pid {job.worker_pid}")
+        last = [None]
+
+        def progress(stage):
+            if stage[0] != last[0]:
+                last[0] = stage[0]
+                print(f"  {stage[0]} ...", file=sys.stderr)
+
+        final = jobs.run(store, job.id, on_progress=progress)
+        print(f"job {final.id} {final.status}: {final.message}; spent {final.spend_text}")
+        rec = store.experiment(exp_id)
+        if rec["result"]:
+            print(_experiment_table(rec["result"]))
+            print(f"link: the Simulator page with ?experiment={exp_id}")
+        return 0 if final.status == "done" else 3
+
+
+@command("experiments", help="list the stored experiments (as `experiment list`)",
+         description="List the stored manipulation experiments, newest first.")
+def cmd_experiments(args) -> int:
+    args.action = "list"
+    return cmd_experiment(args)
 
 
 @command("loopback", help="serve a scripted OpenAI-compatible endpoint on 127.0.0.1",

@@ -42,7 +42,7 @@ from typing import Any, Callable
 from . import featureset
 from .store import Store, now
 
-KINDS = ("annotate", "judge", "heuristic", "fit", "import")
+KINDS = ("annotate", "judge", "heuristic", "fit", "import", "experiment")
 FINISHED = ("done", "failed", "cancelled", "paused")
 STALE_AFTER_S = 30.0  # a running job without a heartbeat for this long has lost its worker
 HEARTBEAT_S = 1.0
@@ -116,7 +116,7 @@ class JobStatus:
     @property
     def spends(self) -> bool:
         """Sends paid requests (annotation, collecting an LLM judge's labels): its cost is worth showing."""
-        return self.kind in ("annotate", "judge") or bool(self.cost)
+        return self.kind in ("annotate", "judge", "experiment") or bool(self.cost)
 
     @property
     def duration_s(self) -> float | None:
@@ -153,6 +153,8 @@ class JobStatus:
         if self.kind == "import":
             return " · ".join(str(x) for x in (self.kind, p.get("dataset", ""), p.get("format"),
                                                Path(str(p.get("path", ""))).name.partition("-")[2]) if x)
+        if self.kind == "experiment":
+            return f"experiment {p.get('experiment')}"
         if self.kind == "fit":
             parts.append(f"features {p.get('features', '(default)')}")
             parts.append(", ".join(p["judges"]) if p.get("judges") else "every judge")
@@ -425,11 +427,13 @@ def run(store: Store, job_id: int, *, on_progress: Callable[[Any], None] | None 
             status, msg, cols = _run_heuristic(store, job, update, on_progress, due, cancelled)
         elif job.kind == "import":
             status, msg, cols = _run_import(store, job, update, on_progress, due, cancelled)
+        elif job.kind == "experiment":
+            status, msg, cols = _run_experiment(store, job, update, on_progress, due, cancelled)
         else:
             status, msg, cols = _run_llm(store, job, update, on_progress, due, cancelled)
     except Exception as e:  # recorded on the job; the worker's log has the traceback
         update(status="failed", error=f"{type(e).__name__}: {e}"[:2000], finished_at=now(), heartbeat_at=now(),
-               **({"cost": round(spent(store, job_id), 8)} if job.kind in ("annotate", "judge") else {}))
+               **({"cost": round(spent(store, job_id), 8)} if job.kind in ("annotate", "judge", "experiment") else {}))
         raise
     finally:
         beat.stop()
@@ -503,6 +507,22 @@ def llm_ending(store: Store, job: JobStatus, pr, samples: list[dict[str, Any]]) 
     else:
         parts.insert(0, "finished")
     return "done", "; ".join(parts)
+
+
+def _run_experiment(store: Store, job: JobStatus, update, on_progress, due, cancelled):
+    """The manipulation experiment (``core.experiment.run``): its stages report as the job's message."""
+    from . import experiment
+
+    def stage(name: str, done: int, total: int) -> None:
+        if on_progress:
+            on_progress((name, done, total))
+        if due(False):
+            update(done=done, total=total, message=f"{name}: {done}/{total}", cost=round(spent(store, job.id), 8),
+                   heartbeat_at=now())
+
+    out = experiment.run(store, job.params["experiment"], budget=job.budget, job_id=job.id,
+                         spent=lambda: spent(store, job.id), should_stop=cancelled, on_stage=stage)
+    return out.status, out.message, dict(done=out.done, total=out.total, cost=round(spent(store, job.id), 8))
 
 
 def _run_heuristic(store: Store, job: JobStatus, update, on_progress, due, cancelled):

@@ -65,6 +65,8 @@ __all__ = [
     "LoopbackStats",
     "SchemaError",
     "generate_instance",
+    "manipulable_model",
+    "profile_judge",
     "tokenize",
     "main",
 ]
@@ -1384,6 +1386,132 @@ class LoopbackServer(_BatchEndpoints):
             "system_fingerprint": "fp_loopback",
             "service_tier": "default",
         }
+
+
+# --------------------------------------------------------------------------------------------
+# Scripted roles for the manipulation experiment (core/experiment.py)
+# --------------------------------------------------------------------------------------------
+
+#: text cues that the offline heuristics (core/heuristics.py) read as the attribute shown at the top of its scale
+MANIPULATION_CUES: dict[str, str] = {
+    "informal": "lol 😀 gonna be fine btw, no worries 😀!!!",
+    "admits_limits": "I'm not sure about every detail, and as an AI I cannot verify this; I don't know the latest figures.",
+    "interactive": "Would you like more detail on any part? Let me know if anything is unclear, and feel free to ask more.",
+    "supporting_materials": "According to a study by Smith et al. (2020) [1], this holds [2]; see "
+                            "https://example.org/reference for the source.",
+    "complex_language": "Notwithstanding considerable methodological heterogeneity, contemporaneous investigations "
+                        "consistently demonstrate substantial organizational and institutional implications "
+                        "regarding comparative effectiveness.",
+    "step_by_step": "Step 1: read the question. Step 2: gather the facts. Step 3: weigh them. Step 4: decide. "
+                    "Step 5: check the result.",
+}
+
+
+def _scripted_messages(body: dict) -> tuple[str, str]:
+    system = "\n".join(_text_of(m.get("content")) for m in body.get("messages", []) if m.get("role") == "system")
+    user = "\n".join(_text_of(m.get("content")) for m in body.get("messages", []) if m.get("role") == "user")
+    return system, user
+
+
+def _listed(text: str, marker: str, labels: Mapping[str, str]) -> set[str]:
+    """Attribute keys listed as "- <label>: ..." lines after ``marker`` (up to a blank line)."""
+    at = text.find(marker)
+    if at < 0:
+        return set()
+    out = set()
+    for line in text[at + len(marker):].lstrip("\n").split("\n"):
+        if not line.strip():
+            break
+        name = line.strip().lstrip("-* ").split(":", 1)[0].strip().lower()
+        if name in labels:
+            out.add(labels[name])
+    return out
+
+
+def manipulable_model(labels: Mapping[str, str], *, rate: float = 0.8, base_rate: float = 0.25, seed: int = 0,
+                      show_marker: str = "show these qualities:", avoid_marker: str = "avoid these qualities:",
+                      rates: Mapping[str, float] | None = None) -> Script:
+    """A model under test: it answers a generation request (plain text, more than 8 tokens allowed)
+    with a few plain sentences, and shows each attribute its system prompt lists after ``show_marker``
+    with probability ``rate`` (``rates[key]`` per attribute), hides each one listed after
+    ``avoid_marker`` with that probability, and otherwise shows each cue with probability
+    ``base_rate``, so the control arm varies too. ``labels`` maps an attribute's label (lower case,
+    as the prompt lists it) to its key; cues are ``MANIPULATION_CUES`` plus length (``lengthy``:
+    three times longer when shown, one short sentence when avoided), formatting (``well_formatted``:
+    a heading, a list, paragraphs) and repetition (``non_repetitive`` avoided: a sentence repeated).
+    Answers are deterministic in (seed, messages)."""
+    labels = {k.lower(): v for k, v in labels.items()}
+
+    def script(body: dict) -> str | None:
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if body.get("response_format") or (isinstance(limit, int) and limit <= 8):
+            return None
+        system, user = _scripted_messages(body)
+        show, avoid = _listed(system, show_marker, labels), _listed(system, avoid_marker, labels)
+        digest = hashlib.sha256(f"{seed}\x00{system}\x00{user}".encode()).digest()
+        rng = random.Random(int.from_bytes(digest[:16], "big"))
+
+        def on(key: str) -> bool:
+            r = (rates or {}).get(key, rate)
+            draw = rng.random()
+            if key in show:
+                return draw < r or rng.random() < base_rate
+            if key in avoid:
+                return draw >= r and rng.random() < base_rate
+            return rng.random() < base_rate
+
+        topic = " ".join(user.split()[:6]) or "the question"
+        body_s = [f"This answer is about {topic}.", _sentence(rng), _sentence(rng), _sentence(rng)]
+        if on("lengthy"):
+            body_s += [_sentence(rng) for _ in range(12)]
+        elif "lengthy" in avoid and rng.random() < (rates or {}).get("lengthy", rate):
+            body_s = body_s[:1]
+        for key, cue in MANIPULATION_CUES.items():
+            if on(key):
+                body_s.append(cue)
+        if "non_repetitive" in avoid and rng.random() < (rates or {}).get("non_repetitive", rate):
+            body_s += [body_s[0]] * 4
+        if on("well_formatted"):
+            half = max(1, len(body_s) // 2)
+            return ("## Answer\n\n" + " ".join(body_s[:half]) + "\n\n- the first point\n- the second point\n"
+                    "- the third point\n\n" + " ".join(body_s[half:]))
+        return " ".join(body_s)
+
+    return script
+
+
+def _between(text: str, start: str, end: str) -> str | None:
+    i = text.find(start)
+    j = text.find(end, i + len(start)) if i >= 0 else -1
+    return text[i + len(start):j] if i >= 0 and j >= 0 else None
+
+
+def profile_judge(weights: Mapping[str, float], featurize: Callable[[str, str, str], Mapping[str, float]], *,
+                  seed: int = 0, position: float = 0.0,
+                  markers: tuple[tuple[str, str], ...] = (("[User query]\n", "\n[End of user query]"),
+                                                          ("[Response A]\n", "\n[End of response A]"),
+                                                          ("[Response B]\n", "\n[End of response B]"))) -> Script:
+    """A judge whose verdicts come from a known profile: for a judge request (plain text, at most 8
+    tokens) it reads the query and the two responses between ``markers``, computes the comparison
+    features ``featurize(query, first, second)`` (+1: the first is better on the attribute) and answers
+    "A" with probability sigmoid(position + sum_k weights[k] * feature_k), else "B" (a seeded draw per
+    request: the same request gets the same verdict). Other requests get the default answers."""
+
+    def script(body: dict) -> str | None:
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if body.get("response_format") or not (isinstance(limit, int) and limit <= 8):
+            return None
+        _, user = _scripted_messages(body)
+        parts = [_between(user, a, b) for a, b in markers]
+        if any(p is None for p in parts):
+            return None
+        x = featurize(*parts)
+        z = position + sum(w * float(x.get(k, 0)) for k, w in weights.items())
+        digest = hashlib.sha256(f"judge:{seed}\x00{user}".encode()).digest()
+        u = int.from_bytes(digest[:8], "big") / 2 ** 64
+        return "A" if u < 1.0 / (1.0 + math.exp(-z)) else "B"
+
+    return script
 
 
 def _retry_headers(seconds: float | None) -> list[tuple[str, str]]:

@@ -1,4 +1,4 @@
-"""The store's schema, as sqlite-utils migrations: m001..m008, applied in order by ``Store``.
+"""The store's schema, as sqlite-utils migrations: m001..m009, applied in order by ``Store``.
 
 A migration's name and effect never change once released (a store written by any earlier
 version opens by applying the ones it lacks). There is no m006: the numbering skips it.
@@ -274,5 +274,29 @@ def m008_llm_batches(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (batch_id, request_key)
         );
         CREATE INDEX llm_batch_requests_key ON llm_batch_requests(request_key, state);
+        """
+    )
+
+
+@MIGRATIONS()
+def m009_experiments(db: sqlite_utils.Database) -> None:
+    # The manipulation experiment (core/experiment.py): its settings and provenance, the job that
+    # runs it, the datasets its queries and generated pairs are stored as, and its result once
+    # finished (per arm: measured and predicted win rates, shifts, success rates), as JSON.
+    db.executescript(
+        """
+        CREATE TABLE experiments (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'created',
+            spec TEXT NOT NULL,
+            job_id INTEGER,
+            dataset TEXT,
+            queries_dataset TEXT,
+            result TEXT,
+            provenance TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT
+        );
         """
     )

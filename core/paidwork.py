@@ -43,13 +43,16 @@ class Request:
     validate: Callable[..., Any] | None = None  # for answers without a schema: (text, top_logprobs)
     check: Callable[[Any], None] | None = None  # a parsed answer's sanity (raises ValueError: degraded)
     key: str = ""
+    #: the version of the prompt set this request's messages come from, when not the annotator's
+    #: (the experiment's generation prompts are versioned apart: core/data/experiment_prompts.json)
+    prompt_version: str | None = None
 
     def finalize(self, settings: LLMSettings, prompt_version: str, dialect: Dialect | None = None) -> "Request":
         """Key the request. The key holds the response mode and a folded system message where they
         differ from OpenAI's (so an answer got in plain JSON mode is never taken for a schema-bound
         one), and the answer's room where the ``max_tokens`` setting lowers it."""
         body = {
-            "model": settings.model, "prompt_version": prompt_version, "step": self.step,
+            "model": settings.model, "prompt_version": self.prompt_version or prompt_version, "step": self.step,
             "orientation": self.orientation, "messages": self.messages, "temperature": settings.temperature,
             "max_tokens": min(self.max_tokens, max(1, settings.max_tokens)), "logprobs": self.logprobs,
             "schema": schema_digest(self.schema) if self.schema else None,
@@ -190,7 +193,7 @@ class Runner:
             raise BudgetReached(self.stop_reason)
         self.reserved += estimate
         row = {"id": row_id, "request_key": req.key, "sample_id": req.sample_id, "annotator": self.settings.model,
-               "prompt_version": self.version, "step": req.step, "orientation": req.orientation,
+               "prompt_version": req.prompt_version or self.version, "step": req.step, "orientation": req.orientation,
                "params": {"temperature": self.settings.temperature, "max_tokens": req.max_tokens,
                           "base_url": self.settings.base_url, "messages_sha": messages_sha(req.messages),
                           **({"mode": self.llm.mode} if req.schema is not None else {})},

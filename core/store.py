@@ -310,6 +310,42 @@ class FailedRequestRow(TypedDict):
     created_at: str
 
 
+class ExperimentRow(TypedDict):
+    """One stored experiment (``experiments`` table), its JSON columns decoded."""
+
+    id: int
+    name: str
+    status: str  # created, running, paused, cancelled, failed, done
+    spec: dict[str, Any]  # core.experiment.Spec.to_dict()
+    job_id: int | None
+    dataset: str | None  # the arms' pairs (experiment-<id>)
+    queries_dataset: str | None  # the queries the generation requests hang on
+    result: dict[str, Any] | None  # core.experiment.measure()
+    provenance: dict[str, Any] | None
+    created_at: str
+    finished_at: str | None
+
+
+class ExperimentLabelRow(TypedDict):
+    """A judge's label on one of an experiment's pairs: the arm (``model_a``) and query (``source_id``)."""
+
+    sample_id: str
+    model_a: str
+    source_id: str
+    choice: str
+    prob_a: float | None
+
+
+class ExperimentFeatureRow(TypedDict):
+    """One comparison feature of one of an experiment's pairs."""
+
+    sample_id: str
+    model_a: str
+    source_id: str
+    attribute: str
+    value: int
+
+
 class Store:
     """One connection to the store file, migrated and in WAL mode."""
 
@@ -1684,6 +1720,52 @@ class Store:
                 removed["uploads"] = removed.get("uploads", 0) + 1
         del plan
         return removed, copy
+
+    # ==================== experiments (core/experiment.py): settings, provenance, result
+
+    _EXPERIMENT_JSON = ("spec", "result", "provenance")
+
+    def add_experiment(self, name: str, spec: dict[str, Any], provenance: dict[str, Any]) -> int:
+        with self.writing():
+            cur = self.conn.execute(
+                "INSERT INTO experiments (name, status, spec, provenance, created_at) VALUES (?, 'created', ?, ?, ?)",
+                (name, json.dumps(spec, sort_keys=True), json.dumps(provenance, sort_keys=True), now()))
+            return int(cur.lastrowid)
+
+    def update_experiment(self, experiment_id: int, **cols: Any) -> None:
+        for k in self._EXPERIMENT_JSON:
+            if k in cols and cols[k] is not None and not isinstance(cols[k], str):
+                cols[k] = json.dumps(cols[k], sort_keys=True, allow_nan=True)
+        with self.writing():
+            self.conn.execute(f"UPDATE experiments SET {', '.join(f'{k} = ?' for k in cols)} WHERE id = ?",
+                              [*cols.values(), experiment_id])
+
+    def experiment(self, experiment_id: int) -> ExperimentRow | None:
+        rows = self.rows("SELECT * FROM experiments WHERE id = ?", [experiment_id])
+        return self._experiment_row(rows[0]) if rows else None
+
+    def experiments(self, limit: int = 100) -> list[ExperimentRow]:
+        return [self._experiment_row(r) for r in self.rows("SELECT * FROM experiments ORDER BY id DESC LIMIT ?",
+                                                           [limit])]
+
+    def _experiment_row(self, r: dict[str, Any]) -> ExperimentRow:
+        for k in self._EXPERIMENT_JSON:
+            r[k] = json.loads(r[k]) if r.get(k) else None
+        return ExperimentRow(**r)
+
+    def experiment_labels(self, dataset: str, judge: str) -> list[ExperimentLabelRow]:
+        """The judge's labels on an experiment's pairs, with each pair's arm (``model_a``) and query."""
+        return [ExperimentLabelRow(**r) for r in self.rows(
+            "SELECT s.id AS sample_id, s.model_a, s.source_id, l.choice, l.prob_a FROM samples s"
+            " JOIN labels l ON l.sample_id = s.id AND l.judge = ? WHERE s.dataset = ? ORDER BY s.position",
+            [judge, dataset])]
+
+    def experiment_features(self, dataset: str, source: str) -> list[ExperimentFeatureRow]:
+        """Comparison features of an experiment's pairs: (sample_id, model_a, source_id, attribute, value)."""
+        return [ExperimentFeatureRow(**r) for r in self.rows(
+            "SELECT s.id AS sample_id, s.model_a, s.source_id, f.attribute, f.value FROM samples s"
+            " JOIN features f ON f.sample_id = s.id AND f.source = ? WHERE s.dataset = ? ORDER BY s.position",
+            [source, dataset])]
 
 
 #: the scenario filter value for samples without a scenario group yet

@@ -488,3 +488,33 @@ def show(build: Callable[..., alt.TopLevelMixin], *args, where=None, key: str | 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _vega_lite_spec(builder: str, args: tuple, kwargs: tuple) -> dict:
     return _to_vega_lite(globals()[builder](*args, **dict(kwargs)))
+
+
+EXPERIMENT_COLORS = {"measured": "#4c78a8", "predicted": "#e45756", "simulated": "#9d9d9d"}
+
+
+def experiment_chart(frame: pd.DataFrame, *, shift: bool = False) -> alt.LayerChart:
+    """Per arm of a manipulation experiment: the measured value beside the profile's prediction (and the
+    Simulator's a-priori one), each with its 94% interval (thick) and, for predictions, the predictive
+    interval (faint band: where the measured value should land). ``shift``: the values are shifts against
+    the control (signed), else win rates. Columns: arm, stage, mean, lo, hi, pred_lo, pred_hi."""
+    stages = [s for s in EXPERIMENT_COLORS if s in set(frame["stage"])]
+    color = alt.Color("stage:N", title=None, sort=stages, legend=names_legend(symbolType="circle"),
+                      scale=alt.Scale(domain=stages, range=[EXPERIMENT_COLORS[s] for s in stages]))
+    base = alt.Chart(frame).encode(y=alt.Y("arm:N", title=None, axis=names_axis(), sort=None),
+                                   yOffset=alt.YOffset("stage:N", sort=stages), color=color)
+    fmt = "+.1%" if shift else ".1%"
+    tooltip = ["arm", "stage", alt.Tooltip("mean:Q", format=fmt, title="shift" if shift else "win rate"),
+               alt.Tooltip("lo:Q", format=fmt, title="94% from"), alt.Tooltip("hi:Q", format=fmt, title="94% to"),
+               alt.Tooltip("pred_lo:Q", format=fmt, title="predictive from"),
+               alt.Tooltip("pred_hi:Q", format=fmt, title="predictive to")]
+    band = base.transform_filter("isValid(datum.pred_lo)").mark_rule(strokeWidth=10, opacity=0.18).encode(
+        x=alt.X("pred_lo:Q"), x2="pred_hi:Q")
+    title = "shift in win rate against the control" if shift else "win rate against the baseline"
+    ci = base.transform_filter("isValid(datum.lo)").mark_rule(strokeWidth=3).encode(
+        x=alt.X("lo:Q", title=title, axis=alt.Axis(format="+%" if shift else "%"), scale=alt.Scale(zero=False)),
+        x2="hi:Q", tooltip=tooltip)
+    point = base.mark_point(filled=True, size=80).encode(x="mean:Q", tooltip=tooltip)
+    ref = alt.Chart(pd.DataFrame({"x": [0.0 if shift else 0.5]})).mark_rule(strokeDash=[4, 3], color="gray").encode(
+        x="x:Q")
+    return (band + ci + point + ref).properties(height=alt.Step(18))

@@ -5,12 +5,14 @@ model under test against an opponent, the predicted win rate before and after in
 suppressing (-) attributes with a success rate each, with 94% intervals and each attribute's
 contribution; several judges side by side; what to inject (top-5 / bottom-5); attribute-controlled
 win rates of every model; calibration of each judge's profile. The method is in core/simulate.py.
+On top, the manipulation experiment run for real (core/experiment.py; dashboard/experimentview.py):
+measured win rates and shifts beside the profile's predictions, and a form to start one.
 """
 
 import streamlit as st
 
 from core import catalogue
-from dashboard import charts, data, data_simulator, guide, picker, viewurl
+from dashboard import charts, data, data_simulator, experimentview, guide, picker, viewurl
 from dashboard.render import plain
 
 def pct(x) -> str:
@@ -26,6 +28,8 @@ st.caption(
     "\"How to read this\" above.")
 
 fp = data.fingerprint()
+# the manipulation run for real (core/experiment.py): /simulate?experiment=ID opens one
+experiment = experimentview.section(fp)
 datasets = data_simulator.simulation_datasets(fp)
 if not datasets:
     st.info("No fitted profiles with features to simulate on yet. Fit some with `python -m core fit --dataset NAME` "
@@ -95,7 +99,7 @@ with c2:
 viewurl.keep({"dataset": dataset, "features": feature_source, "scope": scope, "profile": method, "judge": judges,
               "model": model, "opponent": opponent if model else None,
               "inject": [f"{k}@{r:g}" for k, r in inject.items()],
-              "suppress": [f"{k}@{r:g}" for k, r in suppress.items()]})
+              "suppress": [f"{k}@{r:g}" for k, r in suppress.items()], "experiment": experiment})
 
 if not judges:
     st.info("Choose at least one judge.")

@@ -143,6 +143,7 @@ LAYERS = [
     {"annotate", "judges", "batch", "importers"},
     {"sampler", "synthetic", "profile", "fit", "compare", "simulate", "bias", "samples"},
     {"demo"},
+    {"experiment"},
     {"jobs"},
     {"cli", "__main__", "__init__"},
 ]

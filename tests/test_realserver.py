@@ -88,3 +88,44 @@ def test_a_worker_collects_a_judges_labels_and_probabilities_in_both_orders(llam
         parsed = [json.loads(r["parsed"]) for r in s.rows("SELECT parsed FROM annotations WHERE step = 'judge'"
                                                            " AND status = 'ok'")]
         assert parsed and all(p["top_logprobs"] for p in parsed)
+
+
+@pytest.mark.timeout(2400)
+def test_the_manipulation_experiment_runs_end_to_end_against_the_real_server(llama_server, tmp_path):
+    """The experiment's whole path on a real server: generation with a system prompt (folded: the server
+    drops system messages), judging in both orders with log-probabilities, heuristic annotation, the
+    result with measured and predicted shifts. Two queries, short answers: a smoke test, not a measurement."""
+    from core import catalogue, experiment
+
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"query": q, "baseline": b}) + "\n" for q, b in (
+        ("What is the capital of France?", "Paris is the capital of France."),
+        ("Name a primary colour.", "Red is a primary colour."))), encoding="utf-8")
+    keys = catalogue.attribute_keys()
+    weights = {"well_formatted": 0.8, "lengthy": 0.5, "informal": -0.6, "admits_limits": -0.8}
+    with Store(tmp_path / "store.db") as s:
+        s.save_profile({"dataset": "known", "scope": "all", "judge": "known-judge", "feature_source": "heuristic:v1",
+                        "method": "truth", "attributes": keys, "mean": [weights.get(k, 0.0) for k in keys],
+                        "imported": 0, "provenance": {"synthetic": True}})
+        spec = experiment.Spec(
+            name="real smoke", model=LLMSettings(model=realserverkit.ANNOTATOR, base_url=llama_server,
+                                                 max_tokens=40).public(),
+            judge=LLMSettings(model=realserverkit.JUDGE, base_url=llama_server).public(), judge_name="gemma-270m-exp",
+            profile={"dataset": "known", "scope": "all", "judge": "known-judge"}, arms=[],
+            queries={"file": str(queries)}, max_tokens=40, top_k=2)
+        exp_id = experiment.create(s, spec)
+        est = experiment.estimate(s, exp_id)
+        assert est.by_stage["generate"]["requests"] == 6 and est.by_stage["judge"]["requests"] == 12
+        out = experiment.run(s, exp_id)
+        assert out.status == "done", out.message
+        rec = s.experiment(exp_id)
+        arms = {a["arm"]: a for a in rec["result"]["arms"]}
+        assert set(arms) == {"control", "liked", "disliked"}
+        assert all(a["n"] == 2 and a["measured"]["rate"] is not None and a["predicted"] for a in arms.values())
+        assert arms["liked"]["shift"] is not None and arms["liked"]["predicted_shift"] is not None
+        gens = s.rows("SELECT raw FROM annotations WHERE step = 'generate' AND status = 'ok' AND reused = 0")
+        assert len(gens) == 6 and all(g["raw"].strip() for g in gens)
+        # a rerun sends nothing
+        before = s.scalar("SELECT COUNT(*) FROM annotations")
+        assert experiment.run(s, exp_id).status == "done"
+        assert s.scalar("SELECT COUNT(*) FROM annotations") == before

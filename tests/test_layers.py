@@ -33,11 +33,7 @@ SQL_CALLS = {"execute", "executemany", "executescript", "query", "read_sql", "re
 #: the store layer: the only modules that may hold SQL
 STORE_LAYER = {"core/store.py", "core/migrations.py"}
 #: known exceptions, each with its reason (an entry here is a debt, not a licence)
-SQL_EXCEPTIONS = {
-    # the CLI's structure belongs to the h13-tests branch (issue 13): its one count of fast
-    # profiles moves to a Store method there
-    "core/cli.py",
-}
+SQL_EXCEPTIONS: set[str] = set()
 
 
 def _is_text(args: list) -> bool:

@@ -132,7 +132,7 @@ def _profile_set_args(p: argparse.ArgumentParser) -> None:
     """Which stored profiles (export-profiles, similarity): judges, feature set, method (``_profile_set``)."""
     p.add_argument("--judges", action="append", help="judges (repeatable, or comma-separated) (default: all)")
     p.add_argument("--features", help="feature set of the profiles (default: the first stored)")
-    p.add_argument("--method", help="fast, exact, truth or imported (default: the first stored, in that order)")
+    p.add_argument("--method", help="exact, fast, truth or imported (default: the first stored, in that order)")
 
 
 # The command registry: each handler below is declared with ``@command(NAME, help=..., description=...)``
@@ -515,7 +515,7 @@ def _show_sample(store, args) -> int:
 @option("--page", type=_positive_int, default=1)
 @option("--size", type=_positive_int, default=20)
 @option("--show", metavar="ID", help="show one sample")
-@option("--method", help="with --show and --judge: the profile method (default: fast, exact, truth)")
+@option("--method", help="with --show and --judge: the profile method (default: exact, else fast, else truth, else imported)")
 @option("--json", action="store_true")
 def cmd_samples(args) -> int:
     """List samples with the Samples page's filters, one page at a time, or show one (``--show``)."""
@@ -1038,12 +1038,12 @@ def cmd_profiles(args) -> int:
     return 0
 
 
-_METHOD_PREFERENCE = ("fast", "exact", "truth", "imported")
-
-
 def _profile_set(store, args) -> tuple[str, str]:
     """(feature source, method) of a dataset's stored profiles: as asked, else the first present
-    (methods in the order fast, exact, truth, imported)."""
+    (feature sets by name, as the pages list them; methods in the one order profiles are chosen in,
+    ``core.profile.method_rank``: exact, fast, truth, imported)."""
+    from .profile import method_rank
+
     rows = store.profiles(dataset=args.dataset)
     if not rows:
         raise CLIError(f"no profiles for dataset {args.dataset!r}: fit them with `python -m core fit --dataset "
@@ -1053,7 +1053,7 @@ def _profile_set(store, args) -> tuple[str, str]:
     methods = {r["method"] for r in rows if r["feature_source"] == source}
     if not methods:
         raise CLIError(f"no profiles of dataset {args.dataset!r} on features {source!r} (there are: {', '.join(sources)})")
-    method = args.method or sorted(methods, key=lambda m: (_METHOD_PREFERENCE + (m,)).index(m))[0]
+    method = args.method or sorted(methods, key=method_rank)[0]
     if method not in methods:
         raise CLIError(f"no {method!r} profiles of dataset {args.dataset!r} (there are: {', '.join(sorted(methods))})")
     return source, method

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -144,19 +143,6 @@ def test_difference_of_a_profile_with_ties_leaves_the_tie_parameter_out():
     assert list(both["attribute"]) == names and np.allclose(both["diff"], 0.0)
     with pytest.raises(ValueError, match="different attributes"):
         compare.difference_of(row_a, {"attributes": names[1:], "mean": list(b_draws.mean(0))[1:]})
-
-
-def test_load_published_profiles_reads_the_papers_format(tmp_path):
-    for scope, judges in (("Advice", ("human", "gpt-4")), ("w_stances", ("human",))):
-        lines = [json.dumps({"model_name": j, "parameters": list(np.arange(D) * (k + 1.0))})
-                 for k, j in enumerate(judges)]
-        (tmp_path / f"model_{scope}_fitted_paras.jsonl").write_text("\n".join(lines) + "\n")
-    (tmp_path / "unrelated.txt").write_text("x")
-    profiles = load_published_profiles(tmp_path)
-    assert set(profiles) == {"Advice", "w_stances"}
-    assert profiles["Advice"]["gpt-4"][1] == 2.0 and len(profiles["w_stances"]["human"]) == D
-    with pytest.raises(FileNotFoundError):
-        load_published_profiles(tmp_path / "missing")
 
 
 # --------------------------------------------------------------------------- the paper's headline

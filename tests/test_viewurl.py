@@ -1,25 +1,11 @@
 """Every view a link (dashboard/viewurl.py, issue 17): Profiles, Similarity, Simulator and Judges write
 their view into the URL, and the URL written opens the same view in a fresh session (round trip)."""
 
-from pathlib import Path
-
 from streamlit.testing.v1 import AppTest
 
 from core import demo
 from tests.conftest import demo_samples
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboard" / "app.py")
-
-
-def open_page(page: str, query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.switch_page(f"../pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+from tests.stsession import open_page
 
 
 def widget(at, kind: str, label: str):

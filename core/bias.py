@@ -30,6 +30,7 @@ import numpy as np
 
 from . import featureset
 from .profile import display_percent, is_position, measured_mask, pick_profile
+from .sampler import INTERVAL_PROB
 from .store import Store
 
 #: name pattern -> family (first match wins; case-insensitive, searched anywhere in the name)
@@ -46,7 +47,6 @@ DEFAULT_FAMILIES: dict[str, str] = {
     r"skywork": "skywork",
 }
 
-INTERVAL_PROB = 0.94
 SELF = "own_family"
 
 

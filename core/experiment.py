@@ -48,6 +48,7 @@ from string import Template
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from scipy import special
 
 from . import catalogue
 # the paid-request engine, the annotators and the profile rule: the only touch points with those modules
@@ -65,8 +66,8 @@ from .store import Store, now
 
 PROMPTS_FILE = Path(__file__).resolve().parent / "data" / "experiment_prompts.json"
 CONTROL = "control"
-#: the two-sided normal quantile of the reported 94% intervals
-Z94 = 1.8807936081512509
+#: the two-sided normal quantile of the reported intervals (1.88 for INTERVAL_PROB = 0.94)
+Z_INTERVAL = float(special.ndtri((1 + INTERVAL_PROB) / 2))
 HEURISTIC_SOURCE = str(HEURISTIC)
 
 
@@ -605,7 +606,7 @@ def measure(store: Store, experiment_id: int) -> dict[str, Any]:
         s, c = row["_scores"], control["_scores"]
         d = float(s.mean() - c.mean())
         se = math.sqrt(s.var(ddof=1) / len(s) + c.var(ddof=1) / len(c)) if len(s) > 1 and len(c) > 1 else float("nan")
-        row["shift"] = {"mean": d, "lo": d - Z94 * se, "hi": d + Z94 * se}
+        row["shift"] = {"mean": d, "lo": d - Z_INTERVAL * se, "hi": d + Z_INTERVAL * se}
         (ma, va), (mc, vc) = draws[arm.name], draws[CONTROL]
         row["predicted_shift"] = _shift_estimate(ma - mc, va + vc)
         # realised success per asked-for attribute: against the control's comparison on the same query

@@ -925,18 +925,22 @@ def cmd_judges(args) -> int:
 
 
 def _fit_model(args) -> dict:
-    """The model options of ``fit``: ``--paper`` is the paper's model (no position term, ties dropped)."""
+    """The model options of ``fit``: ``--paper`` is the paper's model (no position term, ties dropped,
+    hard labels)."""
     if args.paper:
-        return {"position": False, "ties": "drop"}
-    return {"position": not args.no_position, "ties": args.ties}
+        if args.labels == "soft":
+            raise CLIError("--paper fits hard labels (the paper's model); drop --labels soft, or drop --paper")
+        return {"position": False, "ties": "drop", "labels": "hard"}
+    return {"position": not args.no_position, "ties": args.ties, "labels": args.labels or "soft"}
 
 
 @command(
     "fit", help="fit preference profiles (Bayesian logistic regression per scope and judge)",
     description="Fit one Bayesian logistic regression per (scope, judge): label 1 when the judge preferred A, "
     "the 29 comparison features with a Laplace(0, b) prior, a 'shown first' term (verdicts in both orders enter "
-    "as two observations) and ties as an outcome (Davidson) where the judge tied; --paper fits the paper's "
-    "model instead. Held-out accuracy is reported beside the majority, position-only and length-only baselines. "
+    "as two observations) and ties as an outcome (Davidson) where the judge tied; a label that carries the "
+    "judge's own probability P(A) enters as that probability (a soft label; --labels hard: its choice "
+    "alone); --paper fits the paper's model instead. Held-out accuracy is reported beside the majority, position-only and length-only baselines. "
     "The fast path (batched HMC, checked against NUTS) is "
     "the default; --method exact runs NUTS. Profiles whose inputs did not change are not fitted again.")
 @option("--dataset", required=True)
@@ -957,8 +961,13 @@ def _fit_model(args) -> dict:
         "as two observations)")
 @option("--ties", choices=["davidson", "drop"], default="davidson",
         help="ties as an outcome (Davidson's model, default; used where a judge tied) or dropped")
+@option("--labels", choices=["soft", "hard"], default=None,
+        help="soft (default): a label with the judge's own P(A) (a vote share, a score- or logprob-derived "
+        "probability) is fitted by that probability, p log P(A wins) + (1-p) log P(B wins); a tie stays a tie, "
+        "and a P(A) on the other side of its label's choice is used as given and counted in the provenance; "
+        "hard: the choice alone, as the paper")
 @option("--paper", action="store_true",
-        help="the paper's model: the combined verdict, no position term, ties dropped")
+        help="the paper's model: the combined verdict, no position term, ties dropped, hard labels")
 @option("--show", action="store_true",
         help="print each profile's held-out accuracy beside the best baseline, the position term, "
         "how many attributes were measured, and its top attributes")

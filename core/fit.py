@@ -41,13 +41,16 @@ from .featureset import PUBLISHED
 from .profile import (INTERCEPT, MIN_DIFFERING, TIE, display_percent, is_attribute_term, is_position,
                       load_published_profiles)
 from .sampler import (DEFAULT_PRIOR_SCALE, FAST_SAMPLER, INTERCEPT_SCALE, INTERVAL_PROB, TIE_MODELS, TIE_SCALE,
-                      Posterior, design_matrix, label_vector, outcome_probabilities, prior_vectors, rhat_ess,
-                      sample_many)
+                      LABEL_MODES, Posterior, design_matrix, label_vector, outcome_probabilities, prior_vectors,
+                      rhat_ess, sample_many, soft_targets)
 
 #: Posterior draws kept on each Profile (thinned, float32) for judge-minus-judge intervals.
 KEEP_DRAWS = 1000
 
 METHODS = ("fast", "exact")
+#: Warm-up iterations of the fast path's main fits. 300 saves 13% of the gradients but lowered the
+#: paper-scale benchmark's min bulk ESS from 866 to 532 (max R-hat 1.013 -> 1.018): kept at 500.
+FAST_TUNE = 500
 
 
 # --------------------------------------------------------------------------- exact: NUTS
@@ -56,13 +59,19 @@ _compiled: dict[tuple, Any] = {}
 _compile_lock = threading.Lock()
 
 
-def _pymc_model(X: np.ndarray, y: np.ndarray, prior_scale: float, intercept: bool, ties: bool = False):
+def _pymc_model(X: np.ndarray, y: np.ndarray, prior_scale: float, intercept: bool, ties: bool = False,
+                soft: bool = False):
     """The model in PyMC. ``X`` is the sampler's design (``design_matrix``: the position column first when
     ``intercept``, a zero column last when ``ties``); ``y`` is 1/0 (binary) or 0 A / 1 B / 2 tie (ties).
 
     Davidson's tie model is a softmax over (z/2, -z/2, log nu) with z the usual logit:
-    P(A) = e^{z/2} / (e^{z/2} + e^{-z/2} + nu); with nu -> 0 it is the logistic model."""
+    P(A) = e^{z/2} / (e^{z/2} + e^{-z/2} + nu); with nu -> 0 it is the logistic model.
+
+    ``soft``: ``y`` is (n, 2) float, per row the target P(A) (1 A, 0 B, the judge's own probability
+    for a soft label) and 1 where the label is a tie; the likelihood is the expected log likelihood
+    under the target, t log P(A) + (1 - t) log P(B) (log P(tie) for a tie), as a ``pm.Potential``."""
     import pymc as pm
+    import pytensor.tensor as pt
 
     Xf = X[:, :-1] if ties else X
     with pm.Model() as model:
@@ -74,9 +83,17 @@ def _pymc_model(X: np.ndarray, y: np.ndarray, prior_scale: float, intercept: boo
         if intercept:
             pos = pm.Data("pos", Xf[:, 0])
             eta = eta + pos * pm.Normal("intercept", 0.0, INTERCEPT_SCALE)
-        if ties:
-            import pytensor.tensor as pt
-
+        if soft:
+            t, tie = yd[:, 0], yd[:, 1]
+            if ties:
+                theta = pm.Normal("theta", 0.0, TIE_SCALE)
+                logits = pt.stack([0.5 * eta, -0.5 * eta, pt.ones_like(eta) * theta], axis=1)
+                logp = logits - pt.logsumexp(logits, axis=1, keepdims=True)
+                ll = (1.0 - tie) * (t * logp[:, 0] + (1.0 - t) * logp[:, 1]) + tie * logp[:, 2]
+            else:
+                ll = -t * pt.log1pexp(-eta) - (1.0 - t) * pt.log1pexp(eta)
+            pm.Potential("obs", ll.sum())
+        elif ties:
             theta = pm.Normal("theta", 0.0, TIE_SCALE)
             logits = pt.stack([0.5 * eta, -0.5 * eta, pt.ones_like(eta) * theta], axis=1)
             pm.Categorical("obs", logit_p=logits, observed=yd)
@@ -85,17 +102,18 @@ def _pymc_model(X: np.ndarray, y: np.ndarray, prior_scale: float, intercept: boo
     return model
 
 
-def _nutpie_compiled(X: np.ndarray, y: np.ndarray, prior_scale: float, intercept: bool, ties: bool = False):
+def _nutpie_compiled(X: np.ndarray, y: np.ndarray, prior_scale: float, intercept: bool, ties: bool = False,
+                     soft: bool = False):
     """A compiled nutpie model for this shape of problem, reused with new data.
 
     Compiling takes ~10 s (numba); ``with_data`` swaps X, y and b without recompiling.
     """
     import nutpie
 
-    key = (X.shape[1], intercept, ties)
+    key = (X.shape[1], intercept, ties, soft)
     with _compile_lock:
         if key not in _compiled:
-            _compiled[key] = nutpie.compile_pymc_model(_pymc_model(X, y, prior_scale, intercept, ties))
+            _compiled[key] = nutpie.compile_pymc_model(_pymc_model(X, y, prior_scale, intercept, ties, soft))
     Xf = X[:, :-1] if ties else X
     data = dict(X=Xf[:, 1:] if intercept else Xf, y=y, b=float(prior_scale))
     if intercept:
@@ -117,6 +135,7 @@ def fit_exact(
     ties: str = "drop",
     backend: str = "auto",
     cores: int | None = None,
+    prob: Any = None,
 ) -> Posterior:
     """Reference posterior by NUTS: ``Posterior.draws`` is (chains * draws, d).
 
@@ -124,16 +143,25 @@ def fit_exact(
     ``"auto"`` (nutpie, falling back to PyMC if nutpie fails). Rows without a label (NaN) are
     dropped: one judge, one design. ``intercept`` adds the position term (its column
     ``position``, default +1: A shown first); ``ties="davidson"`` keeps ties (label 0.5) as an
-    outcome and appends the tie parameter log nu as the last coordinate of the draws.
+    outcome and appends the tie parameter log nu as the last coordinate of the draws. ``prob`` (like
+    y, NaN where none) is the judge's own P(A) per label, used as a soft label (``sampler.soft_targets``).
     """
     tie_model = ties == "davidson"
     Xd = design_matrix(X, intercept, position, tie_model)
     yv = label_vector(y, Xd.shape[0], ties)
     if yv.shape[1] != 1:
         raise ValueError("fit_exact fits one judge: y must be a single column")
+    target = None if prob is None else soft_targets(yv, prob)[0][:, 0]
     keep = ~np.isnan(yv[:, 0])
+    soft = target is not None and bool(np.isfinite(target[keep]).any())
     Xd, yv = Xd[keep], yv[keep, 0]
-    yv = np.where(yv == 0.5, 2, np.where(yv == 1, 0, 1)).astype(np.int64) if tie_model else yv.astype(np.int64)
+    if soft:  # (target P(A), tie): the hard labels' targets are 1 and 0, a tie's is unused
+        t = np.where(np.isfinite(target[keep]), target[keep], np.where(yv == 1, 1.0, 0.0))
+        yv = np.stack([t, (yv == 0.5).astype(float)], axis=1)
+    elif tie_model:
+        yv = np.where(yv == 0.5, 2, np.where(yv == 1, 0, 1)).astype(np.int64)
+    else:
+        yv = yv.astype(np.int64)
     cores = cores or min(chains, os.cpu_count() or 1)
     settings = dict(prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed, intercept=intercept,
                     ties=ties)
@@ -143,7 +171,7 @@ def fit_exact(
         try:
             import nutpie
 
-            compiled = _nutpie_compiled(Xd, yv, prior_scale, intercept, tie_model)
+            compiled = _nutpie_compiled(Xd, yv, prior_scale, intercept, tie_model, soft)
             trace = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
                                   progress_bar=False)
             sampler = "nutpie-nuts"
@@ -156,7 +184,7 @@ def fit_exact(
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with _pymc_model(Xd, yv, prior_scale, intercept, tie_model):
+            with _pymc_model(Xd, yv, prior_scale, intercept, tie_model, soft):
                 # cores=1: PyMC's multiprocessing does not mix with threads or Streamlit workers
                 trace = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=seed,
                                   progressbar=False, compute_convergence_checks=False)
@@ -232,6 +260,10 @@ class Profile:
     #: labelled observations that were ties, and all labelled observations (both orders count)
     ties: int = 0
     observations: int = 0
+    #: observations fitted as soft labels (the judge's own P(A)), and how many of those P(A) were on
+    #: the other side of their label's choice (used as given, counted: ``sampler.soft_targets``)
+    soft: int = 0
+    soft_conflicts: int = 0
 
     @property
     def percent(self) -> list[float]:
@@ -264,11 +296,12 @@ def inputs_key(X: np.ndarray, y: np.ndarray, requested: Mapping[str, Any]) -> st
     return fingerprint(np.frombuffer(x_digest.encode(), dtype=np.uint8), y, requested)
 
 
-def fingerprint(X: np.ndarray, y: np.ndarray, settings: Mapping[str, Any]) -> str:
+def fingerprint(X: np.ndarray, y: np.ndarray, settings: Mapping[str, Any], prob: Any = None) -> str:
     """sha256 over the design, one judge's labels and the settings that shape the posterior.
 
     Two profiles with the same fingerprint were fitted to the same data the same way; a
     changed label, feature, prior or sampler setting gives a new one, so stale results show.
+    ``prob``: the soft labels' targets the fit used (NaN elsewhere), when it used any.
     """
     h = hashlib.sha256()
     X = np.asarray(X)
@@ -277,6 +310,9 @@ def fingerprint(X: np.ndarray, y: np.ndarray, settings: Mapping[str, Any]) -> st
     y = np.asarray(y, dtype=np.float64)
     h.update(f"y{y.shape}".encode())
     h.update(np.where(np.isnan(y), -1.0, y).tobytes())
+    if prob is not None and np.isfinite(prob).any():
+        p = np.asarray(prob, dtype=np.float64)
+        h.update(b"soft" + np.where(np.isnan(p), -1.0, p).tobytes())
     h.update(json.dumps(dict(settings), sort_keys=True, default=str).encode())
     return h.hexdigest()
 
@@ -340,31 +376,33 @@ BASELINES = ("majority", "position", "length")
 LENGTH_ATTRIBUTE = "lengthy"
 
 
-def _frequency_predictor(key_train: np.ndarray, y_train: np.ndarray, key_test: np.ndarray,
-                         fallback: tuple[float, float, float] | None = None):
+def _frequency_predictor(key_train: np.ndarray, y_train: np.ndarray, key_test: np.ndarray):
     """Outcome frequencies (A, B, tie; add-one smoothed) per value of an orientation key in {-1, 0, +1},
     oriented so that +1 means "the keyed side is A": a key of -1 swaps A and B. Rows with key 0 get
-    ``fallback`` (or the key-free frequencies)."""
+    the key-free frequencies. ``y_train`` is (rows, J), one column per judge: returns (P(A), P(B),
+    P(tie)), each (test rows, J). The tie outcome counts only for a judge that tied in training."""
     lab = ~np.isnan(y_train)
-    k, y = key_train[lab], y_train[lab]
-    sel = k != 0
-    # oriented outcome: 1 keyed side wins, 0 it loses, 0.5 tie
-    yo = np.where(k[sel] > 0, y[sel], np.where(y[sel] == 0.5, 0.5, 1.0 - y[sel]))
-    counts = np.array([(yo == 1).sum(), (yo == 0).sum(), (yo == 0.5).sum()], dtype=float)
-    allc = np.array([(y == 1).sum(), (y == 0).sum(), (y == 0.5).sum()], dtype=float)
+    y = np.where(lab, y_train, -1.0)
+    a, b, t = (y == 1.0), (y == 0.0), (y == 0.5)
+    allc = np.stack([a.sum(0), b.sum(0), t.sum(0)]).astype(float)  # (3, J)
+    kp, kn = (key_train > 0)[:, None], (key_train < 0)[:, None]
+    # oriented outcome: the keyed side wins, loses, or ties
+    counts = np.stack([(a & kp).sum(0) + (b & kn).sum(0), (b & kp).sum(0) + (a & kn).sum(0),
+                       (t & (kp | kn)).sum(0)]).astype(float)
     tie_seen = allc[2] > 0
-    m = 3 if tie_seen else 2
-    oriented = (counts[:m] + 1.0) / (counts[:m].sum() + m)
-    plain = (allc[:m] + 1.0) / (allc[:m].sum() + m)
-    if m == 2:
-        oriented, plain = np.append(oriented, 0.0), np.append(plain, 0.0)
-    if fallback is not None:
-        plain = np.asarray(fallback)
-    pw, pl, pt = oriented
-    pa = np.where(key_test > 0, pw, np.where(key_test < 0, pl, plain[0]))
-    pb = np.where(key_test > 0, pl, np.where(key_test < 0, pw, plain[1]))
-    ptt = np.where(key_test == 0, plain[2], pt)
-    return pa, pb, ptt, plain
+    m = np.where(tie_seen, 3.0, 2.0)
+
+    def smoothed(c):
+        out = (c + 1.0) / (c[0] + c[1] + np.where(tie_seen, c[2], 0.0) + m)
+        out[2] = np.where(tie_seen, out[2], 0.0)
+        return out
+
+    (pw, pl, pt), plain = smoothed(counts), smoothed(allc)
+    kt = np.asarray(key_test, dtype=float)[:, None]
+    pa = np.where(kt > 0, pw, np.where(kt < 0, pl, plain[0]))
+    pb = np.where(kt > 0, pl, np.where(kt < 0, pw, plain[1]))
+    ptt = np.where(kt == 0, plain[2], pt)
+    return pa, pb, ptt
 
 
 def baseline_scores(X: np.ndarray, Y: np.ndarray, folds: list[np.ndarray], *, position: np.ndarray | None = None,
@@ -372,7 +410,8 @@ def baseline_scores(X: np.ndarray, Y: np.ndarray, folds: list[np.ndarray], *, po
     """{baseline: (accuracy (J,), log loss (J,))} on the same folds and labels as a profile's.
 
     ``position`` is each row's slot column (+1 A shown first; default all +1), ``length`` each
-    row's length comparison (+1 A clearly longer, -1 B, 0 neither; None: no length baseline)."""
+    row's length comparison (+1 A clearly longer, -1 B, 0 neither; None: no length baseline).
+    All judges at once (one (rows, J) pass per fold and baseline)."""
     n, J = Y.shape
     pos = np.ones(n) if position is None else np.asarray(position, dtype=float)
     keys = {"majority": np.zeros(n), "position": pos}
@@ -383,16 +422,12 @@ def baseline_scores(X: np.ndarray, Y: np.ndarray, folds: list[np.ndarray], *, po
         hits, n_acc, loss, n_loss = np.zeros(J), np.zeros(J), np.zeros(J), np.zeros(J)
         for test in folds:
             train = np.setdiff1d(np.arange(n), test)
-            for j in range(J):
-                fb = None
-                if name == "length":
-                    fb = tuple(_frequency_predictor(np.zeros(len(train)), Y[train, j], np.zeros(0))[3])
-                pa, pb, pt, _ = _frequency_predictor(key[train], Y[train, j], key[test], fb)
-                h, dec, nll, cnt = _score(pa, pb, pt, Y[test, j], ties)
-                hits[j] += h.sum()
-                n_acc[j] += dec.sum()
-                loss[j] += nll.sum()
-                n_loss[j] += cnt.sum()
+            pa, pb, pt = _frequency_predictor(key[train], Y[train], key[test])
+            h, dec, nll, cnt = _score(pa, pb, pt, Y[test], ties)
+            hits += h.sum(axis=0)
+            n_acc += dec.sum(axis=0)
+            loss += nll.sum(axis=0)
+            n_loss += cnt.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[name] = (hits / n_acc, loss / n_loss)
     return out
@@ -456,12 +491,14 @@ class FitInput:
     ``X`` (rows, d) comparison features in A/B orientation; ``Y`` (rows, J) 1 A preferred, 0 B,
     0.5 tie, NaN none; ``position`` (rows,) +1 where A was shown first, -1 where B was (None: A
     first); ``sample`` (rows,) which sample a row is (folds keep a sample's rows together;
-    None: every row its own sample)."""
+    None: every row its own sample); ``prob`` (rows, J) the judge's own P(A) where the row's
+    verdict came with one (NaN elsewhere; None: none), a soft label (``sampler.soft_targets``)."""
 
     X: Any
     Y: Any
     position: Any = None
     sample: Any = None
+    prob: Any = None
 
 
 def _as_input(task: Any) -> FitInput:
@@ -488,6 +525,7 @@ def fit_groups(
     interval_prob: float = INTERVAL_PROB,
     keep_draws: int = KEEP_DRAWS,
     workers: int | None = None,
+    labels: str = "soft",
 ) -> dict[Any, list[Profile]]:
     """Profiles for the same judges in several scopes: {scope: (X, Y) or FitInput} -> {scope: [Profile per judge]}.
 
@@ -496,11 +534,14 @@ def fit_groups(
     (:data:`POSITION`, first of the terms), whose column is the task's ``position``; ``ties``
     is "drop" (binary logistic, the paper) or "davidson" (ties an outcome; :data:`TIE`, log nu,
     is the last term). ``method="fast"`` samples every scope, judge and fold in a few padded batches
-    (defaults: 4 chains x 1000 draws after 500 warm-up); ``"exact"`` runs NUTS per judge
+    (defaults: 4 chains x 1000 draws after FAST_TUNE = 500 warm-up); ``"exact"`` runs NUTS per judge
     and fold (defaults 4 x 2000 after 1000). ``folds`` = 0 or 1 skips cross-validation.
     The fast path's fold fits run one chain of a quarter of the draws: they only need a
     posterior mean, whose Monte-Carlo error (sd/15) is then far below its sampling error.
     Held-out accuracy and log loss come with the :data:`BASELINES` on the same folds.
+    ``labels="soft"`` (default) fits a label that carries the judge's own P(A) (a task's ``prob``)
+    by its expected log likelihood; ``"hard"`` by its choice alone. Held-out accuracy and log loss
+    are scored against the choices either way, so soft and hard fits and the baselines compare.
     ``workers`` threads share the fast path's batches (default: one per core; workloads too
     small to gain from threads run on one).
     """
@@ -508,10 +549,12 @@ def fit_groups(
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     if ties not in TIE_MODELS:
         raise ValueError(f"ties must be one of {TIE_MODELS}, not {ties!r}")
+    if labels not in LABEL_MODES:
+        raise ValueError(f"labels must be one of {LABEL_MODES}, not {labels!r}")
     intercept = bool(intercept if position is None else position)
     tie_model = ties == "davidson"
     draws = draws if draws is not None else (1000 if method == "fast" else 2000)
-    tune = tune if tune is not None else (500 if method == "fast" else 1000)
+    tune = tune if tune is not None else (FAST_TUNE if method == "fast" else 1000)
     keys = list(tasks)
     data = []
     for key in keys:
@@ -522,7 +565,14 @@ def fit_groups(
             raise ValueError(f"scope {key!r}: {Yl.shape[1]} label columns for {len(judges)} judges")
         pos = np.ones(Xd.shape[0]) if t.position is None else np.asarray(t.position, dtype=float)
         sample = np.arange(Xd.shape[0]) if t.sample is None else np.asarray(t.sample)
-        data.append((np.asarray(t.X, dtype=float), Xd, Yl, pos, sample))
+        Pl, conflicts = None, np.zeros(len(judges), dtype=int)
+        if labels == "soft" and t.prob is not None:
+            Pl = np.full(Yl.shape, np.nan)
+            for j in range(len(judges)):  # per judge, to count each one's contradicting probabilities
+                Pl[:, [j]], conflicts[j] = soft_targets(Yl[:, [j]], np.asarray(t.prob, dtype=float).reshape(Yl.shape)[:, [j]])
+            if not np.isfinite(Pl).any():
+                Pl = None
+        data.append((np.asarray(t.X, dtype=float), Xd, Yl, pos, sample, Pl, conflicts))
     if not data:
         return {}
     d = data[0][1].shape[1]
@@ -530,10 +580,10 @@ def fit_groups(
     attr_names = [k for k in names if is_attribute_term(k)]
     J = len(judges)
     fold_sets = [_fold_index(Xd.shape[0], folds, seed, None if sample is None else sample) if folds >= 2 else []
-                 for _, Xd, _, _, sample in data]
+                 for _, Xd, _, _, sample, _, _ in data]
     fold_draws, fold_tune, fold_chains = max(250, draws // 4), max(100, tune // 5), 1
     settings = dict(method=method, prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed,
-                    folds=folds, intercept=intercept, interval_prob=interval_prob, ties=ties)
+                    folds=folds, intercept=intercept, interval_prob=interval_prob, ties=ties, labels=labels)
     if method == "fast":
         settings.update(sampler=FAST_SAMPLER, fold_draws=fold_draws, fold_tune=fold_tune, fold_chains=fold_chains)
 
@@ -557,7 +607,7 @@ def fit_groups(
             return summarise(post.by_chain()), info, dg["metric_var"]
 
         # Missing labels in a judge's column are passed as NaN and masked inside the sampler.
-        main = sample_many([(Xd, Yl) for _, Xd, Yl, _, _ in data], lap=lap, gprec=gprec, draws=draws, tune=tune,
+        main = sample_many([(Xd, Yl, Pl) for _, Xd, Yl, _, _, Pl, _ in data], lap=lap, gprec=gprec, draws=draws, tune=tune,
                             chains=chains, seed=seed, settings=settings, workers=workers, consume=consume_main,
                             ties=tie_model)
         summaries = [m[0] for m in main]
@@ -567,14 +617,14 @@ def fit_groups(
         # They start from the full-data metric, widened for the smaller training set, and
         # adapt only their step size.
         fold_problems, fold_init, owners = [], [], []
-        for g, (_, Xd, Yl, _, _) in enumerate(data):
+        for g, (_, Xd, Yl, _, _, Pl, _) in enumerate(data):
             k = len(fold_sets[g])
             if not k:
                 continue
             Yf = np.repeat(Yl, k, axis=1)  # column j * k + f: judge j without fold f
             for f, test in enumerate(fold_sets[g]):
                 Yf[np.ix_(test, np.arange(J) * k + f)] = np.nan
-            fold_problems.append((Xd, Yf))
+            fold_problems.append((Xd, Yf, None if Pl is None else np.repeat(Pl, k, axis=1)))
             fold_init.append(np.repeat(main[g][2], k, axis=0) * k / (k - 1))
             owners.append(g)
         means = sample_many(fold_problems, lap=lap, gprec=gprec, draws=fold_draws, tune=fold_tune,
@@ -586,11 +636,12 @@ def fit_groups(
             m = m.reshape(J, k, d)
             fold_means[g] = [m[:, f] for f in range(k)]
     else:
-        for g, (X_raw, Xd, Yl, pos, _) in enumerate(data):
+        for g, (X_raw, Xd, Yl, pos, _, Pl, _) in enumerate(data):
             per_judge, info, means = [], [], [np.zeros((J, d)) for _ in fold_sets[g]]
             for j in range(J):
+                pj = None if Pl is None else Pl[:, j]
                 p = fit_exact(X_raw, Yl[:, j], prior_scale=prior_scale, draws=draws, tune=tune, chains=chains,
-                              seed=seed, intercept=intercept, position=pos, ties=ties)
+                              seed=seed, intercept=intercept, position=pos, ties=ties, prob=pj)
                 settings["sampler"] = p.sampler
                 per_judge.append(p.by_chain())
                 info.append(dict(p.diagnostics))
@@ -598,7 +649,8 @@ def fit_groups(
                     train = np.setdiff1d(np.arange(Xd.shape[0]), test)
                     means[f][j] = fit_exact(X_raw[train], Yl[train, j], prior_scale=prior_scale, draws=draws,
                                             tune=tune, chains=chains, seed=seed + 1 + f, intercept=intercept,
-                                            position=pos[train], ties=ties).mean
+                                            position=pos[train], ties=ties,
+                                            prob=None if pj is None else pj[train]).mean
             summaries.append(summarise(np.stack(per_judge)))
             post_info.append(info)
             fold_means.append(means)
@@ -608,7 +660,7 @@ def fit_groups(
     result: dict[Any, list[Profile]] = {}
     length_col = attr_names.index(LENGTH_ATTRIBUTE) if LENGTH_ATTRIBUTE in attr_names else None
     for g, key in enumerate(keys):
-        X_raw, Xd, Yl, pos, sample = data[g]
+        X_raw, Xd, Yl, pos, sample, Pl, conflicts = data[g]
         if fold_sets[g]:
             acc, loss = _out_of_fold(Xd, Yl, fold_sets[g], fold_means[g], tie_model)
             base = baseline_scores(X_raw, Yl, fold_sets[g], position=pos,
@@ -644,7 +696,7 @@ def fit_groups(
                     prior_scale=prior_scale,
                     seed=seed,
                     versions=versions,
-                    fingerprint=fingerprint(Xd, Yl[:, j], settings),
+                    fingerprint=fingerprint(Xd, Yl[:, j], settings, None if Pl is None else Pl[:, j]),
                     settings=dict(settings),
                     diagnostics=diag,
                     fitted_at=stamp,
@@ -653,6 +705,8 @@ def fit_groups(
                     tie_model=ties,
                     ties=int((Yl[lab, j] == 0.5).sum()),
                     observations=int(lab.sum()),
+                    soft=0 if Pl is None else int(np.isfinite(Pl[:, j]).sum()),
+                    soft_conflicts=int(conflicts[j]),
                 )
             )
         result[key] = profiles
@@ -678,18 +732,20 @@ def fit_profiles(
     interval_prob: float = INTERVAL_PROB,
     keep_draws: int = KEEP_DRAWS,
     workers: int | None = None,
+    prob: Any = None,
+    labels: str = "soft",
 ) -> list[Profile]:
     """One Profile per judge, for judges sharing the feature matrix X (one scope).
 
     Y is (n, J), one column per judge in ``judges`` (or (n,) for one judge); ``position`` is
     the rows' slot column (+1 A shown first, -1 B first), which adds the position term; the
-    other options are :func:`fit_groups`'s.
+    other options are :func:`fit_groups`'s (``prob``: the judges' own P(A) per label, like Y).
     """
-    task = FitInput(X, Y, None if position is None else position)
+    task = FitInput(X, Y, None if position is None else position, prob=prob)
     return fit_groups(
         {None: task}, judges, method=method, prior_scale=prior_scale, draws=draws, tune=tune, chains=chains,
         seed=seed, folds=folds, intercept=intercept or position is not None, ties=ties, attributes=attributes,
-        interval_prob=interval_prob, keep_draws=keep_draws, workers=workers,
+        interval_prob=interval_prob, keep_draws=keep_draws, workers=workers, labels=labels,
     )[None]
 
 
@@ -741,6 +797,8 @@ def profile_row(profile: Profile, dataset: str, scope: str, judge: str, feature_
             "differing": profile.differing,
             "min_differing": MIN_DIFFERING,
             "ties": {"observed": profile.ties, "observations": profile.observations},
+            "labels": {"mode": profile.settings.get("labels", "hard"), "soft": profile.soft,
+                       "conflicts": profile.soft_conflicts},
         },
         "imported": 0,
     }
@@ -847,13 +905,16 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
             judges: Sequence[str] | None = None, method: str = "fast", prior_scale: float = DEFAULT_PRIOR_SCALE,
             draws: int | None = None, tune: int | None = None, chains: int = 4, seed: int = 0, folds: int = 5,
             include_excluded: bool = False, force: bool = False, position: bool = True, ties: str = "davidson",
+            labels: str = "soft",
             on_progress: Callable[[str, int, int], None] | None = None) -> DissectionReport:
     """Fit and store a profile for every (scope, judge) of a dataset with enough labels.
 
     The model (see :func:`scope_input`): by default every profile carries the position term
     ("shown first"), a judge's verdicts in both orders enter as two observations, and ties are an
     outcome (Davidson) in scopes where the judge tied; ``position=False, ties="drop"`` is the
-    paper's model (the combined verdict, no position term, ties dropped).
+    paper's model (the combined verdict, no position term, ties dropped). ``labels="soft"`` (default)
+    fits a label with the judge's own P(A) by that probability (see :func:`fit_groups`); "hard" by its
+    choice alone, as the paper.
 
     A profile whose inputs (features, labels, prior and sampler settings) are unchanged since it
     was stored is not fitted again unless ``force``. Scopes that need the same judges are fitted
@@ -867,6 +928,8 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
     _check_dissect_inputs(store, dataset, feature_source, scopes, judges, folds)
     if ties not in TIE_MODELS:
         raise ValueError(f"ties must be one of {TIE_MODELS}, not {ties!r}")
+    if labels not in LABEL_MODES:
+        raise ValueError(f"labels must be one of {LABEL_MODES}, not {labels!r}")
     # the model is part of the key: a profile fitted before the position term and ties existed (its
     # key has neither) is fitted again; the simulator recomputes each key from its own "requested"
     requested = dict(method=method, prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed,
@@ -890,12 +953,13 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
             if counts[j] < MIN_SAMPLES:
                 report.skipped.append((scope, f"{judge}: {int(counts[j])} labelled samples (< {MIN_SAMPLES})"))
                 continue
-            key = inputs_key(d.X, d.Y[:, j], requested)
+            req = _requested_for(requested, labels, d, j, position)
+            key = inputs_key(d.X, d.Y[:, j], req)
             if not force and stored.get(judge) == key:
                 report.unchanged.append((scope, judge))
             else:
                 todo.append(j)
-                keys.append(key)
+                keys.append((key, req))
         if todo:
             names = tuple(d.judges[j] for j in todo)
             task, tie_model = scope_input(d, todo, position=position, ties=ties)
@@ -906,15 +970,15 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
             on_progress(f"fitting {len(tasks)} scopes x {len(names)} judges", len(scopes) + b, steps)
         fitted = fit_groups({scope: t[3] for scope, t in tasks.items()}, list(names),
                             method=method, prior_scale=prior_scale, draws=draws, tune=tune, chains=chains,
-                            seed=seed, folds=folds, position=position, ties=tie_model,
+                            seed=seed, folds=folds, position=position, ties=tie_model, labels=labels,
                             attributes=next(iter(tasks.values()))[0].attributes)
         rows = []
         for scope, profiles in fitted.items():
             d, keys, _, _ = tasks[scope]
-            for judge, key, prof in zip(names, keys, profiles):
+            for judge, (key, req), prof in zip(names, keys, profiles):
                 row = profile_row(prof, dataset, scope, judge, feature_source)
                 row["provenance"]["inputs"] = key
-                row["provenance"]["requested"] = requested  # so the key can be recomputed on later data
+                row["provenance"]["requested"] = req  # so the key can be recomputed on later data
                 row["provenance"]["excluded_samples"] = d.excluded
                 if prof.samples is not None:
                     row["draws"] = np.ascontiguousarray(prof.samples, dtype=np.float32).tobytes()
@@ -929,6 +993,21 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
     return report
 
 
+def _requested_for(requested: dict[str, Any], labels: str, design, j: int, position: bool) -> dict[str, Any]:
+    """The settings one judge's input key rests on. Soft labels enter only where the judge gave
+    probabilities: then ``labels`` and a digest of them (so a changed P(A) refits, and the simulator
+    can recompute the key from the stored ``requested``); elsewhere the key is the hard fit's, as
+    before soft labels existed."""
+    if labels == "hard":
+        return requested
+    p = design.P_ab if position and design.Y_ab is not None else design.P
+    col = None if p is None else np.asarray(p[:, j], dtype=float)
+    if col is None or not np.isfinite(col).any():
+        return requested
+    digest = hashlib.sha256(np.where(np.isnan(col), -1.0, col).tobytes()).hexdigest()[:16]
+    return {**requested, "labels": labels, "prob_a": digest}
+
+
 def scope_input(design, judges: Sequence[int], *, position: bool = True, ties: str = "davidson") -> tuple[FitInput, str]:
     """The rows a scope's fit rests on, and the tie model it uses, from a ``Store.designs`` Design.
 
@@ -937,21 +1016,27 @@ def scope_input(design, judges: Sequence[int], *, position: bool = True, ties: s
     any of these judges has B-first verdicts, a second copy of the samples with those verdicts
     and the position column -1 (in the A/B orientation the features stay; in the shown-first
     orientation they are negated and the position term stays). Without: one row per sample, the
-    combined verdict (the paper's model). ``ties="davidson"`` keeps ties as an outcome where one
+    combined verdict (the paper's model). The judges' own P(A) (``prob``) goes with a row whose
+    verdict is the label itself: the combined verdict, or the A-first row of a label without
+    per-order verdicts; a label given in both orders pools its P(A) over them, so its two rows
+    stay hard. ``ties="davidson"`` keeps ties as an outcome where one
     of these judges tied in the scope, else the binary model is used ("drop")."""
     X = np.asarray(design.X, dtype=float)
     n = X.shape[0]
     idx = list(judges)
+    p_ab = None if getattr(design, "P_ab", None) is None else design.P_ab[:, idx]
     if position and design.Y_ab is not None:
         y_ab, y_ba = design.Y_ab[:, idx], design.Y_ba[:, idx]
         if (~np.isnan(y_ba)).any():
+            p = None if p_ab is None else np.vstack([p_ab, np.full_like(p_ab, np.nan)])
             task = FitInput(np.vstack([X, X]), np.vstack([y_ab, y_ba]), np.r_[np.ones(n), -np.ones(n)],
-                            np.r_[np.arange(n), np.arange(n)])
+                            np.r_[np.arange(n), np.arange(n)], p)
         else:
-            task = FitInput(X, y_ab, np.ones(n), np.arange(n))
+            task = FitInput(X, y_ab, np.ones(n), np.arange(n), p_ab)
     else:
         y = design.Y_y[:, idx] if design.Y_y is not None else design.Y[:, idx]
-        task = FitInput(X, y, None, np.arange(n))
+        p = None if getattr(design, "P", None) is None else design.P[:, idx]
+        task = FitInput(X, y, None, np.arange(n), p)
     tie_model = "davidson" if ties == "davidson" and bool((np.asarray(task.Y) == 0.5).any()) else "drop"
     return task, tie_model
 

@@ -51,7 +51,7 @@ HEURISTIC_CHUNK = 500
 ESTIMATE_SAMPLES = 1000  # larger selections: the estimate is computed on this many samples and scaled
 #: fit settings at these values are left out of a fit job's parameters (and so of its key)
 FIT_DEFAULTS = {"method": "fast", "prior_scale": 0.1, "folds": 5, "seed": 0, "force": False,
-                "include_excluded": False, "position": True, "ties": "davidson"}
+                "include_excluded": False, "position": True, "ties": "davidson", "labels": "soft"}
 
 
 @dataclass

@@ -241,9 +241,14 @@ def _trust(r: Mapping[str, Any], prov: Mapping[str, Any]) -> dict[str, Any]:
     mask = measured_mask(r) if attrs else []
     n_attr = sum(1 for k in attrs if is_attribute_term(k))
     n_meas = sum(1 for k, ok in zip(attrs, mask) if is_attribute_term(k) and ok)
+    labels = prov.get("labels") or {}
+    soft = (f", soft labels ({labels.get('soft')} with the judge's P(A))" if labels.get("soft")
+            else ", hard labels" if labels.get("mode") == "hard" else "")
+    if labels.get("conflicts"):
+        soft += f", {labels['conflicts']} of them on the other side of the choice"
     return {
         "model": (("position term" if model.get("position") else "no position term")
-                  + (", ties as outcome (Davidson)" if model.get("ties") == "davidson" else ", ties dropped"))
+                  + (", ties as outcome (Davidson)" if model.get("ties") == "davidson" else ", ties dropped") + soft)
         if model else None,
         "ties": ties.get("observed"),
         "tie_rate": (ties.get("observed") / obs) if obs else None,

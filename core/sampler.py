@@ -82,6 +82,37 @@ def label_vector(Y: Any, n: int, ties: str = "drop") -> np.ndarray:
     return Y
 
 
+#: How a label's own probability P(A) (``Label.prob_a``) enters: "soft" (the expected log likelihood
+#: under it, where the judge gave one) or "hard" (its choice alone, as the paper).
+LABEL_MODES = ("soft", "hard")
+
+
+def soft_targets(Y: np.ndarray, prob: Any) -> tuple[np.ndarray, int]:
+    """Soft targets (n, J) for labels ``Y`` (``label_vector``'s coding) and the judge's P(A) ``prob``.
+
+    A row gets its P(A) where the label is decisive (A or B); elsewhere NaN (the hard label, or
+    nothing). A tie stays a tie outcome whatever its P(A): the soft weight falls on the A and B
+    outcomes only, so P(A) is read as the probability that A wins given that the judge decided.
+    A probability on the other side of its choice (A chosen at P(A) < 0.5, or B at > 0.5) is used
+    as given, and counted: where the choice is a draw from the judge's probability (a sampled
+    verdict, a vote), keeping the probability only where it agrees with the draw would pull every
+    target toward 1/2 (a row at P(A) = 0.8 would enter as 0.8 w.p. 0.8 and as 0 w.p. 0.2: 0.64 on
+    average); the count goes to the profile's provenance, where a swapped column (every
+    probability contradicting) shows. Returns the targets and that count."""
+    Y = np.asarray(Y, dtype=float)
+    P = np.array(prob, dtype=float)
+    if P.ndim == 1:
+        P = P[:, None]
+    if P.shape != Y.shape:
+        raise ValueError(f"label probabilities must be shaped like the labels {Y.shape}, not {P.shape}")
+    has = np.isfinite(P)
+    if ((P[has] < 0) | (P[has] > 1)).any():
+        raise ValueError("label probabilities must lie in [0, 1]")
+    decisive = (Y == 0) | (Y == 1)
+    conflict = has & decisive & (((Y == 1) & (P < 0.5)) | ((Y == 0) & (P > 0.5)))
+    return np.where(has & decisive, P, np.nan), int(conflict.sum())
+
+
 def prior_vectors(d: int, prior_scale: float, intercept: bool, ties: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per-weight Laplace rate 1/b and Gaussian precision (the latter only for the position term
     and the tie parameter, which is the last coordinate when ``ties``)."""
@@ -186,8 +217,9 @@ class _Batch:
     """Problems padded to one (G, n, d) design, J judges each."""
 
     X: np.ndarray  # (G, n, d), zero rows where a problem has fewer samples
-    Y: np.ndarray  # (G, J, n), 0 where missing
+    Y: np.ndarray  # (G, J, n) P(A) targets: 1 A, 0 B, a soft label's P(A), 0 where missing (and for ties)
     M: np.ndarray | None  # (G, J, n) 1 where labelled, None when every row is labelled
+    T: np.ndarray | None = None  # (G, J, n) 1 where the label is a tie (the tie model only)
 
 
 def _expit(Z: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -261,21 +293,26 @@ def _hmc(
     Every leapfrog step is kick (likelihood) / exact drift under the Laplace prior / kick,
     so the integrator error comes from the smooth likelihood alone.
 
-    ``ties``: Davidson's model. Labels 1 / 0 / 0.5 (tie), the last coordinate is the tie parameter
+    ``ties``: Davidson's model. Labels 1 / 0 / a tie (``T``), the last coordinate is the tie parameter
     theta = log nu (its column of X is zero), and with a = z/2 and D = e^a + e^-a + nu the log
     likelihood is s*a + [tie]*theta - log D (s = +1 A, -1 B, 0 tie), whose gradient is
     (s - (P(A) - P(B))) / 2 per unit of z and [tie] - P(tie) for theta. It needs the mask ``M``
     (padded rows would otherwise count as observations of z = 0).
+
+    Soft labels: a non-tie label with the judge's probability p = P(A) has the target p in ``Y``;
+    its log likelihood is the expectation under it, p log P(A) + (1 - p) log P(B), which is linear
+    in p: the binary model's y z - log(1 + e^z) and the tie model's s = 2p - 1 above, unchanged
+    otherwise (the soft weight falls on the A and B outcomes only; a tie stays a tie).
     """
     X, Y, M = batch.X, batch.Y, batch.M
     G, n, d = X.shape
     J, C = Y.shape[1], chains
     if ties:
-        if M is None:
-            raise ValueError("the tie model needs the batch's mask")
-        S = np.where(Y == 0.5, 0.0, 2.0 * Y - 1.0) * M
+        if M is None or batch.T is None:
+            raise ValueError("the tie model needs the batch's mask and tie indicator")
+        S = np.where(batch.T > 0, 0.0, 2.0 * Y - 1.0) * M  # 2 P(A) - 1: +1 A, -1 B, in between soft
         XtY = 0.5 * (S @ X)[:, :, None, :]  # (G, J, 1, d): 0.5 * sum_i s_i x_i
-        n_tie = ((Y == 0.5) * M).sum(-1)[:, :, None]  # (G, J, 1)
+        n_tie = (batch.T * M).sum(-1)[:, :, None]  # (G, J, 1)
         n_lab = M.sum(-1)  # (G, J)
     else:
         XtY = (Y @ X)[:, :, None, :]  # (G, J, 1, d): the only place the labels enter, in float64
@@ -299,12 +336,12 @@ def _hmc(
     gauss = bool(gprec.any())  # only the position term and the tie parameter have a Gaussian prior
     has_prior = (lap > 0) if gauss else None
 
-    @np.errstate(over="ignore", divide="ignore", invalid="ignore")
     def smooth(W: np.ndarray, want_lp: bool):
         """Log likelihood (+ the intercept's Gaussian prior) and its gradient.
 
         A wild warm-up proposal can push float32 exp past its range: the log density becomes
-        -inf or NaN there and the Metropolis test rejects the move, so the warnings are muted."""
+        -inf or NaN there and the Metropolis test rejects the move, so the warnings are muted
+        (once, around the whole run: entering ``np.errstate`` per call cost ~2% of a run)."""
         nonlocal n_grad
         n_grad += 1
         W32[...] = W.reshape(G, J * C, d)
@@ -330,7 +367,6 @@ def _hmc(
             grad -= gprec * W
         return lp, grad
 
-    @np.errstate(over="ignore", divide="ignore", invalid="ignore")
     def smooth_ties(W: np.ndarray, want_lp: bool):
         """Davidson's log likelihood and its gradient, from a = z / 2 in Zbuf (X32 is halved)."""
         E = np.exp(Zbuf, out=Pbuf)
@@ -377,102 +413,103 @@ def _hmc(
     sig = np.sqrt(var)
     alpha = np.broadcast_to(lap * var, (G, J, C, d)).copy()  # the prior's pull in the metric's units
 
-    # Chains start dispersed around 0 on the scale of the initial metric.
-    W = rng.standard_normal((G, J, C, d)) * sig * 0.5
-    lp_s, grad = smooth(W, True)
-    lp = lp_s - prior_lap(W)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        # Chains start dispersed around 0 on the scale of the initial metric.
+        W = rng.standard_normal((G, J, C, d)) * sig * 0.5
+        lp_s, grad = smooth(W, True)
+        lp = lp_s - prior_lap(W)
 
-    shape = (G, J, C, 1)
-    eps = np.full(shape, 0.5)
+        shape = (G, J, C, 1)
+        eps = np.full(shape, 0.5)
 
-    # Dual averaging (Hoffman & Gelman 2014, as in Stan).
-    def da_reset(eps0):
-        return {"mu": np.log(10 * eps0), "hbar": np.zeros(shape), "xbar": np.zeros(shape), "t": 0}
+        # Dual averaging (Hoffman & Gelman 2014, as in Stan).
+        def da_reset(eps0):
+            return {"mu": np.log(10 * eps0), "hbar": np.zeros(shape), "xbar": np.zeros(shape), "t": 0}
 
-    da = da_reset(eps)
-    gamma, t0, kappa = 0.05, 10.0, 0.75
-    w1 = int(round(0.15 * tune))
-    windows = sorted({int(round(0.40 * tune)), int(round(0.85 * tune))} - {0, w1}) if tune >= 20 else []
-    if not adapt_metric:
-        windows = []
-    win_start = w1
-    win_sum = np.zeros((G, J, 1, d))
-    win_sq = np.zeros((G, J, 1, d))
-    win_k = 0
+        da = da_reset(eps)
+        gamma, t0, kappa = 0.05, 10.0, 0.75
+        w1 = int(round(0.15 * tune))
+        windows = sorted({int(round(0.40 * tune)), int(round(0.85 * tune))} - {0, w1}) if tune >= 20 else []
+        if not adapt_metric:
+            windows = []
+        win_start = w1
+        win_sum = np.zeros((G, J, 1, d))
+        win_sq = np.zeros((G, J, 1, d))
+        win_k = 0
 
-    out = np.empty((G, J, C, draws, d))
-    accept_sum = np.zeros(shape[:-1])
-    divergent = np.zeros(shape[:-1], dtype=np.int64)
-    steps_total = 0
-    for it in range(tune + draws):
-        warm = it < tune
-        # One integration time for the whole batch, in units of posterior sds; each chain's
-        # step is jittered so that no chain locks into a periodic orbit.
-        T = rng.uniform(_T_RANGE[0], _T_RANGE[1])
-        step = eps * rng.uniform(0.9, 1.1, size=shape)
-        if warm or it == tune:
-            eps_typical = float(np.median(eps))
-        L = int(min(max_steps, max(1, math.ceil(T / eps_typical))))
-        steps_total += L
-        z = rng.standard_normal((G, J, C, d))
-        v = z * sig  # velocity = metric variance x momentum
-        w = W
-        g = grad
-        hs = 0.5 * step * var
-        for s_ in range(L):
-            v += hs * g
-            w, v = _laplace_drift(w, v, alpha, step, has_prior)
-            lp_s_new, g = smooth(w, s_ == L - 1)
-            v += hs * g
-        lp_new = lp_s_new - prior_lap(w)
-        log_ratio = (lp_new - 0.5 * (v * v / var).sum(-1)) - (lp - 0.5 * (z * z).sum(-1))
-        log_ratio = np.where(np.isfinite(log_ratio), log_ratio, -np.inf)
-        acc = np.exp(np.minimum(log_ratio, 0.0))
-        take = np.log(rng.random(log_ratio.shape)) < log_ratio
-        W = np.where(take[..., None], w, W)
-        grad = np.where(take[..., None], g, grad)
-        lp = np.where(take, lp_new, lp)
-        if warm:
-            da["t"] += 1
-            tt = da["t"]
-            da["hbar"] = (1 - 1 / (tt + t0)) * da["hbar"] + (target_accept - acc[..., None]) / (tt + t0)
-            log_eps = da["mu"] - math.sqrt(tt) / gamma * da["hbar"]
-            eta = tt ** (-kappa)
-            da["xbar"] = eta * log_eps + (1 - eta) * da["xbar"]
-            eps = np.exp(log_eps)
-            if windows and it >= win_start:
-                win_sum += W.sum(axis=2, keepdims=True)
-                win_sq += (W * W).sum(axis=2, keepdims=True)
-                win_k += C
-            if windows and it + 1 == windows[0]:
-                # New metric: the judge's warm-up variances pooled over its chains, shrunk a
-                # little toward the previous metric (Stan's regularisation, in relative terms).
-                mean = win_sum / win_k
-                est = np.maximum(win_sq / win_k - mean * mean, 0.0) * win_k / max(win_k - 1, 1)
-                var = (win_k * est + 5.0 * var) / (win_k + 5.0)
-                var = np.maximum(var, 1e-12)
-                sig = np.sqrt(var)
-                alpha = np.broadcast_to(lap * var, (G, J, C, d)).copy()
-                win_sum[:] = 0.0
-                win_sq[:] = 0.0
-                win_k, win_start = 0, it + 1
-                windows.pop(0)
-                da = da_reset(eps)
-            if it + 1 == tune:
-                eps = np.exp(da["xbar"])
-        else:
-            out[:, :, :, it - tune] = W
-            accept_sum += acc
-            divergent += (~np.isfinite(lp_new)) | (-log_ratio > 1000)
-    diagnostics = {
-        "accept_rate": (accept_sum / max(draws, 1)).mean(axis=2),  # (G, J)
-        "step_size": eps[..., 0].mean(axis=2),  # (G, J)
-        "divergences": divergent.sum(axis=2),  # (G, J)
-        "metric_var": var[:, :, 0, :],  # (G, J, d)
-        "mean_steps": steps_total / max(tune + draws, 1),
-        "gradients": n_grad,
-    }
-    return out, diagnostics
+        out = np.empty((G, J, C, draws, d))
+        accept_sum = np.zeros(shape[:-1])
+        divergent = np.zeros(shape[:-1], dtype=np.int64)
+        steps_total = 0
+        for it in range(tune + draws):
+            warm = it < tune
+            # One integration time for the whole batch, in units of posterior sds; each chain's
+            # step is jittered so that no chain locks into a periodic orbit.
+            T = rng.uniform(_T_RANGE[0], _T_RANGE[1])
+            step = eps * rng.uniform(0.9, 1.1, size=shape)
+            if warm or it == tune:
+                eps_typical = float(np.median(eps))
+            L = int(min(max_steps, max(1, math.ceil(T / eps_typical))))
+            steps_total += L
+            z = rng.standard_normal((G, J, C, d))
+            v = z * sig  # velocity = metric variance x momentum
+            w = W
+            g = grad
+            hs = 0.5 * step * var
+            for s_ in range(L):
+                v += hs * g
+                w, v = _laplace_drift(w, v, alpha, step, has_prior)
+                lp_s_new, g = smooth(w, s_ == L - 1)
+                v += hs * g
+            lp_new = lp_s_new - prior_lap(w)
+            log_ratio = (lp_new - 0.5 * (v * v / var).sum(-1)) - (lp - 0.5 * (z * z).sum(-1))
+            log_ratio = np.where(np.isfinite(log_ratio), log_ratio, -np.inf)
+            acc = np.exp(np.minimum(log_ratio, 0.0))
+            take = np.log(rng.random(log_ratio.shape)) < log_ratio
+            W = np.where(take[..., None], w, W)
+            grad = np.where(take[..., None], g, grad)
+            lp = np.where(take, lp_new, lp)
+            if warm:
+                da["t"] += 1
+                tt = da["t"]
+                da["hbar"] = (1 - 1 / (tt + t0)) * da["hbar"] + (target_accept - acc[..., None]) / (tt + t0)
+                log_eps = da["mu"] - math.sqrt(tt) / gamma * da["hbar"]
+                eta = tt ** (-kappa)
+                da["xbar"] = eta * log_eps + (1 - eta) * da["xbar"]
+                eps = np.exp(log_eps)
+                if windows and it >= win_start:
+                    win_sum += W.sum(axis=2, keepdims=True)
+                    win_sq += (W * W).sum(axis=2, keepdims=True)
+                    win_k += C
+                if windows and it + 1 == windows[0]:
+                    # New metric: the judge's warm-up variances pooled over its chains, shrunk a
+                    # little toward the previous metric (Stan's regularisation, in relative terms).
+                    mean = win_sum / win_k
+                    est = np.maximum(win_sq / win_k - mean * mean, 0.0) * win_k / max(win_k - 1, 1)
+                    var = (win_k * est + 5.0 * var) / (win_k + 5.0)
+                    var = np.maximum(var, 1e-12)
+                    sig = np.sqrt(var)
+                    alpha = np.broadcast_to(lap * var, (G, J, C, d)).copy()
+                    win_sum[:] = 0.0
+                    win_sq[:] = 0.0
+                    win_k, win_start = 0, it + 1
+                    windows.pop(0)
+                    da = da_reset(eps)
+                if it + 1 == tune:
+                    eps = np.exp(da["xbar"])
+            else:
+                out[:, :, :, it - tune] = W
+                accept_sum += acc
+                divergent += (~np.isfinite(lp_new)) | (-log_ratio > 1000)
+        diagnostics = {
+            "accept_rate": (accept_sum / max(draws, 1)).mean(axis=2),  # (G, J)
+            "step_size": eps[..., 0].mean(axis=2),  # (G, J)
+            "divergences": divergent.sum(axis=2),  # (G, J)
+            "metric_var": var[:, :, 0, :],  # (G, J, d)
+            "mean_steps": steps_total / max(tune + draws, 1),
+            "gradients": n_grad,
+        }
+        return out, diagnostics
 
 
 #: range of the integration time per iteration, in posterior sds (measured: best ESS of the
@@ -480,24 +517,33 @@ def _hmc(
 _T_RANGE = (0.6, 1.6)
 
 
-def _pad(problems: Sequence[tuple[np.ndarray, np.ndarray]], mask: bool = False) -> _Batch:
-    n = max(X.shape[0] for X, _ in problems)
+def _pad(problems: Sequence[tuple], mask: bool = False) -> _Batch:
+    """Problems (X, Y[, P]) padded into one batch: Y as ``label_vector`` codes it, P (optional) the
+    soft targets of ``soft_targets`` (NaN where the hard label holds)."""
+    n = max(p[0].shape[0] for p in problems)
     d = problems[0][0].shape[1]
     J = problems[0][1].shape[1]
     G = len(problems)
     Xb = np.zeros((G, n, d))
     Yb = np.zeros((G, J, n))
     Mb = np.zeros((G, J, n))
-    for g, (X, Y) in enumerate(problems):
+    Tb = np.zeros((G, J, n)) if mask else None
+    for g, (X, Y, *rest) in enumerate(problems):
         m = X.shape[0]
         Xb[g, :m] = X
         lab = ~np.isnan(Y)
-        Yb[g, :, :m] = np.where(lab, Y, 0.0).T
+        target = np.where(lab, Y, 0.0)
+        if Tb is not None:
+            Tb[g, :, :m] = (target == 0.5).T
+        if rest and rest[0] is not None:
+            soft = lab & np.isfinite(rest[0])
+            target = np.where(soft, rest[0], target)
+        Yb[g, :, :m] = target.T
         Mb[g, :, :m] = lab.T
     # The mask is only needed when a judge lacks some labels of its problem's real rows: padded
     # rows of X are zero and contribute nothing either way.
-    complete = not mask and all(not np.isnan(Y).any() for _, Y in problems)
-    return _Batch(X=Xb, Y=Yb, M=None if complete else Mb)
+    complete = not mask and all(not np.isnan(p[1]).any() for p in problems)
+    return _Batch(X=Xb, Y=Yb, M=None if complete else Mb, T=Tb)
 
 
 #: Largest batch (problems x judges x chains x padded samples) sampled as one array. Bigger
@@ -534,7 +580,7 @@ def _buckets(sizes: Sequence[int], width: int, budget: int | None = None) -> lis
 
 
 def sample_many(
-    prepped: Sequence[tuple[np.ndarray, np.ndarray]],
+    prepped: Sequence[tuple],
     *,
     lap: np.ndarray,
     gprec: np.ndarray,
@@ -549,14 +595,14 @@ def sample_many(
     consume: Callable[[int, Posterior], Any] | None = None,
     ties: bool = False,
 ) -> list[Any]:
-    """Sample prepared problems (design, labels) in padded batches; see :func:`fit_fast_many`."""
+    """Sample prepared problems (design, labels[, soft targets]) in padded batches; see :func:`fit_fast_many`."""
     if not prepped:
         return []
     workers = (os.cpu_count() or 1) if workers is None else workers
     d = prepped[0][0].shape[1]
-    if any(X.shape[1] != d for X, _ in prepped) or len({Y.shape[1] for _, Y in prepped}) != 1:
+    if any(p[0].shape[1] != d for p in prepped) or len({p[1].shape[1] for p in prepped}) != 1:
         raise ValueError("all problems need the same features and the same number of judges")
-    buckets = _buckets([X.shape[0] for X, _ in prepped], prepped[0][1].shape[1] * chains)
+    buckets = _buckets([p[0].shape[0] for p in prepped], prepped[0][1].shape[1] * chains)
     seeds = np.random.SeedSequence(seed).spawn(len(buckets))
     results: list[Any] = [None] * len(prepped)
 
@@ -620,9 +666,10 @@ def fit_fast_many(
 ) -> list[Posterior]:
     """:func:`fit_fast` for several problems (X_g, Y_g) at once, each with the same number of judges.
 
-    A problem may be (X_g, Y_g, position_g): the position column for ``intercept`` (+1 A shown
-    first, -1 B first; default +1). ``ties="davidson"`` appends the tie parameter (log nu) as the
-    last coordinate of the draws.
+    A problem may be (X_g, Y_g, position_g[, prob_g]): the position column for ``intercept`` (+1 A
+    shown first, -1 B first; default +1), and the judges' own P(A) per label (NaN where none; see
+    :func:`soft_targets`), used as soft labels. ``ties="davidson"`` appends the tie parameter
+    (log nu) as the last coordinate of the draws.
 
     Problems of similar size are padded into one batch and sampled together (zero rows of X
     change nothing), so one judge's 16 groups cost about as much as its largest group. With
@@ -634,9 +681,10 @@ def fit_fast_many(
     prepped = []
     tie_model = ties == "davidson"
     for problem in problems:
-        X, Y, position = (*problem, None)[:3]
+        X, Y, position, prob = (*problem, None, None)[:4]
         Xd = design_matrix(X, intercept, position, tie_model)
-        prepped.append((Xd, label_vector(Y, Xd.shape[0], ties)))
+        Yl = label_vector(Y, Xd.shape[0], ties)
+        prepped.append((Xd, Yl, None if prob is None else soft_targets(Yl, prob)[0]))
     d = prepped[0][0].shape[1] if prepped else 0
     lap, gprec = prior_vectors(d, prior_scale, intercept, tie_model)
     settings = dict(prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed, intercept=intercept,
@@ -657,16 +705,18 @@ def fit_fast(
     intercept: bool = False,
     position: Any = None,
     ties: str = "drop",
+    prob: Any = None,
 ) -> Posterior:
     """Posterior for J judges sharing one feature matrix: ``Posterior.draws`` is (J, S, d).
 
     Y is (n, J) (or (n,) for one judge): 1 = A preferred, 0 = B preferred, 0.5 = tie (an outcome
     with ``ties="davidson"``, else dropped), NaN = no label. ``intercept`` adds the position term
-    first (column ``position``: +1 A shown first, -1 B first; default +1).
+    first (column ``position``: +1 A shown first, -1 B first; default +1). ``prob`` (like Y; NaN
+    where none) is the judges' own P(A) per label, used as a soft label (see :func:`soft_targets`).
     ``Posterior.diagnostics`` holds per-judge acceptance rates, step sizes, divergences and
     the adapted metric. The sampler is batched split HMC, for these reasons:
     """
-    return fit_fast_many([(X, Y, position)], prior_scale=prior_scale, draws=draws, tune=tune, chains=chains,
+    return fit_fast_many([(X, Y, position, prob)], prior_scale=prior_scale, draws=draws, tune=tune, chains=chains,
                          seed=seed, intercept=intercept, ties=ties)[0]
 
 

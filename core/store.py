@@ -1145,7 +1145,7 @@ class Store:
             names: list[str] = []
             Y_all = np.empty((len(ids_all), 0))
         else:
-            lab_sql = ("SELECT l.sample_id, l.judge, l.choice, l.verdict_ab, l.verdict_ba FROM labels l"
+            lab_sql = ("SELECT l.sample_id, l.judge, l.choice, l.verdict_ab, l.verdict_ba, l.prob_a FROM labels l"
                        " JOIN samples s ON s.id = l.sample_id WHERE s.dataset = ?")
             params: list[Any] = [dataset]
             if judges:
@@ -1161,14 +1161,17 @@ class Store:
             coded = labs.assign(
                 y=labs["choice"].map(code),
                 ab=labs["verdict_ab"].map(code).where(~single, labs["choice"].map(code)),
-                ba=labs["verdict_ba"].map(code))
+                ba=labs["verdict_ba"].map(code),
+                # the judge's P(A): for the combined choice, and for the A-first row where the label is that
+                # row (no per-order verdicts; a two-order label's P(A) pools both orders and fits neither)
+                p=labs["prob_a"], p_ab=labs["prob_a"].where(single))
             row_of = pd.Series(np.arange(len(ids_all)), index=ids_all)
             col_of = pd.Series(np.arange(len(names)), index=names)
             ri = coded["sample_id"].map(row_of).to_numpy()
             ci = coded["judge"].map(col_of).to_numpy()
             ok = ~(pd.isna(ri) | pd.isna(ci))
             ri, ci = ri[ok].astype(np.int64), ci[ok].astype(np.int64)
-            for col in ("y", "ab", "ba"):
+            for col in ("y", "ab", "ba", "p", "p_ab"):
                 wide = np.full((len(ids_all), len(names)), np.nan)
                 wide[ri, ci] = coded[col].to_numpy(dtype=float)[ok]
                 orders[col] = wide
@@ -1190,7 +1193,7 @@ class Store:
             rows = in_scope & usable
             out[scope] = Design(sample_ids=[i for i, k in zip(ids_all, rows) if k], attributes=keys, X=X_all[rows],
                                 judges=names, Y=Y_all[rows], excluded=int((in_scope & ~usable).sum()),
-                                **{f"Y_{k}": v[rows] for k, v in orders.items()})
+                                **{_DESIGN_FIELD[k]: v[rows] for k, v in orders.items()})
         return out
 
     def differing_counts(self, dataset: str, feature_source: str, scope: str | None = None) -> dict[str, int]:
@@ -1830,6 +1833,13 @@ class Design:
     Y_y: Any = None
     Y_ab: Any = None
     Y_ba: Any = None
+    # the judges' own P(A) (labels.prob_a; NaN where none): P of the combined choice, P_ab of the
+    # A-first row where that row is the label itself (no per-order verdicts), NaN elsewhere
+    P: Any = None
+    P_ab: Any = None
+
+
+_DESIGN_FIELD = {"y": "Y_y", "ab": "Y_ab", "ba": "Y_ba", "p": "P", "p_ab": "P_ab"}
 
 
 @dataclass(frozen=True)

@@ -371,10 +371,19 @@ def fit_form(prefix: str, overview: dict, *, default_judges: list[str] | None = 
                      format_func=lambda m: "position term and ties" if m == "full" else "the paper's",
                      help="position term and ties: a 'shown first' term, verdicts in both orders as two "
                           "observations, ties as an outcome (Davidson) where the judge tied. The paper's: the "
-                          "combined verdict, no position term, ties dropped.")
+                          "combined verdict, no position term, ties dropped, hard labels.")
+    labels = "hard"
+    if model == "full":
+        labels = st.radio("Labels", ["soft", "hard"], horizontal=True, key=f"{prefix}_labels",
+                          format_func=lambda m: "soft: the judge's own P(A) where given" if m == "soft"
+                          else "hard: the choice alone",
+                          help="soft: a label that carries the judge's probability that A is better (a vote share, "
+                               "a score- or log-probability-derived P(A)) is fitted by that probability; a tie "
+                               "stays a tie. hard: the A/B choice alone, as the paper.")
     force = st.checkbox("Refit even when the inputs did not change", key=f"{prefix}_force")
     params = {"dataset": dataset, "features": source, "judges": chosen, "scopes": scopes, "method": method,
-              "force": force, **({"position": False, "ties": "drop"} if model == "paper" else {})}
+              "force": force, **({"position": False, "ties": "drop", "labels": "hard"} if model == "paper" else {}),
+              **({"labels": "hard"} if model == "full" and labels == "hard" else {})}
     if auth.require_editor("fitting profiles"):
         if st.button("Fit", type="primary", key=f"{prefix}_start", icon=":material/model_training:"):
             start("fit", params, watch_key=watch_key)

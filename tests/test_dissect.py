@@ -179,3 +179,72 @@ def test_autoj_both_orders_and_ties_on_real_data(tmp_path, shared_data):
     human = next(p for j, p in profiles.items() if p["provenance"]["ties"]["observations"] == 1392)
     assert human["provenance"]["ties"]["observed"] == 373  # the data README's count
     store.close()
+
+
+# --------------------------------------------------------------------------- soft labels (issue 15, point 2)
+
+
+def test_soft_labels_from_the_store_by_default_and_hard_one_option_away(demo_store):
+    """demo-crowd gives one verdict per pair with its P(A): soft labels by default, recorded; the judges asked
+    in both orders pool their P(A) over the orders, so their per-order rows stay hard (and their input keys
+    stay those of a hard fit). ``labels="hard"`` refits only the judge whose fit changes; so does a
+    changed P(A)."""
+    kw = dict(scopes=["Code"])
+    fit.dissect(demo_store, demo.DEMO_DATASET, "demo", force=True, **kw)
+    got = {p["judge"]: p for p in demo_store.profiles(dataset=demo.DEMO_DATASET, scope="Code", method="fast")}
+    crowd = got["demo-crowd"]["provenance"]
+    assert crowd["labels"]["mode"] == "soft" and crowd["labels"]["soft"] > 0.5 * got["demo-crowd"]["n"]
+    assert crowd["requested"]["labels"] == "soft" and crowd["requested"]["prob_a"]
+    assert crowd["settings"]["labels"] == "soft"
+    gpt = got["demo-gpt-4-turbo"]["provenance"]
+    assert gpt["labels"]["soft"] == 0 and "labels" not in gpt["requested"]
+    hard = fit.dissect(demo_store, demo.DEMO_DATASET, "demo", labels="hard", **kw)
+    assert hard.fitted == [("Code", "demo-crowd")] and len(hard.unchanged) == 3
+    (p,) = demo_store.profiles(dataset=demo.DEMO_DATASET, scope="Code", judges=["demo-crowd"], method="fast")
+    assert p["provenance"]["labels"] == {"mode": "hard", "soft": 0, "conflicts": 0}
+    assert fit.dissect(demo_store, demo.DEMO_DATASET, "demo", **kw).fitted == [("Code", "demo-crowd")]
+    sid = next(r["sample_id"] for r in demo_store.rows(
+        "SELECT l.sample_id FROM labels l JOIN samples s ON s.id = l.sample_id WHERE s.scenario_group = 'Code'"
+        " AND l.judge = 'demo-crowd' AND l.choice = 'A'"))
+    with demo_store.writing():
+        demo_store.conn.execute("UPDATE labels SET prob_a = 0.99 WHERE sample_id = ? AND judge = 'demo-crowd'", (sid,))
+    assert fit.dissect(demo_store, demo.DEMO_DATASET, "demo", **kw).fitted == [("Code", "demo-crowd")]
+    with pytest.raises(ValueError, match="labels must be one of"):
+        fit.dissect(demo_store, demo.DEMO_DATASET, "demo", labels="fuzzy", **kw)
+
+
+def test_soft_and_hard_labels_on_real_pandalm_and_alpacaeval(tmp_path, shared_data):
+    """PandaLM's human majority carries its vote share, AlpacaEval's weighted GPT-4-Turbo judge its
+    preference probability: both fits run, the soft one is recorded as such, and the two profiles agree
+    in shape (held-out scores are against the same choices)."""
+    store = Store(tmp_path / "s.db")
+    importers.import_file(store, "pandalm", shared_data / "pandalm" / "testset-v1.json")
+    weighted = shared_data / "alpaca_eval" / "gpt-3.5-turbo-0301" / "weighted_alpaca_eval_gpt4_turbo" / "annotations.json"
+    importers.import_file(store, "alpaca_eval", weighted)
+    for d in store.datasets():
+        annotate.run_heuristics(store, store.samples_for(d["name"]))
+    for d in store.datasets():
+        judges = [j for j in store.judge_names(d["name"]) if j in ("pandalm-human-majority",) or "weighted" in j]
+        assert judges, d["name"]
+        for labels in ("soft", "hard"):
+            fit.dissect(store, d["name"], "heuristic:v1", scopes=["all"], judges=judges, labels=labels, force=True)
+            for p in store.profiles(dataset=d["name"], scope="all", judges=judges):
+                lab = p["provenance"]["labels"]
+                assert lab["mode"] == labels and (lab["soft"] > 0) == (labels == "soft"), (p["judge"], lab)
+                assert p["accuracy"] > 0.55
+
+
+def test_cli_fit_labels_option(unfitted_demo_copy):
+    res = run_cli("fit", "--dataset", demo.DEMO_DATASET, "--scopes", "Code", "--judges", "demo-crowd", "--labels",
+                  "hard", store=unfitted_demo_copy)
+    assert res.returncode == 0, res.stderr
+    assert "1 profiles fitted" in res.stdout
+    store = Store(unfitted_demo_copy)
+    try:
+        (p,) = store.profiles(dataset=demo.DEMO_DATASET, scope="Code", judges=["demo-crowd"], method="fast")
+    finally:
+        store.close()
+    assert p["provenance"]["labels"]["mode"] == "hard" and p["provenance"]["settings"]["labels"] == "hard"
+    res = run_cli("fit", "--dataset", demo.DEMO_DATASET, "--paper", "--labels", "soft", store=unfitted_demo_copy)
+    assert res.returncode == 2 and "--paper fits hard labels" in res.stderr
+    assert "--labels {soft,hard}" in run_cli("fit", "--help").stdout

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import special
 
 from core import catalogue, fit, sampler, synthetic
 from core.profile import INTERCEPT, POSITION, TIE, beats_baselines, best_baseline, display_percent
@@ -306,3 +307,65 @@ def test_fast_tie_model_with_position_matches_nuts():
     sd_gap = np.abs(fast.sd[0] / ref.sd - 1).max()
     print(f"ties: max |mean diff| {mean_gap:.4f}, max relative sd diff {sd_gap:.3f}")
     assert mean_gap < 0.015 and sd_gap < 0.10
+
+
+# --------------------------------------------------------------------------- soft labels (issue 15, point 2)
+
+
+def _soft_problem(seed: int, n: int = 400):
+    """A judge that reports its own P(A) (the true model's, blurred) and whose verdict is a draw from it."""
+    rng = np.random.default_rng(seed)
+    X = synthetic.simulate_features(n, rng)
+    w = sparse_weights(rng)
+    p = special.expit(X @ w + rng.normal(0.0, 0.5, n))
+    y = (rng.random(n) < p).astype(float)
+    return rng, X, w, p, y
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["binary", "ties+position"])
+def test_fast_soft_labels_match_nuts(model):
+    """Soft labels in both samplers (the fast path's targets, NUTS's pm.Potential): the same posterior,
+    to the bar the binary and tie models meet (means within ~0.1 posterior sd, sds within 10%)."""
+    rng, X, w, p, y = _soft_problem(21)
+    kw = {}
+    if model != "binary":
+        pos = np.where(rng.random(len(y)) < 0.5, 1.0, -1.0)
+        y[rng.random(len(y)) < 0.2] = 0.5  # ties stay ties
+        kw = dict(intercept=True, position=pos, ties="davidson")
+    fast = sampler.fit_fast(X, y, prob=p, draws=6000, tune=1000, chains=4, seed=1, **kw)
+    ref = fit.fit_exact(X, y, prob=p, draws=3000, tune=1000, chains=4, seed=1, **kw)
+    hard = fit.fit_exact(X, y, draws=1000, tune=500, chains=2, seed=1, **kw)
+    assert ref.diagnostics["divergences"] == 0
+    mean_gap = np.abs(fast.mean[0] - ref.mean).max()
+    sd_gap = np.abs(fast.sd[0] / ref.sd - 1).max()
+    print(f"soft {model}: max |mean diff| {mean_gap:.4f}, max relative sd diff {sd_gap:.3f}")
+    assert mean_gap < 0.015 and sd_gap < 0.10
+    # and the soft posterior is another posterior than the hard one (NUTS used the probabilities)
+    assert np.abs(hard.mean - ref.mean).max() > 5 * mean_gap
+
+
+def test_soft_labels_are_an_option_recorded_in_the_settings_and_provenance():
+    rng, X, w, p, y = _soft_problem(22, n=250)
+    y[-20:] = np.nan
+    # verdicts drawn from P(A) fall on its other side now and then: used as given, and counted
+    crossed = int(((y == 1) & (p < 0.5)).sum() + ((y == 0) & (p > 0.5)).sum())
+    assert crossed > 0
+    task = fit.FitInput(X, y[:, None], prob=p[:, None])
+    kw = dict(draws=300, tune=200, seed=4, workers=1)
+    (soft,) = fit.fit_groups({"s": task}, ["j"], **kw)["s"]
+    (hard,) = fit.fit_groups({"s": task}, ["j"], labels="hard", **kw)["s"]
+    (plain,) = fit.fit_groups({"s": fit.FitInput(X, y[:, None])}, ["j"], **kw)["s"]
+    assert soft.settings["labels"] == "soft" and hard.settings["labels"] == "hard"
+    assert soft.soft == 230 and soft.soft_conflicts == crossed and hard.soft == 0
+    # hard labels ignore the probabilities: the very fit without them (draws, held-out scores)
+    assert hard.mean == plain.mean and hard.accuracy == plain.accuracy
+    assert soft.mean != hard.mean and soft.fingerprint != hard.fingerprint
+    # held-out accuracy and log loss score the choices either way, as the baselines do
+    assert soft.baselines == hard.baselines and 0.5 < soft.accuracy <= 1
+    prov = fit.profile_row(soft, "d", "s", "j", "f")["provenance"]
+    assert prov["labels"] == {"mode": "soft", "soft": 230, "conflicts": crossed}
+    assert prov["settings"]["labels"] == "soft"
+    assert fit.profile_row(hard, "d", "s", "j", "f")["provenance"]["labels"]["mode"] == "hard"
+    with pytest.raises(ValueError, match="labels must be one of"):
+        fit.fit_groups({"s": task}, ["j"], labels="fuzzy", **kw)

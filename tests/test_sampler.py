@@ -119,3 +119,65 @@ def test_buckets_pad_similar_sizes_together():
     assert len(one_judge) < len(sizes)  # small batches are merged
     many = sampler._buckets(sizes, width=132)
     assert all(len(b) * sizes[b[0]] * 132 <= sampler.BATCH_ELEMENTS or len(b) == 1 for b in many)
+
+
+# --------------------------------------------------------------------------- soft labels (issue 15, point 2)
+
+
+def test_soft_targets_keep_ties_and_count_probabilities_that_contradict_the_choice():
+    Y = np.array([[1.0], [0.0], [0.5], [np.nan], [1.0], [0.0], [1.0], [0.0]])
+    P = np.array([[0.8], [0.3], [0.6], [0.9], [0.2], [0.7], [0.5], [np.nan]])
+    T, conflicts = sampler.soft_targets(Y, P)
+    # decisive: used; a tie stays a tie; no label: nothing; A chosen at P(A) 0.2 and B chosen at P(A) 0.7
+    # contradict their choice: used as given (the choice may be a draw from it) and counted; 0.5 is neither
+    np.testing.assert_array_equal(T[:, 0], [0.8, 0.3, np.nan, np.nan, 0.2, 0.7, 0.5, np.nan])
+    assert conflicts == 2
+    with pytest.raises(ValueError, match="shaped like"):
+        sampler.soft_targets(Y, P[:3])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        sampler.soft_targets(Y, P + 1.0)
+
+
+def test_soft_posterior_matches_an_independent_newton_map_of_the_expected_log_likelihood():
+    # the soft likelihood sum p log sigmoid(z) + (1 - p) log sigmoid(-z): the same Newton MAP (its
+    # gradient X'(sigmoid(z) - p) takes p as it takes 0/1) and inverse Hessian as the hard check above
+    rng = np.random.default_rng(8)
+    n, w_true, b = 4000, np.array([0.8, -0.5, 0.3]), 1.0
+    X = rng.integers(-1, 2, size=(n, 3)).astype(float)
+    p = special.expit(X @ w_true + rng.normal(0, 0.3, n))
+    y = (p > 0.5).astype(float)  # the judge's choice: the side its own probability favours
+    w_map, H = _newton_map(X, p, b)
+    sd_laplace = np.sqrt(np.diag(np.linalg.inv(H)))
+    post = sampler.fit_fast(X, y, prob=p, prior_scale=b, draws=2000, tune=300, chains=4, seed=3)
+    np.testing.assert_allclose(post.mean[0], w_map, atol=0.1 * sd_laplace.min())
+    np.testing.assert_allclose(post.sd[0], sd_laplace, rtol=0.08)
+
+
+@pytest.mark.parametrize("ties", ["drop", "davidson"])
+def test_soft_labels_of_zero_and_one_are_the_hard_labels(ties):
+    rng = np.random.default_rng(4)
+    X = rng.integers(-1, 2, size=(300, 5)).astype(float)
+    y = (rng.random(300) < special.expit(X @ np.array([0.5, -0.3, 0, 0, 0.2]))).astype(float)
+    if ties == "davidson":
+        y[rng.random(300) < 0.2] = 0.5
+    hard = sampler.fit_fast(X, y, draws=200, tune=100, chains=2, seed=1, ties=ties)
+    soft = sampler.fit_fast(X, y, prob=np.where(y == 0.5, 0.5, y), draws=200, tune=100, chains=2, seed=1, ties=ties)
+    np.testing.assert_allclose(soft.draws, hard.draws, rtol=0, atol=1e-12)
+
+
+def test_soft_labels_recover_the_truth_with_intervals_no_wider_than_hard_ones():
+    # a judge that reports the true model's probability P(A) and chooses the side it favours: the soft fit
+    # covers the true weights and is at least as sharp as the fit on its choices alone
+    rng = np.random.default_rng(11)
+    n, d, b = 600, 8, 1.0
+    w_true = np.array([0.9, -0.6, 0.4, 0.0, 0.0, -0.3, 0.2, 0.0])
+    X = rng.integers(-1, 2, size=(n, d)).astype(float)
+    p = special.expit(X @ w_true)
+    y = np.where(p > 0.5, 1.0, np.where(p < 0.5, 0.0, rng.integers(0, 2, n).astype(float)))
+    soft = sampler.fit_fast(X, y, prob=p, prior_scale=b, draws=1000, tune=300, chains=4, seed=2)
+    hard = sampler.fit_fast(X, y, prior_scale=b, draws=1000, tune=300, chains=4, seed=2)
+    lo_s, hi_s = np.quantile(soft.draws[0], [0.03, 0.97], axis=0)
+    lo_h, hi_h = np.quantile(hard.draws[0], [0.03, 0.97], axis=0)
+    assert ((lo_s <= w_true) & (w_true <= hi_s)).all()
+    assert ((hi_s - lo_s) <= (hi_h - lo_h) * 1.02).all()
+    assert np.abs(soft.mean[0] - w_true).max() < np.abs(hard.mean[0] - w_true).max()

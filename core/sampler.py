@@ -27,8 +27,6 @@ from scipy import special
 
 #: The paper's prior scale: Laplace(0, 0.1) on every weight.
 DEFAULT_PRIOR_SCALE = 0.1
-#: Probability mass of the reported interval (ArviZ's default, and the paper's figures).
-INTERVAL_PROB = 0.94
 INTERCEPT_SCALE = 1.0
 #: The Davidson tie parameter (``profile.TIE``, log nu) gets a Normal(0, TIE_SCALE) prior.
 TIE_SCALE = 2.0

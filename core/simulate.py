@@ -117,7 +117,7 @@ from scipy import special
 
 from . import catalogue, scopes
 from .fit import inputs_key, library_versions
-from .sampler import INTERVAL_PROB
+from .intervals import INTERVAL_PROB, jeffreys, tails
 from .profile import (FITTED_METHODS, INTERCEPT, TIE, beats_baselines, best_baseline, is_position, measured_mask,
                       method_rank, pick_profile)
 
@@ -179,10 +179,6 @@ def changes_from(inject: Mapping[str, float] | None = None, suppress: Mapping[st
 # --------------------------------------------------------------------------- summaries
 
 
-def _tails(prob: float) -> tuple[float, float]:
-    return (1.0 - prob) / 2.0, 1.0 - (1.0 - prob) / 2.0
-
-
 @dataclass
 class Estimate:
     """A posterior mean with its equal-tailed credible interval; optionally a predictive interval for
@@ -197,7 +193,7 @@ class Estimate:
     @classmethod
     def from_draws(cls, values: np.ndarray, prob: float = INTERVAL_PROB, var: np.ndarray | None = None) -> "Estimate":
         values = np.asarray(values, dtype=float)
-        lo, hi = np.quantile(values, _tails(prob))
+        lo, hi = np.quantile(values, tails(prob))
         est = cls(float(values.mean()), float(lo), float(hi))
         if var is not None:
             est.pred_lo, est.pred_hi = predictive_interval(values, var, prob)
@@ -209,7 +205,7 @@ def predictive_interval(means: np.ndarray, var: np.ndarray, prob: float = INTERV
     m = np.asarray(means, dtype=float)
     s = np.sqrt(np.maximum(np.asarray(var, dtype=float), 1e-18))
     out = []
-    for q in _tails(prob):
+    for q in tails(prob):
         lo, hi = 0.0, 1.0
         for _ in range(50):
             mid = 0.5 * (lo + hi)
@@ -219,15 +215,6 @@ def predictive_interval(means: np.ndarray, var: np.ndarray, prob: float = INTERV
                 hi = mid
         out.append(0.5 * (lo + hi))
     return out[0], out[1]
-
-
-def jeffreys(wins: float, n: int, prob: float = INTERVAL_PROB) -> tuple[float, float]:
-    """Equal-tailed Jeffreys interval of a (tie-halved) win count (0 or 1 as the end at 0 or n wins)."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    a, b = wins + 0.5, n - wins + 0.5
-    lo, hi = special.betaincinv(a, b, np.array(_tails(prob)))
-    return (0.0 if wins <= 0 else float(lo)), (1.0 if wins >= n else float(hi))
 
 
 # --------------------------------------------------------------------------- the kernel

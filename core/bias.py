@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -60,6 +60,27 @@ class BiasItem:
     hi: float | None
     n: int  # pairs (or verdicts) behind it
     note: str = ""
+
+
+def families_with(extra: Iterable[str] | None = None, what: str = "model family") -> dict[str, str]:
+    """The family map with the user's ``PATTERN=FAMILY`` items first, in the order given (the first
+    match wins), then :data:`DEFAULT_FAMILIES`; a user's pattern equal to a built-in one replaces its
+    family. So the user's patterns win over the built-in ones. ``what`` names the items in errors
+    (the CLI's ``--family``). A ValueError names the bad item: no ``=``, an empty pattern or family,
+    a pattern that is not a regular expression, one pattern given two families."""
+    mine: dict[str, str] = {}
+    for item in extra or ():
+        pattern, sep, fam = (t.strip() for t in str(item).partition("="))
+        if not sep or not pattern or not fam:
+            raise ValueError(f"{what} {item!r}: expected PATTERN=FAMILY")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{what} {item!r}: {pattern!r} is not a regular expression: {exc}") from None
+        if mine.get(pattern, fam) != fam:
+            raise ValueError(f"{what} {item!r}: pattern {pattern!r} is already mapped to {mine[pattern]!r}")
+        mine[pattern] = fam
+    return {**mine, **{p: f for p, f in DEFAULT_FAMILIES.items() if p not in mine}}
 
 
 def family(name: str | None, families: Mapping[str, str] | None = None) -> str | None:

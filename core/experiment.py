@@ -58,6 +58,7 @@ from .llm import LLMSettings
 from .paidwork import Request, endpoint_dialect, gather_all, run_work
 from .prompts import prompts as annotator_prompts
 from .records import Dataset, ImportBatch, Sample
+from .sampler import expected_score
 from .intervals import INTERVAL_PROB, jeffreys, normal_interval, tails
 from .simulate import (Estimate, predictive_interval, profile_draws, profile_for, simulate_arrays,
                        tie_draws, unmeasured)
@@ -528,13 +529,8 @@ def predicted(X: np.ndarray, W: np.ndarray, intercept: bool, half_nu: np.ndarray
     z = X @ W[:, off:].T.astype(float)  # (n, D)
     b = W[:, 0].astype(float) if intercept else np.zeros(W.shape[0])
 
-    def prob(zz):
-        a = zz / 2.0
-        if half_nu is None:
-            return 0.5 + 0.5 * np.tanh(a)
-        return 0.5 + 0.5 * np.sinh(a) / (np.cosh(a) + half_nu.astype(float))
-
-    p = 0.5 * (prob(z + b) + prob(z - b))
+    hn = None if half_nu is None else half_nu.astype(float)
+    p = 0.5 * (expected_score(z + b, hn) + expected_score(z - b, hn))
     return p.mean(axis=0), (p * (1 - p)).sum(axis=0) / n ** 2
 
 

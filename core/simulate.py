@@ -118,6 +118,7 @@ from scipy import special
 from . import catalogue, scopes
 from .fit import inputs_key, library_versions
 from .intervals import INTERVAL_PROB, jeffreys, tails
+from .sampler import score_margin
 from .profile import (FITTED_METHODS, INTERCEPT, TIE, beats_baselines, best_baseline, is_position, measured_mask,
                       method_rank, pick_profile)
 
@@ -300,14 +301,7 @@ def subset_means(X: np.ndarray, W: np.ndarray, deltas: np.ndarray, subsets: Sequ
                         shift(k, 1.0)
                     state = want
                     src = cb
-                if hn is None:
-                    np.tanh(src, out=ob)
-                else:
-                    db = den[:m]
-                    np.cosh(src, out=db)
-                    db += hn
-                    np.sinh(src, out=ob)
-                    ob /= db
+                score_margin(src, hn, out=ob, work=None if den is None else den[:m])  # 2 P - 1
                 sums[j] += ob.sum(axis=0)  # float32 within a block, float64 across
                 if j == 0:
                     np.multiply(ob, ob, out=tb)
@@ -1001,13 +995,15 @@ class Calibration:
         return _jsonable(asdict(self))
 
 
-def predicted_a(X: np.ndarray, W: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """Posterior mean of P(A preferred) per pair (mean over draws of the sigmoid)."""
+def predicted_a(X: np.ndarray, W: np.ndarray, chunk: int = 2048, half_nu: np.ndarray | None = None) -> np.ndarray:
+    """Posterior mean of A's expected score per pair (mean over draws of ``sampler.expected_score``:
+    P(A preferred), plus half P(tie) for a profile with Davidson's ties, ``half_nu`` per draw)."""
     X = np.asarray(X, dtype=np.float32)
     halfT = np.ascontiguousarray(0.5 * np.asarray(W, dtype=np.float32).T)
+    hn = None if half_nu is None else np.asarray(half_nu, dtype=np.float32).reshape(1, -1)
     out = np.empty(X.shape[0])
     for s in range(0, X.shape[0], chunk):
-        out[s:s + chunk] = 0.5 + 0.5 * np.tanh(X[s:s + chunk] @ halfT).mean(axis=1, dtype=np.float64)
+        out[s:s + chunk] = 0.5 + 0.5 * score_margin(X[s:s + chunk] @ halfT, hn).mean(axis=1, dtype=np.float64)
     return out
 
 
@@ -1047,7 +1043,7 @@ def calibration(store, dataset: str, judges: Sequence[str] | None = None, *, sco
         W, intercept = profile_draws(prof, pairs.attributes)
         X = oriented(pairs, idx, np.ones(len(idx)), intercept)
         y = np.array([outcomes[pairs.sample_ids[i]] for i in idx])
-        rows, ece = calibration_arrays(predicted_a(X, W), y, bins, prob)
+        rows, ece = calibration_arrays(predicted_a(X, W, half_nu=tie_draws(prof)), y, bins, prob)
         out.append(Calibration(judge=judge, scope=scope, pairs=len(idx), ece=ece, bins=rows,
                                profile=provenance(prof, W.shape[0])))
     return out

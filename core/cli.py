@@ -504,7 +504,7 @@ def cmd_samples(args) -> int:
             return _show_sample(store, args)
         f = samples.checked_filter(store, SampleFilter(
             dataset=args.dataset, scenario=args.scenario, case=args.case, judge=args.judge, category=args.category,
-            disagree=tuple(_judge_names(store, args.disagree) or ()),
+            disagree=tuple(_judge_names(store, args.disagree, args.dataset) or ()),
             attributes=tuple(a for spec in args.attr or () for a in spec.split(",") if a), feature_source=args.features,
             direction=args.direction, include_excluded=args.include_excluded, text=args.search), args.scope)
         rows, total = store.browse(f, offset=(args.page - 1) * args.size, limit=args.size)

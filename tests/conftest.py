@@ -26,13 +26,32 @@ def shared_data_path() -> Path:
     return Path(override).expanduser() if override else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+#: The xdist groups that take longest, longest first (worker seconds, measured on the whole suite with
+#: ``--durations``). Handing them out first lets the many short modules fill the other worker meanwhile,
+#: instead of one long group starting last and running alone at the end (pytest.ini turns off xdist's
+#: own order, by count of tests).
+LONGEST_GROUPS = ("test_fit-coverage", "test_fit-nuts", "test_dissect", "test_deploy", "browser", "test_app",
+                  "test_experiment")
+
+
 def pytest_collection_modifyitems(config, items):
     """For pytest-xdist's ``--dist loadgroup`` (pytest.ini): a module's tests run in one worker, as they
     share module fixtures, and every browser test in one worker, as they share one `streamlit run` and one
-    Chromium (conftest's session fixtures: a session per worker)."""
+    Chromium (conftest's session fixtures: a session per worker). A test marked with an
+    ``xdist_group`` of its own keeps it (a long module's independent heavy tests, so they run beside the
+    rest of it). The longest groups are collected first (``LONGEST_GROUPS``), each keeping its own order;
+    the rest keep the collection order."""
+    rank = {group: i for i, group in enumerate(LONGEST_GROUPS)}
+    order = {}
     for item in items:
-        group = "browser" if item.get_closest_marker("browser") else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+        own = item.get_closest_marker("xdist_group")
+        if own is not None:
+            group = own.args[0] if own.args else own.kwargs.get("name", "default")
+        else:
+            group = "browser" if item.get_closest_marker("browser") else item.module.__name__
+            item.add_marker(pytest.mark.xdist_group(group))
+        order[item] = rank.get(group, len(rank))
+    items.sort(key=order.__getitem__)  # stable: a group's tests, and the other modules, keep their order
 
 
 @pytest.fixture(scope="session")

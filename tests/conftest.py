@@ -30,8 +30,8 @@ def shared_data_path() -> Path:
 #: ``--durations``). Handing them out first lets the many short modules fill the other worker meanwhile,
 #: instead of one long group starting last and running alone at the end (pytest.ini turns off xdist's
 #: own order, by count of tests).
-LONGEST_GROUPS = ("test_fit-coverage", "test_fit-nuts", "test_dissect", "test_deploy", "browser", "test_app",
-                  "test_experiment")
+LONGEST_GROUPS = ("test_fit-coverage", "test_deploy", "test_fit-nuts", "test_dissect-autoj", "browser", "test_app",
+                  "test_dissect-pandalm", "test_experiment", "test_dissect", "test_app_annotate")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -64,10 +64,9 @@ def judge_pairs(fp: tuple, dataset: str | None) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def bias_card(fp: tuple, judge: str, dataset: str | None, families: tuple[tuple[str, str], ...] = ()) -> pd.DataFrame:
-    """A judge's bias card (``core.bias.bias_card``) as a table; ``families``: extra (pattern, family)
-    pairs checked before the built-in map."""
+def bias_card(fp: tuple, judge: str, dataset: str | None, families: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A judge's bias card (``core.bias.bias_card``) as a table; ``families``: the user's "PATTERN=FAMILY"
+    items, checked before the built-in map (``core.bias.families_with``; a bad item is a ValueError)."""
     from core import bias
 
-    fams = {**dict(families), **bias.DEFAULT_FAMILIES} if families else None
-    return pd.DataFrame(bias.card_rows(bias.bias_card(store(), judge, dataset, families=fams)))
+    return pd.DataFrame(bias.card_rows(bias.bias_card(store(), judge, dataset, families=bias.families_with(families))))

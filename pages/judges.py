@@ -104,9 +104,9 @@ if not base.empty:
     extra = b2.text_input("Extra model families (PATTERN=FAMILY, comma-separated)", key="judges_bias_families",
                           help="Regular expressions on model names, checked before the built-in map "
                                "(gpt/o1 -> openai, claude -> anthropic, llama/vicuna -> llama, qwen, mistral, ...)")
-    pairs = tuple(tuple(x.split("=", 1)) for x in (t.strip() for t in extra.split(",")) if "=" in x)
+    items = tuple(t.strip() for t in extra.split(",") if t.strip())
     try:
-        card = data_judges.bias_card(fp, card_judge, dataset, pairs)
+        card = data_judges.bias_card(fp, card_judge, dataset, items)
     except ValueError as e:
         st.info(plain(str(e)))
     else:

@@ -102,7 +102,6 @@ def test_published_profiles_import_as_means_only(tmp_path, shared_data):
     assert len(store.profiles(dataset="published")) == 528
 
 
-@pytest.mark.xdist_group("test_dissect-pandalm")  # no module fixture: runs beside the rest of the module
 def test_real_judges_of_pandalm_on_heuristic_features(tmp_path, shared_data):
     """Three humans, their majority and two LLM judges of PandaLM, on the offline features:
     every judge rewards the longer response, and each predicts held-out choices better than chance."""
@@ -152,7 +151,6 @@ def test_the_papers_model_is_one_option_away(demo_store):
     assert p["provenance"]["requested"]["position"] is False
 
 
-@pytest.mark.xdist_group("test_dissect-autoj")  # no module fixture: runs beside the rest of the module
 def test_autoj_both_orders_and_ties_on_real_data(tmp_path, shared_data):
     """Auto-J's pairwise test set: human labels with ties (a third), and Auto-J-13B's own verdicts in both
     orders. The human profile models ties (Davidson) with one order per sample; Auto-J's enters both

@@ -51,7 +51,6 @@ def reference(name: str):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("test_fit-nuts")
 @pytest.mark.parametrize("name", list(PROBLEMS))
 def test_fast_sampler_matches_long_nuts(name):
     X, y, ref = reference(name)
@@ -71,7 +70,6 @@ def test_fast_sampler_matches_long_nuts(name):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("test_fit-nuts")
 def test_exact_falls_back_to_pymcs_own_nuts():
     rng = np.random.default_rng(7)
     X = synthetic.simulate_features(120, rng)
@@ -84,7 +82,6 @@ def test_exact_falls_back_to_pymcs_own_nuts():
 # --------------------------------------------------------------------------- calibration
 
 
-@pytest.mark.xdist_group("test_fit-coverage")
 def test_intervals_cover_true_weights_at_the_nominal_rate():
     """Weights drawn from the prior: then 94% posterior intervals must cover 94% of them."""
     rng = np.random.default_rng(11)
@@ -212,7 +209,6 @@ def test_groups_fit_together_and_rows_go_to_the_store(tmp_path, two_judges):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("test_fit-nuts")
 def test_exact_profiles_agree_with_fast_ones(two_judges):
     X, Y, _ = two_judges
     exact = fit.fit_profiles(X, Y[:, :1], ["a"], method="exact", draws=1000, tune=500, folds=2)
@@ -227,7 +223,6 @@ def test_exact_profiles_agree_with_fast_ones(two_judges):
 # --------------------------------------------------------------------------- position, ties, baselines
 
 
-@pytest.mark.xdist_group("test_fit-coverage")
 def test_position_and_ties_cover_the_truth_at_the_nominal_rate():
     """Judges drawn from the full model's prior (attribute weights Laplace(0, b), a position bias
     N(0, 1), log nu N(0, 2)), verdicts in both presentation orders for half of them and one order
@@ -302,7 +297,6 @@ def test_length_only_baseline_and_the_flag():
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("test_fit-nuts")
 def test_fast_tie_model_with_position_matches_nuts():
     """Davidson's tie model with the position term: the fast sampler against NUTS, as the binary model is."""
     rng = np.random.default_rng(3)

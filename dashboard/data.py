@@ -94,14 +94,15 @@ def ensure_seeded(on_progress=None) -> int | None:
     return job.id
 
 
-def demo_fit_running():
-    """The demo's profile fit while it is queued or running (a first start runs it in the background),
-    else None. Read fresh on every call: it is what tells a page to fill in."""
+def demo_fit_job():
+    """The newest fit of the demo's profiles (a first start runs it in the background), or None. Read
+    fresh on every call: while it is queued or running it tells a page to fill in when it ends; when it
+    failed, every page says so (dashboard/app.py)."""
     from core import demo, jobs
 
     for job in jobs.list_jobs(store(), limit=20):
         if job.kind == "fit" and job.params.get("dataset") == demo.DEMO_DATASET:
-            return job if job.active else None
+            return job
     return None
 
 

@@ -33,6 +33,7 @@ PAGES = [
 
 st.set_page_config(page_title="Preference dissection", page_icon=":material/balance:", layout="wide")
 
+data.one_blas_thread()
 where = data.store_location()
 if where.error:  # nothing can be saved: say why in one line rather than fail on the first write
     st.error(f"Cannot start: {where.error}", icon=":material/error:")

@@ -70,6 +70,21 @@ def store_location() -> config.StoreLocation:
     return loc
 
 
+@st.cache_resource(show_spinner=False)
+def one_blas_thread() -> bool:
+    """Limit BLAS to one thread in the server process, once. The pages' products are small (a few
+    chains x 31 weights x some thousand pairs) and sessions run on threads of their own: several BLAS
+    threads per product only wait on each other, and on a busy machine they spin (the bias card's
+    self-preference fit took 16 s of CPU on the default threads and 2 s on one, at the paper's scale,
+    load 8 on 2 cores). Workers (fits, annotation) are processes of their own and keep their setting."""
+    try:  # threadpoolctl comes with PyMC
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return False
+    threadpool_limits(limits=1, user_api="blas")  # not used as a context manager: the limit stays
+    return True
+
+
 def needs_seeding() -> bool:
     """The store is empty and seeding is on: the first visit builds the demo."""
     return config.settings().seed_demo and store().is_empty()

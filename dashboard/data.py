@@ -90,6 +90,17 @@ def needs_seeding() -> bool:
     return config.settings().seed_demo and store().is_empty()
 
 
+def warm_imports() -> None:
+    """Import the chart library (Altair, through ``dashboard.charts``) on a background thread. A first
+    start calls it before writing the demo: much of that write runs in SQLite, without the GIL, so the
+    import (some 0.5-1 s) is done by the time the Overview, which needs it, renders."""
+    import importlib
+    import threading
+
+    threading.Thread(target=importlib.import_module, args=("dashboard.charts",), name="warm-imports",
+                     daemon=True).start()
+
+
 def ensure_seeded(on_progress=None) -> int | None:
     """Build the synthetic demo's data when the store is empty (and seeding is on), then start the fit of
     its judges' profiles as a background job (a worker process, ``core.jobs``), so the first page shows in

@@ -80,16 +80,31 @@ def bias_card(fp: tuple, judge: str, dataset: str | None, families: tuple[tuple[
                                                       fit_self=False)))
 
 
-@st.cache_resource(show_spinner=False)
+def _stop_fits(fits: dict) -> None:
+    fits["pool"].shutdown(wait=False, cancel_futures=True)
+
+
+@st.cache_resource(show_spinner=False, on_release=_stop_fits)
 def _covariate_fits() -> dict:
     """One background thread for the bias card's covariate fits, shared by the sessions, and the fits
-    started (the newest 64 kept)."""
+    started (the newest 64 kept; a cleared cache stops the thread)."""
     import threading
     from collections import OrderedDict
     from concurrent.futures import ThreadPoolExecutor
 
-    return {"pool": ThreadPoolExecutor(max_workers=1, thread_name_prefix="bias-covariate"), "futures": OrderedDict(),
-            "lock": threading.Lock()}
+    return {"pool": ThreadPoolExecutor(max_workers=1, thread_name_prefix="bias-covariate", initializer=_background_priority),
+            "futures": OrderedDict(), "lock": threading.Lock()}
+
+
+def _background_priority() -> None:
+    """The fit thread yields the CPU to page runs (Linux schedules threads one by one; elsewhere: no-op)."""
+    import os
+    import threading
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # pragma: no cover - not Linux, or not allowed
+        pass
 
 
 def _fit_covariate(path: str, judge: str, dataset: str | None, families: dict[str, str] | None):

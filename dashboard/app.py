@@ -79,10 +79,12 @@ def demo_fit_notice() -> None:
 def demo_fit_failed(job) -> None:
     """The demo's background fit failed (or lost its worker): say so on every page, with the job, its
     error and the way to run it again, rather than leave the profile pages empty without a word."""
-    reason = job.error or job.message or ("its worker stopped without a word" if job.stale else "no reason recorded")
+    reason = ("its worker stopped (no heartbeat)" if job.stale else job.error or job.message or "no reason recorded")
+    step = ("Run it again here, or open Annotate & fit for the job's log." if user.can_edit else
+            "An editor can run it again; Annotate & fit shows the job's log.")
     st.warning(f"The fit of the demo judges' profiles failed (job {job.id}): {plain(reason)}. The Profiles, "
-               "Similarity and Simulator pages and the Samples waterfall stay empty until it succeeds. Run it again "
-               "here, or open Annotate & fit for the job's log.", icon=":material/error:")
+               f"Similarity and Simulator pages and the Samples waterfall stay empty until it succeeds. {step}",
+               icon=":material/error:")
     c1, c2 = st.columns([1, 3])
     if user.can_edit and c1.button("Run the fit again", key="demo_fit_retry", icon=":material/replay:"):
         from core import jobs

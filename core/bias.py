@@ -17,20 +17,21 @@ attributes are held fixed by the regression:
   the judge's own family) on pairs with exactly one such response, and the weight of a covariate
   "response from the judge's own family" (+1 A, -1 B) fitted beside the attributes, net of content.
 
-Rates come with a 94% Jeffreys interval (Beta(k + 1/2, n - k + 1/2)).
+Rates come with a 94% Jeffreys interval (``core.intervals.jeffreys``: Beta(k + 1/2, n - k + 1/2), the
+end at 0 or 1 when no or every pair is won).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from . import featureset
+from .intervals import jeffreys
 from .profile import display_percent, is_position, measured_mask, pick_profile
-from .sampler import INTERVAL_PROB
 from .store import Store
 
 #: name pattern -> family (first match wins; case-insensitive, searched anywhere in the name)
@@ -61,6 +62,27 @@ class BiasItem:
     note: str = ""
 
 
+def families_with(extra: Iterable[str] | None = None, what: str = "model family") -> dict[str, str]:
+    """The family map with the user's ``PATTERN=FAMILY`` items first, in the order given (the first
+    match wins), then :data:`DEFAULT_FAMILIES`; a user's pattern equal to a built-in one replaces its
+    family. So the user's patterns win over the built-in ones. ``what`` names the items in errors
+    (the CLI's ``--family``). A ValueError names the bad item: no ``=``, an empty pattern or family,
+    a pattern that is not a regular expression, one pattern given two families."""
+    mine: dict[str, str] = {}
+    for item in extra or ():
+        pattern, sep, fam = (t.strip() for t in str(item).partition("="))
+        if not sep or not pattern or not fam:
+            raise ValueError(f"{what} {item!r}: expected PATTERN=FAMILY")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{what} {item!r}: {pattern!r} is not a regular expression: {exc}") from None
+        if mine.get(pattern, fam) != fam:
+            raise ValueError(f"{what} {item!r}: pattern {pattern!r} is already mapped to {mine[pattern]!r}")
+        mine[pattern] = fam
+    return {**mine, **{p: f for p, f in DEFAULT_FAMILIES.items() if p not in mine}}
+
+
 def family(name: str | None, families: Mapping[str, str] | None = None) -> str | None:
     """A model's family from its name (``families``: pattern -> family, default :data:`DEFAULT_FAMILIES`)."""
     if not name:
@@ -71,20 +93,17 @@ def family(name: str | None, families: Mapping[str, str] | None = None) -> str |
     return None
 
 
-def jeffreys(k: float, n: int, prob: float = INTERVAL_PROB) -> tuple[float | None, float | None, float | None]:
-    """(k / n, and the equal-tailed Jeffreys interval), or Nones when n = 0."""
+def _rate(k: float, n: int) -> tuple[float | None, float | None, float | None]:
+    """(k / n, and its Jeffreys interval), or Nones when n = 0."""
     if n <= 0:
         return None, None, None
-    from scipy import special
-
-    tail = (1.0 - prob) / 2.0
-    a, b = k + 0.5, n - k + 0.5
-    return k / n, float(special.betaincinv(a, b, tail)), float(special.betaincinv(a, b, 1.0 - tail))
+    lo, hi = jeffreys(k, n)
+    return k / n, lo, hi
 
 
 def _rate_item(aspect: str, measure: str, wins: np.ndarray, note: str = "") -> BiasItem:
     k, n = float(np.sum(wins)), int(len(wins))
-    v, lo, hi = jeffreys(k, n)
+    v, lo, hi = _rate(k, n)
     return BiasItem(aspect, measure, v, lo, hi, n, note)
 
 
@@ -147,7 +166,7 @@ def bias_card(store: Store, judge: str, dataset: str | None = None, *, feature_s
                 first_wins.append(verdict == first)
     note = f"{ties} ties left out" + (f"; {single} labels without per-order verdicts taken as A shown first" if single else "")
     items.append(_rate_item("position", "first-slot rate (the response shown first wins)", np.array(first_wins), note))
-    v, lo, hi = jeffreys(same, both)
+    v, lo, hi = _rate(same, both)
     items.append(BiasItem("position", "same verdict in both orders (consistency)", v, lo, hi, both,
                           "" if both else "no verdicts in both orders"))
     profile = _profile(store, dataset, judge, feature_source) if feature_source else None

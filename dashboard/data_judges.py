@@ -63,20 +63,15 @@ def judge_pairs(fp: tuple, dataset: str | None) -> pd.DataFrame:
     return judges.agreement_pairs(judge_summary(fp, dataset))
 
 
-def _families(families: tuple[tuple[str, str], ...]) -> dict[str, str] | None:
-    from core import bias
-
-    return {**dict(families), **bias.DEFAULT_FAMILIES} if families else None
-
-
 @st.cache_data(show_spinner=False, max_entries=32)
-def bias_card(fp: tuple, judge: str, dataset: str | None, families: tuple[tuple[str, str], ...] = ()) -> pd.DataFrame:
+def bias_card(fp: tuple, judge: str, dataset: str | None, families: tuple[str, ...] = ()) -> pd.DataFrame:
     """A judge's bias card (``core.bias.bias_card``) as a table, but for its one slow figure: the
     own-family covariate is fitted in the background (``self_preference``) and filled in by
-    ``with_covariate``. ``families``: extra (pattern, family) pairs checked before the built-in map."""
+    ``with_covariate``. ``families``: the user's "PATTERN=FAMILY" items, checked before the built-in map
+    (``core.bias.families_with``; a bad item is a ValueError)."""
     from core import bias
 
-    return pd.DataFrame(bias.card_rows(bias.bias_card(store(), judge, dataset, families=_families(families),
+    return pd.DataFrame(bias.card_rows(bias.bias_card(store(), judge, dataset, families=bias.families_with(families),
                                                       fit_self=False)))
 
 
@@ -107,24 +102,26 @@ def _background_priority() -> None:
         pass
 
 
-def _fit_covariate(path: str, judge: str, dataset: str | None, families: dict[str, str] | None):
+def _fit_covariate(path: str, judge: str, dataset: str | None, families: dict[str, str]):
     from core import bias
     from core.store import open_store
 
     return bias.self_preference_covariate(open_store(path), judge, dataset, families=families)
 
 
-def self_preference(fp: tuple, judge: str, dataset: str | None, families: tuple[tuple[str, str], ...] = ()):
+def self_preference(fp: tuple, judge: str, dataset: str | None, families: tuple[str, ...] = ()):
     """The bias card's own-family covariate (``core.bias.self_preference_covariate``: a fit, about a
     second at the paper's scale) as a future: started once per (store version, judge, dataset, families)
     on a background thread, so the Judges page renders without waiting for it."""
+    from core import bias
+
     bg = _covariate_fits()
     key = (fp, judge, dataset, families)
     with bg["lock"]:
         fut = bg["futures"].get(key)
         if fut is None:
             fut = bg["futures"][key] = bg["pool"].submit(_fit_covariate, str(store().path), judge, dataset,
-                                                         _families(families))
+                                                         bias.families_with(families))
             while len(bg["futures"]) > 64:
                 bg["futures"].popitem(last=False)
     return fut

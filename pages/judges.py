@@ -104,15 +104,15 @@ if not base.empty:
     extra = b2.text_input("Extra model families (PATTERN=FAMILY, comma-separated)", key="judges_bias_families",
                           help="Regular expressions on model names, checked before the built-in map "
                                "(gpt/o1 -> openai, claude -> anthropic, llama/vicuna -> llama, qwen, mistral, ...)")
-    pairs = tuple(tuple(x.split("=", 1)) for x in (t.strip() for t in extra.split(",")) if "=" in x)
+    items = tuple(t.strip() for t in extra.split(",") if t.strip())
     try:
-        card = data_judges.bias_card(fp, card_judge, dataset, pairs)
+        card = data_judges.bias_card(fp, card_judge, dataset, items)
     except ValueError as e:
         st.info(plain(str(e)))
     else:
         # the card's one slow figure, the own-family covariate (a fit), comes from a background thread:
         # the table shows at once and fills that row in when the fit is done
-        covariate = data_judges.self_preference(fp, card_judge, dataset, pairs)
+        covariate = data_judges.self_preference(fp, card_judge, dataset, items)
 
         polls = []
 

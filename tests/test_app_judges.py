@@ -249,7 +249,7 @@ def test_bias_card_shows_at_once_and_fills_in_its_fitted_covariate(store_path):
     assert not at.exception, [e.value for e in at.exception]
     row = frame_with(at, "aspect").set_index("measure").loc[bias.COVARIATE]
     with Store(store_path) as s:
-        families = {"model-alpha": "openai", **bias.DEFAULT_FAMILIES}
+        families = bias.families_with(["model-alpha=openai"])
         want = bias.self_preference_covariate(s, judge, demo.DEMO_DATASET, families=families)
         whole = {i.measure: i for i in bias.bias_card(s, judge, demo.DEMO_DATASET, families=families)}[bias.COVARIATE]
     assert want == whole and want.value is not None  # the covariate alone is the full card's row

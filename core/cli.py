@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -141,6 +142,9 @@ def _profile_set_args(p: argparse.ArgumentParser) -> None:
 
 #: name -> (add_parser keyword arguments, argument adders in declaration order, handler)
 COMMANDS: dict[str, tuple[dict[str, Any], list[Callable[[argparse.ArgumentParser], Any]], Callable[[Any], int]]] = {}
+
+#: a job's worker (``worker``) runs at this lower CPU priority (a Unix nice increment)
+WORKER_NICE = 10
 
 #: the order in which ``python -m core --help`` lists the commands
 HELP_ORDER = (
@@ -711,6 +715,8 @@ def cmd_probe(args) -> int:
 def cmd_worker(args) -> int:
     from . import jobs
 
+    if hasattr(os, "nice"):  # background work: the dashboard's page runs come first when the cores are busy
+        os.nice(WORKER_NICE)  # (a first start renders the Overview while the demo's fit starts beside it)
     with _store(args) as store:
         if not jobs.claim(store, args.job):
             raise CLIError(f"job {args.job} is not queued or is already running")

@@ -110,11 +110,25 @@ if not base.empty:
     except ValueError as e:
         st.info(plain(str(e)))
     else:
-        st.dataframe(card, hide_index=True, key="judges_bias_table", column_config={
-            "value": st.column_config.NumberColumn("estimate", format="percent"),
-            "lo": st.column_config.NumberColumn("94% from", format="percent"),
-            "hi": st.column_config.NumberColumn("94% to", format="percent"),
-            "n": st.column_config.NumberColumn("pairs")})
+        # the card's one slow figure, the own-family covariate (a fit), comes from a background thread:
+        # the table shows at once and fills that row in when the fit is done
+        covariate = data_judges.self_preference(fp, card_judge, dataset, items)
+
+        polls = []
+
+        def bias_table(pending: bool) -> None:
+            if pending and polls and covariate.done():
+                st.rerun()  # a poll finds the fit in: the page runs once more and stops polling
+            polls.append(1)
+            st.dataframe(data_judges.with_covariate(card, covariate), hide_index=True, key="judges_bias_table",
+                         column_config={
+                "value": st.column_config.NumberColumn("estimate", format="percent"),
+                "lo": st.column_config.NumberColumn("94% from", format="percent"),
+                "hi": st.column_config.NumberColumn("94% to", format="percent"),
+                "n": st.column_config.NumberColumn("pairs")})
+
+        pending = not covariate.done()
+        st.fragment(bias_table, run_every=0.5 if pending else None)(pending)
 
 st.subheader("Add a judge")
 

@@ -149,7 +149,9 @@ def test_start_an_annotation_job_against_the_loopback_server_and_watch_it_finish
     m = metrics(at)
     assert (m["Done"], m["Failed"], m["Total"]) == ("6", "0", "6")
     assert m["Spend / budget"] == f"${round(spent, 8):.4f}"  # the job records its spend to 8 places
-    assert any(t.value == "finished" for t in at.text)
+    # the job's message says what was done (issue 17): counts, time, requests, spend, not a bare "finished"
+    assert any(t.value.startswith("finished: 6 of 6 samples annotated in ") and "requests sent" in t.value
+               and "spent $" in t.value for t in at.text), [t.value for t in at.text]
     history = next(df.value for df in at.dataframe if "runs" in df.value.columns)
     row = history.set_index("id").loc[job.id]
     assert (row["status"], row["done"], row["runs"]) == ("done", 6, 1)
@@ -206,7 +208,9 @@ def test_cancel_and_resume_from_the_job_panel(store_path, monkeypatch):
                 assert time.time() < deadline
                 time.sleep(0.1)
             stopped = jobs.get(s, job.id)
-            assert stopped.message == "cancelled by user; resume to continue" and stopped.done < 10
+            # the message now also says what was done and spent (issue 17): "cancelled by user; 3 of 10 samples ..."
+            assert stopped.message.startswith("cancelled by user; ") and stopped.done < 10
+            assert stopped.message.endswith("resume to continue") and " samples annotated in " in stopped.message
             paid_before = {r["request_key"] for r in s.rows(
                 "SELECT request_key FROM annotations WHERE job_id = ? AND status = 'ok' AND reused = 0", [job.id])}
             at.run()

@@ -304,7 +304,7 @@ def test_a_judge_job_says_how_many_labels_it_stored_and_their_consistency(pandal
         t, out = _run_job_in_thread(store.path, job.id)
         t.join(60)
     assert out["job"].status == "done"
-    assert "5 labels stored (5 with both orders, position consistency 0%)" in out["job"].message
+    assert "5 labels stored (5 with both orders, position consistency 0.0%)" in out["job"].message
 
 
 def test_the_cli_probes_an_endpoint_and_says_a_wrong_key_in_one_line(pandalm, monkeypatch, capsys):

@@ -512,7 +512,8 @@ def llm_ending(store: Store, job: JobStatus, pr, samples: list[dict[str, Any]], 
                      + (f", position consistency {c.rate:.1%}" if c.rate is not None else "") + ")")
     if pr.failed:
         why = failure_summary(store, job.id) or (f"last error: {pr.errors[-1][:300]}" if pr.errors else "")
-        parts.append(f"{pr.failed:,} samples failed" + (f": {why}" if why else "") + "; resume to retry them")
+        parts.append(f"{pr.failed:,} sample{'s' if pr.failed != 1 else ''} failed" + (f": {why}" if why else "")
+                     + "; resume to retry them")
     if pr.estimated:
         parts.append(f"{pr.estimated} timed-out requests' spend estimated")
     parts.append(spend)

@@ -504,11 +504,11 @@ def experiment_chart(frame: pd.DataFrame, *, shift: bool = False) -> alt.LayerCh
                       scale=alt.Scale(domain=stages, range=[EXPERIMENT_COLORS[s] for s in stages]))
     base = alt.Chart(frame).encode(y=alt.Y("arm:N", title=None, axis=names_axis(), sort=None),
                                    yOffset=alt.YOffset("stage:N", sort=stages), color=color)
-    fmt = "+.1%" if shift else ".1%"
-    tooltip = ["arm", "stage", alt.Tooltip("mean:Q", format=fmt, title="shift" if shift else "win rate"),
-               alt.Tooltip("lo:Q", format=fmt, title="94% from"), alt.Tooltip("hi:Q", format=fmt, title="94% to"),
-               alt.Tooltip("pred_lo:Q", format=fmt, title="predictive from"),
-               alt.Tooltip("pred_hi:Q", format=fmt, title="predictive to")]
+    number = fmt.SIGNED_PERCENT_D3 if shift else fmt.PERCENT_D3
+    tooltip = ["arm", "stage", alt.Tooltip("mean:Q", format=number, title="shift" if shift else "win rate"),
+               alt.Tooltip("lo:Q", format=number, title="94% from"), alt.Tooltip("hi:Q", format=number, title="94% to"),
+               alt.Tooltip("pred_lo:Q", format=number, title="predictive from"),
+               alt.Tooltip("pred_hi:Q", format=number, title="predictive to")]
     band = base.transform_filter("isValid(datum.pred_lo)").mark_rule(strokeWidth=10, opacity=0.18).encode(
         x=alt.X("pred_lo:Q"), x2="pred_hi:Q")
     title = "shift in win rate against the control" if shift else "win rate against the baseline"

@@ -67,7 +67,7 @@ def size(size_b: Any) -> str:
 
 
 def timestamp(value: Any, *, na: str = NOT_APPLICABLE) -> str:
-    """A stored ISO time for people: ``"2026-12-06 11:23 UTC"``."""
+    """A stored ISO time for people: ``"2026-12-06 11:23:05 UTC"``."""
     if _missing(value) or value == "":
         return na
     try:
@@ -76,7 +76,7 @@ def timestamp(value: Any, *, na: str = NOT_APPLICABLE) -> str:
         return str(value)
     if t.tzinfo is not None:
         t = t.tz_convert("UTC")
-    return t.strftime("%Y-%m-%d %H:%M UTC")
+    return t.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # ---------------------------------------------------------------- tables
@@ -112,7 +112,7 @@ def size_column(label: str = "size", *, help: str | None = "billions of paramete
 
 
 def time_column(label: str, *, help: str | None = None) -> _Column:
-    """A stored ISO time shown as ``"2026-12-06 11:23 UTC"``."""
+    """A stored ISO time shown as ``"2026-12-06 11:23:05 UTC"``."""
     return _column(st.column_config.TextColumn(label, help=help), timestamp, as_text=True)
 
 
@@ -175,7 +175,7 @@ def provenance_columns() -> dict:
     """The columns of a profile-provenance table (Simulator): names people read, the house number style."""
     return {"profile_id": st.column_config.NumberColumn("profile #"), "feature_source": "feature set",
             "n": st.column_config.NumberColumn("samples fitted"), "accuracy": percent_column("held-out accuracy"),
-            "fitted_at": time_column("fitted"), "fingerprint": "data fingerprint",
+            "fitted_at": "fitted at", "fingerprint": "data fingerprint",
             "draws": st.column_config.NumberColumn("draws used"), "means_only": st.column_config.CheckboxColumn("means only"),
             "imported": st.column_config.CheckboxColumn("imported"),
             "beats_baseline": st.column_config.CheckboxColumn("beats its baseline"),

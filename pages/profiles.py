@@ -215,6 +215,6 @@ fmt.dataframe(summary[["judge", "n", "accuracy", "baseline_accuracy", "baseline"
 with st.expander("Provenance"):
     fmt.dataframe(summary[["judge", "method", "sampler", "prior", "seed", "draws", "interval", "fitted_at", "versions",
                            "fingerprint", "imported"]], hide_index=True, key="profiles_provenance",
-                  column_config={"fitted_at": fmt.time_column("fitted"),
+                  column_config={"fitted_at": st.column_config.TextColumn("fitted at", help="as recorded (UTC)"),
                                  "fingerprint": st.column_config.TextColumn("data fingerprint"),
                                  "imported": st.column_config.CheckboxColumn("imported")})

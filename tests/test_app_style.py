@@ -102,7 +102,7 @@ def test_the_overview_says_when_each_dataset_was_imported_and_an_unknown_size_is
         stored = {d["name"]: d["imported_at"] for d in s.datasets()}
     assert stored["demo-synthetic"]  # the store records it
     assert list(datasets["imported"]) == [fmt.timestamp(stored[n]) for n in datasets["name"]]
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", datasets["imported"].iloc[0])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", datasets["imported"].iloc[0])
     judges = next(t for t in shown_tables(at) if "chose A" in t.columns)
     assert set(judges["size"]) == {"unknown"}  # the demo's judges give no size: not "None", not an empty cell
 

@@ -29,6 +29,7 @@ RULES = {a.key: catalogue.rule_text(a) for a in catalogue.attributes()}  # how e
 ATTR_LABEL, GROUPS, CASES = CATALOGUE["attributes"], CATALOGUE["groups"], CATALOGUE["cases"]
 SIDE = {1: "A better", -1: "B better", 0: "equal"}
 LABELS = {a.key: a.label for a in catalogue.attributes()}
+MEANS = {a.key: a.definition for a in catalogue.attributes()}
 ORDERS = {"AB": "A shown first", "BA": "B shown first"}
 SCORE_HELP = ("The annotator's rating (0-3; stances -2 to 2), the error count for the error attributes, the word "
               "count for length; empty where a query-specific attribute does not apply.")
@@ -349,8 +350,9 @@ if view is not None:
             "B": figure(r["score_b"]), **({"A first": SIDE.get(r["orders"].get("AB")), "B first": SIDE.get(r["orders"].get("BA"))}
                                  if both else {}),
             "reasons": " | ".join(r["reasons"]), "left out of fitting": r["excluded"],
-            "compared as": RULES.get(r["attribute"], ""),
-            "definition": guide.definitions().get(r["attribute"])} for r in rows])
+            "compared as": RULES.get(r["attribute"], "")} for r in rows])
+        # what each attribute means (the catalogue's words; how it is compared has its own column)
+        table.insert(1, "definition", [MEANS.get(r["attribute"]) for r in rows])
         if not table["reasons"].str.len().any():  # no reasons stored (the demo's generator, the heuristics)
             table = table.drop(columns="reasons")
         fmt.dataframe(table, hide_index=True, key=K + "attributes_table", height=38 + 35 * len(table),

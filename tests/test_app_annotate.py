@@ -2,6 +2,7 @@
 real annotation job against the loopback server watched to the end, one worker per job, a fit job."""
 
 import json
+import re
 import time
 
 import pytest
@@ -261,6 +262,14 @@ def test_a_finished_job_reads_right_and_points_to_the_next_step(store_path, monk
     row = history.set_index("id").loc[job.id]
     assert row["started"] and row["finished"] and row["duration"].endswith(" s")
     assert row["cost"] is None or row["cost"] != row["cost"]  # an offline job spends nothing: no cost shown
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", row["started"])  # a time people read
+    # the job's message and its worker log say what was done: counts and time (issue 17: "job 2 done")
+    n = demo.N_PER_GROUP
+    assert any(t.value.startswith(f"finished: {n:,} of {n:,} samples rated by the offline heuristics in ")
+               for t in at.text), [t.value for t in at.text]
+    log = jobs.log_tail(store_path, job.id, lines=50)
+    assert f"{n:,} of {n:,} samples done, 0 failed" in log and re.search(r"ended \S+ \(\d+ s\)", log), log
+    assert log.splitlines()[-1] in sent(at)  # the panel's "Worker log" shows it
     deadline = time.time() + 10
     while _zombie(final.worker_pid) and time.time() < deadline:
         time.sleep(0.2)

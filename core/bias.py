@@ -17,20 +17,21 @@ attributes are held fixed by the regression:
   the judge's own family) on pairs with exactly one such response, and the weight of a covariate
   "response from the judge's own family" (+1 A, -1 B) fitted beside the attributes, net of content.
 
-Rates come with a 94% Jeffreys interval (Beta(k + 1/2, n - k + 1/2)).
+Rates come with a 94% Jeffreys interval (``core.intervals.jeffreys``: Beta(k + 1/2, n - k + 1/2), the
+end at 0 or 1 when no or every pair is won).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from . import featureset
+from .intervals import jeffreys
 from .profile import display_percent, is_position, measured_mask, pick_profile
-from .sampler import INTERVAL_PROB
 from .store import Store
 
 #: name pattern -> family (first match wins; case-insensitive, searched anywhere in the name)
@@ -61,6 +62,27 @@ class BiasItem:
     note: str = ""
 
 
+def families_with(extra: Iterable[str] | None = None, what: str = "model family") -> dict[str, str]:
+    """The family map with the user's ``PATTERN=FAMILY`` items first, in the order given (the first
+    match wins), then :data:`DEFAULT_FAMILIES`; a user's pattern equal to a built-in one replaces its
+    family. So the user's patterns win over the built-in ones. ``what`` names the items in errors
+    (the CLI's ``--family``). A ValueError names the bad item: no ``=``, an empty pattern or family,
+    a pattern that is not a regular expression, one pattern given two families."""
+    mine: dict[str, str] = {}
+    for item in extra or ():
+        pattern, sep, fam = (t.strip() for t in str(item).partition("="))
+        if not sep or not pattern or not fam:
+            raise ValueError(f"{what} {item!r}: expected PATTERN=FAMILY")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{what} {item!r}: {pattern!r} is not a regular expression: {exc}") from None
+        if mine.get(pattern, fam) != fam:
+            raise ValueError(f"{what} {item!r}: pattern {pattern!r} is already mapped to {mine[pattern]!r}")
+        mine[pattern] = fam
+    return {**mine, **{p: f for p, f in DEFAULT_FAMILIES.items() if p not in mine}}
+
+
 def family(name: str | None, families: Mapping[str, str] | None = None) -> str | None:
     """A model's family from its name (``families``: pattern -> family, default :data:`DEFAULT_FAMILIES`)."""
     if not name:
@@ -71,20 +93,17 @@ def family(name: str | None, families: Mapping[str, str] | None = None) -> str |
     return None
 
 
-def jeffreys(k: float, n: int, prob: float = INTERVAL_PROB) -> tuple[float | None, float | None, float | None]:
-    """(k / n, and the equal-tailed Jeffreys interval), or Nones when n = 0."""
+def _rate(k: float, n: int) -> tuple[float | None, float | None, float | None]:
+    """(k / n, and its Jeffreys interval), or Nones when n = 0."""
     if n <= 0:
         return None, None, None
-    from scipy import special
-
-    tail = (1.0 - prob) / 2.0
-    a, b = k + 0.5, n - k + 0.5
-    return k / n, float(special.betaincinv(a, b, tail)), float(special.betaincinv(a, b, 1.0 - tail))
+    lo, hi = jeffreys(k, n)
+    return k / n, lo, hi
 
 
 def _rate_item(aspect: str, measure: str, wins: np.ndarray, note: str = "") -> BiasItem:
     k, n = float(np.sum(wins)), int(len(wins))
-    v, lo, hi = jeffreys(k, n)
+    v, lo, hi = _rate(k, n)
     return BiasItem(aspect, measure, v, lo, hi, n, note)
 
 
@@ -147,7 +166,7 @@ def bias_card(store: Store, judge: str, dataset: str | None = None, *, feature_s
                 first_wins.append(verdict == first)
     note = f"{ties} ties left out" + (f"; {single} labels without per-order verdicts taken as A shown first" if single else "")
     items.append(_rate_item("position", "first-slot rate (the response shown first wins)", np.array(first_wins), note))
-    v, lo, hi = jeffreys(same, both)
+    v, lo, hi = _rate(same, both)
     items.append(BiasItem("position", "same verdict in both orders (consistency)", v, lo, hi, both,
                           "" if both else "no verdicts in both orders"))
     profile = _profile(store, dataset, judge, feature_source) if feature_source else None
@@ -178,29 +197,63 @@ def bias_card(store: Store, judge: str, dataset: str | None = None, *, feature_s
         items.append(BiasItem("self-preference", "own family", None, None, None, 0,
                               f"the judge's name maps to no model family; add a pattern for {judge!r}"))
         return items
-    meta = store.pair_meta(dataset)
-    mine = np.array([(family(meta[i]["model_a"], families) == own) * 1 - (family(meta[i]["model_b"], families) == own) * 1
-                     for i in design.sample_ids], dtype=float)
+    mine = _own_family_side(store, dataset, design, own, families)
     sel = decisive & (mine != 0)
     items.append(_rate_item("self-preference", f"P(prefer the response from its own family, {own})",
                             (y[sel] == (mine[sel] > 0)).astype(float),
                             "pairs with exactly one response from the judge's family"))
-    if fit_self and sel.sum() >= 10:
-        from .fit import fit_profiles
-
-        X = np.column_stack([design.X, mine])
-        (p,) = fit_profiles(X, y, [judge], attributes=keys + [SELF], position=np.ones(len(y)), folds=0, seed=seed,
-                            draws=1000)
-        i = p.attributes.index(SELF)
-        items.append(BiasItem("self-preference", "own-family covariate, net of content",
-                              float(display_percent(p.mean[i])) / 100, float(display_percent(p.lo[i])) / 100,
-                              float(display_percent(p.hi[i])) / 100, int(sel.sum()),
-                              "fitted beside the attributes and the position term (fast path), 100*sigmoid(weight)"))
-        assert is_position(p.attributes[0])
-    else:
-        items.append(BiasItem("self-preference", "own-family covariate, net of content", None, None, None,
-                              int(sel.sum()), "fewer than 10 pairs with exactly one own-family response"))
+    items.append(_covariate_item(design, mine, judge, seed) if fit_self else
+                 BiasItem("self-preference", COVARIATE, None, None, None, int(sel.sum()),
+                          "not fitted here: see self_preference_covariate"))
     return items
+
+
+COVARIATE = "own-family covariate, net of content"
+
+
+def _own_family_side(store: Store, dataset: str, design, own: str, families: Mapping[str, str] | None) -> np.ndarray:
+    """Per design row: +1 when only response A is from the ``own`` family, -1 when only B is, else 0."""
+    meta = store.pair_meta(dataset)
+    return np.array([(family(meta[i]["model_a"], families) == own) * 1 - (family(meta[i]["model_b"], families) == own) * 1
+                     for i in design.sample_ids], dtype=float)
+
+
+def _covariate_item(design, mine: np.ndarray, judge: str, seed: int) -> BiasItem:
+    """The own-family covariate fitted beside the attributes and the position term: the card's one
+    slow figure (a posterior fit over every pair of the judge's dataset)."""
+    keys = list(design.attributes)
+    y = design.Y[:, 0]
+    sel = ~np.isnan(y) & (mine != 0)
+    if sel.sum() < 10:
+        return BiasItem("self-preference", COVARIATE, None, None, None, int(sel.sum()),
+                        "fewer than 10 pairs with exactly one own-family response")
+    from .fit import fit_profiles
+
+    X = np.column_stack([design.X, mine])
+    (p,) = fit_profiles(X, y, [judge], attributes=keys + [SELF], position=np.ones(len(y)), folds=0, seed=seed,
+                        draws=1000)
+    i = p.attributes.index(SELF)
+    assert is_position(p.attributes[0])
+    return BiasItem("self-preference", COVARIATE,
+                    float(display_percent(p.mean[i])) / 100, float(display_percent(p.lo[i])) / 100,
+                    float(display_percent(p.hi[i])) / 100, int(sel.sum()),
+                    "fitted beside the attributes and the position term (fast path), 100*sigmoid(weight)")
+
+
+def self_preference_covariate(store: Store, judge: str, dataset: str | None = None, *,
+                              feature_source: str | None = None, families: Mapping[str, str] | None = None,
+                              seed: int = 0) -> BiasItem | None:
+    """The bias card's own-family covariate alone, as ``bias_card`` computes it (None when the card has
+    no such row: no features, or a judge of no known family). For a caller that shows the rest of the
+    card (``bias_card(..., fit_self=False)``) first: the rest is reads and counts, this is a fit."""
+    if dataset is None:
+        dataset = store.judge_main_dataset(judge)
+    feature_source = feature_source or (featureset.default(store, dataset) if dataset else None)
+    own = family(judge, families)
+    if not dataset or not feature_source or own is None:
+        return None
+    design = store.design(dataset, feature_source, scope="all", judges=[judge])
+    return _covariate_item(design, _own_family_side(store, dataset, design, own, families), judge, seed)
 
 
 def card_rows(items: Sequence[BiasItem]) -> list[dict[str, Any]]:

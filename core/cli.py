@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -129,7 +130,7 @@ def _selection_args(p: argparse.ArgumentParser) -> None:
 
 
 def _profile_set_args(p: argparse.ArgumentParser) -> None:
-    """Which stored profiles (export-profiles, similarity): judges, feature set, method (``_profile_set``)."""
+    """Which stored profiles (export-profiles, similarity): judges, feature set, method (``core.profile.stored_set``)."""
     p.add_argument("--judges", action="append", help="judges (repeatable, or comma-separated) (default: all)")
     p.add_argument("--features", help="feature set of the profiles (default: the first stored)")
     p.add_argument("--method", help="exact, fast, truth or imported (default: the first stored, in that order)")
@@ -141,6 +142,9 @@ def _profile_set_args(p: argparse.ArgumentParser) -> None:
 
 #: name -> (add_parser keyword arguments, argument adders in declaration order, handler)
 COMMANDS: dict[str, tuple[dict[str, Any], list[Callable[[argparse.ArgumentParser], Any]], Callable[[Any], int]]] = {}
+
+#: a job's worker (``worker``) runs at this lower CPU priority (a Unix nice increment)
+WORKER_NICE = 10
 
 #: the order in which ``python -m core --help`` lists the commands
 HELP_ORDER = (
@@ -426,29 +430,6 @@ def cmd_search(args) -> int:
     return 0
 
 
-def _sample_filter(store, args):
-    """The Samples page's filters from ``samples`` options (checked: a typo is named, not an empty list)."""
-    from . import scopes
-    from .store import SampleFilter
-
-    datasets = [d["name"] for d in store.datasets() if d["samples"]]
-    dataset = args.dataset or (datasets[0] if datasets else None)
-    if dataset not in datasets:
-        raise CLIError(f"no dataset {dataset!r} with samples" + (f" (there are: {', '.join(datasets)})" if datasets else ""))
-    judges = set(store.judge_names(dataset))
-    disagree = _names(args.disagree, judges) or []
-    named = ([args.judge] if args.judge else []) + disagree
-    unknown = [j for j in named if j not in judges]
-    if unknown:
-        raise CLIError(f"no labels from judge(s) {', '.join(map(repr, unknown))} on dataset {dataset!r}")
-    attrs = tuple(a for spec in args.attr or () for a in spec.split(",") if a)
-    f = SampleFilter(dataset=dataset, scenario=args.scenario, case=args.case, judge=args.judge, category=args.category,
-                     disagree=tuple(disagree), attributes=attrs,
-                     feature_source=(args.features or _default_feature_source(store, dataset)) if attrs else None,
-                     direction=args.direction, include_excluded=args.include_excluded, text=args.search)
-    return scopes.sample_filter(f, args.scope) if args.scope else f
-
-
 def _show_sample(store, args) -> int:
     from . import samples
 
@@ -519,10 +500,17 @@ def _show_sample(store, args) -> int:
 @option("--json", action="store_true")
 def cmd_samples(args) -> int:
     """List samples with the Samples page's filters, one page at a time, or show one (``--show``)."""
+    from . import samples
+    from .store import SampleFilter
+
     with _store(args) as store:
         if args.show:
             return _show_sample(store, args)
-        f = _sample_filter(store, args)
+        f = samples.checked_filter(store, SampleFilter(
+            dataset=args.dataset, scenario=args.scenario, case=args.case, judge=args.judge, category=args.category,
+            disagree=tuple(_judge_names(store, args.disagree, args.dataset) or ()),
+            attributes=tuple(a for spec in args.attr or () for a in spec.split(",") if a), feature_source=args.features,
+            direction=args.direction, include_excluded=args.include_excluded, text=args.search), args.scope)
         rows, total = store.browse(f, offset=(args.page - 1) * args.size, limit=args.size)
     if args.json:
         print(json.dumps({"total": total, "page": args.page, "size": args.size, "rows": rows}, indent=2, default=str))
@@ -730,6 +718,8 @@ def cmd_worker(args) -> int:
     from . import jobs
     from .store import now
 
+    if hasattr(os, "nice"):  # background work: the dashboard's page runs come first when the cores are busy
+        os.nice(WORKER_NICE)  # (a first start renders the Overview while the demo's fit starts beside it)
     with _store(args) as store:
         if not jobs.claim(store, args.job):
             raise CLIError(f"job {args.job} is not queued or is already running")
@@ -821,25 +811,14 @@ def cmd_jobs(args) -> int:
     return 0
 
 
-def _default_feature_source(store, dataset: str) -> str:
-    """``featureset.default``, or a CLI error saying how to get features."""
-    from . import featureset
-
-    source = featureset.default(store, dataset)
-    if source is None:
-        raise CLIError(f"dataset {dataset!r} has no features yet: run `python -m core annotate --dataset {dataset}` "
-                       "(without an LLM configured it uses the offline heuristics)")
-    return source
-
-
 def _fit_background(args) -> int:
     """``fit --background``: the same fit as a job run by a worker process (as the dashboard starts it)."""
-    from . import jobs
+    from . import featureset, jobs
 
     with _store(args) as store:
         if args.dataset not in {d["name"] for d in store.datasets()}:
             raise CLIError(f"no dataset {args.dataset!r}")
-        params = {"dataset": args.dataset, "features": args.features or _default_feature_source(store, args.dataset),
+        params = {"dataset": args.dataset, "features": args.features or featureset.required(store, args.dataset),
                   "scopes": _scope_names(args.scopes),
                   "judges": _judge_names(store, args.judges, args.dataset), "method": args.method,
                   "prior_scale": args.prior_scale, "folds": args.folds, "seed": args.seed, "force": args.force,
@@ -867,14 +846,7 @@ def _fit_background(args) -> int:
 def cmd_bias_card(args) -> int:
     from . import bias
 
-    families = None
-    if args.family:
-        families = dict(bias.DEFAULT_FAMILIES)
-        for item in args.family:
-            pattern, sep, fam = item.partition("=")
-            if not sep or not pattern or not fam:
-                raise CLIError(f"--family {item!r}: expected PATTERN=FAMILY")
-            families = {pattern: fam, **families}  # the user's patterns first
+    families = bias.families_with(args.family, "--family")
     with _store(args) as store:
         if args.judge not in {r["name"] for r in store.judges()}:
             raise CLIError(f"no labels from judge {args.judge!r}")
@@ -975,7 +947,7 @@ def _fit_model(args) -> dict:
 def cmd_fit(args) -> int:
     from tqdm import tqdm
 
-    from . import fit
+    from . import featureset, fit
     from .profile import is_attribute_term, is_position, measured_mask, profile_summary
 
     if getattr(args, "background", False):
@@ -983,7 +955,7 @@ def cmd_fit(args) -> int:
     with _store(args) as store:
         if args.dataset not in {d["name"] for d in store.datasets()}:
             raise CLIError(f"no dataset {args.dataset!r}")
-        source = args.features or _default_feature_source(store, args.dataset)
+        source = args.features or featureset.required(store, args.dataset)
         scopes = _scope_names(args.scopes)
         judges = _judge_names(store, args.judges, args.dataset)
         bar = tqdm(total=None, unit="step", file=sys.stderr, disable=None)
@@ -1046,27 +1018,6 @@ def cmd_profiles(args) -> int:
     return 0
 
 
-def _profile_set(store, args) -> tuple[str, str]:
-    """(feature source, method) of a dataset's stored profiles: as asked, else the first present
-    (feature sets by name, as the pages list them; methods in the one order profiles are chosen in,
-    ``core.profile.method_rank``: exact, fast, truth, imported)."""
-    from .profile import method_rank
-
-    rows = store.profiles(dataset=args.dataset)
-    if not rows:
-        raise CLIError(f"no profiles for dataset {args.dataset!r}: fit them with `python -m core fit --dataset "
-                       f"{args.dataset}` (or import published ones with `python -m core profiles --import DIR`)")
-    sources = sorted({r["feature_source"] for r in rows})
-    source = args.features or sources[0]
-    methods = {r["method"] for r in rows if r["feature_source"] == source}
-    if not methods:
-        raise CLIError(f"no profiles of dataset {args.dataset!r} on features {source!r} (there are: {', '.join(sources)})")
-    method = args.method or sorted(methods, key=method_rank)[0]
-    if method not in methods:
-        raise CLIError(f"no {method!r} profiles of dataset {args.dataset!r} (there are: {', '.join(sorted(methods))})")
-    return source, method
-
-
 @command("export-profiles", help="write stored profiles as CSV or JSON (weights, intervals, provenance)",
          description="Write stored profiles as the Profiles page downloads them: CSV (one line per "
          "profile and attribute: weight mean, sd, interval, P(w > 0), 100*sigmoid(w) and its interval, "
@@ -1077,10 +1028,10 @@ def _profile_set(store, args) -> tuple[str, str]:
 @option("--format", choices=["csv", "json"], default="csv")
 @option("--out", "-o", metavar="FILE", help="write here instead of standard output")
 def cmd_export_profiles(args) -> int:
-    from .profile import export_profiles
+    from .profile import export_profiles, stored_set
 
     with _store(args) as store:
-        source, method = _profile_set(store, args)
+        source, method = stored_set(store, args.dataset, args.features, args.method)
         rows = store.profiles(dataset=args.dataset, scope=args.scope, feature_source=source, method=method,
                               judges=_judge_names(store, args.judges, args.dataset))
     if not rows:
@@ -1109,9 +1060,10 @@ def cmd_export_profiles(args) -> int:
 @option("--csv", metavar="FILE", help="also write the matrix as CSV")
 def cmd_similarity(args) -> int:
     from . import catalogue, compare
+    from .profile import stored_set
 
     with _store(args) as store:
-        source, method = _profile_set(store, args)
+        source, method = stored_set(store, args.dataset, args.features, args.method)
         weights = compare.weights_from_rows(store.profiles(dataset=args.dataset, feature_source=source, method=method))
         known = {j["name"]: j["size_b"] for j in store.judges()}
     if args.scope and args.scope not in weights:

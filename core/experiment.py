@@ -48,7 +48,6 @@ from string import Template
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy import special
 
 from . import catalogue
 # the paid-request engine, the annotators and the profile rule: the only touch points with those modules
@@ -59,15 +58,14 @@ from .llm import LLMSettings
 from .paidwork import Request, endpoint_dialect, gather_all, run_work
 from .prompts import prompts as annotator_prompts
 from .records import Dataset, ImportBatch, Sample
-from .sampler import INTERVAL_PROB
-from .simulate import (Estimate, jeffreys, predictive_interval, profile_draws, profile_for, simulate_arrays,
+from .sampler import expected_score
+from .intervals import INTERVAL_PROB, jeffreys, normal_interval, tails
+from .simulate import (Estimate, predictive_interval, profile_draws, profile_for, simulate_arrays,
                        tie_draws, unmeasured)
 from .store import Store, now
 
 PROMPTS_FILE = Path(__file__).resolve().parent / "data" / "experiment_prompts.json"
 CONTROL = "control"
-#: the two-sided normal quantile of the reported intervals (1.88 for INTERVAL_PROB = 0.94)
-Z_INTERVAL = float(special.ndtri((1 + INTERVAL_PROB) / 2))
 HEURISTIC_SOURCE = str(HEURISTIC)
 
 
@@ -531,13 +529,8 @@ def predicted(X: np.ndarray, W: np.ndarray, intercept: bool, half_nu: np.ndarray
     z = X @ W[:, off:].T.astype(float)  # (n, D)
     b = W[:, 0].astype(float) if intercept else np.zeros(W.shape[0])
 
-    def prob(zz):
-        a = zz / 2.0
-        if half_nu is None:
-            return 0.5 + 0.5 * np.tanh(a)
-        return 0.5 + 0.5 * np.sinh(a) / (np.cosh(a) + half_nu.astype(float))
-
-    p = 0.5 * (prob(z + b) + prob(z - b))
+    hn = None if half_nu is None else half_nu.astype(float)
+    p = 0.5 * (expected_score(z + b, hn) + expected_score(z - b, hn))
     return p.mean(axis=0), (p * (1 - p)).sum(axis=0) / n ** 2
 
 
@@ -549,7 +542,7 @@ def _shift_estimate(diff: np.ndarray, var: np.ndarray) -> dict[str, float]:
     """A difference of rates in [-1, 1]: credible quantiles of the per-draw difference, and the
     predictive interval of the observed difference (the mixture over draws of Normal(diff, var)),
     through ``predictive_interval`` on (diff + 1) / 2."""
-    lo, hi = np.quantile(diff, [(1 - INTERVAL_PROB) / 2, (1 + INTERVAL_PROB) / 2])
+    lo, hi = np.quantile(diff, tails())
     plo, phi = predictive_interval((diff + 1) / 2, var / 4, INTERVAL_PROB)
     return {"mean": float(diff.mean()), "lo": float(lo), "hi": float(hi), "pred_lo": 2 * plo - 1,
             "pred_hi": 2 * phi - 1}
@@ -606,7 +599,8 @@ def measure(store: Store, experiment_id: int) -> dict[str, Any]:
         s, c = row["_scores"], control["_scores"]
         d = float(s.mean() - c.mean())
         se = math.sqrt(s.var(ddof=1) / len(s) + c.var(ddof=1) / len(c)) if len(s) > 1 and len(c) > 1 else float("nan")
-        row["shift"] = {"mean": d, "lo": d - Z_INTERVAL * se, "hi": d + Z_INTERVAL * se}
+        lo, hi = normal_interval(d, se)
+        row["shift"] = {"mean": d, "lo": lo, "hi": hi}
         (ma, va), (mc, vc) = draws[arm.name], draws[CONTROL]
         row["predicted_shift"] = _shift_estimate(ma - mc, va + vc)
         # realised success per asked-for attribute: against the control's comparison on the same query

@@ -106,3 +106,12 @@ def richest(names) -> str | None:
 def default(store, dataset: str) -> str | None:
     """The feature set a dataset is fitted, simulated and explained on by default: its richest."""
     return richest(r["source"] for r in store.feature_sources(dataset))
+
+
+def required(store, dataset: str) -> str:
+    """:func:`default`, or a ValueError saying how to get features when the dataset has none."""
+    source = default(store, dataset)
+    if source is None:
+        raise ValueError(f"dataset {dataset!r} has no features yet: run `python -m core annotate --dataset {dataset}` "
+                         "(without an LLM configured it uses the offline heuristics)")
+    return source

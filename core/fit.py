@@ -38,9 +38,10 @@ from scipy import special
 from . import catalogue
 from . import scopes as scope_rules
 from .featureset import PUBLISHED
+from .intervals import INTERVAL_PROB, tails
 from .profile import (INTERCEPT, MIN_DIFFERING, TIE, display_percent, is_attribute_term, is_position,
                       load_published_profiles)
-from .sampler import (DEFAULT_PRIOR_SCALE, FAST_SAMPLER, INTERCEPT_SCALE, INTERVAL_PROB, TIE_MODELS, TIE_SCALE,
+from .sampler import (DEFAULT_PRIOR_SCALE, FAST_SAMPLER, INTERCEPT_SCALE, TIE_MODELS, TIE_SCALE,
                       Posterior, design_matrix, label_vector, outcome_probabilities, prior_vectors, rhat_ess,
                       sample_many)
 
@@ -410,8 +411,7 @@ def _summarise(
     """Per-judge summaries from (J, chains, draws, d) posterior draws."""
     J, C, S, d = by_chain.shape
     flat = by_chain.reshape(J, C * S, d)
-    tail = (1.0 - interval_prob) / 2.0
-    lo, hi = np.quantile(flat, [tail, 1.0 - tail], axis=1)
+    lo, hi = np.quantile(flat, tails(interval_prob), axis=1)
     rhat, ess = rhat_ess(by_chain, engine=engine)
     mean = flat.mean(axis=1)
     sd = flat.std(axis=1, ddof=1)

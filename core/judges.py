@@ -9,16 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .intervals import normal_interval
 from .paidwork import Request, gather_all, run_work
 from .prompts import messages, pair, prompts
 from .records import Judge, Label
 from .store import Store
 
 _CODE = {"A": 1, "B": -1, "tie": 0}
-
-
-#: two-sided normal quantile of the reported intervals (94%, as the profiles')
-_Z94 = 1.8807936081512509
 
 
 def kappa(shared: np.ndarray, agree: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
@@ -36,7 +33,8 @@ def kappa(shared: np.ndarray, agree: np.ndarray, expected: np.ndarray) -> tuple[
         k = (po - pe) / (1.0 - pe)
         se = np.sqrt(po * (1.0 - po) / (shared * (1.0 - pe) ** 2))
     k = np.where(pe < 1.0, k, np.nan)
-    return k, np.clip(k - _Z94 * se, -1.0, 1.0), np.clip(k + _Z94 * se, -1.0, 1.0), pe
+    lo, hi = normal_interval(k, se)
+    return k, np.clip(lo, -1.0, 1.0), np.clip(hi, -1.0, 1.0), pe
 
 
 @dataclass(frozen=True)

@@ -328,6 +328,26 @@ def method_rank(method: str) -> tuple[int, str]:
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
+def stored_set(store, dataset: str, feature_source: str | None = None, method: str | None = None) -> tuple[str, str]:
+    """(feature source, method) of the dataset's stored profiles that a whole-dataset read uses
+    (export-profiles, similarity): as asked, else the first present, feature sets by name (as the
+    Profiles and Similarity pages list them) and methods by :func:`method_rank`. A ValueError says
+    what is stored when nothing matches."""
+    rows = store.profiles(dataset=dataset, columns=["feature_source", "method"])
+    if not rows:
+        raise ValueError(f"no profiles for dataset {dataset!r}: fit them with `python -m core fit --dataset "
+                         f"{dataset}` (or import published ones with `python -m core profiles --import DIR`)")
+    sources = sorted({r["feature_source"] for r in rows})
+    source = feature_source or sources[0]
+    methods = {r["method"] for r in rows if r["feature_source"] == source}
+    if not methods:
+        raise ValueError(f"no profiles of dataset {dataset!r} on features {source!r} (there are: {', '.join(sources)})")
+    method = method or sorted(methods, key=method_rank)[0]
+    if method not in methods:
+        raise ValueError(f"no {method!r} profiles of dataset {dataset!r} (there are: {', '.join(sorted(methods))})")
+    return source, method
+
+
 def preference(row: Mapping[str, Any], available: set[str] | None = None) -> tuple:
     """Sort key of a stored profile row under the one choice rule: with ``available`` (the feature
     sets a sample has), profiles on those first; then :func:`method_rank`; then the feature set's

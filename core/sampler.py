@@ -27,8 +27,6 @@ from scipy import special
 
 #: The paper's prior scale: Laplace(0, 0.1) on every weight.
 DEFAULT_PRIOR_SCALE = 0.1
-#: Probability mass of the reported interval (ArviZ's default, and the paper's figures).
-INTERVAL_PROB = 0.94
 INTERCEPT_SCALE = 1.0
 #: The Davidson tie parameter (``profile.TIE``, log nu) gets a Normal(0, TIE_SCALE) prior.
 TIE_SCALE = 2.0
@@ -107,6 +105,30 @@ def outcome_probabilities(z: np.ndarray, theta: Any = None) -> tuple[np.ndarray,
     logits = np.stack([0.5 * z, -0.5 * z, np.broadcast_to(np.asarray(theta, dtype=float), z.shape)], axis=0)
     p = special.softmax(logits, axis=0)
     return p[0], p[1], p[2]
+
+
+def score_margin(a: np.ndarray, half_nu: Any = None, *, out: np.ndarray | None = None,
+                 work: np.ndarray | None = None) -> np.ndarray:
+    """2 * :func:`expected_score` - 1 at half-logits ``a`` = z / 2: tanh(a) under the logistic model,
+    sinh(a) / (cosh(a) + nu / 2) under Davidson's (``half_nu`` = nu / 2 = exp(theta) / 2, broadcast
+    against ``a``: one per draw in the simulator). ``out`` and ``work`` (``a``'s shape and dtype) take
+    the result and the denominator in place, for the simulator's float32 kernel."""
+    if half_nu is None:
+        return np.tanh(a, out=out)
+    den = np.cosh(a, out=work)
+    den += half_nu
+    num = np.sinh(a, out=out)
+    num /= den
+    return num
+
+
+def expected_score(z: np.ndarray, half_nu: Any = None) -> np.ndarray:
+    """A's expected score for logits z with a tie counting 1/2, P(A) + P(tie) / 2: sigmoid(z) under
+    the logistic model; under Davidson's (``half_nu`` = nu / 2) the share of
+    e^(z/2) + nu / 2 in e^(z/2) + e^(-z/2) + nu, i.e. 1/2 + sinh(z/2) / (2 (cosh(z/2) + nu / 2)),
+    which is the simulator's and the experiment's predicted win rate (:func:`outcome_probabilities`
+    gives the three outcomes apart)."""
+    return 0.5 + 0.5 * score_margin(np.asarray(z) / 2.0, half_nu)
 
 
 # --------------------------------------------------------------------------- results

@@ -7,20 +7,69 @@
 - :func:`explain`: for one judge and scope, the stored profile's posterior-mean weights times
   the sample's features (``fit.contributions``), beside the judge's actual choice.
 
+- :func:`checked_filter`: the list's filter checked against the store (a typo is named, not an
+  empty list) and completed with its defaults; :func:`list_rows`: the list's columns.
+
 Listing and paging live in ``Store.browse`` (SQL); this module only reads and shapes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import catalogue, fit, scopes
+from . import catalogue, featureset, fit, scopes
 from .featureset import FeatureSet
 from .profile import beats_baselines, best_baseline, is_position, pick_profile
-from .store import Store
+from .store import SampleFilter, Store
 
 ORDERS = ("AB", "BA")
+
+
+# ------------------------------------------------------------------------------ the list
+
+
+def checked_filter(store: Store, f: SampleFilter, scope: str | None = None) -> SampleFilter:
+    """``f`` ready for ``Store.browse``, checked so that a typo is named rather than listing nothing:
+    the dataset (default: the first with samples) must have samples, every judge named (``judge``,
+    ``disagree``) labels on it; attribute filters get the dataset's default feature set when none is
+    given (``featureset.required``), and ``scope`` restricts the list (``scopes.sample_filter``)."""
+    datasets = [d["name"] for d in store.datasets() if d["samples"]]
+    dataset = f.dataset or (datasets[0] if datasets else None)
+    if dataset not in datasets:
+        raise ValueError(f"no dataset {dataset!r} with samples" + (f" (there are: {', '.join(datasets)})" if datasets else ""))
+    judges = set(store.judge_names(dataset))
+    unknown = [j for j in ([f.judge] if f.judge else []) + list(f.disagree) if j not in judges]
+    if unknown:
+        raise ValueError(f"no labels from judge(s) {', '.join(map(repr, unknown))} on dataset {dataset!r}")
+    source = (f.feature_source or featureset.required(store, dataset)) if f.attributes else None
+    f = dataclasses.replace(f, dataset=dataset, feature_source=source)
+    return scopes.sample_filter(f, scope) if scope else f
+
+
+#: a comparison feature as the list reads it: which response is better on the attribute
+_BETTER = {1: "A", -1: "B", 0: "equal", None: None}
+
+
+def list_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Samples list's columns for ``Store.browse`` rows: "#" (the sample's 1-based position in its
+    dataset), scenario, query, each shown judge's choice (a column named for the judge), per filtered
+    attribute "<label>: better" (A, B or equal), the two models and their word counts and, when
+    searching, "match (bm25)" (higher is a better match)."""
+    labels = {a.key: a.label for a in catalogue.attributes()}
+    out = []
+    for r in rows:
+        rec = {"#": r["position"] + 1, "scenario": r["scenario_group"], "query": r["query"]}
+        for j, choice in r["choices"].items():
+            rec[f"{j}"] = choice
+        for a, v in r["features"].items():
+            rec[f"{labels.get(a, a)}: better"] = _BETTER.get(v, v)
+        rec.update({"model A": r["model_a"], "model B": r["model_b"], "words A": r["words_a"], "words B": r["words_b"]})
+        if "score" in r:
+            rec["match (bm25)"] = -r["score"]
+        out.append(rec)
+    return out
 
 
 # ------------------------------------------------------------------------------ annotations

@@ -117,7 +117,8 @@ from scipy import special
 
 from . import catalogue, scopes
 from .fit import inputs_key, library_versions
-from .sampler import INTERVAL_PROB
+from .intervals import INTERVAL_PROB, jeffreys, tails
+from .sampler import score_margin
 from .profile import (FITTED_METHODS, INTERCEPT, TIE, beats_baselines, best_baseline, is_position, measured_mask,
                       method_rank, pick_profile)
 
@@ -179,10 +180,6 @@ def changes_from(inject: Mapping[str, float] | None = None, suppress: Mapping[st
 # --------------------------------------------------------------------------- summaries
 
 
-def _tails(prob: float) -> tuple[float, float]:
-    return (1.0 - prob) / 2.0, 1.0 - (1.0 - prob) / 2.0
-
-
 @dataclass
 class Estimate:
     """A posterior mean with its equal-tailed credible interval; optionally a predictive interval for
@@ -197,7 +194,7 @@ class Estimate:
     @classmethod
     def from_draws(cls, values: np.ndarray, prob: float = INTERVAL_PROB, var: np.ndarray | None = None) -> "Estimate":
         values = np.asarray(values, dtype=float)
-        lo, hi = np.quantile(values, _tails(prob))
+        lo, hi = np.quantile(values, tails(prob))
         est = cls(float(values.mean()), float(lo), float(hi))
         if var is not None:
             est.pred_lo, est.pred_hi = predictive_interval(values, var, prob)
@@ -209,7 +206,7 @@ def predictive_interval(means: np.ndarray, var: np.ndarray, prob: float = INTERV
     m = np.asarray(means, dtype=float)
     s = np.sqrt(np.maximum(np.asarray(var, dtype=float), 1e-18))
     out = []
-    for q in _tails(prob):
+    for q in tails(prob):
         lo, hi = 0.0, 1.0
         for _ in range(50):
             mid = 0.5 * (lo + hi)
@@ -219,15 +216,6 @@ def predictive_interval(means: np.ndarray, var: np.ndarray, prob: float = INTERV
                 hi = mid
         out.append(0.5 * (lo + hi))
     return out[0], out[1]
-
-
-def jeffreys(wins: float, n: int, prob: float = INTERVAL_PROB) -> tuple[float, float]:
-    """Equal-tailed Jeffreys interval of a (tie-halved) win count (0 or 1 as the end at 0 or n wins)."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    a, b = wins + 0.5, n - wins + 0.5
-    lo, hi = special.betaincinv(a, b, np.array(_tails(prob)))
-    return (0.0 if wins <= 0 else float(lo)), (1.0 if wins >= n else float(hi))
 
 
 # --------------------------------------------------------------------------- the kernel
@@ -313,14 +301,7 @@ def subset_means(X: np.ndarray, W: np.ndarray, deltas: np.ndarray, subsets: Sequ
                         shift(k, 1.0)
                     state = want
                     src = cb
-                if hn is None:
-                    np.tanh(src, out=ob)
-                else:
-                    db = den[:m]
-                    np.cosh(src, out=db)
-                    db += hn
-                    np.sinh(src, out=ob)
-                    ob /= db
+                score_margin(src, hn, out=ob, work=None if den is None else den[:m])  # 2 P - 1
                 sums[j] += ob.sum(axis=0)  # float32 within a block, float64 across
                 if j == 0:
                     np.multiply(ob, ob, out=tb)
@@ -1014,13 +995,15 @@ class Calibration:
         return _jsonable(asdict(self))
 
 
-def predicted_a(X: np.ndarray, W: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """Posterior mean of P(A preferred) per pair (mean over draws of the sigmoid)."""
+def predicted_a(X: np.ndarray, W: np.ndarray, chunk: int = 2048, half_nu: np.ndarray | None = None) -> np.ndarray:
+    """Posterior mean of A's expected score per pair (mean over draws of ``sampler.expected_score``:
+    P(A preferred), plus half P(tie) for a profile with Davidson's ties, ``half_nu`` per draw)."""
     X = np.asarray(X, dtype=np.float32)
     halfT = np.ascontiguousarray(0.5 * np.asarray(W, dtype=np.float32).T)
+    hn = None if half_nu is None else np.asarray(half_nu, dtype=np.float32).reshape(1, -1)
     out = np.empty(X.shape[0])
     for s in range(0, X.shape[0], chunk):
-        out[s:s + chunk] = 0.5 + 0.5 * np.tanh(X[s:s + chunk] @ halfT).mean(axis=1, dtype=np.float64)
+        out[s:s + chunk] = 0.5 + 0.5 * score_margin(X[s:s + chunk] @ halfT, hn).mean(axis=1, dtype=np.float64)
     return out
 
 
@@ -1060,7 +1043,7 @@ def calibration(store, dataset: str, judges: Sequence[str] | None = None, *, sco
         W, intercept = profile_draws(prof, pairs.attributes)
         X = oriented(pairs, idx, np.ones(len(idx)), intercept)
         y = np.array([outcomes[pairs.sample_ids[i]] for i in idx])
-        rows, ece = calibration_arrays(predicted_a(X, W), y, bins, prob)
+        rows, ece = calibration_arrays(predicted_a(X, W, half_nu=tie_draws(prof)), y, bins, prob)
         out.append(Calibration(judge=judge, scope=scope, pairs=len(idx), ece=ece, bins=rows,
                                profile=provenance(prof, W.shape[0])))
     return out

@@ -3,6 +3,7 @@ which draws one on a page with its spec cached."""
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import altair as alt
@@ -488,7 +489,13 @@ def show(build: Callable[..., alt.TopLevelMixin], *args, where=None, key: str | 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _vega_lite_spec(builder: str, args: tuple, kwargs: tuple) -> dict:
-    return _to_vega_lite(globals()[builder](*args, **dict(kwargs)))
+    chart = globals()[builder](*args, **dict(kwargs))
+    # Streamlit converts with chart.to_dict(), which validates the spec against the Vega-Lite schema:
+    # about half of a chart's conversion (jsonschema), paid on every page interaction that shows new
+    # data. The builders' specs are validated by the tests (each builder's chart.to_dict()), so a page
+    # run converts without validating again.
+    object.__setattr__(chart, "to_dict", functools.partial(type(chart).to_dict, chart, validate=False))
+    return _to_vega_lite(chart)
 
 
 EXPERIMENT_COLORS = {"measured": "#4c78a8", "predicted": "#e45756", "simulated": "#9d9d9d"}

@@ -57,22 +57,10 @@ def sample_options(fp: tuple, dataset: str) -> _sampleurl.Options:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def browse(fp: tuple, f: SampleFilter, offset: int, limit: int) -> dict:
-    """One page of the filtered list: ``ids`` (in order), the ``frame`` the table shows, ``total``."""
+    """One page of the filtered list: ``ids`` (in order), the ``frame`` the table shows (its columns:
+    ``core.samples.list_rows``), ``total``."""
     rows, total = store().browse(f, offset=offset, limit=limit)
-    labels = {a.key: a.label for a in _catalogue.attributes()}
-    side = {1: "A", -1: "B", 0: "equal", None: None}
-    records = []
-    for r in rows:
-        rec = {"#": r["position"] + 1, "scenario": r["scenario_group"], "query": r["query"]}
-        for j, choice in r["choices"].items():
-            rec[f"{j}"] = choice
-        for a, v in r["features"].items():
-            rec[f"{labels.get(a, a)}: better"] = side.get(v, v)
-        rec.update({"model A": r["model_a"], "model B": r["model_b"], "words A": r["words_a"], "words B": r["words_b"]})
-        if "score" in r:
-            rec["match (bm25)"] = -r["score"]
-        records.append(rec)
-    return {"ids": [r["id"] for r in rows], "frame": pd.DataFrame(records), "total": total,
+    return {"ids": [r["id"] for r in rows], "frame": pd.DataFrame(_samples.list_rows(rows)), "total": total,
             "choice_columns": list(f.shown_judges())}
 
 

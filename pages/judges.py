@@ -98,17 +98,31 @@ if not base.empty:
     extra = b2.text_input("Extra model families (PATTERN=FAMILY, comma-separated)", key="judges_bias_families",
                           help="Regular expressions on model names, checked before the built-in map "
                                "(gpt/o1 -> openai, claude -> anthropic, llama/vicuna -> llama, qwen, mistral, ...)")
-    pairs = tuple(tuple(x.split("=", 1)) for x in (t.strip() for t in extra.split(",")) if "=" in x)
+    items = tuple(t.strip() for t in extra.split(",") if t.strip())
     try:
-        card = data_judges.bias_card(fp, card_judge, dataset, pairs)
+        card = data_judges.bias_card(fp, card_judge, dataset, items)
     except ValueError as e:
         st.info(plain(str(e)))
     else:
-        fmt.dataframe(card, hide_index=True, key="judges_bias_table", column_config={
-            "value": fmt.percent_column("estimate", help="not applicable where no pair measures it (see the note)"),
-            "lo": fmt.percent_column("94% from"),
-            "hi": fmt.percent_column("94% to"),
-            "n": st.column_config.NumberColumn("pairs")})
+        # the card's one slow figure, the own-family covariate (a fit), comes from a background thread:
+        # the table shows at once and fills that row in when the fit is done
+        covariate = data_judges.self_preference(fp, card_judge, dataset, items)
+
+        polls = []
+
+        def bias_table(pending: bool) -> None:
+            if pending and polls and covariate.done():
+                st.rerun()  # a poll finds the fit in: the page runs once more and stops polling
+            polls.append(1)
+            fmt.dataframe(data_judges.with_covariate(card, covariate), hide_index=True, key="judges_bias_table",
+                          column_config={
+                "value": fmt.percent_column("estimate", help="not applicable where no pair measures it (see the note)"),
+                "lo": fmt.percent_column("94% from"),
+                "hi": fmt.percent_column("94% to"),
+                "n": st.column_config.NumberColumn("pairs")})
+
+        pending = not covariate.done()
+        st.fragment(bias_table, run_every=0.5 if pending else None)(pending)
 
 st.subheader("Add a judge")
 

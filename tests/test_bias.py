@@ -105,3 +105,36 @@ def test_self_preference_and_verbosity_net_of_content(tmp_path):
         assert fair["own-family covariate"].lo < 0.5 < fair["own-family covariate"].hi
     assert bias.family("Qwen1.5-72B-Chat") == "qwen" and bias.family("o1-mini") == "openai"
     assert bias.family("demo-crowd") is None and bias.family("acme-7b", {"acme": "acme"}) == "acme"
+
+
+def test_families_with_puts_the_users_patterns_first_and_lets_them_win():
+    """The one rule the CLI's --family and the Judges page's "extra model families" share (they once
+    merged in opposite orders: on the page the built-in family won a pattern the user had remapped)."""
+    fams = bias.families_with([" gpt = my-openai", "acme=acme", "gpt-4o=omni"])
+    assert list(fams)[:3] == ["gpt", "acme", "gpt-4o"] and fams["gpt"] == "my-openai"
+    assert list(fams)[3:] == [p for p in bias.DEFAULT_FAMILIES if p != "gpt"]
+    assert bias.family("gpt-4o", fams) == "my-openai"  # first match wins: the order given
+    assert bias.family("acme-7b", fams) == "acme" and bias.family("claude-3", fams) == "anthropic"
+    # the built-in pattern (not just "gpt") remapped: the user's family wins over the default
+    builtin = next(p for p, f in bias.DEFAULT_FAMILIES.items() if f == "openai")
+    assert bias.family("chatgpt", bias.families_with([f"{builtin}=mine"])) == "mine"
+    assert bias.families_with(None) == bias.families_with([]) == bias.DEFAULT_FAMILIES
+    assert bias.families_with(["x=a", "x=a"])["x"] == "a"  # a repeat that agrees is harmless
+
+
+@pytest.mark.parametrize("item,says", [("acme", "expected PATTERN=FAMILY"), ("=acme", "expected PATTERN=FAMILY"),
+                                       ("acme=", "expected PATTERN=FAMILY"), ("([=bad", "not a regular expression")])
+def test_families_with_names_the_bad_item(item, says):
+    with pytest.raises(ValueError, match=r"^model family '.*': .*" + says):
+        bias.families_with(["ok=fine", item])
+    with pytest.raises(ValueError, match="already mapped to 'a'"):
+        bias.families_with(["x=a", "x=b"])
+
+
+def test_the_cli_family_option_uses_the_same_rule(tmp_path, capsys):
+    from core import cli
+
+    assert cli.main(["--store", str(tmp_path / "none.db"), "bias-card", "--judge", "j", "--family", "acme"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --family 'acme': expected PATTERN=FAMILY"
+    assert cli.main(["--store", str(tmp_path / "none.db"), "bias-card", "--judge", "j", "--family", "([=x"]) == 2
+    assert "--family '([=x': '([' is not a regular expression" in capsys.readouterr().err

@@ -53,3 +53,16 @@ def test_labels_name_each_kind():
     assert "both orders" in FeatureSet.parse("llm:gpt-4o:pd-v1:both").label
     assert FeatureSet.parse("heuristic:v1").label == "offline heuristics (v1)"
     assert FeatureSet.parse("custom").label == "custom"
+
+
+def test_required_is_the_default_or_an_error_saying_how_to_get_features():
+    class Sources:
+        def __init__(self, names):
+            self.names = names
+
+        def feature_sources(self, dataset):
+            return [{"source": n} for n in self.names]
+
+    assert featureset.required(Sources(["heuristic:v1", "llm:gpt-4o:v1"]), "d") == "llm:gpt-4o:v1"
+    with pytest.raises(ValueError, match=r"dataset 'd' has no features yet: run `python -m core annotate --dataset d`"):
+        featureset.required(Sources([]), "d")

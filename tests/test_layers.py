@@ -132,7 +132,7 @@ def test_the_dashboard_loads_without_the_openai_sdk():
 #: core's layers, bottom first: a module imports only modules of its own layer or below (and no cycle
 #: within a layer). Every core module is in exactly one layer.
 LAYERS = [
-    {"config", "records", "catalogue", "featureset", "prices", "safecsv", "signin", "loopback", "prompts"},
+    {"config", "records", "catalogue", "featureset", "prices", "safecsv", "signin", "loopback", "prompts", "intervals"},
     {"migrations"},
     {"store"},
     {"scopes", "features", "heuristics", "llm", "paidwork"},

@@ -105,3 +105,31 @@ def test_the_samples_waterfall_and_the_simulator_explain_a_judge_with_the_same_p
     assert any(it.note.startswith("exact profile") for it in card)
     # asking for a method still gets it
     assert samples.explain(s, sid, "demo-crowd", "Code", method="fast").profile["method"] == "fast"
+
+
+class _Profiles:
+    """A stand-in store holding only profile rows (``stored_set`` reads nothing else)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def profiles(self, dataset=None, columns=None):
+        return [r for r in self.rows if r["dataset"] == dataset]
+
+
+def test_stored_set_takes_the_asked_set_else_the_first_by_name_and_method_rank():
+    from core.profile import stored_set
+
+    rows = [{"dataset": "d", "feature_source": f, "method": m}
+            for f, m in [("llm:x:v1", "fast"), ("heuristic:v1", "imported"), ("heuristic:v1", "fast"),
+                         ("heuristic:v1", "exact"), ("llm:x:v1", "truth")]]
+    s = _Profiles(rows)
+    assert stored_set(s, "d") == ("heuristic:v1", "exact")  # feature sets by name, then exact before fast
+    assert stored_set(s, "d", "llm:x:v1") == ("llm:x:v1", "fast")
+    assert stored_set(s, "d", method="imported") == ("heuristic:v1", "imported")
+    with pytest.raises(ValueError, match=r"no profiles for dataset 'e': fit them with `python -m core fit --dataset e`"):
+        stored_set(s, "e")
+    with pytest.raises(ValueError, match=r"on features 'hf:paper' \(there are: heuristic:v1, llm:x:v1\)"):
+        stored_set(s, "d", "hf:paper")
+    with pytest.raises(ValueError, match=r"no 'exact' profiles of dataset 'd' \(there are: fast, truth\)"):
+        stored_set(s, "d", "llm:x:v1", "exact")

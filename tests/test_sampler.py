@@ -119,3 +119,63 @@ def test_buckets_pad_similar_sizes_together():
     assert len(one_judge) < len(sizes)  # small batches are merged
     many = sampler._buckets(sizes, width=132)
     assert all(len(b) * sizes[b[0]] * 132 <= sampler.BATCH_ELEMENTS or len(b) == 1 for b in many)
+
+
+# ------------------------------------------------------------------ the expected score (one formula)
+
+
+def _old_experiment_predicted(X, W, intercept, half_nu=None):
+    """core.experiment.predicted as it was before the formula had one home (a copy, the reference)."""
+    n = X.shape[0]
+    off = 1 if intercept else 0
+    z = X @ W[:, off:].T.astype(float)
+    b = W[:, 0].astype(float) if intercept else np.zeros(W.shape[0])
+
+    def prob(zz):
+        a = zz / 2.0
+        if half_nu is None:
+            return 0.5 + 0.5 * np.tanh(a)
+        return 0.5 + 0.5 * np.sinh(a) / (np.cosh(a) + half_nu.astype(float))
+
+    p = 0.5 * (prob(z + b) + prob(z - b))
+    return p.mean(axis=0), (p * (1 - p)).sum(axis=0) / n ** 2
+
+
+@pytest.mark.parametrize("theta", [None, -1.5, 0.0, 1.2])
+def test_expected_score_is_p_a_plus_half_p_tie(theta):
+    from core.sampler import expected_score
+
+    z = np.random.default_rng(3).normal(0, 3, 200)
+    pa, _, pt = sampler.outcome_probabilities(z, theta)
+    got = expected_score(z, None if theta is None else np.exp(theta) / 2)
+    assert got == pytest.approx(pa + pt / 2, abs=1e-13)
+    if theta is None:
+        assert got == pytest.approx(special.expit(z), abs=1e-13)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("intercept", [False, True])
+def test_the_experiment_and_the_simulator_use_it_with_the_old_numbers(ties, intercept):
+    """experiment.predicted, simulate.subset_means and simulate.predicted_a all go through
+    sampler.expected_score / score_margin: their numbers are the inlined formulas' they replaced."""
+    from core import experiment, simulate
+
+    rng = np.random.default_rng(7)
+    n, d, D = 40, 5, 30
+    X = rng.integers(-1, 2, size=(n, d)).astype(float)
+    W = rng.normal(0, 0.8, size=(D, d + intercept)).astype(np.float32)
+    half_nu = (0.5 * np.exp(rng.normal(0, 0.5, D))).astype(np.float32) if ties else None
+    m, v = experiment.predicted(X, W, intercept, half_nu)
+    m0, v0 = _old_experiment_predicted(X, W, intercept, half_nu)
+    np.testing.assert_array_equal(m, m0)
+    np.testing.assert_array_equal(v, v0)
+
+    if intercept:
+        return  # the simulator's kernel takes oriented features with the position column already in X
+    Wd = W.astype(float)
+    hn = None if half_nu is None else half_nu.astype(float)[None, :]
+    want = (0.5 + 0.5 * (np.tanh(X @ Wd.T / 2) if hn is None
+                         else np.sinh(X @ Wd.T / 2) / (np.cosh(X @ Wd.T / 2) + hn)))  # (n, D): the old kernel's P
+    res = simulate.subset_means(X, W, np.zeros((n, 1)), [[]], [0], half_nu=half_nu)
+    assert res.means[0] == pytest.approx(want.mean(axis=0), abs=1e-5)  # float32 kernel
+    assert simulate.predicted_a(X, W, half_nu=half_nu) == pytest.approx(want.mean(axis=1), abs=1e-5)

@@ -358,3 +358,40 @@ def test_samples_command_lists_and_explains(demo_store):
     assert f"logit P(A) {want.contributions.logit:+.3f}" in text
     bad = samples_cli(demo_store.path, "--judge", "nobody")
     assert bad.returncode == 2 and "no labels from judge" in bad.stderr
+
+
+def test_checked_filter_fills_the_defaults_and_names_what_does_not_exist(demo_store, tmp_path):
+    """The list's filter rule (the CLI's ``samples`` options go through it): the first dataset with
+    samples, the dataset's default feature set for attribute filters, the scope applied; a typo in a
+    dataset or judge is an error naming it, not an empty list."""
+    f = samples.checked_filter(demo_store, SampleFilter(attributes=("lengthy",), judge="demo-crowd"), "Code")
+    assert f == SampleFilter(dataset=DS, scenario="Code", judge="demo-crowd", attributes=("lengthy",),
+                             feature_source="demo")
+    assert samples.checked_filter(demo_store, SampleFilter(dataset=DS), "w_mistakes").case == "w_mistakes"
+    assert samples.checked_filter(demo_store, SampleFilter(dataset=DS)).feature_source is None  # no attributes
+    assert samples.checked_filter(demo_store, SampleFilter(attributes=("clear",), feature_source="mine")).feature_source == "mine"
+    with pytest.raises(ValueError, match=r"no dataset 'nope' with samples \(there are: " + DS):
+        samples.checked_filter(demo_store, SampleFilter(dataset="nope"))
+    with pytest.raises(ValueError, match=r"no labels from judge\(s\) 'x', 'y' on dataset"):
+        samples.checked_filter(demo_store, SampleFilter(judge="x", disagree=("demo-crowd", "y")))
+    with Store(tmp_path / "empty.db") as empty:
+        with pytest.raises(ValueError, match=r"^no dataset None with samples$"):
+            samples.checked_filter(empty, SampleFilter())
+        add(empty, "bare", ["a question"])
+        with pytest.raises(ValueError, match="dataset 'bare' has no features yet: run `python -m core annotate"):
+            samples.checked_filter(empty, SampleFilter(attributes=("clear",)))
+
+
+def test_list_rows_are_the_columns_the_page_shows(demo_store):
+    f = SampleFilter(dataset=DS, judge="demo-crowd", disagree=("demo-crowd", "demo-gpt-4-turbo"),
+                     attributes=("lengthy",), feature_source="demo", text="the")
+    rows, _ = demo_store.browse(f, limit=5)
+    out = samples.list_rows(rows)
+    label = catalogue.attribute("lengthy").label
+    assert list(out[0]) == ["#", "scenario", "query", "demo-crowd", "demo-gpt-4-turbo", f"{label}: better",
+                            "model A", "model B", "words A", "words B", "match (bm25)"]
+    for r, rec in zip(rows, out):
+        assert rec["#"] == r["position"] + 1 and rec["demo-crowd"] == r["choices"]["demo-crowd"]
+        assert rec[f"{label}: better"] == {1: "A", -1: "B", 0: "equal"}[r["features"]["lengthy"]]
+        assert rec["match (bm25)"] == -r["score"] > 0
+    assert "match (bm25)" not in samples.list_rows(demo_store.browse(SampleFilter(dataset=DS), limit=1)[0])[0]

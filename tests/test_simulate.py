@@ -487,3 +487,23 @@ def test_a_tie_model_predicts_the_expected_score_with_ties_counting_half():
     plain = sim.simulate_arrays(X, W, [0], [1], [0.0])
     assert plain.before == pytest.approx((1 / (1 + np.exp(-z))).mean(axis=0), abs=1e-5)
     assert sim.simulate_arrays(X, W, [0], [1], [0.0], half_nu=np.zeros(7)).before == pytest.approx(plain.before, abs=1e-6)
+
+
+def test_calibration_predicts_a_tie_fitted_profiles_expected_score(demo_store):
+    """Regression: calibration set the plain sigmoid, P(A | decisive), against outcomes that count a tie
+    1/2; for a profile fitted with Davidson's ties it now predicts P(A) + P(tie) / 2, as the simulator's
+    win rates do (``sampler.expected_score``)."""
+    from core.profile import TIE
+
+    (cal,) = sim.calibration(demo_store, demo.DEMO_DATASET, ["demo-crowd"], scope="all")
+    prof = sim.profile_for(demo_store, demo.DEMO_DATASET, "all", "demo-crowd")
+    assert TIE in prof["attributes"]
+    pairs = sim.load_pairs(demo_store, demo.DEMO_DATASET, prof["feature_source"], "all")
+    outcomes = pairs.outcomes(demo_store, "demo-crowd")
+    idx = np.array([i for i, s in enumerate(pairs.sample_ids) if s in outcomes])
+    W, intercept = sim.profile_draws(prof, pairs.attributes)
+    X = sim.oriented(pairs, idx, np.ones(len(idx)), intercept)
+    tie_aware = sim.predicted_a(X, W, half_nu=sim.tie_draws(prof))
+    binned = sum(b["pairs"] * b["predicted"] for b in cal.bins) / cal.pairs
+    assert binned == pytest.approx(tie_aware.mean(), abs=1e-9)
+    assert np.abs(tie_aware - sim.predicted_a(X, W)).max() > 0.01  # not the plain sigmoid

@@ -197,29 +197,63 @@ def bias_card(store: Store, judge: str, dataset: str | None = None, *, feature_s
         items.append(BiasItem("self-preference", "own family", None, None, None, 0,
                               f"the judge's name maps to no model family; add a pattern for {judge!r}"))
         return items
-    meta = store.pair_meta(dataset)
-    mine = np.array([(family(meta[i]["model_a"], families) == own) * 1 - (family(meta[i]["model_b"], families) == own) * 1
-                     for i in design.sample_ids], dtype=float)
+    mine = _own_family_side(store, dataset, design, own, families)
     sel = decisive & (mine != 0)
     items.append(_rate_item("self-preference", f"P(prefer the response from its own family, {own})",
                             (y[sel] == (mine[sel] > 0)).astype(float),
                             "pairs with exactly one response from the judge's family"))
-    if fit_self and sel.sum() >= 10:
-        from .fit import fit_profiles
-
-        X = np.column_stack([design.X, mine])
-        (p,) = fit_profiles(X, y, [judge], attributes=keys + [SELF], position=np.ones(len(y)), folds=0, seed=seed,
-                            draws=1000)
-        i = p.attributes.index(SELF)
-        items.append(BiasItem("self-preference", "own-family covariate, net of content",
-                              float(display_percent(p.mean[i])) / 100, float(display_percent(p.lo[i])) / 100,
-                              float(display_percent(p.hi[i])) / 100, int(sel.sum()),
-                              "fitted beside the attributes and the position term (fast path), 100*sigmoid(weight)"))
-        assert is_position(p.attributes[0])
-    else:
-        items.append(BiasItem("self-preference", "own-family covariate, net of content", None, None, None,
-                              int(sel.sum()), "fewer than 10 pairs with exactly one own-family response"))
+    items.append(_covariate_item(design, mine, judge, seed) if fit_self else
+                 BiasItem("self-preference", COVARIATE, None, None, None, int(sel.sum()),
+                          "not fitted here: see self_preference_covariate"))
     return items
+
+
+COVARIATE = "own-family covariate, net of content"
+
+
+def _own_family_side(store: Store, dataset: str, design, own: str, families: Mapping[str, str] | None) -> np.ndarray:
+    """Per design row: +1 when only response A is from the ``own`` family, -1 when only B is, else 0."""
+    meta = store.pair_meta(dataset)
+    return np.array([(family(meta[i]["model_a"], families) == own) * 1 - (family(meta[i]["model_b"], families) == own) * 1
+                     for i in design.sample_ids], dtype=float)
+
+
+def _covariate_item(design, mine: np.ndarray, judge: str, seed: int) -> BiasItem:
+    """The own-family covariate fitted beside the attributes and the position term: the card's one
+    slow figure (a posterior fit over every pair of the judge's dataset)."""
+    keys = list(design.attributes)
+    y = design.Y[:, 0]
+    sel = ~np.isnan(y) & (mine != 0)
+    if sel.sum() < 10:
+        return BiasItem("self-preference", COVARIATE, None, None, None, int(sel.sum()),
+                        "fewer than 10 pairs with exactly one own-family response")
+    from .fit import fit_profiles
+
+    X = np.column_stack([design.X, mine])
+    (p,) = fit_profiles(X, y, [judge], attributes=keys + [SELF], position=np.ones(len(y)), folds=0, seed=seed,
+                        draws=1000)
+    i = p.attributes.index(SELF)
+    assert is_position(p.attributes[0])
+    return BiasItem("self-preference", COVARIATE,
+                    float(display_percent(p.mean[i])) / 100, float(display_percent(p.lo[i])) / 100,
+                    float(display_percent(p.hi[i])) / 100, int(sel.sum()),
+                    "fitted beside the attributes and the position term (fast path), 100*sigmoid(weight)")
+
+
+def self_preference_covariate(store: Store, judge: str, dataset: str | None = None, *,
+                              feature_source: str | None = None, families: Mapping[str, str] | None = None,
+                              seed: int = 0) -> BiasItem | None:
+    """The bias card's own-family covariate alone, as ``bias_card`` computes it (None when the card has
+    no such row: no features, or a judge of no known family). For a caller that shows the rest of the
+    card (``bias_card(..., fit_self=False)``) first: the rest is reads and counts, this is a fit."""
+    if dataset is None:
+        dataset = store.judge_main_dataset(judge)
+    feature_source = feature_source or (featureset.default(store, dataset) if dataset else None)
+    own = family(judge, families)
+    if not dataset or not feature_source or own is None:
+        return None
+    design = store.design(dataset, feature_source, scope="all", judges=[judge])
+    return _covariate_item(design, _own_family_side(store, dataset, design, own, families), judge, seed)
 
 
 def card_rows(items: Sequence[BiasItem]) -> list[dict[str, Any]]:

@@ -192,10 +192,12 @@ def group_similarity(matrix: pd.DataFrame, groups: Mapping[str, Iterable[str]]) 
     Judges missing from the matrix are ignored; a judge in two groups counts in both.
     """
     members = {g: [j for j in js if j in matrix.index] for g, js in groups.items()}
-    S = matrix
+    S = matrix.to_numpy(dtype=float)  # positional lookups: .at per pair cost ~0.1 s at 33 judges
+    row = {j: i for i, j in enumerate(matrix.index)}
+    col = {j: i for i, j in enumerate(matrix.columns)}
 
     def mean_of(pairs: list[tuple[str, str]]) -> float:
-        vals = [S.at[a, b] for a, b in pairs if a != b]
+        vals = [S[row[a], col[b]] for a, b in pairs if a != b]
         vals = [v for v in vals if np.isfinite(v)]
         return float(np.mean(vals)) if vals else math.nan
 

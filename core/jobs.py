@@ -446,6 +446,7 @@ def _run_llm(store: Store, job: JobStatus, update, on_progress, due, cancelled):
     from .llm import LLMSettings
 
     p = job.params
+    t0 = time.monotonic()
     samples = select_samples(store, p)
     before = spent(store, job.id)  # what earlier runs of this job paid: the budget covers them too
     update(total=len(samples), cost=round(before, 8), heartbeat_at=now())
@@ -475,38 +476,104 @@ def _run_llm(store: Store, job: JobStatus, update, on_progress, due, cancelled):
     else:
         pr = judges.collect_labels(store, samples, settings, judge=p["judge"], both_orders=p.get("both_orders", True),
                                    **common)
-    return (*llm_ending(store, job, pr, samples), dict(done=pr.done, failed=pr.failed,
-                                                       cost=round(spent(store, job.id), 8)))
+    return (*llm_ending(store, job, pr, samples, seconds=time.monotonic() - t0, price_known=settings.price_known),
+            dict(done=pr.done, failed=pr.failed, cost=round(spent(store, job.id), 8)))
 
 
-def llm_ending(store: Store, job: JobStatus, pr, samples: list[dict[str, Any]]) -> tuple[str, str]:
-    """(status, message) that say honestly how an annotate or judge run ended.
+def llm_ending(store: Store, job: JobStatus, pr, samples: list[dict[str, Any]], *, seconds: float | None = None,
+               price_known: bool = True) -> tuple[str, str]:
+    """(status, message) that say honestly how an annotate or judge run ended: what was done (samples,
+    requests sent and answered from the store), how long it took, what failed and why (on which
+    samples), and what it spent.
 
     A run stopped because its requests all failed for one deterministic reason is "failed", with
     the server's words and what to change (resuming as it is would fail the same way); only
     failures that may pass (timeouts, rate limits, dropped lines) are offered a resume. A judge
     run says how many labels it stored and the position consistency of those labels."""
+    from .prices import fmt_cost
+
+    verb = "labelled" if job.kind == "judge" else "annotated"
+    took = f" in {duration_text(seconds)}" if seconds is not None else ""
+    work = (f"{pr.done - pr.failed:,} of {pr.total or len(samples):,} samples {verb}{took} "
+            f"({pr.requests:,} requests sent, {pr.cached:,} answered from the store)")
+    spend = f"spent {fmt_cost(spent(store, job.id), known=price_known)}"
     if pr.fatal:
-        return "failed", f"stopped early: {pr.fatal}"
+        return "failed", f"stopped early: {pr.fatal}; {work}; {spend}"
     if pr.stopped == "cancelled":
-        return "cancelled", "cancelled by user; resume to continue"
+        return "cancelled", f"cancelled by user; {work}; {spend}; resume to continue"
     if pr.stopped:
-        return "paused", f"stopped: {pr.stopped}; resume with a larger budget to continue"
-    parts = []
+        return "paused", f"stopped: {pr.stopped}; {work}; {spend}; resume with a larger budget to continue"
+    parts = [f"finished: {work}"]
     if job.kind == "judge":
         from . import judges
 
         c = judges.position_consistency(store, job.params["judge"], [s["id"] for s in samples])
         parts.append(f"{c.labels} labels stored ({c.both_orders} with both orders"
-                     + (f", position consistency {c.rate:.0%}" if c.rate is not None else "") + ")")
+                     + (f", position consistency {c.rate:.1%}" if c.rate is not None else "") + ")")
+    if pr.failed:
+        why = failure_summary(store, job.id) or (f"last error: {pr.errors[-1][:300]}" if pr.errors else "")
+        parts.append(f"{pr.failed:,} sample{'s' if pr.failed != 1 else ''} failed" + (f": {why}" if why else "")
+                     + "; resume to retry them")
     if pr.estimated:
         parts.append(f"{pr.estimated} timed-out requests' spend estimated")
-    if pr.failed:
-        last = f" (last: {pr.errors[-1][:300]})" if pr.errors else ""
-        parts.insert(0, f"finished with {pr.failed} samples failed{last}; resume to retry them")
-    else:
-        parts.insert(0, "finished")
+    parts.append(spend)
     return "done", "; ".join(parts)
+
+
+def failure_summary(store: Store, job_id: int, *, reasons: int = 3, samples: int = 5) -> str:
+    """The job's requests that failed for good, by reason: ``timeout (3 attempts) on samples s17, s92``;
+    "" when none did."""
+    rows = store.job_failures(job_id, 10_000)
+    if not rows:
+        return ""
+    by: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        why = " ".join(str(r.get("error") or "no reason given").split())[:200]
+        g = by.setdefault(why, {"samples": [], "attempts": 0})
+        if r["sample_id"] not in g["samples"]:
+            g["samples"].append(r["sample_id"])
+        g["attempts"] = max(g["attempts"], int(r.get("attempts") or 0))
+    out = []
+    for why, g in sorted(by.items(), key=lambda kv: -len(kv[1]["samples"]))[:reasons]:
+        ids = sorted(g["samples"], key=str)
+        more = f" and {len(ids) - samples:,} more" if len(ids) > samples else ""
+        tries = f" ({g['attempts']} attempts)" if g["attempts"] > 1 else ""
+        out.append(f"{why}{tries} on sample{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids[:samples]))}{more}")
+    if len(by) > reasons:
+        out.append(f"{len(by) - reasons} other reasons")
+    return "; ".join(out)
+
+
+def duration_text(seconds: float | None) -> str:
+    """'42 s', '3 min 05 s', '2 h 04 min'; 'not started' for None."""
+    if seconds is None:
+        return "not started"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s" if seconds >= 1 or seconds == 0 else f"{seconds:.1f} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def report(store: Store, job_id: int) -> list[str]:
+    """What a job did, for its worker log and the command line: its kind and scope, its state, the
+    times (start, end, duration), the counts, its message (what was done, what failed and why), the
+    error, the failed requests by reason, and its spend."""
+    job = get(store, job_id)
+    lines = [f"job {job.id} {job.state}: {job.summary}",
+             f"  started {job.started_at or 'not started'}, ended {job.finished_at or 'not yet'}"
+             f" ({duration_text(job.duration_s)})",
+             f"  {job.done:,} of {job.total:,} {job.unit} done, {job.failed:,} failed"
+             + (f"; spent {job.spend_text}" if job.spends else "")]
+    if job.message:
+        lines.append(f"  {job.message}")
+    if job.error:
+        lines.append(f"  error: {job.error}")
+    why = failure_summary(store, job_id) if job.kind in ("annotate", "judge", "experiment") else ""
+    if why and why not in (job.message or ""):
+        lines.append(f"  failed requests: {why}")
+    return lines
 
 
 def _run_experiment(store: Store, job: JobStatus, update, on_progress, due, cancelled):
@@ -528,19 +595,23 @@ def _run_experiment(store: Store, job: JobStatus, update, on_progress, due, canc
 def _run_heuristic(store: Store, job: JobStatus, update, on_progress, due, cancelled):
     from . import annotate, paidwork
 
+    t0 = time.monotonic()
     samples = select_samples(store, job.params)
     update(total=len(samples), heartbeat_at=now())
     done = 0
     for i in range(0, len(samples), HEURISTIC_CHUNK):
         if cancelled():
-            return "cancelled", f"cancelled by user after {done} samples; resume to continue", dict(done=done)
+            return ("cancelled", f"cancelled by user after {done:,} of {len(samples):,} samples in "
+                    f"{duration_text(time.monotonic() - t0)}; resume to continue", dict(done=done))
         done += annotate.run_heuristics(store, samples[i : i + HEURISTIC_CHUNK])
         pr = paidwork.Progress(total=len(samples), done=done)
         if on_progress:
             on_progress(pr)
         if due(done == len(samples)):
             update(done=done, message=f"{done} of {len(samples)} samples", heartbeat_at=now())
-    return "done", "finished (offline heuristics: feature set {featureset.HEURISTIC})", dict(done=done, failed=0)
+    return ("done", f"finished: {done:,} of {len(samples):,} samples rated by the offline heuristics in "
+            f"{duration_text(time.monotonic() - t0)}, no requests, no cost; features in the feature set "
+            f"{featureset.HEURISTIC}", dict(done=done, failed=0))
 
 
 def _run_import(store: Store, job: JobStatus, update, on_progress, due, cancelled):
@@ -586,8 +657,8 @@ def _run_fit(store: Store, job: JobStatus, update, on_progress, due, cancelled):
     except _Cancelled:
         return ("cancelled", f"cancelled by user at step {state['done']} of {state['total']} (batches already fitted "
                 "are stored); resume to continue", dict(done=state["done"], total=state["total"]))
-    msg = (f"features {source}: {len(rep.fitted)} profiles fitted, {len(rep.unchanged)} unchanged, "
-           f"{len(rep.skipped)} skipped, in {rep.seconds:.1f} s")
+    msg = (f"finished: {len(rep.fitted)} profiles fitted, {len(rep.unchanged)} unchanged (inputs as before), "
+           f"{len(rep.skipped)} skipped, on features {source} in {duration_text(rep.seconds)}")
     if rep.skipped:
         msg += " (" + "; ".join(f"{scope}: {why}" for scope, why in rep.skipped[:3]) + (" ..." if len(rep.skipped) > 3 else "") + ")"
     return "done", msg, dict(done=state["total"], total=state["total"], failed=0)

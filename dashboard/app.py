@@ -33,6 +33,7 @@ PAGES = [
 
 st.set_page_config(page_title="Preference dissection", page_icon=":material/balance:", layout="wide")
 
+data.one_blas_thread()
 where = data.store_location()
 if where.error:  # nothing can be saved: say why in one line rather than fail on the first write
     st.error(f"Cannot start: {where.error}", icon=":material/error:")
@@ -46,6 +47,7 @@ if where.warnings and user.can_edit:
 
 if "seeded" not in st.session_state:
     if data.needs_seeding():  # first start: say what is happening instead of a blank wait
+        data.warm_imports()  # the Overview's chart library loads while the demo is written
         with st.status("First start: writing the synthetic demo (a few seconds, once)", expanded=True) as box:
             st.caption("Generated pairs and four judges modelled on the paper's published profiles, so every page "
                        "has something to show; import your own data on the Your data page.")
@@ -61,11 +63,11 @@ if "seeded" not in st.session_state:
 @st.fragment(run_every=2.0)
 def demo_fit_notice() -> None:
     """While the demo's profiles are fitted in the background, say so on every page; when the fit ends,
-    run the page again so it fills in."""
-    job = data.demo_fit_running()
-    if job is None:
+    run the page again so it fills in (or shows that the fit failed)."""
+    job = data.demo_fit_job()
+    if job is None or not job.active:
         if st.session_state.pop("demo_fit_seen", None):
-            st.rerun()  # the profiles are in: the page shows them
+            st.rerun()  # the profiles are in (or the fit failed): the page shows it
         return
     st.session_state["demo_fit_seen"] = job.id
     step = f", step {job.done} of {job.total}" if job.total else ""
@@ -74,7 +76,29 @@ def demo_fit_notice() -> None:
             icon=":material/hourglass_top:")
 
 
-if data.demo_fit_running() is not None:
+def demo_fit_failed(job) -> None:
+    """The demo's background fit failed (or lost its worker): say so on every page, with the job, its
+    error and the way to run it again, rather than leave the profile pages empty without a word."""
+    reason = ("its worker stopped (no heartbeat)" if job.stale else job.error or job.message or "no reason recorded")
+    step = ("Run it again here, or open Annotate & fit for the job's log." if user.can_edit else
+            "An editor can run it again; Annotate & fit shows the job's log.")
+    st.warning(f"The fit of the demo judges' profiles failed (job {job.id}): {plain(reason)}. The Profiles, "
+               f"Similarity and Simulator pages and the Samples waterfall stay empty until it succeeds. {step}",
+               icon=":material/error:")
+    c1, c2 = st.columns([1, 3])
+    if user.can_edit and c1.button("Run the fit again", key="demo_fit_retry", icon=":material/replay:"):
+        from core import jobs
+
+        jobs.launch(data.store(), job.kind, job.params)  # the same job, queued again, and a worker on it
+        st.session_state["demo_fit_seen"] = job.id
+        st.rerun()
+    c2.page_link(PAGES[5], label="Annotate & fit: the job's log and history", icon=":material/model_training:")
+
+
+demo_job = data.demo_fit_job()
+if demo_job is not None and demo_job.active:
     demo_fit_notice()
+elif demo_job is not None and (demo_job.status == "failed" or demo_job.stale):
+    demo_fit_failed(demo_job)
 
 st.navigation(PAGES).run()

@@ -3,6 +3,7 @@ which draws one on a page with its spec cached."""
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import altair as alt
@@ -10,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from core import catalogue
+from dashboard import fmt
 
 def names_axis(**kwargs) -> alt.Axis:
     """An axis of names (judges, attributes, models): every label drawn, none cut short (Vega's
@@ -53,24 +55,24 @@ def agreement_heatmap(frame: pd.DataFrame) -> alt.Chart:
         x=alt.X("judge_a:N", title=None, axis=names_axis(labelAngle=-40)),
         y=alt.Y("judge_b:N", title=None, axis=names_axis()),
     )
-    tooltip = ["judge_a", "judge_b", "shared", "agree", alt.Tooltip("rate:Q", title="agreement", format=".1%")]
+    tooltip = ["judge_a", "judge_b", "shared", "agree", alt.Tooltip("rate:Q", title="agreement", format=fmt.PERCENT_D3)]
     if "kappa" in frame:
         off = frame.loc[frame["judge_a"] != frame["judge_b"], "kappa"].dropna()
         lo = min(float(off.min()) if len(off) else 0.0, -0.05)
         hi = max(float(off.max()) if len(off) else 0.0, 0.05)
         color = alt.Color("kappa:Q", title="Cohen's kappa",
                           scale=alt.Scale(domain=[lo, hi], domainMid=0, scheme="redblue", clamp=True, reverse=True))
-        tooltip += [alt.Tooltip("chance:Q", title="by chance", format=".1%"),
-                    alt.Tooltip("kappa:Q", title="kappa", format=".2f"),
-                    alt.Tooltip("kappa_lo:Q", title="kappa from", format=".2f"),
-                    alt.Tooltip("kappa_hi:Q", title="kappa to", format=".2f")]
+        tooltip += [alt.Tooltip("chance:Q", title="by chance", format=fmt.PERCENT_D3),
+                    alt.Tooltip("kappa:Q", title="kappa", format=fmt.COEFFICIENT_D3),
+                    alt.Tooltip("kappa_lo:Q", title="kappa from", format=fmt.COEFFICIENT_D3),
+                    alt.Tooltip("kappa_hi:Q", title="kappa to", format=fmt.COEFFICIENT_D3)]
         strong = f"abs(datum.kappa) > {0.6 * max(abs(lo), hi):.4f}"
     else:
         color = alt.Color("rate:Q", title="agreement", scale=alt.Scale(domain=[0, 1], scheme="blues"))
         strong = "datum.rate > 0.6"
     cells = base.mark_rect().encode(color=color, tooltip=tooltip)
     text = base.mark_text(fontSize=10).encode(
-        text=alt.Text("rate:Q", format=".0%"),
+        text=alt.Text("rate:Q", format=fmt.PERCENT_D3),
         color=alt.condition(strong, alt.value("white"), alt.value("black")),
     )
     return (cells + text).properties(width=alt.Step(42), height=alt.Step(24))
@@ -131,11 +133,11 @@ def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool
     x = alt.X("percent:Q", title="P(preferred | better on this attribute alone), %", scale=scale,
               axis=alt.Axis(values=ticks))
     tooltip = [alt.Tooltip("judge:N"), alt.Tooltip("label:N", title="attribute"),
-               alt.Tooltip("percent:Q", title="%", format=".1f"),
+               alt.Tooltip("percent:Q", title="preferred (%)", format=".1f"),
                alt.Tooltip("percent_lo:Q", title="interval from", format=".1f"),
                alt.Tooltip("percent_hi:Q", title="interval to", format=".1f"),
-               alt.Tooltip("mean:Q", title="weight", format="+.3f"),
-               alt.Tooltip("p_pos:Q", title="P(weight > 0)", format=".2f"),
+               alt.Tooltip("mean:Q", title="weight", format=fmt.WEIGHT_D3),
+               alt.Tooltip("p_pos:Q", title="P(weight > 0)", format=fmt.PERCENT_D3),
                alt.Tooltip("definition:N", title="means")]
     frame = frame.assign(definition=definitions(frame["attribute"])) if "attribute" in frame else frame.assign(definition="")
     base = alt.Chart(frame).encode(**enc)
@@ -190,11 +192,11 @@ def difference_chart(frame: pd.DataFrame, a: str, b: str, *, order: list[str] | 
     color = alt.Color("verdict:N", title=None, legend=names_legend(orient="top", direction="vertical"),
                       scale=alt.Scale(domain=[f"{a} rewards more", f"{b} rewards more", "no clear difference"],
                                       range=["#1f77b4", "#d62728", "#9a9a9a"]))
-    tooltip = [alt.Tooltip("label:N", title="attribute"), alt.Tooltip("a:Q", title=a, format="+.3f"),
-               alt.Tooltip("b:Q", title=b, format="+.3f"), alt.Tooltip("diff:Q", title="difference", format="+.3f"),
-               alt.Tooltip("lo:Q", title="interval from", format="+.3f"),
-               alt.Tooltip("hi:Q", title="interval to", format="+.3f"),
-               alt.Tooltip("p_pos:Q", title=f"P({a} > {b})", format=".2f"),
+    tooltip = [alt.Tooltip("label:N", title="attribute"), alt.Tooltip("a:Q", title=a, format=fmt.WEIGHT_D3),
+               alt.Tooltip("b:Q", title=b, format=fmt.WEIGHT_D3), alt.Tooltip("diff:Q", title="difference", format=fmt.WEIGHT_D3),
+               alt.Tooltip("lo:Q", title="interval from", format=fmt.WEIGHT_D3),
+               alt.Tooltip("hi:Q", title="interval to", format=fmt.WEIGHT_D3),
+               alt.Tooltip("p_pos:Q", title=f"P({a} > {b})", format=fmt.PERCENT_D3),
                alt.Tooltip("definition:N", title="means")]
     base = alt.Chart(data).encode(y=y, tooltip=tooltip)
     whiskers = base.mark_rule(strokeWidth=1.6).encode(x=alt.X("lo:Q", title=f"weight of {a} minus {b}"), x2="hi:Q",
@@ -218,7 +220,7 @@ def similarity_heatmap(matrix: pd.DataFrame, *, select: bool = True) -> alt.Laye
     )
     color = alt.Color("similarity:Q", title="similarity",
                       scale=alt.Scale(scheme="redblue", domain=[-1.0, 1.0]))  # symmetric: 0 is white
-    tooltip = ["judge_a:N", "judge_b:N", alt.Tooltip("similarity:Q", format=".3f")]
+    tooltip = ["judge_a:N", "judge_b:N", alt.Tooltip("similarity:Q", format=fmt.COEFFICIENT_D3)]
     cells = base.mark_rect().encode(color=color, tooltip=tooltip)
     if select:
         pick = alt.selection_point(name=CELL_PICK, fields=["judge_a", "judge_b"], on="click")
@@ -226,7 +228,7 @@ def similarity_heatmap(matrix: pd.DataFrame, *, select: bool = True) -> alt.Laye
     layers = [cells]
     if len(names) <= 16:
         values = base.mark_text(fontSize=11).encode(
-            text=alt.Text("similarity:Q", format=".2f"),
+            text=alt.Text("similarity:Q", format=fmt.COEFFICIENT_D3),
             color=alt.condition("datum.similarity > 0.6", alt.value("white"), alt.value("black")),
             tooltip=tooltip)
         if select:
@@ -268,11 +270,11 @@ def judge_rates(frame: pd.DataFrame, value: str, *, title: str, count: str | Non
     """One bar per judge: a rate in [0, 1] (agreement with a reference, position consistency),
     with a rule at 50% and the count behind each rate in the tooltip. Rows without a rate are left out."""
     data = frame.dropna(subset=[value])[["name", value] + ([count] if count else [])]
-    tooltip = ["name", alt.Tooltip(f"{value}:Q", title=title, format=".1%")]
+    tooltip = ["name", alt.Tooltip(f"{value}:Q", title=title, format=fmt.PERCENT_D3)]
     if count:
         tooltip.append(alt.Tooltip(f"{count}:Q", title="samples"))
     bars = alt.Chart(data).mark_bar().encode(
-        x=alt.X(f"{value}:Q", title=title, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        x=alt.X(f"{value}:Q", title=title, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format=fmt.PERCENT_AXIS)),
         y=alt.Y("name:N", title=None, sort="-x", axis=names_axis()),
         tooltip=tooltip,
     )
@@ -304,14 +306,14 @@ def simulation_chart(frame: pd.DataFrame) -> alt.LayerChart:
         yOffset=alt.YOffset("stage:N", sort=stages),
         color=color,
     )
-    tooltip = ["judge", "stage", alt.Tooltip("mean:Q", format=".1%", title="win rate"),
-               alt.Tooltip("lo:Q", format=".1%", title="94% from"), alt.Tooltip("hi:Q", format=".1%", title="94% to"),
-               alt.Tooltip("pred_lo:Q", format=".1%", title="predictive from"),
-               alt.Tooltip("pred_hi:Q", format=".1%", title="predictive to")]
+    tooltip = ["judge", "stage", alt.Tooltip("mean:Q", format=fmt.PERCENT_D3, title="win rate"),
+               alt.Tooltip("lo:Q", format=fmt.PERCENT_D3, title="94% from"), alt.Tooltip("hi:Q", format=fmt.PERCENT_D3, title="94% to"),
+               alt.Tooltip("pred_lo:Q", format=fmt.PERCENT_D3, title="predictive from"),
+               alt.Tooltip("pred_hi:Q", format=fmt.PERCENT_D3, title="predictive to")]
     band = base.transform_filter("isValid(datum.pred_lo)").mark_rule(strokeWidth=10, opacity=0.18).encode(
         x=alt.X("pred_lo:Q"), x2="pred_hi:Q")
     ci = base.mark_rule(strokeWidth=3).encode(
-        x=alt.X("lo:Q", title="win rate of the model under test", axis=alt.Axis(format="%"),
+        x=alt.X("lo:Q", title="win rate of the model under test", axis=alt.Axis(format=fmt.PERCENT_AXIS),
                 scale=alt.Scale(zero=False)),
         x2="hi:Q", tooltip=tooltip)
     point = base.mark_point(filled=True, size=80).encode(x="mean:Q", tooltip=tooltip)
@@ -327,11 +329,11 @@ def contribution_chart(frame: pd.DataFrame) -> alt.LayerChart:
         yOffset=alt.YOffset("judge:N"),
         color=alt.Color("judge:N", title="judge", legend=names_legend(), scale=alt.Scale(scheme="tableau10")),
     )
-    tooltip = ["judge", "label", "direction", alt.Tooltip("rate:Q", format=".0%", title="success rate"),
-               alt.Tooltip("mean:Q", format="+.1%", title="contribution"),
-               alt.Tooltip("lo:Q", format="+.1%", title="94% from"), alt.Tooltip("hi:Q", format="+.1%", title="94% to")]
+    tooltip = ["judge", "label", "direction", alt.Tooltip("rate:Q", format=fmt.PERCENT_D3, title="success rate"),
+               alt.Tooltip("mean:Q", format=fmt.SIGNED_PERCENT_D3, title="contribution"),
+               alt.Tooltip("lo:Q", format=fmt.SIGNED_PERCENT_D3, title="94% from"), alt.Tooltip("hi:Q", format=fmt.SIGNED_PERCENT_D3, title="94% to")]
     bars = base.mark_bar(opacity=0.75).encode(
-        x=alt.X("mean:Q", title="contribution to the change in win rate (points)", axis=alt.Axis(format="+%")),
+        x=alt.X("mean:Q", title="contribution to the change in win rate (points)", axis=alt.Axis(format=fmt.SIGNED_PERCENT_AXIS)),
         tooltip=tooltip)
     err = base.mark_rule(color="black").encode(x="lo:Q", x2="hi:Q", tooltip=tooltip)
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="gray").encode(x="x:Q")
@@ -343,11 +345,11 @@ def injection_ranking_chart(frame: pd.DataFrame) -> alt.LayerChart:
     Columns: label, mean, lo, hi, part ("top 5" / "bottom 5")."""
     order = list(frame.sort_values("mean", ascending=False)["label"])
     base = alt.Chart(frame).encode(y=alt.Y("label:N", title=None, sort=order, axis=names_axis()))
-    tooltip = ["label", "part", alt.Tooltip("mean:Q", format="+.1%", title="gain"),
-               alt.Tooltip("lo:Q", format="+.1%", title="94% from"), alt.Tooltip("hi:Q", format="+.1%", title="94% to"),
-               alt.Tooltip("p_positive:Q", format=".0%", title="P(gain > 0)")]
+    tooltip = ["label", "part", alt.Tooltip("mean:Q", format=fmt.SIGNED_PERCENT_D3, title="gain"),
+               alt.Tooltip("lo:Q", format=fmt.SIGNED_PERCENT_D3, title="94% from"), alt.Tooltip("hi:Q", format=fmt.SIGNED_PERCENT_D3, title="94% to"),
+               alt.Tooltip("p_positive:Q", format=fmt.PERCENT_D3, title="P(gain > 0)")]
     bars = base.mark_bar().encode(
-        x=alt.X("mean:Q", title="predicted gain in win rate when injected into every pair", axis=alt.Axis(format="+%")),
+        x=alt.X("mean:Q", title="predicted gain in win rate when injected into every pair", axis=alt.Axis(format=fmt.SIGNED_PERCENT_AXIS)),
         color=alt.condition("datum.mean > 0", alt.value("#54a24b"), alt.value("#e45756")),
         tooltip=tooltip)
     err = base.mark_rule(color="black").encode(x="lo:Q", x2="hi:Q", tooltip=tooltip)
@@ -367,12 +369,12 @@ def leaderboard_chart(frame: pd.DataFrame) -> alt.LayerChart:
         y=y, x="controlled_lo:Q", x2="controlled_hi:Q")
     points = alt.Chart(long).mark_point(filled=True, size=90).encode(
         y=y,
-        x=alt.X("win_rate:Q", title="win rate against all other models", axis=alt.Axis(format="%"),
+        x=alt.X("win_rate:Q", title="win rate against all other models", axis=alt.Axis(format=fmt.PERCENT_AXIS),
                 scale=alt.Scale(zero=False)),
         color=alt.Color("rate:N", title=None, legend=names_legend(), scale=alt.Scale(domain=["raw", "controlled"],
                                                              range=["#4c78a8", "#e45756"])),
         shape=alt.condition("datum.sharp", alt.value("diamond"), alt.value("circle")),
-        tooltip=["model", "rate", alt.Tooltip("win_rate:Q", format=".1%", title="win rate"), "sharp"])
+        tooltip=["model", "rate", alt.Tooltip("win_rate:Q", format=fmt.PERCENT_D3, title="win rate"), "sharp"])
     return (link + ci + points + _half_line()).properties(height=alt.Step(24))
 
 
@@ -384,15 +386,15 @@ def calibration_chart(frame: pd.DataFrame) -> alt.LayerChart:
         strokeDash=[4, 3], color="gray").encode(x="x:Q", y="y:Q")
     base = alt.Chart(frame).encode(
         x=alt.X("predicted:Q", title="predicted P(A preferred), decile mean", scale=alt.Scale(domain=[0, 1]),
-                axis=alt.Axis(format="%")),
+                axis=alt.Axis(format=fmt.PERCENT_AXIS)),
         color=alt.Color("judge:N", title="judge", legend=names_legend(), scale=alt.Scale(scheme="tableau10")),
     )
-    tooltip = ["judge", "bin", "pairs", alt.Tooltip("predicted:Q", format=".1%"),
-               alt.Tooltip("observed:Q", format=".1%"), alt.Tooltip("lo:Q", format=".1%", title="94% from"),
-               alt.Tooltip("hi:Q", format=".1%", title="94% to")]
+    tooltip = ["judge", "bin", "pairs", alt.Tooltip("predicted:Q", format=fmt.PERCENT_D3),
+               alt.Tooltip("observed:Q", format=fmt.PERCENT_D3), alt.Tooltip("lo:Q", format=fmt.PERCENT_D3, title="94% from"),
+               alt.Tooltip("hi:Q", format=fmt.PERCENT_D3, title="94% to")]
     line = base.mark_line(point=True).encode(
         y=alt.Y("observed:Q", title="observed share of A (ties 1/2)", scale=alt.Scale(domain=[0, 1]),
-                axis=alt.Axis(format="%")),
+                axis=alt.Axis(format=fmt.PERCENT_AXIS)),
         tooltip=tooltip)
     err = base.mark_rule(opacity=0.5).encode(y="lo:Q", y2="hi:Q", tooltip=tooltip)
     return (diag + err + line).properties(width=360, height=360)
@@ -427,8 +429,8 @@ def contribution_waterfall(frame: pd.DataFrame, *, order: str = "magnitude") -> 
         x2="end:Q",
         color=alt.Color("kind:N", title=None, scale=alt.Scale(domain=list(WATERFALL_COLOURS),
                                                              range=list(WATERFALL_COLOURS.values()))),
-        tooltip=["label", alt.Tooltip("x:Q", title="A vs B (x)"), alt.Tooltip("weight:Q", format="+.3f"),
-                 alt.Tooltip("contribution:Q", format="+.3f"), alt.Tooltip("end:Q", format="+.3f", title="running sum")],
+        tooltip=["label", alt.Tooltip("x:Q", title="A vs B (x)"), alt.Tooltip("weight:Q", format=fmt.WEIGHT_D3),
+                 alt.Tooltip("contribution:Q", format=fmt.WEIGHT_D3), alt.Tooltip("end:Q", format=fmt.WEIGHT_D3, title="running sum")],
     )
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="gray").encode(x="x:Q")
     return (bars + zero).properties(height=alt.Step(20))
@@ -487,7 +489,13 @@ def show(build: Callable[..., alt.TopLevelMixin], *args, where=None, key: str | 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _vega_lite_spec(builder: str, args: tuple, kwargs: tuple) -> dict:
-    return _to_vega_lite(globals()[builder](*args, **dict(kwargs)))
+    chart = globals()[builder](*args, **dict(kwargs))
+    # Streamlit converts with chart.to_dict(), which validates the spec against the Vega-Lite schema:
+    # about half of a chart's conversion (jsonschema), paid on every page interaction that shows new
+    # data. The builders' specs are validated by the tests (each builder's chart.to_dict()), so a page
+    # run converts without validating again.
+    object.__setattr__(chart, "to_dict", functools.partial(type(chart).to_dict, chart, validate=False))
+    return _to_vega_lite(chart)
 
 
 EXPERIMENT_COLORS = {"measured": "#4c78a8", "predicted": "#e45756", "simulated": "#9d9d9d"}
@@ -503,16 +511,16 @@ def experiment_chart(frame: pd.DataFrame, *, shift: bool = False) -> alt.LayerCh
                       scale=alt.Scale(domain=stages, range=[EXPERIMENT_COLORS[s] for s in stages]))
     base = alt.Chart(frame).encode(y=alt.Y("arm:N", title=None, axis=names_axis(), sort=None),
                                    yOffset=alt.YOffset("stage:N", sort=stages), color=color)
-    fmt = "+.1%" if shift else ".1%"
-    tooltip = ["arm", "stage", alt.Tooltip("mean:Q", format=fmt, title="shift" if shift else "win rate"),
-               alt.Tooltip("lo:Q", format=fmt, title="94% from"), alt.Tooltip("hi:Q", format=fmt, title="94% to"),
-               alt.Tooltip("pred_lo:Q", format=fmt, title="predictive from"),
-               alt.Tooltip("pred_hi:Q", format=fmt, title="predictive to")]
+    number = fmt.SIGNED_PERCENT_D3 if shift else fmt.PERCENT_D3
+    tooltip = ["arm", "stage", alt.Tooltip("mean:Q", format=number, title="shift" if shift else "win rate"),
+               alt.Tooltip("lo:Q", format=number, title="94% from"), alt.Tooltip("hi:Q", format=number, title="94% to"),
+               alt.Tooltip("pred_lo:Q", format=number, title="predictive from"),
+               alt.Tooltip("pred_hi:Q", format=number, title="predictive to")]
     band = base.transform_filter("isValid(datum.pred_lo)").mark_rule(strokeWidth=10, opacity=0.18).encode(
         x=alt.X("pred_lo:Q"), x2="pred_hi:Q")
     title = "shift in win rate against the control" if shift else "win rate against the baseline"
     ci = base.transform_filter("isValid(datum.lo)").mark_rule(strokeWidth=3).encode(
-        x=alt.X("lo:Q", title=title, axis=alt.Axis(format="+%" if shift else "%"), scale=alt.Scale(zero=False)),
+        x=alt.X("lo:Q", title=title, axis=alt.Axis(format=fmt.SIGNED_PERCENT_AXIS if shift else fmt.PERCENT_AXIS), scale=alt.Scale(zero=False)),
         x2="hi:Q", tooltip=tooltip)
     point = base.mark_point(filled=True, size=80).encode(x="mean:Q", tooltip=tooltip)
     ref = alt.Chart(pd.DataFrame({"x": [0.0 if shift else 0.5]})).mark_rule(strokeDash=[4, 3], color="gray").encode(

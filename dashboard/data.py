@@ -70,9 +70,35 @@ def store_location() -> config.StoreLocation:
     return loc
 
 
+@st.cache_resource(show_spinner=False)
+def one_blas_thread() -> bool:
+    """Limit BLAS to one thread in the server process, once. The pages' products are small (a few
+    chains x 31 weights x some thousand pairs) and sessions run on threads of their own: several BLAS
+    threads per product only wait on each other, and on a busy machine they spin (the bias card's
+    self-preference fit took 16 s of CPU on the default threads and 2 s on one, at the paper's scale,
+    load 8 on 2 cores). Workers (fits, annotation) are processes of their own and keep their setting."""
+    try:  # threadpoolctl comes with PyMC
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return False
+    threadpool_limits(limits=1, user_api="blas")  # not used as a context manager: the limit stays
+    return True
+
+
 def needs_seeding() -> bool:
     """The store is empty and seeding is on: the first visit builds the demo."""
     return config.settings().seed_demo and store().is_empty()
+
+
+def warm_imports() -> None:
+    """Import the chart library (Altair, through ``dashboard.charts``) on a background thread. A first
+    start calls it before writing the demo: much of that write runs in SQLite, without the GIL, so the
+    import (some 0.5-1 s) is done by the time the Overview, which needs it, renders."""
+    import importlib
+    import threading
+
+    threading.Thread(target=importlib.import_module, args=("dashboard.charts",), name="warm-imports",
+                     daemon=True).start()
 
 
 def ensure_seeded(on_progress=None) -> int | None:
@@ -94,14 +120,15 @@ def ensure_seeded(on_progress=None) -> int | None:
     return job.id
 
 
-def demo_fit_running():
-    """The demo's profile fit while it is queued or running (a first start runs it in the background),
-    else None. Read fresh on every call: it is what tells a page to fill in."""
+def demo_fit_job():
+    """The newest fit of the demo's profiles (a first start runs it in the background), or None. Read
+    fresh on every call: while it is queued or running it tells a page to fill in when it ends; when it
+    failed, every page says so (dashboard/app.py)."""
     from core import demo, jobs
 
     for job in jobs.list_jobs(store(), limit=20):
         if job.kind == "fit" and job.params.get("dataset") == demo.DEMO_DATASET:
-            return job if job.active else None
+            return job
     return None
 
 

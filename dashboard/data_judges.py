@@ -65,8 +65,86 @@ def judge_pairs(fp: tuple, dataset: str | None) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def bias_card(fp: tuple, judge: str, dataset: str | None, families: tuple[str, ...] = ()) -> pd.DataFrame:
-    """A judge's bias card (``core.bias.bias_card``) as a table; ``families``: the user's "PATTERN=FAMILY"
-    items, checked before the built-in map (``core.bias.families_with``; a bad item is a ValueError)."""
+    """A judge's bias card (``core.bias.bias_card``) as a table, but for its one slow figure: the
+    own-family covariate is fitted in the background (``self_preference``) and filled in by
+    ``with_covariate``. ``families``: the user's "PATTERN=FAMILY" items, checked before the built-in map
+    (``core.bias.families_with``; a bad item is a ValueError)."""
     from core import bias
 
-    return pd.DataFrame(bias.card_rows(bias.bias_card(store(), judge, dataset, families=bias.families_with(families))))
+    return pd.DataFrame(bias.card_rows(bias.bias_card(store(), judge, dataset, families=bias.families_with(families),
+                                                      fit_self=False)))
+
+
+def _stop_fits(fits: dict) -> None:
+    fits["pool"].shutdown(wait=False, cancel_futures=True)
+
+
+@st.cache_resource(show_spinner=False, on_release=_stop_fits)
+def _covariate_fits() -> dict:
+    """One background thread for the bias card's covariate fits, shared by the sessions, and the fits
+    started (the newest 64 kept; a cleared cache stops the thread)."""
+    import threading
+    from collections import OrderedDict
+    from concurrent.futures import ThreadPoolExecutor
+
+    return {"pool": ThreadPoolExecutor(max_workers=1, thread_name_prefix="bias-covariate", initializer=_background_priority),
+            "futures": OrderedDict(), "lock": threading.Lock()}
+
+
+def _background_priority() -> None:
+    """The fit thread yields the CPU to page runs (Linux schedules threads one by one; elsewhere: no-op)."""
+    import os
+    import threading
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # pragma: no cover - not Linux, or not allowed
+        pass
+
+
+def _fit_covariate(path: str, judge: str, dataset: str | None, families: dict[str, str]):
+    from core import bias
+    from core.store import open_store
+
+    return bias.self_preference_covariate(open_store(path), judge, dataset, families=families)
+
+
+def self_preference(fp: tuple, judge: str, dataset: str | None, families: tuple[str, ...] = ()):
+    """The bias card's own-family covariate (``core.bias.self_preference_covariate``: a fit, about a
+    second at the paper's scale) as a future: started once per (store version, judge, dataset, families)
+    on a background thread, so the Judges page renders without waiting for it."""
+    from core import bias
+
+    bg = _covariate_fits()
+    key = (fp, judge, dataset, families)
+    with bg["lock"]:
+        fut = bg["futures"].get(key)
+        if fut is None:
+            fut = bg["futures"][key] = bg["pool"].submit(_fit_covariate, str(store().path), judge, dataset,
+                                                         bias.families_with(families))
+            while len(bg["futures"]) > 64:
+                bg["futures"].popitem(last=False)
+    return fut
+
+
+def with_covariate(card: pd.DataFrame, covariate) -> pd.DataFrame:
+    """The card with its own-family covariate row filled from the ``self_preference`` future: the fitted
+    figure when it is done, the error when it failed, "being fitted" while it runs (no figure shown)."""
+    from core import bias
+
+    rows = card["measure"] == bias.COVARIATE
+    if not rows.any():
+        return card
+    card = card.copy()
+    if not covariate.done():
+        card.loc[rows, "note"] = "being fitted (fills in by itself in a few seconds)"
+        return card
+    try:
+        item = covariate.result()
+    except Exception as e:  # shown in its row; the rest of the card stands
+        card.loc[rows, "note"] = f"the fit failed: {type(e).__name__}: {e}"
+        return card
+    if item is not None:
+        for col, value in bias.card_rows([item])[0].items():
+            card.loc[rows, col] = value
+    return card

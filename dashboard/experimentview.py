@@ -6,14 +6,25 @@ from __future__ import annotations
 import streamlit as st
 
 from core import catalogue
-from dashboard import charts, data, data_experiments, data_simulator, viewurl, workbench
+from dashboard import charts, data, data_experiments, data_simulator, fmt, guide, viewurl, workbench
 from dashboard.render import plain
 
 
 def pct(x, signed: bool = False) -> str:
-    if x is None or x != x:
-        return "-"
-    return f"{x:+.1%}" if signed else f"{x:.1%}"
+    return fmt.percent(x, signed=signed)
+
+
+def _arm_columns() -> dict:
+    """The arms table's columns: measured and predicted win rates and shifts, in the house style."""
+    cols: dict = {"show": "asked to show", "avoid": "asked to avoid", "n": st.column_config.NumberColumn("pairs")}
+    for stem, label, signed in (("measured", "measured win rate", False), ("predicted", "predicted win rate", False),
+                                ("shift", "measured shift", True), ("predicted_shift", "predicted shift", True),
+                                ("simulated", "simulated win rate", False)):
+        cols[stem] = fmt.percent_column(label, signed=signed)
+        for end, word in (("lo", "from"), ("hi", "to")):
+            cols[f"{stem}_{end}"] = fmt.percent_column(f"{label}: 94% {word}", signed=signed)
+            cols[f"{stem}_pred_{end}"] = fmt.percent_column(f"{label}: predictive {word}", signed=signed)
+    return cols
 
 
 def section(fp: tuple) -> int | None:
@@ -66,13 +77,16 @@ def _show(fp: tuple, experiment_id: int) -> None:
         c3.metric(f"{row['arm']}: measurement within the prediction", "yes" if inside else "no")
     charts.show(charts.experiment_chart, view["rates"], width="stretch", key="sim_exp_rates_chart")
     charts.show(charts.experiment_chart, view["shifts"], shift=True, width="stretch", key="sim_exp_shift_chart")
-    st.dataframe(table, hide_index=True, key="sim_exp_table")
+    fmt.dataframe(table, hide_index=True, key="sim_exp_table", column_config=_arm_columns())
     data.download_buttons(table, f"experiment_{experiment_id}_arms", "sim_exp_download", what="Arms")
     st.markdown("**Success rate per asked-for attribute**: how often the arm's comparison with the baseline moved "
                 "in the asked direction against the control's on the same query, among queries where it could.")
     success = view["success"].assign(label=lambda f: f["attribute"].map(lambda k: catalogue.attribute(k).label))
-    st.dataframe(success, hide_index=True, key="sim_exp_success", column_config={
-        "rate": st.column_config.NumberColumn("success rate", format="percent")})
+    fmt.dataframe(guide.with_definitions(success), hide_index=True, key="sim_exp_success", column_config={
+        "attribute": None, "label": "attribute", "definition": guide.DEFINITION_COLUMN,
+        "rate": fmt.percent_column("success rate"), "could_move": "could move", "queries": "queries",
+        "at_target_arm": "at target (arm)", "at_target_control": "at target (control)",
+        "measured_by_profile": st.column_config.CheckboxColumn("measured by the profile")})
     data.download_buttons(success, f"experiment_{experiment_id}_attributes", "sim_exp_success_download",
                           what="Success rates")
     with st.expander("Settings and provenance"):

@@ -106,3 +106,34 @@ def attribute_catalogue(*, key: str) -> None:
                    "0 when they are equal or the attribute does not apply.")
         st.dataframe(catalogue_frame(), hide_index=True, key=key, width="stretch",
                      column_config={"means": st.column_config.TextColumn(width="large")})
+
+
+#: what the "shown first" term of a profile means, beside the catalogue's attributes
+POSITION_DEFINITION = ("The response shown first, whatever its content: the judge's position bias, net of the "
+                       "attributes (positive: the first slot is favoured).")
+DEFINITION_COLUMN = st.column_config.TextColumn(
+    "what it means", width="large",
+    help="the attribute's definition (from the catalogue); the catalogue above the tables also says how each "
+         "attribute is compared")
+
+
+@st.cache_data(show_spinner=False)
+def definitions() -> dict[str, str]:
+    """Definition by attribute label and by key (the catalogue's words), and the position term's."""
+    from core.profile import POSITION_LABEL
+
+    out = {POSITION_LABEL: POSITION_DEFINITION, "position": POSITION_DEFINITION}
+    for a in catalogue.attributes():
+        out[a.key] = out[a.label] = f"{a.definition} ({catalogue.rule_text(a)})"
+    return out
+
+
+def with_definitions(frame: pd.DataFrame, by: str = "label", after: str | None = None) -> pd.DataFrame:
+    """``frame`` with a ``definition`` column (what each row's attribute means and how it is compared),
+    placed after column ``after`` (default: after ``by``). Rows that are no attribute get none."""
+    defs = definitions()
+    out = frame.copy()
+    col = out[by].map(lambda v: defs.get(v))
+    at = list(out.columns).index(after or by) + 1
+    out.insert(at, "definition", col)
+    return out

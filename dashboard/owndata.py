@@ -17,7 +17,7 @@ import streamlit as st
 from core import importers
 from core.importers import GENERIC_COLUMNS, InputError, InputErrors
 
-from dashboard import auth, data, workbench
+from dashboard import auth, data, fmt, workbench
 from dashboard.render import plain
 
 NONE = "(not in the file)"
@@ -108,9 +108,9 @@ def import_section() -> None:
         return
     st.markdown("**The first rows** (as text)")
     st.dataframe(pd.DataFrame(first).astype(str), hide_index=True)
-    fmt = st.selectbox("Format", list(FORMAT_HELP), key="own_format", format_func=lambda f: f"{f}: {FORMAT_HELP[f]}")
+    file_format = st.selectbox("Format", list(FORMAT_HELP), key="own_format", format_func=lambda f: f"{f}: {FORMAT_HELP[f]}")
     options: dict[str, Any] = {"dataset": st.text_input("Dataset name", value=Path(upload.name).stem, key="own_dataset")}
-    if fmt == "generic":
+    if file_format == "generic":
         options["columns"] = _mapping_form(columns)
         c1, c2 = st.columns(2)
         options["judge"] = c1.text_input("Judge name (whose verdicts the file holds)", value="human", key="own_judge")
@@ -137,18 +137,20 @@ def import_section() -> None:
                           help="without it, a file that would change a stored label, or a judge's kind, is refused")
     if st.button("Check the file", key="own_check", icon=":material/fact_check:"):
         try:
-            st.session_state["own_checked"] = (str(path), fmt, repr(options))
-            st.session_state["own_report"] = importers.check_file(fmt, path, **options)
+            st.session_state["own_checked"] = (str(path), file_format, repr(options))
+            st.session_state["own_report"] = importers.check_file(file_format, path, **options)
             st.session_state.pop("own_error", None)
         except InputError as e:
             st.session_state["own_error"] = e
             st.session_state.pop("own_report", None)
-    checked = st.session_state.get("own_checked") == (str(path), fmt, repr(options))
+    checked = st.session_state.get("own_checked") == (str(path), file_format, repr(options))
     if checked and "own_error" in st.session_state:
         e = st.session_state["own_error"]
         n = len(e.problems) + e.more if isinstance(e, InputErrors) else 1
         st.error(f"Not importable: {n:,} problem(s). Nothing was written.")
-        st.dataframe(_problems_frame(e), hide_index=True)
+        fmt.dataframe(_problems_frame(e), hide_index=True, column_config={
+            "row": st.column_config.NumberColumn("row", help="not applicable: the problem is with the whole file"),
+            "field": st.column_config.TextColumn("field", help="not applicable: the problem is with the whole row")})
         if isinstance(e, InputErrors) and e.more:
             st.caption(f"... and {e.more:,} more (the first {len(e.problems)} are listed).")
         return
@@ -157,7 +159,7 @@ def import_section() -> None:
         return
     show_report(st.session_state["own_report"])
     if st.button("Import", type="primary", key="own_import", icon=":material/upload:"):
-        params = {"dataset": options["dataset"], "format": fmt, "path": str(path),
+        params = {"dataset": options["dataset"], "format": file_format, "path": str(path),
                   "options": {**options, "replace": replace}}
         workbench.start("import", params, total=importers.estimate_rows(path) + 1, watch_key="own_watch")
 

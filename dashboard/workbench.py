@@ -21,12 +21,16 @@ from core import config, importers, jobs
 from core.llm import KEY_ENVS, LLMSettings
 from core.prices import fmt_cost
 from core.store import category_scope
-from dashboard import auth, data, data_judges, data_samples
+from dashboard import auth, data, data_judges, data_samples, fmt
 from dashboard.render import plain
 
 ROOT = Path(__file__).resolve().parent.parent
 
 POLL_S = 1.0  # how often the watcher polls a live job's row
+#: the columns of a job's failed-requests table
+FAILURE_COLUMNS = {"sample_id": "sample", "step": "step", "orientation": "order", "error": "why it failed",
+                   "attempts": st.column_config.NumberColumn("attempts", help="tries before it was given up"),
+                   "created_at": fmt.time_column("when")}
 STATUS_COLOURS = {"queued": "gray", "running": "blue", "done": "green", "failed": "red", "cancelled": "orange",
                   "paused": "orange", "running (worker lost)": "red"}
 # ---------------------------------------------------------------- the annotator endpoint and its key
@@ -166,7 +170,7 @@ def show_estimate(est: dict, llm: dict | None = None) -> None:
     cols[2].metric("Tokens (in + out)", f"~{e.input_tokens + e.output_tokens:,}")
     cols[3].metric("Estimated cost", fmt_cost(e.cost, known=e.price_known), help=e.price_source or None)
     if not est["steps"].empty:
-        st.dataframe(est["steps"], hide_index=True, column_config={
+        fmt.dataframe(est["steps"], hide_index=True, column_config={
             "input_tokens": st.column_config.NumberColumn("input tokens (est.)", format="%d"),
             "output_tokens": st.column_config.NumberColumn("output tokens (typical)", format="%d"),
             # an unknown price has no cost column: never a column of $0
@@ -261,13 +265,15 @@ def _panel(job_id: int, was_live: bool, key: str) -> None:
         fails = jobs.failures(store, job_id)
         if fails:
             st.caption("Latest failed requests (the reasons the server or the parser gave)")
-            st.dataframe(pd.DataFrame(fails), hide_index=True)
+            fmt.dataframe(pd.DataFrame(fails), hide_index=True, column_config=FAILURE_COLUMNS)
         past = jobs.runs(store, job_id)
         if past:
             st.caption("Earlier runs of this job")
-            st.dataframe(pd.DataFrame(past)[["run", "status", "done", "total", "failed", "cost", "message", "started_at",
-                                             "finished_at"]], hide_index=True,
-                         column_config={"cost": st.column_config.NumberColumn(format="$%.4f")})
+            fmt.dataframe(pd.DataFrame(past)[["run", "status", "done", "total", "failed", "cost", "message", "started_at",
+                                              "finished_at"]], hide_index=True,
+                          column_config={"cost": st.column_config.NumberColumn("cost (USD)", format=fmt.MONEY),
+                                         "started_at": fmt.time_column("started"),
+                                         "finished_at": fmt.time_column("finished")})
         with st.expander("Worker log (last lines)"):
             st.code(jobs.log_tail(store.path, job_id) or "(no log yet)", language=None, wrap_lines=True)
         next_step(job, key)
@@ -293,16 +299,7 @@ def _panel(job_id: int, was_live: bool, key: str) -> None:
             st.rerun()
 
 
-def duration_text(seconds: float | None) -> str:
-    """'42 s', '3 min 05 s', '2 h 04 min'; 'not started' for None."""
-    if seconds is None:
-        return "not started"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+duration_text = jobs.duration_text  # one wording of a duration (the worker log uses it too)
 
 
 def next_step(job, key: str) -> None:
@@ -332,11 +329,17 @@ def history(kinds: tuple[str, ...] | None = None) -> None:
         "id": j.id, "kind": j.kind, "status": j.state, "job": j.summary, "done": j.done, "total": j.total,
         "failed": j.failed, "cost": j.cost if j.spends else None, "budget": j.budget, "runs": runs.get(j.id, 0),
         "created": j.created_at, "started": j.started_at, "finished": j.finished_at,
-        "duration": duration_text(j.duration_s) if j.started_at else None, "message": j.message,
+        "duration": duration_text(j.duration_s), "message": j.message,
     } for j in rows])
-    st.dataframe(frame, hide_index=True, column_config={
-        "cost": st.column_config.NumberColumn("cost (USD)", format="$%.4f"),
-        "budget": st.column_config.NumberColumn("budget (USD)", format="$%.2f")})
+    fmt.dataframe(frame, hide_index=True, column_config={
+        "id": st.column_config.NumberColumn("job #"),
+        "cost": st.column_config.NumberColumn("cost (USD)", format=fmt.MONEY,
+                                              help="not applicable to jobs that send no paid request"),
+        "budget": st.column_config.NumberColumn("budget (USD)", format="$%.2f", help="not applicable: no budget set"),
+        "runs": st.column_config.NumberColumn("runs", help="how many times it was started"),
+        "created": fmt.time_column("created"), "started": fmt.time_column("started"),
+        "finished": fmt.time_column("finished", help="not applicable while it runs or waits"),
+        "duration": st.column_config.TextColumn("duration", help="from its last start to its end (or now)")})
 
 
 def fit_form(prefix: str, overview: dict, *, default_judges: list[str] | None = None, watch_key: str = "watch") -> None:

@@ -3,7 +3,7 @@ places; add a judge (upload its labels or collect them from a model) and fit it.
 
 import streamlit as st
 
-from dashboard import auth, charts, data, data_judges, guide, viewurl, workbench
+from dashboard import auth, charts, data, data_judges, fmt, guide, viewurl, workbench
 from dashboard.render import plain
 
 st.title("Judges")
@@ -34,25 +34,25 @@ else:
     reference = st.selectbox("Reference judge", options, index=default, key="judges_reference",
                              help="agreement is measured against this judge, on the samples both labelled")
     table = data_judges.judge_table(fp, dataset, reference)
-    st.dataframe(
+    fmt.dataframe(
         table, hide_index=True,
         column_order=["name", "kind", "size_b", "labels", "agreement_ref", "chance_ref", "kappa_ref", "kappa_lo",
                       "kappa_hi", "shared_ref", "consistency", "both_orders",
                       "datasets", "a", "b", "tie", "with_prob", "agree_ref", "consistent"],
         column_config={
-            "size_b": st.column_config.NumberColumn("size (B params)"),
+            "size_b": fmt.size_column(),
+            "datasets": "datasets", "labels": "labels",
             "a": "chose A", "b": "chose B", "tie": "ties", "with_prob": "with probability",
             "both_orders": "both orders known", "consistent": "same verdict both orders",
-            "consistency": st.column_config.NumberColumn("position consistency", format="percent"),
+            "consistency": fmt.percent_column("position consistency",
+                                              help="share of samples judged in both orders with the same verdict; "
+                                                   "not applicable without verdicts in both orders"),
             "shared_ref": "shared with reference", "agree_ref": "agree with reference",
-            "agreement_ref": st.column_config.NumberColumn("agreement with reference", format="percent"),
-            "chance_ref": st.column_config.NumberColumn("by chance", format="percent",
-                                                        help="the agreement two judges with these choice frequencies "
-                                                             "reach by chance"),
-            "kappa_ref": st.column_config.NumberColumn("Cohen's kappa", format="%.2f",
-                                                       help="(agreement - chance) / (1 - chance): 0 is chance, 1 full"),
-            "kappa_lo": st.column_config.NumberColumn("kappa from", format="%.2f", help="94% interval"),
-            "kappa_hi": st.column_config.NumberColumn("kappa to", format="%.2f", help="94% interval"),
+            "agreement_ref": fmt.percent_column("agreement with reference"),
+            "chance_ref": fmt.agreement_columns()["chance"],
+            "kappa_ref": fmt.agreement_columns()["kappa"],
+            "kappa_lo": fmt.agreement_columns()["kappa_lo"],
+            "kappa_hi": fmt.agreement_columns()["kappa_hi"],
         },
     )
     others = table[table["name"] != reference]
@@ -82,13 +82,7 @@ else:
                    "white is chance, the scale fits the pairs shown); text: the agreement rate.")
         charts.show(charts.agreement_heatmap, agree, width="content")
         pairs = agree[agree["judge_a"] < agree["judge_b"]].sort_values("rate", ascending=False)
-        st.dataframe(pairs, hide_index=True,
-                     column_config={"judge_a": "judge", "judge_b": "and judge",
-                                    "rate": st.column_config.NumberColumn("agreement", format="percent"),
-                                    "chance": st.column_config.NumberColumn("by chance", format="percent"),
-                                    "kappa": st.column_config.NumberColumn("Cohen's kappa", format="%.2f"),
-                                    "kappa_lo": st.column_config.NumberColumn("kappa from", format="%.2f"),
-                                    "kappa_hi": st.column_config.NumberColumn("kappa to", format="%.2f")})
+        fmt.dataframe(pairs, hide_index=True, column_config=fmt.agreement_columns())
         data.download_buttons(pairs, f"agreement_{dataset or 'all'}", "judges_agreement_download", what="Agreement")
 
 if not base.empty:
@@ -110,11 +104,25 @@ if not base.empty:
     except ValueError as e:
         st.info(plain(str(e)))
     else:
-        st.dataframe(card, hide_index=True, key="judges_bias_table", column_config={
-            "value": st.column_config.NumberColumn("estimate", format="percent"),
-            "lo": st.column_config.NumberColumn("94% from", format="percent"),
-            "hi": st.column_config.NumberColumn("94% to", format="percent"),
-            "n": st.column_config.NumberColumn("pairs")})
+        # the card's one slow figure, the own-family covariate (a fit), comes from a background thread:
+        # the table shows at once and fills that row in when the fit is done
+        covariate = data_judges.self_preference(fp, card_judge, dataset, items)
+
+        polls = []
+
+        def bias_table(pending: bool) -> None:
+            if pending and polls and covariate.done():
+                st.rerun()  # a poll finds the fit in: the page runs once more and stops polling
+            polls.append(1)
+            fmt.dataframe(data_judges.with_covariate(card, covariate), hide_index=True, key="judges_bias_table",
+                          column_config={
+                "value": fmt.percent_column("estimate", help="not applicable where no pair measures it (see the note)"),
+                "lo": fmt.percent_column("94% from"),
+                "hi": fmt.percent_column("94% to"),
+                "n": st.column_config.NumberColumn("pairs")})
+
+        pending = not covariate.done()
+        st.fragment(bias_table, run_every=0.5 if pending else None)(pending)
 
 st.subheader("Add a judge")
 

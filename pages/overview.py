@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import charts, data, guide
+from dashboard import charts, data, fmt, guide
 
 st.title("Overview")
 guide.how_to_read("overview")
@@ -33,10 +33,11 @@ cols[2].metric("Judges", f"{counts['judges']:,}")
 cols[3].metric("Labels", f"{counts['labels']:,}")
 
 st.subheader("Datasets")
-st.dataframe(
+fmt.dataframe(
     datasets[["name", "samples", "judges", "labels", "source", "licence", "synthetic", "imported_at"]],
     hide_index=True,
-    column_config={"synthetic": st.column_config.CheckboxColumn("synthetic")},
+    column_config={"synthetic": st.column_config.CheckboxColumn("synthetic"),
+                   "imported_at": fmt.time_column("imported", help="when the dataset was imported into this store")},
 )
 
 st.subheader("Samples per scenario group")
@@ -48,15 +49,15 @@ if not cats.empty:
     st.subheader("Samples per category (your own taxonomy)")
     st.caption("The categories your data brought (a category column at import); each is a Samples filter and a fit "
                "scope (category:NAME). The scenario group shown is the one all of a category's samples share.")
-    st.dataframe(cats, hide_index=True, column_config={"scenario_group": "scenario group"})
+    fmt.dataframe(cats, hide_index=True, column_config={"scenario_group": "scenario group"})
 
 st.subheader("Judges")
 judges = ov["judges"]
-st.dataframe(
+fmt.dataframe(
     judges[["name", "kind", "size_b", "labels", "a", "b", "tie", "with_prob", "both_orders"]],
     hide_index=True,
     column_config={
-        "size_b": st.column_config.NumberColumn("size (B params)"),
+        "size_b": fmt.size_column(),
         "a": "chose A", "b": "chose B", "tie": "ties",
         "with_prob": "with probability", "both_orders": "both orders",
     },
@@ -72,13 +73,8 @@ else:
                "white is chance, the scale fits the pairs shown); text: the agreement rate.")
     charts.show(charts.agreement_heatmap, agree, width="content")
     pairs = agree[agree["judge_a"] < agree["judge_b"]].sort_values("rate", ascending=False)
-    st.dataframe(
+    fmt.dataframe(
         pairs, hide_index=True,
-        column_config={"judge_a": "judge", "judge_b": "and judge",
-                       "rate": st.column_config.NumberColumn("agreement", format="percent"),
-                                    "chance": st.column_config.NumberColumn("by chance", format="percent"),
-                                    "kappa": st.column_config.NumberColumn("Cohen's kappa", format="%.2f"),
-                                    "kappa_lo": st.column_config.NumberColumn("kappa from", format="%.2f"),
-                                    "kappa_hi": st.column_config.NumberColumn("kappa to", format="%.2f")},
+        column_config=fmt.agreement_columns(),
     )
     data.download_buttons(pairs, f"agreement_{choice}", "agreement_download", what="Agreement")

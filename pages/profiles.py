@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import catalogue
-from dashboard import charts, data, data_profiles, guide, picker, viewurl
+from dashboard import charts, data, data_profiles, fmt, guide, picker, viewurl
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
 
 PAGES = Path(__file__).resolve().parent
@@ -87,7 +87,8 @@ weak = summary[summary["beats_baseline"] == False]  # noqa: E712 (None: no held-
 if not weak.empty:
     st.warning(
         "Predicts no better than the obvious: "
-        + "; ".join(f"{md(r.judge)} (held-out {r.accuracy:.1%} vs {md(r.baseline)}-only {r.baseline_accuracy:.1%})"
+        + "; ".join(f"{md(r.judge)} (held-out {fmt.percent(r.accuracy)} vs {md(r.baseline)}-only "
+                    f"{fmt.percent(r.baseline_accuracy)})"
                     for r in weak.itertuples())
         + ". Read these profiles as descriptions of the fit, not of what drives the judge.", icon=":material/warning:")
 unmeasured = frame.loc[frame["status"] != "measured", "label"].unique()
@@ -129,18 +130,19 @@ guide.attribute_catalogue(key="profiles_catalogue")
 # ------------------------------------------------------------------ top and bottom attributes
 st.subheader("Most and least rewarded attributes")
 top = view["top"]
-percent = st.column_config.NumberColumn("%", format="%.1f")
 for i, judge in enumerate(chosen):
     st.markdown(f"**{md(judge)}**")
     mine = top[top["judge"] == judge]
     for col, (end, title) in zip(st.columns(2), (("top", "rewards"), ("bottom", "dislikes"))):
-        part = mine[mine["end"] == end][["label", "percent", "percent_lo", "percent_hi", "mean"]]
+        part = guide.with_definitions(mine[mine["end"] == end][["label", "percent", "percent_lo", "percent_hi", "mean"]])
         with col:
-            st.dataframe(part, hide_index=True, key=f"profiles_{end}_{i}", column_config={
-                "label": st.column_config.TextColumn(title), "percent": percent,
-                "percent_lo": st.column_config.NumberColumn("from", format="%.1f"),
-                "percent_hi": st.column_config.NumberColumn("to", format="%.1f"),
-                "mean": st.column_config.NumberColumn("weight", format="%+.3f")})
+            fmt.dataframe(part, hide_index=True, key=f"profiles_{end}_{i}", column_config={
+                "label": st.column_config.TextColumn(title), "definition": guide.DEFINITION_COLUMN,
+                "percent": fmt.percent_of_100_column("preferred", help="100·sigmoid(weight): how often the response "
+                                                     "better on this attribute alone is preferred; 50% is indifferent"),
+                "percent_lo": fmt.percent_of_100_column("from", help="94% interval"),
+                "percent_hi": fmt.percent_of_100_column("to", help="94% interval"),
+                "mean": st.column_config.NumberColumn("weight", format=fmt.WEIGHT, help="log-odds")})
 
 # ------------------------------------------------------------------ drill-down links
 counts = data_profiles.differing_samples(fp, dataset, feature_source, scope)
@@ -178,33 +180,41 @@ else:
                    f"of the two fits, and P({md(first)} > {md(second)}).")
     charts.show(charts.difference_chart, diff, first, second, order=charts.attribute_order(frame, order),
                 width="stretch", key="profiles_diff_chart")
-    st.dataframe(diff[["label", "a", "b", "diff", "lo", "hi", "p_pos"]], hide_index=True, key="profiles_diff_table",
-                 column_config={"label": "attribute", "a": st.column_config.NumberColumn(first, format="%+.3f"),
-                                "b": st.column_config.NumberColumn(second, format="%+.3f"),
-                                "diff": st.column_config.NumberColumn("difference", format="%+.3f"),
-                                "lo": st.column_config.NumberColumn("from", format="%+.3f"),
-                                "hi": st.column_config.NumberColumn("to", format="%+.3f"),
-                                "p_pos": st.column_config.NumberColumn(f"P({first} > {second})", format="%.2f")})
+    fmt.dataframe(guide.with_definitions(diff[["label", "a", "b", "diff", "lo", "hi", "p_pos"]]), hide_index=True,
+                  key="profiles_diff_table",
+                  column_config={"label": "attribute", "definition": guide.DEFINITION_COLUMN,
+                                 "a": st.column_config.NumberColumn(first, format=fmt.WEIGHT),
+                                 "b": st.column_config.NumberColumn(second, format=fmt.WEIGHT),
+                                 "diff": st.column_config.NumberColumn("difference", format=fmt.WEIGHT),
+                                 "lo": st.column_config.NumberColumn("from", format=fmt.WEIGHT),
+                                 "hi": st.column_config.NumberColumn("to", format=fmt.WEIGHT),
+                                 "p_pos": fmt.percent_column(f"P({first} > {second})",
+                                                             help="posterior probability that the difference is positive")})
 
 # ------------------------------------------------------------------ accuracy, diagnostics, provenance
 st.subheader("Held-out accuracy and fit diagnostics")
 st.caption("Accuracy and log loss are out of fold (k-fold: each fold predicted by a fit on the others), beside the "
            "best of three baselines on the same folds: the majority verdict, the response shown first wins, the longer "
            "response wins. R-hat near 1 and a large effective sample size (ESS) mean the sampler converged.")
-st.dataframe(summary[["judge", "n", "accuracy", "baseline_accuracy", "baseline", "beats_baseline", "log_loss", "model",
+fmt.dataframe(summary[["judge", "n", "accuracy", "baseline_accuracy", "baseline", "beats_baseline", "log_loss", "model",
                       "tie_rate", "measured", "folds", "max_rhat", "min_ess", "divergences", "accept_rate"]],
              hide_index=True, key="profiles_accuracy", column_config={
                  "n": st.column_config.NumberColumn("samples"),
-                 "accuracy": st.column_config.NumberColumn("held-out accuracy", format="percent"),
-                 "baseline_accuracy": st.column_config.NumberColumn("best baseline", format="percent"),
+                 "accuracy": fmt.percent_column("held-out accuracy"),
+                 "baseline_accuracy": fmt.percent_column("best baseline"),
                  "baseline": st.column_config.TextColumn("which baseline"),
                  "beats_baseline": st.column_config.CheckboxColumn("beats it"),
-                 "tie_rate": st.column_config.NumberColumn("ties", format="percent"),
+                 "tie_rate": fmt.percent_column("ties"),
                  "measured": st.column_config.TextColumn("attributes measured"),
                  "log_loss": st.column_config.NumberColumn("log loss", format="%.3f"),
+                 "folds": st.column_config.NumberColumn("folds"),
+                 "divergences": st.column_config.NumberColumn("divergences"),
                  "max_rhat": st.column_config.NumberColumn("max R-hat", format="%.3f"),
                  "min_ess": st.column_config.NumberColumn("min ESS", format="%.0f"),
                  "accept_rate": st.column_config.NumberColumn("acceptance", format="%.2f")})
 with st.expander("Provenance"):
-    st.dataframe(summary[["judge", "method", "sampler", "prior", "seed", "draws", "interval", "fitted_at", "versions",
-                          "fingerprint", "imported"]], hide_index=True, key="profiles_provenance")
+    fmt.dataframe(summary[["judge", "method", "sampler", "prior", "seed", "draws", "interval", "fitted_at", "versions",
+                           "fingerprint", "imported"]], hide_index=True, key="profiles_provenance",
+                  column_config={"fitted_at": st.column_config.TextColumn("fitted at", help="as recorded (UTC)"),
+                                 "fingerprint": st.column_config.TextColumn("data fingerprint"),
+                                 "imported": st.column_config.CheckboxColumn("imported")})

@@ -11,7 +11,7 @@ import streamlit as st
 
 from core import catalogue
 
-from dashboard import charts, data, data_samples, guide, sampleurl
+from dashboard import charts, data, data_samples, fmt, guide, sampleurl
 from dashboard.render import figure, inert_markdown, plain, plain_lines
 
 st.title("Samples")
@@ -28,6 +28,9 @@ CATALOGUE = data_samples.sample_catalogue()
 RULES = {a.key: catalogue.rule_text(a) for a in catalogue.attributes()}  # how each attribute is compared, in words
 ATTR_LABEL, GROUPS, CASES = CATALOGUE["attributes"], CATALOGUE["groups"], CATALOGUE["cases"]
 SIDE = {1: "A better", -1: "B better", 0: "equal"}
+LABELS = {a.key: a.label for a in catalogue.attributes()}
+MEANS = {a.key: a.definition for a in catalogue.attributes()}
+ORDERS = {"AB": "A shown first", "BA": "B shown first"}
 SCORE_HELP = ("The annotator's rating (0-3; stances -2 to 2), the error count for the error attributes, the word "
               "count for length; empty where a query-specific attribute does not apply.")
 K = "samples_"  # session-state prefix of this page's widgets
@@ -160,7 +163,7 @@ table_key = K + "table_" + str(abs(hash((filt, state.page, state.size))))
 if listing["ids"]:
     cfg = {j: st.column_config.TextColumn(f"{j}: choice") for j in listing["choice_columns"]}
     cfg["query"] = st.column_config.TextColumn("query", width="large")
-    event = st.dataframe(listing["frame"], hide_index=True, on_select="rerun", selection_mode="single-row",
+    event = fmt.dataframe(listing["frame"], hide_index=True, on_select="rerun", selection_mode="single-row",
                          key=table_key, column_config=cfg, height=min(38 + 35 * len(listing["ids"]), 420))
     rows = list(event.selection.rows)
     if (table_key, rows) != ss.get(K + "selected"):  # a new pick (previous / next leave the table as it is)
@@ -249,8 +252,9 @@ if view is not None:
             for k in ("strength_ab", "strength_ba"):
                 votes[k] = votes[k].map(strength.get)
             columns += ["strength_ab"] + (["strength_ba"] if votes["strength_ba"].notna().any() else [])
-        st.dataframe(votes[columns], hide_index=True, key=K + "votes", column_config={
-                         "prob_a": st.column_config.NumberColumn("P(A)", format="%.3f"),
+        fmt.dataframe(votes[columns], hide_index=True, key=K + "votes", column_config={
+                         "prob_a": fmt.percent_column("P(A)", help="the judge's own probability of A, from its answer "
+                                                      "tokens; not applicable where the judge gave only a choice"),
                          "verdict_ab": "verdict, A shown first", "verdict_ba": "verdict, B shown first",
                          "strength_ab": "how strongly (A shown first)", "strength_ba": "how strongly (B shown first)",
                          "consistent": st.column_config.CheckboxColumn("same in both orders")})
@@ -290,8 +294,8 @@ if view is not None:
             trust = e.trust
             if trust["beats_baseline"] is False:
                 st.warning(plain(
-                    f"This profile predicts held-out choices no better than the obvious ({prof['accuracy']:.1%} against "
-                    f"{trust['baseline_accuracy']:.1%} for the {trust['baseline']} baseline): the waterfall shows what "
+                    f"This profile predicts held-out choices no better than the obvious ({fmt.percent(prof['accuracy'])} "
+                    f"against {fmt.percent(trust['baseline_accuracy'])} for the {trust['baseline']} baseline): the waterfall shows what "
                     "the fit adds up to, not what drives the judge."), icon=":material/warning:")
             left, right = st.columns([3, 1])
             with left:
@@ -301,11 +305,11 @@ if view is not None:
                 st.metric("Actual choice", vote.get("choice") or "no label")
                 if vote.get("prob_a") is not None:
                     st.caption(f"The judge's own probability of A when it answered (from its answer tokens): "
-                               f"{vote['prob_a']:.1%}; the waterfall is the profile's prediction, not this.")
+                               f"{fmt.percent(vote['prob_a'])}; the waterfall is the profile's prediction, not this.")
                 st.metric("Predicted P(A)" if trust["ties"] != "davidson" else "Predicted P(A | not a tie)",
-                          f"{c.p_a:.1%}")
+                          fmt.percent(c.p_a))
                 st.metric("Predicted choice", c.predicted)
-            acc = f", held-out accuracy {prof['accuracy']:.1%}" if prof.get("accuracy") is not None else ""
+            acc = f", held-out accuracy {fmt.percent(prof['accuracy'])}" if prof.get("accuracy") is not None else ""
             st.caption(plain(
                 f"Profile used: judge {vjudge}, scope {scope}, method {prof['method']}, features {prof['feature_source']}"
                 f", {prof.get('n') or '?'} samples{acc}; posterior-mean weights. logit P(A) = sum of weight x feature"
@@ -313,10 +317,14 @@ if view is not None:
             if c.missing:
                 st.caption(plain("No feature on this sample for: " + ", ".join(c.missing) + " (counted as equal)."))
             with st.expander("Contributions as a table"):
-                st.dataframe(frame.assign(contribution=frame["contribution"].round(4)), hide_index=True,
-                             key=K + "contrib_table", column_config={
-                                 "x": st.column_config.NumberColumn("A vs B (x)", format="%+d"),
-                                 "weight": st.column_config.NumberColumn("weight", format="%+.3f")})
+                fmt.dataframe(guide.with_definitions(frame.assign(contribution=frame["contribution"].round(4))),
+                              hide_index=True, key=K + "contrib_table", column_config={
+                                  "attribute": None, "label": "attribute", "definition": guide.DEFINITION_COLUMN,
+                                  "x": st.column_config.NumberColumn("A vs B (x)", format="%+d",
+                                                                     help="+1 A better, -1 B better, 0 equal"),
+                                  "weight": st.column_config.NumberColumn("weight", format=fmt.WEIGHT),
+                                  "contribution": st.column_config.NumberColumn("contribution", format=fmt.WEIGHT,
+                                                                                help="weight × x, to logit P(A)")})
 
     # -------------------------------------------------------------- attributes, errors, query analysis
     st.subheader("Attributes")
@@ -343,10 +351,13 @@ if view is not None:
                                  if both else {}),
             "reasons": " | ".join(r["reasons"]), "left out of fitting": r["excluded"],
             "compared as": RULES.get(r["attribute"], "")} for r in rows])
+        # what each attribute means (the catalogue's words; how it is compared has its own column)
+        table.insert(1, "definition", [MEANS.get(r["attribute"]) for r in rows])
         if not table["reasons"].str.len().any():  # no reasons stored (the demo's generator, the heuristics)
             table = table.drop(columns="reasons")
-        st.dataframe(table, hide_index=True, key=K + "attributes_table", height=38 + 35 * len(table),
-                     column_config={"A": st.column_config.TextColumn("A", help=SCORE_HELP),
+        fmt.dataframe(table, hide_index=True, key=K + "attributes_table", height=38 + 35 * len(table),
+                     column_config={"definition": guide.DEFINITION_COLUMN,
+                                    "A": st.column_config.TextColumn("A", help=SCORE_HELP),
                                     "B": st.column_config.TextColumn("B", help=SCORE_HELP),
                                     "reasons": st.column_config.TextColumn("annotator's reasons", width="large")})
         notes = view.notes_for(src)
@@ -357,12 +368,18 @@ if view is not None:
             st.caption("The annotator could not check the errors against the reference: the sample is left out of "
                        "fitting.")
         elif notes.errors:
-            st.dataframe(pd.DataFrame(notes.errors), hide_index=True, key=K + "errors")
+            fmt.dataframe(pd.DataFrame(notes.errors).assign(order=lambda f: f["order"].map(ORDERS).fillna(f["order"])),
+                          hide_index=True, key=K + "errors", column_config={"order": "rated with"})
         else:
             st.caption("None found in either response.")
         if notes is not None and notes.items:
             with st.expander("Per-item ratings (constraints, stances, mistakes)"):
-                st.dataframe(pd.DataFrame(notes.items), hide_index=True, key=K + "items")
+                items = pd.DataFrame(notes.items)
+                items = items.assign(attribute=items["attribute"].map(LABELS).fillna(items["attribute"]),
+                                     order=items["order"].map(ORDERS).fillna(items["order"]),
+                                     A=items["A"].map(figure), B=items["B"].map(figure))
+                fmt.dataframe(guide.with_definitions(items, by="attribute"), hide_index=True, key=K + "items",
+                              column_config={"order": "rated with", "definition": guide.DEFINITION_COLUMN})
         if notes is not None and notes.failed:
             st.caption(plain("Failed requests: " + "; ".join(f"{a} ({b}): {c}" for a, b, c in notes.failed)))
 

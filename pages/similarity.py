@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from core import catalogue, scopes
-from dashboard import charts, data, data_profiles, guide, picker, viewurl
+from dashboard import charts, data, data_profiles, fmt, guide, picker, viewurl
 from dashboard.render import plain as md  # data-derived text in markdown: escaped
 
 PAGES = Path(__file__).resolve().parent
@@ -68,8 +68,8 @@ if sim.attribute_range:
                  "samples are left out).")
 event = charts.show(charts.similarity_heatmap, matrix, on_select="rerun", key="similarity_heatmap", width="content")
 with st.expander("The matrix as a table"):
-    st.dataframe(matrix, key="similarity_matrix", column_config={j: st.column_config.NumberColumn(j, format="%.3f")
-                                                          for j in matrix.columns})
+    fmt.dataframe(matrix, key="similarity_matrix",
+                  column_config={j: st.column_config.NumberColumn(j, format=fmt.COEFFICIENT) for j in matrix.columns})
     st.download_button("Matrix (CSV)", data.csv_download(matrix), file_name=f"similarity_{dataset}_{corr}.csv".replace(" ", "_"),
                        mime="text/csv", on_click="ignore", key="similarity_csv", icon=":material/download:")
     st.download_button("Matrix (JSON)", lambda: data.json_download(matrix.rename_axis("judge").reset_index()),
@@ -115,10 +115,14 @@ else:
     table = data_profiles.group_similarity(fp, dataset, feature_source, method, scope, tuple(judges), corr,
                                   tuple((name, tuple(js)) for name, js in members.items()))
     c1, c2 = st.columns([3, 2])
-    c1.dataframe(table, hide_index=True, key="similarity_groups", column_config={
-        "similarity": st.column_config.NumberColumn("mean similarity", format="%.3f")})
-    c2.dataframe([{"group": name, "judges": ", ".join(js)} for name, js in members.items()], hide_index=True,
-                 key="similarity_members")
+    with c1:
+        fmt.dataframe(table, hide_index=True, key="similarity_groups", column_config={
+            "pairs": st.column_config.NumberColumn("pairs", help="pairs of judges compared (a group of one has none)"),
+            "similarity": st.column_config.NumberColumn("mean similarity", format=fmt.COEFFICIENT,
+                                                        help="not applicable where no pair of judges is compared")})
+    with c2:
+        fmt.dataframe(pd.DataFrame([{"group": name, "judges": ", ".join(js)} for name, js in members.items()]),
+                      hide_index=True, key="similarity_members")
     if left_out:
         st.caption("Not in any group: " + ", ".join(map(md, left_out)))
 

@@ -12,11 +12,10 @@ measured win rates and shifts beside the profile's predictions, and a form to st
 import streamlit as st
 
 from core import catalogue
-from dashboard import charts, data, data_simulator, experimentview, guide, picker, viewurl
+from dashboard import charts, data, data_simulator, experimentview, fmt, guide, picker, viewurl
 from dashboard.render import plain
 
-def pct(x) -> str:
-    return "-" if x is None or x != x else f"{x:.1%}"
+pct = fmt.percent
 
 
 st.title("Simulator")
@@ -121,7 +120,7 @@ for col, s in zip(cols, sim["results"]):
         m1.metric("Observed", pct(s.observed),
                   help=None if s.observed is None else f"94% Jeffreys interval {pct(s.observed_lo)} to {pct(s.observed_hi)}")
         m2.metric("Predicted before", pct(s.before.mean), help=f"94% interval {pct(s.before.lo)} to {pct(s.before.hi)}")
-        m3.metric("Predicted after", pct(s.after.mean), delta=f"{s.change.mean * 100:+.1f} points",
+        m3.metric("Predicted after", pct(s.after.mean), delta=fmt.points(s.change.mean),
                   help=f"94% interval {pct(s.after.lo)} to {pct(s.after.hi)}")
         if s.profile.get("stale"):
             st.warning("The labels changed since this profile was fitted: refit for current numbers.")
@@ -134,12 +133,12 @@ charts.show(charts.simulation_chart, sim["rates"], width="stretch", key="sim_rat
 st.caption("Dots and thick bars: the estimate and its 94% interval (observed: Jeffreys; predicted: credible, "
            "from the posterior draws). Faint wide bands: the predictive interval, where the judge's labels on these "
            "pairs would land (posterior uncertainty plus label noise): compare the observed rate with it.")
-st.dataframe(sim["rates"], hide_index=True, key="sim_rates_table", column_config={
-    "mean": st.column_config.NumberColumn("win rate", format="percent"),
-    "lo": st.column_config.NumberColumn("94% from", format="percent"),
-    "hi": st.column_config.NumberColumn("94% to", format="percent"),
-    "pred_lo": st.column_config.NumberColumn("predictive from", format="percent"),
-    "pred_hi": st.column_config.NumberColumn("predictive to", format="percent")})
+fmt.dataframe(sim["rates"], hide_index=True, key="sim_rates_table", column_config={
+    "mean": fmt.percent_column("win rate"),
+    "lo": fmt.percent_column("94% from"),
+    "hi": fmt.percent_column("94% to"),
+    "pred_lo": fmt.percent_column("predictive from", help="not applicable to the observed rate (it is the data)"),
+    "pred_hi": fmt.percent_column("predictive to", help="not applicable to the observed rate (it is the data)")})
 data.download_buttons(sim["rates"], f"simulation_{dataset}_{scope}", "sim_rates_download", what="Win rates")
 
 st.subheader("Contribution of each attribute to the change")
@@ -152,17 +151,18 @@ else:
                "the changes could be added; per judge they add up to the change. 'applies' is the share of pairs "
                "where the change can move the comparison (elsewhere the model is already ahead, or behind, on it, "
                "or the query case of a conditional attribute does not arise).")
-    st.dataframe(contrib[["judge", "label", "direction", "rate", "applies", "mean", "lo", "hi"]], hide_index=True,
-                 key="sim_contrib_table", column_config={
-                     "label": "attribute", "rate": st.column_config.NumberColumn("success rate", format="percent"),
-                     "applies": st.column_config.NumberColumn("applies", format="percent"),
-                     "mean": st.column_config.NumberColumn("contribution", format="percent"),
-                     "lo": st.column_config.NumberColumn("94% from", format="percent"),
-                     "hi": st.column_config.NumberColumn("94% to", format="percent")})
+    fmt.dataframe(guide.with_definitions(contrib[["judge", "label", "direction", "rate", "applies", "mean", "lo", "hi"]]),
+                  hide_index=True, key="sim_contrib_table", column_config={
+                      "label": "attribute", "definition": guide.DEFINITION_COLUMN,
+                      "rate": fmt.percent_column("success rate"),
+                      "applies": fmt.percent_column("applies", help="share of pairs where the change can move the comparison"),
+                      "mean": fmt.percent_column("contribution", signed=True, help="to the change in win rate"),
+                      "lo": fmt.percent_column("94% from", signed=True),
+                      "hi": fmt.percent_column("94% to", signed=True)})
     data.download_buttons(contrib, f"contributions_{dataset}_{scope}", "sim_contrib_download", what="Contributions")
 
 with st.expander("Provenance of the profiles used"):
-    st.dataframe(sim["provenance"], hide_index=True, key="sim_provenance")
+    fmt.dataframe(sim["provenance"], hide_index=True, key="sim_provenance", column_config=fmt.provenance_columns())
 
 # ------------------------------------------------------------------ what to inject
 st.subheader("What to inject")
@@ -172,12 +172,13 @@ rank_judge = st.selectbox("Judge", judges, key="sim_rank_judge") if len(judges) 
 ranking = data_simulator.injection_ranking(fp, dataset, rank_judge, scope, model, opponent, method, feature_source)
 charts.show(charts.injection_ranking_chart, ranking["extremes"], width="stretch", key="sim_rank_chart")
 with st.expander("All attributes"):
-    st.dataframe(ranking["frame"], hide_index=True, key="sim_rank_table", column_config={
-        "mean": st.column_config.NumberColumn("gain", format="percent"),
-        "lo": st.column_config.NumberColumn("94% from", format="percent"),
-        "hi": st.column_config.NumberColumn("94% to", format="percent"),
-        "p_positive": st.column_config.NumberColumn("P(gain > 0)", format="%.2f"),
-        "applies": st.column_config.NumberColumn("applies", format="percent")})
+    fmt.dataframe(guide.with_definitions(ranking["frame"]), hide_index=True, key="sim_rank_table", column_config={
+        "attribute": None, "label": "attribute", "definition": guide.DEFINITION_COLUMN,
+        "mean": fmt.percent_column("gain", signed=True),
+        "lo": fmt.percent_column("94% from", signed=True),
+        "hi": fmt.percent_column("94% to", signed=True),
+        "p_positive": fmt.percent_column("P(gain > 0)", help="posterior probability of a gain"),
+        "applies": fmt.percent_column("applies", help="share of pairs where the change can move the comparison")})
 
 # ------------------------------------------------------------------ attribute-controlled win rates
 st.subheader("Attribute-controlled win rates")
@@ -200,16 +201,16 @@ elif controls:
         st.caption("No labelled pairs between named models.")
     else:
         charts.show(charts.leaderboard_chart, frame, width="stretch", key="sim_lb_chart")
-        st.dataframe(frame[["model", "pairs", "raw", "controlled", "controlled_lo", "controlled_hi", "shift",
-                            "raw_rank", "controlled_rank", "rank_change", "sharp"]],
-                     hide_index=True, key="sim_lb_table", column_config={
-                         "raw_rank": "raw rank", "controlled_rank": "controlled rank", "rank_change": "rank change",
-                         "raw": st.column_config.NumberColumn("raw", format="percent"),
-                         "controlled": st.column_config.NumberColumn("controlled", format="percent"),
-                         "controlled_lo": st.column_config.NumberColumn("94% from", format="percent"),
-                         "controlled_hi": st.column_config.NumberColumn("94% to", format="percent"),
-                         "shift": st.column_config.NumberColumn("shift", format="percent"),
-                         "sharp": st.column_config.CheckboxColumn("flagged")})
+        fmt.dataframe(frame[["model", "pairs", "raw", "controlled", "controlled_lo", "controlled_hi", "shift",
+                             "raw_rank", "controlled_rank", "rank_change", "sharp"]],
+                      hide_index=True, key="sim_lb_table", column_config={
+                          "raw_rank": "raw rank", "controlled_rank": "controlled rank", "rank_change": "rank change",
+                          "raw": fmt.percent_column("raw"),
+                          "controlled": fmt.percent_column("controlled"),
+                          "controlled_lo": fmt.percent_column("94% from"),
+                          "controlled_hi": fmt.percent_column("94% to"),
+                          "shift": fmt.percent_column("shift", signed=True),
+                          "sharp": st.column_config.CheckboxColumn("flagged")})
         data.download_buttons(frame, f"leaderboard_{dataset}_{lb_judge}", "sim_lb_download", what="Leaderboard")
 
 # ------------------------------------------------------------------ calibration
@@ -227,5 +228,6 @@ if cal["bins"].empty:
 else:
     c1, c2 = st.columns([2, 1])
     charts.show(charts.calibration_chart, cal["bins"], where=c1, key="sim_cal_chart")
-    c2.dataframe(cal["summary"], hide_index=True, key="sim_cal_table", column_config={
-        "ece": st.column_config.NumberColumn("calibration error", format="percent")})
+    with c2:
+        fmt.dataframe(cal["summary"], hide_index=True, key="sim_cal_table", column_config={
+            "ece": fmt.percent_column("calibration error", help="expected calibration error over the deciles")})

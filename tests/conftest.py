@@ -26,13 +26,61 @@ def shared_data_path() -> Path:
     return Path(override).expanduser() if override else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+#: The xdist groups that take longest, longest first (worker seconds, measured on the whole suite with
+#: ``--durations``). Handing them out first lets the many short modules fill the other worker meanwhile,
+#: instead of one long group starting last and running alone at the end (pytest.ini turns off xdist's
+#: own order, by count of tests).
+LONGEST_GROUPS = ("test_fit-coverage", "test_deploy", "test_fit-nuts", "test_dissect-autoj", "browser", "test_app",
+                  "test_dissect-pandalm", "test_experiment", "test_dissect", "test_app_annotate")
+
+#: Long tests of a long module given a group of their own, so they run beside the rest of it: they need
+#: none of its costly module fixtures (test -> group; every parametrization of a test goes with it).
+OWN_GROUPS = {
+    "tests/test_fit.py::test_fast_sampler_matches_long_nuts": "test_fit-nuts",
+    "tests/test_fit.py::test_exact_falls_back_to_pymcs_own_nuts": "test_fit-nuts",
+    "tests/test_fit.py::test_exact_profiles_agree_with_fast_ones": "test_fit-nuts",
+    "tests/test_fit.py::test_fast_tie_model_with_position_matches_nuts": "test_fit-nuts",
+    "tests/test_fit.py::test_intervals_cover_true_weights_at_the_nominal_rate": "test_fit-coverage",
+    "tests/test_fit.py::test_position_and_ties_cover_the_truth_at_the_nominal_rate": "test_fit-coverage",
+    "tests/test_dissect.py::test_real_judges_of_pandalm_on_heuristic_features": "test_dissect-pandalm",
+    "tests/test_dissect.py::test_autoj_both_orders_and_ties_on_real_data": "test_dissect-autoj",
+}
+
+
+def xdist_group(nodeid: str) -> str:
+    """The worker group of a test, from its node id alone (the xdist controller sees nothing else): its
+    module's name, ``browser`` for every browser test (files ``test_browser*.py``: they share one
+    `streamlit run` and one Chromium, conftest's session fixtures, a session per worker), or its
+    ``OWN_GROUPS`` entry."""
+    path, _, name = nodeid.partition("::")
+    test = f"{path}::{name.split('[')[0]}"
+    if test in OWN_GROUPS:
+        return OWN_GROUPS[test]
+    stem = Path(path).stem
+    return "browser" if stem.startswith("test_browser") else stem
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` (pytest.ini) by ``xdist_group``: xdist's own loadgroup reads ``xdist_group``
+    marks by rewriting each test's node id, which pytest 9 no longer lets it do (every test was its own
+    group, so module fixtures, the demo build and the browser tests' server were set up on both workers)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ByGroup(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    return ByGroup(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """For pytest-xdist's ``--dist loadgroup`` (pytest.ini): a module's tests run in one worker, as they
-    share module fixtures, and every browser test in one worker, as they share one `streamlit run` and one
-    Chromium (conftest's session fixtures: a session per worker)."""
-    for item in items:
-        group = "browser" if item.get_closest_marker("browser") else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+    """The longest groups first (``LONGEST_GROUPS``), each keeping its own order; the rest keep the
+    collection order (xdist hands groups out in the order of their first test)."""
+    rank = {group: i for i, group in enumerate(LONGEST_GROUPS)}
+    order = {item: rank.get(xdist_group(item.nodeid), len(rank)) for item in items}
+    items.sort(key=order.__getitem__)  # stable
 
 
 @pytest.fixture(scope="session")
@@ -52,16 +100,38 @@ def store(tmp_path):
     s.close()
 
 
+def built_once(tmp_path_factory, name: str, build):
+    """(path, result) of ``build(path)``, run once per test run: under pytest-xdist the first worker to ask
+    builds into the folder the workers share (the session's base temporary folder) while the others wait on
+    a file lock, then all read the same file (a worker builds nothing twice, and two workers never spend
+    the machine's cores on the same build at once). ``result`` is pickled beside the file."""
+    import fcntl
+    import pickle
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        path = tmp_path_factory.mktemp(name) / "demo.db"
+        return path, build(path)
+    folder = tmp_path_factory.getbasetemp().parent / f"shared-{name}"
+    folder.mkdir(exist_ok=True)
+    path, done = folder / "demo.db", folder / "result.pickle"
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            done.write_bytes(pickle.dumps(build(path)))
+        return path, pickle.loads(done.read_bytes())
+
+
 @pytest.fixture(scope="session")
 def demo_built(tmp_path_factory):
-    """(path, build result) of the demo with its fitted profiles, built once per test session (by
+    """(path, build result) of the demo with its fitted profiles, built once per test run (by
     ``core.demo``'s own builder, so the tests follow the demo's contents): copy it, never write to it."""
     from core import demo
 
-    path = tmp_path_factory.mktemp("demo") / "demo.db"
-    with Store(path) as s:
-        result = demo.build_demo(s)
-    return path, result
+    def build(path):
+        with Store(path) as s:
+            return demo.build_demo(s)
+
+    return built_once(tmp_path_factory, "demo", build)
 
 
 @pytest.fixture(scope="session")
@@ -72,13 +142,15 @@ def demo_file(demo_built) -> Path:
 
 @pytest.fixture(scope="session")
 def unfitted_demo_file(tmp_path_factory) -> Path:
-    """The demo without fitted profiles (for tests that fit, or count what a job writes), built once."""
+    """The demo without fitted profiles (for tests that fit, or count what a job writes), built once per
+    test run."""
     from core import demo
 
-    path = tmp_path_factory.mktemp("demo-unfitted") / "demo.db"
-    with Store(path) as s:
-        demo.build_demo(s, fit=False)
-    return path
+    def build(path):
+        with Store(path) as s:
+            demo.build_demo(s, fit=False)
+
+    return built_once(tmp_path_factory, "demo-unfitted", build)[0]
 
 
 def copy_store(src: Path, dst: Path) -> Path:

@@ -68,6 +68,49 @@ def sent(at) -> str:
     return "\n".join(str(el.proto) for el in at._tree if getattr(el, "proto", None) is not None)
 
 
+def _missing(v) -> bool:
+    import pandas as pd
+
+    try:
+        return v is None or bool(pd.isna(v))
+    except (TypeError, ValueError):  # a list or an array in a cell
+        return False
+
+
+def shown_tables(at) -> list:
+    """Every table of the page as a reader sees it: a DataFrame of cell texts (a ``pandas.Styler``'s display
+    text where the page formatted the cells, the table's placeholder where a cell is empty, the value as
+    text otherwise) whose columns are the shown labels (``column_config`` labels; hidden columns left out,
+    ``column_order`` kept). Cells with a printf ``format`` in ``column_config`` keep their value's text."""
+    import json
+
+    import pandas as pd
+    import pyarrow as pa
+
+    out = []
+    for d in at.dataframe:
+        raw = d.value.reset_index(drop=True)
+        cfg = json.loads(d.proto.columns or "{}")
+        text = pd.DataFrame({c: [None if _missing(v) else str(v) for v in raw[c]] for c in raw.columns}, dtype=object)
+        if d.proto.arrow_data.HasField("styler"):
+            display = pa.ipc.open_stream(d.proto.arrow_data.styler.display_values).read_all().to_pandas()
+            display = display.reset_index(drop=True)
+            for c in raw.columns:
+                if c in display.columns:
+                    text[c] = [None if t is None else str(v) for t, v in zip(text[c], display[c])]
+        placeholder = d.proto.placeholder if d.proto.HasField("placeholder") else "None"
+        text = text.map(lambda v: placeholder if v is None else v)
+        order = list(d.proto.column_order) or list(raw.columns)
+        columns = {}
+        for c in order:
+            c_cfg = cfg.get(str(c), {}) or {}
+            if c not in raw.columns or c_cfg.get("hidden"):
+                continue
+            columns[c_cfg.get("label") or str(c)] = text[c]
+        out.append(pd.DataFrame(columns))
+    return out
+
+
 # ---------------------------------------------------------------- a session over the websocket
 
 

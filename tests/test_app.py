@@ -76,6 +76,52 @@ def test_first_overview_does_not_wait_for_the_demo_fit(empty_store, monkeypatch)
     assert at.get("vega_lite_chart")  # the profile chart
 
 
+def test_a_failed_demo_fit_is_loud_on_every_page(empty_store, monkeypatch):
+    """Issue 17 point 6: when the demo's background fit fails, the "being fitted" notice used to vanish
+    and the failure showed only on the Annotate & fit page. Every page now warns, naming the job and its
+    error, with a way to run it again; running it again queues the same job and starts a worker."""
+    import os
+
+    from core import jobs
+
+    started = []
+    monkeypatch.setattr(jobs, "start_worker", lambda path, job_id, env=None: started.append(job_id) or os.getpid())
+    at = open_page()
+    with Store(empty_store) as s:
+        (job,) = [j for j in jobs.list_jobs(s) if j.kind == "fit"]
+        assert jobs.claim(s, job.id)
+
+        def planted(*args, **kwargs):
+            raise MemoryError("planted: the fit ran out of memory")
+
+        monkeypatch.setattr(jobs, "_run_fit", planted)
+        with pytest.raises(MemoryError):
+            jobs.run(s, job.id)
+        assert jobs.get(s, job.id).status == "failed"
+    at.run()  # the notice's next poll runs the page again; a rerun shows the same
+    for page in (None, "profiles", "similarity", "simulate", "judges"):
+        if page:
+            at.switch_page(f"../pages/{page}.py")
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert not [i.value for i in at.info if "being fitted" in i.value]
+        (warning,) = [w.value for w in at.warning if "demo judges' profiles failed" in w.value]
+        shown = warning.replace("\\", "")  # the error is escaped for markdown (dashboard.render.plain)
+        assert f"job {job.id}" in shown and "MemoryError: planted: the fit ran out of memory" in shown, warning
+        assert at.button(key="demo_fit_retry")
+    # run it again: the same job, queued, a worker started for it; the warning gives way to the notice
+    monkeypatch.undo()
+    monkeypatch.setenv("PREFDISSECT_STORE", str(empty_store))
+    monkeypatch.setattr(jobs, "start_worker", lambda path, job_id, env=None: started.append(job_id) or os.getpid())
+    at.button(key="demo_fit_retry").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    with Store(empty_store) as s:
+        assert [(j.id, j.status) for j in jobs.list_jobs(s) if j.kind == "fit"] == [(job.id, "queued")]
+    assert started == [job.id, job.id]
+    assert not [w.value for w in at.warning if "demo judges' profiles failed" in w.value]
+    assert any(f"job {job.id}" in i.value and "being fitted" in i.value for i in at.info)
+
+
 def test_overview_agreement_table_matches_core(store_path):
     at = open_page()
     pairs = frame_with(at, "judge_a")

@@ -2,6 +2,7 @@
 real annotation job against the loopback server watched to the end, one worker per job, a fit job."""
 
 import json
+import re
 import time
 
 import pytest
@@ -149,7 +150,9 @@ def test_start_an_annotation_job_against_the_loopback_server_and_watch_it_finish
     m = metrics(at)
     assert (m["Done"], m["Failed"], m["Total"]) == ("6", "0", "6")
     assert m["Spend / budget"] == f"${round(spent, 8):.4f}"  # the job records its spend to 8 places
-    assert any(t.value == "finished" for t in at.text)
+    # the job's message says what was done (issue 17): counts, time, requests, spend, not a bare "finished"
+    assert any(t.value.startswith("finished: 6 of 6 samples annotated in ") and "requests sent" in t.value
+               and "spent $" in t.value for t in at.text), [t.value for t in at.text]
     history = next(df.value for df in at.dataframe if "runs" in df.value.columns)
     row = history.set_index("id").loc[job.id]
     assert (row["status"], row["done"], row["runs"]) == ("done", 6, 1)
@@ -206,7 +209,9 @@ def test_cancel_and_resume_from_the_job_panel(store_path, monkeypatch):
                 assert time.time() < deadline
                 time.sleep(0.1)
             stopped = jobs.get(s, job.id)
-            assert stopped.message == "cancelled by user; resume to continue" and stopped.done < 10
+            # the message now also says what was done and spent (issue 17): "cancelled by user; 3 of 10 samples ..."
+            assert stopped.message.startswith("cancelled by user; ") and stopped.done < 10
+            assert stopped.message.endswith("resume to continue") and " samples annotated in " in stopped.message
             paid_before = {r["request_key"] for r in s.rows(
                 "SELECT request_key FROM annotations WHERE job_id = ? AND status = 'ok' AND reused = 0", [job.id])}
             at.run()
@@ -257,6 +262,14 @@ def test_a_finished_job_reads_right_and_points_to_the_next_step(store_path, monk
     row = history.set_index("id").loc[job.id]
     assert row["started"] and row["finished"] and row["duration"].endswith(" s")
     assert row["cost"] is None or row["cost"] != row["cost"]  # an offline job spends nothing: no cost shown
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", row["started"])  # a time people read
+    # the job's message and its worker log say what was done: counts and time (issue 17: "job 2 done")
+    n = demo.N_PER_GROUP
+    assert any(t.value.startswith(f"finished: {n:,} of {n:,} samples rated by the offline heuristics in ")
+               for t in at.text), [t.value for t in at.text]
+    log = jobs.log_tail(store_path, job.id, lines=50)
+    assert f"{n:,} of {n:,} samples done, 0 failed" in log and re.search(r"ended \S+ \(\d+ s\)", log), log
+    assert log.splitlines()[-1] in sent(at)  # the panel's "Worker log" shows it
     deadline = time.time() + 10
     while _zombie(final.worker_pid) and time.time() < deadline:
         time.sleep(0.2)

@@ -223,3 +223,35 @@ def test_collect_in_batch_mode_from_the_page(store_path, monkeypatch):
             assert len(s.llm_batches(job_id=job.id)) == 1
             assert s.scalar("SELECT COUNT(*) FROM labels WHERE judge = 'batch-judge' AND verdict_ba IS NOT NULL") == 4
         assert server.stats.chat_requests == 0 and len(server.batch_lines) == 8
+
+
+def test_bias_card_shows_at_once_and_fills_in_its_fitted_covariate(store_path):
+    """Issue 17 point 7: the bias card's own-family covariate is a posterior fit (over a second at the
+    paper's scale, most of the Judges page's first render). The page no longer waits for it: the card
+    shows its counts at once, that one row says it is being fitted (no figure) until a background thread
+    has it, and then it holds the figure core.bias computes, the same as the CLI's card."""
+    import pandas as pd
+
+    from core import bias
+    from dashboard import data_judges
+
+    judge = "demo-gpt-4-turbo"  # family openai; the demo's models belong to no family until one is given
+    at = open_page(PAGE, {"card": judge})
+    at.text_input(key="judges_bias_families").input("model-alpha=openai").run()
+    assert not at.exception, [e.value for e in at.exception]
+    card = frame_with(at, "aspect").set_index("measure")
+    row = card.loc[bias.COVARIATE]
+    assert not pd.isna(row["value"]) or (pd.isna(row["lo"]) and "being fitted" in row["note"]), row
+    assert card.loc["same verdict in both orders (consistency)", "n"] > 0  # the rest is there from the start
+    for future in list(data_judges._covariate_fits()["futures"].values()):
+        future.result(timeout=300)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    row = frame_with(at, "aspect").set_index("measure").loc[bias.COVARIATE]
+    with Store(store_path) as s:
+        families = bias.families_with(["model-alpha=openai"])
+        want = bias.self_preference_covariate(s, judge, demo.DEMO_DATASET, families=families)
+        whole = {i.measure: i for i in bias.bias_card(s, judge, demo.DEMO_DATASET, families=families)}[bias.COVARIATE]
+    assert want == whole and want.value is not None  # the covariate alone is the full card's row
+    assert (row["value"], row["lo"], row["hi"], row["n"], row["note"]) == pytest.approx(
+        (want.value, want.lo, want.hi, want.n, want.note))

@@ -3,6 +3,7 @@ with history, cancel / resume, one worker per job, and the budget over a job's r
 
 import json
 import shutil
+import re
 import subprocess
 import sys
 import time
@@ -152,7 +153,14 @@ def test_one_worker_per_job_and_a_lost_worker_is_replaced(store):
     assert jobs.launch(store, "heuristic", {"dataset": "demo-synthetic", "scenarios": ["Code"]})[1] is None
     final = wait_finished(store, job.id)
     assert final.status == "done" and final.done == per_group and final.worker_pid == pid
-    assert "job" in jobs.log_tail(store.path, job.id)  # the worker's last line: "job N done"
+    # the worker's log says what was done (issue 17: it used to say only "job N done"): what started, the
+    # state, the times and duration, the counts, and the job's own account of its work
+    log = jobs.log_tail(store.path, job.id, lines=50)
+    assert f"job {job.id} started by worker pid {pid}: heuristic" in log
+    assert f"job {job.id} done: heuristic · demo-synthetic · Code" in log
+    assert f"{per_group:,} of {per_group:,} samples done, 0 failed" in log
+    assert re.search(r"started \S+, ended \S+ \(\d+(\.\d)? s\)", log), log
+    assert f"finished: {per_group:,} of {per_group:,} samples rated by the offline heuristics in " in log
     assert jobs.ensure_worker(store, job.id) is None  # finished: nothing to start
 
     # a worker that died while running: the job is stale, and a new worker takes it over

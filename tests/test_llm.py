@@ -3,6 +3,7 @@ judged for what they are, local-server etiquette and honest endings. Every path 
 loopback server taught that server's habit (core/loopback.py), with the real openai client."""
 
 import json
+import re
 import threading
 import time
 
@@ -292,6 +293,12 @@ def test_timed_out_requests_carry_estimated_spend_and_the_run_says_so(pandalm, m
     assert rows and all(r["usage_estimated"] == 1 and r["prompt_tokens"] > 0 and r["cost"] > 0 for r in rows)
     assert final.status == "done" and final.cost > 0  # timeouts may pass: a resume is offered
     assert "resume to retry" in final.message and "spend estimated" in final.message
+    # what failed, why and where (issue 17: the log and the message say it)
+    (sample_id,) = {r["sample_id"] for r in store.job_failures(job.id, 100)}
+    assert final.message.startswith("finished: 0 of 1 samples annotated in ")
+    assert re.search(rf"1 sample failed: [^;]*time[^;]* on sample {re.escape(str(sample_id))}", final.message, re.I), \
+        final.message
+    assert "spent $" in final.message
 
 
 def test_a_judge_job_says_how_many_labels_it_stored_and_their_consistency(pandalm, monkeypatch):
@@ -304,7 +311,7 @@ def test_a_judge_job_says_how_many_labels_it_stored_and_their_consistency(pandal
         t, out = _run_job_in_thread(store.path, job.id)
         t.join(60)
     assert out["job"].status == "done"
-    assert "5 labels stored (5 with both orders, position consistency 0%)" in out["job"].message
+    assert "5 labels stored (5 with both orders, position consistency 0.0%)" in out["job"].message
 
 
 def test_the_cli_probes_an_endpoint_and_says_a_wrong_key_in_one_line(pandalm, monkeypatch, capsys):

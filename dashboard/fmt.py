@@ -1,0 +1,188 @@
+"""One number style for every page (issue 17: "57.64%" stood beside "78%", ratings read "3.00", a judge's
+unknown size read "None").
+
+The rules, one per kind of number, used by every page, table and chart:
+
+- **shares, rates and probabilities** (agreement, accuracy, win rates, P(A), P(weight > 0)): percent with
+  one decimal, ``"57.6%"``; changes in them signed, ``"+5.5%"`` (:func:`percent`, :data:`PERCENT_D3` for
+  altair, :func:`percent_column` for tables). Chart axes tick in whole percents (:data:`PERCENT_AXIS`):
+  ticks are a scale, not estimates.
+- **weights** (log-odds): signed, three decimals (:data:`WEIGHT`).
+- **correlations and kappas**: two decimals (:data:`COEFFICIENT`).
+- **counts, ratings, word counts**: whole numbers ``"160"``; a mean of ratings up to two decimals
+  (``render.figure``).
+- **missing**: ``"not applicable"`` where a value cannot exist for the row, ``"unknown"`` where it exists
+  but was not given (a judge's size).
+
+Streamlit's own ``format="percent"`` shows two decimals, so percent columns are formatted here, through a
+``pandas.Styler`` that leaves the values (sorting, downloads, tests) as they are: :func:`dataframe` is
+``st.dataframe`` with this module's column kinds applied.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+PERCENT_DECIMALS = 1
+PERCENT_D3 = f".{PERCENT_DECIMALS}%"  # altair / d3 format of a share 0-1
+SIGNED_PERCENT_D3 = f"+.{PERCENT_DECIMALS}%"
+PERCENT_AXIS = "%"  # axis ticks: whole percents
+SIGNED_PERCENT_AXIS = "+%"
+WEIGHT = "%+.3f"  # printf, for st.column_config
+WEIGHT_D3 = "+.3f"
+COEFFICIENT = "%.2f"
+COEFFICIENT_D3 = ".2f"
+MONEY = "$%.4f"
+NOT_APPLICABLE = "not applicable"
+UNKNOWN = "unknown"
+
+
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and x != x) or x is pd.NA or x is pd.NaT
+
+
+def percent(x: Any, *, signed: bool = False, na: str = NOT_APPLICABLE) -> str:
+    """A share 0-1 as people read it: ``"57.6%"`` (``"+5.5%"`` signed); ``na`` for none."""
+    if _missing(x):
+        return na
+    return f"{x:+.{PERCENT_DECIMALS}%}" if signed else f"{x:.{PERCENT_DECIMALS}%}"
+
+
+def percent_of_100(x: Any, *, na: str = NOT_APPLICABLE) -> str:
+    """A value already in percent units (0-100, e.g. 100·sigmoid(w)): ``"57.6%"``."""
+    return na if _missing(x) else f"{x:.{PERCENT_DECIMALS}f}%"
+
+
+def points(x: Any, *, na: str = NOT_APPLICABLE) -> str:
+    """A change of a share in percentage points: ``"+5.5 points"``."""
+    return na if _missing(x) else f"{x * 100:+.{PERCENT_DECIMALS}f} points"
+
+
+def size(size_b: Any) -> str:
+    """A judge's size in billions of parameters: ``"7B"``, ``"0.5B"``; ``"unknown"`` when not given."""
+    return UNKNOWN if _missing(size_b) else f"{float(size_b):g}B"
+
+
+def timestamp(value: Any, *, na: str = NOT_APPLICABLE) -> str:
+    """A stored ISO time for people: ``"2026-12-06 11:23:05 UTC"``."""
+    if _missing(value) or value == "":
+        return na
+    try:
+        t = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        return str(value)
+    if t.tzinfo is not None:
+        t = t.tz_convert("UTC")
+    return t.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# ---------------------------------------------------------------- tables
+
+
+class _Column(dict):
+    """A ``st.column_config`` column whose cell text this module writes (see :func:`dataframe`)."""
+
+    text: Any = None  # a callable for one (present) value
+    as_text: bool = False  # the column becomes its text (a size, a time); else a Styler shows it
+
+
+def _column(base: dict, text: Any, *, as_text: bool = False) -> _Column:
+    col = _Column(base)
+    col.text, col.as_text = text, as_text
+    return col
+
+
+def percent_column(label: str, *, help: str | None = None, signed: bool = False) -> _Column:
+    """A table column of shares 0-1 shown as ``"57.6%"`` (values unchanged: they sort as numbers)."""
+    return _column(st.column_config.NumberColumn(label, help=help), lambda x: percent(x, signed=signed))
+
+
+def percent_of_100_column(label: str, *, help: str | None = None) -> _Column:
+    """A table column of values in percent units (0-100) shown as ``"57.6%"``."""
+    return _column(st.column_config.NumberColumn(label, help=help), percent_of_100)
+
+
+def size_column(label: str = "size", *, help: str | None = "billions of parameters; unknown when the data "
+                "did not give it") -> _Column:
+    """A judge's size column: ``"7B"``, or ``"unknown"`` (not an empty cell, not "None")."""
+    return _column(st.column_config.TextColumn(label, help=help), size, as_text=True)
+
+
+def time_column(label: str, *, help: str | None = None) -> _Column:
+    """A stored ISO time shown as ``"2026-12-06 11:23:05 UTC"``."""
+    return _column(st.column_config.TextColumn(label, help=help), timestamp, as_text=True)
+
+
+def _plain_number(x: Any) -> str:
+    """What Streamlit shows for a number without a format: up to four decimals."""
+    if isinstance(x, (bool,)) or not isinstance(x, (int, float)):
+        return str(x)
+    return f"{x:.4f}".rstrip("0").rstrip(".") if isinstance(x, float) else str(x)
+
+
+def shown(frame: pd.DataFrame, column_config: dict | None, placeholder: str = NOT_APPLICABLE):
+    """``frame`` as :func:`dataframe` sends it: columns of this module's kinds formatted (the text
+    kinds replaced by their text, the number kinds shown through a ``Styler`` whose values stay
+    numbers); ``frame`` itself when it has none."""
+    ours = {c: v for c, v in (column_config or {}).items() if isinstance(v, _Column) and c in frame.columns}
+    if not ours or frame.empty:
+        return frame
+    texts = {c: v for c, v in ours.items() if v.as_text}
+    if texts:
+        frame = frame.assign(**{c: frame[c].map(v.text) for c, v in texts.items()})
+    numbers = {c: v for c, v in ours.items() if not v.as_text}
+    if not numbers:
+        return frame
+    if not frame.index.is_unique:  # a Styler needs a unique index (the tables hide theirs)
+        frame = frame.reset_index(drop=True)
+    # a Styler shows every cell through its formatter: the other number columns as Streamlit would
+    others = [c for c in frame.columns if c not in numbers and pd.api.types.is_numeric_dtype(frame[c])
+              and not pd.api.types.is_bool_dtype(frame[c])]
+    style = frame.style.format(na_rep=placeholder)
+    if others:
+        style = style.format(_plain_number, subset=others, na_rep=placeholder)
+    for col, cfg in numbers.items():
+        style = style.format(cfg.text, subset=[col], na_rep=placeholder)
+    return style
+
+
+def dataframe(frame: pd.DataFrame, column_config: dict | None = None, *, placeholder: str = NOT_APPLICABLE,
+              **kwargs: Any):
+    """``st.dataframe`` in the house style: the columns made by this module formatted as they say, and an
+    empty cell reading ``placeholder`` ("not applicable"; Streamlit's own is "None")."""
+    return st.dataframe(shown(frame, column_config, placeholder), column_config=column_config, placeholder=placeholder,
+                        **kwargs)
+
+
+def agreement_columns() -> dict:
+    """The columns of a judge-pair agreement table (Overview, Judges): one wording, one number style."""
+    return {"judge_a": "judge", "judge_b": "and judge",
+            "shared": st.column_config.NumberColumn("shared samples", help="samples both judges labelled"),
+            "agree": st.column_config.NumberColumn("same choice", help="shared samples with the same choice"),
+            "rate": percent_column("agreement", help="share of shared samples with the same choice"),
+            "chance": percent_column("by chance", help="the agreement two judges with these choice frequencies "
+                                                       "reach by chance"),
+            "kappa": st.column_config.NumberColumn("Cohen's kappa", format=COEFFICIENT,
+                                                   help="(agreement - chance) / (1 - chance): 0 is chance, 1 full"),
+            "kappa_lo": st.column_config.NumberColumn("kappa from", format=COEFFICIENT, help="94% interval"),
+            "kappa_hi": st.column_config.NumberColumn("kappa to", format=COEFFICIENT, help="94% interval")}
+
+
+def provenance_columns() -> dict:
+    """The columns of a profile-provenance table (Simulator): names people read, the house number style."""
+    return {"profile_id": st.column_config.NumberColumn("profile #"), "feature_source": "feature set",
+            "n": st.column_config.NumberColumn("samples fitted"), "accuracy": percent_column("held-out accuracy"),
+            "fitted_at": "fitted at", "fingerprint": "data fingerprint",
+            "draws": st.column_config.NumberColumn("draws used"), "means_only": st.column_config.CheckboxColumn("means only"),
+            "imported": st.column_config.CheckboxColumn("imported"),
+            "beats_baseline": st.column_config.CheckboxColumn("beats its baseline"),
+            "baseline_accuracy": percent_column("baseline accuracy"),
+            "unmeasured": st.column_config.ListColumn("not measured"),
+            "stale": st.column_config.CheckboxColumn("labels changed since"),
+            "pairs": st.column_config.NumberColumn("pairs simulated"),
+            "labelled": st.column_config.NumberColumn("labelled pairs"),
+            "pairs_fingerprint": "pairs fingerprint",
+            "seconds": st.column_config.NumberColumn("seconds", format="%.2f")}

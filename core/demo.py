@@ -1152,8 +1152,9 @@ def _label(rng: np.random.Generator, sample_id: str, judge: str, z: float) -> La
         p = np.exp(np.array(logits) - max(logits))
         p /= p.sum()
         choice = ("A", "B", "tie")[_level(rng, p)]
-        prob_a = float(p[0] + (p[2] / 2 if len(p) == 3 else 0.0))
-        return Label(sample_id, judge, choice, prob_a=round(prob_a, 6), source=GENERATOR)
+        # A crowd's vote carries no probability of its own (as on Chatbot Arena): storing the generator's
+        # exact P(A) would hand its soft-label fit information no real crowd gives.
+        return Label(sample_id, judge, choice, source=GENERATOR)
     p_ab, p_ba = _sigmoid(z + bias), _sigmoid(z - bias)  # A shown first; B shown first (mapped back to A/B)
     ab = "A" if rng.random() < p_ab else "B"
     ba = "A" if rng.random() < p_ba else "B"

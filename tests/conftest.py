@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +82,17 @@ def pytest_collection_modifyitems(config, items):
     rank = {group: i for i, group in enumerate(LONGEST_GROUPS)}
     order = {item: rank.get(xdist_group(item.nodeid), len(rank)) for item in items}
     items.sort(key=order.__getitem__)  # stable
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """Streamlit's script runner (AppTest) installs its page as ``sys.modules["__main__"]`` and never
+    puts the old one back; a later test in the same worker that spawns processes (the paid-request
+    engine's shards) would then have each child re-run that page script as its main module."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")

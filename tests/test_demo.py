@@ -251,7 +251,7 @@ def test_build_writes_everything_and_marks_it_synthetic(built):
     assert groups == {g: demo.N_PER_GROUP for g in catalogue.group_keys()}
     judges = store.judges("demo-synthetic")
     assert len(judges) >= 4 and {j["kind"] for j in judges} == {"synthetic"}
-    assert all(j["labels"] == n and j["with_prob"] == n for j in judges)
+    assert all(j["labels"] == n and j["with_prob"] == (n if demo.JUDGES[j["name"]]["both_orders"] else 0) for j in judges)
     # the crowd ties; the LLM judges answer in both orders, and tie where the two orders disagree
     by_name = {j["name"]: j for j in judges}
     assert all((by_name[name]["tie"] > 0) for name in demo.JUDGES)

@@ -185,11 +185,14 @@ def test_autoj_both_orders_and_ties_on_real_data(tmp_path, shared_data):
 
 
 def test_soft_labels_from_the_store_by_default_and_hard_one_option_away(demo_store):
-    """demo-crowd gives one verdict per pair with its P(A): soft labels by default, recorded; the judges asked
+    """demo-crowd gives one verdict per pair, here with a P(A): soft labels by default, recorded; the judges asked
     in both orders pool their P(A) over the orders, so their per-order rows stay hard (and their input keys
     stay those of a hard fit). ``labels="hard"`` refits only the judge whose fit changes; so does a
     changed P(A)."""
     kw = dict(scopes=["Code"])
+    with demo_store.writing():  # the demo's crowd votes carry no P(A): give it a five-rater vote share
+        demo_store.conn.execute("UPDATE labels SET prob_a = CASE choice WHEN 'A' THEN 0.8 WHEN 'B' THEN 0.2 END"
+                                " WHERE judge = 'demo-crowd'")
     fit.dissect(demo_store, demo.DEMO_DATASET, "demo", force=True, **kw)
     got = {p["judge"]: p for p in demo_store.profiles(dataset=demo.DEMO_DATASET, scope="Code", method="fast")}
     crowd = got["demo-crowd"]["provenance"]

@@ -51,7 +51,8 @@ def _default_judges(in_scope: list[str]) -> list[str]:
 # A link can preselect the view: /profiles?dataset=D&features=F&method=M&scope=S&judge=J1&judge=J2&order=weight
 # (restored once per link by dashboard/viewurl.py, as on the other pages)
 c1, c2, c3 = st.columns(3)
-s1, s2, s3 = st.columns([1, 2, 1])
+s1, s3 = st.columns(2)
+s2 = st.container()  # the judges on a row of their own: four or more names fit without clipping a chip
 pick = picker.profile_picker(
     "profiles", sorted(index["dataset"].unique()), lambda d: data_profiles.index_rows(index, d),
     where={"dataset": c1, "features": c2, "method": c3, "scope": s1, "judges": s2},

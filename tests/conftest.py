@@ -30,9 +30,10 @@ def shared_data_path() -> Path:
 #: The xdist groups that take longest, longest first (worker seconds, measured on the whole suite with
 #: ``--durations``). Handing them out first lets the many short modules fill the other worker meanwhile,
 #: instead of one long group starting last and running alone at the end (pytest.ini turns off xdist's
-#: own order, by count of tests).
-LONGEST_GROUPS = ("test_fit-coverage", "test_deploy", "test_fit-nuts", "test_dissect-autoj", "browser", "test_app",
-                  "test_dissect-pandalm", "test_experiment", "test_dissect", "test_app_annotate")
+#: own order, by count of tests). The real-server tests (about 9 minutes on one worker where CI installs
+#: llama-cpp-python; skipped at once elsewhere) come first of all.
+LONGEST_GROUPS = ("test_realserver", "test_fit-coverage", "test_deploy", "test_fit-nuts", "test_dissect-autoj",
+                  "browser", "test_app", "test_dissect-pandalm", "test_experiment", "test_dissect", "test_app_annotate")
 
 #: Long tests of a long module given a group of their own, so they run beside the rest of it: they need
 #: none of its costly module fixtures (test -> group; every parametrization of a test goes with it).

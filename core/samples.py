@@ -182,9 +182,11 @@ def _notes_from(notes: AnnotatorNotes, row: dict[str, Any]) -> None:
 
 
 def annotator_notes(rows: list[dict[str, Any]]) -> list[AnnotatorNotes]:
-    """Stored annotation answers of one sample (``Store.annotations_for``), per annotator."""
+    """Stored annotation answers of one sample (``Store.annotations_for``), per annotator; an annotator's
+    answers with A shown first before those with B first (stored in the order the requests finished,
+    which concurrent requests leave to chance), so each rating reads [A first, B first]."""
     by: dict[tuple[str, str], AnnotatorNotes] = {}
-    for row in rows:
+    for row in sorted(rows, key=lambda r: (r.get("orientation") or "AB") != "AB"):  # stable
         key = (row["annotator"], row["prompt_version"])
         notes = by.setdefault(key, AnnotatorNotes(annotator=key[0], prompt_version=key[1]))
         _notes_from(notes, row)

@@ -395,3 +395,14 @@ def test_list_rows_are_the_columns_the_page_shows(demo_store):
         assert rec[f"{label}: better"] == {1: "A", -1: "B", 0: "equal"}[r["features"]["lengthy"]]
         assert rec["match (bm25)"] == -r["score"] > 0
     assert "match (bm25)" not in samples.list_rows(demo_store.browse(SampleFilter(dataset=DS), limit=1)[0])[0]
+
+
+def test_notes_read_a_first_before_b_first_whatever_order_the_answers_were_stored_in():
+    """Concurrent requests store an annotator's two orders in the order they finished: the notes still
+    read [A shown first, B shown first] (the B-first answer's r1 is response B)."""
+    row = lambda order, r1, r2: {"annotator": "m", "prompt_version": "v", "step": "ratings", "orientation": order,
+                                 "status": "ok", "parsed": {"clear": {"r1": r1, "r2": r2}}}
+    for rows in ([row("AB", 3, 1), row("BA", 2, 4)], [row("BA", 2, 4), row("AB", 3, 1)]):
+        (notes,) = samples.annotator_notes(rows)
+        assert notes.orders == ["AB", "BA"]
+        assert notes.ratings["clear"] == {"A": [3, 4], "B": [1, 2]}

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import catalogue, features, featureset
 from .records import Dataset, ImportBatch, ImportResult, Judge, Label, Sample, combine_verdicts, word_count
-from .store import Store, now
+from .store import Store
 
 DEMO_DATASET = "demo-synthetic"
 FEATURE_SOURCE = featureset.DEMO.name
@@ -1179,12 +1179,7 @@ def build_demo(store: Store, *, seed: int = 0, n_per_group: int = N_PER_GROUP, f
     seconds), so every page has something to show on a first start; ``on_progress(stage, done,
     total)`` hears the fit's steps (the dashboard's first start shows them)."""
     batch, annotations, profiles = generate(seed, n_per_group)
-    ts = now()
-    with store.writing():
-        result = store.write_batch(batch)
-        store.insert_annotations(annotations, ts)
-        for row in profiles:
-            store.save_profile(row)
+    result = store.write_batch(batch, annotations=annotations, profiles=profiles)
     if fit:
         from .fit import dissect
 

@@ -57,6 +57,39 @@ def test_a_failing_batch_leaves_nothing_behind(tmp_path):
     assert [d["name"] for d in s.datasets()] == ["first"]
 
 
+def test_a_batch_brings_its_annotations_and_profiles_in_its_transaction(tmp_path):
+    """The demo writes its pairs, ready-made annotations and true profiles as one write_batch: all of it, or
+    (a failure anywhere) none of it; the bulk write's larger page cache is the connection's own again after,
+    whichever way it ended."""
+    from core import demo
+
+    s = Store(tmp_path / "s.db")
+    cache = s.scalar("PRAGMA cache_size")
+    b, ann, prof = demo.generate(0, 2)
+    bad = ImportBatch(b.dataset, samples=b.samples, judges=b.judges, features=b.features,
+                      labels=[*b.labels, Label("no-such-sample", b.judges[0].name, "A")])  # a foreign key fails
+    with pytest.raises(sqlite3.IntegrityError):
+        s.write_batch(bad, annotations=ann, profiles=prof)
+    assert s.is_empty() and s.table_counts()["annotations"] == 0 and not s.profiles()
+    assert s.scalar("PRAGMA cache_size") == cache
+    s.write_batch(b, annotations=ann, profiles=prof)
+    assert s.table_counts()["annotations"] == len(ann) and len(s.profiles()) == len(prof)
+    assert s.scalar("PRAGMA cache_size") == cache
+
+
+def test_feature_provenance_is_encoded_as_given(tmp_path):
+    """Provenance dicts are encoded once per distinct value (the demo's 38,280 features share one), and values
+    that compare equal but encode apart (True, 1, 1.0) keep their own JSON."""
+    s = Store(tmp_path / "s.db")
+    b = batch(n=4)
+    b.features = [Feature(x.id, "t", "clear", 1, 3, 1, provenance=p) for x, p in
+                  zip(b.samples, [{"seed": True}, {"seed": 1}, {"seed": 1.0}, {"seed": [1, {"a": 2}]}])]
+    s.write_batch(b)
+    got = dict(s.conn.execute("SELECT sample_id, provenance FROM features").fetchall())
+    assert [got[x.id] for x in b.samples] == ['{"seed": true}', '{"seed": 1}', '{"seed": 1.0}',
+                                              '{"seed": [1, {"a": 2}]}']
+
+
 def test_appending_to_a_dataset_continues_positions(tmp_path):
     s = Store(tmp_path / "s.db")
     s.write_batch(batch(n=2))

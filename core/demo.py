@@ -730,7 +730,7 @@ def _pick(rng: np.random.Generator, seq):
 
 def _take(rng: np.random.Generator, seq, k: int) -> list:
     """k distinct items in random order (all of them when k >= len)."""
-    return [seq[int(i)] for i in rng.permutation(len(seq))[: max(0, k)]]
+    return [seq[i] for i in rng.permutation(len(seq))[: max(0, k)].tolist()]
 
 
 def _level(rng: np.random.Generator, probs) -> int:

@@ -1177,8 +1177,12 @@ def build_demo(store: Store, *, seed: int = 0, n_per_group: int = N_PER_GROUP, f
 
     With ``fit`` (the default) the judges' profiles are then fitted on the fast path (a few
     seconds), so every page has something to show on a first start; ``on_progress(stage, done,
-    total)`` hears the fit's steps (the dashboard's first start shows them)."""
+    total)`` hears the generation, the write and the fit's steps (the dashboard's first start shows them)."""
+    if on_progress:
+        on_progress("generating the pairs, their annotations and the judges' labels", 0, 2)
     batch, annotations, profiles = generate(seed, n_per_group)
+    if on_progress:  # the write runs mostly in SQLite, without the GIL: a caller can do other work beside it
+        on_progress("writing them into the store", 1, 2)
     result = store.write_batch(batch, annotations=annotations, profiles=profiles)
     if fit:
         from .fit import dissect

@@ -92,8 +92,9 @@ def needs_seeding() -> bool:
 
 def warm_imports() -> None:
     """Import the chart library (Altair, through ``dashboard.charts``) on a background thread. A first
-    start calls it before writing the demo: much of that write runs in SQLite, without the GIL, so the
-    import (some 0.5-1 s) is done by the time the Overview, which needs it, renders."""
+    start calls it once the demo is generated, as it is written: much of that write runs in SQLite,
+    without the GIL, so the import (some 0.3-1 s) is done by the time the Overview, which needs it,
+    renders (beside the generation, pure Python, the two only took turns)."""
     import importlib
     import threading
 
@@ -111,9 +112,13 @@ def ensure_seeded(on_progress=None) -> int | None:
         return None
     from core import demo, jobs
 
-    if on_progress:
-        on_progress("writing the generated pairs, their annotations and the judges' labels", 0, 1)
-    demo.build_demo(s, fit=False)
+    def heard(stage: str, done: int, total: int) -> None:
+        if stage.startswith("writing"):  # generated: the write runs in SQLite, mostly without the GIL,
+            warm_imports()  # so the Overview's chart library is imported beside it rather than after
+        if on_progress:
+            on_progress(stage, done, total + 1)
+
+    demo.build_demo(s, fit=False, on_progress=heard)
     if on_progress:
         on_progress("starting the fit of the judges' profiles in the background", 1, 1)
     job, _ = jobs.launch(s, "fit", {"dataset": demo.DEMO_DATASET, "features": demo.FEATURE_SOURCE})

@@ -1,6 +1,5 @@
 """Cached reads of the Simulator page (pages/simulate.py): the datasets and options it can run on,
-a scope's pairs (a shared resource), and core.simulate's results as the page's frames; ``prefetch``
-starts the page's later results on background threads while it renders the first ones."""
+a scope's pairs (a shared resource), and core.simulate's results as the page's frames."""
 
 from __future__ import annotations
 
@@ -88,37 +87,3 @@ def calibration(fp: tuple, dataset: str, judges: tuple[str, ...], scope: str, me
                                  feature_source=feature_source,
                                  pairs=_pairs_or_none(fp, dataset, feature_source, scope))
     return _simulate.calibration_frames(cals)
-
-
-def _stop_prefetch(pool) -> None:
-    pool.shutdown(wait=False, cancel_futures=True)
-
-
-@st.cache_resource(show_spinner=False, on_release=_stop_prefetch)
-def _prefetch_pool():
-    """Two threads shared by the sessions (the server's two cores at the paper's scale: the results' numpy
-    work runs without the GIL beside the page's own run)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="simulator-prefetch")
-
-
-def prefetch(fp: tuple, dataset: str, judges: tuple[str, ...], scope: str, model: str | None, opponent: str,
-             method: str | None, feature_source: str | None, *, rank_judge: str | None, controls: tuple[str, ...],
-             lb_judge: str | None, cal_judges: tuple[str, ...]) -> list:
-    """Start the page's later results (the injection ranking, the controlled leaderboard, the
-    calibration) on background threads, with the arguments the page will ask for, while the page computes
-    and draws the simulation: on a first view their computations (most of the page's time at the paper's
-    scale, mostly numpy) overlap instead of queueing. Each is the cached function the page calls: the
-    page's call then returns the stored value, or waits for the thread computing it (Streamlit holds one
-    lock per cached value), so what the page shows is the same. A value already cached costs a lookup;
-    one that fails is computed again by the page, which shows the error. ``rank_judge`` and ``lb_judge``:
-    the judge selectboxes' values (None before they are shown: the first judge, as they show)."""
-    rank_judge = rank_judge if rank_judge in judges else judges[0]
-    lb_judge = lb_judge if lb_judge in judges else judges[0]
-    pool = _prefetch_pool()
-    calls = [(injection_ranking, fp, dataset, rank_judge, scope, model, opponent, method, feature_source)]
-    if model is not None and controls:
-        calls.append((controlled_leaderboard, fp, dataset, lb_judge, controls, scope, method, feature_source))
-    calls.append((calibration, fp, dataset, cal_judges, scope, method, feature_source))
-    return [pool.submit(*call) for call in calls]

@@ -105,14 +105,6 @@ if not judges:
     st.stop()
 
 # ------------------------------------------------------------------ the simulation
-# the sections below start computing now, with the choices their widgets hold (or will show by default)
-data_simulator.prefetch(
-    fp, dataset, tuple(judges), scope, model, opponent, method, feature_source,
-    rank_judge=st.session_state.get("sim_rank_judge"),
-    controls=tuple(st.session_state.get("sim_control", ["lengthy"])),
-    lb_judge=st.session_state.get("sim_lb_judge"),
-    cal_judges=tuple(st.session_state.get(f"sim_cal_judges|{dataset}|{feature_source}|{scope}|{method}",
-                                          judges or in_scope[:2])))
 try:
     sim = data_simulator.simulation(fp, dataset, tuple(judges), scope, model, opponent, tuple(inject.items()),
                           tuple(suppress.items()), method, feature_source)

@@ -119,28 +119,6 @@ def test_ranking_leaderboard_and_calibration_are_cores(store_path):
     assert dict(zip(summary["judge"], summary["ece"])) == pytest.approx({c.judge: c.ece for c in cals})
 
 
-def test_later_sections_are_computed_once_beside_the_simulation(store_path, monkeypatch):
-    """The page starts its ranking, leaderboard and calibration on background threads before it computes the
-    simulation (dashboard/data_simulator.prefetch): each is computed once (the page's own call finds it, or
-    waits for it), on a background thread, and the page shows the same (the tests above)."""
-    import threading
-
-    calls = []
-    for name in ("injection_ranking", "controlled_win_rates", "calibration"):
-        def counted(*args, _f=getattr(sim, name), _name=name, **kwargs):
-            calls.append((_name, threading.current_thread().name))
-            return _f(*args, **kwargs)
-        monkeypatch.setattr(sim, name, counted)
-    at = open_page(PAGE, timeout=180)
-    assert sorted(n for n, _ in calls) == ["calibration", "controlled_win_rates", "injection_ranking"]
-    assert all(t.startswith("simulator-prefetch") for _, t in calls), calls
-    judges = at.multiselect(key=f"sim_judges|{DS}|demo|all|fast").value
-    calls.clear()
-    at.selectbox(key="sim_rank_judge").set_value(judges[1]).run()  # the next run starts the new judge's ranking
-    assert not at.exception, [e.value for e in at.exception]
-    assert [n for n, _ in calls] == ["injection_ranking"]
-
-
 def test_no_profiles_says_how_to_fit_them(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFDISSECT_STORE", str(tmp_path / "empty.db"))
     monkeypatch.setenv("PREFDISSECT_SEED_DEMO", "0")

@@ -117,7 +117,7 @@ import numpy as np
 from scipy import special
 
 from . import catalogue, scopes
-from .fit import inputs_key, library_versions
+from .fit import inputs_key, library_versions, requested_with_probs
 from .intervals import INTERVAL_PROB, jeffreys, tails
 from .sampler import score_margin
 from .profile import (FITTED_METHODS, INTERCEPT, TIE, beats_baselines, best_baseline, is_position, measured_mask,
@@ -630,11 +630,12 @@ def provenance(profile: Mapping[str, Any], draws_used: int, stale: bool | None =
     return out
 
 
-def _stale(profile: Mapping[str, Any], pairs: PairSet, outcomes: Mapping[str, float]) -> bool | None:
-    """Whether the judge's labels or the features moved since the profile was fitted (None: not a fit).
+def _stale(store, profile: Mapping[str, Any], pairs: PairSet, outcomes: Mapping[str, float]) -> bool | None:
+    """Whether the judge's labels, their P(A) or the features moved since the profile was fitted (None:
+    not a fit).
 
     A fit that recorded its settings is checked exactly: its input key (``fit.inputs_key``) computed
-    again on the pairs and labels now. Older fits, and fits that kept the samples whose errors could
+    again on the pairs and labels now (with soft labels, on the judge's P(A) now). Older fits, and fits that kept the samples whose errors could
     not be checked (other rows than these pairs), fall back on the count of labelled samples."""
     if profile.get("n") is None or profile["method"] not in FITTED_METHODS:
         return None
@@ -642,7 +643,12 @@ def _stale(profile: Mapping[str, Any], pairs: PairSet, outcomes: Mapping[str, fl
     requested, key = prov.get("requested"), prov.get("inputs")
     if requested and key and not requested.get("include_excluded"):
         y = np.array([{1.0: 1.0, 0.0: 0.0}.get(outcomes.get(i), np.nan) for i in pairs.sample_ids])
-        return inputs_key(pairs.X, y, requested) != key
+        mode = requested.get("labels") or (prov.get("labels") or {}).get("mode", "hard")
+        prob = None
+        if mode != "hard":  # the judge's P(A) now, as the fit took it: a changed probability is a changed input
+            have = store.fit_probs(pairs.dataset, profile["judge"], position=bool(requested.get("position")))
+            prob = np.array([have.get(i, np.nan) for i in pairs.sample_ids], dtype=float)
+        return inputs_key(pairs.X, y, requested_with_probs(requested, mode, prob)) != key
     return int(profile["n"]) != sum(1 for i in pairs.sample_ids if outcomes.get(i, 0.5) != 0.5)
 
 
@@ -795,7 +801,7 @@ def simulate(store, dataset: str, judges: Sequence[str], *, scope: str = "all", 
             after=Estimate.from_draws(res.after, prob, res.var_after),
             change=Estimate.from_draws(res.after - res.before, prob),
             contributions=contributions,
-            profile=provenance(prof, W.shape[0], _stale(prof, pairs, outcomes)),
+            profile=provenance(prof, W.shape[0], _stale(store, prof, pairs, outcomes)),
             settings=_settings(prob, W.shape[0], [pairs.sample_ids[i] for i in idx], sign,
                                time.perf_counter() - t0, mixture="independent, exact expectation",
                                contributions="shapley"),

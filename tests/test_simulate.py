@@ -351,6 +351,24 @@ def test_stale_is_exact_a_flipped_label_with_the_same_counts_shows(demo_store, t
     assert crowd.profile["stale"] is True and stylist.profile["stale"] is False
 
 
+def test_stale_sees_a_changed_probability_as_the_soft_fit_would(demo_store, tmp_path):
+    """Soft labels make a judge's P(A) part of the fit's input: the crowd's single-order votes carried none
+    when the demo was fitted; one that now carries a probability (same choice) is an input the dissection
+    would refit on, so the simulator must call the profile stale (the key used to be recomputed on the
+    choices alone)."""
+    judges = ["demo-crowd", "demo-tulu-70b"]
+    demo_store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    copy = tmp_path / "copy.db"
+    shutil.copy(demo_store.path, copy)
+    with Store(copy) as s:
+        sid, choice = next((r["sample_id"], r["choice"]) for r in s.labels(demo.DEMO_DATASET, ["demo-crowd"])
+                           if r["choice"] == "A")
+        s.write_labels([], [Label(sid, "demo-crowd", choice, prob_a=0.8)])
+        assert s.fit_probs(demo.DEMO_DATASET, "demo-crowd", position=True) == {sid: 0.8}
+        crowd, stylist = sim.simulate(s, demo.DEMO_DATASET, judges, model="demo-model-alpha", inject={"lengthy": 1.0})
+    assert crowd.profile["stale"] is True and stylist.profile["stale"] is False
+
+
 def test_demo_judges_side_by_side_use_their_own_profiles(demo_store):
     sims = sim.simulate(demo_store, demo.DEMO_DATASET, ["demo-crowd", "demo-tulu-70b"], model="demo-model-alpha",
                         opponent="demo-model-beta", inject={"well_formatted": 1.0}, suppress={"admits_limits": 1.0})

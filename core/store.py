@@ -643,6 +643,15 @@ class Store:
             "SELECT id FROM samples WHERE dataset = ? ORDER BY position", (dataset,)
         )]
 
+    def model_pair_counts(self, dataset: str) -> dict[str, int]:
+        """Per responding model, the pairs of the dataset it answers in against another named model (the
+        simulator's model list: a count in SQL, not a read of every pair's metadata)."""
+        return dict(self.conn.execute(
+            "SELECT model, COUNT(*) FROM (SELECT model_a AS model FROM samples WHERE dataset = ?1"
+            "  AND model_a != '' AND model_b != '' AND model_a != model_b"
+            " UNION ALL SELECT model_b FROM samples WHERE dataset = ?1"
+            "  AND model_a != '' AND model_b != '' AND model_a != model_b) GROUP BY model", (dataset,)).fetchall())
+
     def pair_meta(self, dataset: str) -> dict[str, PairMeta]:
         """Per sample id: the two responding models and the query cases (decoded), for the simulator."""
         out = {}

@@ -333,3 +333,21 @@ def test_store_reads_return_named_row_types():
     row = store_module.DatasetRow(name="d", source="", licence="", description="", synthetic=0, imported_at="",
                                   samples=0, judges=0, labels=0)
     assert row["name"] == "d" and store_module.ProfileRow.__total__ is False
+
+
+def test_model_pair_counts_count_pairs_between_two_named_models(tmp_path):
+    """The simulator's model list: per model, the pairs it answers in against another named model (a pair with
+    one model unnamed, empty or the same on both sides does not count), as counted from every pair's metadata."""
+    s = Store(tmp_path / "s.db")
+    pairs = [("m1", "m2"), ("m2", "m1"), ("m1", "m3"), ("m1", None), ("m2", "m2"), ("", "m3"), (None, None)]
+    b = ImportBatch(Dataset("ds", source="test"),
+                    samples=[Sample("ds", f"q{i}", f"a{i}", f"b{i}", model_a=a, model_b=m) for i, (a, m) in enumerate(pairs)])
+    s.write_batch(b)
+    s.write_batch(ImportBatch(Dataset("other", source="test"), samples=[Sample("other", "q", "a", "b", model_a="m1",
+                                                                                   model_b="m9")]))
+    want: dict[str, int] = {}
+    for m in s.pair_meta("ds").values():
+        if m["model_a"] and m["model_b"] and m["model_a"] != m["model_b"]:
+            for x in (m["model_a"], m["model_b"]):
+                want[x] = want.get(x, 0) + 1
+    assert s.model_pair_counts("ds") == want == {"m1": 3, "m2": 2, "m3": 1}

@@ -3,8 +3,9 @@
 From each judge's fitted profile (posterior draws of its attribute weights): the observed win rate of a
 model under test against an opponent, the predicted win rate before and after injecting (+) or
 suppressing (-) attributes with a success rate each, with 94% intervals and each attribute's
-contribution; several judges side by side; what to inject (top-5 / bottom-5); attribute-controlled
-win rates of every model; calibration of each judge's profile. The method is in core/simulate.py.
+contribution; several judges side by side; below, in tabs of which only the open one runs: what to inject
+(top-5 / bottom-5), attribute-controlled win rates of every model, calibration of each judge's profile.
+The method is in core/simulate.py.
 On top, the manipulation experiment run for real (core/experiment.py; dashboard/experimentview.py):
 measured win rates and shifts beside the profile's predictions, and a form to start one.
 """
@@ -95,10 +96,16 @@ with c2:
         suppress[k] = st.slider(f"success rate: - {label[k]}", 0.0, 1.0, 0.5, 0.05, format="percent",
                                 key=f"sim_rate_suppress_{k}")
 
+# the analyses below the simulation sit in tabs of which only the open one runs (at the paper's scale the
+# leaderboard and the calibration are half of the page's first view); the open tab is in the URL too
+ANALYSES = ["What to inject", "Attribute-controlled win rates", "Calibration"]
+viewurl.restore("sim_analysis", "analysis", ANALYSES)
 viewurl.keep({"dataset": dataset, "features": feature_source, "scope": scope, "profile": method, "judge": judges,
               "model": model, "opponent": opponent if model else None,
               "inject": [f"{k}@{r:g}" for k, r in inject.items()],
-              "suppress": [f"{k}@{r:g}" for k, r in suppress.items()], "experiment": experiment})
+              "suppress": [f"{k}@{r:g}" for k, r in suppress.items()], "experiment": experiment,
+              "analysis": None if st.session_state.get("sim_analysis", ANALYSES[0]) == ANALYSES[0]
+              else st.session_state["sim_analysis"]})
 
 if not judges:
     st.info("Choose at least one judge.")
@@ -164,70 +171,75 @@ else:
 with st.expander("Provenance of the profiles used"):
     fmt.dataframe(sim["provenance"], hide_index=True, key="sim_provenance", column_config=fmt.provenance_columns())
 
+tabs = st.tabs(ANALYSES, key="sim_analysis", on_change="rerun")
+
 # ------------------------------------------------------------------ what to inject
-st.subheader("What to inject")
-st.caption("Every attribute injected alone into every pair where it can apply (rate 100%), ranked by the predicted "
-           "gain in the model's win rate: the top 5 to show and the bottom 5 to avoid, for this judge.")
-rank_judge = st.selectbox("Judge", judges, key="sim_rank_judge") if len(judges) > 1 else judges[0]
-ranking = data_simulator.injection_ranking(fp, dataset, rank_judge, scope, model, opponent, method, feature_source)
-charts.show(charts.injection_ranking_chart, ranking["extremes"], width="stretch", key="sim_rank_chart")
-with st.expander("All attributes"):
-    fmt.dataframe(guide.with_definitions(ranking["frame"]), hide_index=True, key="sim_rank_table", column_config={
-        "attribute": None, "label": "attribute", "definition": guide.DEFINITION_COLUMN,
-        "mean": fmt.percent_column("gain", signed=True),
-        "lo": fmt.percent_column("94% from", signed=True),
-        "hi": fmt.percent_column("94% to", signed=True),
-        "p_positive": fmt.percent_column("P(gain > 0)", help="posterior probability of a gain"),
-        "applies": fmt.percent_column("applies", help="share of pairs where the change can move the comparison")})
+if tabs[0].open:
+    with tabs[0]:
+        st.caption("Every attribute injected alone into every pair where it can apply (rate 100%), ranked by the predicted "
+                   "gain in the model's win rate: the top 5 to show and the bottom 5 to avoid, for this judge.")
+        rank_judge = st.selectbox("Judge", judges, key="sim_rank_judge") if len(judges) > 1 else judges[0]
+        ranking = data_simulator.injection_ranking(fp, dataset, rank_judge, scope, model, opponent, method, feature_source)
+        charts.show(charts.injection_ranking_chart, ranking["extremes"], width="stretch", key="sim_rank_chart")
+        with st.expander("All attributes"):
+            fmt.dataframe(guide.with_definitions(ranking["frame"]), hide_index=True, key="sim_rank_table", column_config={
+                "attribute": None, "label": "attribute", "definition": guide.DEFINITION_COLUMN,
+                "mean": fmt.percent_column("gain", signed=True),
+                "lo": fmt.percent_column("94% from", signed=True),
+                "hi": fmt.percent_column("94% to", signed=True),
+                "p_positive": fmt.percent_column("P(gain > 0)", help="posterior probability of a gain"),
+                "applies": fmt.percent_column("applies", help="share of pairs where the change can move the comparison")})
 
 # ------------------------------------------------------------------ attribute-controlled win rates
-st.subheader("Attribute-controlled win rates")
-st.caption("Each model's raw win rate against all others, and the rate with the chosen attributes' effect "
-           "neutralised: a per-model offset is calibrated so the profile reproduces the raw rate, then the chosen "
-           "features are set to 0 (as AlpacaEval's length-controlled win rate does for length; length and "
-           "formatting together are the idea behind Arena's style control). Flagged: a difference above 10 points "
-           "or a rank move of 2 or more.")
-controls = st.multiselect("Neutralise", keys, default=["lengthy"], key="sim_control", format_func=label.get)
-if not model_names:
-    st.caption("This dataset names no responding models, so there is no leaderboard.")
-elif controls:
-    # one judge at a time (a tab per judge would compute every leaderboard on every run)
-    lb_judge = st.selectbox("Leaderboard under", judges, key="sim_lb_judge") if len(judges) > 1 else judges[0]
-    lb = data_simulator.controlled_leaderboard(fp, dataset, lb_judge, tuple(controls), scope, method, feature_source)
-    for w in lb["warnings"]:
-        st.warning(plain(w))
-    frame = lb["frame"]
-    if frame.empty:
-        st.caption("No labelled pairs between named models.")
-    else:
-        charts.show(charts.leaderboard_chart, frame, width="stretch", key="sim_lb_chart")
-        fmt.dataframe(frame[["model", "pairs", "raw", "controlled", "controlled_lo", "controlled_hi", "shift",
-                             "raw_rank", "controlled_rank", "rank_change", "sharp"]],
-                      hide_index=True, key="sim_lb_table", column_config={
-                          "raw_rank": "raw rank", "controlled_rank": "controlled rank", "rank_change": "rank change",
-                          "raw": fmt.percent_column("raw"),
-                          "controlled": fmt.percent_column("controlled"),
-                          "controlled_lo": fmt.percent_column("94% from"),
-                          "controlled_hi": fmt.percent_column("94% to"),
-                          "shift": fmt.percent_column("shift", signed=True),
-                          "sharp": st.column_config.CheckboxColumn("flagged")})
-        data.download_buttons(frame, f"leaderboard_{dataset}_{lb_judge}", "sim_lb_download", what="Leaderboard")
+if tabs[1].open:
+    with tabs[1]:
+        st.caption("Each model's raw win rate against all others, and the rate with the chosen attributes' effect "
+                   "neutralised: a per-model offset is calibrated so the profile reproduces the raw rate, then the chosen "
+                   "features are set to 0 (as AlpacaEval's length-controlled win rate does for length; length and "
+                   "formatting together are the idea behind Arena's style control). Flagged: a difference above 10 points "
+                   "or a rank move of 2 or more.")
+        controls = st.multiselect("Neutralise", keys, default=["lengthy"], key="sim_control", format_func=label.get)
+        if not model_names:
+            st.caption("This dataset names no responding models, so there is no leaderboard.")
+        elif controls:
+            # one judge at a time (a tab per judge would compute every leaderboard on every run)
+            lb_judge = st.selectbox("Leaderboard under", judges, key="sim_lb_judge") if len(judges) > 1 else judges[0]
+            lb = data_simulator.controlled_leaderboard(fp, dataset, lb_judge, tuple(controls), scope, method, feature_source)
+            for w in lb["warnings"]:
+                st.warning(plain(w))
+            frame = lb["frame"]
+            if frame.empty:
+                st.caption("No labelled pairs between named models.")
+            else:
+                charts.show(charts.leaderboard_chart, frame, width="stretch", key="sim_lb_chart")
+                fmt.dataframe(frame[["model", "pairs", "raw", "controlled", "controlled_lo", "controlled_hi", "shift",
+                                     "raw_rank", "controlled_rank", "rank_change", "sharp"]],
+                              hide_index=True, key="sim_lb_table", column_config={
+                                  "raw_rank": "raw rank", "controlled_rank": "controlled rank", "rank_change": "rank change",
+                                  "raw": fmt.percent_column("raw"),
+                                  "controlled": fmt.percent_column("controlled"),
+                                  "controlled_lo": fmt.percent_column("94% from"),
+                                  "controlled_hi": fmt.percent_column("94% to"),
+                                  "shift": fmt.percent_column("shift", signed=True),
+                                  "sharp": st.column_config.CheckboxColumn("flagged")})
+                data.download_buttons(frame, f"leaderboard_{dataset}_{lb_judge}", "sim_lb_download", what="Leaderboard")
 
 # ------------------------------------------------------------------ calibration
-st.subheader("Calibration of each judge's profile")
-st.caption("Pairs sorted by the profile's predicted P(A preferred) and cut into deciles; each point sets a decile's "
-           "mean prediction against the observed share of A (94% interval). On the diagonal, the profile is "
-           "calibrated. In-sample: the profile was fitted on these labels (held-out accuracy is on the Profiles page).")
-cal_judges = st.multiselect("Judges to calibrate", in_scope, default=judges or in_scope[:2],
-                            key=f"sim_cal_judges|{dataset}|{feature_source}|{scope}|{method}",
-                            help="every judge with a profile in this scope can be checked; a few at a time keep the "
-                                 "page quick at the paper's scale (33 judges)")
-cal = data_simulator.calibration(fp, dataset, tuple(cal_judges), scope, method, feature_source)
-if cal["bins"].empty:
-    st.caption("No labelled pairs to calibrate on.")
-else:
-    c1, c2 = st.columns([2, 1])
-    charts.show(charts.calibration_chart, cal["bins"], where=c1, key="sim_cal_chart")
-    with c2:
-        fmt.dataframe(cal["summary"], hide_index=True, key="sim_cal_table", column_config={
-            "ece": fmt.percent_column("calibration error", help="expected calibration error over the deciles")})
+if tabs[2].open:
+    with tabs[2]:
+        st.caption("Pairs sorted by the profile's predicted P(A preferred) and cut into deciles; each point sets a decile's "
+                   "mean prediction against the observed share of A (94% interval). On the diagonal, the profile is "
+                   "calibrated. In-sample: the profile was fitted on these labels (held-out accuracy is on the Profiles page).")
+        cal_judges = st.multiselect("Judges to calibrate", in_scope, default=judges or in_scope[:2],
+                                    key=f"sim_cal_judges|{dataset}|{feature_source}|{scope}|{method}",
+                                    help="every judge with a profile in this scope can be checked; a few at a time keep the "
+                                         "page quick at the paper's scale (33 judges)")
+        cal = data_simulator.calibration(fp, dataset, tuple(cal_judges), scope, method, feature_source)
+        if cal["bins"].empty:
+            st.caption("No labelled pairs to calibrate on.")
+        else:
+            c1, c2 = st.columns([2, 1])
+            charts.show(charts.calibration_chart, cal["bins"], where=c1, key="sim_cal_chart")
+            with c2:
+                fmt.dataframe(cal["summary"], hide_index=True, key="sim_cal_table", column_config={
+                    "ece": fmt.percent_column("calibration error", help="expected calibration error over the deciles")})

@@ -94,18 +94,27 @@ def test_ranking_leaderboard_and_calibration_are_cores(store_path):
     at = open_page(PAGE, timeout=180)
     judges = at.multiselect(key=f"sim_judges|{DS}|demo|all|fast").value
     model = at.selectbox(key=f"sim_model|{DS}").value
+    # the analyses are tabs of which only the open one runs: the ranking's is open first
+    assert at.session_state["sim_analysis"] == "What to inject"
+    assert "sim_control" not in [m.key for m in at.multiselect]  # the leaderboard's tab did not run
     at.selectbox(key="sim_rank_judge").set_value(judges[1]).run()
-    at.multiselect(key="sim_control").set_value(["lengthy", "well_formatted"]).run()
+    table = frame_with(at, "attribute", "p_positive")
+    at.session_state["sim_analysis"] = "Calibration"
+    at.run()
+    assert "sim_rank_judge" not in [s.key for s in at.selectbox]  # the closed tab did not run
     every = list(at.multiselect(key=f"sim_cal_judges|{DS}|demo|all|fast").options)
     assert len(every) == 4  # any fitted judge can be calibrated; the default is the judges compared
     at.multiselect(key=f"sim_cal_judges|{DS}|demo|all|fast").set_value(every).run()
+    summary = frame_with(at, "judge", "ece")
+    at.session_state["sim_analysis"] = "Attribute-controlled win rates"
+    at.run()
+    at.multiselect(key="sim_control").set_value(["lengthy", "well_formatted"]).run()
     assert not at.exception, [e.value for e in at.exception]
     with Store(store_path) as s:
         rank = sim.injection_ranking(s, DS, judges[1], model=model, method="fast", feature_source="demo")
         boards = [sim.controlled_win_rates(s, DS, j, ["lengthy", "well_formatted"], method="fast",
                                            feature_source="demo") for j in judges]
         cals = sim.calibration(s, DS, scope="all", method="fast", feature_source="demo")
-    table = frame_with(at, "attribute", "p_positive")
     assert list(table["attribute"]) == [g.attribute for g in rank.gains]
     assert list(table["mean"]) == pytest.approx([g.mean for g in rank.gains])
     for judge, lb in zip(judges, boards):
@@ -115,7 +124,6 @@ def test_ranking_leaderboard_and_calibration_are_cores(store_path):
         assert list(got["raw"]) == pytest.approx([r.raw for r in lb.rows])
         assert list(got["controlled"]) == pytest.approx([r.controlled for r in lb.rows])
         assert list(got["rank_change"]) == [r.rank_change for r in lb.rows]
-    summary = frame_with(at, "judge", "ece")
     assert dict(zip(summary["judge"], summary["ece"])) == pytest.approx({c.judge: c.ece for c in cals})
 
 

@@ -21,7 +21,10 @@ pytestmark = browserkit.MARKS
 #: every shape a markdown renderer links: a bare URL, www., a markdown link, an e-mail, mailto:
 LINKY = "https://evil.example/a www.evil.example [x](https://evil.example/b) ops@evil.example mailto:x@evil.example"
 PAGES = [("/", "Agreement between judges"), ("/samples?id={sid}", "Votes"), ("/profiles", "Most and least rewarded"),
-         ("/similarity", "similarity"), ("/judges", "Position bias"), ("/simulate", "Attribute-controlled")]
+         ("/similarity", "similarity"), ("/judges", "Position bias"), ("/simulate", "Attribute-controlled"),
+         # the Simulator's analyses are lazy tabs: the leaderboard (model names) and calibration open by link
+         ("/simulate?analysis=Attribute-controlled+win+rates", "Neutralise"),
+         ("/simulate?analysis=Calibration", "Judges to calibrate")]
 #: pages whose names sit only in widgets or data grids (canvas), not in the page's text
 QUIET = [("/samples", "Showing"), ("/annotate", "History"), ("/data", "Your data")]
 

@@ -54,11 +54,16 @@ def test_simulator_view_round_trips_through_its_url(store_path):
     widget(at, "multiselect", "Inject (+): the model shows more of").set_value(["well_formatted"]).run()
     widget(at, "slider", "success rate: + well formatted").set_value(0.8).run()
     widget(at, "multiselect", "Suppress (-): the model shows less of").set_value(["funny"]).run()
+    assert "analysis" not in url_of(at)  # the first analysis tab is the default view
+    at.session_state["sim_analysis"] = "Calibration"
+    at.run()
     url = url_of(at)
     assert url["judge"] == ["demo-tulu-7b"] and url["inject"] == ["well_formatted@0.8"]
-    assert url["suppress"] == ["funny@0.5"]
+    assert url["suppress"] == ["funny@0.5"] and url["analysis"] == ["Calibration"]
     again = reopen("simulate", url)
     assert not again.exception
+    assert again.session_state["sim_analysis"] == "Calibration"
+    assert widget(again, "multiselect", "Judges to calibrate")  # the open tab ran
     assert widget(again, "multiselect", "Judges (side by side)").value == ["demo-tulu-7b"]
     assert widget(again, "multiselect", "Inject (+): the model shows more of").value == ["well_formatted"]
     assert widget(again, "slider", "success rate: + well formatted").value == 0.8

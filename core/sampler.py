@@ -505,14 +505,14 @@ def _hmc(
             w = W
             g = grad
             hs = 0.5 * step * var
-            if kern is not None:
-                hs = np.broadcast_to(hs, (G, J, C, d)).reshape(-1, d)
-                hs = hs if hs.flags.c_contiguous else np.ascontiguousarray(hs)
+            if kern is not None:  # the kernel reads (chains, d) rows
+                hs = np.ascontiguousarray(np.broadcast_to(hs, (G, J, C, d))).reshape(-1, d)
                 tau_k = np.ascontiguousarray(step.reshape(-1))
+                alpha_k = alpha.reshape(-1, d)
             for s_ in range(L):
                 if kern is not None:  # v += hs * g, then the drift, in one pass
                     w_new, v_new = np.empty((G, J, C, d)), np.empty((G, J, C, d))
-                    kern["kick_drift"](w.reshape(-1, d), v.reshape(-1, d), g.reshape(-1, d), hs, alpha.reshape(-1, d), tau_k,
+                    kern["kick_drift"](w.reshape(-1, d), v.reshape(-1, d), g.reshape(-1, d), hs, alpha_k, tau_k,
                                        prior_k, w_new.reshape(-1, d), v_new.reshape(-1, d))
                     w, v = w_new, v_new
                     lp_s_new, g = smooth(w, s_ == L - 1)
@@ -788,7 +788,6 @@ if fit_fast.__doc__:  # None under python -OO
     fit_fast.__doc__ = inspect.cleandoc(fit_fast.__doc__) + "\n" + _FAST_DOC
 
 
-
 # --------------------------------------------------------------------------- compiled kernels
 #
 # Three pieces of the fast path are many small numpy calls over the same few arrays: the kick and
@@ -797,8 +796,9 @@ if fit_fast.__doc__:  # None under python -OO
 # (chains x samples) array) and the rank normalisation of R-hat / ESS (gathers and scatters after the
 # sort: ~15% of a paper-scale dissection). Compiled with numba (nutpie's dependency, pinned), each is
 # one pass and releases the GIL, so the batches' threads overlap. Measured on the paper-scale
-# benchmark: 75 -> 50 CPU-s. The numpy code stays as the reference (``tests/test_sampler.py`` checks
-# the kernels against it) and runs where numba is missing or fails to compile.
+# benchmark (back to back on a busy machine): 74 -> 50-54 CPU-s. The numpy code stays as the
+# reference (``tests/test_sampler.py`` checks the kernels against it) and runs where numba is
+# missing or fails to compile.
 
 
 def _kick_drift_kernel(w, v, g, hs, alpha, tau, prior, x_out, v_out):  # pragma: no cover - compiled

@@ -177,12 +177,14 @@ def main() -> None:
     k = judges.index("gpt-4-1106-preview")
     one_tasks = {s: fit.FitInput(t.X, t.Y[:, [k]], t.position) if isinstance(t, fit.FitInput) else (t[0], t[1][:, [k]])
                  for s, t in tasks.items()}
-    runs = []
+    runs, cpu = [], []
     for _ in range(3):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fit.fit_groups(one_tasks, ["new-judge"], method="fast", workers=args.workers, **model)
         runs.append(time.perf_counter() - t0)
-    out["fast_one_judge"] = {"seconds_median": statistics.median(runs), "seconds_runs": runs}
+        cpu.append(time.process_time() - c0)
+    out["fast_one_judge"] = {"seconds_median": statistics.median(runs), "seconds_runs": runs,
+                             "cpu_seconds_median": statistics.median(cpu)}
     out["fast_peak_memory_mb"] = peak_mb()
 
     # -- the 94% intervals' coverage on synthetic truth with position and ties (issue 15, point 7)
@@ -238,6 +240,7 @@ def main() -> None:
         (f"fast: 528-profile dissection (5-fold CV), model {args.model}", f"{fast_s:.1f} s", "< 30 s"),
         ("fast: the same in CPU seconds (all threads)", f"{fast_cpu:.1f} s", ""),
         ("fast: one new judge x 16 scopes (median of 3)", f"{out['fast_one_judge']['seconds_median']:.2f} s", "< 3 s"),
+        ("fast: the same in CPU seconds", f"{out['fast_one_judge']['cpu_seconds_median']:.2f} s", ""),
         ("fast: peak memory", f"{out['fast_peak_memory_mb']:.0f} MB", "< 2048 MB"),
         ("fast: max R-hat / min bulk ESS / divergences",
          f"{out['fast_dissection']['max_rhat']:.3f} / {out['fast_dissection']['min_ess']:.0f} / "

@@ -16,6 +16,7 @@ import contextlib
 import inspect
 import math
 import os
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -354,9 +355,15 @@ def _hmc(
     Lbuf = np.empty_like(Zbuf)
     W32 = np.empty((G, J * C, d), dtype=np.float32)
     Dbuf = np.empty_like(Zbuf) if ties else None
+    kern = _compiled_kernels()
+    if ties and kern is not None:
+        Mflat = Mrep.reshape(G * J * C, n)
+        ptie_buf = np.empty(G * J * C)
+        lsum_buf = np.empty(G * J * C)
     n_grad = 0
     gauss = bool(gprec.any())  # only the position term and the tie parameter have a Gaussian prior
     has_prior = (lap > 0) if gauss else None
+    prior_k = np.ones(d, dtype=bool) if has_prior is None else np.ascontiguousarray(has_prior)
 
     def smooth(W: np.ndarray, want_lp: bool):
         """Log likelihood (+ the intercept's Gaussian prior) and its gradient.
@@ -391,6 +398,8 @@ def _hmc(
 
     def smooth_ties(W: np.ndarray, want_lp: bool):
         """Davidson's log likelihood and its gradient, from a = z / 2 in Zbuf (X32 is halved)."""
+        if kern is not None:
+            return smooth_ties_compiled(W, want_lp)
         E = np.exp(Zbuf, out=Pbuf)
         Einv = np.reciprocal(E, out=Lbuf)
         theta = W[..., -1]  # (G, J, C)
@@ -413,6 +422,24 @@ def _hmc(
         # the integrator's path, which the Metropolis test corrects; the log density above sums in float64
         p_tie = np.einsum("gkn,gkn->gk", R, Mrep).astype(np.float64).reshape(G, J, C) * np.exp(theta)
         grad[..., -1] += n_tie - p_tie
+        grad -= gprec * W
+        return lp, grad
+
+    def smooth_ties_compiled(W: np.ndarray, want_lp: bool):
+        """:func:`smooth_ties` with its elementwise passes fused in one compiled kernel."""
+        E = np.exp(Zbuf, out=Pbuf)
+        theta = W[..., -1]  # (G, J, C)
+        nu = np.exp(theta).astype(np.float32).reshape(-1)
+        Q = Lbuf
+        kern["tie_terms"](E.reshape(-1, n), nu, Mflat, qmask, Q.reshape(-1, n), Dbuf.reshape(-1, n), ptie_buf)
+        lp = None
+        if want_lp:
+            logD = np.log(Dbuf, out=Dbuf)
+            kern["masked_sum"](logD.reshape(-1, n), Mflat, lsum_buf)
+            lp = (W * XtY).sum(-1) + theta * n_tie - lsum_buf.reshape(G, J, C)
+            lp -= 0.5 * (gprec * W * W).sum(-1)
+        grad = XtY - (Q @ X32).reshape(G, J, C, d)  # X32 holds X / 2
+        grad[..., -1] += n_tie - ptie_buf.reshape(G, J, C) * np.exp(theta)
         grad -= gprec * W
         return lp, grad
 
@@ -478,7 +505,19 @@ def _hmc(
             w = W
             g = grad
             hs = 0.5 * step * var
+            if kern is not None:  # the kernel reads (chains, d) rows
+                hs = np.ascontiguousarray(np.broadcast_to(hs, (G, J, C, d))).reshape(-1, d)
+                tau_k = np.ascontiguousarray(step.reshape(-1))
+                alpha_k = alpha.reshape(-1, d)
             for s_ in range(L):
+                if kern is not None:  # v += hs * g, then the drift, in one pass
+                    w_new, v_new = np.empty((G, J, C, d)), np.empty((G, J, C, d))
+                    kern["kick_drift"](w.reshape(-1, d), v.reshape(-1, d), g.reshape(-1, d), hs, alpha_k, tau_k,
+                                       prior_k, w_new.reshape(-1, d), v_new.reshape(-1, d))
+                    w, v = w_new, v_new
+                    lp_s_new, g = smooth(w, s_ == L - 1)
+                    v += (hs * g.reshape(-1, d)).reshape(G, J, C, d)
+                    continue
                 v += hs * g
                 w, v = _laplace_drift(w, v, alpha, step, has_prior)
                 lp_s_new, g = smooth(w, s_ == L - 1)
@@ -658,19 +697,22 @@ def sample_many(
 
     width = prepped[0][1].shape[1] * chains
     largest = max(len(b) * prepped[b[0]][0].shape[0] * width for b in buckets)
-    if workers > 1 and len(buckets) > 1 and largest >= _THREAD_MIN_ELEMENTS:
-        try:  # threadpoolctl comes with PyMC; without it BLAS threads just compete a little
-            from threadpoolctl import threadpool_limits
+    try:  # threadpoolctl comes with PyMC; without it BLAS threads just compete a little
+        from threadpoolctl import threadpool_limits
 
-            one_blas_thread = threadpool_limits(limits=1, user_api="blas")
-        except ImportError:  # pragma: no cover
-            one_blas_thread = contextlib.nullcontext()
-        # one BLAS thread per worker: the workers are the parallelism
-        with one_blas_thread, ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, range(len(buckets))))
-    else:
-        for b in range(len(buckets)):
-            run(b)
+        one_blas_thread = threadpool_limits(limits=1, user_api="blas")
+    except ImportError:  # pragma: no cover
+        one_blas_thread = contextlib.nullcontext()
+    # One BLAS thread, always: the workers are the parallelism, and a (chains, d) x (d, n) product
+    # is too small to split (on a busy 2-core machine two BLAS threads made it ~100x slower, 5 ms
+    # instead of 50 us, which is what held one judge's 16 scopes, run on one worker, at 4-6 s).
+    with one_blas_thread:
+        if workers > 1 and len(buckets) > 1 and largest >= _THREAD_MIN_ELEMENTS:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(run, range(len(buckets))))
+        else:
+            for b in range(len(buckets)):
+                run(b)
     return results
 
 
@@ -746,6 +788,172 @@ if fit_fast.__doc__:  # None under python -OO
     fit_fast.__doc__ = inspect.cleandoc(fit_fast.__doc__) + "\n" + _FAST_DOC
 
 
+# --------------------------------------------------------------------------- compiled kernels
+#
+# Three pieces of the fast path are many small numpy calls over the same few arrays: the kick and
+# the exact drift under the Laplace prior (~15 calls on (chains x d) arrays, ~25% of a leapfrog step,
+# most of it Python overhead holding the GIL), the tie model's elementwise terms (7 passes over the
+# (chains x samples) array) and the rank normalisation of R-hat / ESS (gathers and scatters after the
+# sort: ~15% of a paper-scale dissection). Compiled with numba (nutpie's dependency, pinned), each is
+# one pass and releases the GIL, so the batches' threads overlap. Measured on the paper-scale
+# benchmark (back to back on a busy machine): 74 -> 50-54 CPU-s. The numpy code stays as the
+# reference (``tests/test_sampler.py`` checks the kernels against it) and runs where numba is
+# missing or fails to compile.
+
+
+def _kick_drift_kernel(w, v, g, hs, alpha, tau, prior, x_out, v_out):  # pragma: no cover - compiled
+    """``v += hs * g`` then :func:`_laplace_drift` for time ``tau[k]``, per row k of (K, d) arrays."""
+    K, d = w.shape
+    for k in range(K):
+        ta = tau[k]
+        for j in range(d):
+            x0 = w[k, j]
+            u0 = v[k, j] + hs[k, j] * g[k, j]
+            al = alpha[k, j]
+            pull = math.copysign(al * ta, x0)
+            vn = u0 - pull
+            xn = (u0 + vn) * (0.5 * ta) + x0
+            if prior[j] and xn * x0 <= 0.0:
+                si = 1.0 if x0 >= 0.0 else -1.0
+                y = si * x0
+                u = si * u0
+                c = math.sqrt(u * u + 2.0 * al * y)
+                r = ta - (u + c) / al
+                half = 2.0 * c / al
+                kk = math.floor(r / half) if half > 0.0 else math.floor(r / math.inf)
+                r = r - kk * half
+                side = -si * (1.0 if np.fmod(kk, 2.0) == 0.0 else -1.0)
+                xn = side * (c * r - 0.5 * al * r * r)
+                vn = side * (c - al * r)
+            x_out[k, j] = xn
+            v_out[k, j] = vn
+
+
+def _tie_terms_kernel(E, nu, M, mask_q, Q, D, p_tie):  # pragma: no cover - compiled
+    """Davidson's elementwise terms from E = e^a (R, n), float32: D = e^a + e^-a + nu (kept for the
+    log density), Q = (e^a - e^-a) / D (times the mask ``M`` if ``mask_q``) and, per row, the
+    masked sum of 1 / D (P(tie) / nu) in float64."""
+    R, n = E.shape
+    for r in range(R):
+        nr = nu[r]
+        s = 0.0
+        for i in range(n):
+            e = E[r, i]
+            ei = np.float32(1.0) / e
+            dd = e + ei + nr
+            rr = np.float32(1.0) / dd
+            m = M[r, i]
+            q = (e - ei) * rr
+            Q[r, i] = q * m if mask_q else q
+            D[r, i] = dd
+            s += rr * m
+        p_tie[r] = s
+
+
+def _z_ranks_kernel(rows, order, table, z, med, zf):  # pragma: no cover - compiled
+    """Per row of (R, N) values with ``order`` its argsort: z = table[2 * average rank - 2] (equal
+    values share their average rank, as scipy's "average"), the row's median, and zf the same for
+    the folded values |x - median| (tail R-hat), whose order is a merge of the two halves of
+    ``order`` walked outward from the median: no second sort."""
+    R, N = rows.shape
+    vals = np.empty(N)
+    idx = np.empty(N, dtype=np.intp)
+    for r in range(R):
+        for i in range(N):
+            idx[i] = order[r, i]
+            vals[i] = rows[r, idx[i]]
+        m = 0.5 * (vals[(N - 1) // 2] + vals[N // 2])
+        med[r] = m
+        for fold in range(2):
+            out = zf[r] if fold else z[r]
+            i = 0
+            while i < N:  # runs of equal sorted values share their average rank
+                v = vals[i]
+                j = i + 1
+                while j < N and vals[j] == v:
+                    j += 1
+                t = table[i + j - 1]  # ranks i+1 .. j share (i + j + 1) / 2
+                for q in range(i, j):
+                    out[idx[q]] = t
+                i = j
+            if fold:
+                break
+            lo = 0  # the first sorted position at or above the median
+            while lo < N and vals[lo] < m:
+                lo += 1
+            a, b = lo - 1, lo  # walk down from a and up from b, the nearer to the median first
+            for k in range(N):
+                if b >= N or (a >= 0 and m - rows[r, order[r, a]] <= rows[r, order[r, b]] - m):
+                    idx[k] = order[r, a]
+                    a -= 1
+                else:
+                    idx[k] = order[r, b]
+                    b += 1
+            for k in range(N):
+                vals[k] = abs(rows[r, idx[k]] - m)
+
+
+def _masked_sum_kernel(L, M, out):  # pragma: no cover - compiled
+    """Per row of (R, n) float32 arrays: sum of L * M in float64."""
+    R, n = L.shape
+    for r in range(R):
+        s = 0.0
+        for i in range(n):
+            s += L[r, i] * M[r, i]
+        out[r] = s
+
+
+_kernel_lock = threading.Lock()
+_kernel_state: dict[str, Any] = {}
+
+
+def _compiled_kernels() -> dict[str, Callable] | None:
+    """The numba-compiled kernels (compiled on first use, ~2 s; then cached on disk where numba finds a
+    writable cache directory: ``__pycache__`` beside this file, else ``NUMBA_CACHE_DIR`` or the user's
+    cache), or None where numba cannot be imported or compile (the numpy code runs instead)."""
+    if "kernels" in _kernel_state:
+        return _kernel_state["kernels"]
+    with _kernel_lock:
+        if "kernels" not in _kernel_state:
+            _kernel_state["kernels"] = _build_kernels()
+    return _kernel_state["kernels"]
+
+
+def _build_kernels() -> dict[str, Callable] | None:
+    try:
+        import numba
+    except Exception as exc:  # pragma: no cover - numba comes with nutpie
+        _kernel_state["error"] = repr(exc)
+        return None
+
+    def jit(f, **kw):
+        try:
+            return numba.njit(cache=True, nogil=True, error_model="numpy", **kw)(f)
+        except Exception:  # no writable cache directory anywhere: compile in memory
+            return numba.njit(cache=False, nogil=True, error_model="numpy", **kw)(f)
+
+    sums = dict(fastmath={"reassoc"})  # reassociating a row's sum lets it vectorise
+    kernels = {
+        "kick_drift": jit(_kick_drift_kernel),
+        "tie_terms": jit(_tie_terms_kernel, **sums),
+        "masked_sum": jit(_masked_sum_kernel, **sums),
+        "z_ranks": jit(_z_ranks_kernel),
+    }
+    try:  # compile now, on tiny inputs of the types the sampler passes, so a failure falls back here
+        f64, f32 = np.zeros((1, 1)), np.ones((1, 1), dtype=np.float32)
+        kernels["kick_drift"](f64, f64, f64, f64, f64, np.zeros(1), np.ones(1, dtype=np.bool_),
+                              np.empty((1, 1)), np.empty((1, 1)))
+        kernels["tie_terms"](f32, np.ones(1, dtype=np.float32), f32, True, np.empty_like(f32), np.empty_like(f32),
+                             np.empty(1))
+        kernels["masked_sum"](f32, f32, np.empty(1))
+        kernels["z_ranks"](f64, np.zeros((1, 1), dtype=np.intp), np.zeros(1), np.empty((1, 1)), np.empty(1),
+                           np.empty((1, 1)))
+    except Exception as exc:  # pragma: no cover - depends on the platform's LLVM
+        _kernel_state["error"] = repr(exc)
+        return None
+    return kernels
+
+
 # --------------------------------------------------------------------------- diagnostics
 
 
@@ -773,8 +981,9 @@ def _average_ranks(a: np.ndarray, return_sorted: bool = False):
     return ranks.reshape(shape)
 
 
-def _z_scale(a: np.ndarray, return_sorted: bool = False):
-    """Rank-normalise each series (last two axes: chains x draws) as ArviZ does (Blom, c=3/8).
+def _z_scale(a: np.ndarray, return_median: bool = False):
+    """Rank-normalise each series (last two axes: chains x draws) as ArviZ does (Blom, c=3/8);
+    with ``return_median`` also each series' median.
 
     Average ranks are whole or half numbers, so the normal quantiles come from a table of 2N
     values instead of N evaluations of the inverse normal per series.
@@ -783,9 +992,31 @@ def _z_scale(a: np.ndarray, return_sorted: bool = False):
     flat = a.reshape(*k, -1)
     N = flat.shape[-1]
     ranks, srt = _average_ranks(flat, return_sorted=True)
-    table = special.ndtri((np.arange(2 * N - 1) / 2.0 + 1.0 - 0.375) / (N + 0.25))
-    z = table[(2.0 * ranks - 2.0).astype(np.intp)].reshape(a.shape)
-    return (z, srt) if return_sorted else z
+    z = _table_z(N)[(2.0 * ranks - 2.0).astype(np.intp)].reshape(a.shape)
+    if not return_median:
+        return z
+    return z, 0.5 * (srt[..., (N - 1) // 2] + srt[..., N // 2])
+
+
+def _table_z(N: int) -> np.ndarray:
+    """Normal quantiles of the Blom positions of average ranks 1, 1.5, ..., N (index 2 * rank - 2)."""
+    return special.ndtri((np.arange(2 * N - 1) / 2.0 + 1.0 - 0.375) / (N + 0.25))
+
+
+def _z_scale_bulk_and_tail(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_z_scale` of ``a`` and of its folded values |a - median| (per series), as R-hat needs
+    both. With the compiled kernels numpy sorts once and one pass per series gives both (the
+    folded order is a merge of the sorted halves): ~4x faster than the numpy path (two sorts,
+    gathers and scatters), which runs without numba."""
+    kern = _compiled_kernels()
+    if kern is None:
+        z, med = _z_scale(a, return_median=True)
+        return z, _z_scale(np.abs(a - med[..., None, None]))
+    k = a.shape[:-2]
+    rows = np.ascontiguousarray(a, dtype=float).reshape(-1, a.shape[-2] * a.shape[-1])
+    z, zf = np.empty(rows.shape), np.empty(rows.shape)
+    kern["z_ranks"](rows, np.argsort(rows, axis=-1), _table_z(rows.shape[1]), z, np.empty(rows.shape[0]), zf)
+    return z.reshape(a.shape), zf.reshape(a.shape)
 
 
 def _split(a: np.ndarray) -> np.ndarray:
@@ -882,12 +1113,10 @@ def _rhat_ess_chunk(by_chain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if draws < 4:
         return nan, nan.copy()
     split = _split(a)
-    z, srt = _z_scale(split, return_sorted=True)
+    z, z_tail = _z_scale_bulk_and_tail(split)
     ess = _ess_basic(z)
     if chains < 2:
         return nan, ess
     bulk = _rhat_basic(z)
-    N = srt.shape[-1]
-    med = (0.5 * (srt[..., (N - 1) // 2] + srt[..., N // 2]))[..., None, None]
-    tail = _rhat_basic(_z_scale(np.abs(split - med)))
+    tail = _rhat_basic(z_tail)
     return np.maximum(bulk, tail), ess

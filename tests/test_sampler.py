@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import numpy as np
 import pytest
@@ -241,3 +242,109 @@ def test_soft_labels_recover_the_truth_with_intervals_no_wider_than_hard_ones():
     assert ((lo_s <= w_true) & (w_true <= hi_s)).all()
     assert ((hi_s - lo_s) <= (hi_h - lo_h) * 1.02).all()
     assert np.abs(soft.mean[0] - w_true).max() < np.abs(hard.mean[0] - w_true).max()
+
+
+# --------------------------------------------------------------------------- compiled kernels
+
+
+def _kernels():
+    kern = sampler._compiled_kernels()
+    if kern is None:
+        pytest.skip(f"numba kernels unavailable: {sampler._kernel_state.get('error')}")
+    return kern
+
+
+def test_compiled_kick_and_drift_is_the_numpy_flow():
+    kern = _kernels()
+    rng = np.random.default_rng(3)
+    K, d = 400, 6
+    w, v, g = rng.normal(0, 0.3, (K, d)), rng.normal(0, 1, (K, d)), rng.normal(0, 1, (K, d))
+    w[:5] = 0.0  # particles on the kink
+    hs, alpha, tau = rng.uniform(0, 0.2, (K, d)), rng.uniform(0.1, 5, (K, d)), rng.uniform(0.1, 2, K)
+    prior = np.ones(d, dtype=bool)
+    prior[0] = False  # the position term: no Laplace prior, a straight line
+    alpha[:, 0] = 0.0
+    x1, v1 = np.empty_like(w), np.empty_like(w)
+    kern["kick_drift"](w, v, g, hs, alpha, tau, prior, x1, v1)
+    x0, v0 = sampler._laplace_drift(w, v + hs * g, alpha, tau[:, None], prior)
+    np.testing.assert_allclose(x1, x0, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(v1, v0, rtol=0, atol=1e-14)
+
+
+def test_compiled_tie_terms_and_masked_sums_are_the_numpy_ones():
+    kern = _kernels()
+    rng = np.random.default_rng(4)
+    R, n = 30, 257
+    E = np.exp(rng.normal(0, 1.5, (R, n))).astype(np.float32)
+    nu = np.exp(rng.normal(0, 1, R)).astype(np.float32)
+    M = (rng.random((R, n)) < 0.8).astype(np.float32)
+    for mask_q in (True, False):
+        Q, D, p_tie = np.empty_like(E), np.empty_like(E), np.empty(R)
+        kern["tie_terms"](E, nu, M, mask_q, Q, D, p_tie)
+        D0 = E + np.reciprocal(E) + nu[:, None]
+        Q0 = (E - np.reciprocal(E)) * np.reciprocal(D0) * (M if mask_q else 1.0)
+        np.testing.assert_allclose(D, D0, rtol=1e-6)
+        np.testing.assert_allclose(Q, Q0, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(p_tie, (M / D0.astype(float)).sum(-1), rtol=1e-5)
+    out = np.empty(R)
+    kern["masked_sum"](np.log(D), M, out)
+    np.testing.assert_allclose(out, (np.log(D).astype(float) * M).sum(-1), rtol=1e-9)
+
+
+def test_compiled_rank_normalisation_is_the_numpy_one_ties_included():
+    _kernels()
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((3, 4, 8, 150)).cumsum(-1)
+    a[0, :, :, ::2] = np.round(a[0, :, :, ::2], 1)  # repeated values (rejected proposals) share ranks
+    a[1] = rng.integers(-3, 4, a[1].shape)  # equal folded values from both sides of the median
+    a[2, 0, 0] = 1.0  # a constant series
+    z1, tail1 = sampler._z_scale_bulk_and_tail(a)
+    state = dict(sampler._kernel_state)
+    try:
+        sampler._kernel_state["kernels"] = None  # the numpy path: two sorts
+        z0, tail0 = sampler._z_scale_bulk_and_tail(a)
+    finally:
+        sampler._kernel_state.clear()
+        sampler._kernel_state.update(state)
+    np.testing.assert_array_equal(z1, z0)
+    np.testing.assert_array_equal(tail1, tail0)
+    # and the numpy path is ArviZ's rank normalisation (test_rhat_and_ess_are_arviz_numbers pins the rest)
+    z, med = sampler._z_scale(a, return_median=True)
+    np.testing.assert_array_equal(z0, z)
+    np.testing.assert_array_equal(tail0, sampler._z_scale(np.abs(a - med[..., None, None])))
+
+
+def test_kernels_compile_without_a_writable_cache_and_fall_back_without_numba(monkeypatch):
+    numba = pytest.importorskip("numba")
+    real = numba.njit
+
+    def no_cache_dir(*args, **kwargs):
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function: no locator available")  # what numba says
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", no_cache_dir)
+    kern = sampler._build_kernels()
+    assert kern is not None and set(kern) == {"kick_drift", "tie_terms", "masked_sum", "z_ranks"}
+    monkeypatch.setitem(sys.modules, "numba", None)  # numba missing: None, and the numpy code runs
+    assert sampler._build_kernels() is None
+
+
+def test_the_tie_model_samples_the_same_posterior_with_and_without_the_kernels(monkeypatch):
+    _kernels()
+    rng = np.random.default_rng(8)
+    n = 600
+    X = rng.integers(-1, 2, size=(n, 4)).astype(float)
+    pos = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+    z = X @ np.array([0.8, -0.4, 0.0, 0.3]) + 0.3 * pos
+    pa, pb, pt = sampler.outcome_probabilities(z, -0.7)
+    u = rng.random(n)
+    y = np.where(u < pa, 1.0, np.where(u < pa + pb, 0.0, 0.5))
+    y[rng.random(n) < 0.1] = np.nan  # masked rows
+    kw = dict(prior_scale=0.5, draws=1500, tune=500, chains=4, intercept=True, position=pos, ties="davidson")
+    with_k = sampler.fit_fast(X, y, seed=1, **kw)
+    monkeypatch.setitem(sampler._kernel_state, "kernels", None)
+    without = sampler.fit_fast(X, y, seed=2, **kw)
+    se = np.hypot(with_k.sd[0], without.sd[0]) / np.sqrt(1000)  # Monte-Carlo error of a difference of means
+    assert np.all(np.abs(with_k.mean[0] - without.mean[0]) < 5 * se)
+    np.testing.assert_allclose(with_k.sd[0], without.sd[0], rtol=0.1)

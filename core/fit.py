@@ -994,18 +994,23 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
 
 
 def _requested_for(requested: dict[str, Any], labels: str, design, j: int, position: bool) -> dict[str, Any]:
-    """The settings one judge's input key rests on. Soft labels enter only where the judge gave
-    probabilities: then ``labels`` and a digest of them (so a changed P(A) refits, and the simulator
-    can recompute the key from the stored ``requested``); elsewhere the key is the hard fit's, as
-    before soft labels existed."""
-    if labels == "hard":
-        return requested
+    """The settings one judge's input key rests on (:func:`requested_with_probs` on the judge's
+    P(A) column as the fit takes it: ``Design.P_ab`` with the position term, else ``Design.P``)."""
     p = design.P_ab if position and design.Y_ab is not None else design.P
-    col = None if p is None else np.asarray(p[:, j], dtype=float)
-    if col is None or not np.isfinite(col).any():
-        return requested
+    return requested_with_probs(requested, labels, None if p is None else p[:, j])
+
+
+def requested_with_probs(requested: Mapping[str, Any], labels: str, prob: np.ndarray | None) -> dict[str, Any]:
+    """The requested settings plus what soft labels add to a judge's input key. Soft labels enter only
+    where the judge gave probabilities: then ``labels`` and a digest of them (so a changed P(A) refits,
+    and the simulator, which recomputes the key from the stored ``requested``, sees it); elsewhere the
+    key is the hard fit's, as before soft labels existed."""
+    base = {k: v for k, v in requested.items() if k not in ("labels", "prob_a")}
+    col = None if prob is None else np.asarray(prob, dtype=float)
+    if labels == "hard" or col is None or not np.isfinite(col).any():
+        return base
     digest = hashlib.sha256(np.where(np.isnan(col), -1.0, col).tobytes()).hexdigest()[:16]
-    return {**requested, "labels": labels, "prob_a": digest}
+    return {**base, "labels": labels, "prob_a": digest}
 
 
 def scope_input(design, judges: Sequence[int], *, position: bool = True, ties: str = "davidson") -> tuple[FitInput, str]:

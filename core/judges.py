@@ -297,6 +297,14 @@ def agreement_pairs(summary: dict) -> pd.DataFrame:
     return _long(list(shared.index), shared.to_numpy(), agree.to_numpy(), summary["expected"].to_numpy())
 
 
+def each_pair_once(frame: pd.DataFrame) -> pd.DataFrame:
+    """An agreement table (``agreement_frame``/``agreement_pairs``) as its reader wants it: each
+    unordered pair of different judges once (judge_a before judge_b by name), the highest agreement
+    first, ties in name order."""
+    pairs = frame[frame["judge_a"] < frame["judge_b"]]
+    return pairs.sort_values(["rate", "judge_a", "judge_b"], ascending=[False, True, True]).reset_index(drop=True)
+
+
 def _long(names: list[str], shared: np.ndarray, agree: np.ndarray, expected: np.ndarray) -> pd.DataFrame:
     """The square counts as one row per ordered pair with a shared sample (row-major order), with
     the chance level and Cohen's kappa (94% interval) beside each agreement rate."""

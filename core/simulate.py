@@ -35,8 +35,8 @@ Poisson-binomial count (q_i the pair's probability), its quantiles found by bise
 observed win rate with the predictive interval, the model's expected rate with the credible one.
 A means-only profile (imported, or the demo's truth) is one draw: its credible interval is a point.
 A profile fitted with ties as an outcome (Davidson's model, tie parameter nu) predicts M's expected
-score with a tie counting half, P(M) + P(tie) / 2, as the observed rate counts it (see ``subset_means``);
-the attribute-controlled win rates and the calibration use the logistic P(M | not a tie).
+score with a tie counting half, P(M) + P(tie) / 2, as the observed rate counts it (see ``subset_means``),
+and so do the attribute-controlled win rates and the calibration (``sampler.expected_score``).
 Attributes a profile has no estimate for (not measured, too few differing samples) are neither
 injected nor ranked.
 
@@ -76,9 +76,10 @@ paper's top-5 and bottom-5 manipulation for this judge, model and opponent.
 other named model, oriented to m), the raw win rate is the observed one. The controlled win rate
 neutralises chosen attributes the way AlpacaEval's length-controlled win rate does (fit, then
 remove): the profile plays the GLM, and each model gets its own logit offset c_m, found per draw so
-that the full prediction mean_i sigmoid(x_o . w_d + c_m) equals m's observed rate (the offset holds
+that the full prediction mean_i E(x_o . w_d + c_m) equals m's observed rate (E the expected score:
+the sigmoid, or with Davidson's ties P(m) + P(tie) / 2) (the offset holds
 everything about m the attributes do not explain, like AlpacaEval's model term). The controlled rate
-is then mean_i sigmoid(x_o' . w_d + c_m) with the chosen attributes' features set to 0 (no
+is then mean_i E(x_o' . w_d + c_m) with the chosen attributes' features set to 0 (no
 difference on them). Calibrating to the observed rate is the reason for the offset: the plain
 prediction with the attributes zeroed would mix the profile's misfit for m into the comparison; with
 the offset, zeroing attributes that have no effect (a zero weight, or features that are 0 in m's
@@ -116,7 +117,7 @@ import numpy as np
 from scipy import special
 
 from . import catalogue, scopes
-from .fit import inputs_key, library_versions
+from .fit import inputs_key, library_versions, requested_with_probs
 from .intervals import INTERVAL_PROB, jeffreys, tails
 from .sampler import score_margin
 from .profile import (FITTED_METHODS, INTERCEPT, TIE, beats_baselines, best_baseline, is_position, measured_mask,
@@ -425,13 +426,17 @@ def gains_arrays(X: np.ndarray, W: np.ndarray, cols: Sequence[int], target: int,
 CONTROL_TOL = 1e-6  # |mean sigmoid - observed| at which the offset counts as calibrated
 
 
-def controlled_arrays(X: np.ndarray, W: np.ndarray, won: np.ndarray, cols: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def controlled_arrays(X: np.ndarray, W: np.ndarray, won: np.ndarray, cols: Sequence[int],
+                      half_nu: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per draw: (controlled win rate, the model's logit offset c), for oriented labelled pairs X with
-    outcomes ``won`` (1, 0, 1/2 for ties). c solves mean_i sigmoid(x_i . w + c) = mean(won) to
-    CONTROL_TOL; the controlled rate is mean_i sigmoid(x_i' . w + c) with the ``cols`` features set to 0.
+    outcomes ``won`` (1, 0, 1/2 for ties). c solves mean_i E(x_i . w + c) = mean(won) to CONTROL_TOL,
+    where E is the expected score (``sampler.expected_score``: the logistic sigmoid, or P(win) + P(tie)/2
+    for a profile with Davidson's ties, ``half_nu`` = nu / 2 per draw); the controlled rate is
+    mean_i E(x_i' . w + c) with the ``cols`` features set to 0.
 
-    The (pairs x draws) passes run in float32 into one reused buffer, with sigmoid(z) = (1 + tanh(z/2)) / 2
-    and float64 sums: six times faster than float64 temporaries, and exact to well under CONTROL_TOL."""
+    The (pairs x draws) passes run in float32 into reused buffers, through ``sampler.score_margin``
+    (E = (1 + margin) / 2) and float64 sums: six times faster than float64 temporaries, and exact to well
+    under CONTROL_TOL."""
     obs = float(np.mean(won))
     D = W.shape[0]
     if obs <= 0.0 or obs >= 1.0:  # no finite offset; every shift keeps the rate at 0 or 1
@@ -442,24 +447,30 @@ def controlled_arrays(X: np.ndarray, W: np.ndarray, won: np.ndarray, cols: Seque
     Xc = X.copy()
     Xc[:, list(cols)] = 0.0
     half_zc = Xc @ half_wt
-    n = X.shape[0]
+    hn = None if half_nu is None else np.asarray(half_nu, dtype=np.float32).reshape(1, -1)
     buf = np.empty_like(half_z)
+    den = None if hn is None else np.empty_like(half_z)
 
-    def mean_tanh(half, c):  # mean_i tanh((z_i + c) / 2) per draw; buf keeps the tanh values
+    def mean_margin(half, c):  # mean_i margin((z_i + c) / 2) per draw; buf keeps the margins, den cosh + nu/2
         np.add(half, (0.5 * c).astype(np.float32), out=buf)
-        np.tanh(buf, out=buf)
+        score_margin(buf, hn, out=buf, work=den)
         return buf.mean(axis=0, dtype=np.float64)
 
-    pm = 0.5 + 0.5 * mean_tanh(half_z, np.zeros(D))
+    def slope():  # d E / d c per draw at the last mean_margin: p (1 - p) = (1 - tanh^2) / 4, or Davidson's
+        if hn is None:
+            return 0.25 * (1.0 - np.einsum("ij,ij->j", buf, buf, dtype=np.float64) / X.shape[0])
+        # d/da sinh(a) / (cosh(a) + h) = (1 + h cosh(a)) / (cosh(a) + h)^2, and a = (z + c) / 2
+        d = den.astype(np.float64)
+        return 0.25 * np.mean((1.0 + hn * (d - hn)) / (d * d), axis=0)
+
+    pm = 0.5 + 0.5 * mean_margin(half_z, np.zeros(D))
     c = special.logit(obs) - special.logit(np.clip(pm, 1e-12, 1 - 1e-12))
     for _ in range(50):  # Newton on a monotone function of c, steps capped: converges in one to three
-        g = 0.5 + 0.5 * mean_tanh(half_z, c) - obs
+        g = 0.5 + 0.5 * mean_margin(half_z, c) - obs
         if np.abs(g).max() < CONTROL_TOL:
             break
-        # p (1 - p) = (1 - tanh^2) / 4
-        h = np.maximum(0.25 * (1.0 - np.einsum("ij,ij->j", buf, buf, dtype=np.float64) / n), 1e-12)
-        c = c - np.clip(g / h, -4.0, 4.0)
-    return 0.5 + 0.5 * mean_tanh(half_zc, c), c
+        c = c - np.clip(g / np.maximum(slope(), 1e-12), -4.0, 4.0)
+    return 0.5 + 0.5 * mean_margin(half_zc, c), c
 
 
 # --------------------------------------------------------------------------- the store side
@@ -619,11 +630,12 @@ def provenance(profile: Mapping[str, Any], draws_used: int, stale: bool | None =
     return out
 
 
-def _stale(profile: Mapping[str, Any], pairs: PairSet, outcomes: Mapping[str, float]) -> bool | None:
-    """Whether the judge's labels or the features moved since the profile was fitted (None: not a fit).
+def _stale(store, profile: Mapping[str, Any], pairs: PairSet, outcomes: Mapping[str, float]) -> bool | None:
+    """Whether the judge's labels, their P(A) or the features moved since the profile was fitted (None:
+    not a fit).
 
     A fit that recorded its settings is checked exactly: its input key (``fit.inputs_key``) computed
-    again on the pairs and labels now. Older fits, and fits that kept the samples whose errors could
+    again on the pairs and labels now (with soft labels, on the judge's P(A) now). Older fits, and fits that kept the samples whose errors could
     not be checked (other rows than these pairs), fall back on the count of labelled samples."""
     if profile.get("n") is None or profile["method"] not in FITTED_METHODS:
         return None
@@ -631,7 +643,12 @@ def _stale(profile: Mapping[str, Any], pairs: PairSet, outcomes: Mapping[str, fl
     requested, key = prov.get("requested"), prov.get("inputs")
     if requested and key and not requested.get("include_excluded"):
         y = np.array([{1.0: 1.0, 0.0: 0.0}.get(outcomes.get(i), np.nan) for i in pairs.sample_ids])
-        return inputs_key(pairs.X, y, requested) != key
+        mode = requested.get("labels") or (prov.get("labels") or {}).get("mode", "hard")
+        prob = None
+        if mode != "hard":  # the judge's P(A) now, as the fit took it: a changed probability is a changed input
+            have = store.fit_probs(pairs.dataset, profile["judge"], position=bool(requested.get("position")))
+            prob = np.array([have.get(i, np.nan) for i in pairs.sample_ids], dtype=float)
+        return inputs_key(pairs.X, y, requested_with_probs(requested, mode, prob)) != key
     return int(profile["n"]) != sum(1 for i in pairs.sample_ids if outcomes.get(i, 0.5) != 0.5)
 
 
@@ -784,7 +801,7 @@ def simulate(store, dataset: str, judges: Sequence[str], *, scope: str = "all", 
             after=Estimate.from_draws(res.after, prob, res.var_after),
             change=Estimate.from_draws(res.after - res.before, prob),
             contributions=contributions,
-            profile=provenance(prof, W.shape[0], _stale(prof, pairs, outcomes)),
+            profile=provenance(prof, W.shape[0], _stale(store, prof, pairs, outcomes)),
             settings=_settings(prob, W.shape[0], [pairs.sample_ids[i] for i in idx], sign,
                                time.perf_counter() - t0, mixture="independent, exact expectation",
                                contributions="shapley"),
@@ -944,6 +961,7 @@ def controlled_win_rates(store, dataset: str, judge: str, attributes: Sequence[s
     prof = profile_for(store, dataset, scope, judge, feature_source=feature_source, method=method)
     pairs = _pairs_for(store, dataset, prof["feature_source"], scope, pairs)
     W, intercept = profile_draws(prof, pairs.attributes)
+    half_nu = tie_draws(prof)
     offset = 1 if intercept else 0
     cols = [pairs.attributes.index(a) + offset for a in attributes]
     outcomes = pairs.outcomes(store, judge)
@@ -957,7 +975,7 @@ def controlled_win_rates(store, dataset: str, judge: str, attributes: Sequence[s
             continue
         a_won = np.array([outcomes[pairs.sample_ids[i]] for i in idx])
         won = np.where(sign > 0, a_won, 1.0 - a_won)
-        ctrl, _ = controlled_arrays(oriented(pairs, idx, sign, intercept), W, won, cols)
+        ctrl, _ = controlled_arrays(oriented(pairs, idx, sign, intercept), W, won, cols, half_nu=half_nu)
         e = Estimate.from_draws(ctrl, prob)
         lo, hi = jeffreys(float(won.sum()), len(won), prob)
         found.append((m, len(idx), float(won.mean()), lo, hi, e))

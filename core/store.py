@@ -953,6 +953,14 @@ class Store:
             "SELECT sample_id, choice FROM labels WHERE judge = ?"
             " AND sample_id IN (SELECT id FROM samples WHERE dataset = ?)", (judge, dataset)))
 
+    def fit_probs(self, dataset: str, judge: str, *, position: bool) -> dict[str, float]:
+        """sample id -> the judge's P(A) as a fit takes it (``designs``' P, or with the position term
+        P_ab: only where the label has no per-order verdicts, see ``designs``), for labels that carry one."""
+        return dict(self.conn.execute(
+            "SELECT sample_id, prob_a FROM labels WHERE judge = ? AND prob_a IS NOT NULL"
+            + (" AND verdict_ab IS NULL AND verdict_ba IS NULL" if position else "")
+            + " AND sample_id IN (SELECT id FROM samples WHERE dataset = ?)", (judge, dataset)))
+
     def sample_labels(self, sample_id: str) -> list[SampleLabelRow]:
         """Every judge's vote on one sample: choice, P(A), the verdicts in both orders, the judge's kind."""
         return self.rows(

@@ -3,6 +3,7 @@ places; add a judge (upload its labels or collect them from a model) and fit it.
 
 import streamlit as st
 
+from core.judges import each_pair_once
 from dashboard import auth, charts, data, data_judges, fmt, guide, viewurl, workbench
 from dashboard.render import plain
 
@@ -81,7 +82,7 @@ else:
         st.caption("Colour: Cohen's kappa (agreement beyond what the two judges' choice frequencies give by chance; "
                    "white is chance, the scale fits the pairs shown); text: the agreement rate.")
         charts.show(charts.agreement_heatmap, agree, width="content")
-        pairs = agree[agree["judge_a"] < agree["judge_b"]].sort_values("rate", ascending=False)
+        pairs = each_pair_once(agree)
         fmt.dataframe(pairs, hide_index=True, column_config=fmt.agreement_columns())
         data.download_buttons(pairs, f"agreement_{dataset or 'all'}", "judges_agreement_download", what="Agreement")
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.judges import each_pair_once
 from dashboard import charts, data, fmt, guide
 
 st.title("Overview")
@@ -72,7 +73,7 @@ else:
     st.caption("Colour: Cohen's kappa (agreement beyond what the two judges' choice frequencies give by chance; "
                "white is chance, the scale fits the pairs shown); text: the agreement rate.")
     charts.show(charts.agreement_heatmap, agree, width="content")
-    pairs = agree[agree["judge_a"] < agree["judge_b"]].sort_values("rate", ascending=False)
+    pairs = each_pair_once(agree)
     fmt.dataframe(
         pairs, hide_index=True,
         column_config=fmt.agreement_columns(),

@@ -52,6 +52,21 @@ def test_summary_counts_and_agreement_by_hand(tmp_path):
     assert judges.judge_summary(s, "no-such-dataset")["table"].empty
 
 
+def test_each_pair_once_highest_agreement_first(tmp_path):
+    """The Overview's and Judges page's agreement list: every unordered pair of different judges once
+    (no diagonal, no mirror), by agreement rate, descending, ties in name order."""
+    s = _store(tmp_path)
+    frame = judges.agreement_frame(s)
+    pairs = judges.each_pair_once(frame)
+    assert [(r.judge_a, r.judge_b) for r in pairs.itertuples()] == [("j1", "j2"), ("j1", "j3")]
+    assert pairs["rate"].tolist() == [4 / 6, 0.0]
+    summary = judges.judge_summary(s, "first")
+    assert judges.each_pair_once(judges.agreement_pairs(summary))[["judge_a", "judge_b"]].values.tolist() == \
+        [["j1", "j2"]]
+    tied = pd.DataFrame({"judge_a": ["b", "a", "c", "a"], "judge_b": ["c", "c", "a", "b"], "rate": [0.5, 0.5, 0.5, 0.7]})
+    assert judges.each_pair_once(tied)[["judge_a", "judge_b"]].values.tolist() == [["a", "b"], ["a", "c"], ["b", "c"]]
+
+
 def test_kappa_and_chance_level_by_hand(tmp_path):
     """On "first", j1 chose A, B, tie and j2 A, A, tie on the three shared samples: p_o = 2/3; by
     chance p_e = 1/3 * 2/3 (A) + 1/3 * 0 (B) + 1/3 * 1/3 (tie) = 1/3, so kappa = (2/3 - 1/3) / (2/3) = 1/2."""

@@ -284,6 +284,34 @@ def test_controlling_length_takes_the_verbose_models_length_bonus_away_and_flags
     assert [r.raw_rank for r in lb.rows] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("nu", [None, 0.8, 3.0])
+def test_controlled_rates_solve_the_offset_under_the_profiles_own_likelihood(nu):
+    """The controlled win rate by brute force: per draw, the offset c solving
+    mean_i E(z_i + c) = observed with scipy's root finder, E the expected score of the profile's own model
+    (the logistic sigmoid, or Davidson's P(win) + P(tie)/2 for a profile fitted with ties), then the mean of
+    E with the controlled attribute zeroed. A tie profile's rates used to come from the plain sigmoid."""
+    from scipy.optimize import brentq
+
+    rng = np.random.default_rng(7)
+    n, D = 300, 40
+    X = rng.choice([-1.0, 0.0, 1.0], size=(n, 4))
+    W = rng.normal([1.2, -0.5, 0.3, 0.0], 0.2, size=(D, 4))
+    won = rng.choice([0.0, 0.5, 1.0], size=n, p=[0.35, 0.2, 0.45])
+    half_nu = None if nu is None else np.full(D, nu / 2, dtype=np.float32)
+    ctrl, c = sim.controlled_arrays(X, W, won, [0], half_nu=half_nu)
+    for d in range(0, D, 7):
+        h = None if nu is None else nu / 2
+        def score(zs, off):
+            return sampler.expected_score(zs + off, h)
+        z, zc = X @ W[d], np.where([[True, False, False, False]], 0.0, X) @ W[d]
+        want_c = brentq(lambda off: score(z, off).mean() - won.mean(), -20, 20, xtol=1e-12)
+        assert c[d] == pytest.approx(want_c, abs=1e-4)
+        assert ctrl[d] == pytest.approx(score(zc, want_c).mean(), abs=1e-5)
+    if nu is not None:  # the ties matter: the logistic solution is another number
+        logistic, _ = sim.controlled_arrays(X, W, won, [0])
+        assert np.abs(logistic - ctrl).max() > 1e-3
+
+
 def test_a_changed_label_marks_the_profile_stale(own_store, tmp_path):
     store, *_ = own_store
     copy = tmp_path / "copy.db"
@@ -319,6 +347,24 @@ def test_stale_is_exact_a_flipped_label_with_the_same_counts_shows(demo_store, t
         sid, choice = next((r["sample_id"], r["choice"]) for r in s.labels(demo.DEMO_DATASET, ["demo-crowd"])
                            if r["choice"] in flip)
         s.write_labels([], [Label(sid, "demo-crowd", flip[choice])])  # A <-> B: no count changes
+        crowd, stylist = sim.simulate(s, demo.DEMO_DATASET, judges, model="demo-model-alpha", inject={"lengthy": 1.0})
+    assert crowd.profile["stale"] is True and stylist.profile["stale"] is False
+
+
+def test_stale_sees_a_changed_probability_as_the_soft_fit_would(demo_store, tmp_path):
+    """Soft labels make a judge's P(A) part of the fit's input: the crowd's single-order votes carried none
+    when the demo was fitted; one that now carries a probability (same choice) is an input the dissection
+    would refit on, so the simulator must call the profile stale (the key used to be recomputed on the
+    choices alone)."""
+    judges = ["demo-crowd", "demo-tulu-70b"]
+    demo_store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    copy = tmp_path / "copy.db"
+    shutil.copy(demo_store.path, copy)
+    with Store(copy) as s:
+        sid, choice = next((r["sample_id"], r["choice"]) for r in s.labels(demo.DEMO_DATASET, ["demo-crowd"])
+                           if r["choice"] == "A")
+        s.write_labels([], [Label(sid, "demo-crowd", choice, prob_a=0.8)])
+        assert s.fit_probs(demo.DEMO_DATASET, "demo-crowd", position=True) == {sid: 0.8}
         crowd, stylist = sim.simulate(s, demo.DEMO_DATASET, judges, model="demo-model-alpha", inject={"lengthy": 1.0})
     assert crowd.profile["stale"] is True and stylist.profile["stale"] is False
 

@@ -61,9 +61,9 @@ class CatalogueError(ValueError):
     pass
 
 
-def _attributes_file() -> Path:
-    override = os.environ.get("PREFDISSECT_ATTRIBUTES", "").strip()
-    return Path(override) if override else DATA_DIR / "attributes.json"
+@lru_cache(maxsize=8)
+def _attributes_file(override: str) -> str:
+    return str(Path(override) if override else DATA_DIR / "attributes.json")
 
 
 @lru_cache(maxsize=4)
@@ -101,7 +101,9 @@ def _load_attributes(path: str) -> tuple[Attribute, ...]:
 
 def attributes() -> tuple[Attribute, ...]:
     """The attributes in feature order (the order of the weight vector)."""
-    return _load_attributes(str(_attributes_file()))
+    # the path is built once per setting: this runs in every per-sample loop (a Path and a str of it cost
+    # more than the rest of the call)
+    return _load_attributes(_attributes_file(os.environ.get("PREFDISSECT_ATTRIBUTES", "").strip()))
 
 
 def attribute_keys() -> list[str]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import catalogue, features, featureset
 from .records import Dataset, ImportBatch, ImportResult, Judge, Label, Sample, combine_verdicts, word_count
-from .store import Store, now
+from .store import Store
 
 DEMO_DATASET = "demo-synthetic"
 FEATURE_SOURCE = featureset.DEMO.name
@@ -730,7 +730,7 @@ def _pick(rng: np.random.Generator, seq):
 
 def _take(rng: np.random.Generator, seq, k: int) -> list:
     """k distinct items in random order (all of them when k >= len)."""
-    return [seq[int(i)] for i in rng.permutation(len(seq))[: max(0, k)]]
+    return [seq[i] for i in rng.permutation(len(seq))[: max(0, k)].tolist()]
 
 
 def _level(rng: np.random.Generator, probs) -> int:
@@ -1177,14 +1177,13 @@ def build_demo(store: Store, *, seed: int = 0, n_per_group: int = N_PER_GROUP, f
 
     With ``fit`` (the default) the judges' profiles are then fitted on the fast path (a few
     seconds), so every page has something to show on a first start; ``on_progress(stage, done,
-    total)`` hears the fit's steps (the dashboard's first start shows them)."""
+    total)`` hears the generation, the write and the fit's steps (the dashboard's first start shows them)."""
+    if on_progress:
+        on_progress("generating the pairs, their annotations and the judges' labels", 0, 2)
     batch, annotations, profiles = generate(seed, n_per_group)
-    ts = now()
-    with store.writing():
-        result = store.write_batch(batch)
-        store.insert_annotations(annotations, ts)
-        for row in profiles:
-            store.save_profile(row)
+    if on_progress:  # the write runs mostly in SQLite, without the GIL: a caller can do other work beside it
+        on_progress("writing them into the store", 1, 2)
+    result = store.write_batch(batch, annotations=annotations, profiles=profiles)
     if fit:
         from .fit import dissect
 

@@ -941,12 +941,7 @@ def _ranks(values: Sequence[float]) -> list[int]:
 
 def models(store, dataset: str) -> list[dict[str, Any]]:
     """The responding models of a dataset with how many pairs each appears in (against another model)."""
-    counts: dict[str, int] = {}
-    for m in store.pair_meta(dataset).values():
-        a, b = m["model_a"], m["model_b"]
-        if a and b and a != b:
-            counts[a] = counts.get(a, 0) + 1
-            counts[b] = counts.get(b, 0) + 1
+    counts = store.model_pair_counts(dataset)
     return [{"model": k, "pairs": v} for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 

@@ -377,25 +377,37 @@ class Store:
         return self.db.conn
 
     @contextmanager
-    def writing(self) -> Iterator["Store"]:
+    def writing(self, *, bulk: bool = False) -> Iterator["Store"]:
         """A write transaction, all or nothing.
 
         BEGIN IMMEDIATE takes the write lock up front, waiting up to the busy timeout: a deferred
         transaction that reads first and writes later fails at once with "database is locked"
         when another process wrote in between (WAL cannot upgrade a stale snapshot). Nested use
-        becomes a savepoint."""
+        becomes a savepoint (which journals every page it changes: a bulk write should not nest).
+
+        ``bulk``: a large write (an import). Its transaction gets a page cache of BULK_CACHE_KIB
+        instead of SQLite's 2 MB, so the changed pages of the tables and their indexes stay in memory
+        until the commit rather than spill to the WAL as they are written (the demo's first-start
+        write: a third less CPU); the connection's own cache size is restored after."""
         if self.conn.in_transaction:
             with self.db.atomic():
                 yield self
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        cache = self.conn.execute("PRAGMA cache_size").fetchone()[0] if bulk else None
+        if bulk:
+            self.conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
         try:
-            yield self
-        except BaseException:
-            self.conn.rollback()
-            raise
-        else:
-            self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                self.conn.rollback()
+                raise
+            else:
+                self.conn.execute("COMMIT")
+        finally:
+            if bulk:
+                self.conn.execute(f"PRAGMA cache_size = {int(cache)}")
 
     def close(self) -> None:
         self.db.close()
@@ -442,17 +454,22 @@ class Store:
 
     # ==================== imports: one validated batch across datasets, samples, judges, labels, features
 
-    def write_batch(self, batch: ImportBatch, *, replace: bool = False) -> ImportResult:
+    def write_batch(self, batch: ImportBatch, *, replace: bool = False, annotations: list[dict[str, Any]] = (),
+                    profiles: list[dict[str, Any]] = ()) -> ImportResult:
         """Write one validated import in a single transaction: all of it or nothing.
 
         Refused with ``ConflictError`` (nothing written) when a dataset, judge or model name collides
         with a stored one after case folding, or when the batch would change a stored label of a
         judge or a judge's kind, unless ``replace``: then the judges' labels on this dataset become
         the batch's (labels the batch does not have are removed) and their kind the batch's.
-        Identical labels are no change, so re-importing a file adds nothing and is never refused."""
+        Identical labels are no change, so re-importing a file adds nothing and is never refused.
+
+        ``annotations`` (finished requests, ``insert_annotations``) and ``profiles`` (``save_profile``)
+        go into the same transaction: a generated dataset (the demo) arrives with them, all or nothing,
+        without nesting this write in another transaction (see ``writing``)."""
         ts = now()
         ds = batch.dataset
-        with self.writing():
+        with self.writing(bulk=True):
             c = self.conn
             batch = self._legacy_ids(batch)
             self._check_names(ds.name, batch.judges, {m for s in batch.samples for m in (s.model_a, s.model_b) if m})
@@ -488,6 +505,9 @@ class Store:
             self._upsert_judges(batch.judges, ts)
             self._upsert_labels(batch.labels, ts)
             self._upsert_features(batch.features, ts)
+            self.insert_annotations(list(annotations), ts)
+            for row in profiles:
+                self.save_profile(row)
         return ImportResult(
             dataset=ds.name,
             samples_added=len(new_rows),
@@ -622,6 +642,15 @@ class Store:
         return [r[0] for r in self.conn.execute(
             "SELECT id FROM samples WHERE dataset = ? ORDER BY position", (dataset,)
         )]
+
+    def model_pair_counts(self, dataset: str) -> dict[str, int]:
+        """Per responding model, the pairs of the dataset it answers in against another named model (the
+        simulator's model list: a count in SQL, not a read of every pair's metadata)."""
+        return dict(self.conn.execute(
+            "SELECT model, COUNT(*) FROM (SELECT model_a AS model FROM samples WHERE dataset = ?1"
+            "  AND model_a != '' AND model_b != '' AND model_a != model_b"
+            " UNION ALL SELECT model_b FROM samples WHERE dataset = ?1"
+            "  AND model_a != '' AND model_b != '' AND model_a != model_b) GROUP BY model", (dataset,)).fetchall())
 
     def pair_meta(self, dataset: str) -> dict[str, PairMeta]:
         """Per sample id: the two responding models and the query cases (decoded), for the simulator."""
@@ -1060,6 +1089,7 @@ class Store:
     # ==================== features
 
     def _upsert_features(self, features: Iterable[Feature], ts: str) -> None:
+        as_json = _json_memo()
         self.conn.executemany(
             "INSERT INTO features (sample_id, source, attribute, value, score_a, score_b, excluded, provenance, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -1075,7 +1105,7 @@ class Store:
                     f.score_a,
                     f.score_b,
                     int(f.excluded),
-                    json.dumps(f.provenance, sort_keys=True) if f.provenance else None,
+                    as_json(f.provenance) if f.provenance else None,
                     ts,
                 )
                 for f in features
@@ -2012,6 +2042,27 @@ def restore_store(source: str | Path, path: str | Path) -> tuple[dict[str, int],
     with Store(path):  # applies migrations an older export lacks
         pass
     return counts, safety
+
+
+BULK_CACHE_KIB = 64 * 1024  # page cache of a bulk write's transaction (Store.writing(bulk=True)), at most
+
+
+def _json_memo():
+    """``json.dumps(value, sort_keys=True)``, remembered for flat dicts: a batch's features share a few
+    provenance dicts (the demo's 38,280 features one), so each is encoded once."""
+    seen: dict = {}
+
+    def as_json(value: dict[str, Any]) -> str:
+        try:  # the value's type is in the key: True, 1 and 1.0 are equal and hash alike, but encode apart
+            key = tuple((k, type(v), v) for k, v in sorted(value.items()))
+            hash(key)
+        except TypeError:  # a nested value: encoded each time
+            return json.dumps(value, sort_keys=True)
+        if key not in seen:
+            seen[key] = json.dumps(value, sort_keys=True)
+        return seen[key]
+
+    return as_json
 
 
 def _chunked_in(conn: sqlite3.Connection, sql: str, values: list[Any], size: int = 900, prefix: list[Any] = ()):

@@ -47,7 +47,6 @@ if where.warnings and user.can_edit:
 
 if "seeded" not in st.session_state:
     if data.needs_seeding():  # first start: say what is happening instead of a blank wait
-        data.warm_imports()  # the Overview's chart library loads while the demo is written
         with st.status("First start: writing the synthetic demo (a few seconds, once)", expanded=True) as box:
             st.caption("Generated pairs and four judges modelled on the paper's published profiles, so every page "
                        "has something to show; import your own data on the Your data page.")

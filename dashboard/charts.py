@@ -132,14 +132,17 @@ def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool
     scale = alt.Scale(domain=domain, nice=False, zero=False)
     x = alt.X("percent:Q", title="P(preferred | better on this attribute alone), %", scale=scale,
               axis=alt.Axis(values=ticks))
+    # the percentages as the tables write them ("57.6%"): d3 cannot add a % to a number already in percent
     tooltip = [alt.Tooltip("judge:N"), alt.Tooltip("label:N", title="attribute"),
-               alt.Tooltip("percent:Q", title="preferred (%)", format=".1f"),
-               alt.Tooltip("percent_lo:Q", title="interval from", format=".1f"),
-               alt.Tooltip("percent_hi:Q", title="interval to", format=".1f"),
+               alt.Tooltip("preferred_text:N", title="preferred"),
+               alt.Tooltip("lo_text:N", title="interval from"),
+               alt.Tooltip("hi_text:N", title="interval to"),
                alt.Tooltip("mean:Q", title="weight", format=fmt.WEIGHT_D3),
                alt.Tooltip("p_pos:Q", title="P(weight > 0)", format=fmt.PERCENT_D3),
                alt.Tooltip("definition:N", title="means")]
     frame = frame.assign(definition=definitions(frame["attribute"])) if "attribute" in frame else frame.assign(definition="")
+    frame = frame.assign(**{f"{k}_text": frame[c].map(fmt.percent_of_100) if c in frame else fmt.NOT_APPLICABLE
+                            for k, c in (("preferred", "percent"), ("lo", "percent_lo"), ("hi", "percent_hi"))})
     base = alt.Chart(frame).encode(**enc)
     bars = base.mark_bar(cornerRadiusEnd=2).encode(x=x, x2=alt.X2(datum=50), tooltip=tooltip)
     whiskers = base.mark_rule(strokeWidth=1.2, opacity=0.8).encode(
@@ -151,10 +154,11 @@ def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool
     layers = [whiskers, bars, fifty]
     if truth is not None and len(truth):
         known = truth[truth["judge"].isin(judges) & truth["label"].isin(rows)]
+        known = known.assign(true_text=known["percent"].map(fmt.percent_of_100))
         layers.append(alt.Chart(known).mark_point(shape="diamond", filled=True, color="black", size=45).encode(
             y=y, x=alt.X("percent:Q", scale=scale),
             tooltip=[alt.Tooltip("judge:N"), alt.Tooltip("label:N", title="attribute"),
-                     alt.Tooltip("percent:Q", title="true %", format=".1f")],
+                     alt.Tooltip("true_text:N", title="true")],
             **({"yOffset": enc["yOffset"]} if multi else {})))
     if "status" in frame and (frame["status"] != "measured").any():
         # an attribute the feature set did not measure (or too few samples differ on) has no estimate:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import config, jobs as _jobs, judges
+from core import config, jobs as _jobs
 from core.store import Store, open_store
 
 
@@ -91,14 +91,19 @@ def needs_seeding() -> bool:
 
 
 def warm_imports() -> None:
-    """Import the chart library (Altair, through ``dashboard.charts``) on a background thread. A first
-    start calls it before writing the demo: much of that write runs in SQLite, without the GIL, so the
-    import (some 0.5-1 s) is done by the time the Overview, which needs it, renders."""
+    """Import the chart library (Altair, through ``dashboard.charts``) and the judges' agreement (SciPy,
+    through ``core.judges``) on a background thread. A first start calls it once the demo is generated,
+    as it is written: much of that write runs in SQLite, without the GIL, so the imports (some 0.6-1.5 s)
+    are done by the time the Overview, which needs them, renders (beside the generation, pure Python,
+    they only took turns with it; before it, they held up the page's "writing the demo" notice)."""
     import importlib
     import threading
 
-    threading.Thread(target=importlib.import_module, args=("dashboard.charts",), name="warm-imports",
-                     daemon=True).start()
+    def imports() -> None:
+        for module in ("dashboard.charts", "core.judges"):  # Altair; SciPy (the agreement's intervals)
+            importlib.import_module(module)
+
+    threading.Thread(target=imports, name="warm-imports", daemon=True).start()
 
 
 def ensure_seeded(on_progress=None) -> int | None:
@@ -111,9 +116,13 @@ def ensure_seeded(on_progress=None) -> int | None:
         return None
     from core import demo, jobs
 
-    if on_progress:
-        on_progress("writing the generated pairs, their annotations and the judges' labels", 0, 1)
-    demo.build_demo(s, fit=False)
+    def heard(stage: str, done: int, total: int) -> None:
+        if stage.startswith("writing"):  # generated: the write runs in SQLite, mostly without the GIL,
+            warm_imports()  # so the Overview's chart library is imported beside it rather than after
+        if on_progress:
+            on_progress(stage, done, total + 1)
+
+    demo.build_demo(s, fit=False, on_progress=heard)
     if on_progress:
         on_progress("starting the fit of the judges' profiles in the background", 1, 1)
     job, _ = jobs.launch(s, "fit", {"dataset": demo.DEMO_DATASET, "features": demo.FEATURE_SOURCE})
@@ -164,6 +173,8 @@ def category_counts(fp: tuple) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def agreement(fp: tuple, dataset: str | None) -> pd.DataFrame:
+    from core import judges  # with SciPy: imported here (a first start imports it beside the demo's write)
+
     return judges.agreement_frame(store(), dataset)
 
 

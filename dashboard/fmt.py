@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -123,6 +124,43 @@ def _plain_number(x: Any) -> str:
     return f"{x:.4f}".rstrip("0").rstrip(".") if isinstance(x, float) else str(x)
 
 
+def _pandas_default(x: Any) -> Any:
+    """What a ``pandas.Styler`` shows for a cell it has no formatter for (its default formatter)."""
+    if pd.api.types.is_float(x) or pd.api.types.is_complex(x):
+        return f"{x:.{pd.get_option('styler.format.precision')}f}"
+    if pd.api.types.is_integer(x):
+        return str(x)
+    return x
+
+
+def _texts(values, text, placeholder: str) -> list:
+    """Each cell's text: ``placeholder`` where it is missing (a list cell is not), else ``text(cell)``."""
+    return [placeholder if pd.isna(v) is True else text(v) for v in values]
+
+
+def _styler(frame: pd.DataFrame, display: dict[str, list]):
+    """A ``pandas.Styler`` of ``frame`` whose cells read ``display`` (column -> text per row), made for
+    ``st.dataframe``: Streamlit takes a Styler's cell texts from its ``_compute`` and ``_translate``, which
+    in pandas run every cell through per-cell formatter lookups and HTML bookkeeping (10-20 ms a table,
+    paid on every rerun of every page). Here the texts are computed a column at a time, and a column whose
+    text is its values' own (text, whole numbers, booleans: what Streamlit shows without a Styler) is
+    left out. tests/test_app_style.py checks that Streamlit receives the texts pandas' own route gives."""
+    style = frame.style
+    body: list[list[dict]] = [[] for _ in range(len(frame))]
+    for c, name in enumerate(frame.columns):
+        texts = display.get(name)
+        dtype = frame[name].dtype
+        if texts is None or (isinstance(dtype, np.dtype) and dtype.kind in "iub") or (
+                dtype.kind == "O" and all(type(t) is str for t in frame[name])):
+            continue  # Streamlit's own text of these cells (str of the value) is the display text
+        for r, t in enumerate(texts):
+            body[r].append({"id": f"row{r}_col{c}", "display_value": str(t)})
+    translated = {"body": body, "table_styles": [], "cellstyle": []}
+    style._compute = lambda: style  # nothing to apply: no style functions
+    style._translate = lambda *args, **kwargs: translated
+    return style
+
+
 def shown(frame: pd.DataFrame, column_config: dict | None, placeholder: str = NOT_APPLICABLE):
     """``frame`` as :func:`dataframe` sends it: columns of this module's kinds formatted (the text
     kinds replaced by their text, the number kinds shown through a ``Styler`` whose values stay
@@ -138,15 +176,18 @@ def shown(frame: pd.DataFrame, column_config: dict | None, placeholder: str = NO
         return frame
     if not frame.index.is_unique:  # a Styler needs a unique index (the tables hide theirs)
         frame = frame.reset_index(drop=True)
-    # a Styler shows every cell through its formatter: the other number columns as Streamlit would
-    others = [c for c in frame.columns if c not in numbers and pd.api.types.is_numeric_dtype(frame[c])
-              and not pd.api.types.is_bool_dtype(frame[c])]
-    style = frame.style.format(na_rep=placeholder)
-    if others:
-        style = style.format(_plain_number, subset=others, na_rep=placeholder)
-    for col, cfg in numbers.items():
-        style = style.format(cfg.text, subset=[col], na_rep=placeholder)
-    return style
+    # a Styler shows every cell through its formatter: the other number columns as Streamlit would, the
+    # rest as pandas does by default; an empty cell reads the placeholder in every column
+    display = {}
+    for col in frame.columns:
+        values = frame[col].tolist()
+        if col in numbers:
+            display[col] = _texts(values, numbers[col].text, placeholder)
+        elif pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]):
+            display[col] = _texts(values, _plain_number, placeholder)
+        else:
+            display[col] = _texts(values, _pandas_default, placeholder)
+    return _styler(frame, display)
 
 
 def dataframe(frame: pd.DataFrame, column_config: dict | None = None, *, placeholder: str = NOT_APPLICABLE,

@@ -18,7 +18,7 @@ from core import catalogue, compare, fit, sampler
 from core.profile import (MIN_DIFFERING, POSITION_LABEL, TIE, is_attribute_term, load_published_profiles,
                           profile_frame)
 from core.store import Store
-from dashboard import charts
+from dashboard import charts, fmt
 from tests.conftest import demo_samples
 from tests.stsession import frames_with, open_page
 
@@ -305,6 +305,25 @@ def test_profile_chart_has_the_fifty_percent_rule_and_intervals():
     assert bars["encoding"]["x"]["scale"]["zero"] is False
     ticks = bars["encoding"]["x"]["axis"]["values"]
     assert 50 in ticks and all(b - a == 10 for a, b in zip(ticks, ticks[1:])) and lo <= ticks[0] and ticks[-1] <= hi
+
+
+def test_profile_chart_tooltip_writes_percentages_as_the_tables_do():
+    """The bar's tooltip read "preferred (%) 57.6" (a number in percent units through d3's .1f): it reads
+    "57.6%", as the tables (fmt.percent_of_100), and so do its interval and a synthetic judge's true value."""
+    f = _frame()
+    truth = f[["judge", "label"]].assign(percent=62.25)
+    spec = charts.profile_chart(f, truth=truth).to_dict()
+    bars = spec["layer"][1]
+    tips = {t["title"]: t["field"] for t in bars["encoding"]["tooltip"] if "title" in t}
+    data = next(v for v in spec["datasets"].values() if len(v) == len(f))
+    first = data[0]
+    assert first[tips["preferred"]] == fmt.percent_of_100(first["percent"]) and first[tips["preferred"]].endswith("%")
+    assert first[tips["interval from"]] == fmt.percent_of_100(first["percent_lo"])
+    assert first[tips["interval to"]] == fmt.percent_of_100(first["percent_hi"])
+    diamonds = spec["layer"][-1]
+    (true_field,) = [t["field"] for t in diamonds["encoding"]["tooltip"] if t.get("title") == "true"]
+    known = next(v for v in spec["datasets"].values() if v and true_field in v[0])
+    assert {row[true_field] for row in known} == {"62.2%"}
 
 
 def test_profile_chart_orders_by_catalogue_or_by_first_judges_weight():

@@ -113,3 +113,51 @@ def test_one_percent_style(value, text):
     assert fmt.percent(value) == text
     assert fmt.percent(0.055, signed=True) == "+5.5%" and fmt.points(0.055) == "+5.5 points"
     assert fmt.size(None) == "unknown" and fmt.size(7) == "7B" and fmt.size(0.5) == "0.5B"
+
+
+def _display_texts(styler) -> "pd.DataFrame":
+    """The cell texts Streamlit sends for a Styler (what the browser shows)."""
+    import pyarrow as pa
+    from streamlit.elements.lib.pandas_styler_utils import marshall_styler
+    from streamlit.proto.ArrowData_pb2 import ArrowData
+
+    proto = ArrowData()
+    marshall_styler(proto, styler, "uuid")
+    assert not proto.styler.styles  # no CSS: the Styler only carries texts
+    return pa.ipc.open_stream(proto.styler.display_values).read_all().to_pandas().astype(str)
+
+
+def test_table_texts_are_what_pandas_styler_format_gives():
+    """fmt.dataframe hands Streamlit its cell texts directly (pandas' Styler route cost 10-20 ms a table on
+    every rerun); the texts are the ones ``Styler.format`` gives with the same formatters, for every kind
+    of column a page shows: shares, signed shares, percent units, other numbers, nullable integers, text
+    with gaps, booleans, lists, mixed objects."""
+    import numpy as np
+    import pandas as pd
+
+    n = 12
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({
+        "judge": [f"judge {i}" for i in range(n)], "label": ["clear"] * (n - 1) + [None],
+        "n": rng.integers(0, 500, n), "share": rng.random(n), "shift": rng.random(n) - 0.5,
+        "percent": rng.random(n) * 100, "weight": rng.normal(size=n), "f32": rng.random(n).astype(np.float32),
+        "flag": [True, False] * (n // 2), "maybe": [True, None] * (n // 2), "list": [["a", "b"]] * n,
+        "mixed": [1.5, "x", None, 3] * (n // 4), "count": pd.array([1, None] * (n // 2), dtype="Int64"),
+        "when": ["2026-01-01T10:00:00+00:00"] * n})
+    frame.loc[2, "share"] = np.nan
+    frame.loc[3, "weight"] = np.nan
+    config = {"share": fmt.percent_column("share"), "shift": fmt.percent_column("shift", signed=True),
+              "percent": fmt.percent_of_100_column("preferred"), "when": fmt.time_column("when"), "judge": "judge"}
+    # the reference: pandas' own formatting, as fmt.shown once built it
+    expected = frame.assign(when=frame["when"].map(fmt.timestamp))
+    numbers = {"share", "shift", "percent"}
+    others = [c for c in expected.columns if c not in numbers and pd.api.types.is_numeric_dtype(expected[c])
+              and not pd.api.types.is_bool_dtype(expected[c])]
+    style = expected.style.format(na_rep=fmt.NOT_APPLICABLE).format(fmt._plain_number, subset=others,
+                                                                     na_rep=fmt.NOT_APPLICABLE)
+    for c in numbers:
+        style = style.format(config[c].text, subset=[c], na_rep=fmt.NOT_APPLICABLE)
+    got, want = _display_texts(fmt.shown(frame, config)), _display_texts(style)
+    pd.testing.assert_frame_equal(got, want)
+    assert got.loc[2, "share"] == fmt.NOT_APPLICABLE and got.loc[0, "shift"].startswith(("+", "-"))
+    assert got.loc[0, "when"].endswith(" UTC") and got.loc[1, "count"] == fmt.NOT_APPLICABLE

@@ -57,6 +57,39 @@ def test_a_failing_batch_leaves_nothing_behind(tmp_path):
     assert [d["name"] for d in s.datasets()] == ["first"]
 
 
+def test_a_batch_brings_its_annotations_and_profiles_in_its_transaction(tmp_path):
+    """The demo writes its pairs, ready-made annotations and true profiles as one write_batch: all of it, or
+    (a failure anywhere) none of it; the bulk write's larger page cache is the connection's own again after,
+    whichever way it ended."""
+    from core import demo
+
+    s = Store(tmp_path / "s.db")
+    cache = s.scalar("PRAGMA cache_size")
+    b, ann, prof = demo.generate(0, 2)
+    bad = ImportBatch(b.dataset, samples=b.samples, judges=b.judges, features=b.features,
+                      labels=[*b.labels, Label("no-such-sample", b.judges[0].name, "A")])  # a foreign key fails
+    with pytest.raises(sqlite3.IntegrityError):
+        s.write_batch(bad, annotations=ann, profiles=prof)
+    assert s.is_empty() and s.table_counts()["annotations"] == 0 and not s.profiles()
+    assert s.scalar("PRAGMA cache_size") == cache
+    s.write_batch(b, annotations=ann, profiles=prof)
+    assert s.table_counts()["annotations"] == len(ann) and len(s.profiles()) == len(prof)
+    assert s.scalar("PRAGMA cache_size") == cache
+
+
+def test_feature_provenance_is_encoded_as_given(tmp_path):
+    """Provenance dicts are encoded once per distinct value (the demo's 38,280 features share one), and values
+    that compare equal but encode apart (True, 1, 1.0) keep their own JSON."""
+    s = Store(tmp_path / "s.db")
+    b = batch(n=4)
+    b.features = [Feature(x.id, "t", "clear", 1, 3, 1, provenance=p) for x, p in
+                  zip(b.samples, [{"seed": True}, {"seed": 1}, {"seed": 1.0}, {"seed": [1, {"a": 2}]}])]
+    s.write_batch(b)
+    got = dict(s.conn.execute("SELECT sample_id, provenance FROM features").fetchall())
+    assert [got[x.id] for x in b.samples] == ['{"seed": true}', '{"seed": 1}', '{"seed": 1.0}',
+                                              '{"seed": [1, {"a": 2}]}']
+
+
 def test_appending_to_a_dataset_continues_positions(tmp_path):
     s = Store(tmp_path / "s.db")
     s.write_batch(batch(n=2))
@@ -300,3 +333,21 @@ def test_store_reads_return_named_row_types():
     row = store_module.DatasetRow(name="d", source="", licence="", description="", synthetic=0, imported_at="",
                                   samples=0, judges=0, labels=0)
     assert row["name"] == "d" and store_module.ProfileRow.__total__ is False
+
+
+def test_model_pair_counts_count_pairs_between_two_named_models(tmp_path):
+    """The simulator's model list: per model, the pairs it answers in against another named model (a pair with
+    one model unnamed, empty or the same on both sides does not count), as counted from every pair's metadata."""
+    s = Store(tmp_path / "s.db")
+    pairs = [("m1", "m2"), ("m2", "m1"), ("m1", "m3"), ("m1", None), ("m2", "m2"), ("", "m3"), (None, None)]
+    b = ImportBatch(Dataset("ds", source="test"),
+                    samples=[Sample("ds", f"q{i}", f"a{i}", f"b{i}", model_a=a, model_b=m) for i, (a, m) in enumerate(pairs)])
+    s.write_batch(b)
+    s.write_batch(ImportBatch(Dataset("other", source="test"), samples=[Sample("other", "q", "a", "b", model_a="m1",
+                                                                                   model_b="m9")]))
+    want: dict[str, int] = {}
+    for m in s.pair_meta("ds").values():
+        if m["model_a"] and m["model_b"] and m["model_a"] != m["model_b"]:
+            for x in (m["model_a"], m["model_b"]):
+                want[x] = want.get(x, 0) + 1
+    assert s.model_pair_counts("ds") == want == {"m1": 3, "m2": 2, "m3": 1}

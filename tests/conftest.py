@@ -32,16 +32,24 @@ def shared_data_path() -> Path:
 #: instead of one long group starting last and running alone at the end (pytest.ini turns off xdist's
 #: own order, by count of tests). The real-server tests (about 9 minutes on one worker where CI installs
 #: llama-cpp-python; skipped at once elsewhere) come first of all.
-LONGEST_GROUPS = ("test_realserver", "test_fit-coverage", "test_deploy", "test_fit-nuts", "test_dissect-autoj",
+LONGEST_GROUPS = ("test_realserver", "test_fit-coverage", "test_deploy", "test_fit-nuts", "test_fit-nuts-ties",
+                  "test_dissect-autoj",
                   "browser", "test_app", "test_dissect-pandalm", "test_experiment", "test_dissect", "test_app_annotate")
 
 #: Long tests of a long module given a group of their own, so they run beside the rest of it: they need
-#: none of its costly module fixtures (test -> group; every parametrization of a test goes with it).
+#: none of its costly module fixtures (test -> group, every parametrization of the test with it; or one
+#: parametrization -> group).
 OWN_GROUPS = {
     "tests/test_fit.py::test_fast_sampler_matches_long_nuts": "test_fit-nuts",
     "tests/test_fit.py::test_exact_falls_back_to_pymcs_own_nuts": "test_fit-nuts",
     "tests/test_fit.py::test_exact_profiles_agree_with_fast_ones": "test_fit-nuts",
-    "tests/test_fit.py::test_fast_tie_model_with_position_matches_nuts": "test_fit-nuts",
+    "tests/test_fit.py::test_fast_tie_model_with_position_matches_nuts": "test_fit-nuts-ties",
+    # the NUTS tests share nutpie's compiled models (one per model shape, ~10 CPU s each to compile, kept
+    # per process in core.fit): binary ones in test_fit-nuts, the tie model with position in -ties, so
+    # each shape is compiled once per run (the soft-label tests ran with the rest of test_fit and
+    # compiled the binary and tie models a second time)
+    "tests/test_fit.py::test_fast_soft_labels_match_nuts[binary]": "test_fit-nuts",
+    "tests/test_fit.py::test_fast_soft_labels_match_nuts[ties+position]": "test_fit-nuts-ties",
     "tests/test_fit.py::test_intervals_cover_true_weights_at_the_nominal_rate": "test_fit-coverage",
     "tests/test_fit.py::test_position_and_ties_cover_the_truth_at_the_nominal_rate": "test_fit-coverage",
     "tests/test_dissect.py::test_real_judges_of_pandalm_on_heuristic_features": "test_dissect-pandalm",
@@ -53,11 +61,12 @@ def xdist_group(nodeid: str) -> str:
     """The worker group of a test, from its node id alone (the xdist controller sees nothing else): its
     module's name, ``browser`` for every browser test (files ``test_browser*.py``: they share one
     `streamlit run` and one Chromium, conftest's session fixtures, a session per worker), or its
-    ``OWN_GROUPS`` entry."""
+    ``OWN_GROUPS`` entry (one parametrization's, else the test's)."""
     path, _, name = nodeid.partition("::")
     test = f"{path}::{name.split('[')[0]}"
-    if test in OWN_GROUPS:
-        return OWN_GROUPS[test]
+    for key in (f"{path}::{name}", test):  # one parametrization's entry, else the test's
+        if key in OWN_GROUPS:
+            return OWN_GROUPS[key]
     stem = Path(path).stem
     return "browser" if stem.startswith("test_browser") else stem
 

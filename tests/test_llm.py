@@ -282,6 +282,11 @@ def test_a_job_whose_requests_all_fail_one_way_stops_early_and_says_why(pandalm,
 def test_timed_out_requests_carry_estimated_spend_and_the_run_says_so(pandalm, monkeypatch):
     store = pandalm
     monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", "test-key")
+    # a job's endpoint settings come from its parameters (which hold no timeout nor retries) over the
+    # worker's environment: without these the job used the defaults and waited out seven 3 s holds per
+    # request with backoff between them (~40 s) instead of one 0.3 s timeout each
+    monkeypatch.setenv("PREFDISSECT_LLM_TIMEOUT", "0.3")
+    monkeypatch.setenv("PREFDISSECT_LLM_MAX_RETRIES", "0")
     with LoopbackServer(faults={"timeout": 1.0}, timeout_hold=3.0) as server:
         s = settings_for(server, timeout_s=0.3, max_retries=0, price_input=1.0, price_output=2.0)
         store.save_llm_dialect(s.base_url, s.model, Dialect().as_dict())

@@ -19,6 +19,7 @@ k-fold accuracy, convergence diagnostics, provenance); :func:`profile_row` shape
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -275,18 +276,25 @@ class Profile:
         return dict(zip(self.attributes, self.mean))
 
 
-_VERSIONED = ("numpy", "scipy", "arviz", "pymc", "pytensor", "nutpie")
+_VERSIONED = ("numpy", "scipy", "numba", "arviz", "pymc", "pytensor", "nutpie")
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of the numerical stack (read from package metadata: no slow imports)."""
+    """Versions of the numerical stack (read from package metadata: no slow imports; numba compiles
+    the fast sampler's kernels). Read once per process (a metadata lookup scans the site-packages
+    folder: ~20 ms, paid on every simulation otherwise); a fresh dict each call."""
+    return dict(_library_versions())
+
+
+@functools.cache
+def _library_versions() -> tuple[tuple[str, str], ...]:
     out = {"python": platform.python_version()}
     for name in _VERSIONED:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             pass
-    return out
+    return tuple(out.items())
 
 
 def inputs_key(X: np.ndarray, y: np.ndarray, requested: Mapping[str, Any]) -> str:

@@ -381,3 +381,16 @@ def test_soft_labels_are_an_option_recorded_in_the_settings_and_provenance():
     assert fit.profile_row(hard, "d", "s", "j", "f")["provenance"]["labels"]["mode"] == "hard"
     with pytest.raises(ValueError, match="labels must be one of"):
         fit.fit_groups({"s": task}, ["j"], labels="fuzzy", **kw)
+
+
+def test_library_versions_name_the_fast_samplers_kernels_and_are_a_fresh_dict_each_call():
+    """Provenance names numba (the fast sampler's compiled kernels) beside numpy; the metadata is read once
+    per process, and a caller changing its copy changes nobody else's."""
+    import numba
+
+    from core.fit import library_versions
+
+    v = library_versions()
+    assert v["numba"] == numba.__version__ and v["numpy"] == np.__version__
+    v["numpy"] = "changed"
+    assert library_versions()["numpy"] == np.__version__

@@ -110,23 +110,13 @@ def coverage(replicates: int = 3, n: int = 240, judges: int = 40, seed: int = 21
     of them and one order for the others, the default fit (position term, Davidson ties). Truth drawn
     from the prior is what makes the nominal 94% the expected rate. The interval given is the 95%
     binomial one over judges (the parameters of one judge share a fit, so judges are the unit)."""
-    from core import sampler
-
-    d = len(catalogue.attribute_keys())
     inside_all = []
     for r in range(replicates):
-        rng = np.random.default_rng([seed, r])
-        X = synthetic.simulate_features(n, rng)
-        W = rng.laplace(0.0, sampler.DEFAULT_PRIOR_SCALE, (judges, d))
-        bias = rng.normal(0.0, sampler.INTERCEPT_SCALE, judges)
-        theta = rng.normal(0.0, sampler.TIE_SCALE, judges)
-        pos = np.r_[np.ones(n), -np.ones(n)]
-        Y = synthetic.simulate_outcomes(np.vstack([X, X]), W, rng, position=pos, bias=bias, theta=theta)
-        Y[n:, judges // 2:] = np.nan  # the second half of the judges gave one order only
-        task = fit.FitInput(np.vstack([X, X]), Y, pos, np.r_[np.arange(n), np.arange(n)])
+        sim = synthetic.prior_judges_in_both_orders(n, judges, np.random.default_rng([seed, r]))
+        task = fit.FitInput(sim["X"], sim["Y"], sim["position"], sim["sample"])
         (profiles,) = fit.fit_groups({"s": task}, [f"j{i}" for i in range(judges)], position=True,
                                      ties="davidson", folds=0, seed=3 + r).values()
-        truth = np.column_stack([bias, W, theta])
+        truth = sim["truth"]
         lo, hi = np.array([p.lo for p in profiles]), np.array([p.hi for p in profiles])
         inside_all.append((lo <= truth) & (truth <= hi))
     inside = np.vstack(inside_all)  # (judges x replicates, parameters)

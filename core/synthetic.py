@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from .sampler import outcome_probabilities
+from .sampler import DEFAULT_PRIOR_SCALE, INTERCEPT_SCALE, TIE_SCALE, outcome_probabilities
 
 
 # Per-attribute rate of non-zero comparisons and loadings on two latent traits of a pair
@@ -77,3 +77,19 @@ def simulate_outcomes(X: np.ndarray, weights: np.ndarray, rng: np.random.Generat
     return np.where(u < pa, 1.0, np.where(u < pa + pt, 0.5, 0.0))
 
 
+def prior_judges_in_both_orders(n: int, judges: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Judges drawn from the full model's prior (attribute weights Laplace(0, b), a position bias N(0, 1),
+    log nu N(0, 2)) judging n synthetic pairs shown in both orders (rows: the n pairs A first, then the
+    same n B first), half of them in both orders and the others in one: the coverage checks' setup, where
+    truth drawn from the prior makes the nominal 94% the expected rate. X, Y (rows x judges, NaN where
+    a judge gave no verdict), position (+1 / -1 per row), rows' pair index ``sample``, and ``truth``
+    (judges x [position, weights..., log nu], the fitted profile's order)."""
+    X = simulate_features(n, rng)
+    W = rng.laplace(0.0, DEFAULT_PRIOR_SCALE, (judges, X.shape[1]))
+    bias = rng.normal(0.0, INTERCEPT_SCALE, judges)
+    theta = rng.normal(0.0, TIE_SCALE, judges)
+    pos = np.r_[np.ones(n), -np.ones(n)]
+    Y = simulate_outcomes(np.vstack([X, X]), W, rng, position=pos, bias=bias, theta=theta)
+    Y[n:, judges // 2:] = np.nan  # the second half of the judges gave one order only
+    return {"X": np.vstack([X, X]), "Y": Y, "position": pos, "sample": np.r_[np.arange(n), np.arange(n)],
+            "truth": np.column_stack([bias, W, theta])}

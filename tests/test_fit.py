@@ -236,19 +236,12 @@ def test_position_and_ties_cover_the_truth_at_the_nominal_rate():
     for the others: the 94% intervals of the attributes, the position term and the tie parameter
     cover the truth at the nominal rate, and the position term is recovered where both orders
     separate it from content."""
-    rng = np.random.default_rng(21)
     n, J = 240, 40
-    X = synthetic.simulate_features(n, rng)
-    W = rng.laplace(0.0, sampler.DEFAULT_PRIOR_SCALE, (J, D))
-    bias = rng.normal(0.0, sampler.INTERCEPT_SCALE, J)
-    theta = rng.normal(0.0, sampler.TIE_SCALE, J)
-    pos = np.r_[np.ones(n), -np.ones(n)]
-    Y = synthetic.simulate_outcomes(np.vstack([X, X]), W, rng, position=pos, bias=bias, theta=theta)
-    Y[n:, J // 2:] = np.nan  # the second half of the judges gave one order only
-    task = fit.FitInput(np.vstack([X, X]), Y, pos, np.r_[np.arange(n), np.arange(n)])
+    sim = synthetic.prior_judges_in_both_orders(n, J, np.random.default_rng(21))
+    task = fit.FitInput(sim["X"], sim["Y"], sim["position"], sim["sample"])
     (profiles,) = fit.fit_groups({"s": task}, [f"j{i}" for i in range(J)], position=True, ties="davidson",
                                  folds=0, seed=3).values()
-    truth = np.column_stack([bias, W, theta])
+    truth = sim["truth"]
     lo = np.array([p.lo for p in profiles])
     hi = np.array([p.hi for p in profiles])
     inside = (lo <= truth) & (truth <= hi)
@@ -260,7 +253,7 @@ def test_position_and_ties_cover_the_truth_at_the_nominal_rate():
     assert inside[:, 0].mean() >= 0.85 and inside[:, -1].mean() >= 0.85
     # with both orders the position term is pinned down: it tracks the truth closely
     both = np.array([p.mean[0] for p in profiles[: J // 2]])
-    assert np.corrcoef(both, bias[: J // 2])[0, 1] > 0.9
+    assert np.corrcoef(both, truth[: J // 2, 0])[0, 1] > 0.9
     assert profiles[0].n == n and profiles[-1].n <= n and profiles[0].observations > profiles[-1].observations
 
 

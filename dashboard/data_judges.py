@@ -109,17 +109,20 @@ def _fit_covariate(path: str, judge: str, dataset: str | None, families: dict[st
     return bias.self_preference_covariate(open_store(path), judge, dataset, families=families)
 
 
-def self_preference(fp: tuple, judge: str, dataset: str | None, families: tuple[str, ...] = ()):
+def self_preference(fp: tuple, judge: str, dataset: str | None, families: tuple[str, ...] = (), *,
+                    start: bool = True):
     """The bias card's own-family covariate (``core.bias.self_preference_covariate``: a fit, about a
     second at the paper's scale) as a future: started once per (store version, judge, dataset, families)
-    on a background thread, so the Judges page renders without waiting for it."""
+    on a background thread, so the Judges page renders without waiting for it. ``start=False`` only looks
+    it up (None when not started): the page draws the card first and starts the fit as its run ends, so
+    the fit (and the import of its compiled kernels, which holds the GIL) does not slow the page's run."""
     from core import bias
 
     bg = _covariate_fits()
     key = (fp, judge, dataset, families)
     with bg["lock"]:
         fut = bg["futures"].get(key)
-        if fut is None:
+        if fut is None and start:
             fut = bg["futures"][key] = bg["pool"].submit(_fit_covariate, str(store().path), judge, dataset,
                                                          bias.families_with(families))
             while len(bg["futures"]) > 64:
@@ -129,14 +132,15 @@ def self_preference(fp: tuple, judge: str, dataset: str | None, families: tuple[
 
 def with_covariate(card: pd.DataFrame, covariate) -> pd.DataFrame:
     """The card with its own-family covariate row filled from the ``self_preference`` future: the fitted
-    figure when it is done, the error when it failed, "being fitted" while it runs (no figure shown)."""
+    figure when it is done, the error when it failed, "being fitted" while it runs or is yet to start
+    (None; no figure shown)."""
     from core import bias
 
     rows = card["measure"] == bias.COVARIATE
     if not rows.any():
         return card
     card = card.copy()
-    if not covariate.done():
+    if covariate is None or not covariate.done():
         card.loc[rows, "note"] = "being fitted (fills in by itself in a few seconds)"
         return card
     try:

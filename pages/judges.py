@@ -86,6 +86,7 @@ else:
         fmt.dataframe(pairs, hide_index=True, column_config=fmt.agreement_columns())
         data.download_buttons(pairs, f"agreement_{dataset or 'all'}", "judges_agreement_download", what="Agreement")
 
+covariate_key = None  # the bias card's covariate fit to start once the page is drawn
 if not base.empty:
     st.subheader("Bias card")
     st.caption("Position (does the response shown first win?), verbosity, formatting and self-preference (a "
@@ -105,14 +106,16 @@ if not base.empty:
     except ValueError as e:
         st.info(plain(str(e)))
     else:
-        # the card's one slow figure, the own-family covariate (a fit), comes from a background thread:
-        # the table shows at once and fills that row in when the fit is done
-        covariate = data_judges.self_preference(fp, card_judge, dataset, items)
+        # the card's one slow figure, the own-family covariate (a fit), comes from a background thread
+        # started as this run ends (below): the table shows at once and fills that row in when it is done
+        covariate_key = (fp, card_judge, dataset, items)
+        covariate = data_judges.self_preference(*covariate_key, start=False)
 
         polls = []
 
         def bias_table(pending: bool) -> None:
-            if pending and polls and covariate.done():
+            covariate = data_judges.self_preference(*covariate_key, start=False)
+            if pending and polls and covariate is not None and covariate.done():
                 st.rerun()  # a poll finds the fit in: the page runs once more and stops polling
             polls.append(1)
             fmt.dataframe(data_judges.with_covariate(card, covariate), hide_index=True, key="judges_bias_table",
@@ -122,7 +125,7 @@ if not base.empty:
                 "hi": fmt.percent_column("94% to"),
                 "n": st.column_config.NumberColumn("pairs")})
 
-        pending = not covariate.done()
+        pending = covariate is None or not covariate.done()
         st.fragment(bias_table, run_every=0.5 if pending else None)(pending)
 
 st.subheader("Add a judge")
@@ -200,3 +203,6 @@ for tab, show in zip(st.tabs(list(ADD_TABS), key="judges_add_tab", on_change="re
 
 st.subheader("Jobs")
 workbench.watch(kinds=("judge", "fit"), key="judges_watch")
+
+if covariate_key is not None:  # the page is drawn: now the bias card's covariate fit may take the CPU
+    data_judges.self_preference(*covariate_key)

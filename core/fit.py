@@ -575,9 +575,9 @@ def fit_groups(
         sample = np.arange(Xd.shape[0]) if t.sample is None else np.asarray(t.sample)
         Pl, conflicts = None, np.zeros(len(judges), dtype=int)
         if labels == "soft" and t.prob is not None:
-            Pl = np.full(Yl.shape, np.nan)
+            Pl, prob = np.full(Yl.shape, np.nan), np.asarray(t.prob, dtype=float).reshape(Yl.shape)
             for j in range(len(judges)):  # per judge, to count each one's contradicting probabilities
-                Pl[:, [j]], conflicts[j] = soft_targets(Yl[:, [j]], np.asarray(t.prob, dtype=float).reshape(Yl.shape)[:, [j]])
+                Pl[:, [j]], conflicts[j] = soft_targets(Yl[:, [j]], prob[:, [j]])
             if not np.isfinite(Pl).any():
                 Pl = None
         data.append((np.asarray(t.X, dtype=float), Xd, Yl, pos, sample, Pl, conflicts))
@@ -1003,9 +1003,18 @@ def dissect(store, dataset: str, feature_source: str, *, scopes: Sequence[str] |
 
 def _requested_for(requested: dict[str, Any], labels: str, design, j: int, position: bool) -> dict[str, Any]:
     """The settings one judge's input key rests on (:func:`requested_with_probs` on the judge's
-    P(A) column as the fit takes it: ``Design.P_ab`` with the position term, else ``Design.P``)."""
-    p = design.P_ab if position and design.Y_ab is not None else design.P
+    P(A) column as the fit takes it, :func:`_design_probs`)."""
+    p = _design_probs(design, position)
     return requested_with_probs(requested, labels, None if p is None else p[:, j])
+
+
+def _design_probs(design, position: bool) -> np.ndarray | None:
+    """The judges' own P(A) per sample as a fit takes it from a ``Store.designs`` Design: with the
+    position term the A-first row's (``P_ab``: only labels without per-order verdicts, whose P(A)
+    pools both orders), else the combined verdict's (``P``)."""
+    if position and design.Y_ab is not None:
+        return getattr(design, "P_ab", None)
+    return getattr(design, "P", None)
 
 
 def requested_with_probs(requested: Mapping[str, Any], labels: str, prob: np.ndarray | None) -> dict[str, Any]:
@@ -1037,19 +1046,19 @@ def scope_input(design, judges: Sequence[int], *, position: bool = True, ties: s
     X = np.asarray(design.X, dtype=float)
     n = X.shape[0]
     idx = list(judges)
-    p_ab = None if getattr(design, "P_ab", None) is None else design.P_ab[:, idx]
+    probs = _design_probs(design, position)
+    p_sel = None if probs is None else probs[:, idx]
     if position and design.Y_ab is not None:
         y_ab, y_ba = design.Y_ab[:, idx], design.Y_ba[:, idx]
         if (~np.isnan(y_ba)).any():
-            p = None if p_ab is None else np.vstack([p_ab, np.full_like(p_ab, np.nan)])
+            p = None if p_sel is None else np.vstack([p_sel, np.full_like(p_sel, np.nan)])
             task = FitInput(np.vstack([X, X]), np.vstack([y_ab, y_ba]), np.r_[np.ones(n), -np.ones(n)],
                             np.r_[np.arange(n), np.arange(n)], p)
         else:
-            task = FitInput(X, y_ab, np.ones(n), np.arange(n), p_ab)
+            task = FitInput(X, y_ab, np.ones(n), np.arange(n), p_sel)
     else:
         y = design.Y_y[:, idx] if design.Y_y is not None else design.Y[:, idx]
-        p = None if getattr(design, "P", None) is None else design.P[:, idx]
-        task = FitInput(X, y, None, np.arange(n), p)
+        task = FitInput(X, y, None, np.arange(n), p_sel)
     tie_model = "davidson" if ties == "davidson" and bool((np.asarray(task.Y) == 0.5).any()) else "drop"
     return task, tie_model
 

@@ -385,8 +385,8 @@ def fit_form(prefix: str, overview: dict, *, default_judges: list[str] | None = 
                                "stays a tie. hard: the A/B choice alone, as the paper.")
     force = st.checkbox("Refit even when the inputs did not change", key=f"{prefix}_force")
     params = {"dataset": dataset, "features": source, "judges": chosen, "scopes": scopes, "method": method,
-              "force": force, **({"position": False, "ties": "drop", "labels": "hard"} if model == "paper" else {}),
-              **({"labels": "hard"} if model == "full" and labels == "hard" else {})}
+              "force": force, **({"position": False, "ties": "drop"} if model == "paper" else {}),
+              **({"labels": "hard"} if labels == "hard" else {})}
     if auth.require_editor("fitting profiles"):
         if st.button("Fit", type="primary", key=f"{prefix}_start", icon=":material/model_training:"):
             start("fit", params, watch_key=watch_key)

@@ -117,6 +117,94 @@ def wait_for_count(driver, css, n, timeout=90) -> int:
     raise AssertionError(f"expected {n} elements matching {css!r}, found {found}")
 
 
+#: What the page shows of its state, read in one go (``wait_idle``): the script run's state on ``stApp``
+#: ("initial" before the first run, "running", "notRunning" once a run has finished), elements left over from
+#: an earlier run (stale), Vega charts and how many of them have drawn their marks, images still loading,
+#: web fonts (Vega measures its labels with them), and the size of the page (elements, text).
+PAGE_STATE_JS = """
+const app = document.querySelector("[data-testid='stApp']");
+const charts = [...document.querySelectorAll("[data-testid='stVegaLiteChart']")];
+return JSON.stringify({
+  run: app ? app.getAttribute("data-test-script-state") : null,
+  connection: app ? app.getAttribute("data-test-connection-state") : null,
+  stale: document.querySelectorAll("[data-stale='true']").length,
+  charts: charts.length,
+  drawn: charts.filter(c => c.querySelector("svg.marks, canvas.marks")).length,
+  loading: [...document.images].filter(i => !i.complete).length,
+  skeletons: document.querySelectorAll("[data-testid='stSkeleton']").length,
+  fonts: document.fonts.status,
+  elements: document.getElementsByTagName("*").length,
+  text: document.body.innerText.length,
+  width: window.innerWidth, height: window.innerHeight,
+});
+"""
+
+
+def page_state(driver) -> dict:
+    import json
+
+    return json.loads(driver.execute_script(PAGE_STATE_JS))
+
+
+def is_idle(state: dict) -> bool:
+    return (state["run"] == "notRunning" and state["stale"] == 0 and state["drawn"] == state["charts"]
+            and state["loading"] == 0 and state["skeletons"] == 0 and state["fonts"] == "loaded")
+
+
+def wait_idle(driver, timeout: float = 90, quiet: float = 0.3) -> dict:
+    """Wait until the page has finished: its script run is over (Streamlit's own run state, not a guess),
+    nothing stale is left from an earlier run, every Vega chart has drawn its marks, every image has
+    loaded or failed (so any ``onerror`` has fired), the web fonts are in, and all of that has held, with
+    the page's elements and text unchanged, for ``quiet`` seconds (a rerun that a widget asks for as it
+    mounts, or a fragment's poll, shows up as a run or as a change). Then two animation frames, so canvases
+    (data grids) are painted. A check that something is absent, made after this, sees everything the page
+    draws. Returns the page's state; fails with it after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    state, since = page_state(driver), None
+    while time.time() < deadline:
+        if is_idle(state):
+            since = since or time.time()
+            if time.time() - since >= quiet:
+                driver.execute_async_script(
+                    "const done = arguments[arguments.length - 1];"
+                    "requestAnimationFrame(() => requestAnimationFrame(() => done()));")
+                return state
+        else:
+            since = None
+        time.sleep(0.1)
+        again = page_state(driver)
+        if again != state:
+            since = None
+        state = again
+    raise AssertionError(f"the page never settled in {timeout} s: {state}")
+
+
+def scroll_to(driver, element) -> None:
+    """Scroll ``element`` to the middle of the window and wait until it is what a click at its centre hits
+    (itself, a child, or for a chart's mark, the chart's own drawing: not Streamlit's header or a toast),
+    where it stays, so a click lands on it."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", element)
+    deadline, last = time.time() + 30, None
+    while time.time() < deadline:
+        at = driver.execute_script(
+            "const e = arguments[0], r = e.getBoundingClientRect();"
+            "const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);"
+            "const own = e.closest('svg') || e;"
+            "return r.width > 0 && !!top && (own === top || own.contains(top)) ? [r.left, r.top] : null;", element)
+        if at is not None and at == last:
+            return
+        last = at
+        time.sleep(0.1)
+    raise AssertionError(f"{element.tag_name} never came to rest on top at its place in the window")
+
+
+def set_window_size(driver, width: int, height: int) -> None:
+    """Resize the window and wait until the page has drawn itself at the new size (``wait_idle``: charts
+    redraw for their container's width)."""
+    driver.set_window_size(width, height)
+    wait_idle(driver)
+
+
 def screenshot(driver, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"

@@ -3,8 +3,6 @@
 The server and the browser are session fixtures in conftest.py, shared with the other
 ``test_browser_*`` modules."""
 
-import time
-
 from tests import browserkit
 from tests.browserkit import wait_for_count, wait_for_text
 
@@ -20,5 +18,5 @@ def test_overview_renders_in_chromium(streamlit_server, browser):
     # both charts drawn, and the three tables (datasets, judges, agreement pairs)
     wait_for_count(browser, "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg", 2)
     wait_for_count(browser, "[data-testid='stDataFrame'] canvas", 3)
-    time.sleep(1.0)  # let the grids paint before the screenshot
+    browserkit.wait_idle(browser)  # the run over, the grids painted, before the screenshot
     browserkit.screenshot(browser, "overview")

@@ -1,8 +1,6 @@
 """Browser: the Annotate & fit and Judges pages render in headless Chromium on a real `streamlit run`
 (the shared demo-seeded server; these tests only read, so other browser modules see the same store)."""
 
-import time
-
 from tests import browserkit
 from tests.browserkit import wait_for_count, wait_for_text
 
@@ -20,8 +18,8 @@ def test_annotate_page_renders(streamlit_server, browser):
     body = wait_for_text(browser, "Fit profiles")
     for text in ("Annotate & fit", "Job", "Fit profiles", "History", "Scenario groups"):
         assert text in body
+    browserkit.wait_idle(browser)
     no_exception(browser)
-    time.sleep(1.0)
     browserkit.screenshot(browser, "annotate")
 
 
@@ -33,6 +31,6 @@ def test_judges_page_renders_with_the_demo_judges(streamlit_server, browser):
     for text in ("Reference judge", "Position bias", "Agreement between every two judges", "Add a judge"):
         assert text in body
     wait_for_count(browser, "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg", 2)
+    browserkit.wait_idle(browser)
     no_exception(browser)
-    time.sleep(1.0)
     browserkit.screenshot(browser, "judges")

@@ -2,15 +2,13 @@
 carrying script tags, iframes, event handlers, remote images and javascript: links. In headless
 Chromium nothing executes and no request leaves the page (a local server records any fetch)."""
 
-import time
-
 from selenium.webdriver.common.by import By
 
 from core.records import Dataset, ImportBatch, Judge, Label, Sample
 from core.store import Store
 from tests import browserkit
 from tests.browserkit import wait_for_text
-from tests.test_browser_samples import PixelServer, seeded
+from tests.test_browser_samples import PixelServer
 
 pytestmark = browserkit.MARKS
 
@@ -25,7 +23,6 @@ def hostile(base: str, n: int) -> str:
 
 def test_hostile_text_is_inert_on_every_page(streamlit_server, browser):
     url, store_path = streamlit_server
-    seeded(url, browser)
     pixel = PixelServer()
     try:
         base = f"http://127.0.0.1:{pixel.port}"
@@ -46,7 +43,7 @@ def test_hostile_text_is_inert_on_every_page(streamlit_server, browser):
         for path, marker in visits:
             browser.get(url + path)
             wait_for_text(browser, marker)
-            time.sleep(1.5)  # time for anything to load or run
+            browserkit.wait_idle(browser)  # the run over, charts drawn, every image loaded or failed
             assert browser.execute_script("return typeof window.__pwned") == "undefined", path
             for tag in ("iframe", "img", "object", "link", "svg"):
                 n = browser.execute_script(
@@ -54,6 +51,10 @@ def test_hostile_text_is_inert_on_every_page(streamlit_server, browser):
                     f"e => (e.src || e.data || e.href || '').toString().includes('{pixel.port}')).length")
                 assert n == 0, (path, tag)
             assert not browser.find_elements(By.CSS_SELECTOR, "a[href^='javascript']"), path
+            # nor a style sheet that could fetch from it later
+            assert browser.execute_script(
+                f"return [...document.querySelectorAll('style')].filter(e => e.textContent.includes('{pixel.port}'))"
+                ".length") == 0, path
         assert pixel.hits == [], pixel.hits
         browser.get(url + f"/samples?id={samples[0].id}")
         body = wait_for_text(browser, "window.__pwned=20")

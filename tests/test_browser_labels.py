@@ -5,8 +5,6 @@ axis or legend label is cut short by Vega's ellipsis.
 Uses the session's shared server (demo store) and browser from conftest.py; screenshots of each page
 go to artifacts/screenshots/labels_*.png."""
 
-import time
-
 import pytest
 from selenium.webdriver.common.by import By
 
@@ -37,24 +35,20 @@ def chart_texts(driver) -> list[list[str]]:
 
 
 def settle(driver, path: str, charts: int, shot: str) -> list[list[str]]:
+    """The page's chart texts once it has settled (its run over, every chart drawn: ``wait_idle``), read at
+    the test window's size; then a tall screenshot of it."""
     driver.get(driver.base + path)
     wait_for_count(driver, SVG, charts, timeout=120)
-    deadline = time.time() + 60
+    browserkit.wait_idle(driver)
     texts = chart_texts(driver)
-    while time.time() < deadline:  # charts fill in as Streamlit reruns settle
-        time.sleep(1.0)
-        again = chart_texts(driver)
-        if again == texts:
-            break
-        texts = again
     size = driver.get_window_size()
     try:
-        driver.set_window_size(1400, 2400)
-        time.sleep(1.0)
+        browserkit.set_window_size(driver, 1400, 2400)
         browserkit.screenshot(driver, f"labels_{shot}")
     finally:
-        driver.set_window_size(size["width"], size["height"])
-    return chart_texts(driver)
+        browserkit.set_window_size(driver, size["width"], size["height"])
+    assert chart_texts(driver) == texts, "the charts drew other labels after a resize and back"
+    return texts
 
 
 def assert_readable(texts: list[list[str]]) -> None:

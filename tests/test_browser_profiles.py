@@ -45,17 +45,15 @@ def test_profiles_page_draws_the_chart_and_an_attribute_link_opens_its_samples(s
     wait_for_count(browser, CHARTS, 2)  # the profile chart and the difference chart
     size = browser.get_window_size()
     try:
-        browser.set_window_size(1400, 1800)  # the whole chart in one screenshot
-        time.sleep(2.0)  # let the charts and grids paint at the new size
+        browserkit.set_window_size(browser, 1400, 1800)  # the whole chart in one screenshot, painted at that size
         browserkit.screenshot(browser, "profiles")
     finally:
-        browser.set_window_size(size["width"], size["height"])
+        browserkit.set_window_size(browser, size["width"], size["height"])
 
     links = [a for a in browser.find_elements(By.CSS_SELECTOR, "a[href*='samples?']") if "attr=" in a.get_attribute("href")]
     assert len(links) == 29, [a.get_attribute("href") for a in links]
     link = next(a for a in links if a.text.startswith("lengthy"))
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", link)
-    time.sleep(0.5)
+    browserkit.scroll_to(browser, link)
     link.click()
     got = urlparse(wait_for_url(browser, "/samples?"))
     assert_contract(got, {"dataset": "demo-synthetic", "attr": "lengthy", "judge": "demo-crowd", "scope": "all"})
@@ -72,13 +70,12 @@ def test_clicking_a_bar_of_the_profile_chart_opens_the_samples_of_that_attribute
     browser.get(url + "/profiles?scope=Code&judge=demo-gpt-4-turbo&judge=demo-crowd")
     wait_for_text(browser, "Held-out accuracy and fit diagnostics")
     wait_for_count(browser, "[data-testid='stVegaLiteChart'] svg g.mark-rect path", bars_expected)
-    time.sleep(1.0)
+    browserkit.wait_idle(browser)
     bars = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'] svg g.mark-rect path")
     # Vega labels each bar with its tooltip fields; pick the strict judge's "no severe errors" bar
     bar = next(b for b in bars if "label: no severe errors;" in (b.get_attribute("aria-label") or "")
                and "judge: demo-gpt-4-turbo;" in b.get_attribute("aria-label"))
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", bar)
-    time.sleep(0.5)
+    browserkit.scroll_to(browser, bar)
     bar.click()
     got = urlparse(wait_for_url(browser, "/samples?"))
     assert_contract(got, {"dataset": "demo-synthetic", "attr": "no_severe_errors", "judge": "demo-gpt-4-turbo",
@@ -93,13 +90,12 @@ def test_similarity_page_draws_the_heatmap_and_two_profiles(streamlit_server, br
                  "Similarity of demo-"):
         assert text in body, text
     wait_for_count(browser, CHARTS, 3)  # heatmap + two profiles
-    time.sleep(1.5)
+    browserkit.wait_idle(browser)
     browserkit.screenshot(browser, "similarity")
     # a click on a cell (on its number, drawn over it) puts that pair side by side
     texts = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'] svg g.mark-text text")
     cell = next(t for t in texts if "judge_a: demo-crowd;" in (t.get_attribute("aria-label") or "")
                 and "judge_b: demo-gpt-4-turbo;" in t.get_attribute("aria-label"))
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", cell)
-    time.sleep(0.5)
+    browserkit.scroll_to(browser, cell)
     cell.click()
     wait_for_text(browser, "Similarity of demo-crowd and demo-gpt-4-turbo")

@@ -59,15 +59,8 @@ def wait_for_query(driver, key: str, value: str, timeout: float = 60) -> dict:
     raise AssertionError(f"URL never had {key}={value}: {driver.current_url}")
 
 
-def seeded(url, browser):
-    """The app builds the demo on its first run: let it, before writing anything into the store."""
-    browser.get(url + "/")
-    wait_for_text(browser, "Agreement between judges")
-
-
 def test_a_hostile_response_shows_as_text_runs_nothing_and_loads_nothing(streamlit_server, browser):
     url, store_path = streamlit_server
-    seeded(url, browser)
     pixel = PixelServer()
     try:
         base = f"http://127.0.0.1:{pixel.port}"
@@ -83,7 +76,7 @@ def test_a_hostile_response_shows_as_text_runs_nothing_and_loads_nothing(streaml
         body = wait_for_text(browser, "window.__pwned=1")
         for literal in (script, image, tag, "[link](javascript:window.__pwned=3)", "![logo][r]"):
             assert literal in body, literal
-        time.sleep(2.0)  # time for any image or script to load
+        browserkit.wait_idle(browser)  # the run over and every image loaded or failed: any script or handler ran
         assert browser.execute_script("return typeof window.__pwned") == "undefined"
         assert browser.execute_script(f"return document.querySelectorAll('img[src*=\"{pixel.port}\"]').length") == 0
         assert not [a for a in browser.find_elements(By.CSS_SELECTOR, "a[href^='javascript']")]
@@ -95,7 +88,6 @@ def test_a_hostile_response_shows_as_text_runs_nothing_and_loads_nothing(streaml
 
 def test_a_sample_with_a_judges_contributions_and_previous_next(streamlit_server, browser):
     url, store_path = streamlit_server
-    seeded(url, browser)
     f = SampleFilter(dataset=demo.DEMO_DATASET, scenario="Code", judge="demo-crowd")
     with Store(store_path) as s:
         rows, total = s.browse(f, offset=2, limit=3)  # the demo's Code pairs: N_PER_GROUP
@@ -107,19 +99,17 @@ def test_a_sample_with_a_judges_contributions_and_previous_next(streamlit_server
     wait_for_count(browser, CHARTS, 1)  # the waterfall
     size = browser.get_window_size()
     try:
-        browser.set_window_size(1400, 2200)
-        time.sleep(2.0)  # let the chart and the grids paint
+        browserkit.set_window_size(browser, 1400, 2200)  # the chart and the grids painted at that size
         browserkit.screenshot(browser, "samples")  # filters, list, the sample's texts
         heading = next(h for h in browser.find_elements(By.CSS_SELECTOR, "h3") if h.text.startswith("Votes"))
-        browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", heading)
-        time.sleep(1.0)
+        browser.execute_script("arguments[0].scrollIntoView({block: 'start', behavior: 'instant'});", heading)
+        browserkit.wait_idle(browser)  # the grids scrolled into view paint
         browserkit.screenshot(browser, "samples_contributions")  # votes, the waterfall, the attributes
     finally:
-        browser.set_window_size(size["width"], size["height"])
+        browserkit.set_window_size(browser, size["width"], size["height"])
     for label, want in (("Next", rows[2]["id"]), ("Previous", rows[1]["id"]), ("Previous", rows[0]["id"])):
         button = next(b for b in browser.find_elements(By.CSS_SELECTOR, "button") if b.text.strip().endswith(label))
-        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
-        time.sleep(0.3)
+        browserkit.scroll_to(browser, button)
         button.click()
         got = wait_for_query(browser, "id", want)
         assert got["judge"] == ["demo-crowd"] and got["scenario"] == ["Code"]

@@ -65,7 +65,7 @@ def test_no_name_from_the_data_becomes_a_link(tmp_path, browser):
         for page, marker in PAGES + QUIET:
             browser.get(url + page.format(sid=sid))
             wait_for_text(browser, marker)
-            time.sleep(2)  # charts and fragments finish drawing
+            browserkit.wait_idle(browser)  # the run over, fragments and charts drawn: all a link could be in
             body = browserkit.body_text(browser)
             assert "https://ev" in body or (page, marker) in QUIET, f"{page}: the names are not shown, so the test proves nothing"
             links = browser.execute_script(

@@ -37,13 +37,18 @@ def test_hostile_text_is_inert_on_every_page(streamlit_server, browser):
             s.write_batch(batch)
         # the lists are data grids drawn on a canvas: their rows are not in the page's text
         visits = [("/", "Agreement between judges"), ("/samples?dataset=zz-hostile", "Showing 1–3 of 3"),
-                  (f"/samples?id={samples[0].id}", "window.__pwned=20"),
+                  (f"/samples?id={samples[0].id}", "window.__pwned=20"),  # the sample: screenshot hostile.png
                   ("/samples?dataset=zz-hostile&q=HOSTILEQUERY", "of 3"),
                   ("/judges", "Judges"), ("/simulate", "Simulator")]
+        sample_page = f"/samples?id={samples[0].id}"
         for path, marker in visits:
             browser.get(url + path)
             wait_for_text(browser, marker)
             browserkit.wait_idle(browser)  # the run over, charts drawn, every image loaded or failed
+            if path == sample_page:
+                body = browserkit.body_text(browser)
+                assert "<iframe src=" in body and "onerror=" in body  # shown as the text it is
+                browserkit.screenshot(browser, "hostile")
             assert browser.execute_script("return typeof window.__pwned") == "undefined", path
             for tag in ("iframe", "img", "object", "link", "svg"):
                 n = browser.execute_script(
@@ -55,11 +60,6 @@ def test_hostile_text_is_inert_on_every_page(streamlit_server, browser):
             assert browser.execute_script(
                 f"return [...document.querySelectorAll('style')].filter(e => e.textContent.includes('{pixel.port}'))"
                 ".length") == 0, path
-        assert pixel.hits == [], pixel.hits
-        browser.get(url + f"/samples?id={samples[0].id}")
-        body = wait_for_text(browser, "window.__pwned=20")
-        assert "<iframe src=" in body and "onerror=" in body  # shown as the text it is
-        browserkit.screenshot(browser, "hostile")
         assert pixel.hits == [], pixel.hits
     finally:
         pixel.close()

@@ -61,7 +61,10 @@ def test_two_sessions_a_worker_and_a_fit_at_once(store_file, tmp_path):
             env = {"PREFDISSECT_LLM_API_KEY": "sk-concurrency-test"}
             for t in threads:
                 t.start()
-            time.sleep(1.0)  # the sessions are browsing before the writers start
+            deadline = time.time() + 120  # the sessions are browsing (a page each served) before the writers start
+            while not all(runs) and not errors and time.time() < deadline:
+                time.sleep(0.05)
+            assert all(runs), (errors, [len(r) for r in runs])
             workers = [jobs.start_worker(store_file, job.id, env=env) for _ in range(2)]  # a double click
             fit = subprocess.Popen([sys.executable, "-m", "core", "--store", str(store_file), "fit", "--dataset",
                                     demo.DEMO_DATASET, "--features", demo.FEATURE_SOURCE, "--force"], cwd=ROOT,

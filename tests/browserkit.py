@@ -119,7 +119,8 @@ def wait_for_count(driver, css, n, timeout=90) -> int:
 
 #: What the page shows of its state, read in one go (``wait_idle``): the script run's state on ``stApp``
 #: ("initial" before the first run, "running", "notRunning" once a run has finished), elements left over from
-#: an earlier run (stale), Vega charts and how many of them have drawn their marks, images still loading,
+#: an earlier run (stale), Vega charts and how many of them have drawn their marks, images still loading (a
+#: lazy one off screen never loads: the negative checks look for the element itself),
 #: web fonts (Vega measures its labels with them), and the size of the page (elements, text).
 PAGE_STATE_JS = """
 const app = document.querySelector("[data-testid='stApp']");
@@ -130,7 +131,7 @@ return JSON.stringify({
   stale: document.querySelectorAll("[data-stale='true']").length,
   charts: charts.length,
   drawn: charts.filter(c => c.querySelector("svg.marks, canvas.marks")).length,
-  loading: [...document.images].filter(i => !i.complete).length,
+  loading: [...document.images].filter(i => !i.complete && i.loading !== "lazy").length,
   skeletons: document.querySelectorAll("[data-testid='stSkeleton']").length,
   fonts: document.fonts.status,
   elements: document.getElementsByTagName("*").length,

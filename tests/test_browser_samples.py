@@ -108,6 +108,7 @@ def test_a_sample_with_a_judges_contributions_and_previous_next(streamlit_server
     finally:
         browserkit.set_window_size(browser, size["width"], size["height"])
     for label, want in (("Next", rows[2]["id"]), ("Previous", rows[1]["id"]), ("Previous", rows[0]["id"])):
+        browserkit.wait_idle(browser)  # the last click's run is over: its buttons, not the ones it replaces
         button = next(b for b in browser.find_elements(By.CSS_SELECTOR, "button") if b.text.strip().endswith(label))
         browserkit.scroll_to(browser, button)
         button.click()

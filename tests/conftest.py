@@ -94,6 +94,15 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=order.__getitem__)  # stable
 
 
+def pytest_collection_finish(session):
+    """Where a collected module imported Streamlit (the page tests, AppTest), its scan of the installed
+    packages for components runs once per process instead of once per AppTest (``stsession``)."""
+    if "streamlit" in sys.modules:
+        from tests.stsession import scan_components_once
+
+        scan_components_once()
+
+
 @pytest.fixture(autouse=True)
 def _restore_main_module():
     """Streamlit's script runner (AppTest) installs its page as ``sys.modules["__main__"]`` and never

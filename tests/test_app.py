@@ -203,3 +203,25 @@ def test_the_shared_altair_class_table_changes_no_chart():
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "same" in res.stdout, res.stdout + res.stderr
+
+
+def test_page_tests_scan_the_installed_packages_for_components_once(store_path, monkeypatch):
+    """tests/stsession.scan_components_once (conftest turns it on): Streamlit scans every installed
+    distribution for custom components once per AppTest (0.26 CPU s, more than a warm page run); the page
+    tests keep the first scan's result. Fails loudly where Streamlit moved the scan, so the saving is not
+    lost unnoticed."""
+    from streamlit.components.v2 import manifest_scanner
+
+    from tests.stsession import scan_components_once
+
+    assert scan_components_once()
+    scan = manifest_scanner.scan_component_manifests
+    assert scan.scans_once
+    calls = []
+    real = scan.__wrapped__
+    monkeypatch.setattr(manifest_scanner, "scan_component_manifests", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    scan_components_once()  # wraps the counting scan
+    for _ in range(3):
+        open_page()
+    assert len(calls) == 1  # three AppTests, one scan
+    assert manifest_scanner.scan_component_manifests() == real()  # the kept result is the scan's

@@ -214,6 +214,9 @@ def test_cancel_and_resume_from_the_job_panel(store_path, monkeypatch):
             assert stopped.message.endswith("resume to continue") and " samples annotated in " in stopped.message
             paid_before = {r["request_key"] for r in s.rows(
                 "SELECT request_key FROM annotations WHERE job_id = ? AND status = 'ok' AND reused = 0", [job.id])}
+            # the slow answers kept the job running until the cancel; the resumed run need not wait 0.4 s an
+            # answer (its ~40 requests were 16 of this test's 26 s)
+            server.set_latency(0.02)
             at.run()
             assert at.button(key=f"annotate_watch_resume_{job.id}").disabled is False
             at.button(key=f"annotate_watch_resume_{job.id}").click().run()

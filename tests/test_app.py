@@ -252,3 +252,25 @@ def test_page_tests_scan_the_installed_packages_for_components_once(store_path, 
         open_page()
     assert len(calls) == 1  # three AppTests, one scan
     assert manifest_scanner.scan_component_manifests() == real()  # the kept result is the scan's
+
+
+def test_the_shared_store_notices_a_write_and_hands_out_a_fresh_copy(demo_file, tmp_path, monkeypatch):
+    """conftest.shared_store_path (one demo copy per module for the page tests that only read) fails a test
+    that writes to it and gives the next tests a fresh copy: a page run, a read, then a write are told apart."""
+    from tests.conftest import SharedStore
+
+    shared = SharedStore(demo_file, tmp_path)
+    first = shared.path
+    with Store(first) as s:
+        before = s.version()
+        assert s.samples_for("demo-synthetic")
+    monkeypatch.setenv("PREFDISSECT_STORE", str(first))
+    open_page("profiles")  # a page that only reads writes nothing
+    assert shared.data_version() == shared.version
+    with Store(first) as s, s.writing():
+        s.conn.execute("UPDATE revision SET n = n + 1")
+    assert shared.data_version() != shared.version  # noticed
+    shared.fresh()
+    with Store(shared.path) as s:
+        assert shared.path != first and s.version() == before  # a copy without the write
+    shared.close()

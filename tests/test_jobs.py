@@ -49,7 +49,7 @@ def wait_finished(store, job_id, timeout=120):
         job = jobs.get(store, job_id)
         if job.status in jobs.FINISHED:
             return job
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise AssertionError(f"job {job_id} still {jobs.get(store, job_id).status} after {timeout} s")
 
 

@@ -137,6 +137,7 @@ def test_start_an_annotation_job_against_the_loopback_server_and_watch_it_finish
         # a reload or a second browser (a new session) follows the same job from the store
         other = open_page(PAGE)
         assert other.selectbox(key="annotate_watch_pick").value == job.id
+        server.set_latency(0.02)  # slow answers only while the checks above need the job live
 
         with Store(store_path) as s:
             final = wait_done(s, job.id, at)

@@ -85,7 +85,7 @@ def test_fast_sampler_matches_long_nuts(name):
     mean_gap = np.abs(m_fast - m_ref).max()
     sd_gap = np.abs(s_fast / s_ref - 1).max()
     print(f"{name}: max |mean diff| {mean_gap:.4f}, max relative sd diff {sd_gap:.3f}, "
-          f"NUTS {ref.sampler} divergences {ref.diagnostics['divergences']}")
+          f"NUTS {ref.sampler} divergences {ref.diagnostics['divergences']}, min bulk ESS {nuts_min_ess(ref):.0f}")
     assert ref.draws.shape == (4 * PROBLEMS[name][2], D)
     assert ref.diagnostics["divergences"] == 0
     assert nuts_min_ess(ref) >= PROBLEMS[name][3]  # the precision the comment above PROBLEMS rests on
@@ -336,7 +336,7 @@ def test_fast_tie_model_with_position_matches_nuts():
     assert nuts_min_ess(ref) >= 8000
     mean_gap = np.abs(fast.mean[0] - ref.mean).max()
     sd_gap = np.abs(fast.sd[0] / ref.sd - 1).max()
-    print(f"ties: max |mean diff| {mean_gap:.4f}, max relative sd diff {sd_gap:.3f}")
+    print(f"ties: max |mean diff| {mean_gap:.4f}, max relative sd diff {sd_gap:.3f}, NUTS min bulk ESS {nuts_min_ess(ref):.0f}")
     assert mean_gap < 0.015 and sd_gap < 0.10
 
 
@@ -373,7 +373,8 @@ def test_fast_soft_labels_match_nuts(model):
     assert nuts_min_ess(ref) >= 9000
     mean_gap = np.abs(fast.mean[0] - ref.mean).max()
     sd_gap = np.abs(fast.sd[0] / ref.sd - 1).max()
-    print(f"soft {model}: max |mean diff| {mean_gap:.4f}, max relative sd diff {sd_gap:.3f}")
+    print(f"soft {model}: max |mean diff| {mean_gap:.4f}, max relative sd diff {sd_gap:.3f}, "
+          f"NUTS min bulk ESS {nuts_min_ess(ref):.0f}")
     assert mean_gap < 0.015 and sd_gap < 0.10
     # and the soft posterior is another posterior than the hard one (NUTS used the probabilities)
     assert np.abs(hard.mean - ref.mean).max() > 5 * mean_gap

@@ -39,7 +39,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from . import featureset
+from . import config, featureset
 from .store import Store, now
 
 KINDS = ("annotate", "judge", "heuristic", "fit", "import", "experiment")
@@ -688,6 +688,18 @@ def log_tail(store_path: str | Path, job_id: int, lines: int = 20, max_bytes: in
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _lower_priority(pid: int) -> None:
+    """Lower a new worker's CPU priority by ``config.WORKER_NICE`` below ours at once, before it imports
+    anything: its start (the interpreter and the imports of a fit, seconds of CPU) otherwise competes at
+    full priority with the page that started it. The worker lowers itself too, when started by hand."""
+    if not hasattr(os, "setpriority"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + config.WORKER_NICE))
+    except OSError:  # gone already, or not ours to change: its own os.nice still applies
+        pass
+
+
 def start_worker(store_path: str | Path, job_id: int, *, env: dict[str, str] | None = None) -> int:
     """Start a detached worker process for a job; its output goes to ``<store>.jobs/job-N.log`` beside the store."""
     log_file = log_path(store_path, job_id)
@@ -700,6 +712,7 @@ def start_worker(store_path: str | Path, job_id: int, *, env: dict[str, str] | N
         stdin=subprocess.DEVNULL, start_new_session=True,
     )
     log.close()
+    _lower_priority(proc.pid)
     # reap it when it ends: a finished worker of a long-lived dashboard process otherwise stays a zombie
     # (seen for 6+ minutes after a fit, issue 17), and _alive() would count it as running
     threading.Thread(target=proc.wait, name=f"reap-worker-{job_id}", daemon=True).start()

@@ -186,17 +186,27 @@ def top_bottom(frame: pd.DataFrame, k: int = 5) -> pd.DataFrame:
     cols = ["judge", "end", "rank", "attribute", "label", "mean", "lo", "hi", "percent", "percent_lo", "percent_hi"]
     out = []
     # only measured attributes: the position term is no attribute, an unmeasured one no estimate
-    keep = frame["attribute"].map(is_attribute_term) & frame["mean"].notna()
+    keep = frame["attribute"].map(is_attribute_term).astype(bool) & frame["mean"].notna()
     if "status" in frame:
         keep &= frame["status"] == "measured"
-    for judge, g in frame[keep].groupby("judge", sort=False):
-        g = g.sort_values(["mean", "index"], ascending=[False, True], kind="stable")
-        top = g.head(k).assign(end="top", rank=np.arange(1, min(k, len(g)) + 1))
-        bottom = g.iloc[::-1].head(k).assign(end="bottom", rank=np.arange(1, min(k, len(g)) + 1))
-        out.extend([top, bottom])
-    if not out:
+    sub = frame[keep]
+    if sub.empty:
         return pd.DataFrame(columns=cols)
-    return pd.concat(out, ignore_index=True)[cols]
+    # positions, not pandas groups: each judge's rows by weight (largest first, catalogue order within a
+    # tie), its first k the top and its last k, reversed, the bottom; judges in order of appearance
+    # (a per-judge sort_values/assign/concat took 20-100 ms on a paper-scale scope, 15x this)
+    codes = pd.factorize(sub["judge"])[0]
+    mean, index = sub["mean"].to_numpy(dtype=float), sub["index"].to_numpy()
+    ends, ranks = [], []
+    for j in range(codes.max() + 1):
+        pos = np.flatnonzero(codes == j)
+        ordered = pos[np.lexsort((index[pos], -mean[pos]))]
+        n = min(k, len(ordered))
+        out.extend([ordered[:n], ordered[::-1][:n]])
+        ends += ["top"] * n + ["bottom"] * n
+        ranks += [*range(1, n + 1)] * 2
+    picked = sub.iloc[np.concatenate(out)].reset_index(drop=True)
+    return picked.assign(end=ends, rank=np.array(ranks, dtype=np.int64))[cols]
 
 
 def profile_summary(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

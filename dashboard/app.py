@@ -100,4 +100,7 @@ if demo_job is not None and demo_job.active:
 elif demo_job is not None and (demo_job.status == "failed" or demo_job.stale):
     demo_fit_failed(demo_job)
 
-st.navigation(PAGES).run()
+try:
+    st.navigation(PAGES).run()
+finally:  # the page is sent: now the demo's queued fit gets its worker (also when the page stopped or reran)
+    data.start_demo_fit(demo_job)

@@ -117,18 +117,47 @@ def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool
     (attribute, judge) under :data:`PROFILE_PICK`. ``domain`` fixes the x range (to draw charts
     side by side on one scale; default :func:`percent_domain` of the frame). ``truth`` (judge, label,
     percent; a synthetic dataset's known weights) is drawn as a black diamond on each judge's bar."""
+    shape, values, data = _profile_parts(frame, order=order, title=title, domain=domain, truth=truth)
+    return _profile_layers(*shape, select=select, **values, data=data)
+
+
+def _profile_parts(frame: pd.DataFrame, *, order: str = "catalogue", title: str | None = None,
+                   domain: list[float] | None = None, truth: pd.DataFrame | None = None):
+    """:func:`profile_chart`'s inputs split three ways: its shape (judges, title, which layers: a
+    template's key), the values that vary with the data (rows, x range, ticks, height) and its data."""
     judges = list(dict.fromkeys(frame["judge"]))
     rows = attribute_order(frame, order)
-    multi = len(judges) > 1
     step = min(16 + 6 * len(judges), 36)  # pixels per attribute row
+    domain = list(domain) if domain is not None else percent_domain(
+        frame if truth is None or not len(truth) else pd.concat([frame, truth[["percent"]]], ignore_index=True))
+    ticks = list(range(int(-(-domain[0] // 10) * 10), int(domain[1]) + 1, 10))  # every 10%, 50 among them
+    frame = frame.assign(definition=definitions(frame["attribute"])) if "attribute" in frame else frame.assign(definition="")
+    frame = frame.assign(**{f"{k}_text": frame[c].map(fmt.percent_of_100) if c in frame else fmt.NOT_APPLICABLE
+                            for k, c in (("preferred", "percent"), ("lo", "percent_lo"), ("hi", "percent_hi"))})
+    data = {"main": frame, "fifty": pd.DataFrame({"x": [50.0]})}
+    if truth is not None and len(truth):
+        known = truth[truth["judge"].isin(judges) & truth["label"].isin(rows)]
+        data["known"] = known.assign(true_text=known["percent"].map(fmt.percent_of_100))
+    if "status" in frame and (frame["status"] != "measured").any():
+        data["missing"] = frame[frame["status"] != "measured"].assign(x=50.0)
+    # a fixed height (with yOffset a Step would size the offset band, not the row) that also holds
+    # the legend, the axis and the title: Streamlit fits the whole chart into it
+    height = step * max(len(rows), 1) + 80 + (24 if title else 0)
+    return ((tuple(judges), title, tuple(data)), {"rows": rows, "domain": domain, "ticks": ticks, "height": height},
+            data)
+
+
+def _profile_layers(judges: tuple, title: str | None, roles: tuple, *, select: bool, rows: list, domain: list,
+                    ticks: list, height, data: dict) -> alt.LayerChart:
+    """The layers of :func:`profile_chart` over ``data`` (role -> frame, or a named dataset in a
+    template)."""
+    judges = list(judges)
+    multi = len(judges) > 1
     y = alt.Y("label:N", sort=rows, title=None, axis=names_axis())
     enc = dict(y=y, color=alt.Color("judge:N", sort=judges, title=None, legend=names_legend(orient="top"),
                                     scale=alt.Scale(scheme="tableau10")))
     if multi:
         enc["yOffset"] = alt.YOffset("judge:N", sort=judges)
-    domain = list(domain) if domain is not None else percent_domain(
-        frame if truth is None or not len(truth) else pd.concat([frame, truth[["percent"]]], ignore_index=True))
-    ticks = list(range(int(-(-domain[0] // 10) * 10), int(domain[1]) + 1, 10))  # every 10%, 50 among them
     scale = alt.Scale(domain=domain, nice=False, zero=False)
     x = alt.X("percent:Q", title="P(preferred | better on this attribute alone), %", scale=scale,
               axis=alt.Axis(values=ticks))
@@ -140,31 +169,26 @@ def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool
                alt.Tooltip("mean:Q", title="weight", format=fmt.WEIGHT_D3),
                alt.Tooltip("p_pos:Q", title="P(weight > 0)", format=fmt.PERCENT_D3),
                alt.Tooltip("definition:N", title="means")]
-    frame = frame.assign(definition=definitions(frame["attribute"])) if "attribute" in frame else frame.assign(definition="")
-    frame = frame.assign(**{f"{k}_text": frame[c].map(fmt.percent_of_100) if c in frame else fmt.NOT_APPLICABLE
-                            for k, c in (("preferred", "percent"), ("lo", "percent_lo"), ("hi", "percent_hi"))})
-    base = alt.Chart(frame).encode(**enc)
+    base = alt.Chart(data["main"]).encode(**enc)
     bars = base.mark_bar(cornerRadiusEnd=2).encode(x=x, x2=alt.X2(datum=50), tooltip=tooltip)
     whiskers = base.mark_rule(strokeWidth=1.2, opacity=0.8).encode(
         x=alt.X("percent_lo:Q", scale=scale), x2="percent_hi:Q", color=alt.value("#444444"), tooltip=tooltip)
     if select:
         pick = alt.selection_point(name=PROFILE_PICK, fields=["attribute", "judge"], on="click")
         bars = bars.encode(opacity=alt.condition(pick, alt.value(0.85), alt.value(0.4))).add_params(pick)
-    fifty = alt.Chart(pd.DataFrame({"x": [50.0]})).mark_rule(color="#666666", strokeDash=[5, 4], size=1.5).encode(x="x:Q")
+    fifty = alt.Chart(data["fifty"]).mark_rule(color="#666666", strokeDash=[5, 4], size=1.5).encode(x="x:Q")
     layers = [whiskers, bars, fifty]
-    if truth is not None and len(truth):
-        known = truth[truth["judge"].isin(judges) & truth["label"].isin(rows)]
-        known = known.assign(true_text=known["percent"].map(fmt.percent_of_100))
-        layers.append(alt.Chart(known).mark_point(shape="diamond", filled=True, color="black", size=45).encode(
+    if "known" in roles:
+        layers.append(alt.Chart(data["known"]).mark_point(shape="diamond", filled=True, color="black", size=45).encode(
             y=y, x=alt.X("percent:Q", scale=scale),
             tooltip=[alt.Tooltip("judge:N"), alt.Tooltip("label:N", title="attribute"),
                      alt.Tooltip("true_text:N", title="true")],
             **({"yOffset": enc["yOffset"]} if multi else {})))
-    if "status" in frame and (frame["status"] != "measured").any():
+    if "missing" in roles:
         # an attribute the feature set did not measure (or too few samples differ on) has no estimate:
         # its row says so at the 50% line instead of drawing the prior as if it were a finding
-        missing = frame[frame["status"] != "measured"].assign(x=50.0)
-        note = alt.Chart(missing).mark_text(align="left", dx=4, fontSize=11, color="#888888", fontStyle="italic").encode(
+        note = alt.Chart(data["missing"]).mark_text(align="left", dx=4, fontSize=11, color="#888888",
+                                                    fontStyle="italic").encode(
             y=y, x=alt.X("x:Q", scale=scale), text="status:N",
             tooltip=[alt.Tooltip("judge:N"), alt.Tooltip("label:N", title="attribute"),
                      alt.Tooltip("status:N", title="no estimate"),
@@ -172,10 +196,7 @@ def profile_chart(frame: pd.DataFrame, *, order: str = "catalogue", select: bool
             **({"yOffset": enc["yOffset"]} if multi else {}))
         layers.append(note)
     # bars above the whiskers, so that a click on a bar reaches the bar (and its selection), not the
-    # whisker drawn across it; the bars are slightly transparent so the whisker still shows through.
-    # A fixed height (with yOffset a Step would size the offset band, not the row) that also holds
-    # the legend, the axis and the title: Streamlit fits the whole chart into it.
-    height = step * max(len(rows), 1) + 80 + (24 if title else 0)
+    # whisker drawn across it; the bars are slightly transparent so the whisker still shows through
     chart = alt.layer(*layers).properties(height=height)
     if title:
         chart = chart.properties(title=title)
@@ -186,12 +207,21 @@ def difference_chart(frame: pd.DataFrame, a: str, b: str, *, order: list[str] | 
     """Judge a minus judge b per attribute (weights, log-odds): a point at the posterior-mean
     difference, the interval as a whisker, a zero line. ``frame`` is ``core.compare.difference_of``
     output; points whose interval excludes 0 are coloured by which judge rewards the attribute more."""
+    shape, values, data = _difference_parts(frame, a, b, order=order)
+    return _difference_layers(*shape, **values, data=data)
+
+
+def _difference_parts(frame: pd.DataFrame, a: str, b: str, *, order: list[str] | None = None):
     rows = order or list(frame.sort_values("index")["label"])
     verdict = pd.Series("no clear difference", index=frame.index)
     verdict[frame["lo"] > 0] = f"{a} rewards more"
     verdict[frame["hi"] < 0] = f"{b} rewards more"
     data = frame.assign(verdict=verdict,
                         definition=definitions(frame["attribute"]) if "attribute" in frame else "")
+    return (a, b, ("main", "zero")), {"rows": rows}, {"main": data, "zero": pd.DataFrame({"x": [0.0]})}
+
+
+def _difference_layers(a: str, b: str, roles: tuple, *, rows: list, data: dict) -> alt.LayerChart:
     y = alt.Y("label:N", sort=rows, title=None, axis=names_axis())
     color = alt.Color("verdict:N", title=None, legend=names_legend(orient="top", direction="vertical"),
                       scale=alt.Scale(domain=[f"{a} rewards more", f"{b} rewards more", "no clear difference"],
@@ -202,11 +232,11 @@ def difference_chart(frame: pd.DataFrame, a: str, b: str, *, order: list[str] | 
                alt.Tooltip("hi:Q", title="interval to", format=fmt.WEIGHT_D3),
                alt.Tooltip("p_pos:Q", title=f"P({a} > {b})", format=fmt.PERCENT_D3),
                alt.Tooltip("definition:N", title="means")]
-    base = alt.Chart(data).encode(y=y, tooltip=tooltip)
+    base = alt.Chart(data["main"]).encode(y=y, tooltip=tooltip)
     whiskers = base.mark_rule(strokeWidth=1.6).encode(x=alt.X("lo:Q", title=f"weight of {a} minus {b}"), x2="hi:Q",
                                                       color=color)
     points = base.mark_point(filled=True, size=60).encode(x="diff:Q", color=color)
-    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="#666666", strokeDash=[5, 4]).encode(x="x:Q")
+    zero = alt.Chart(data["zero"]).mark_rule(color="#666666", strokeDash=[5, 4]).encode(x="x:Q")
     return alt.layer(whiskers, points, zero).properties(height=alt.Step(20))
 
 
@@ -480,26 +510,102 @@ except ImportError:  # pragma: no cover - a later Streamlit renamed it: draw unc
 
 def show(build: Callable[..., alt.TopLevelMixin], *args, where=None, key: str | None = None,
          width: str | int | None = None, on_select: str = "ignore", **kwargs):
-    """``st.altair_chart(build(*args, **kwargs))``, with the finished Vega-Lite spec cached on the
-    builder and its inputs: a rerun with the same data (any widget change elsewhere on the page) then
-    skips building and validating the chart, 40-80 ms a chart in Altair. ``where``: a container or
-    column (default: the page)."""
+    """``st.altair_chart(build(*args, **kwargs))``, with the finished Vega-Lite spec cached: a builder
+    with a template (:data:`_TEMPLATES`: the profile and difference charts) has its spec built once per
+    shape and only its data and data-dependent values swapped in (:func:`templated_spec`); the others
+    are cached on the builder and its inputs, so a rerun with the same data (any widget change
+    elsewhere on the page) skips building and validating the chart, 40-80 ms a chart in Altair.
+    ``where``: a container or column (default: the page)."""
     target = where or st
     if _to_vega_lite is None:
         return target.altair_chart(build(*args, **kwargs), key=key, width=width, on_select=on_select)
-    spec = _vega_lite_spec(build.__name__, args, tuple(sorted(kwargs.items())))
+    if build.__name__ in _TEMPLATES and _arrow_bytes is not None:
+        spec = templated_spec(build.__name__, *args, **kwargs)
+    else:
+        spec = _vega_lite_spec(build.__name__, args, tuple(sorted(kwargs.items())))
     return target.vega_lite_chart(spec=spec, key=key, width=width, on_select=on_select)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _vega_lite_spec(builder: str, args: tuple, kwargs: tuple) -> dict:
-    chart = globals()[builder](*args, **dict(kwargs))
+def _convert(chart: alt.TopLevelMixin) -> dict:
     # Streamlit converts with chart.to_dict(), which validates the spec against the Vega-Lite schema:
     # about half of a chart's conversion (jsonschema), paid on every page interaction that shows new
     # data. The builders' specs are validated by the tests (each builder's chart.to_dict()), so a page
     # run converts without validating again.
     object.__setattr__(chart, "to_dict", functools.partial(type(chart).to_dict, chart, validate=False))
     return _to_vega_lite(chart)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _vega_lite_spec(builder: str, args: tuple, kwargs: tuple) -> dict:
+    return _convert(globals()[builder](*args, **dict(kwargs)))
+
+
+# --------------------------------------------------------------------------- templates: a spec per shape
+
+try:  # how Streamlit names and serialises a chart's data (vega_charts._to_arrow_dataset)
+    from streamlit.dataframe_util import convert_anything_to_arrow_bytes as _arrow_bytes
+    from streamlit.util import calc_hash as _calc_hash
+except ImportError:  # pragma: no cover - moved in a later Streamlit: show() builds those charts whole
+    _arrow_bytes = _calc_hash = None
+
+#: builder -> (its parts function, its layers function): see :func:`templated_spec`
+_TEMPLATES = {"profile_chart": ("_profile_parts", "_profile_layers"),
+              "difference_chart": ("_difference_parts", "_difference_layers")}
+#: stand-ins for the values that vary with the data, unlike any a chart holds
+_HOLES = {"rows": ["\x00rows"], "domain": [-1.0e9 - 1, 1.0e9 + 1], "ticks": [-1.0e9 - 3], "height": 987_654_321}
+
+
+def _fill(node, values: dict):
+    """``node`` (a spec) with every stand-in of :data:`_HOLES` replaced by its value."""
+    for name, hole in _HOLES.items():
+        if name in values and node == hole and type(node) is type(hole):
+            return values[name]
+    if isinstance(node, dict):
+        return {k: _fill(v, values) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fill(v, values) for v in node]
+    return node
+
+
+@functools.lru_cache(maxsize=64)
+def _template(builder: str, shape: tuple, select: bool, holes: tuple) -> dict:
+    """The spec of ``builder`` for one shape, over named stand-in datasets (``"\x00main"``) and the
+    stand-in values of :data:`_HOLES`; built and converted once (Altair's layering deep-copies every
+    layer, and its conversion walks them all: most of a chart's cost)."""
+    parts, layers = _TEMPLATES[builder]
+    roles = shape[-1]
+    data = {role: alt.Data(name="\x00" + role) for role in roles}
+    kwargs = {"select": select} if builder == "profile_chart" else {}
+    return _convert(globals()[layers](*shape, **kwargs, **{h: _HOLES[h] for h in holes}, data=data))
+
+
+def templated_spec(builder: str, *args, select: bool = True, **kwargs) -> dict:
+    """The spec ``show`` draws for a builder with a template: its cached template with this call's
+    values and data filled in, each dataset as Streamlit's own conversion names and serialises it (by a
+    hash of its Arrow bytes). The same spec as converting ``builder(*args, **kwargs)`` whole
+    (tests/test_app.py checks it), for a fraction of the cost."""
+    parts, _ = _TEMPLATES[builder]
+    shape, values, data = globals()[parts](*args, **kwargs)
+    spec = _fill(_template(builder, shape, select if builder == "profile_chart" else True, tuple(values)), values)
+    names = {}
+    datasets = {}
+    for role, frame in data.items():
+        raw = _arrow_bytes(frame)
+        names["\x00" + role] = name = _calc_hash(raw)
+        datasets[name] = raw
+
+    def rename(node):
+        if isinstance(node, dict):
+            if set(node) == {"name"} and node["name"] in names:
+                return {"name": names[node["name"]]}
+            return {k: rename(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [rename(v) for v in node]
+        return node
+
+    spec = rename(spec)
+    spec["datasets"] = {**spec.get("datasets", {}), **datasets}
+    return spec
 
 
 EXPERIMENT_COLORS = {"measured": "#4c78a8", "predicted": "#e45756", "simulated": "#9d9d9d"}

@@ -107,10 +107,11 @@ def warm_imports() -> None:
 
 
 def ensure_seeded(on_progress=None) -> int | None:
-    """Build the synthetic demo's data when the store is empty (and seeding is on), then start the fit of
-    its judges' profiles as a background job (a worker process, ``core.jobs``), so the first page shows in
-    seconds rather than after the fit. The fit job's id, or None when nothing was built.
-    ``on_progress(text, done, total)`` hears the data being written."""
+    """Build the synthetic demo's data when the store is empty (and seeding is on), then queue the fit of
+    its judges' profiles as a background job (``core.jobs``), so the first page shows in seconds rather
+    than after the fit; its worker process starts as the run ends (:func:`start_demo_fit`). The fit
+    job's id, or None when nothing was built. ``on_progress(text, done, total)`` hears the data being
+    written."""
     s = store()
     if not config.settings().seed_demo or not s.is_empty():
         return None
@@ -124,9 +125,20 @@ def ensure_seeded(on_progress=None) -> int | None:
 
     demo.build_demo(s, fit=False, on_progress=heard)
     if on_progress:
-        on_progress("starting the fit of the judges' profiles in the background", 1, 1)
-    job, _ = jobs.launch(s, "fit", {"dataset": demo.DEMO_DATASET, "features": demo.FEATURE_SOURCE})
-    return job.id
+        on_progress("queueing the fit of the judges' profiles, to run in the background", 1, 1)
+    return jobs.submit(s, "fit", {"dataset": demo.DEMO_DATASET, "features": demo.FEATURE_SOURCE}).id
+
+
+def start_demo_fit(job) -> None:
+    """Start a worker on the demo's fit when it is queued without one (``jobs.ensure_worker``: at most one,
+    however many sessions ask). The app calls it as a run ends: on a first start the worker's own start
+    (an interpreter and a fit's imports, seconds of CPU on a small machine) then follows the first
+    Overview instead of competing with it; a store left with the fit queued (the server stopped before
+    its worker started) gets its worker on the next visit."""
+    from core import jobs
+
+    if job is not None and job.status == "queued":
+        jobs.ensure_worker(store(), job.id)
 
 
 def demo_fit_job():

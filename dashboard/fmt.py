@@ -87,12 +87,18 @@ class _Column(dict):
     """A ``st.column_config`` column whose cell text this module writes (see :func:`dataframe`)."""
 
     text: Any = None  # a callable for one (present) value
-    as_text: bool = False  # the column becomes its text (a size, a time); else a Styler shows it
+    as_text: bool = False  # the column becomes its text (a time); else a Styler shows it
+    # a column whose empty cells read a text of their own ("unknown" size), not the table's placeholder:
+    # the browser draws the placeholder over any empty cell, whatever its Styler text, so such a cell
+    # holds ``fill`` instead (a number that sorts where the missing ones belong) and shows ``missing``
+    missing: str | None = None
+    fill: Any = None
 
 
-def _column(base: dict, text: Any, *, as_text: bool = False) -> _Column:
+def _column(base: dict, text: Any, *, as_text: bool = False, missing: str | None = None,
+            fill: Any = None) -> _Column:
     col = _Column(base)
-    col.text, col.as_text = text, as_text
+    col.text, col.as_text, col.missing, col.fill = text, as_text, missing, fill
     return col
 
 
@@ -108,8 +114,10 @@ def percent_of_100_column(label: str, *, help: str | None = None) -> _Column:
 
 def size_column(label: str = "size", *, help: str | None = "billions of parameters; unknown when the data "
                 "did not give it") -> _Column:
-    """A judge's size column: ``"7B"``, or ``"unknown"`` (not an empty cell, not "None")."""
-    return _column(st.column_config.TextColumn(label, help=help), size, as_text=True)
+    """A judge's size column: ``"7B"``, or ``"unknown"`` (not an empty cell, not "None"). The values stay
+    numbers, so a click on the header sorts by size ("7B" before "70B"; as text "70B" came first), the
+    unknown ones last (they hold infinity: an empty cell would show the table's placeholder)."""
+    return _column(st.column_config.NumberColumn(label, help=help), size, missing=UNKNOWN, fill=float("inf"))
 
 
 def time_column(label: str, *, help: str | None = None) -> _Column:
@@ -174,6 +182,7 @@ def shown(frame: pd.DataFrame, column_config: dict | None, placeholder: str = NO
     numbers = {c: v for c, v in ours.items() if not v.as_text}
     if not numbers:
         return frame
+    filled = {c: v for c, v in numbers.items() if v.fill is not None}
     if not frame.index.is_unique:  # a Styler needs a unique index (the tables hide theirs)
         frame = frame.reset_index(drop=True)
     # a Styler shows every cell through its formatter: the other number columns as Streamlit would, the
@@ -182,11 +191,13 @@ def shown(frame: pd.DataFrame, column_config: dict | None, placeholder: str = NO
     for col in frame.columns:
         values = frame[col].tolist()
         if col in numbers:
-            display[col] = _texts(values, numbers[col].text, placeholder)
+            display[col] = _texts(values, numbers[col].text, numbers[col].missing or placeholder)
         elif pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]):
             display[col] = _texts(values, _plain_number, placeholder)
         else:
             display[col] = _texts(values, _pandas_default, placeholder)
+    if filled:  # after the texts were taken from the values as they are
+        frame = frame.assign(**{c: pd.to_numeric(frame[c]).astype(float).fillna(v.fill) for c, v in filled.items()})
     return _styler(frame, display)
 
 

@@ -50,13 +50,18 @@ def restore(key: str, name: str, options: Iterable, *, many: bool = False, parse
     return False
 
 
+#: the Simulator's success-rate sliders' step, which a link's rate is rounded to (whole percents)
+SHARE_STEP = 0.01
+
+
 def shares(name: str) -> dict[str, float]:
-    """``KEY@RATE`` values of a query name as {key: rate in [0, 1]} (the Simulator's success rates)."""
-    out = {}
+    """``KEY@RATE`` values of a query name as {key: rate in [0, 1]} (the Simulator's success rates), on
+    the sliders' step (:data:`SHARE_STEP`)."""
+    out, steps = {}, round(1 / SHARE_STEP)
     for v in st.query_params.get_all(name):
         k, _, r = v.partition("@")
         try:
-            out[k] = min(1.0, max(0.0, round(float(r) * 20) / 20))
+            out[k] = min(1.0, max(0.0, round(float(r) * steps) / steps))
         except ValueError:
             continue
     return out

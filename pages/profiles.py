@@ -54,7 +54,7 @@ c1, c2, c3 = st.columns(3)
 s1, s3 = st.columns(2)
 s2 = st.container()  # the judges on a row of their own: four or more names fit without clipping a chip
 pick = picker.profile_picker(
-    "profiles", sorted(index["dataset"].unique()), lambda d: data_profiles.index_rows(index, d),
+    "profiles", sorted(index["dataset"].unique()), lambda d: data_profiles.index_rows(fp, d),
     where={"dataset": c1, "features": c2, "method": c3, "scope": s1, "judges": s2},
     helps={"method": "fast: batched HMC; exact: NUTS; truth: the demo's known weights; imported: published means",
            "scope": "a scenario group, a query-specific case, or all samples; n = labelled samples used"},

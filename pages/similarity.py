@@ -21,8 +21,7 @@ AVERAGED = "averaged over the scenario groups"
 st.title("Judge similarity")
 guide.how_to_read("similarity")
 fp = data.fingerprint()
-index = data_profiles.profile_index(fp)
-index = index[index.groupby(["dataset", "feature_source", "method"])["judge"].transform("nunique") >= 2]
+index = data_profiles.profile_index(fp, min_judges=2)
 
 if index.empty:
     st.info(
@@ -37,7 +36,7 @@ if index.empty:
 c1, c2, c3, c4 = st.columns(4)
 s1, s2 = st.columns([1, 3])
 pick = picker.profile_picker(
-    "similarity", sorted(index["dataset"].unique()), lambda d: data_profiles.index_rows(index, d),
+    "similarity", sorted(index["dataset"].unique()), lambda d: data_profiles.index_rows(fp, d, min_judges=2),
     where={"dataset": c1, "features": c2, "method": c3, "scope": s1, "judges": s2},
     labels={"scope": "Scenarios"}, every_scope=AVERAGED,
     formats={"scope": lambda rows: lambda s: s if s == AVERAGED else catalogue.scope_label(s)})

@@ -87,14 +87,18 @@ suppress_keys = c2.multiselect("Suppress (-): the model shows less of", [k for k
                                key="sim_suppress", format_func=label.get,
                                max_selections=max(0, 6 - len(inject_keys)) or None)
 inject, suppress = {}, {}
+# whole percents: a measured success rate (the experiment above reports them, e.g. 83%) is entered as it is,
+# and a link keeps it (viewurl.shares); 5% steps rounded it by up to 2.5 points of rate
+RATE_STEP = viewurl.SHARE_STEP
+RATE_HELP = ("the share of pairs in which the change succeeds; arrow keys move it by one percent")
 with c1:
     for k in inject_keys:
-        inject[k] = st.slider(f"success rate: + {label[k]}", 0.0, 1.0, 0.5, 0.05, format="percent",
-                              key=f"sim_rate_inject_{k}")
+        inject[k] = st.slider(f"success rate: + {label[k]}", 0.0, 1.0, 0.5, RATE_STEP, format="percent",
+                              key=f"sim_rate_inject_{k}", help=RATE_HELP)
 with c2:
     for k in suppress_keys:
-        suppress[k] = st.slider(f"success rate: - {label[k]}", 0.0, 1.0, 0.5, 0.05, format="percent",
-                                key=f"sim_rate_suppress_{k}")
+        suppress[k] = st.slider(f"success rate: - {label[k]}", 0.0, 1.0, 0.5, RATE_STEP, format="percent",
+                                key=f"sim_rate_suppress_{k}", help=RATE_HELP)
 
 # the analyses below the simulation sit in tabs of which only the open one runs (at the paper's scale the
 # leaderboard and the calibration are half of the page's first view); the open tab is in the URL too

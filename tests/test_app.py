@@ -205,6 +205,58 @@ def test_charts_are_cached_specs_that_draw_what_altair_chart_draws(monkeypatch):
     assert calls == [1, 1]
 
 
+def _templated_and_altair_charts():
+    import numpy as np
+    import streamlit as st
+
+    from core import catalogue, compare
+    from core.profile import profile_frame
+    from dashboard import charts
+
+    def frame(scale, judges, unmeasured=()):
+        rows = []
+        for i, judge in enumerate(judges):
+            w = scale * (1 - i) * np.linspace(-1, 1, 29)
+            rows.append({"judge": judge, "attributes": catalogue.attribute_keys(), "mean": list(w),
+                         "lo": list(w - 0.2), "hi": list(w + 0.2), "sd": [0.1] * 29, "scope": "all", "method": "fast",
+                         "provenance": {"differing": [0 if k in unmeasured else 500 for k in catalogue.attribute_keys()],
+                                        "min_differing": 20}})
+        return profile_frame(rows)
+
+    small, wide = frame(0.3, ["j1", "j2"]), frame(2.0, ["j1", "j2"], unmeasured=("funny", "novel"))
+    truth = small[["judge", "label"]].assign(percent=62.25)
+    cases = [(charts.profile_chart, (small,), {}), (charts.profile_chart, (wide,), {"order": "weight"}),
+             (charts.profile_chart, (small,), {"truth": truth}),
+             (charts.profile_chart, (frame(1.0, ["solo"]),), {"select": False, "title": "solo", "domain": [30.0, 70.0]})]
+    diff = compare.weight_difference(np.linspace(-1, 1, 29), np.zeros(29), draws_a=np.zeros((10, 29)),
+                                     draws_b=np.zeros((10, 29)))
+    diff["label"] = [catalogue.attribute(k).label for k in diff["attribute"]]
+    diff["index"] = range(29)
+    cases += [(charts.difference_chart, (diff, "a", "b"), {}),
+              (charts.difference_chart, (diff.iloc[::-1], "a", "b"), {"order": list(diff["label"])[::-1]})]
+    for build, args, kwargs in cases:
+        charts.show(build, *args, **kwargs)
+        st.altair_chart(build(*args, **kwargs))
+
+
+def test_templated_charts_draw_what_altair_chart_draws():
+    """The profile and difference charts are built once per shape and get each call's data and
+    data-dependent values (rows, x range, ticks, height) filled in: what reaches the browser is what
+    converting the whole chart gives, spec and datasets, for every shape the pages draw."""
+    from dashboard import charts
+
+    charts._template.cache_clear()
+    at = AppTest.from_function(_templated_and_altair_charts).run()
+    assert not at.exception
+    drawn = at.get("vega_lite_chart")
+    assert len(drawn) == 12
+    for templated, direct in zip(drawn[::2], drawn[1::2]):
+        assert templated.proto.spec == direct.proto.spec
+        assert [(d.name, d.data.data) for d in templated.proto.datasets] == \
+            [(d.name, d.data.data) for d in direct.proto.datasets]
+    assert charts._template.cache_info().misses == 5  # one per shape: two cases share theirs
+
+
 def test_the_shared_altair_class_table_changes_no_chart():
     """charts patches Altair's from_dict to build its class table once: every builder's spec is the
     one unpatched Altair makes."""

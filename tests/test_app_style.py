@@ -161,3 +161,34 @@ def test_table_texts_are_what_pandas_styler_format_gives():
     pd.testing.assert_frame_equal(got, want)
     assert got.loc[2, "share"] == fmt.NOT_APPLICABLE and got.loc[0, "shift"].startswith(("+", "-"))
     assert got.loc[0, "when"].endswith(" UTC") and got.loc[1, "count"] == fmt.NOT_APPLICABLE
+
+
+@pytest.mark.parametrize("sizes", [[70, 7, None, 0.5, 13], [None, None]])
+def test_a_size_column_sorts_by_size_and_shows_the_same_texts(sizes):
+    """Regression (issue 17): the judges' size column was text, so a click on its header put "70B" before
+    "7B". Its values now stay numbers (the browser sorts a number column by value), with the texts "7B",
+    "0.5B" and, where no size was given, "unknown" (not the table's placeholder), which sorts last."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame({"name": [f"j{i}" for i in range(len(sizes))], "size_b": sizes,
+                          "share": [None] * len(sizes)})
+    styler = fmt.shown(frame, {"size_b": fmt.size_column(), "share": fmt.percent_column("share")})
+    sent = styler.data
+    assert pd.api.types.is_float_dtype(sent["size_b"]) and sent["size_b"].notna().all()
+    texts = _display_texts(styler)
+    assert list(texts["size_b"]) == [fmt.size(s) for s in sizes]
+    assert set(texts["share"]) == {fmt.NOT_APPLICABLE}  # the other empty cells keep the one placeholder
+    by_size = [texts["size_b"][i] for i in np.argsort(sent["size_b"].to_numpy(), kind="stable")]
+    known = sorted(s for s in sizes if s is not None)
+    assert by_size == [fmt.size(s) for s in known] + [fmt.UNKNOWN] * sizes.count(None)
+
+
+def test_the_judges_page_size_column_is_numbers_shown_as_sizes(shared_store_path):
+    import pandas as pd
+
+    at = open_page("judges")
+    table = next(d for d in at.dataframe if "size_b" in d.value.columns)
+    assert pd.api.types.is_float_dtype(table.value["size_b"])  # sorts by size in the browser
+    judges = next(t for t in shown_tables(at) if "size" in t.columns and "kind" in t.columns)
+    assert set(judges["size"]) == {fmt.UNKNOWN}  # the demo's judges give no size

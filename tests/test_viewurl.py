@@ -71,6 +71,17 @@ def test_simulator_view_round_trips_through_its_url(shared_store_path):
     assert url_of(again) == url
 
 
+def test_a_simulator_link_keeps_a_measured_success_rate(shared_store_path):
+    """Regression (issue 17): the success-rate sliders stepped by 5%, so a link's measured rate
+    (@0.83) opened at 85%; they step by whole percents now, and a link keeps one."""
+    url = {"judge": ["demo-tulu-7b"], "inject": ["well_formatted@0.83"], "suppress": ["funny@0.071"]}
+    at = reopen("simulate", url)
+    assert not at.exception
+    assert widget(at, "slider", "success rate: + well formatted").value == 0.83
+    assert widget(at, "slider", "success rate: - funny").value == 0.07  # on the sliders' step
+    assert url_of(at)["inject"] == ["well_formatted@0.83"] and url_of(at)["suppress"] == ["funny@0.07"]
+
+
 def test_judges_view_round_trips_and_a_stale_link_opens_the_default_view(shared_store_path):
     at = open_page("judges")
     widget(at, "selectbox", "Reference judge").set_value("demo-gpt-4-turbo").run()

@@ -94,6 +94,15 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=order.__getitem__)  # stable
 
 
+def pytest_collection_finish(session):
+    """Where a collected module imported Streamlit (the page tests, AppTest), its scan of the installed
+    packages for components runs once per process instead of once per AppTest (``stsession``)."""
+    if "streamlit" in sys.modules:
+        from tests.stsession import scan_components_once
+
+        scan_components_once()
+
+
 @pytest.fixture(autouse=True)
 def _restore_main_module():
     """Streamlit's script runner (AppTest) installs its page as ``sys.modules["__main__"]`` and never
@@ -242,6 +251,57 @@ def store_path(demo_file, tmp_path, monkeypatch) -> Path:
     return path
 
 
+class SharedStore:
+    """A copy of the fitted demo shared by one module's page tests that only read (``shared_store_path``),
+    watched for writes: ``PRAGMA data_version`` on a connection of its own changes when any other
+    connection commits to the file (the app's, a worker's, a test's)."""
+
+    def __init__(self, src: Path, folder: Path):
+        import sqlite3
+
+        self.src, self.folder, self.copies = src, folder, 0
+        self.path = self.watch = None
+        self._sqlite3 = sqlite3
+        self.fresh()
+
+    def fresh(self) -> None:
+        """A new copy under a new name (so no cached read of the old one is taken for it)."""
+        if self.watch is not None:
+            self.watch.close()
+        self.copies += 1
+        self.path = copy_store(self.src, self.folder / f"store-{self.copies}.db")
+        self.watch = self._sqlite3.connect(self.path)  # held open: the file's -wal stays, its version counts
+        self.version = self.data_version()
+
+    def data_version(self) -> int:
+        return self.watch.execute("PRAGMA data_version").fetchone()[0]
+
+    def close(self) -> None:
+        self.watch.close()
+
+
+@pytest.fixture(scope="module")
+def _module_store(demo_file, tmp_path_factory):
+    shared = SharedStore(demo_file, tmp_path_factory.mktemp("shared-store"))
+    yield shared
+    shared.close()
+
+
+@pytest.fixture
+def shared_store_path(_module_store, monkeypatch, request) -> Path:
+    """The fitted demo, made the app's store, shared by the module's tests that take this fixture instead of
+    ``store_path`` (one copy per module, not per test, so Streamlit's cached reads, keyed by the store's
+    path and version, serve every test after the first). For tests that only read: one that writes to it
+    fails (at its teardown, naming itself), and the module's later tests get a fresh copy, so no test ever
+    sees another's writes. A test that writes takes ``store_path``."""
+    monkeypatch.setenv("PREFDISSECT_STORE", str(_module_store.path))
+    yield _module_store.path
+    if _module_store.data_version() != _module_store.version:
+        _module_store.fresh()
+        pytest.fail(f"{request.node.nodeid} wrote to the module's shared demo store (shared_store_path, for tests "
+                    "that only read): give it a private copy (store_path)", pytrace=False)
+
+
 @pytest.fixture
 def unfitted_store_path(unfitted_demo_file, tmp_path, monkeypatch) -> Path:
     """A private copy of the unfitted demo store, made the app's store (``PREFDISSECT_STORE``)."""
@@ -287,13 +347,23 @@ def loopback_settings(server, **kw):
     return LLMSettings(**{**base, **kw})
 
 
-@pytest.fixture
-def pandalm_store(tmp_path, shared_data):
-    """PandaLM's test set (999 real pairs) imported into a fresh store."""
+@pytest.fixture(scope="session")
+def pandalm_file(tmp_path_factory, shared_data) -> Path:
+    """PandaLM's test set (999 real pairs) imported into a store once per test run: copy it, never write to it."""
     from core.importers import import_file
 
-    store = Store(tmp_path / "store.db")
-    import_file(store, "pandalm", shared_data / "pandalm" / "testset-v1.json")
+    def build(path):
+        with Store(path) as s:
+            import_file(s, "pandalm", shared_data / "pandalm" / "testset-v1.json")
+
+    return built_once(tmp_path_factory, "pandalm", build)[0]
+
+
+@pytest.fixture
+def pandalm_store(pandalm_file, tmp_path):
+    """PandaLM's test set (999 real pairs) in a private store (a copy of the session's import: the import
+    took 0.4-1 s a test)."""
+    store = Store(copy_store(pandalm_file, tmp_path / "store.db"))
     yield store
     store.close()
 

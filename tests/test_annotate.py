@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from core import annotate, catalogue, jobs, judges
-from core.importers import import_file
 from core.llm import strict_schema
 from core.loopback import LoopbackServer
 from core.store import Store
-from tests.conftest import loopback_settings
+from tests.conftest import copy_store, loopback_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,10 +189,8 @@ def _run_cli(args, env, **kw):
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
-def test_sigkill_and_resume_loses_nothing_and_repeats_no_stored_success(tmp_path, shared_data):
-    path = tmp_path / "store.db"
-    with Store(path) as store:
-        import_file(store, "pandalm", shared_data / "pandalm" / "testset-v1.json")
+def test_sigkill_and_resume_loses_nothing_and_repeats_no_stored_success(tmp_path, pandalm_file):
+    path = copy_store(pandalm_file, tmp_path / "store.db")
     env = {**os.environ, "PREFDISSECT_LLM_API_KEY": "sk-loopback-secret-123"}
     args = ["--store", str(path), "annotate", "--dataset", "pandalm-test", "--limit", "16", "--concurrency", "4",
             "--model", "loopback-1", "--price-input", "1", "--price-output", "2"]
@@ -205,6 +202,7 @@ def test_sigkill_and_resume_loses_nothing_and_repeats_no_stored_success(tmp_path
                 time.sleep(0.05)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
+            server.set_latency(0.01)  # slow answers only until the kill (which must find the run mid-way)
             stored_before = {json.loads(r["params"])["messages_sha"] for r in
                              watch.rows("SELECT params FROM annotations WHERE status = 'ok'")}
         assert 12 <= len(stored_before)
@@ -223,10 +221,8 @@ def test_sigkill_and_resume_loses_nothing_and_repeats_no_stored_success(tmp_path
     assert "sk-loopback-secret-123" not in out + err
 
 
-def test_annotate_without_an_llm_falls_back_to_heuristics(tmp_path, shared_data):
-    path = tmp_path / "store.db"
-    with Store(path) as store:
-        import_file(store, "pandalm", shared_data / "pandalm" / "testset-v1.json")
+def test_annotate_without_an_llm_falls_back_to_heuristics(tmp_path, pandalm_file):
+    path = copy_store(pandalm_file, tmp_path / "store.db")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFDISSECT_LLM", "OPENAI"))}
     proc = _run_cli(["--store", str(path), "annotate", "--dataset", "pandalm-test"], env)
     out, err = proc.communicate(timeout=120)

@@ -20,12 +20,23 @@ def empty_store(tmp_path, monkeypatch):
     return path
 
 
-def test_first_start_seeds_the_demo_and_overview_shows_store_numbers(empty_store):
+def test_first_start_seeds_the_demo_and_overview_shows_store_numbers(empty_store, monkeypatch):
+    """The first run on an empty store writes the demo and starts its fit as a background job. The worker's
+    start is recorded, not made (a real worker here fitted the demo for 12 CPU s beside the rest of the
+    suite, and nothing read its result; tests/test_jobs.py runs real workers)."""
+    import os
+
+    from core import jobs
+
+    started = []
+    monkeypatch.setattr(jobs, "start_worker", lambda path, job_id, env=None: started.append(job_id) or os.getpid())
     at = open_page()
     with Store(empty_store) as s:
         counts = s.table_counts()
         judge_rows = s.judges()
+        fits = [j.id for j in jobs.list_jobs(s) if j.kind == "fit"]
     assert counts["samples"] >= 300  # the app built the demo on an empty store
+    assert len(fits) == 1 and started == fits  # and started the fit of its profiles
     metrics = {m.label: m.value for m in at.metric}
     assert metrics == {
         "Datasets": f"{counts['datasets']:,}",
@@ -39,13 +50,13 @@ def test_first_start_seeds_the_demo_and_overview_shows_store_numbers(empty_store
     assert dict(zip(judges_df["name"], judges_df["labels"])) == {j["name"]: j["labels"] for j in judge_rows}
 
 
-def test_first_overview_does_not_wait_for_the_demo_fit(empty_store, monkeypatch):
+def test_first_overview_does_not_wait_for_the_demo_fit(empty_store, demo_file, monkeypatch):
     """Issue 17 point 6, a first start in seconds: on an empty store the app writes the demo's data and
     renders the Overview at once; the judges' profiles are fitted by a background job (a worker process).
     Here the worker is not started, so the job stays queued: the Overview rendered without the fit."""
     import os
 
-    from core import demo, jobs
+    from core import demo, fit, jobs
     from tests.conftest import demo_samples
 
     started = []
@@ -64,11 +75,27 @@ def test_first_overview_does_not_wait_for_the_demo_fit(empty_store, monkeypatch)
     at.switch_page("../pages/profiles.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any(f"job {job.id}" in i.value for i in at.info)
-    # the worker's run (here in this process) fits the profiles; the notice goes and the page fills in
+    # the worker's run (here in this process) stores the profiles; the notice goes and the page fills in.
+    # The session's demo (demo_file) was fitted by core.demo's own build, the fit this job asks for: its
+    # profiles are written first, so the job's real fit.dissect finds every one with its inputs unchanged
+    # (features, labels, prior, sampler settings: the profile's fingerprint) and fits nothing again, which
+    # proves the job's fit is that one without spending its 12 CPU s (the fit is tested in test_fit/test_demo)
+    real, reports = fit.dissect, []
+
+    def dissect_after_the_sessions_fit(store, dataset, source, **kw):
+        with Store(demo_file) as done:
+            for p in done.profiles(dataset=dataset, method="fast", with_draws=True):
+                store.save_profile({**{k: v for k, v in p.items() if k != "id"}, "draws": p["draws"].tobytes()})
+        reports.append(real(store, dataset, source, **kw))
+        return reports[-1]
+
+    monkeypatch.setattr(fit, "dissect", dissect_after_the_sessions_fit)
     with Store(empty_store) as s:
         assert jobs.claim(s, job.id)
         assert jobs.run(s, job.id).status == "done"
-        fitted = s.profiles(dataset=demo.DEMO_DATASET, method="fast", columns=["judge"])
+        fitted = s.profiles(dataset=demo.DEMO_DATASET, method="fast", columns=["judge", "scope"])
+    (rep,) = reports
+    assert not rep.fitted and not rep.skipped and sorted(rep.unchanged) == sorted((p["scope"], p["judge"]) for p in fitted)
     assert len(fitted) >= 4 * 12
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -255,3 +282,47 @@ def test_the_shared_altair_class_table_changes_no_chart():
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "same" in res.stdout, res.stdout + res.stderr
+
+
+def test_page_tests_scan_the_installed_packages_for_components_once(store_path, monkeypatch):
+    """tests/stsession.scan_components_once (conftest turns it on): Streamlit scans every installed
+    distribution for custom components once per AppTest (0.26 CPU s, more than a warm page run); the page
+    tests keep the first scan's result. Fails loudly where Streamlit moved the scan, so the saving is not
+    lost unnoticed."""
+    from streamlit.components.v2 import manifest_scanner
+
+    from tests.stsession import scan_components_once
+
+    assert scan_components_once()
+    scan = manifest_scanner.scan_component_manifests
+    assert scan.scans_once
+    calls = []
+    real = scan.__wrapped__
+    monkeypatch.setattr(manifest_scanner, "scan_component_manifests", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    scan_components_once()  # wraps the counting scan
+    for _ in range(3):
+        open_page()
+    assert len(calls) == 1  # three AppTests, one scan
+    assert manifest_scanner.scan_component_manifests() == real()  # the kept result is the scan's
+
+
+def test_the_shared_store_notices_a_write_and_hands_out_a_fresh_copy(demo_file, tmp_path, monkeypatch):
+    """conftest.shared_store_path (one demo copy per module for the page tests that only read) fails a test
+    that writes to it and gives the next tests a fresh copy: a page run, a read, then a write are told apart."""
+    from tests.conftest import SharedStore
+
+    shared = SharedStore(demo_file, tmp_path)
+    first = shared.path
+    with Store(first) as s:
+        before = s.version()
+        assert s.samples_for("demo-synthetic")
+    monkeypatch.setenv("PREFDISSECT_STORE", str(first))
+    open_page("profiles")  # a page that only reads writes nothing
+    assert shared.data_version() == shared.version
+    with Store(first) as s, s.writing():
+        s.conn.execute("UPDATE revision SET n = n + 1")
+    assert shared.data_version() != shared.version  # noticed
+    shared.fresh()
+    with Store(shared.path) as s:
+        assert shared.path != first and s.version() == before  # a copy without the write
+    shared.close()

@@ -30,7 +30,7 @@ def wait_done(store_path, at, timeout=120):
             mine = [j for j in jobs.list_jobs(s) if j.kind == "import"]
         if mine and mine[0].status in jobs.FINISHED:
             return mine[0]
-        time.sleep(0.3)
+        time.sleep(0.05)
     raise AssertionError(f"the import job did not finish in {timeout} s")
 
 

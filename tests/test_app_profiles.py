@@ -50,9 +50,9 @@ def chart_data(at: AppTest, i: int = 0) -> pd.DataFrame:
 # --------------------------------------------------------------------------- the page
 
 
-def test_chart_and_top_attributes_are_the_stored_numbers(store_path):
+def test_chart_and_top_attributes_are_the_stored_numbers(shared_store_path):
     at = open_page(PAGE)
-    want = stored(store_path, dataset="demo-synthetic", scope="all", method="fast", feature_source="demo")
+    want = stored(shared_store_path, dataset="demo-synthetic", scope="all", method="fast", feature_source="demo")
     assert [m.value for m in at.multiselect] == [JUDGES]  # the four demo judges, in name order
     assert at.selectbox(key="profiles_scope").value == "all"
     shown = chart_data(at)
@@ -83,11 +83,11 @@ def test_chart_and_top_attributes_are_the_stored_numbers(store_path):
     assert JUDGES[0] == "demo-crowd" and tables[1]["label"].iloc[0] == "admits limits"
 
 
-def test_scope_shows_n_and_a_link_preselects_scope_judges_and_order(store_path):
+def test_scope_shows_n_and_a_link_preselects_scope_judges_and_order(shared_store_path):
     at = open_page(PAGE, {"scope": "Advice", "judge": ["demo-gpt-4-turbo", "demo-crowd"], "order": "weight"})
     box = at.selectbox(key="profiles_scope")
     assert box.value == "Advice"
-    want = stored(store_path, dataset="demo-synthetic", scope="Advice", method="fast")
+    want = stored(shared_store_path, dataset="demo-synthetic", scope="Advice", method="fast")
     assert f"Advice · n={want['demo-gpt-4-turbo']['n']}" in box.options  # n per scope in the picker
     assert at.multiselect[0].value == ["demo-gpt-4-turbo", "demo-crowd"]
     spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
@@ -100,13 +100,13 @@ def test_scope_shows_n_and_a_link_preselects_scope_judges_and_order(store_path):
     assert y_sort[len(estimated):] == list(mine[mine["status"] != "measured"]["label"])
 
 
-def test_difference_table_equals_weight_difference_of_the_stored_draws(store_path):
+def test_difference_table_equals_weight_difference_of_the_stored_draws(shared_store_path):
     at = open_page(PAGE)
     at.selectbox(key="profiles_diff_a").set_value("demo-gpt-4-turbo").run()
     at.selectbox(key="profiles_diff_b").set_value("demo-crowd").run()
     assert not at.exception
     table = frames_with(at, "diff", "p_pos")[0]
-    rows = stored(store_path, dataset="demo-synthetic", scope="all", method="fast", with_draws=True)
+    rows = stored(shared_store_path, dataset="demo-synthetic", scope="all", method="fast", with_draws=True)
     a, b = rows["demo-gpt-4-turbo"], rows["demo-crowd"]
     assert a["draws"].shape == (1000, len(a["attributes"]))  # the position term, 29 attributes (and the tie parameter)
     # the tie parameter (log nu) is no attribute's weight: the difference leaves it out
@@ -126,10 +126,10 @@ def test_difference_table_equals_weight_difference_of_the_stored_draws(store_pat
     assert np.allclose(shown["diff"], want["diff"]) and np.allclose(shown["lo"], want["lo"])
 
 
-def test_accuracy_and_diagnostics_are_the_stored_ones(store_path):
+def test_accuracy_and_diagnostics_are_the_stored_ones(shared_store_path):
     at = open_page(PAGE)
     table = frames_with(at, "accuracy", "max_rhat")[0].set_index("judge")
-    want = stored(store_path, dataset="demo-synthetic", scope="all", method="fast")
+    want = stored(shared_store_path, dataset="demo-synthetic", scope="all", method="fast")
     assert sorted(table.index) == JUDGES
     for judge, row in want.items():
         assert table.loc[judge, "accuracy"] == pytest.approx(row["accuracy"])
@@ -167,11 +167,11 @@ def downloads(monkeypatch) -> list[tuple[bytes, str, str | None]]:
     return seen
 
 
-def test_downloads_carry_the_stored_weights_intervals_and_provenance(store_path, downloads):
+def test_downloads_carry_the_stored_weights_intervals_and_provenance(shared_store_path, downloads):
     at = open_page(PAGE)
     assert [b.label for b in at.download_button] == ["Weights (CSV)", "Weights (JSON)", "Chart (PNG)", "Chart (SVG)"]
     files = {name: data for data, _, name in downloads}
-    want = stored(store_path, dataset="demo-synthetic", scope="all", method="fast")
+    want = stored(shared_store_path, dataset="demo-synthetic", scope="all", method="fast")
     csv = pd.read_csv(io.BytesIO(files["profiles_demo-synthetic_all_fast.csv"]))
     assert len(csv) == sum(len(drawn(r)["attributes"]) for r in want.values())
     for judge, full in want.items():
@@ -192,8 +192,8 @@ def test_downloads_carry_the_stored_weights_intervals_and_provenance(store_path,
         assert p["provenance"]["prior"] == {"family": "laplace", "scale": 0.1}
 
 
-def test_chart_image_export_png_and_svg(store_path):
-    with Store(store_path) as s:
+def test_chart_image_export_png_and_svg(shared_store_path):
+    with Store(shared_store_path) as s:
         frame = profile_frame(s.profiles(dataset="demo-synthetic", scope="all", method="fast",
                                                  judges=["demo-crowd"]))
     chart = charts.profile_chart(frame)
@@ -228,11 +228,11 @@ def test_downloads_made_on_click_by_a_real_server_carry_the_stored_weights(store
     assert files["Chart (PNG)"].startswith(b"\x89PNG") and files["Chart (SVG)"].startswith(b"<svg")
 
 
-def test_drill_down_links_name_dataset_attribute_judge_scope_and_features(store_path):
+def test_drill_down_links_name_dataset_attribute_judge_scope_and_features(shared_store_path):
     at = open_page(PAGE)
     links = at.page_link
     assert len(links) == 29
-    with Store(store_path) as s:
+    with Store(shared_store_path) as s:
         X = s.design("demo-synthetic", "demo", scope="all").X
     differ = dict(zip(catalogue.attribute_keys(), (X != 0).sum(axis=0)))
     shown = {p.value.rsplit(" · ", 1)[0]: int(p.value.rsplit(" · ", 1)[1].replace(",", "")) for p in links}
@@ -358,14 +358,14 @@ def test_difference_chart_marks_the_credible_differences():
 # --------------------------------------------------------------------------- the same downloads from the CLI
 
 
-def test_cli_export_profiles_writes_the_stored_numbers(store_path, tmp_path, capsys):
+def test_cli_export_profiles_writes_the_stored_numbers(shared_store_path, tmp_path, capsys):
     from core import cli
 
     out = tmp_path / "crowd.json"
     assert cli.main(["export-profiles", "--dataset", "demo-synthetic", "--scope", "Code", "--judges", "demo-crowd",
                      "--format", "json", "-o", str(out)]) == 0
     assert "wrote 1 profiles (fast" in capsys.readouterr().out
-    want = stored(store_path, dataset="demo-synthetic", scope="Code", method="fast")["demo-crowd"]
+    want = stored(shared_store_path, dataset="demo-synthetic", scope="Code", method="fast")["demo-crowd"]
     (doc,) = json.loads(out.read_text())
     assert doc["scope"] == "Code" and doc["n"] == want["n"]
     # estimates as stored; an attribute too few samples differ on is exported with its status, no number
@@ -393,8 +393,8 @@ def test_a_judge_name_with_markup_is_shown_inert(store_path):
 
 
 @pytest.mark.parametrize("scope", ["all", "Code", "w_constraints", "express_feeling"])
-def test_differing_counts_agree_with_the_design_the_fit_reads(store_path, scope):
-    with Store(store_path) as s:
+def test_differing_counts_agree_with_the_design_the_fit_reads(shared_store_path, scope):
+    with Store(shared_store_path) as s:
         counts = s.differing_counts("demo-synthetic", "demo", scope)
         d = s.design("demo-synthetic", "demo", scope=scope)
     want = {k: int(n) for k, n in zip(d.attributes, (d.X != 0).sum(axis=0)) if n}

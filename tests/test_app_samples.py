@@ -177,13 +177,13 @@ def chart_rows(at: AppTest) -> pd.DataFrame:
     return max(frames, key=len)
 
 
-def test_filter_pick_a_sample_and_see_the_stores_numbers(store_path):
+def test_filter_pick_a_sample_and_see_the_stores_numbers(shared_store_path):
     at = open_page(PAGE)
     assert showing(at) == f"Showing **1–50** of **{demo_samples():,}** (dataset order)"
     at.selectbox(key=K + "scenario").select("Code")
     at.selectbox(key=K + "judge").select("demo-gpt-4-turbo")
     rerun(at)
-    with Store(store_path) as s:
+    with Store(shared_store_path) as s:
         ids = [r[0] for r in s.conn.execute(
             "SELECT s.id FROM samples s JOIN labels l ON l.sample_id = s.id AND l.judge = 'demo-gpt-4-turbo'"
             " WHERE s.scenario_group = 'Code' ORDER BY s.position")]
@@ -197,7 +197,7 @@ def test_filter_pick_a_sample_and_see_the_stores_numbers(store_path):
     rerun(at)
     sid = ids[2]
     assert at.query_params["id"] == sid
-    with Store(store_path) as s:
+    with Store(shared_store_path) as s:
         votes = {r["judge"]: r for r in s.sample_labels(sid)}
         feats = {r["attribute"]: r for r in s.sample_features(sid, "demo")}
         sample = s.sample(sid)
@@ -236,8 +236,8 @@ def test_filter_pick_a_sample_and_see_the_stores_numbers(store_path):
     assert set(rows["label"][:-1]) == {labels_by_key[k] for k, v in zip(terms, x * mean) if v}
 
 
-def test_query_params_round_trip(store_path):
-    with Store(store_path) as s:
+def test_query_params_round_trip(shared_store_path):
+    with Store(shared_store_path) as s:
         rows, _ = s.browse(SampleFilter(dataset=DS, case="w_constraints", attributes=("lengthy",),
                                         feature_source="demo", direction="A"), limit=50)
     query = {"dataset": DS, "case": "w_constraints", "attr": "lengthy", "dir": "A", "judge": "demo-crowd",
@@ -258,9 +258,9 @@ def test_query_params_round_trip(store_path):
     assert at.query_params["q"] == "python" and "page" not in at.query_params
 
 
-def test_previous_and_next_walk_the_filtered_list_across_pages(store_path):
+def test_previous_and_next_walk_the_filtered_list_across_pages(shared_store_path):
     f = SampleFilter(dataset=DS, judge="demo-crowd")
-    with Store(store_path) as s:
+    with Store(shared_store_path) as s:
         rows, total = s.browse(f, offset=23, limit=3)
     at = open_page(PAGE, {"judge": "demo-crowd", "size": "25", "id": rows[1]["id"]})  # index 24: the last of page 1
     assert any(f"25 of {total:,} in this list" in m.value for m in at.markdown)
@@ -273,7 +273,7 @@ def test_previous_and_next_walk_the_filtered_list_across_pages(store_path):
     at.button(key=K + "prev").click()
     rerun(at)
     assert at.query_params["id"] == rows[0]["id"] and "page" not in at.query_params
-    first = open_page(PAGE, {"judge": "demo-crowd", "id": s_first(store_path, f)})
+    first = open_page(PAGE, {"judge": "demo-crowd", "id": s_first(shared_store_path, f)})
     assert first.button(key=K + "prev").disabled and not first.button(key=K + "next").disabled
 
 
@@ -282,10 +282,10 @@ def s_first(path, f):
         return s.browse(f, limit=1)[0][0]["id"]
 
 
-def test_profiles_drill_down_links(store_path):
+def test_profiles_drill_down_links(shared_store_path):
     # /samples?dataset=D&attr=ATTR&judge=J&scope=S: scope S's samples whose ATTR differs, with J's choice
     at = open_page(PAGE, {"dataset": DS, "attr": "empathetic", "judge": "demo-crowd", "scope": "express_feeling"})
-    with Store(store_path) as s:
+    with Store(shared_store_path) as s:
         want, total = s.browse(SampleFilter(dataset=DS, case="express_feeling", judge="demo-crowd",
                                             attributes=("empathetic",), feature_source="demo"), limit=50)
         counts = s.differing_counts(DS, "demo", "express_feeling")
@@ -297,14 +297,14 @@ def test_profiles_drill_down_links(store_path):
     # /samples?id=ID&judge=J&scope=S: that sample, J's contributions in scope S
     sid = want[0]["id"]
     at = open_page(PAGE, {"id": sid, "judge": "demo-gpt-4-turbo", "scope": "express_feeling"})
-    e = samples.explain(Store(store_path), sid, "demo-gpt-4-turbo", "express_feeling")
+    e = samples.explain(Store(shared_store_path), sid, "demo-gpt-4-turbo", "express_feeling")
     # a profile fitted with ties (the demo's LLM judges tie when their two orders disagree) predicts P(A | not a tie)
     label = "Predicted P(A | not a tie)" if TIE in e.profile["attributes"] else "Predicted P(A)"
     assert metrics(at)[label] == f"{e.contributions.p_a:.1%}"
     assert any("scope express_feeling" in c.value.replace("\\", "") for c in at.caption)
 
 
-def test_bad_links_say_what_is_wrong_without_a_traceback(store_path):
+def test_bad_links_say_what_is_wrong_without_a_traceback(shared_store_path):
     at = open_page(PAGE, {"dataset": "nope", "id": "missing", "page": "zero", "attr": "bogus", "scope": "Cooking",
                     "judge": "nobody"})
     warnings = " ".join(w.value for w in at.warning)

@@ -68,10 +68,10 @@ def corr(a, b, method="pearson") -> float:
     return compare.correlation(a[both], b[both], method)
 
 
-def test_matrix_is_judge_similarity_averaged_over_the_scenario_groups_in_cluster_order(store_path):
+def test_matrix_is_judge_similarity_averaged_over_the_scenario_groups_in_cluster_order(shared_store_path):
     at = open_page(PAGE)
     shown = matrix_shown(at)
-    weights = demo_weights(store_path)
+    weights = demo_weights(shared_store_path)
     groups = catalogue.group_keys()
     assert sorted(shown.index) == JUDGES and list(shown.index) == list(shown.columns)
     for a, b in combinations(JUDGES, 2):
@@ -92,12 +92,12 @@ def test_matrix_is_judge_similarity_averaged_over_the_scenario_groups_in_cluster
     assert spec["layer"][0]["encoding"]["x"]["sort"] == list(shown.index)
 
 
-def test_one_scope_and_spearman(store_path):
+def test_one_scope_and_spearman(shared_store_path):
     at = open_page(PAGE)
     rerun(at.selectbox(key="similarity_scope"), "all", at)
     rerun(at.radio(key="similarity_corr"), "spearman", at)
     shown = matrix_shown(at)
-    weights = demo_weights(store_path)
+    weights = demo_weights(shared_store_path)
     for a, b in combinations(JUDGES, 2):
         assert shown.loc[a, b] == pytest.approx(corr(weights["all"][a], weights["all"][b], "spearman"))
     assert at.selectbox(key="similarity_side_scope").value == "all"  # the side-by-side follows the chosen scope
@@ -147,7 +147,7 @@ def test_the_papers_judges_size_groups_and_matrix(published):
     assert table.loc["all across groups", "similarity"] == pytest.approx(got.inter)
 
 
-def test_custom_groups_table_equals_group_similarity(store_path):
+def test_custom_groups_table_equals_group_similarity(shared_store_path):
     at = open_page(PAGE)
     # two of the demo's judges name a size (demo-tulu-70b, demo-tulu-7b: two size groups), so the grouping
     # starts from size; the clustering is cut in two
@@ -162,7 +162,7 @@ def test_custom_groups_table_equals_group_similarity(store_path):
     rerun(at.multiselect(key="similarity_group_0"), ["demo-tulu-70b", "demo-crowd"], at)
     rerun(at.multiselect(key="similarity_group_1"), ["demo-gpt-4-turbo", "demo-tulu-7b"], at)
     table = group_table(at).set_index("group")
-    M = compare.similarity_matrix(demo_weights(store_path), JUDGES, scopes=catalogue.group_keys())
+    M = compare.similarity_matrix(demo_weights(shared_store_path), JUDGES, scopes=catalogue.group_keys())
     groups = {"style": ["demo-tulu-70b", "demo-crowd"], "group 2": ["demo-gpt-4-turbo", "demo-tulu-7b"]}
     want = compare.group_similarity(M, groups)
     assert table.loc["style", "similarity"] == pytest.approx(M.loc["demo-tulu-70b", "demo-crowd"])
@@ -172,7 +172,7 @@ def test_custom_groups_table_equals_group_similarity(store_path):
     assert table.loc["style vs group 2", "pairs"] == 4
 
 
-def test_two_profiles_side_by_side(store_path):
+def test_two_profiles_side_by_side(shared_store_path):
     at = open_page(PAGE)
     rerun(at.selectbox(key="similarity_a"), "demo-crowd", at)
     rerun(at.selectbox(key="similarity_b"), "demo-gpt-4-turbo", at)
@@ -181,7 +181,7 @@ def test_two_profiles_side_by_side(store_path):
     assert any(f"**{shown.loc['demo-crowd', 'demo-gpt-4-turbo']:.3f}**" in c.value for c in at.caption)
     charts_ = at.get("vega_lite_chart")
     assert len(charts_) == 3  # the heatmap and the two profiles
-    with Store(store_path) as s:
+    with Store(shared_store_path) as s:
         want = {r["judge"]: r for r in s.profiles(dataset="demo-synthetic", scope="Advice", method="fast")}
     for i, judge in ((1, "demo-crowd"), (2, "demo-gpt-4-turbo")):
         data = max((pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in charts_[i].proto.datasets), key=len)
@@ -250,7 +250,7 @@ def test_cluster_groups_and_size_parsing():
     assert len(table) == 3  # two groups: within x2 and the one between (no separate overall row)
 
 
-def test_cli_similarity_prints_the_matrix_and_groups(store_path, tmp_path, capsys):
+def test_cli_similarity_prints_the_matrix_and_groups(shared_store_path, tmp_path, capsys):
     from core import cli
 
     csv = tmp_path / "m.csv"
@@ -259,7 +259,7 @@ def test_cli_similarity_prints_the_matrix_and_groups(store_path, tmp_path, capsy
     out = capsys.readouterr().out
     assert "averaged over 11 scenario groups" in out and "a vs b" in out
     M = pd.read_csv(csv, index_col=0)
-    weights = demo_weights(store_path)
+    weights = demo_weights(shared_store_path)
     assert M.loc["demo-crowd", "demo-gpt-4-turbo"] == pytest.approx(
         compare.judge_similarity(weights, "demo-crowd", "demo-gpt-4-turbo", scopes=catalogue.group_keys()))
     assert list(M.index) == compare.cluster_order(compare.similarity_matrix(weights, JUDGES, scopes=catalogue.group_keys()))
@@ -267,7 +267,7 @@ def test_cli_similarity_prints_the_matrix_and_groups(store_path, tmp_path, capsy
     assert "no profiles in scope 'nowhere'" in capsys.readouterr().err
 
 
-def test_clusters_of_two_or_three_judges_need_no_slider(store_path):
+def test_clusters_of_two_or_three_judges_need_no_slider(shared_store_path):
     """Regression: with two judges chosen, grouping by clusters built a slider from 2 to 2, which
     Streamlit refuses (StreamlitInvalidMinMaxError), and the page failed."""
     at = open_page(PAGE)

@@ -49,15 +49,15 @@ def check_against_core(at: AppTest, store_path: Path, judges, model, opponent, i
     return want
 
 
-def test_default_view_shows_cores_numbers_for_two_judges(store_path):
+def test_default_view_shows_cores_numbers_for_two_judges(shared_store_path):
     at = open_page(PAGE, timeout=180)
     judges = at.multiselect(key=f"sim_judges|{DS}|demo|all|fast").value
     assert len(judges) == 2
     model = at.selectbox(key=f"sim_model|{DS}").value
-    with Store(store_path) as s:
+    with Store(shared_store_path) as s:
         assert model == sim.models(s, DS)[0]["model"]  # the model with the most pairs
     assert at.selectbox(key=f"sim_opponent|{DS}|{model}").value == "all"
-    want = check_against_core(at, store_path, judges, model, "all", {"lengthy": 0.5}, {})
+    want = check_against_core(at, shared_store_path, judges, model, "all", {"lengthy": 0.5}, {})
     contrib = frame_with(at, "judge", "label", "applies")
     assert list(contrib["mean"]) == pytest.approx([w.contributions[0].mean for w in want])
     prov = frame_with(at, "profile_id", "fingerprint")
@@ -65,7 +65,7 @@ def test_default_view_shows_cores_numbers_for_two_judges(store_path):
     assert list(prov["pairs_fingerprint"]) == [w.settings["pairs_fingerprint"] for w in want]
 
 
-def test_changed_manipulation_judges_and_opponent_recompute(store_path):
+def test_changed_manipulation_judges_and_opponent_recompute(shared_store_path):
     at = open_page(PAGE, timeout=180)
     at.multiselect(key=f"sim_judges|{DS}|demo|all|fast").set_value(["demo-crowd", "demo-tulu-70b"])
     at.selectbox(key=f"sim_model|{DS}").set_value("demo-model-alpha")
@@ -79,7 +79,7 @@ def test_changed_manipulation_judges_and_opponent_recompute(store_path):
     at.run()
     at.slider(key="sim_rate_suppress_admits_limits").set_value(0.8).run()
     assert not at.exception, [e.value for e in at.exception]
-    want = check_against_core(at, store_path, ["demo-crowd", "demo-tulu-70b"], "demo-model-alpha", "demo-model-beta",
+    want = check_against_core(at, shared_store_path, ["demo-crowd", "demo-tulu-70b"], "demo-model-alpha", "demo-model-beta",
                               {"well_formatted": 1.0, "lengthy": 0.25}, {"admits_limits": 0.8})
     contrib = frame_with(at, "judge", "label", "applies")
     for w in want:
@@ -90,7 +90,7 @@ def test_changed_manipulation_judges_and_opponent_recompute(store_path):
         assert mine["mean"].sum() == pytest.approx(w.change.mean)  # Shapley: they add up to the change
 
 
-def test_ranking_leaderboard_and_calibration_are_cores(store_path):
+def test_ranking_leaderboard_and_calibration_are_cores(shared_store_path):
     at = open_page(PAGE, timeout=180)
     judges = at.multiselect(key=f"sim_judges|{DS}|demo|all|fast").value
     model = at.selectbox(key=f"sim_model|{DS}").value
@@ -110,7 +110,7 @@ def test_ranking_leaderboard_and_calibration_are_cores(store_path):
     at.run()
     at.multiselect(key="sim_control").set_value(["lengthy", "well_formatted"]).run()
     assert not at.exception, [e.value for e in at.exception]
-    with Store(store_path) as s:
+    with Store(shared_store_path) as s:
         rank = sim.injection_ranking(s, DS, judges[1], model=model, method="fast", feature_source="demo")
         boards = [sim.controlled_win_rates(s, DS, j, ["lengthy", "well_formatted"], method="fast",
                                            feature_source="demo") for j in judges]

@@ -76,7 +76,7 @@ def test_every_page_reads_in_words_and_one_number_style(store_path):
     assert not problems, "\n".join(problems)
 
 
-def test_the_check_catches_what_issue_17_found(store_path):
+def test_the_check_catches_what_issue_17_found(shared_store_path):
     """The sweep above can fail: Streamlit's own percent format (two decimals), its "None" for an empty
     cell and a raw column name are each caught."""
     from streamlit.testing.v1 import AppTest
@@ -95,10 +95,10 @@ def test_the_check_catches_what_issue_17_found(store_path):
     assert "column 'rate' has Streamlit's two-decimal percent format" in found
 
 
-def test_the_overview_says_when_each_dataset_was_imported_and_an_unknown_size_is_unknown(store_path):
+def test_the_overview_says_when_each_dataset_was_imported_and_an_unknown_size_is_unknown(shared_store_path):
     at = open_page("overview")
     datasets = next(t for t in shown_tables(at) if "imported" in t.columns)
-    with Store(store_path) as s:
+    with Store(shared_store_path) as s:
         stored = {d["name"]: d["imported_at"] for d in s.datasets()}
     assert stored["demo-synthetic"]  # the store records it
     assert list(datasets["imported"]) == [fmt.timestamp(stored[n]) for n in datasets["name"]]
@@ -184,7 +184,7 @@ def test_a_size_column_sorts_by_size_and_shows_the_same_texts(sizes):
     assert by_size == [fmt.size(s) for s in known] + [fmt.UNKNOWN] * sizes.count(None)
 
 
-def test_the_judges_page_size_column_is_numbers_shown_as_sizes(store_path):
+def test_the_judges_page_size_column_is_numbers_shown_as_sizes(shared_store_path):
     import pandas as pd
 
     at = open_page("judges")

@@ -21,7 +21,7 @@ def reopen(page: str, url: dict) -> AppTest:
     return open_page(page, {k: v if len(v) > 1 else v[0] for k, v in url.items()})
 
 
-def test_profiles_view_round_trips_through_its_url(store_path):
+def test_profiles_view_round_trips_through_its_url(shared_store_path):
     at = open_page("profiles")
     widget(at, "selectbox", "Scope").set_value("Code").run()
     widget(at, "multiselect", "Judges").set_value(["demo-gpt-4-turbo", "demo-crowd"]).run()
@@ -34,7 +34,7 @@ def test_profiles_view_round_trips_through_its_url(store_path):
     assert widget(again, "radio", "Order").value == "weight"
 
 
-def test_similarity_view_round_trips_through_its_url(store_path):
+def test_similarity_view_round_trips_through_its_url(shared_store_path):
     at = open_page("similarity")
     widget(at, "radio", "Correlation").set_value("spearman").run()
     widget(at, "selectbox", "Scenarios").set_value("Code").run()
@@ -48,7 +48,7 @@ def test_similarity_view_round_trips_through_its_url(store_path):
     assert widget(again, "multiselect", "Judges").value == ["demo-crowd", "demo-gpt-4-turbo", "demo-tulu-7b"]
 
 
-def test_simulator_view_round_trips_through_its_url(store_path):
+def test_simulator_view_round_trips_through_its_url(shared_store_path):
     at = open_page("simulate")
     widget(at, "multiselect", "Judges (side by side)").set_value(["demo-tulu-7b"]).run()
     widget(at, "multiselect", "Inject (+): the model shows more of").set_value(["well_formatted"]).run()
@@ -71,7 +71,7 @@ def test_simulator_view_round_trips_through_its_url(store_path):
     assert url_of(again) == url
 
 
-def test_a_simulator_link_keeps_a_measured_success_rate(store_path):
+def test_a_simulator_link_keeps_a_measured_success_rate(shared_store_path):
     """Regression (issue 17): the success-rate sliders stepped by 5%, so a link's measured rate
     (@0.83) opened at 85%; they step by whole percents now, and a link keeps one."""
     url = {"judge": ["demo-tulu-7b"], "inject": ["well_formatted@0.83"], "suppress": ["funny@0.071"]}
@@ -82,7 +82,7 @@ def test_a_simulator_link_keeps_a_measured_success_rate(store_path):
     assert url_of(at)["inject"] == ["well_formatted@0.83"] and url_of(at)["suppress"] == ["funny@0.07"]
 
 
-def test_judges_view_round_trips_and_a_stale_link_opens_the_default_view(store_path):
+def test_judges_view_round_trips_and_a_stale_link_opens_the_default_view(shared_store_path):
     at = open_page("judges")
     widget(at, "selectbox", "Reference judge").set_value("demo-gpt-4-turbo").run()
     widget(at, "selectbox", "Judge").set_value("demo-tulu-7b").run()
@@ -95,7 +95,7 @@ def test_judges_view_round_trips_and_a_stale_link_opens_the_default_view(store_p
     assert widget(stale, "selectbox", "Reference judge").value in set(demo.JUDGES)
 
 
-def test_similarity_with_three_judges_groups_them_in_two_clusters(store_path):
+def test_similarity_with_three_judges_groups_them_in_two_clusters(shared_store_path):
     """Regression: three judges chosen made the Clusters slider run from 2 to 2, which Streamlit refuses
     (StreamlitInvalidMinMaxError), and the page stopped there."""
     at = open_page("similarity", {"judge": ["demo-crowd", "demo-gpt-4-turbo", "demo-tulu-7b"]})
@@ -107,7 +107,7 @@ def test_similarity_with_three_judges_groups_them_in_two_clusters(store_path):
 # --------------------------------------------------------------------------- every result a download
 
 
-def test_every_result_offers_csv_and_json(store_path):
+def test_every_result_offers_csv_and_json(shared_store_path):
     import json
 
     import pandas as pd
@@ -131,7 +131,7 @@ def test_every_result_offers_csv_and_json(store_path):
     # the filtered list's download is every row of the filter, not one page, each with its sample id
     from core.store import SampleFilter
 
-    with Store(store_path) as s:
+    with Store(shared_store_path) as s:
         n = s.table_counts()["samples"]
     frame = data_samples.browse_all(("x",), SampleFilter(dataset="demo-synthetic"))
     assert len(frame) == n and frame["id"].is_unique
@@ -148,7 +148,7 @@ def _widget_keys(at) -> set[str]:
     return {w.key for kind in kinds for w in at.get(kind) if w.key}
 
 
-def test_similarity_and_simulator_share_no_widget_key(store_path):
+def test_similarity_and_simulator_share_no_widget_key(shared_store_path):
     """Regression (issue 13): Similarity and the Simulator both keyed their widgets ``sim_...``, so
     the dataset, judges and scope chosen on one page were read as the other's. Each profile page
     has its own prefix now, and their cascades come from one picker (dashboard/picker.py)."""
@@ -166,7 +166,7 @@ def test_similarity_and_simulator_share_no_widget_key(store_path):
     assert {"similarity_dataset", "sim_dataset", "profiles_dataset"} <= similarity | simulator | profiles
 
 
-def test_profiles_link_is_restored_once_like_the_other_pages(store_path):
+def test_profiles_link_is_restored_once_like_the_other_pages(shared_store_path):
     """Profiles reads its link through viewurl.restore (as Similarity and the Simulator do): the link's
     values open the view, then the widgets rule (a changed scope is not pulled back to the link's)."""
     at = open_page("profiles", {"scope": "Code", "judge": ["demo-crowd", "demo-gpt-4-turbo"], "order": "weight"})

@@ -182,7 +182,7 @@ class LLMError(Exception):
 
 
 #: failure kinds that repeat when the same request is sent again
-DETERMINISTIC = ("schema", "cut off", "refused", "placeholder", "status 500")
+DETERMINISTIC = ("schema", "cut off", "refused", "placeholder", "status 500", "certificate")
 
 
 @dataclass
@@ -417,6 +417,21 @@ def letter_logprobs(choice: dict[str, Any]) -> dict[str, float] | None:
     return first
 
 
+def tls_context():
+    """The process's TLS context for LLM endpoints: the openai client's own default (certificates
+    verified, host names checked, ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` honoured), built once per
+    value of those variables instead of once per client. Loading the CA bundle costs ~60 ms of CPU,
+    and a job builds clients per shard; one context serves any number of connections and threads."""
+    return _tls_context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@lru_cache(maxsize=4)
+def _tls_context_for(cafile: str | None, capath: str | None):
+    import httpx2  # the openai client's HTTP library; it reads the two variables itself
+
+    return httpx2.create_ssl_context(verify=True)
+
+
 class LLM:
     """An OpenAI-compatible chat endpoint. Use one per event loop (``async with`` or ``aclose``).
 
@@ -433,8 +448,10 @@ class LLM:
         self.clients = [
             openai.AsyncOpenAI(api_key=settings.api_key or "not-set", base_url=settings.base_url,
                                timeout=settings.timeout_s, max_retries=settings.max_retries,
-                               # the SDK's aiohttp transport: half the CPU per request of the default
-                               http_client=openai.DefaultAioHttpClient(timeout=settings.timeout_s))
+                               # the SDK's aiohttp transport: half the CPU per request of the default;
+                               # the process's one verifying TLS context, not a CA bundle loaded per client
+                               http_client=openai.DefaultAioHttpClient(timeout=settings.timeout_s,
+                                                                       verify=tls_context()))
             for _ in range(n_clients)
         ]
         self._next_client = 0
@@ -509,12 +526,13 @@ class LLM:
             try:
                 resp, mode, dt = await self._send(msgs, schema, limit, logprobs)
             except openai.APIError as e:
-                kind, estimated = _kind(e), isinstance(e, (openai.APITimeoutError, openai.APIConnectionError))
+                kind = _kind(e)
+                estimated = kind in ("timeout", "connection")  # not "certificate": nothing was sent
                 if estimated:  # the server never said: what was sent, and the answer's room
                     usage[0] += messages_tokens(msgs)
                     usage[1] += limit
                     latency += self.timeout_for(messages_tokens(msgs), limit)
-                    if isinstance(e, openai.APITimeoutError):
+                    if kind == "timeout":
                         self.timeouts += 1
                 raise LLMError(_describe(e), raw=last_raw, usage=tuple(usage), attempts=attempts,
                                latency_s=latency, kind=kind, estimated=estimated) from e
@@ -810,9 +828,25 @@ def _short(e: Exception, n: int = 300) -> str:
     return " ".join(str(e).split())[:n]
 
 
+def _untrusted_certificate(e: BaseException):
+    """The certificate failure behind a failed request, if that is what it is (the aiohttp
+    transport reports a failed TLS handshake as a connect timeout)."""
+    import ssl
+
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def _kind(e: Exception) -> str:
     import openai
 
+    if _untrusted_certificate(e) is not None:
+        return "certificate"
     if isinstance(e, openai.APITimeoutError):
         return "timeout"
     if isinstance(e, openai.APIConnectionError):
@@ -823,6 +857,10 @@ def _kind(e: Exception) -> str:
 
 def _describe(e: openai.APIError) -> str:
     """The error in the server's words: the client's message, and the body where the message lacks it."""
+    cert = _untrusted_certificate(e)
+    if cert is not None:
+        return (f"the server's TLS certificate is not trusted ({getattr(cert, 'verify_message', None) or cert}); "
+                "if it is yours, point SSL_CERT_FILE at the CA bundle that signed it")
     status = getattr(e, "status_code", None)
     kind = type(e).__name__
     text = str(e)

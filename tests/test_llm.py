@@ -338,3 +338,91 @@ def test_the_cli_probes_an_endpoint_and_says_a_wrong_key_in_one_line(pandalm, mo
         assert "response mode json_object_schema" in out and "folded into the user message" in out
         assert "one request at a time" in out and "json_schema: rejected" in out
         assert cli.main(args + ["--again"]) == 0 and "response mode json_object_schema" in capsys.readouterr().out
+
+
+def _self_signed(tmp_path):
+    """A certificate and key for 127.0.0.1 that no CA signed (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_pem, key_pem = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return cert_pem, key_pem
+
+
+def test_https_endpoints_keep_verified_tls_with_one_context_per_process(tmp_path, monkeypatch):
+    """LLM objects share one TLS context (a CA bundle loaded per client cost ~60 ms of CPU each), and
+    it still verifies: a server whose certificate nobody trusts never gets the request, nor the key, and
+    the error says so (not "timed out"); trusting its certificate through SSL_CERT_FILE (read when set, not cached past it) lets it through."""
+    import asyncio
+    import http.server
+    import ssl
+
+    cert_pem, key_pem = _self_signed(tmp_path)
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append(self.headers.get("Authorization"))
+            body = json.dumps({"id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+                               "choices": [{"index": 0, "finish_reason": "stop",
+                                            "message": {"role": "assistant", "content": "hello"}}],
+                               "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert_pem, key_pem)
+    server.socket = server_ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings = LLMSettings(model="m", base_url=f"https://127.0.0.1:{server.server_address[1]}/v1",
+                           api_key="sk-only-for-trusted", timeout_s=5.0, max_retries=0, response_mode="text")
+
+    async def ask():
+        async with llm.LLM(settings) as client:
+            return await client.complete([{"role": "user", "content": "hi"}])
+
+    try:
+        a, b = llm.LLM(settings), llm.LLM(settings)
+        ctx = llm.tls_context()
+        for c in (*a.clients, *b.clients):
+            assert c._client._transport.ssl_context is ctx
+        assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+        with pytest.raises(llm.LLMError) as e:
+            asyncio.run(ask())
+        # said as what it is (the transport calls it a connect timeout), not retried, nothing charged
+        assert e.value.kind == "certificate" and e.value.deterministic and not e.value.estimated, e.value
+        assert "certificate is not trusted" in str(e.value) and "SSL_CERT_FILE" in str(e.value)
+        assert seen == []
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_pem))
+        assert llm.tls_context() is not ctx and llm.tls_context().verify_mode == ssl.CERT_REQUIRED
+        assert asyncio.run(ask()).content == "hello"
+        assert seen == ["Bearer sk-only-for-trusted"]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,5 +1,7 @@
 """Layers point down only: core never imports streamlit; SQL stays in the store layer."""
 
+import functools
+import json
 import re
 import subprocess
 import sys
@@ -8,18 +10,40 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_core_never_imports_streamlit():
+@functools.lru_cache(maxsize=None)
+def _tree(path: Path, text: str):
+    """``path``'s syntax tree, parsed once per content (five tests walk every core module)."""
+    import ast
+
+    return ast.parse(text, filename=str(path))
+
+
+def tree_of(path: Path):
+    return _tree(path, path.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=None)
+def fresh_imports() -> dict:
+    """What a fresh interpreter has loaded after importing every core module, then the dashboard's
+    modules: one interpreter for the two tests below (its start and core's imports are most of
+    their cost). Each step reports the streamlit and openai modules it found loaded."""
     modules = sorted(p.stem for p in (ROOT / "core").glob("*.py") if p.stem not in ("__main__",))
     code = (
-        "import importlib, sys\n"
+        "import importlib, json, sys\n"
+        "def loaded(name): return [m for m in sys.modules if m == name or m.startswith(name + '.')]\n"
         f"for m in {modules!r}:\n"
         "    importlib.import_module('core.' + m if m != '__init__' else 'core')\n"
-        "bad = [m for m in sys.modules if m == 'streamlit' or m.startswith('streamlit.')]\n"
-        "print(len(bad))\n"
-        "sys.exit(1 if bad else 0)\n"
+        "after_core = {'streamlit': loaded('streamlit'), 'openai': loaded('openai')}\n"
+        "import dashboard.data, dashboard.workbench, dashboard.charts, core.annotate, core.jobs, core.simulate\n"
+        "print(json.dumps({'core': after_core, 'dashboard': {'openai': loaded('openai')}}))\n"
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_core_never_imports_streamlit():
+    assert fresh_imports()["core"]["streamlit"] == [], fresh_imports()
 
 
 #: SQL in a string: a statement's opening words (upper case, as every query here is written)
@@ -50,7 +74,7 @@ def sql_uses(path: Path, root: Path = ROOT) -> list[str]:
     import ast
 
     rel = path.relative_to(root).as_posix()
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=rel)
+    tree = tree_of(path)
     out = []
     for node in ast.walk(tree):
         what = None
@@ -118,13 +142,10 @@ def test_no_unsafe_html_anywhere():
 
 def test_the_dashboard_loads_without_the_openai_sdk():
     # the SDK costs half a second to import; only code that sends a request loads it, so a page's
-    # first render does not pay for it
-    code = (
-        "import sys, dashboard.data, dashboard.workbench, dashboard.charts, core.annotate, core.jobs, core.simulate\n"
-        "sys.exit(1 if 'openai' in sys.modules else 0)\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 0, "a dashboard module imports openai at load time\n" + res.stderr
+    # first render does not pay for it (no core module loads it either: they are imported first)
+    found = fresh_imports()
+    assert found["core"]["openai"] == [], "a core module imports openai at load time"
+    assert found["dashboard"]["openai"] == [], "a dashboard module imports openai at load time"
 
 
 # ------------------------------------------------------------------ the import graph of core/
@@ -150,7 +171,7 @@ def _core_imports(path: Path) -> dict[str, int]:
     import ast
 
     found: dict[str, int] = {}
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree_of(path)):
         names: list[str] = []
         if isinstance(node, ast.ImportFrom):
             parts = (node.module or "").split(".")
@@ -170,7 +191,7 @@ def _foreign_imports(path: Path) -> list[str]:
     import ast
 
     out = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree_of(path)):
         if isinstance(node, ast.Import):
             out += [a.name.split(".")[0] for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:

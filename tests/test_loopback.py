@@ -20,9 +20,18 @@ import openai
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
+from core.llm import tls_context
 from core.loopback import FAULTS, LoopbackServer, SchemaError, generate_instance, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def sync_client(url: str, **kw) -> openai.OpenAI:
+    """The real openai client for a loopback server, on an HTTP client that shares the process's TLS
+    context (``core.llm.tls_context``): the SDK's default loads the CA bundle per client, most of a
+    client's cost, for servers that speak plain HTTP."""
+    http = openai.DefaultHttpxClient(verify=tls_context(), timeout=kw.get("timeout", openai.DEFAULT_TIMEOUT))
+    return openai.OpenAI(base_url=url, http_client=http, **kw)
 
 
 # ---- models the generator must satisfy ----------------------------------------------------
@@ -120,7 +129,7 @@ def make_client(server):
     def make(**kw) -> openai.OpenAI:
         kw.setdefault("max_retries", 0)
         kw.setdefault("timeout", 10.0)
-        c = openai.OpenAI(base_url=server.url, api_key="test-key", **kw)
+        c = sync_client(server.url, api_key="test-key", **kw)
         clients.append(c)
         return c
 
@@ -200,7 +209,7 @@ def test_same_messages_same_answer_across_servers_with_same_seed():
     with LoopbackServer(seed=1) as a, LoopbackServer(seed=1) as b, LoopbackServer(seed=2) as c:
         answers = []
         for srv in (a, b, c):
-            cl = openai.OpenAI(base_url=srv.url, api_key="k", max_retries=0)
+            cl = sync_client(srv.url, api_key="k", max_retries=0)
             answers.append(chat(cl, "same", response_format=schema_format(Verdict)).choices[0].message.content)
             cl.close()
     assert answers[0] == answers[1] != answers[2]
@@ -326,7 +335,7 @@ def test_429_is_retried_by_the_client_until_success(server, make_client):
 def test_500_is_retried_by_the_client_until_success(make_client):
     # retry_after_500 only shortens the client's own backoff (0.5 s, 1 s, ...) to keep this fast
     with LoopbackServer(seed=7, faults={"500": 0.4}, retry_after_500=0.02) as srv:
-        client = openai.OpenAI(base_url=srv.url, api_key="k", max_retries=10)
+        client = sync_client(srv.url, api_key="k", max_retries=10)
         for i in range(6):
             assert chat(client, f"flaky {i}").choices[0].message.content
         client.close()
@@ -354,7 +363,7 @@ def test_429_without_retries_surfaces_rate_limit_error(server, client):
 
 def test_timeout_fault_raises_timeout_error(make_client):
     with LoopbackServer(faults={"timeout": 1.0}, timeout_hold=3.0) as srv:
-        client = openai.OpenAI(base_url=srv.url, api_key="k", max_retries=0, timeout=0.3)
+        client = sync_client(srv.url, api_key="k", max_retries=0, timeout=0.3)
         t0 = time.perf_counter()
         with pytest.raises(openai.APITimeoutError):
             chat(client)
@@ -401,7 +410,7 @@ def test_disconnect_raises_connection_error(server, client):
 def test_fault_draws_are_reproducible():
     def run(seed):
         with LoopbackServer(seed=seed, faults={"429": 0.3, "500": 0.3}) as srv:
-            cl = openai.OpenAI(base_url=srv.url, api_key="k", max_retries=0)
+            cl = sync_client(srv.url, api_key="k", max_retries=0)
             out = []
             for i in range(12):
                 try:
@@ -440,7 +449,7 @@ def test_stream_and_unsupported_formats_are_400(client):
         chat(client, stream=True)
     assert info.value.body["param"] == "stream"
     with LoopbackServer(response_formats=("text", "json_object")) as srv:
-        cl = openai.OpenAI(base_url=srv.url, api_key="k", max_retries=0)
+        cl = sync_client(srv.url, api_key="k", max_retries=0)
         with pytest.raises(openai.BadRequestError, match="response_format"):
             chat(cl, response_format=schema_format(Verdict))
         cl.close()
@@ -456,8 +465,8 @@ def test_models_health_and_unknown_path(server, client):
 
 def test_api_key_is_checked_when_set():
     with LoopbackServer(api_key="secret") as srv:
-        bad = openai.OpenAI(base_url=srv.url, api_key="wrong", max_retries=0)
-        good = openai.OpenAI(base_url=srv.url, api_key="secret", max_retries=0)
+        bad = sync_client(srv.url, api_key="wrong", max_retries=0)
+        good = sync_client(srv.url, api_key="secret", max_retries=0)
         with pytest.raises(openai.AuthenticationError):
             chat(bad)
         assert chat(good).choices
@@ -484,7 +493,7 @@ def test_stats_requests_and_reset(server, client):
 
 def test_request_recording_is_bounded():
     with LoopbackServer(record=2) as srv:
-        cl = openai.OpenAI(base_url=srv.url, api_key="k", max_retries=0)
+        cl = sync_client(srv.url, api_key="k", max_retries=0)
         for i in range(4):
             chat(cl, f"r{i}")
         cl.close()
@@ -495,7 +504,7 @@ def test_latency_setter_and_restart():
     srv = LoopbackServer(latency=0.0)
     srv.start()
     try:
-        cl = openai.OpenAI(base_url=srv.url, api_key="k", max_retries=0)
+        cl = sync_client(srv.url, api_key="k", max_retries=0)
         srv.set_latency(0.3)
         t0 = time.perf_counter()
         chat(cl)
@@ -622,7 +631,7 @@ def test_cli_serves_until_interrupted():
     try:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
-        cl = openai.OpenAI(base_url=url, api_key="k", max_retries=10)
+        cl = sync_client(url, api_key="k", max_retries=10)
         assert chat(cl).choices[0].message.content
         cl.close()
     finally:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-#: Environment variable naming the SQLite store file.
 #: a job's worker runs at least this much lower in CPU priority than the process that starts it (a Unix
 #: nice increment): background work never slows a page (a first start renders the Overview while the
 #: demo's fit starts beside it)
 WORKER_NICE = 10
 
+#: Environment variable naming the SQLite store file.
 STORE_ENV = "PREFDISSECT_STORE"
 
 

@@ -323,15 +323,9 @@ def stop_job_workers(store_path: Path) -> list[int]:
             pass
     deadline = time.time() + 30
     for pid in pids:
-        while time.time() < deadline:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                break  # gone
-            if state == "Z":  # dead, waiting for its parent to reap it
-                break
+        while jobs._alive(pid) and time.time() < deadline:  # gone, or a zombie waiting for its reaper
             time.sleep(0.1)
-        else:
+        if jobs._alive(pid):
             os.killpg(pid, signal.SIGKILL)
     return pids
 

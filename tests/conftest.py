@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,11 +267,8 @@ class SharedStore:
     connection commits to the file (the app's, a worker's, a test's)."""
 
     def __init__(self, src: Path, folder: Path):
-        import sqlite3
-
         self.src, self.folder, self.copies = src, folder, 0
         self.path = self.watch = None
-        self._sqlite3 = sqlite3
         self.fresh()
 
     def fresh(self) -> None:
@@ -279,7 +277,7 @@ class SharedStore:
             self.watch.close()
         self.copies += 1
         self.path = copy_store(self.src, self.folder / f"store-{self.copies}.db")
-        self.watch = self._sqlite3.connect(self.path)  # held open: the file's -wal stays, its version counts
+        self.watch = sqlite3.connect(self.path)  # held open: the file's -wal stays, its version counts
         self.version = self.data_version()
 
     def data_version(self) -> int:

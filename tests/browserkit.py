@@ -180,6 +180,46 @@ def wait_idle(driver, timeout: float = 90, quiet: float = 0.3) -> dict:
     raise AssertionError(f"the page never settled in {timeout} s: {state}")
 
 
+#: Streamlit's own back/forward (its ``popstate`` handler reruns the page the address names, with the address's
+#: query), counting the app's script runs that start from here on in ``window.__runsSince``.
+SWITCH_PAGE_JS = """
+const app = document.querySelector("[data-testid='stApp']");
+window.__runsSince = 0;
+new MutationObserver(records => records.forEach(r => {
+  if (app.getAttribute("data-test-script-state") === "running") window.__runsSince += 1;
+})).observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
+history.pushState({}, "", arguments[0]);
+window.dispatchEvent(new PopStateEvent("popstate", {state: {}}));
+"""
+
+
+def open_page(driver, url: str, timeout: float = 90) -> None:
+    """Open ``url`` in the window. Where the window already shows the same app, connected, at another page,
+    this is Streamlit's client-side page switch (what its back and forward buttons do: a new history entry, and
+    the app reruns the page the address names with the address's query), which spares Chromium a fresh load of
+    the app (about half its CPU for a page) and the server a new session; it returns once the new page's run
+    is over and the old page's elements are gone (``wait_idle``), so what the window shows is the new page. Else a full
+    load (``driver.get``): the first page, another server, or the same page with another query (a page may
+    read its query into its widgets only on a session's first run)."""
+    from urllib.parse import urlsplit
+
+    want, now = urlsplit(url), urlsplit(driver.current_url)
+    state = driver.execute_script(
+        "const a = document.querySelector(\"[data-testid='stApp']\");"
+        "return a ? a.getAttribute('data-test-connection-state') : null;")
+    if (want.scheme, want.netloc) != (now.scheme, now.netloc) or want.path.rstrip("/") == now.path.rstrip("/") \
+            or state != "CONNECTED":
+        driver.get(url)
+        return
+    driver.execute_script(SWITCH_PAGE_JS, want.path + (f"?{want.query}" if want.query else ""))
+    deadline = time.time() + timeout
+    while not driver.execute_script("return window.__runsSince"):
+        if time.time() > deadline:
+            raise AssertionError(f"the app never started a run for {url}")
+        time.sleep(0.05)
+    wait_idle(driver, timeout=max(1.0, deadline - time.time()))  # the new page's run over, the old page's elements gone
+
+
 def scroll_to(driver, element) -> None:
     """Scroll ``element`` to the middle of the window and wait until it is what a click at its centre hits
     (itself, a child, or for a chart's mark, the chart's own drawing: not Streamlit's header or a toast),

@@ -37,7 +37,7 @@ def chart_texts(driver) -> list[list[str]]:
 def settle(driver, path: str, charts: int, shot: str) -> list[list[str]]:
     """The page's chart texts once it has settled (its run over, every chart drawn: ``wait_idle``), read at
     the test window's size; then a tall screenshot of it."""
-    driver.get(driver.base + path)
+    browserkit.open_page(driver, driver.base + path)  # a page switch within the app where it can
     wait_for_count(driver, SVG, charts, timeout=120)
     browserkit.wait_idle(driver)
     texts = chart_texts(driver)

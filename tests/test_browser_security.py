@@ -63,7 +63,7 @@ def test_no_name_from_the_data_becomes_a_link(tmp_path, browser):
     proc, url = browserkit.start_streamlit(path, env={"PREFDISSECT_SEED_DEMO": "0"})
     try:
         for page, marker in PAGES + QUIET:
-            browser.get(url + page.format(sid=sid))
+            browserkit.open_page(browser, url + page.format(sid=sid))  # a page switch within the app where it can
             wait_for_text(browser, marker)
             browserkit.wait_idle(browser)  # the run over, fragments and charts drawn: all a link could be in
             body = browserkit.body_text(browser)

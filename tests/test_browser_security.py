@@ -86,7 +86,7 @@ def password_server(tmp_path):
     browserkit.stop(proc)
 
 
-def test_a_signed_in_browser_stays_signed_in_across_reloads_and_links(password_server):
+def test_a_signed_in_browser_stays_signed_in_across_reloads_and_links(password_server, browser):
     url = password_server
     driver = browserkit.chrome()  # its own cookie jar
     try:
@@ -115,9 +115,8 @@ def test_a_signed_in_browser_stays_signed_in_across_reloads_and_links(password_s
         wait_for_text(driver, "Sign in with the password")  # signed out stays signed out
     finally:
         driver.quit()
-    other = browserkit.chrome()  # another browser has no cookie: asked to sign in
-    try:
-        other.get(url + "/judges")
-        wait_for_text(other, "Sign in with the password")
-    finally:
-        other.quit()
+    # another browser has no cookie: asked to sign in (the session's Chromium, which never signed in anywhere)
+    assert not browser.get_cookie("prefdissect_auth")
+    browser.get(url + "/judges")
+    assert not browser.get_cookie("prefdissect_auth")
+    wait_for_text(browser, "Sign in with the password")

@@ -141,15 +141,31 @@ return JSON.stringify({
 """
 
 
-def page_state(driver) -> dict:
-    import json
-
-    return json.loads(driver.execute_script(PAGE_STATE_JS))
-
-
-def is_idle(state: dict) -> bool:
-    return (state["run"] == "notRunning" and state["stale"] == 0 and state["drawn"] == state["charts"]
-            and state["loading"] == 0 and state["skeletons"] == 0 and state["fonts"] == "loaded")
+#: ``wait_idle`` run in the page: ``PAGE_STATE_JS``'s state read every 100 ms, and the wait's answer once the
+#: state has been idle and unchanged for ``quiet`` seconds (then two animation frames) or at ``timeout``.
+WAIT_IDLE_JS = """
+const [quiet, timeout, done] = [arguments[0] * 1000, arguments[1] * 1000, arguments[arguments.length - 1]];
+const read = () => JSON.parse((() => { %s })());
+const idle = s => s.run === "notRunning" && s.stale === 0 && s.drawn === s.charts && s.loading === 0
+  && s.skeletons === 0 && s.fonts === "loaded";
+const start = performance.now();
+let last = null, since = null;
+const tick = () => {
+  const now = performance.now(), state = read();
+  if (last === null || JSON.stringify(state) !== JSON.stringify(last)) since = null;
+  last = state;
+  if (idle(state)) {
+    since = since ?? now;
+    if (now - since >= quiet)
+      return requestAnimationFrame(() => requestAnimationFrame(() => done(JSON.stringify({idle: true, state}))));
+  } else {
+    since = null;
+  }
+  if (now - start >= timeout) return done(JSON.stringify({idle: false, state}));
+  setTimeout(tick, 100);
+};
+tick();
+""" % PAGE_STATE_JS
 
 
 def wait_idle(driver, timeout: float = 90, quiet: float = 0.3) -> dict:
@@ -159,25 +175,29 @@ def wait_idle(driver, timeout: float = 90, quiet: float = 0.3) -> dict:
     the page's elements and text unchanged, for ``quiet`` seconds (a rerun that a widget asks for as it
     mounts, or a fragment's poll, shows up as a run or as a change). Then two animation frames, so canvases
     (data grids) are painted. A check that something is absent, made after this, sees everything the page
-    draws. Returns the page's state; fails with it after ``timeout`` seconds."""
+    draws. Returns the page's state; fails with it after ``timeout`` seconds.
+
+    The page watches itself (``WAIT_IDLE_JS``, one WebDriver call), where a poll from here every 100 ms cost
+    a WebDriver round trip each (Python, chromedriver and Chromium's CPU). A full load that replaces the
+    document during the wait ends that call; the wait then goes on in the new document."""
+    import json
+
+    from selenium.common.exceptions import JavascriptException, TimeoutException
+
     deadline = time.time() + timeout
-    state, since = page_state(driver), None
-    while time.time() < deadline:
-        if is_idle(state):
-            since = since or time.time()
-            if time.time() - since >= quiet:
-                driver.execute_async_script(
-                    "const done = arguments[arguments.length - 1];"
-                    "requestAnimationFrame(() => requestAnimationFrame(() => done()));")
-                return state
-        else:
-            since = None
-        time.sleep(0.1)
-        again = page_state(driver)
-        if again != state:
-            since = None
-        state = again
-    raise AssertionError(f"the page never settled in {timeout} s: {state}")
+    while True:
+        left = deadline - time.time()
+        try:
+            driver.set_script_timeout(max(left, 0) + 30)
+            got = json.loads(driver.execute_async_script(WAIT_IDLE_JS, quiet, max(left, 0)))
+        except (JavascriptException, TimeoutException):  # the document went away under the wait
+            if time.time() >= deadline:
+                raise
+            time.sleep(0.1)
+            continue
+        if got["idle"]:
+            return got["state"]
+        raise AssertionError(f"the page never settled in {timeout} s: {got['state']}")
 
 
 #: Streamlit's own back/forward (its ``popstate`` handler reruns the page the address names, with the address's
@@ -185,9 +205,10 @@ def wait_idle(driver, timeout: float = 90, quiet: float = 0.3) -> dict:
 SWITCH_PAGE_JS = """
 const app = document.querySelector("[data-testid='stApp']");
 window.__runsSince = 0;
+// a record per change, read from its old value (a run can start and end before the observer hears of it)
 new MutationObserver(records => records.forEach(r => {
-  if (app.getAttribute("data-test-script-state") === "running") window.__runsSince += 1;
-})).observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
+  if (r.oldValue !== "running") window.__runsSince += 1;
+})).observe(app, {attributes: true, attributeOldValue: true, attributeFilter: ["data-test-script-state"]});
 history.pushState({}, "", arguments[0]);
 window.dispatchEvent(new PopStateEvent("popstate", {state: {}}));
 """

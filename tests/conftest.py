@@ -165,7 +165,9 @@ def built_once(tmp_path_factory, name: str, build):
 @pytest.fixture(scope="session")
 def demo_built(tmp_path_factory):
     """(path, build result) of the demo with its fitted profiles, built once per test run (by
-    ``core.demo``'s own builder, so the tests follow the demo's contents): copy it, never write to it."""
+    ``core.demo``'s own builder, so the tests follow the demo's contents; its data is copied from the
+    prebuilt file, as on a first start, which tests/test_demo.py holds to a fresh generation and write):
+    copy it, never write to it."""
     from core import demo
 
     def build(path):

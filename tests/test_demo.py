@@ -32,7 +32,9 @@ def generated():
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, demo_built):
-    """(a copy of the session's demo store, its build result)."""
+    """(a copy of the session's demo store, its build result). Its data is the prebuilt file's copy, as a first
+    start writes it; ``test_the_prebuilt_demo_is_what_generating_and_writing_it_gives`` holds that to the
+    generator's output, so the tests on it check what the generator and the store's write make."""
     path, result = demo_built
     store = Store(copy_store(path, tmp_path_factory.mktemp("demo") / "s.db"))
     yield store, result

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from core import cli
+from core.demo import PREBUILT
 from core.records import Dataset, ImportBatch, Judge, Label, Sample
 from core.store import RestoreError, Store, check_export, export_store, restore_store
 from tests import browserkit
@@ -210,6 +211,22 @@ def test_dockerfile_is_slim_unprivileged_with_a_volume_a_port_and_a_health_check
         assert never in ignored, never
 
 
+def test_the_image_carries_the_prebuilt_demo():
+    """A first start copies the default demo from core/data/demo-prebuilt.sqlite.gz (core.demo.PREBUILT) instead
+    of generating it: the image must hold it. A COPY of one of its folders takes it, and no .dockerignore
+    pattern leaves it out (matched from the right, so stricter than Docker's root-anchored patterns)."""
+    from pathlib import PurePosixPath
+
+    rel = PREBUILT.relative_to(ROOT).as_posix()
+    copied = [src for ins, a in _dockerfile() if ins == "COPY" for src in a.split()[:-1]]
+    assert any(rel == src or rel.startswith(src.rstrip("/") + "/") for src in copied), (rel, copied)
+    patterns = [p for p in (ROOT / ".dockerignore").read_text().split() if not p.startswith("#")]
+    parts = rel.split("/")
+    for pattern in patterns:
+        for i in range(1, len(parts) + 1):
+            assert not PurePosixPath(*parts[:i]).match(pattern.strip("/").replace("**/", "")), (pattern, rel)
+
+
 def test_render_blueprint_declares_the_disk_the_health_check_and_the_secrets():
     import yaml
 
@@ -362,6 +379,7 @@ def test_the_image_steps_run_in_a_fresh_environment(tmp_path):
                     shutil.copytree(ROOT / src, target, ignore=shutil.ignore_patterns("__pycache__"))
                 else:
                     shutil.copy(ROOT / src, target)
+    assert (app / PREBUILT.relative_to(ROOT)).is_file()  # the image holds the prebuilt demo a first start copies
     venv = tmp_path / "venv"
     install = next(a for i, a in steps if i == "RUN" and "pip install" in a).replace("/venv", str(venv))
     assert install.count("pip install ") == 1

@@ -595,8 +595,11 @@ class Store:
 
     def snapshot(self, tables: Iterable[str], *, omit: dict[str, Iterable[str]], meta: dict[str, str]) -> bytes:
         """The rows of ``tables`` (in rowid order, without the ``omit`` columns) and ``meta`` (a key-value
-        table), as an SQLite database image (``copy_snapshot`` copies it into a store). Writes nothing here."""
+        table), as an SQLite database image (``copy_snapshot`` copies it into a store). Writes nothing here;
+        refused inside a transaction (an image is attached and made outside one)."""
         c = self.conn
+        if c.in_transaction:
+            raise ValueError("a snapshot is taken outside a transaction")
         c.execute("ATTACH DATABASE ':memory:' AS snapshot")
         try:
             c.execute("CREATE TABLE snapshot.meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")

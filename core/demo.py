@@ -13,6 +13,9 @@ are of kind ``synthetic`` and the true profiles are stored with ``method = "trut
 
     batch, annotations, profiles = generate(seed=0)      # pure, no store
     build_demo(store)                                    # writes it all, idempotent
+
+The default demo (seed 0, N_PER_GROUP) also ships prebuilt (``PREBUILT``, made by ``write_prebuilt``):
+``build_demo`` copies it into an empty store instead of generating it, a first start's few seconds.
 """
 
 from __future__ import annotations

@@ -307,6 +307,67 @@ def wheelhouse(requirements: Path) -> Path:
     return folder
 
 
+def _pins(requirements: Path) -> dict[str, str]:
+    """{normalised name: version} of every ``name[extras]==version`` line of a requirements file."""
+    pins = {}
+    for line in requirements.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = (part.strip() for part in line.split("==", 1))
+            pins[re.sub(r"[-_.]+", "-", name.split("[", 1)[0]).lower()] = version
+    return pins
+
+
+def _installed(venv: Path) -> dict[str, str]:
+    """{normalised name: version} of every distribution installed in a virtual environment (its
+    ``*.dist-info`` folders: no interpreter started)."""
+    out = {}
+    for info in venv.glob("lib/python*/site-packages/*.dist-info"):
+        name, _, version = info.name.removesuffix(".dist-info").partition("-")
+        out[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return out
+
+
+def installed_environment(install: str, requirements: Path, wheels: Path, cwd: Path) -> Path:
+    """The virtual environment the Dockerfile's install command makes from ``requirements`` (offline, from
+    ``wheels``), made once per (command, content of the file, Python) and kept beside the wheelhouse.
+
+    ``install`` names the environment ``{venv}``. What the command makes is a function of those inputs
+    (and of the test environment's pip, which runs it): installing the same ones again, as every run did, rebuilt the same environment (about 20 CPU
+    seconds of pip unpacking 1.3 GB, and every start then compiled the libraries from source, where the
+    image's install has compiled them). A change to any of them is a new environment, installed from
+    scratch; one whose install was cut short (no ``complete`` mark), or whose installed versions no longer
+    match the pins, is installed again. Checked either way: every pinned requirement is installed at its
+    pinned version."""
+    import fcntl
+    import hashlib
+
+    from importlib.metadata import version
+
+    inputs = [install, requirements.read_text(), sys.version, version("pip")]  # pip: the test environment's
+    key = hashlib.sha256("\0".join(inputs).encode()).hexdigest()[:16]
+    venv = wheels.parent / f"venv-{key}"
+    pins = _pins(requirements)
+
+    def matches() -> bool:
+        have = _installed(venv)
+        return all(have.get(name) == version for name, version in pins.items())
+
+    with open(wheels.parent / f"venv-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not ((venv / "complete").exists() and matches()):
+            shutil.rmtree(venv, ignore_errors=True)
+            offline = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
+            res = subprocess.run(["sh", "-c", install.replace("{venv}", str(venv))], cwd=cwd, env=offline,
+                                 capture_output=True, text=True, timeout=1500)
+            assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+            (venv / "complete").write_text(install)
+    missing = {name: (version, _installed(venv).get(name)) for name, version in pins.items()
+               if _installed(venv).get(name) != version}
+    assert pins and not missing, f"pinned, installed: {missing}"
+    return venv
+
+
 def stop_job_workers(store_path: Path) -> list[int]:
     """Stop the worker processes the store's jobs record (each leads a session of its own, detached from the
     app that started it) and wait until they are gone; their pids."""
@@ -338,14 +399,15 @@ def test_the_image_steps_run_in_a_fresh_environment(tmp_path):
     the Overview page, as the image's health check and a browser would.
 
     The install command is the Dockerfile's, verbatim: pip resolves requirements.txt and installs it into
-    the new environment, but from a wheelhouse of that file's wheels (``wheelhouse``, kept between runs)
-    with the index off, so a package missing from requirements.txt still fails the install or the start.
-    One flag is added, ``--no-compile``: byte-compiling every installed module (about 11,000 .pyc files)
-    was 30 of the install's 53 CPU seconds and proves nothing about the requirements; the app's start
-    compiles what it imports. And the environment is made ``--without-pip`` and installed into by the test
-    environment's pip (``pip --python``; pip 22.3 or later): installing pip into it was 4 of about 26 CPU
-    seconds, and the app never uses pip (pip run from ensurepip's wheel on the path was no faster: it
-    compiles pip's own modules on every start).
+    the new environment (and byte-compiles it, as the image's build does), but from a wheelhouse of that
+    file's wheels (``wheelhouse``, kept between runs) with the index off, so a package missing from
+    requirements.txt still fails the install or the start. The environment is made ``--without-pip`` and
+    installed into by the test environment's pip (``pip --python``; pip 22.3 or later): the app never uses
+    pip. It is made once per (install command, content of requirements.txt, Python) and kept
+    (``installed_environment``): the same inputs make the same environment, and a run that installed it
+    again spent some 20 CPU seconds on that, and its start another few compiling the libraries from source
+    (the install ran ``--no-compile`` to save more). Every pinned requirement is checked to be installed
+    at its version.
 
     The first start on the empty volume writes the demo and starts its background fit (a worker process
     of its own session, which outlives the app): the test checks that it started and then stops it; it
@@ -362,18 +424,13 @@ def test_the_image_steps_run_in_a_fresh_environment(tmp_path):
                     shutil.copytree(ROOT / src, target, ignore=shutil.ignore_patterns("__pycache__"))
                 else:
                     shutil.copy(ROOT / src, target)
-    venv = tmp_path / "venv"
-    install = next(a for i, a in steps if i == "RUN" and "pip install" in a).replace("/venv", str(venv))
+    install = next(a for i, a in steps if i == "RUN" and "pip install" in a).replace("/venv", "{venv}")
     assert install.count("pip install ") == 1
-    install = install.replace("pip install ", "pip install --no-compile ")
-    wheels = wheelhouse(app / "requirements.txt")
-    offline = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
-    make, pip = f"-m venv {venv} ", f"{venv}/bin/pip install "
+    make, pip = "-m venv {venv} ", "{venv}/bin/pip install "
     assert install.count(make) == 1 and install.count(pip) == 1, install
-    install = install.replace(make, f"-m venv --without-pip {venv} ").replace(
-        pip, f"{shlex.quote(sys.executable)} -m pip --python {venv}/bin/python install ")
-    res = subprocess.run(["sh", "-c", install], cwd=app, env=offline, capture_output=True, text=True, timeout=1500)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    install = install.replace(make, "-m venv --without-pip {venv} ").replace(
+        pip, f"{shlex.quote(sys.executable)} -m pip --python {{venv}}/bin/python install ")
+    venv = installed_environment(install, app / "requirements.txt", wheelhouse(app / "requirements.txt"), app)
     argv = json.loads(next(a for i, a in steps if i == "CMD"))
     port = browserkit.free_port()
     data = tmp_path / "data"

@@ -1,6 +1,7 @@
 """Team deployment: the Procfile command serves the app on $PORT, and the store can be exported
 (a consistent copy while it is written) and restored (checked first, previous contents kept)."""
 
+import contextlib
 import json
 import os
 import re
@@ -328,44 +329,61 @@ def _installed(venv: Path) -> dict[str, str]:
     return out
 
 
-def installed_environment(install: str, requirements: Path, wheels: Path, cwd: Path) -> Path:
+@contextlib.contextmanager
+def installed_environment(install: str, requirements: Path, wheels: Path, cwd: Path):
     """The virtual environment the Dockerfile's install command makes from ``requirements`` (offline, from
-    ``wheels``), made once per (command, content of the file, Python) and kept beside the wheelhouse.
+    ``wheels``), made once per (command, content of the file, Python, pip) and kept beside the wheelhouse;
+    held (a shared lock) while the ``with`` block uses it.
 
-    ``install`` names the environment ``{venv}``. What the command makes is a function of those inputs
-    (and of the test environment's pip, which runs it): installing the same ones again, as every run did, rebuilt the same environment (about 20 CPU
-    seconds of pip unpacking 1.3 GB, and every start then compiled the libraries from source, where the
-    image's install has compiled them). A change to any of them is a new environment, installed from
-    scratch; one whose install was cut short (no ``complete`` mark), or whose installed versions no longer
-    match the pins, is installed again. Checked either way: every pinned requirement is installed at its
-    pinned version."""
+    ``install`` names the environment ``{venv}`` and the test environment's Python, whose pip runs it,
+    ``{python}``. What the command makes is a function of those inputs: installing the same ones again, as
+    every run did, rebuilt the same environment (about 20 CPU seconds of pip unpacking 1.3 GB, and each
+    start then compiled the libraries from source, where the image's install has compiled them). A change
+    to any of them is a new environment, installed from scratch (and the environments of other inputs that
+    no run is using are removed: about 1.2 GB each); one whose install was cut short (no ``complete``
+    mark), or whose installed versions no longer match the pins, is installed again. Checked either way:
+    every pinned requirement is installed at its pinned version."""
     import fcntl
     import hashlib
+    from importlib.metadata import version as dist_version
 
-    from importlib.metadata import version
-
-    inputs = [install, requirements.read_text(), sys.version, version("pip")]  # pip: the test environment's
+    inputs = [install, requirements.read_text(), sys.version, dist_version("pip")]
     key = hashlib.sha256("\0".join(inputs).encode()).hexdigest()[:16]
     venv = wheels.parent / f"venv-{key}"
     pins = _pins(requirements)
 
-    def matches() -> bool:
+    def drift() -> dict[str, tuple[str, str | None]]:
         have = _installed(venv)
-        return all(have.get(name) == version for name, version in pins.items())
+        return {name: (pinned, have.get(name)) for name, pinned in pins.items() if have.get(name) != pinned}
 
-    with open(wheels.parent / f"venv-{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if not ((venv / "complete").exists() and matches()):
+    def ready() -> bool:
+        return (venv / "complete").exists() and not drift()
+
+    with open(wheels.parent / f"venv-{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)  # runs that use it share it
+        if not ready():
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one run makes it, when no run uses it
+        if not ready():
             shutil.rmtree(venv, ignore_errors=True)
+            for other in wheels.parent.glob("venv-*.lock"):  # environments of other inputs, unused
+                if other.name != f"venv-{key}.lock":
+                    with open(other, "a") as held:
+                        try:
+                            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        except BlockingIOError:
+                            continue  # in use by another run
+                        shutil.rmtree(other.with_suffix(""), ignore_errors=True)
+                        other.unlink()
             offline = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
-            res = subprocess.run(["sh", "-c", install.replace("{venv}", str(venv))], cwd=cwd, env=offline,
-                                 capture_output=True, text=True, timeout=1500)
+            command = install.replace("{venv}", str(venv)).replace("{python}", shlex.quote(sys.executable))
+            res = subprocess.run(["sh", "-c", command], cwd=cwd, env=offline, capture_output=True, text=True,
+                                 timeout=1500)
             assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
             (venv / "complete").write_text(install)
-    missing = {name: (version, _installed(venv).get(name)) for name, version in pins.items()
-               if _installed(venv).get(name) != version}
-    assert pins and not missing, f"pinned, installed: {missing}"
-    return venv
+        fcntl.flock(lock, fcntl.LOCK_SH)  # made: others may use it too, none may remove it
+        assert pins and not drift(), f"pinned, installed: {drift()}"
+        yield venv
 
 
 def stop_job_workers(store_path: Path) -> list[int]:
@@ -429,8 +447,15 @@ def test_the_image_steps_run_in_a_fresh_environment(tmp_path):
     make, pip = "-m venv {venv} ", "{venv}/bin/pip install "
     assert install.count(make) == 1 and install.count(pip) == 1, install
     install = install.replace(make, "-m venv --without-pip {venv} ").replace(
-        pip, f"{shlex.quote(sys.executable)} -m pip --python {{venv}}/bin/python install ")
-    venv = installed_environment(install, app / "requirements.txt", wheelhouse(app / "requirements.txt"), app)
+        pip, "{python} -m pip --python {venv}/bin/python install ")
+    with installed_environment(install, app / "requirements.txt", wheelhouse(app / "requirements.txt"), app) as venv:
+        start_the_image(steps, app, venv, tmp_path)
+
+
+def start_the_image(steps: list[tuple[str, str]], app: Path, venv: Path, tmp_path: Path) -> None:
+    """The image's CMD run in ``app`` with ``venv`` first on the PATH, PORT and the store on a 'volume'
+    folder: the health endpoint, the Overview with the demo built on the volume, and the demo fit's worker
+    started (then stopped)."""
     argv = json.loads(next(a for i, a in steps if i == "CMD"))
     port = browserkit.free_port()
     data = tmp_path / "data"

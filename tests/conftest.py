@@ -97,11 +97,13 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_collection_finish(session):
     """Where a collected module imported Streamlit (the page tests, AppTest), its scan of the installed
-    packages for components runs once per process instead of once per AppTest (``stsession``)."""
+    packages for components runs once per process instead of once per AppTest, and each script is compiled
+    once per process instead of once per AppTest run (``stsession``)."""
     if "streamlit" in sys.modules:
-        from tests.stsession import scan_components_once
+        from tests.stsession import compile_scripts_once, scan_components_once
 
         scan_components_once()
+        compile_scripts_once()
 
 
 @pytest.fixture(autouse=True)

@@ -147,6 +147,7 @@ def _logp_and_gradient(model):
     return model.compile_fn([logp, *pytensor.grad(logp, model.value_vars)])
 
 
+@pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")  # its C backend here: speed only
 @pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
 @pytest.mark.parametrize("ties", [False, True], ids=["binary", "ties+position"])
 def test_nuts_model_is_pymcs_bernoulli_and_categorical(ties, soft):

@@ -184,12 +184,23 @@ def options(adder: Callable[[argparse.ArgumentParser], Any]):
 @option("--per-group", type=_positive_int, default=None,
         help="pairs per scenario group (default: the demo's own, core.demo.N_PER_GROUP)")
 @option("--no-fit", action="store_true", help="do not fit the judges' profiles after building")
+@option("--generate", action="store_true", help="generate the default demo even where its prebuilt copy "
+        "(core/data/demo-prebuilt.sqlite.gz) could be copied in (the same rows, a few seconds more)")
+@option("--write-prebuilt", action="store_true", help="for developers: generate the default demo and save it "
+        "as core/data/demo-prebuilt.sqlite.gz, the copy a first start writes (after a change to the generator, "
+        "the schema or a catalogue); touches no store")
 def cmd_demo(args) -> int:
     from . import demo
 
+    if args.write_prebuilt:
+        if args.seed != 0 or args.per_group not in (None, demo.N_PER_GROUP):
+            raise CLIError("--write-prebuilt saves the default demo: drop --seed and --per-group")
+        size = demo.write_prebuilt()
+        print(f"wrote {demo.PREBUILT} ({size / 1e6:.2f} MB)")
+        return 0
     with _store(args) as store:
         res = demo.build_demo(store, seed=args.seed, n_per_group=args.per_group or demo.N_PER_GROUP,
-                              fit=not args.no_fit)
+                              fit=not args.no_fit, prebuilt=not args.generate)
         fitted = len(store.profiles(dataset=res.dataset, method="fast", columns=["id"]))
     print(
         f"demo dataset '{res.dataset}' (synthetic): {res.samples_added} samples added "

@@ -13,10 +13,14 @@ are of kind ``synthetic`` and the true profiles are stored with ``method = "trut
 
     batch, annotations, profiles = generate(seed=0)      # pure, no store
     build_demo(store)                                    # writes it all, idempotent
+
+The default demo (seed 0, N_PER_GROUP) also ships prebuilt (``PREBUILT``, made by ``write_prebuilt``):
+``build_demo`` copies it into an empty store instead of generating it, a first start's few seconds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -28,7 +32,7 @@ import numpy as np
 
 from . import catalogue, features, featureset
 from .records import Dataset, ImportBatch, ImportResult, Judge, Label, Sample, combine_verdicts, word_count
-from .store import Store
+from .store import Store, now
 
 DEMO_DATASET = "demo-synthetic"
 FEATURE_SOURCE = featureset.DEMO.name
@@ -1172,18 +1176,26 @@ def _reference(item: dict[str, Any]) -> str | None:
 
 
 def build_demo(store: Store, *, seed: int = 0, n_per_group: int = N_PER_GROUP, fit: bool = True,
-               on_progress=None) -> ImportResult:
+               on_progress=None, prebuilt: bool = True) -> ImportResult:
     """Write the demo into the store in one transaction. Building it again adds nothing.
 
-    With ``fit`` (the default) the judges' profiles are then fitted on the fast path (a few
-    seconds), so every page has something to show on a first start; ``on_progress(stage, done,
-    total)`` hears the generation, the write and the fit's steps (the dashboard's first start shows them)."""
-    if on_progress:
-        on_progress("generating the pairs, their annotations and the judges' labels", 0, 2)
-    batch, annotations, profiles = generate(seed, n_per_group)
-    if on_progress:  # the write runs mostly in SQLite, without the GIL: a caller can do other work beside it
-        on_progress("writing them into the store", 1, 2)
-    result = store.write_batch(batch, annotations=annotations, profiles=profiles)
+    The default demo (seed 0, ``N_PER_GROUP``) going into a store without any of its tables' rows is
+    copied from the prebuilt file (``PREBUILT``: exactly what generating and writing it gives, a test
+    checks; under a second instead of three) when the file was made for this schema and these catalogues;
+    otherwise, or with ``prebuilt=False``, it is generated and written. With ``fit`` (the default) the
+    judges' profiles are then fitted on the fast path (a few seconds), so every page has something to
+    show on a first start; ``on_progress(stage, done, total)`` hears the generation, the write (or the
+    copy) and the fit's steps (the dashboard's first start shows them)."""
+    result = None
+    if prebuilt and seed == 0 and n_per_group == N_PER_GROUP:
+        result = _copy_prebuilt(store, on_progress)
+    if result is None:
+        if on_progress:
+            on_progress("generating the pairs, their annotations and the judges' labels", 0, 2)
+        batch, annotations, profiles = generate(seed, n_per_group)
+        if on_progress:  # the write runs mostly in SQLite, without the GIL: a caller can do other work beside it
+            on_progress("writing them into the store", 1, 2)
+        result = store.write_batch(batch, annotations=annotations, profiles=profiles)
     if fit:
         from .fit import dissect
 
@@ -1191,3 +1203,108 @@ def build_demo(store: Store, *, seed: int = 0, n_per_group: int = N_PER_GROUP, f
             on_progress("fitting the demo judges' profiles", 0, 1)
         dissect(store, DEMO_DATASET, FEATURE_SOURCE, on_progress=on_progress)
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The prebuilt default demo: a first start copies it instead of generating and writing it
+# ---------------------------------------------------------------------------------------------
+
+#: the default demo (seed 0, N_PER_GROUP) as ``build_demo`` writes it: a gzip'd SQLite image of the rows
+#: of TABLES without the COPY_TIME columns (``Store.snapshot``), made by ``write_prebuilt``
+PREBUILT = catalogue.DATA_DIR / "demo-prebuilt.sqlite.gz"
+#: the layout of the file (its meta keys, what COPY_TIME leaves out); a change makes files of another one unusable
+PREBUILT_FORMAT = 1
+#: the tables ``build_demo`` writes, in the order a copy fills them (a table after those its rows refer to)
+TABLES = ("datasets", "samples", "judges", "labels", "features", "annotations", "profiles")
+#: per table, what a write fills as it runs, so not in the file: the write's time, and the profiles' row id
+#: (the store's AUTOINCREMENT assigns it, as it does to a written profile)
+COPY_TIME = {"datasets": ("imported_at", "updated_at"), "judges": ("created_at",), "labels": ("created_at",),
+             "features": ("created_at",), "annotations": ("created_at",), "profiles": ("id", "created_at")}
+REGENERATE = "python -m core demo --write-prebuilt"
+
+
+def prebuilt_meta() -> dict[str, str]:
+    """What the prebuilt file must have been made for to stand for a fresh build here: its format, the
+    seed and size, the schema (the store's migrations) and the data the generator reads that a setting
+    can change (the attribute catalogue, ``PREFDISSECT_ATTRIBUTES``; the scenario groups and cases; the
+    judges' true weights). The generator's code and NumPy's streams are not in it: they change only with
+    the code and its pinned requirements, and a test (tests/test_demo.py) holds the file to them."""
+    from .migrations import names
+
+    inputs = json.dumps({
+        "attributes": [dataclasses.asdict(a) for a in catalogue.attributes()],
+        "scenarios": catalogue._scenarios(),
+        "judges": _judge_table(),
+    }, sort_keys=True, ensure_ascii=False)
+    return {"format": str(PREBUILT_FORMAT), "generator": GENERATOR, "seed": "0", "n_per_group": str(N_PER_GROUP),
+            "migrations": ",".join(names()), "inputs": hashlib.sha256(inputs.encode()).hexdigest()}
+
+
+def prebuilt_mismatch(path=None) -> str | None:
+    """Why the prebuilt file cannot stand for a fresh build of the default demo here, or None when it can."""
+    import gzip
+
+    from .store import snapshot_meta
+
+    path = PREBUILT if path is None else path
+    if not path.is_file():
+        return f"{path} is missing"
+    try:
+        meta = snapshot_meta(gzip.decompress(path.read_bytes()))
+    except (OSError, EOFError) as e:
+        meta, why = None, f" ({e})"
+    else:
+        why = " (not a database image with a meta table)"
+    if meta is None:
+        return f"{path} is not a readable prebuilt demo{why}"
+    want = prebuilt_meta()
+    diff = [k for k in sorted(set(want) | set(meta)) if meta.get(k) != want.get(k)]
+    return f"{path} was made for another {', '.join(diff)}" if diff else None
+
+
+def _copy_prebuilt(store: Store, on_progress) -> ImportResult | None:
+    """The default demo copied from ``PREBUILT`` into the store, or None (nothing written) when the file is
+    missing, unreadable or made for another schema or catalogue, or the store has rows in the demo's tables."""
+    import gzip
+
+    from .store import snapshot_meta
+
+    want = prebuilt_meta()
+    try:
+        image = gzip.decompress(PREBUILT.read_bytes())
+    except (OSError, EOFError):  # missing, or not gzip
+        return None
+    if snapshot_meta(image) != want:
+        return None
+    if on_progress:  # the copy runs in SQLite, without the GIL: a caller can do other work beside it
+        on_progress("writing the demo's prebuilt pairs, annotations and labels into the store", 0, 1)
+    ts = now()
+    fill = {t: {c: ts for c in cols if c != "id"} for t, cols in COPY_TIME.items()}
+    counts = store.copy_snapshot(image, TABLES, fill=fill, meta=want)
+    if counts is None:
+        return None
+    return ImportResult(dataset=DEMO_DATASET, samples_added=counts["samples"], samples_seen=counts["samples"],
+                        labels_written=counts["labels"], judges=list(JUDGES), features_written=counts["features"])
+
+
+def write_prebuilt(path=None) -> int:
+    """Generate and write the default demo into a new store (a temporary file), and save its rows as the
+    prebuilt file (``PREBUILT`` by default; ``python -m core demo --write-prebuilt``). Returns the file's size
+    in bytes. Run it when the generator, the schema or a catalogue changes (tests/test_demo.py says when).
+    Refused under another attribute catalogue (``PREFDISSECT_ATTRIBUTES``): the file is the default demo's."""
+    import gzip
+    import os
+    import tempfile
+    from pathlib import Path
+
+    if os.environ.get("PREFDISSECT_ATTRIBUTES", "").strip():
+        raise ValueError("the prebuilt demo is made with the default attribute catalogue: unset PREFDISSECT_ATTRIBUTES")
+    path = Path(PREBUILT if path is None else path)
+    with tempfile.TemporaryDirectory(prefix="demo-prebuilt-") as tmp, Store(Path(tmp) / "demo.db") as store:
+        build_demo(store, fit=False, prebuilt=False)
+        image = store.snapshot(TABLES, omit=COPY_TIME, meta=prebuilt_meta())
+    data = gzip.compress(image, compresslevel=9, mtime=0)  # mtime 0: the same rows give the same file
+    part = path.with_name(path.name + ".part")
+    part.write_bytes(data)
+    part.replace(path)
+    return len(data)

@@ -300,3 +300,9 @@ def m009_experiments(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+def names() -> list[str]:
+    """The migrations' names, in order: the schema's version (a store with all of them applied has this
+    schema; the prebuilt demo records them, so a copy never meets another schema)."""
+    return [m.name for m in MIGRATIONS._migrations]

@@ -591,6 +591,60 @@ class Store:
                     "labels on the dataset, ask for it (--replace, or the page's confirmation); to keep both, "
                     "use another judge name")
 
+    # ==================== snapshots: some tables' rows as a database image of their own (the prebuilt demo)
+
+    def snapshot(self, tables: Iterable[str], *, omit: dict[str, Iterable[str]], meta: dict[str, str]) -> bytes:
+        """The rows of ``tables`` (in rowid order, without the ``omit`` columns) and ``meta`` (a key-value
+        table), as an SQLite database image (``copy_snapshot`` copies it into a store). Writes nothing here;
+        refused inside a transaction (an image is attached and made outside one)."""
+        c = self.conn
+        if c.in_transaction:
+            raise ValueError("a snapshot is taken outside a transaction")
+        c.execute("ATTACH DATABASE ':memory:' AS snapshot")
+        try:
+            c.execute("CREATE TABLE snapshot.meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            c.executemany("INSERT INTO snapshot.meta VALUES (?, ?)", sorted(meta.items()))
+            for t in tables:
+                skip = set(omit.get(t, ()))
+                cols = [r[1] for r in c.execute(f"PRAGMA main.table_info([{t}])") if r[1] not in skip]
+                c.execute(f"CREATE TABLE snapshot.[{t}] AS SELECT {', '.join(f'[{k}]' for k in cols)}"
+                          f" FROM main.[{t}] ORDER BY rowid")
+            c.commit()
+            return c.serialize(name="snapshot")
+        finally:
+            c.execute("DETACH DATABASE snapshot")
+
+    def copy_snapshot(self, image: bytes, tables: Iterable[str], *, fill: dict[str, dict[str, Any]],
+                      meta: dict[str, str]) -> dict[str, int] | None:
+        """Copy a ``snapshot`` image's tables into this store's, in the order given (a table after those its
+        rows refer to), in one transaction inside SQLite; the ``fill`` columns of each table get the values
+        given (a write's time). Nothing is written when the image's meta is not ``meta``, when one of the
+        tables already has rows, or when a transaction is open (an image is attached outside one). Returns
+        the rows copied per table, or None when nothing was written."""
+        c = self.conn
+        if c.in_transaction:
+            return None
+        tables = list(tables)
+        c.execute("ATTACH DATABASE ':memory:' AS snapshot")
+        try:
+            c.deserialize(image, name="snapshot")
+            if dict(c.execute("SELECT key, value FROM snapshot.meta").fetchall()) != meta:
+                return None
+            counts: dict[str, int] = {}
+            with self.writing(bulk=True):
+                if any(c.execute(f"SELECT EXISTS (SELECT 1 FROM main.[{t}])").fetchone()[0] for t in tables):
+                    return None
+                for t in tables:
+                    cols = [f"[{r[1]}]" for r in c.execute(f"PRAGMA snapshot.table_info([{t}])")]
+                    extra = fill.get(t, {})
+                    names = cols + [f"[{k}]" for k in extra]
+                    counts[t] = c.execute(
+                        f"INSERT INTO main.[{t}] ({', '.join(names)}) SELECT {', '.join(cols + ['?'] * len(extra))}"
+                        f" FROM snapshot.[{t}] ORDER BY rowid", list(extra.values())).rowcount
+            return counts
+        finally:
+            c.execute("DETACH DATABASE snapshot")
+
     # ==================== datasets and samples (samples_fts)
 
     def datasets(self) -> list[DatasetRow]:
@@ -1961,6 +2015,18 @@ def check_export(source: str | Path) -> dict[str, int]:
             conn.close()
     except sqlite3.DatabaseError as e:
         raise RestoreError(f"{source}: not an SQLite database ({e})") from None
+
+
+def snapshot_meta(image: bytes) -> dict[str, str] | None:
+    """The meta table of a ``Store.snapshot`` image, or None when the bytes are not one."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.deserialize(image)
+        return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
 
 
 def _schema(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:

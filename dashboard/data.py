@@ -92,10 +92,11 @@ def needs_seeding() -> bool:
 
 def warm_imports() -> None:
     """Import the chart library (Altair, through ``dashboard.charts``) and the judges' agreement (SciPy,
-    through ``core.judges``) on a background thread. A first start calls it once the demo is generated,
-    as it is written: much of that write runs in SQLite, without the GIL, so the imports (some 0.6-1.5 s)
-    are done by the time the Overview, which needs them, renders (beside the generation, pure Python,
-    they only took turns with it; before it, they held up the page's "writing the demo" notice)."""
+    through ``core.judges``) on a background thread. A first start calls it as the demo is written (its
+    prebuilt copy copied in, or, generated, written): that write runs mostly in SQLite, without the GIL, so
+    the imports (some 0.6-1.5 s) go on beside it and the Overview, which needs them, waits only for what is
+    left of them (beside the generation, pure Python, they only took turns with it; before it, they held up
+    the page's "writing the demo" notice)."""
     import importlib
     import threading
 
@@ -107,7 +108,8 @@ def warm_imports() -> None:
 
 
 def ensure_seeded(on_progress=None) -> int | None:
-    """Build the synthetic demo's data when the store is empty (and seeding is on), then queue the fit of
+    """Build the synthetic demo's data when the store is empty (and seeding is on: ``core.demo.build_demo``
+    copies it from its prebuilt file, under a second, or generates and writes it), then queue the fit of
     its judges' profiles as a background job (``core.jobs``), so the first page shows in seconds rather
     than after the fit; its worker process starts as the run ends (:func:`start_demo_fit`). The fit
     job's id, or None when nothing was built. ``on_progress(text, done, total)`` hears the data being
@@ -118,8 +120,8 @@ def ensure_seeded(on_progress=None) -> int | None:
     from core import demo, jobs
 
     def heard(stage: str, done: int, total: int) -> None:
-        if stage.startswith("writing"):  # generated: the write runs in SQLite, mostly without the GIL,
-            warm_imports()  # so the Overview's chart library is imported beside it rather than after
+        if stage.startswith("writing"):  # the write (or the prebuilt demo's copy) runs in SQLite, mostly
+            warm_imports()  # without the GIL, so the Overview's chart library is imported beside it, not after
         if on_progress:
             on_progress(stage, done, total + 1)
 

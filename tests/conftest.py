@@ -102,11 +102,13 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_collection_finish(session):
     """Where a collected module imported Streamlit (the page tests, AppTest), its scan of the installed
-    packages for components runs once per process instead of once per AppTest (``stsession``)."""
+    packages for components runs once per process instead of once per AppTest, and each script is compiled
+    once per process instead of once per AppTest run (``stsession``)."""
     if "streamlit" in sys.modules:
-        from tests.stsession import scan_components_once
+        from tests.stsession import compile_scripts_once, scan_components_once
 
         scan_components_once()
+        compile_scripts_once()
 
 
 @pytest.fixture(autouse=True)
@@ -170,7 +172,9 @@ def built_once(tmp_path_factory, name: str, build):
 @pytest.fixture(scope="session")
 def demo_built(tmp_path_factory):
     """(path, build result) of the demo with its fitted profiles, built once per test run (by
-    ``core.demo``'s own builder, so the tests follow the demo's contents): copy it, never write to it."""
+    ``core.demo``'s own builder, so the tests follow the demo's contents; its data is copied from the
+    prebuilt file, as on a first start, which tests/test_demo.py holds to a fresh generation and write):
+    copy it, never write to it."""
     from core import demo
 
     def build(path):

@@ -57,6 +57,42 @@ def scan_components_once() -> bool:
     return True
 
 
+def compile_scripts_once() -> bool:
+    """Make Streamlit compile each script once per process, not once per ``AppTest`` run.
+
+    Every ``AppTest.run()`` (a first run, and each rerun after a click) makes new ``ScriptCache``s, so it
+    parsed ``dashboard/app.py`` and the page again and rewrote their syntax trees for Streamlit's "magic"
+    (its ``ast.fix_missing_locations`` walks the whole tree once per rewritten statement): about a third of
+    a page run's CPU in a profile, where ``streamlit run`` compiles each script once per server. The
+    compiled code of a file is kept by (path, modification time, size, magic on or off), so an edited file
+    is compiled again; a code object is immutable and safe to share. False where Streamlit moved it."""
+    import os
+
+    try:
+        from streamlit import config
+        from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    except ImportError:  # pragma: no cover
+        return False
+    get = ScriptCache.get_bytecode
+    if getattr(get, "compiles_once", False):
+        return True
+    kept: dict[tuple, object] = {}
+
+    def get_bytecode(self, script_path: str):
+        path = os.path.abspath(script_path)
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size, bool(config.get_option("runner.magicEnabled")))
+        code = kept.get(key)
+        if code is None:
+            code = kept[key] = get(self, script_path)
+        return code
+
+    get_bytecode.compiles_once = True
+    get_bytecode.__wrapped__ = get
+    ScriptCache.get_bytecode = get_bytecode
+    return True
+
+
 def ok(at):
     """``at`` after asserting that its last run raised nothing."""
     assert not at.exception, [e.value for e in at.exception]

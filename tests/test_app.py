@@ -306,6 +306,33 @@ def test_page_tests_scan_the_installed_packages_for_components_once(store_path, 
     assert manifest_scanner.scan_component_manifests() == real()  # the kept result is the scan's
 
 
+def test_page_tests_compile_each_script_once(shared_store_path, tmp_path, monkeypatch):
+    """tests/stsession.compile_scripts_once (conftest turns it on): every AppTest run made new script caches,
+    so it parsed app.py and the page again and rewrote their syntax trees for Streamlit's magic (up to 60 ms
+    a page); the page tests keep each file's compiled code. An edited file (new modification time or size)
+    is compiled again. Fails loudly where Streamlit moved the cache, so the saving is not lost unnoticed."""
+    from streamlit.runtime.scriptrunner import magic
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+
+    from tests.stsession import compile_scripts_once
+
+    assert compile_scripts_once()
+    assert ScriptCache.get_bytecode.compiles_once
+    compiled = []
+    real = magic.add_magic
+    monkeypatch.setattr(magic, "add_magic", lambda code, path: compiled.append(Path(path).name) or real(code, path))
+    at = open_page("similarity")
+    at.run()
+    open_page("similarity").run()
+    assert compiled.count("app.py") <= 1 and compiled.count("similarity.py") <= 1, compiled  # 4 runs, one compile
+    script = tmp_path / "page.py"
+    script.write_text("import streamlit as st\n'one'\n")
+    kept = ScriptCache().get_bytecode(str(script))
+    assert kept is ScriptCache().get_bytecode(str(script)) and kept.co_filename == str(script)
+    script.write_text("import streamlit as st\n'two, edited'\n")  # a new size (and time): compiled again
+    assert ScriptCache().get_bytecode(str(script)) is not kept and compiled.count("page.py") == 2
+
+
 def test_the_shared_store_notices_a_write_and_hands_out_a_fresh_copy(demo_file, tmp_path, monkeypatch):
     """conftest.shared_store_path (one demo copy per module for the page tests that only read) fails a test
     that writes to it and gives the next tests a fresh copy: a page run, a read, then a write are told apart."""

@@ -53,6 +53,19 @@ def test_demo_then_info(tmp_path, demo_copy):
     assert "0 samples added" in again and " 0 fitted profiles" not in again and "fitted profiles" in again
 
 
+def test_write_prebuilt_makes_only_the_default_demo(tmp_path, monkeypatch):
+    """``demo --write-prebuilt`` remakes core/data/demo-prebuilt.sqlite.gz, the default demo: it refuses another
+    seed, size or attribute catalogue (one line, exit 2) and leaves the file as it was."""
+    before = demo.PREBUILT.read_bytes()
+    for extra in (["--seed", "3"], ["--per-group", "5"]):
+        res = run("demo", "--write-prebuilt", *extra, store=tmp_path / "s.db", check=False)
+        assert res.returncode == 2 and "default demo" in res.stderr, res
+    monkeypatch.setenv("PREFDISSECT_ATTRIBUTES", str(tmp_path / "mine.json"))
+    res = run("demo", "--write-prebuilt", store=tmp_path / "s.db", check=False)
+    assert res.returncode == 2 and "PREFDISSECT_ATTRIBUTES" in res.stderr, res
+    assert demo.PREBUILT.read_bytes() == before
+
+
 def test_import_then_search(tmp_path):
     store = tmp_path / "s.db"
     data = tmp_path / "pairs.jsonl"

@@ -12,7 +12,7 @@ import pytest
 
 from core import catalogue, compare, demo, features, fit, judges
 from core.profile import POSITION, beats_baselines, best_baseline
-from core.records import word_count
+from core.records import Judge, word_count
 from core.store import Store
 from tests.conftest import copy_store
 
@@ -32,7 +32,9 @@ def generated():
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, demo_built):
-    """(a copy of the session's demo store, its build result)."""
+    """(a copy of the session's demo store, its build result). Its data is the prebuilt file's copy, as a first
+    start writes it; ``test_the_prebuilt_demo_is_what_generating_and_writing_it_gives`` holds that to the
+    generator's output, so the tests on it check what the generator and the store's write make."""
     path, result = demo_built
     store = Store(copy_store(path, tmp_path_factory.mktemp("demo") / "s.db"))
     yield store, result
@@ -304,6 +306,122 @@ def test_building_twice_adds_nothing(tmp_path):
         again = demo.build_demo(store, n_per_group=5)
         assert again.samples_added == 0 and first.samples_added == 55
         assert store.table_counts() == counts
+
+
+# ------------------------------------------------------------------ the prebuilt default demo
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:25]}...{text[-25:]} ({len(text)} characters)"
+
+
+def _table_rows(store, table):
+    """(rowid, every column but the ones a write fills as it runs) of each row, in rowid order; and the values
+    of those columns."""
+    cols = [r["name"] for r in store.rows(f"PRAGMA table_info([{table}])")]
+    timed = set(demo.COPY_TIME.get(table, ())) - {"id"}
+    kept = [c for c in cols if c not in timed] if table != "_sqlite_migrations" else ["migration_set", "name"]
+    rowid = "" if table.startswith("samples_fts_") and table.endswith(("config", "idx")) else "rowid, "
+    rows = store.rows(f"SELECT {rowid}{', '.join(f'[{c}]' for c in kept)} FROM [{table}] ORDER BY 1")
+    times = {v for r in store.rows(f"SELECT {', '.join(sorted(timed))} FROM [{table}]") for v in r.values()} if timed else set()
+    return rows, times
+
+
+def test_the_prebuilt_demo_is_what_generating_and_writing_it_gives(generated, tmp_path):
+    """The default demo's prebuilt file (core/data/demo-prebuilt.sqlite.gz, which a first start copies in) holds
+    exactly what the generator and the store's write make of it: every table of the store compared row by row,
+    every column but the write's time (one value per table, as a write gives), and the build's result."""
+    stale = (f"the prebuilt demo {demo.PREBUILT.relative_to(demo.PREBUILT.parents[2])} is no longer what generating "
+             f"and writing the default demo gives; regenerate it with `{demo.REGENERATE}` and commit it")
+    mismatch = demo.prebuilt_mismatch()
+    assert mismatch is None, f"{stale} ({mismatch})"
+    batch, annotations, profiles = generated  # the generator's own output, seed 0 at the default size
+    with Store(tmp_path / "written.db") as written, Store(tmp_path / "copied.db") as copied:
+        expected = written.write_batch(batch, annotations=annotations, profiles=profiles)
+        assert demo.build_demo(copied, fit=False) == expected
+        tables = [r["name"] for r in written.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        assert tables == [r["name"] for r in copied.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        for table in tables:
+            if table in ("samples_fts_data", "samples_fts_idx"):  # the full-text index's segments: their layout
+                continue  # may differ, what they find not (checked below)
+            want, want_times = _table_rows(written, table)
+            got, got_times = _table_rows(copied, table)
+            assert len(got) == len(want), f"{stale}: table {table} has {len(got)} rows, a fresh write {len(want)}"
+            for i, (g, w) in enumerate(zip(got, want)):
+                assert g == w, f"{stale}: table {table}, row {i}: " + ", ".join(
+                    f"{k} {_short(g[k])} (a fresh write: {_short(w[k])})" for k in w if g[k] != w[k])
+            assert len(got_times) == min(1, len(want_times)) and None not in got_times, (table, got_times)
+        for store in (written, copied):  # the full-text index holds exactly the samples' texts
+            store.conn.execute("INSERT INTO samples_fts (samples_fts) VALUES ('integrity-check')")
+            assert [h["id"] for h in store.search("function", limit=20)]
+        assert written.search("kitten", limit=50) == copied.search("kitten", limit=50)
+        assert copied.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'profiles'") == len(profiles)
+
+
+def test_a_first_build_copies_the_prebuilt_demo_and_says_so(tmp_path):
+    """The default demo going into an empty store is copied from the prebuilt file: one progress step that says
+    it writes (the dashboard imports its chart library beside it), the build's usual result, the write's time."""
+    heard = []
+    with Store(tmp_path / "s.db") as store:
+        res = demo.build_demo(store, fit=False, on_progress=lambda *a: heard.append(a))
+        assert res.samples_added == res.samples_seen == len(catalogue.group_keys()) * demo.N_PER_GROUP
+        assert res.judges == list(demo.JUDGES) and res.labels_written == len(demo.JUDGES) * res.samples_added
+        assert res.features_written == len(catalogue.attribute_keys()) * res.samples_added
+        (stamp,) = {r["imported_at"] for r in store.rows("SELECT imported_at FROM datasets")}
+        assert {r["created_at"] for r in store.rows("SELECT created_at FROM labels UNION SELECT created_at FROM profiles")} == {stamp}
+    assert heard == [("writing the demo's prebuilt pairs, annotations and labels into the store", 0, 1)]
+
+
+def test_a_generated_build_reports_its_generation_and_its_write(tmp_path):
+    heard = []
+    with Store(tmp_path / "s.db") as store:
+        demo.build_demo(store, n_per_group=2, fit=False, on_progress=lambda *a: heard.append(a))
+    assert heard == [("generating the pairs, their annotations and the judges' labels", 0, 2),
+                     ("writing them into the store", 1, 2)]
+
+
+def _refused(store, monkeypatch):
+    before = store.table_counts()
+    assert demo._copy_prebuilt(store, None) is None
+    assert store.table_counts() == before
+
+
+def test_the_prebuilt_demo_is_copied_only_where_it_stands_for_a_fresh_build(tmp_path, monkeypatch):
+    """Not for another attribute catalogue (PREFDISSECT_ATTRIBUTES), another schema, a missing or damaged file,
+    or a store that has rows in the demo's tables: then nothing is written and the demo is generated."""
+    import gzip
+
+    from core import migrations
+
+    with Store(tmp_path / "s.db") as store:
+        # another attribute catalogue: one attribute dropped
+        attrs = json.loads((catalogue.DATA_DIR / "attributes.json").read_text(encoding="utf-8"))
+        (tmp_path / "attrs.json").write_text(json.dumps(attrs[:-1]), encoding="utf-8")
+        monkeypatch.setenv("PREFDISSECT_ATTRIBUTES", str(tmp_path / "attrs.json"))
+        assert "inputs" in demo.prebuilt_mismatch()
+        _refused(store, monkeypatch)
+        monkeypatch.delenv("PREFDISSECT_ATTRIBUTES")
+        # another schema: the code has a migration the file was not made with
+        real = migrations.names
+        monkeypatch.setattr(migrations, "names", lambda: real() + ["m999_future"])
+        assert "migrations" in demo.prebuilt_mismatch()
+        _refused(store, monkeypatch)
+        monkeypatch.undo()
+        # a missing file, a file that is not gzip, a gzip of something that is not a database
+        for content in (None, b"not gzip", gzip.compress(b"not a database " * 100)):
+            path = tmp_path / "prebuilt.gz"
+            path.unlink(missing_ok=True)
+            if content is not None:
+                path.write_bytes(content)
+            monkeypatch.setattr(demo, "PREBUILT", path)
+            assert demo.prebuilt_mismatch()
+            _refused(store, monkeypatch)
+        monkeypatch.undo()
+        # a store with a row in one of the demo's tables
+        store.write_labels([Judge("someone", "human")], [])
+        _refused(store, monkeypatch)
+    assert demo.prebuilt_mismatch() is None  # the shipped file, here (the test above holds it to a fresh build)
 
 
 def _p_a(store, judge, attribute, value):

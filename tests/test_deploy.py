@@ -1,6 +1,7 @@
 """Team deployment: the Procfile command serves the app on $PORT, and the store can be exported
 (a consistent copy while it is written) and restored (checked first, previous contents kept)."""
 
+import contextlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from core import cli
+from core.demo import PREBUILT
 from core.records import Dataset, ImportBatch, Judge, Label, Sample
 from core.store import RestoreError, Store, check_export, export_store, restore_store
 from tests import browserkit
@@ -210,6 +212,22 @@ def test_dockerfile_is_slim_unprivileged_with_a_volume_a_port_and_a_health_check
         assert never in ignored, never
 
 
+def test_the_image_carries_the_prebuilt_demo():
+    """A first start copies the default demo from core/data/demo-prebuilt.sqlite.gz (core.demo.PREBUILT) instead
+    of generating it: the image must hold it. A COPY of one of its folders takes it, and no .dockerignore
+    pattern leaves it out (matched from the right, so stricter than Docker's root-anchored patterns)."""
+    from pathlib import PurePosixPath
+
+    rel = PREBUILT.relative_to(ROOT).as_posix()
+    copied = [src for ins, a in _dockerfile() if ins == "COPY" for src in a.split()[:-1]]
+    assert any(rel == src or rel.startswith(src.rstrip("/") + "/") for src in copied), (rel, copied)
+    patterns = [p for p in (ROOT / ".dockerignore").read_text().split() if not p.startswith("#")]
+    parts = rel.split("/")
+    for pattern in patterns:
+        for i in range(1, len(parts) + 1):
+            assert not PurePosixPath(*parts[:i]).match(pattern.strip("/").replace("**/", "")), (pattern, rel)
+
+
 def test_render_blueprint_declares_the_disk_the_health_check_and_the_secrets():
     import yaml
 
@@ -307,6 +325,84 @@ def wheelhouse(requirements: Path) -> Path:
     return folder
 
 
+def _pins(requirements: Path) -> dict[str, str]:
+    """{normalised name: version} of every ``name[extras]==version`` line of a requirements file."""
+    pins = {}
+    for line in requirements.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = (part.strip() for part in line.split("==", 1))
+            pins[re.sub(r"[-_.]+", "-", name.split("[", 1)[0]).lower()] = version
+    return pins
+
+
+def _installed(venv: Path) -> dict[str, str]:
+    """{normalised name: version} of every distribution installed in a virtual environment (its
+    ``*.dist-info`` folders: no interpreter started)."""
+    out = {}
+    for info in venv.glob("lib/python*/site-packages/*.dist-info"):
+        name, _, version = info.name.removesuffix(".dist-info").partition("-")
+        out[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return out
+
+
+@contextlib.contextmanager
+def installed_environment(install: str, requirements: Path, wheels: Path, cwd: Path):
+    """The virtual environment the Dockerfile's install command makes from ``requirements`` (offline, from
+    ``wheels``), made once per (command, content of the file, Python, pip) and kept beside the wheelhouse;
+    held (a shared lock) while the ``with`` block uses it.
+
+    ``install`` names the environment ``{venv}`` and the test environment's Python, whose pip runs it,
+    ``{python}``. What the command makes is a function of those inputs: installing the same ones again, as
+    every run did, rebuilt the same environment (about 20 CPU seconds of pip unpacking 1.3 GB, and each
+    start then compiled the libraries from source, where the image's install has compiled them). A change
+    to any of them is a new environment, installed from scratch (and the environments of other inputs that
+    no run is using are removed: about 1.2 GB each); one whose install was cut short (no ``complete``
+    mark), or whose installed versions no longer match the pins, is installed again. Checked either way:
+    every pinned requirement is installed at its pinned version."""
+    import fcntl
+    import hashlib
+    from importlib.metadata import version as dist_version
+
+    inputs = [install, requirements.read_text(), sys.version, dist_version("pip")]
+    key = hashlib.sha256("\0".join(inputs).encode()).hexdigest()[:16]
+    venv = wheels.parent / f"venv-{key}"
+    pins = _pins(requirements)
+
+    def drift() -> dict[str, tuple[str, str | None]]:
+        have = _installed(venv)
+        return {name: (pinned, have.get(name)) for name, pinned in pins.items() if have.get(name) != pinned}
+
+    def ready() -> bool:
+        return (venv / "complete").exists() and not drift()
+
+    with open(wheels.parent / f"venv-{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)  # runs that use it share it
+        if not ready():
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one run makes it, when no run uses it
+        if not ready():
+            shutil.rmtree(venv, ignore_errors=True)
+            for other in wheels.parent.glob("venv-*.lock"):  # environments of other inputs, unused
+                if other.name != f"venv-{key}.lock":
+                    with open(other, "a") as held:
+                        try:
+                            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        except BlockingIOError:
+                            continue  # in use by another run
+                        shutil.rmtree(other.with_suffix(""), ignore_errors=True)
+                        other.unlink()
+            offline = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
+            command = install.replace("{venv}", str(venv)).replace("{python}", shlex.quote(sys.executable))
+            res = subprocess.run(["sh", "-c", command], cwd=cwd, env=offline, capture_output=True, text=True,
+                                 timeout=1500)
+            assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+            (venv / "complete").write_text(install)
+        fcntl.flock(lock, fcntl.LOCK_SH)  # made: others may use it too, none may remove it
+        assert pins and not drift(), f"pinned, installed: {drift()}"
+        yield venv
+
+
 def stop_job_workers(store_path: Path) -> list[int]:
     """Stop the worker processes the store's jobs record (each leads a session of its own, detached from the
     app that started it) and wait until they are gone; their pids."""
@@ -338,14 +434,15 @@ def test_the_image_steps_run_in_a_fresh_environment(tmp_path):
     the Overview page, as the image's health check and a browser would.
 
     The install command is the Dockerfile's, verbatim: pip resolves requirements.txt and installs it into
-    the new environment, but from a wheelhouse of that file's wheels (``wheelhouse``, kept between runs)
-    with the index off, so a package missing from requirements.txt still fails the install or the start.
-    One flag is added, ``--no-compile``: byte-compiling every installed module (about 11,000 .pyc files)
-    was 30 of the install's 53 CPU seconds and proves nothing about the requirements; the app's start
-    compiles what it imports. And the environment is made ``--without-pip`` and installed into by the test
-    environment's pip (``pip --python``; pip 22.3 or later): installing pip into it was 4 of about 26 CPU
-    seconds, and the app never uses pip (pip run from ensurepip's wheel on the path was no faster: it
-    compiles pip's own modules on every start).
+    the new environment (and byte-compiles it, as the image's build does), but from a wheelhouse of that
+    file's wheels (``wheelhouse``, kept between runs) with the index off, so a package missing from
+    requirements.txt still fails the install or the start. The environment is made ``--without-pip`` and
+    installed into by the test environment's pip (``pip --python``; pip 22.3 or later): the app never uses
+    pip. It is made once per (install command, content of requirements.txt, Python) and kept
+    (``installed_environment``): the same inputs make the same environment, and a run that installed it
+    again spent some 20 CPU seconds on that, and its start another few compiling the libraries from source
+    (the install ran ``--no-compile`` to save more). Every pinned requirement is checked to be installed
+    at its version.
 
     The first start on the empty volume writes the demo and starts its background fit (a worker process
     of its own session, which outlives the app): the test checks that it started and then stops it; it
@@ -362,18 +459,21 @@ def test_the_image_steps_run_in_a_fresh_environment(tmp_path):
                     shutil.copytree(ROOT / src, target, ignore=shutil.ignore_patterns("__pycache__"))
                 else:
                     shutil.copy(ROOT / src, target)
-    venv = tmp_path / "venv"
-    install = next(a for i, a in steps if i == "RUN" and "pip install" in a).replace("/venv", str(venv))
+    assert (app / PREBUILT.relative_to(ROOT)).is_file()  # the image holds the prebuilt demo a first start copies
+    install = next(a for i, a in steps if i == "RUN" and "pip install" in a).replace("/venv", "{venv}")
     assert install.count("pip install ") == 1
-    install = install.replace("pip install ", "pip install --no-compile ")
-    wheels = wheelhouse(app / "requirements.txt")
-    offline = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
-    make, pip = f"-m venv {venv} ", f"{venv}/bin/pip install "
+    make, pip = "-m venv {venv} ", "{venv}/bin/pip install "
     assert install.count(make) == 1 and install.count(pip) == 1, install
-    install = install.replace(make, f"-m venv --without-pip {venv} ").replace(
-        pip, f"{shlex.quote(sys.executable)} -m pip --python {venv}/bin/python install ")
-    res = subprocess.run(["sh", "-c", install], cwd=app, env=offline, capture_output=True, text=True, timeout=1500)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    install = install.replace(make, "-m venv --without-pip {venv} ").replace(
+        pip, "{python} -m pip --python {venv}/bin/python install ")
+    with installed_environment(install, app / "requirements.txt", wheelhouse(app / "requirements.txt"), app) as venv:
+        start_the_image(steps, app, venv, tmp_path)
+
+
+def start_the_image(steps: list[tuple[str, str]], app: Path, venv: Path, tmp_path: Path) -> None:
+    """The image's CMD run in ``app`` with ``venv`` first on the PATH, PORT and the store on a 'volume'
+    folder: the health endpoint, the Overview with the demo built on the volume, and the demo fit's worker
+    started (then stopped)."""
     argv = json.loads(next(a for i, a in steps if i == "CMD"))
     port = browserkit.free_port()
     data = tmp_path / "data"

@@ -77,6 +77,39 @@ def test_a_batch_brings_its_annotations_and_profiles_in_its_transaction(tmp_path
     assert s.scalar("PRAGMA cache_size") == cache
 
 
+def test_a_snapshot_copies_its_tables_into_an_empty_store_with_the_write_time_filled(tmp_path):
+    """Store.snapshot / copy_snapshot (the prebuilt demo's path): the rows come back as they were, the omitted
+    columns filled at copy time, in one transaction; nothing is written for another meta, into tables that
+    have rows, or inside an open transaction (and a snapshot is not taken inside one either)."""
+    from core.store import snapshot_meta
+
+    src = Store(tmp_path / "src.db")
+    b = batch(n=5)
+    src.write_batch(b)
+    tables = ("datasets", "samples", "judges", "labels")
+    omit = {"datasets": ("imported_at", "updated_at"), "judges": ("created_at",), "labels": ("created_at",)}
+    image = src.snapshot(tables, omit=omit, meta={"v": "1"})
+    assert snapshot_meta(image) == {"v": "1"} and snapshot_meta(b"not a database" * 100) is None
+    dst = Store(tmp_path / "dst.db")
+    fill = {t: {c: "2026-01-01T00:00:00+00:00" for c in cols} for t, cols in omit.items()}
+    assert dst.copy_snapshot(image, tables, fill=fill, meta={"v": "2"}) is None and dst.is_empty()
+    dst.conn.execute("BEGIN")
+    assert dst.copy_snapshot(image, tables, fill=fill, meta={"v": "1"}) is None
+    with pytest.raises(ValueError):
+        dst.snapshot(tables, omit=omit, meta={})
+    dst.conn.rollback()
+    assert dst.copy_snapshot(image, tables, fill=fill, meta={"v": "1"}) == {"datasets": 1, "samples": 5, "judges": 1,
+                                                                            "labels": 5}
+    assert dst.copy_snapshot(image, tables, fill=fill, meta={"v": "1"}) is None  # the tables have rows now
+    for t in tables:
+        keep = lambda rows: [{k: v for k, v in r.items() if k not in omit.get(t, ())} for r in rows]
+        assert keep(dst.rows(f"SELECT rowid, * FROM {t} ORDER BY rowid")) == keep(src.rows(f"SELECT rowid, * FROM {t} ORDER BY rowid"))
+        for col in omit.get(t, ()):
+            assert {r[col] for r in dst.rows(f"SELECT {col} FROM {t}")} == {"2026-01-01T00:00:00+00:00"}
+    assert [h["id"] for h in dst.search(b.samples[0].query)] == [h["id"] for h in src.search(b.samples[0].query)]
+    assert "snapshot" not in [r["name"] for r in dst.rows("PRAGMA database_list")]
+
+
 def test_feature_provenance_is_encoded_as_given(tmp_path):
     """Provenance dicts are encoded once per distinct value (the demo's 38,280 features share one), and values
     that compare equal but encode apart (True, 1, 1.0) keep their own JSON."""

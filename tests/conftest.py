@@ -45,12 +45,17 @@ OWN_GROUPS = {
     "tests/test_fit.py::test_exact_falls_back_to_pymcs_own_nuts": "test_fit-nuts",
     "tests/test_fit.py::test_exact_profiles_agree_with_fast_ones": "test_fit-nuts",
     "tests/test_fit.py::test_fast_tie_model_with_position_matches_nuts": "test_fit-nuts-ties",
-    # the NUTS tests share nutpie's compiled models (one per model shape, ~10 CPU s each to compile, kept
-    # per process in core.fit): binary ones in test_fit-nuts, the tie model with position in -ties, so
-    # each shape is compiled once per run (the soft-label tests ran with the rest of test_fit and
-    # compiled the binary and tie models a second time)
+    # the NUTS tests share nutpie's compiled models (one per model shape, hard and soft labels alike, ~10
+    # CPU s each to compile, kept per process in core.fit): binary ones in test_fit-nuts, the tie model
+    # with position in -ties, so each shape is compiled once per run (the soft-label tests ran with the
+    # rest of test_fit and compiled the binary and tie models a second time)
     "tests/test_fit.py::test_fast_soft_labels_match_nuts[binary]": "test_fit-nuts",
     "tests/test_fit.py::test_fast_soft_labels_match_nuts[ties+position]": "test_fit-nuts-ties",
+    # the closed-form model against PyMC's distributions: beside the NUTS tests, which import PyMC anyway
+    "tests/test_fit.py::test_nuts_model_is_pymcs_bernoulli_and_categorical[binary-hard]": "test_fit-nuts",
+    "tests/test_fit.py::test_nuts_model_is_pymcs_bernoulli_and_categorical[binary-soft]": "test_fit-nuts",
+    "tests/test_fit.py::test_nuts_model_is_pymcs_bernoulli_and_categorical[ties+position-hard]": "test_fit-nuts-ties",
+    "tests/test_fit.py::test_nuts_model_is_pymcs_bernoulli_and_categorical[ties+position-soft]": "test_fit-nuts-ties",
     "tests/test_fit.py::test_intervals_cover_true_weights_at_the_nominal_rate": "test_fit-coverage",
     "tests/test_fit.py::test_position_and_ties_cover_the_truth_at_the_nominal_rate": "test_fit-coverage",
     "tests/test_dissect.py::test_real_judges_of_pandalm_on_heuristic_features": "test_dissect-pandalm",

@@ -1240,47 +1240,43 @@ def prebuilt_meta() -> dict[str, str]:
             "migrations": ",".join(names()), "inputs": hashlib.sha256(inputs.encode()).hexdigest()}
 
 
-def prebuilt_mismatch(path=None) -> str | None:
-    """Why the prebuilt file cannot stand for a fresh build of the default demo here, or None when it can."""
+def _prebuilt_image(path) -> tuple[bytes | None, str | None]:
+    """(the prebuilt file's database image, None) when it stands for a fresh build of the default demo here,
+    else (None, why not)."""
     import gzip
 
     from .store import snapshot_meta
 
-    path = PREBUILT if path is None else path
     if not path.is_file():
-        return f"{path} is missing"
+        return None, f"{path} is missing"
     try:
-        meta = snapshot_meta(gzip.decompress(path.read_bytes()))
+        image = gzip.decompress(path.read_bytes())
     except (OSError, EOFError) as e:
-        meta, why = None, f" ({e})"
-    else:
-        why = " (not a database image with a meta table)"
+        return None, f"{path} is not a readable prebuilt demo ({e})"
+    meta = snapshot_meta(image)
     if meta is None:
-        return f"{path} is not a readable prebuilt demo{why}"
+        return None, f"{path} is not a readable prebuilt demo (not a database image with a meta table)"
     want = prebuilt_meta()
     diff = [k for k in sorted(set(want) | set(meta)) if meta.get(k) != want.get(k)]
-    return f"{path} was made for another {', '.join(diff)}" if diff else None
+    return (None, f"{path} was made for another {', '.join(diff)}") if diff else (image, None)
+
+
+def prebuilt_mismatch(path=None) -> str | None:
+    """Why the prebuilt file cannot stand for a fresh build of the default demo here, or None when it can."""
+    return _prebuilt_image(PREBUILT if path is None else path)[1]
 
 
 def _copy_prebuilt(store: Store, on_progress) -> ImportResult | None:
     """The default demo copied from ``PREBUILT`` into the store, or None (nothing written) when the file is
     missing, unreadable or made for another schema or catalogue, or the store has rows in the demo's tables."""
-    import gzip
-
-    from .store import snapshot_meta
-
-    want = prebuilt_meta()
-    try:
-        image = gzip.decompress(PREBUILT.read_bytes())
-    except (OSError, EOFError):  # missing, or not gzip
-        return None
-    if snapshot_meta(image) != want:
+    image, _ = _prebuilt_image(PREBUILT)
+    if image is None:
         return None
     if on_progress:  # the copy runs in SQLite, without the GIL: a caller can do other work beside it
         on_progress("writing the demo's prebuilt pairs, annotations and labels into the store", 0, 1)
     ts = now()
     fill = {t: {c: ts for c in cols if c != "id"} for t, cols in COPY_TIME.items()}
-    counts = store.copy_snapshot(image, TABLES, fill=fill, meta=want)
+    counts = store.copy_snapshot(image, TABLES, fill=fill, meta=prebuilt_meta())
     if counts is None:
         return None
     return ImportResult(dataset=DEMO_DATASET, samples_added=counts["samples"], samples_seen=counts["samples"],

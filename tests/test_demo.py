@@ -381,7 +381,7 @@ def test_a_generated_build_reports_its_generation_and_its_write(tmp_path):
                      ("writing them into the store", 1, 2)]
 
 
-def _refused(store, monkeypatch):
+def _refused(store):
     before = store.table_counts()
     assert demo._copy_prebuilt(store, None) is None
     assert store.table_counts() == before
@@ -400,13 +400,13 @@ def test_the_prebuilt_demo_is_copied_only_where_it_stands_for_a_fresh_build(tmp_
         (tmp_path / "attrs.json").write_text(json.dumps(attrs[:-1]), encoding="utf-8")
         monkeypatch.setenv("PREFDISSECT_ATTRIBUTES", str(tmp_path / "attrs.json"))
         assert "inputs" in demo.prebuilt_mismatch()
-        _refused(store, monkeypatch)
+        _refused(store)
         monkeypatch.delenv("PREFDISSECT_ATTRIBUTES")
         # another schema: the code has a migration the file was not made with
         real = migrations.names
         monkeypatch.setattr(migrations, "names", lambda: real() + ["m999_future"])
         assert "migrations" in demo.prebuilt_mismatch()
-        _refused(store, monkeypatch)
+        _refused(store)
         monkeypatch.undo()
         # a missing file, a file that is not gzip, a gzip of something that is not a database
         for content in (None, b"not gzip", gzip.compress(b"not a database " * 100)):
@@ -416,11 +416,11 @@ def test_the_prebuilt_demo_is_copied_only_where_it_stands_for_a_fresh_build(tmp_
                 path.write_bytes(content)
             monkeypatch.setattr(demo, "PREBUILT", path)
             assert demo.prebuilt_mismatch()
-            _refused(store, monkeypatch)
+            _refused(store)
         monkeypatch.undo()
         # a store with a row in one of the demo's tables
         store.write_labels([Judge("someone", "human")], [])
-        _refused(store, monkeypatch)
+        _refused(store)
     assert demo.prebuilt_mismatch() is None  # the shipped file, here (the test above holds it to a fresh build)
 
 

@@ -438,7 +438,7 @@ def test_the_image_steps_run_in_a_fresh_environment(tmp_path):
     file's wheels (``wheelhouse``, kept between runs) with the index off, so a package missing from
     requirements.txt still fails the install or the start. The environment is made ``--without-pip`` and
     installed into by the test environment's pip (``pip --python``; pip 22.3 or later): the app never uses
-    pip. It is made once per (install command, content of requirements.txt, Python) and kept
+    pip. It is made once per (install command, content of requirements.txt, Python, pip) and kept
     (``installed_environment``): the same inputs make the same environment, and a run that installed it
     again spent some 20 CPU seconds on that, and its start another few compiling the libraries from source
     (the install ran ``--no-compile`` to save more). Every pinned requirement is checked to be installed

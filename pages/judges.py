@@ -111,22 +111,26 @@ if not base.empty:
         covariate_key = (fp, card_judge, dataset, items)
         covariate = data_judges.self_preference(*covariate_key, start=False)
 
+        fmt.dataframe(data_judges.with_covariate(card, covariate), hide_index=True, key="judges_bias_table",
+                      column_config={
+            "value": fmt.percent_column("estimate", help="not applicable where no pair measures it (see the note)"),
+            "lo": fmt.percent_column("94% from"),
+            "hi": fmt.percent_column("94% to"),
+            "n": st.column_config.NumberColumn("pairs")})
+
         polls = []
 
-        def bias_table(pending: bool) -> None:
-            covariate = data_judges.self_preference(*covariate_key, start=False)
-            if pending and polls and covariate is not None and covariate.done():
-                st.rerun()  # a poll finds the fit in: the page runs once more and stops polling
+        def await_covariate() -> None:
+            """Poll for the fit, drawing nothing (a poll that redrew the table sent it to the browser again
+            every half second, unchanged, and Chromium laid the grid out anew each time): when a poll finds
+            it in, the page runs once more, shows the figure and stops polling."""
+            if polls and (done := data_judges.self_preference(*covariate_key, start=False)) is not None \
+                    and done.done():
+                st.rerun()
             polls.append(1)
-            fmt.dataframe(data_judges.with_covariate(card, covariate), hide_index=True, key="judges_bias_table",
-                          column_config={
-                "value": fmt.percent_column("estimate", help="not applicable where no pair measures it (see the note)"),
-                "lo": fmt.percent_column("94% from"),
-                "hi": fmt.percent_column("94% to"),
-                "n": st.column_config.NumberColumn("pairs")})
 
-        pending = covariate is None or not covariate.done()
-        st.fragment(bias_table, run_every=0.5 if pending else None)(pending)
+        if covariate is None or not covariate.done():
+            st.fragment(await_covariate, run_every=0.5)()
 
 st.subheader("Add a judge")
 

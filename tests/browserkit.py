@@ -95,15 +95,43 @@ def body_text(driver) -> str:
     return driver.find_element("tag name", "body").text
 
 
+#: ``wait_for_text``'s wait in the page: its rendered text (``innerText``, whitespace collapsed) read every
+#: 100 ms until it holds the text (true) or ``arguments[1]`` seconds have passed (false).
+WAIT_TEXT_JS = """
+const [text, timeout, done] = [arguments[0].replace(/\\s+/g, " "), arguments[1] * 1000, arguments[arguments.length - 1]];
+const start = performance.now();
+const tick = () => {
+  if (document.body && document.body.innerText.replace(/\\s+/g, " ").includes(text)) return done(true);
+  if (performance.now() - start >= timeout) return done(false);
+  setTimeout(tick, 100);
+};
+tick();
+"""
+
+
 def wait_for_text(driver, text, timeout=90) -> str:
+    """Wait until the page shows ``text`` (Selenium's text of the body: what is displayed) and return that
+    text. The wait itself runs in the page (``WAIT_TEXT_JS``: the body's ``innerText``, a few ms) and
+    Selenium's text is read once it holds the text, and at least every 5 s: that read walks every element
+    with its computed style (0.1-1 CPU s of Chromium on a page of ours), where a poll of it every 0.3 s
+    cost more CPU than the pages themselves."""
+    from selenium.common.exceptions import JavascriptException, TimeoutException
+
     deadline = time.time() + timeout
     body = ""
-    while time.time() < deadline:
+    while True:
+        left = deadline - time.time()
+        try:
+            driver.set_script_timeout(max(left, 0) + 30)
+            driver.execute_async_script(WAIT_TEXT_JS, text, min(5.0, max(left, 0)))
+        except (JavascriptException, TimeoutException):  # the document went away under the wait
+            time.sleep(0.1)
         body = body_text(driver)
         if text in body:
             return body
-        time.sleep(0.3)
-    raise AssertionError(f"{text!r} never appeared; page shows: {body[:1500]!r}")
+        if time.time() >= deadline:
+            raise AssertionError(f"{text!r} never appeared; page shows: {body[:1500]!r}")
+        time.sleep(0.1)
 
 
 def wait_for_count(driver, css, n, timeout=90) -> int:
@@ -219,17 +247,18 @@ def open_page(driver, url: str, timeout: float = 90) -> None:
     this is Streamlit's client-side page switch (what its back and forward buttons do: a new history entry, and
     the app reruns the page the address names with the address's query), which spares Chromium a fresh load of
     the app (about half its CPU for a page) and the server a new session; it returns once the new page's run
-    is over and the old page's elements are gone (``wait_idle``), so what the window shows is the new page. Else a full
-    load (``driver.get``): the first page, another server, or the same page with another query (a page may
-    read its query into its widgets only on a session's first run)."""
+    is over and the old page's elements are gone (``wait_idle``), so what the window shows is the new page. The same
+    page with another query switches too: that is the browser's back and forward within a page, and our pages
+    apply a query that changed (``dashboard/viewurl.py``, ``dashboard/sampleurl.py``). Else a full load
+    (``driver.get``): the first page, another server, or the very address the window shows (a reload)."""
     from urllib.parse import urlsplit
 
     want, now = urlsplit(url), urlsplit(driver.current_url)
     state = driver.execute_script(
         "const a = document.querySelector(\"[data-testid='stApp']\");"
         "return a ? a.getAttribute('data-test-connection-state') : null;")
-    if (want.scheme, want.netloc) != (now.scheme, now.netloc) or want.path.rstrip("/") == now.path.rstrip("/") \
-            or state != "CONNECTED":
+    if (want.scheme, want.netloc) != (now.scheme, now.netloc) \
+            or (want.path.rstrip("/"), want.query) == (now.path.rstrip("/"), now.query) or state != "CONNECTED":
         driver.get(url)
         return
     driver.execute_script(SWITCH_PAGE_JS, want.path + (f"?{want.query}" if want.query else ""))

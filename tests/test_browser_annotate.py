@@ -13,7 +13,7 @@ def no_exception(browser) -> None:
 
 def test_annotate_page_renders(streamlit_server, browser):
     url, _ = streamlit_server
-    browser.get(url + "/annotate")
+    browserkit.open_page(browser, url + "/annotate")  # a page switch within the app where it can
     wait_for_text(browser, "Annotator")
     body = wait_for_text(browser, "Fit profiles")
     for text in ("Annotate & fit", "Job", "Fit profiles", "History", "Scenario groups"):
@@ -25,7 +25,7 @@ def test_annotate_page_renders(streamlit_server, browser):
 
 def test_judges_page_renders_with_the_demo_judges(streamlit_server, browser):
     url, _ = streamlit_server
-    browser.get(url + "/judges")
+    browserkit.open_page(browser, url + "/judges")
     wait_for_text(browser, "Upload labels")  # near the end of the page: the run got there
     body = wait_for_text(browser, "Collect from a model")
     for text in ("Reference judge", "Position bias", "Agreement between every two judges", "Add a judge"):

@@ -37,7 +37,7 @@ def assert_contract(url, want: dict) -> None:
 def test_profiles_page_draws_the_chart_and_an_attribute_link_opens_its_samples(streamlit_server, browser):
     url, _ = streamlit_server
     # a link can preselect judges: three demo judges with distinct tastes, for the README screenshot
-    browser.get(url + "/profiles?judge=demo-crowd&judge=demo-gpt-4-turbo&judge=demo-tulu-70b")
+    browserkit.open_page(browser, url + "/profiles?judge=demo-crowd&judge=demo-gpt-4-turbo&judge=demo-tulu-70b")
     body = wait_for_text(browser, "Held-out accuracy and fit diagnostics")  # the last section
     for text in ("Preference profiles", "Most and least rewarded", "Difference between two judges",
                  "demo-crowd", "demo-gpt-4-turbo", "demo-tulu-70b"):
@@ -67,7 +67,7 @@ def test_clicking_a_bar_of_the_profile_chart_opens_the_samples_of_that_attribute
     with Store(store_path) as s:  # a bar per estimated term (position + measured attributes) and judge
         rows = s.profiles(dataset="demo-synthetic", scope="Code", judges=["demo-gpt-4-turbo", "demo-crowd"], method="fast")
         bars_expected = int((profile_frame(rows)["status"] == "measured").sum())
-    browser.get(url + "/profiles?scope=Code&judge=demo-gpt-4-turbo&judge=demo-crowd")
+    browserkit.open_page(browser, url + "/profiles?scope=Code&judge=demo-gpt-4-turbo&judge=demo-crowd")
     wait_for_text(browser, "Held-out accuracy and fit diagnostics")
     wait_for_count(browser, "[data-testid='stVegaLiteChart'] svg g.mark-rect path", bars_expected)
     browserkit.wait_idle(browser)
@@ -84,7 +84,7 @@ def test_clicking_a_bar_of_the_profile_chart_opens_the_samples_of_that_attribute
 
 def test_similarity_page_draws_the_heatmap_and_two_profiles(streamlit_server, browser):
     url, _ = streamlit_server
-    browser.get(url + "/similarity")
+    browserkit.open_page(browser, url + "/similarity")
     body = wait_for_text(browser, "on the Profiles page")  # the last element
     for text in ("Judge similarity", "averaged over 11 scenario groups", "Groups of judges", "Two profiles side by side",
                  "Similarity of demo-"):

@@ -72,7 +72,7 @@ def test_a_hostile_response_shows_as_text_runs_nothing_and_loads_nothing(streaml
                         f"Plain answer with a reference ![logo][r]\n\n[r]: {base}/ref.png")
         with Store(store_path) as s:
             s.write_batch(ImportBatch(dataset=Dataset("zz-inert-text-check"), samples=[sample]))
-        browser.get(url + f"/samples?id={sample.id}")
+        browserkit.open_page(browser, url + f"/samples?id={sample.id}")  # a page switch within the app where it can
         body = wait_for_text(browser, "window.__pwned=1")
         for literal in (script, image, tag, "[link](javascript:window.__pwned=3)", "![logo][r]"):
             assert literal in body, literal
@@ -91,7 +91,7 @@ def test_a_sample_with_a_judges_contributions_and_previous_next(streamlit_server
     f = SampleFilter(dataset=demo.DEMO_DATASET, scenario="Code", judge="demo-crowd")
     with Store(store_path) as s:
         rows, total = s.browse(f, offset=2, limit=3)  # the demo's Code pairs: N_PER_GROUP
-    browser.get(url + f"/samples?id={rows[1]['id']}&judge=demo-crowd&scope=Code")
+    browserkit.open_page(browser, url + f"/samples?id={rows[1]['id']}&judge=demo-crowd&scope=Code")
     body = wait_for_text(browser, "Predicted P(A | not a tie)")  # the demo's crowd ties: its profile has Davidson's term
     for text in ("Query", "Response A", "Response B", "Votes", "Why this choice", "Attributes", "Query analysis",
                  f"4 of {total} in this list"):

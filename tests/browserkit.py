@@ -109,6 +109,26 @@ tick();
 """
 
 
+def wait_for_rendered_text(driver, text, timeout=90) -> None:
+    """Wait until the body's rendered text (``innerText``, whitespace collapsed) holds ``text``, in the page
+    (``WAIT_TEXT_JS``), without reading Selenium's text: for a caller that reads that text itself once the
+    page has settled (``wait_idle``) and asserts ``text`` is in it."""
+    from selenium.common.exceptions import JavascriptException, TimeoutException
+
+    deadline = time.time() + timeout
+    while True:
+        left = deadline - time.time()
+        try:
+            driver.set_script_timeout(max(left, 0) + 30)
+            if driver.execute_async_script(WAIT_TEXT_JS, text, max(left, 0)):
+                return
+        except (JavascriptException, TimeoutException):  # the document went away under the wait
+            pass
+        if time.time() >= deadline:
+            raise AssertionError(f"{text!r} never appeared; page shows: {body_text(driver)[:1500]!r}")
+        time.sleep(0.1)
+
+
 def wait_for_text(driver, text, timeout=90) -> str:
     """Wait until the page shows ``text`` (Selenium's text of the body: what is displayed) and return that
     text. The wait itself runs in the page (``WAIT_TEXT_JS``: the body's ``innerText``, a few ms) and

@@ -109,7 +109,12 @@ def test_a_sample_with_a_judges_contributions_and_previous_next(streamlit_server
         browserkit.set_window_size(browser, size["width"], size["height"])
     for label, want in (("Next", rows[2]["id"]), ("Previous", rows[1]["id"]), ("Previous", rows[0]["id"])):
         browserkit.wait_idle(browser)  # the last click's run is over: its buttons, not the ones it replaces
-        button = next(b for b in browser.find_elements(By.CSS_SELECTOR, "button") if b.text.strip().endswith(label))
+        # the shown button whose text ends with the label, found in one call (Selenium's text of each button
+        # of the page, one WebDriver round trip and a walk of its styles each, cost more than the page's run)
+        button = browser.execute_script(
+            "return [...document.querySelectorAll('button')].find(b => b.checkVisibility({opacityProperty: true, "
+            "visibilityProperty: true}) && b.innerText.trim().endsWith(arguments[0]))", label)
+        assert button is not None, label
         browserkit.scroll_to(browser, button)
         button.click()
         got = wait_for_query(browser, "id", want)

@@ -64,9 +64,10 @@ def test_no_name_from_the_data_becomes_a_link(tmp_path, browser):
     try:
         for page, marker in PAGES + QUIET:
             browserkit.open_page(browser, url + page.format(sid=sid))  # a page switch within the app where it can
-            wait_for_text(browser, marker)
+            browserkit.wait_for_rendered_text(browser, marker)
             browserkit.wait_idle(browser)  # the run over, fragments and charts drawn: all a link could be in
-            body = browserkit.body_text(browser)
+            body = browserkit.body_text(browser)  # what the page shows, read once it has settled
+            assert marker in body, (page, marker)
             assert "https://ev" in body or (page, marker) in QUIET, f"{page}: the names are not shown, so the test proves nothing"
             links = browser.execute_script(
                 "return [...document.querySelectorAll('a')].map(a => new URL(a.href, location.href))"

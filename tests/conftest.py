@@ -170,18 +170,35 @@ def built_once(tmp_path_factory, name: str, build):
 
 
 @pytest.fixture(scope="session")
-def demo_built(tmp_path_factory):
-    """(path, build result) of the demo with its fitted profiles, built once per test run (by
-    ``core.demo``'s own builder, so the tests follow the demo's contents; its data is copied from the
-    prebuilt file, as on a first start, which tests/test_demo.py holds to a fresh generation and write):
-    copy it, never write to it."""
-    from core import demo
+def _demo_build(tmp_path_factory):
+    """(path, (build result, the fit's DissectionReport)) of the demo with its fitted profiles, built once
+    per test run by ``core.demo``'s own builder, so the tests follow the demo's contents (its data is copied
+    from the prebuilt file, as on a first start, which tests/test_demo.py holds to a fresh generation and
+    write), then fitted as ``build_demo``'s own fit step fits it (``fit.dissect`` of the demo's dataset and
+    feature set), its report kept: copy the file, never write to it."""
+    from core import demo, fit
 
     def build(path):
         with Store(path) as s:
-            return demo.build_demo(s)
+            result = demo.build_demo(s, fit=False)
+            return result, fit.dissect(s, demo.DEMO_DATASET, demo.FEATURE_SOURCE)
 
-    return built_once(tmp_path_factory, "demo", build)
+    path, (result, report) = built_once(tmp_path_factory, "demo", build)
+    return path, result, report
+
+
+@pytest.fixture(scope="session")
+def demo_built(_demo_build):
+    """(path, build result) of the demo with its fitted profiles, built once per test run: copy it, never
+    write to it."""
+    return _demo_build[:2]
+
+
+@pytest.fixture(scope="session")
+def demo_dissection(_demo_build):
+    """The report (``fit.DissectionReport``) of the fit that made the session demo's profiles (``demo_file``):
+    what it fitted, skipped and why."""
+    return _demo_build[2]
 
 
 @pytest.fixture(scope="session")

@@ -501,10 +501,11 @@ def rate(query: str, response: str) -> dict[str, float | None]:
 @lru_cache(maxsize=4096)
 def _rate(query: str, response: str) -> dict[str, float | None]:
     """:func:`rate`, kept for the last few thousand (query, response) pairs: a response is rated again
-    where it recurs, which is common. An experiment's baseline answer stands as response B beside each
-    arm's; a judge asked in both orders and the features of the same pairs read each text twice; a
-    dataset pairs one reference output with many others. The ratings are a pure function of the two
-    texts (callers get a copy, so the kept dict is never changed)."""
+    where it recurs: an experiment's baseline answer stands as response B beside each arm's; a scripted
+    judge asked in both orders reads each pair's texts twice, after their features were computed; an
+    AlpacaEval-style dataset pairs one reference output with each model's. The ratings are a pure function
+    of the two texts (callers get a copy, so the kept dict is never changed); 4096 entries keep the memory
+    small (a few MB for texts of a few hundred words)."""
     t = prepare(response)
     fog = fog_index(t)
     repetitive = max(_bin(repetition_ratio(t), REPETITIVE_BINS), _bin(repeated_sentences(t), REPEATED_SENTENCE_BINS))

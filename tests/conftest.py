@@ -45,7 +45,8 @@ OWN_GROUPS = {
     # compile pays numba's one-time costs too (~4 CPU-s compiling the error path of nutpie's `out[...] = grad`,
     # numba's string machinery), besides importing PyMC and nutpie (~5 CPU-s) and warming PyTensor's C backend
     # for the model checks (~4 CPU-s). Measured (load ~5 on 2 cores): a first compile 14-18 CPU-s, a second
-    # shape in the same process 7-10. The binary and tie-model tests ran in two groups and paid all of it twice.
+    # shape in the same process 7-10. The binary and tie-model tests ran in two groups and paid all of it twice:
+    # the 12 tests took 171.7 / 175.5 CPU-s as two processes, 152.1 / 131.4 as one (-n 0, A/B/A/B, load 5-7).
     "tests/test_fit.py::test_fast_sampler_matches_long_nuts": "test_fit-nuts",
     "tests/test_fit.py::test_exact_falls_back_to_pymcs_own_nuts": "test_fit-nuts",
     "tests/test_fit.py::test_exact_profiles_agree_with_fast_ones": "test_fit-nuts",

@@ -203,6 +203,21 @@ def test_charts_are_cached_specs_that_draw_what_altair_chart_draws(monkeypatch):
     assert charts._vega_lite_spec("scenario_bars", (frame.copy(),), ()) == first and calls == [1]
     charts._vega_lite_spec("scenario_bars", (frame.assign(samples=[4]),), ())
     assert calls == [1, 1]
+    # a frame's key is its pickle (charts._frame_key, not Streamlit's slower hash): whatever tells two frames
+    # apart (a value, a dtype, the index, a column's name) builds anew; an equal frame never does
+    others = [frame.assign(scenario_group=["h"]), frame.astype({"samples": float}), frame.set_axis([7]),
+              frame.assign(extra=[0]), frame.assign(samples=[3 + 1e-12]).astype({"samples": float})]
+    for other in others:
+        charts._vega_lite_spec("scenario_bars", (other,), ())
+    assert len(calls) == 2 + len(others)
+    equal = pd.DataFrame({"dataset": ["d"], "scenario_group": ["g"], "samples": [3]})
+    charts._vega_lite_spec("scenario_bars", (equal,), ())
+    assert len(calls) == 2 + len(others)
+    keys = {charts._frame_key(f) for f in [frame, *others]}
+    assert len(keys) == 1 + len(others) and charts._frame_key(frame.copy()) in keys
+    # a frame that cannot be pickled is keyed as Streamlit keys it (hash_pandas_object), not an error
+    unpicklable = [charts._frame_key(pd.DataFrame({"f": [lambda: n]})) for n in (1, 2)]
+    assert all(isinstance(k, bytes) for k in unpicklable)
 
 
 def _templated_and_altair_charts():

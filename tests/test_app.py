@@ -348,6 +348,30 @@ def test_page_tests_compile_each_script_once(shared_store_path, tmp_path, monkey
     assert ScriptCache().get_bytecode(str(script)) is not kept and compiled.count("page.py") == 2
 
 
+def test_page_tests_wait_for_a_run_by_joining_its_thread_not_by_polling(monkeypatch):
+    """tests/stsession.wait_for_runs_without_polling (conftest turns it on): AppTest waited for a run by
+    waking every millisecond to scan the run's events, taking the GIL from the script it waited for; the
+    page tests join the script's thread instead. The run is still waited for to its end, and a run past its
+    timeout is still stopped and reported as Streamlit reports it. Fails loudly where Streamlit moved the
+    wait, so the saving is not lost unnoticed."""
+    from streamlit.testing.v1 import local_script_runner as lsr
+
+    from tests.stsession import wait_for_runs_without_polling
+
+    assert wait_for_runs_without_polling()
+    assert lsr.require_widgets_deltas.joins
+    checks = []
+    real = lsr.LocalScriptRunner.script_stopped
+    monkeypatch.setattr(lsr.LocalScriptRunner, "script_stopped", lambda self: checks.append(1) or real(self))
+    slow = "import time\nimport streamlit as st\nfor _ in range(30):\n    time.sleep(0.01)\n    st.empty()\nst.text('done')\n"
+    at = AppTest.from_string(slow, default_timeout=60).run()
+    assert not at.exception and [t.value for t in at.text] == ["done"]  # waited for the whole run
+    assert len(checks) <= 2, len(checks)  # not once a millisecond over its 0.3 s or more
+    endless = "import time\nimport streamlit as st\nwhile True:\n    time.sleep(0.01)\n    st.empty()\n"
+    with pytest.raises(RuntimeError, match=r"AppTest script run timed out after 0\.5\(s\)"):
+        AppTest.from_string(endless).run(timeout=0.5)
+
+
 def test_the_shared_store_notices_a_write_and_hands_out_a_fresh_copy(demo_file, tmp_path, monkeypatch):
     """conftest.shared_store_path (one demo copy per module for the page tests that only read) fails a test
     that writes to it and gives the next tests a fresh copy: a page run, a read, then a write are told apart."""

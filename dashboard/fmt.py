@@ -159,12 +159,12 @@ def _styler(frame: pd.DataFrame, display: dict[str, list]):
     style = frame.style
     body: list[list[dict]] = [[] for _ in range(len(frame))]
     columns = []
-    for c, name in enumerate(frame.columns):
+    for c, (name, column) in enumerate(frame.items()):
         texts = display.get(name)
-        dtype = frame[name].dtype
+        dtype = column.dtype
         if texts is None or (isinstance(dtype, np.dtype) and dtype.kind in "iub") or (
-                dtype.kind == "O" and all(type(t) is str for t in frame[name])):
-            columns.append(frame.iloc[:, c].astype(str))  # Streamlit's own text of these cells: str of the value
+                dtype.kind == "O" and all(type(t) is str for t in column)):
+            columns.append(column.astype(str))  # Streamlit's own text of these cells: str of the value
             continue
         texts = [str(t) for t in texts]
         for r, t in enumerate(texts):
@@ -232,11 +232,11 @@ def shown(frame: pd.DataFrame, column_config: dict | None, placeholder: str = NO
     # a Styler shows every cell through its formatter: the other number columns as Streamlit would, the
     # rest as pandas does by default; an empty cell reads the placeholder in every column
     display = {}
-    for col in frame.columns:
-        values = frame[col].tolist()
+    for col, column in frame.items():  # each column taken once (a frame's column lookup is not free)
+        values = column.tolist()
         if col in numbers:
             display[col] = _texts(values, numbers[col].text, numbers[col].missing or placeholder)
-        elif pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]):
+        elif pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
             display[col] = _texts(values, _plain_number, placeholder)
         else:
             display[col] = _texts(values, _pandas_default, placeholder)

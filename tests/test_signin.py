@@ -1,5 +1,5 @@
 """core.signin: the failed sign-in throttle and the signed sign-in token. (Guessing through the
-dashboard from parallel sessions: tests/test_security.py.)"""
+dashboard from several open sessions: tests/test_security.py.)"""
 
 import pytest
 
@@ -23,6 +23,28 @@ def test_throttle_counts_all_addresses_together():
     for i in range(5):
         t.failure(f"10.0.0.{i}")
     assert t.locked_for("10.0.0.99") > 0  # a distributed guess gets no more tries than one client
+
+
+def test_throttle_loses_no_failure_counted_from_many_threads_at_once():
+    """Sessions are threads of one web process: failures recorded at once from many threads are all counted
+    (the overall lockout falls exactly at its threshold, never later)."""
+    import threading
+
+    for overall, locked in ((400, True), (401, False)):
+        t = signin.Throttle(per_client=10_000, overall=overall, window_s=600)
+        start = threading.Barrier(8)
+
+        def guess(i):
+            start.wait()
+            for _ in range(50):
+                t.failure(f"10.0.{i}.1")
+
+        threads = [threading.Thread(target=guess, args=(i,)) for i in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert (t.locked_for("10.9.9.9") > 0) is locked, overall
 
 
 def test_the_sign_in_token_is_signed_bounded_and_holds_no_password(monkeypatch):

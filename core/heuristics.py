@@ -486,7 +486,8 @@ def fog_index(text: str | Text) -> float | None:
 
 
 def rate(query: str, response: str) -> dict[str, float | None]:
-    """Raw ratings of one response, keyed as :func:`core.features.resolve` expects.
+    """Raw ratings of one response, keyed as :func:`core.features.resolve` expects (a fresh dict: the
+    ratings of a (query, response) seen lately are kept, :func:`_rate`).
 
     0-3 ratings for the covered attributes (repetitiveness under ``repetitive``, which resolve
     negates), the word count under ``lengthy``, and None where a rating cannot be judged
@@ -494,8 +495,18 @@ def rate(query: str, response: str) -> dict[str, float | None]:
     what the response copies from it: a URL the user gave is not a source, and a sentence
     quoted verbatim from the user's text is neither a refusal nor a question to the user.
     """
+    return dict(_rate(query or "", "" if response is None else str(response)))
+
+
+@lru_cache(maxsize=4096)
+def _rate(query: str, response: str) -> dict[str, float | None]:
+    """:func:`rate`, kept for the last few thousand (query, response) pairs: a response is rated again
+    where it recurs: an experiment's baseline answer stands as response B beside each arm's; a scripted
+    judge asked in both orders reads each pair's texts twice, after their features were computed; an
+    AlpacaEval-style dataset pairs one reference output with each model's. The ratings are a pure function
+    of the two texts (callers get a copy, so the kept dict is never changed); 4096 entries keep the memory
+    small (a few MB for texts of a few hundred words)."""
     t = prepare(response)
-    query = query or ""
     fog = fog_index(t)
     repetitive = max(_bin(repetition_ratio(t), REPETITIVE_BINS), _bin(repeated_sentences(t), REPEATED_SENTENCE_BINS))
     return {

@@ -33,29 +33,27 @@ def shared_data_path() -> Path:
 #: instead of one long group starting last and running alone at the end (pytest.ini turns off xdist's
 #: own order, by count of tests). The real-server tests (about 9 minutes on one worker where CI installs
 #: llama-cpp-python; skipped at once elsewhere) come first of all.
-LONGEST_GROUPS = ("test_realserver", "test_fit-coverage", "test_deploy", "test_fit-nuts", "test_fit-nuts-ties",
-                  "test_dissect-autoj",
+LONGEST_GROUPS = ("test_realserver", "test_fit-nuts", "test_fit-coverage", "test_deploy", "test_dissect-autoj",
                   "browser", "test_app", "test_dissect-pandalm", "test_experiment", "test_dissect", "test_app_annotate")
 
 #: Long tests of a long module given a group of their own, so they run beside the rest of it: they need
 #: none of its costly module fixtures (test -> group, every parametrization of the test with it; or one
 #: parametrization -> group).
 OWN_GROUPS = {
+    # Every NUTS test in ONE group (one process): nutpie's compiled models (one per model shape, hard and soft
+    # labels alike, kept per process in core.fit) cannot be cached across processes, and a process's first
+    # compile pays numba's one-time costs too (~4 CPU-s compiling the error path of nutpie's `out[...] = grad`,
+    # numba's string machinery), besides importing PyMC and nutpie (~5 CPU-s) and warming PyTensor's C backend
+    # for the model checks (~4 CPU-s). Measured (load ~5 on 2 cores): a first compile 14-18 CPU-s, a second
+    # shape in the same process 7-10. The binary and tie-model tests ran in two groups and paid all of it twice:
+    # the 12 tests took 171.7 / 175.5 CPU-s as two processes, 152.1 / 131.4 as one (-n 0, A/B/A/B, load 5-7).
     "tests/test_fit.py::test_fast_sampler_matches_long_nuts": "test_fit-nuts",
     "tests/test_fit.py::test_exact_falls_back_to_pymcs_own_nuts": "test_fit-nuts",
     "tests/test_fit.py::test_exact_profiles_agree_with_fast_ones": "test_fit-nuts",
-    "tests/test_fit.py::test_fast_tie_model_with_position_matches_nuts": "test_fit-nuts-ties",
-    # the NUTS tests share nutpie's compiled models (one per model shape, hard and soft labels alike, ~10
-    # CPU s each to compile, kept per process in core.fit): binary ones in test_fit-nuts, the tie model
-    # with position in -ties, so each shape is compiled once per run (the soft-label tests ran with the
-    # rest of test_fit and compiled the binary and tie models a second time)
-    "tests/test_fit.py::test_fast_soft_labels_match_nuts[binary]": "test_fit-nuts",
-    "tests/test_fit.py::test_fast_soft_labels_match_nuts[ties+position]": "test_fit-nuts-ties",
+    "tests/test_fit.py::test_fast_tie_model_with_position_matches_nuts": "test_fit-nuts",
+    "tests/test_fit.py::test_fast_soft_labels_match_nuts": "test_fit-nuts",
     # the closed-form model against PyMC's distributions: beside the NUTS tests, which import PyMC anyway
-    "tests/test_fit.py::test_nuts_model_is_pymcs_bernoulli_and_categorical[binary-hard]": "test_fit-nuts",
-    "tests/test_fit.py::test_nuts_model_is_pymcs_bernoulli_and_categorical[binary-soft]": "test_fit-nuts",
-    "tests/test_fit.py::test_nuts_model_is_pymcs_bernoulli_and_categorical[ties+position-hard]": "test_fit-nuts-ties",
-    "tests/test_fit.py::test_nuts_model_is_pymcs_bernoulli_and_categorical[ties+position-soft]": "test_fit-nuts-ties",
+    "tests/test_fit.py::test_nuts_model_is_pymcs_bernoulli_and_categorical": "test_fit-nuts",
     "tests/test_fit.py::test_intervals_cover_true_weights_at_the_nominal_rate": "test_fit-coverage",
     "tests/test_fit.py::test_position_and_ties_cover_the_truth_at_the_nominal_rate": "test_fit-coverage",
     "tests/test_dissect.py::test_real_judges_of_pandalm_on_heuristic_features": "test_dissect-pandalm",
@@ -172,18 +170,35 @@ def built_once(tmp_path_factory, name: str, build):
 
 
 @pytest.fixture(scope="session")
-def demo_built(tmp_path_factory):
-    """(path, build result) of the demo with its fitted profiles, built once per test run (by
-    ``core.demo``'s own builder, so the tests follow the demo's contents; its data is copied from the
-    prebuilt file, as on a first start, which tests/test_demo.py holds to a fresh generation and write):
-    copy it, never write to it."""
-    from core import demo
+def _demo_build(tmp_path_factory):
+    """(path, (build result, the fit's DissectionReport)) of the demo with its fitted profiles, built once
+    per test run by ``core.demo``'s own builder, so the tests follow the demo's contents (its data is copied
+    from the prebuilt file, as on a first start, which tests/test_demo.py holds to a fresh generation and
+    write), then fitted as ``build_demo``'s own fit step fits it (``fit.dissect`` of the demo's dataset and
+    feature set), its report kept: copy the file, never write to it."""
+    from core import demo, fit
 
     def build(path):
         with Store(path) as s:
-            return demo.build_demo(s)
+            result = demo.build_demo(s, fit=False)
+            return result, fit.dissect(s, demo.DEMO_DATASET, demo.FEATURE_SOURCE)
 
-    return built_once(tmp_path_factory, "demo", build)
+    path, (result, report) = built_once(tmp_path_factory, "demo", build)
+    return path, result, report
+
+
+@pytest.fixture(scope="session")
+def demo_built(_demo_build):
+    """(path, build result) of the demo with its fitted profiles, built once per test run: copy it, never
+    write to it."""
+    return _demo_build[:2]
+
+
+@pytest.fixture(scope="session")
+def demo_dissection(_demo_build):
+    """The report (``fit.DissectionReport``) of the fit that made the session demo's profiles (``demo_file``):
+    what it fitted, skipped and why."""
+    return _demo_build[2]
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,7 @@ def test_two_sessions_a_worker_and_a_fit_at_once(store_file, tmp_path):
             deadline = time.time() + 300
             with Store(store_file) as store:
                 while time.time() < deadline and jobs.get(store, job.id).status in ("queued", "running"):
-                    time.sleep(0.5)
+                    time.sleep(0.05)  # the sessions browse (a core's worth of reruns) until this ends
                 final = jobs.get(store, job.id)
                 stored = store.scalar("SELECT COUNT(*) FROM annotations WHERE status = 'ok' AND reused = 0"
                                       " AND annotator = 'loopback-1'")

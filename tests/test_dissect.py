@@ -15,18 +15,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def demo_store(tmp_path_factory, unfitted_demo_file):
-    store = Store(copy_store(unfitted_demo_file, tmp_path_factory.mktemp("dissect") / "store.db"))
+def demo_store(tmp_path_factory, demo_file):
+    """The module's copy of the session's fitted demo: the dissection of every scope and judge (the first
+    test's subject) was run once, by the session's build (``demo_dissection``), as on a first start."""
+    store = Store(copy_store(demo_file, tmp_path_factory.mktemp("dissect") / "store.db"))
     yield store
     store.close()
 
 
-def test_dissection_of_the_demo_stores_a_profile_per_scope_and_judge(demo_store):
-    rep = fit.dissect(demo_store, demo.DEMO_DATASET, "demo")
+def test_dissection_of_the_demo_stores_a_profile_per_scope_and_judge(demo_store, demo_dissection):
+    """The session demo's dissection (``fit.dissect`` over every scope and judge, on a store without profiles:
+    ``demo_dissection`` is its report, ``demo_store`` a copy of the store it wrote)."""
+    rep = demo_dissection
+    assert rep.fitted and not rep.unchanged
     profiles = demo_store.profiles(dataset=demo.DEMO_DATASET, method="fast", with_draws=True)
     scopes = {p["scope"] for p in profiles}
     assert {"all", *catalogue.group_keys()} <= scopes
     assert len(profiles) == len(rep.fitted)
+    assert {(p["scope"], p["judge"]) for p in profiles} == set(rep.fitted)
     for p in profiles:
         # the position term ("shown first") leads; every demo judge ties (the crowd; the LLM judges where their
         # two orders disagree), so Davidson's tie parameter ends every profile

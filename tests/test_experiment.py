@@ -248,6 +248,8 @@ def test_a_killed_worker_resumes_and_no_stored_answer_is_sent_again(tmp_path):
                 time.sleep(0.05)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
+            server.set_latency(0.01)  # slow answers only until the kill (which must find the run mid-way): the
+            # resume's ~130 requests at 0.15 s, 4 at a time, were some 5 s of this test's wall
             stored = {json.loads(r["params"])["messages_sha"] for r in
                       watch.rows("SELECT params FROM annotations WHERE status = 'ok'")}
         assert len(stored) >= 12

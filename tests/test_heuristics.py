@@ -119,6 +119,21 @@ def test_covered_attributes_are_catalogue_keys_in_catalogue_order():
     assert "relevant" not in COVERED and "funny" not in COVERED
 
 
+def test_a_recurring_text_is_rated_once_and_each_caller_gets_its_own_ratings():
+    """``rate`` keeps the ratings of recent (query, response) pairs (an experiment's baseline answer recurs
+    beside every arm's): the same pair asks once, the query still counts, and a caller that changes its
+    dict changes no one else's."""
+    heuristics._rate.cache_clear()
+    text = "I'm not sure, but it is probably Tuesday. Shall I check?"
+    first = rate("When is it?", text)
+    first["admits_limits"] = 99
+    again = rate("When is it?", text)
+    assert again == heuristics._rate.__wrapped__("When is it?", text) and again["admits_limits"] != 99
+    assert heuristics._rate.cache_info().hits == 1
+    quoted = rate("Edit this: I'm not sure, but it is probably Tuesday. Shall I check?", text)
+    assert quoted != again  # the query is part of the key: a sentence copied from it is not the response's own
+
+
 def test_every_covered_attribute_has_a_rating_under_its_annotated_key():
     ratings = rate("q", PROSE)
     for key in COVERED:

@@ -152,21 +152,65 @@ def _styler(frame: pd.DataFrame, display: dict[str, list]):
     in pandas run every cell through per-cell formatter lookups and HTML bookkeeping (10-20 ms a table,
     paid on every rerun of every page). Here the texts are computed a column at a time, and a column whose
     text is its values' own (text, whole numbers, booleans: what Streamlit shows without a Styler) is
-    left out. tests/test_app_style.py checks that Streamlit receives the texts pandas' own route gives."""
+    left out. Streamlit then writes those texts into a copy of the frame turned to text, cell by cell
+    (``_use_display_values``, a third of the Profiles page's run); the copy is made here, a column at a
+    time, and handed to it (:func:`_display_values_once`). tests/test_app_style.py checks that Streamlit
+    receives the texts pandas' own route gives."""
     style = frame.style
     body: list[list[dict]] = [[] for _ in range(len(frame))]
-    for c, name in enumerate(frame.columns):
+    columns = []
+    for c, (name, column) in enumerate(frame.items()):
         texts = display.get(name)
-        dtype = frame[name].dtype
+        dtype = column.dtype
         if texts is None or (isinstance(dtype, np.dtype) and dtype.kind in "iub") or (
-                dtype.kind == "O" and all(type(t) is str for t in frame[name])):
-            continue  # Streamlit's own text of these cells (str of the value) is the display text
+                dtype.kind == "O" and all(type(t) is str for t in column)):
+            columns.append(column.astype(str))  # Streamlit's own text of these cells: str of the value
+            continue
+        texts = [str(t) for t in texts]
         for r, t in enumerate(texts):
-            body[r].append({"id": f"row{r}_col{c}", "display_value": str(t)})
-    translated = {"body": body, "table_styles": [], "cellstyle": []}
+            body[r].append({"id": f"row{r}_col{c}", "display_value": t})
+        columns.append(pd.Series(texts, index=frame.index, dtype=_TEXT))
+    texts_frame = pd.concat(columns, axis=1, ignore_index=True) if columns else frame.astype(str)
+    texts_frame.columns = frame.columns
+    translated = {"body": body, "table_styles": [], "cellstyle": [], _DISPLAY_FRAME: texts_frame}
     style._compute = lambda: style  # nothing to apply: no style functions
     style._translate = lambda *args, **kwargs: translated
     return style
+
+
+#: the dtype of ``frame.astype(str)``'s columns (pandas' text dtype), which Streamlit's copy of the frame has
+_TEXT = pd.Series([""]).astype(str).dtype
+#: the key, in the styles our Stylers translate to, of their frame of cell texts made beforehand
+_DISPLAY_FRAME = "prefdissect_display_frame"
+
+
+def _display_values_once() -> bool:
+    """Let Streamlit take a Styler's frame of cell texts from :func:`_styler` when it made one, instead of
+    building it (``pandas_styler_utils._use_display_values``: the frame turned to text, then each cell of
+    ``body`` written into it through pandas' ``iloc``, slow on text columns). Other Stylers are built as
+    before. False where Streamlit moved it (then every table is built Streamlit's way, as before; the
+    texts are the same)."""
+    try:
+        from streamlit.elements.lib import pandas_styler_utils as psu
+    except ImportError:  # pragma: no cover
+        return False
+    build = getattr(psu, "_use_display_values", None)
+    if build is None:  # pragma: no cover
+        return False
+    if getattr(build, "takes_ready_frames", False):
+        return True
+
+    def use_display_values(df, styles):
+        ready = styles.get(_DISPLAY_FRAME) if isinstance(styles, dict) else None
+        return build(df, styles) if ready is None else ready
+
+    use_display_values.takes_ready_frames = True
+    use_display_values.__wrapped__ = build
+    psu._use_display_values = use_display_values
+    return True
+
+
+_display_values_once()
 
 
 def shown(frame: pd.DataFrame, column_config: dict | None, placeholder: str = NOT_APPLICABLE):
@@ -188,11 +232,11 @@ def shown(frame: pd.DataFrame, column_config: dict | None, placeholder: str = NO
     # a Styler shows every cell through its formatter: the other number columns as Streamlit would, the
     # rest as pandas does by default; an empty cell reads the placeholder in every column
     display = {}
-    for col in frame.columns:
-        values = frame[col].tolist()
+    for col, column in frame.items():  # each column taken once (a frame's column lookup is not free)
+        values = column.tolist()
         if col in numbers:
             display[col] = _texts(values, numbers[col].text, numbers[col].missing or placeholder)
-        elif pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]):
+        elif pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
             display[col] = _texts(values, _plain_number, placeholder)
         else:
             display[col] = _texts(values, _pandas_default, placeholder)

@@ -100,13 +100,15 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_collection_finish(session):
     """Where a collected module imported Streamlit (the page tests, AppTest), its scan of the installed
-    packages for components runs once per process instead of once per AppTest, and each script is compiled
-    once per process instead of once per AppTest run (``stsession``)."""
+    packages for components runs once per process instead of once per AppTest, each script is compiled
+    once per process instead of once per AppTest run, and a run is waited for by joining its thread instead of
+    polling its events every millisecond (``stsession``)."""
     if "streamlit" in sys.modules:
-        from tests.stsession import compile_scripts_once, scan_components_once
+        from tests.stsession import compile_scripts_once, scan_components_once, wait_for_runs_without_polling
 
         scan_components_once()
         compile_scripts_once()
+        wait_for_runs_without_polling()
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ the concurrency test runs two beside a worker; it is far lighter than twenty Chr
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,42 @@ def compile_scripts_once() -> bool:
     get_bytecode.compiles_once = True
     get_bytecode.__wrapped__ = get
     ScriptCache.get_bytecode = get_bytecode
+    return True
+
+
+def wait_for_runs_without_polling() -> bool:
+    """Make ``AppTest.run()`` wait for its script thread by joining it, not by polling every millisecond.
+
+    Streamlit's ``require_widgets_deltas`` sleeps 1 ms and scans every event the run has recorded, until
+    the script thread reports its shutdown: a thousand wake-ups a second of a page run, each taking the
+    GIL from the script it waits for (on a busy machine a page test's main thread spent some 10-20% of
+    the run's CPU on it). The script thread ends right after it sends that shutdown, so joining the thread
+    (with the same timeout, and the same error and stop on a timeout) waits for the same moment. False
+    where Streamlit moved it (then every run polls, as before)."""
+    try:
+        from streamlit.testing.v1 import local_script_runner as lsr
+    except ImportError:  # pragma: no cover
+        return False
+    poll = getattr(lsr, "require_widgets_deltas", None)
+    if poll is None:  # pragma: no cover
+        return False
+    if getattr(poll, "joins", False):
+        return True
+
+    def require_widgets_deltas(runner, timeout: float = 3) -> None:
+        thread = getattr(runner, "_script_thread", None)
+        if not isinstance(thread, threading.Thread):  # pragma: no cover - a Streamlit that runs it elsewhere
+            return poll(runner, timeout)
+        thread.join(timeout)
+        if runner.script_stopped():
+            return
+        runner.request_stop()  # as Streamlit does on a timeout: stop the script, then say so
+        runner.join()
+        raise RuntimeError(f"AppTest script run timed out after {timeout}(s)")
+
+    require_widgets_deltas.joins = True
+    require_widgets_deltas.__wrapped__ = poll
+    lsr.require_widgets_deltas = require_widgets_deltas
     return True
 
 

@@ -203,6 +203,21 @@ def test_charts_are_cached_specs_that_draw_what_altair_chart_draws(monkeypatch):
     assert charts._vega_lite_spec("scenario_bars", (frame.copy(),), ()) == first and calls == [1]
     charts._vega_lite_spec("scenario_bars", (frame.assign(samples=[4]),), ())
     assert calls == [1, 1]
+    # a frame's key is its pickle (charts._frame_key, not Streamlit's slower hash): whatever tells two frames
+    # apart (a value, a dtype, the index, a column's name) builds anew; an equal frame never does
+    others = [frame.assign(scenario_group=["h"]), frame.astype({"samples": float}), frame.set_axis([7]),
+              frame.assign(extra=[0]), frame.assign(samples=[3 + 1e-12]).astype({"samples": float})]
+    for other in others:
+        charts._vega_lite_spec("scenario_bars", (other,), ())
+    assert len(calls) == 2 + len(others)
+    equal = pd.DataFrame({"dataset": ["d"], "scenario_group": ["g"], "samples": [3]})
+    charts._vega_lite_spec("scenario_bars", (equal,), ())
+    assert len(calls) == 2 + len(others)
+    keys = {charts._frame_key(f) for f in [frame, *others]}
+    assert len(keys) == 1 + len(others) and charts._frame_key(frame.copy()) in keys
+    # a frame that cannot be pickled is keyed as Streamlit keys it (hash_pandas_object), not an error
+    unpicklable = [charts._frame_key(pd.DataFrame({"f": [lambda: n]})) for n in (1, 2)]
+    assert all(isinstance(k, bytes) for k in unpicklable)
 
 
 def _templated_and_altair_charts():
@@ -331,6 +346,30 @@ def test_page_tests_compile_each_script_once(shared_store_path, tmp_path, monkey
     assert kept is ScriptCache().get_bytecode(str(script)) and kept.co_filename == str(script)
     script.write_text("import streamlit as st\n'two, edited'\n")  # a new size (and time): compiled again
     assert ScriptCache().get_bytecode(str(script)) is not kept and compiled.count("page.py") == 2
+
+
+def test_page_tests_wait_for_a_run_by_joining_its_thread_not_by_polling(monkeypatch):
+    """tests/stsession.wait_for_runs_without_polling (conftest turns it on): AppTest waited for a run by
+    waking every millisecond to scan the run's events, taking the GIL from the script it waited for; the
+    page tests join the script's thread instead. The run is still waited for to its end, and a run past its
+    timeout is still stopped and reported as Streamlit reports it. Fails loudly where Streamlit moved the
+    wait, so the saving is not lost unnoticed."""
+    from streamlit.testing.v1 import local_script_runner as lsr
+
+    from tests.stsession import wait_for_runs_without_polling
+
+    assert wait_for_runs_without_polling()
+    assert lsr.require_widgets_deltas.joins
+    checks = []
+    real = lsr.LocalScriptRunner.script_stopped
+    monkeypatch.setattr(lsr.LocalScriptRunner, "script_stopped", lambda self: checks.append(1) or real(self))
+    slow = "import time\nimport streamlit as st\nfor _ in range(30):\n    time.sleep(0.01)\n    st.empty()\nst.text('done')\n"
+    at = AppTest.from_string(slow, default_timeout=60).run()
+    assert not at.exception and [t.value for t in at.text] == ["done"]  # waited for the whole run
+    assert len(checks) <= 2, len(checks)  # not once a millisecond over its 0.3 s or more
+    endless = "import time\nimport streamlit as st\nwhile True:\n    time.sleep(0.01)\n    st.empty()\n"
+    with pytest.raises(RuntimeError, match=r"AppTest script run timed out after 0\.5\(s\)"):
+        AppTest.from_string(endless).run(timeout=0.5)
 
 
 def test_the_shared_store_notices_a_write_and_hands_out_a_fresh_copy(demo_file, tmp_path, monkeypatch):

@@ -161,6 +161,19 @@ def test_table_texts_are_what_pandas_styler_format_gives():
     pd.testing.assert_frame_equal(got, want)
     assert got.loc[2, "share"] == fmt.NOT_APPLICABLE and got.loc[0, "shift"].startswith(("+", "-"))
     assert got.loc[0, "when"].endswith(" UTC") and got.loc[1, "count"] == fmt.NOT_APPLICABLE
+    # fmt also makes the frame of texts Streamlit would build from the Styler's cells (a column at a time,
+    # not cell by cell) and Streamlit takes it: the same frame, to the byte it sends
+    from streamlit import dataframe_util
+    from streamlit.elements.lib import pandas_styler_utils as psu
+
+    assert psu._use_display_values.takes_ready_frames
+    styler = fmt.shown(frame, config)
+    styles = styler._translate(False, False)
+    ready = psu._use_display_values(styler.data, styles)
+    built = psu._use_display_values.__wrapped__(styler.data, {k: v for k, v in styles.items() if k != fmt._DISPLAY_FRAME})
+    assert ready is styles[fmt._DISPLAY_FRAME]
+    pd.testing.assert_frame_equal(ready, built)
+    assert dataframe_util.convert_pandas_df_to_arrow_bytes(ready) == dataframe_util.convert_pandas_df_to_arrow_bytes(built)
 
 
 @pytest.mark.parametrize("sizes", [[70, 7, None, 0.5, 13], [None, None]])

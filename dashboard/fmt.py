@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from dashboard.stpatch import replace_once
+
 PERCENT_DECIMALS = 1
 PERCENT_D3 = f".{PERCENT_DECIMALS}%"  # altair / d3 format of a share 0-1
 SIGNED_PERCENT_D3 = f"+.{PERCENT_DECIMALS}%"
@@ -194,20 +196,14 @@ def _display_values_once() -> bool:
         from streamlit.elements.lib import pandas_styler_utils as psu
     except ImportError:  # pragma: no cover
         return False
-    build = getattr(psu, "_use_display_values", None)
-    if build is None:  # pragma: no cover
-        return False
-    if getattr(build, "takes_ready_frames", False):
-        return True
 
-    def use_display_values(df, styles):
-        ready = styles.get(_DISPLAY_FRAME) if isinstance(styles, dict) else None
-        return build(df, styles) if ready is None else ready
+    def make(build):
+        def use_display_values(df, styles):
+            ready = styles.get(_DISPLAY_FRAME) if isinstance(styles, dict) else None
+            return build(df, styles) if ready is None else ready
+        return use_display_values
 
-    use_display_values.takes_ready_frames = True
-    use_display_values.__wrapped__ = build
-    psu._use_display_values = use_display_values
-    return True
+    return replace_once(psu, "_use_display_values", "takes_ready_frames", make)
 
 
 _display_values_once()

@@ -21,6 +21,8 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from websockets.sync.client import connect
 
+from dashboard.stpatch import replace_once
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
 
@@ -42,20 +44,16 @@ def scan_components_once() -> bool:
         from streamlit.components.v2 import manifest_scanner
     except ImportError:  # pragma: no cover - a Streamlit without v2 components scans nothing
         return False
-    scan = getattr(manifest_scanner, "scan_component_manifests", None)
-    if scan is None:  # pragma: no cover
-        return False
-    if getattr(scan, "scans_once", False):
-        return True
-    once = functools.lru_cache(maxsize=None)(scan)
 
-    @functools.wraps(scan)
-    def scan_once(*args, **kwargs):
-        return list(once(*args, **kwargs))  # a list of its own for each registry, as the scan returned
+    def make(scan):
+        once = functools.lru_cache(maxsize=None)(scan)
 
-    scan_once.scans_once = True
-    manifest_scanner.scan_component_manifests = scan_once
-    return True
+        @functools.wraps(scan)
+        def scan_once(*args, **kwargs):
+            return list(once(*args, **kwargs))  # a list of its own for each registry, as the scan returned
+        return scan_once
+
+    return replace_once(manifest_scanner, "scan_component_manifests", "scans_once", make)
 
 
 def compile_scripts_once() -> bool:
@@ -74,24 +72,21 @@ def compile_scripts_once() -> bool:
         from streamlit.runtime.scriptrunner.script_cache import ScriptCache
     except ImportError:  # pragma: no cover
         return False
-    get = ScriptCache.get_bytecode
-    if getattr(get, "compiles_once", False):
-        return True
-    kept: dict[tuple, object] = {}
 
-    def get_bytecode(self, script_path: str):
-        path = os.path.abspath(script_path)
-        st = os.stat(path)
-        key = (path, st.st_mtime_ns, st.st_size, bool(config.get_option("runner.magicEnabled")))
-        code = kept.get(key)
-        if code is None:
-            code = kept[key] = get(self, script_path)
-        return code
+    def make(get):
+        kept: dict[tuple, object] = {}
 
-    get_bytecode.compiles_once = True
-    get_bytecode.__wrapped__ = get
-    ScriptCache.get_bytecode = get_bytecode
-    return True
+        def get_bytecode(self, script_path: str):
+            path = os.path.abspath(script_path)
+            st = os.stat(path)
+            key = (path, st.st_mtime_ns, st.st_size, bool(config.get_option("runner.magicEnabled")))
+            code = kept.get(key)
+            if code is None:
+                code = kept[key] = get(self, script_path)
+            return code
+        return get_bytecode
+
+    return replace_once(ScriptCache, "get_bytecode", "compiles_once", make)
 
 
 def wait_for_runs_without_polling() -> bool:
@@ -107,27 +102,21 @@ def wait_for_runs_without_polling() -> bool:
         from streamlit.testing.v1 import local_script_runner as lsr
     except ImportError:  # pragma: no cover
         return False
-    poll = getattr(lsr, "require_widgets_deltas", None)
-    if poll is None:  # pragma: no cover
-        return False
-    if getattr(poll, "joins", False):
-        return True
 
-    def require_widgets_deltas(runner, timeout: float = 3) -> None:
-        thread = getattr(runner, "_script_thread", None)
-        if not isinstance(thread, threading.Thread):  # pragma: no cover - a Streamlit that runs it elsewhere
-            return poll(runner, timeout)
-        thread.join(timeout)
-        if runner.script_stopped():
-            return
-        runner.request_stop()  # as Streamlit does on a timeout: stop the script, then say so
-        runner.join()
-        raise RuntimeError(f"AppTest script run timed out after {timeout}(s)")
+    def make(poll):
+        def require_widgets_deltas(runner, timeout: float = 3) -> None:
+            thread = getattr(runner, "_script_thread", None)
+            if not isinstance(thread, threading.Thread):  # pragma: no cover - a Streamlit that runs it elsewhere
+                return poll(runner, timeout)
+            thread.join(timeout)
+            if runner.script_stopped():
+                return
+            runner.request_stop()  # as Streamlit does on a timeout: stop the script, then say so
+            runner.join()
+            raise RuntimeError(f"AppTest script run timed out after {timeout}(s)")
+        return require_widgets_deltas
 
-    require_widgets_deltas.joins = True
-    require_widgets_deltas.__wrapped__ = poll
-    lsr.require_widgets_deltas = require_widgets_deltas
-    return True
+    return replace_once(lsr, "require_widgets_deltas", "joins", make)
 
 
 def ok(at):

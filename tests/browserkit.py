@@ -109,21 +109,24 @@ tick();
 """
 
 
+def _text_in_page(driver, text, seconds: float) -> bool:
+    """``WAIT_TEXT_JS``: whether the body's rendered text holds ``text`` within ``seconds`` (False also
+    where the document went away under the wait)."""
+    from selenium.common.exceptions import JavascriptException, TimeoutException
+
+    try:
+        driver.set_script_timeout(max(seconds, 0) + 30)
+        return bool(driver.execute_async_script(WAIT_TEXT_JS, text, max(seconds, 0)))
+    except (JavascriptException, TimeoutException):  # the document went away under the wait
+        return False
+
+
 def wait_for_rendered_text(driver, text, timeout=90) -> None:
     """Wait until the body's rendered text (``innerText``, whitespace collapsed) holds ``text``, in the page
     (``WAIT_TEXT_JS``), without reading Selenium's text: for a caller that reads that text itself once the
     page has settled (``wait_idle``) and asserts ``text`` is in it."""
-    from selenium.common.exceptions import JavascriptException, TimeoutException
-
     deadline = time.time() + timeout
-    while True:
-        left = deadline - time.time()
-        try:
-            driver.set_script_timeout(max(left, 0) + 30)
-            if driver.execute_async_script(WAIT_TEXT_JS, text, max(left, 0)):
-                return
-        except (JavascriptException, TimeoutException):  # the document went away under the wait
-            pass
+    while not _text_in_page(driver, text, deadline - time.time()):
         if time.time() >= deadline:
             raise AssertionError(f"{text!r} never appeared; page shows: {body_text(driver)[:1500]!r}")
         time.sleep(0.1)
@@ -135,17 +138,10 @@ def wait_for_text(driver, text, timeout=90) -> str:
     Selenium's text is read once it holds the text, and at least every 5 s: that read walks every element
     with its computed style (0.1-1 CPU s of Chromium on a page of ours), where a poll of it every 0.3 s
     cost more CPU than the pages themselves."""
-    from selenium.common.exceptions import JavascriptException, TimeoutException
-
     deadline = time.time() + timeout
     body = ""
     while True:
-        left = deadline - time.time()
-        try:
-            driver.set_script_timeout(max(left, 0) + 30)
-            driver.execute_async_script(WAIT_TEXT_JS, text, min(5.0, max(left, 0)))
-        except (JavascriptException, TimeoutException):  # the document went away under the wait
-            time.sleep(0.1)
+        _text_in_page(driver, text, min(5.0, deadline - time.time()))
         body = body_text(driver)
         if text in body:
             return body

@@ -129,7 +129,7 @@ def test_every_command_has_help(name):
 
 def test_a_command_starts_without_pandas_and_numpy(demo_copy):
     """A job worker or a command paid ~1 CPU-s at start for pandas and numpy, imported by sqlite-utils only
-    for its column-type inference (``core/__main__.py``); a command that does not use them imports neither."""
+    for its column-type inference (``core/migrations.py``); a command that does not use them imports neither."""
     res = subprocess.run([sys.executable, "-X", "importtime", "-m", "core", "--store", str(demo_copy), "jobs"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -139,7 +139,7 @@ def test_a_command_starts_without_pandas_and_numpy(demo_copy):
 
 
 def test_the_store_never_asks_sqlite_utils_to_infer_a_column_type(tmp_path, monkeypatch):
-    """Why ``python -m core`` may hide pandas and numpy from sqlite-utils: their types only ever reach its
+    """Why the store may import sqlite-utils with pandas and numpy hidden: their types only ever reach its
     ``COLUMN_TYPE_MAPPING``, read when it infers columns from values, and nothing here gives it one (the
     migrations write SQL, the store its own statements). A demo's build, its annotation and a fit never
     look up a numpy or pandas type there (sqlite-utils' own migrations table looks up int and str)."""

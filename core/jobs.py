@@ -442,11 +442,8 @@ def run(store: Store, job_id: int, *, on_progress: Callable[[Any], None] | None 
 
 
 def _run_llm(store: Store, job: JobStatus, update, on_progress, due, cancelled):
-    from . import annotate
+    from . import annotate, judges
     from .llm import LLMSettings
-
-    if job.kind == "judge":  # not for annotation: its agreement figures import pandas and SciPy (0.9 CPU-s)
-        from . import judges
 
     p = job.params
     t0 = time.monotonic()

@@ -129,13 +129,20 @@ def test_every_command_has_help(name):
 
 def test_a_command_starts_without_pandas_and_numpy(demo_copy):
     """A job worker or a command paid ~1 CPU-s at start for pandas and numpy, imported by sqlite-utils only
-    for its column-type inference (``core/migrations.py``); a command that does not use them imports neither."""
+    for its column-type inference (``core/migrations.py``); a command that does not use them imports neither,
+    and an annotation or judge worker imports no pandas or SciPy."""
     res = subprocess.run([sys.executable, "-X", "importtime", "-m", "core", "--store", str(demo_copy), "jobs"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     imported = {line.rsplit("|", 1)[1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
     assert "sqlite_utils" in imported and "core.jobs" in imported
     assert not {"pandas", "numpy"} & imported
+    # what an annotation or judge job's worker imports: no pandas, no SciPy (the judges' agreement figures
+    # import them where they are computed)
+    worker = "import sys, core.jobs, core.annotate, core.judges, core.heuristics; print(sorted(sys.modules))"
+    res = subprocess.run([sys.executable, "-c", worker], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert not {"pandas", "scipy"} & set(eval(res.stdout))
 
 
 def test_the_store_never_asks_sqlite_utils_to_infer_a_column_type(tmp_path, monkeypatch):

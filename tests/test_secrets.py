@@ -64,7 +64,7 @@ def test_the_key_is_nowhere(tmp_path, monkeypatch, demo_copy):
                 if jobs.get(s, job.id).status not in ("queued", "running"):
                     break
             import time
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert llm.stats.completions > 0
     for r in runs:
         assert r.returncode == 0, r.stderr

@@ -47,7 +47,12 @@ OWN_GROUPS = {
     # for the model checks (~4 CPU-s). Measured (load ~5 on 2 cores): a first compile 14-18 CPU-s, a second
     # shape in the same process 7-10. The binary and tie-model tests ran in two groups and paid all of it twice:
     # the 12 tests took 171.7 / 175.5 CPU-s as two processes, 152.1 / 131.4 as one (-n 0, A/B/A/B, load 5-7).
+    # Since the long NUTS references are stored (tests/nuts_references.py), nutpie compiles one shape here (the
+    # binary one: the exact-profile test and the live check against a stored reference share it); the reference
+    # tests still build and compile PyMC's model (PyTensor's C backend) to verify what they read, as the model
+    # test does, so they stay beside them.
     "tests/test_fit.py::test_fast_sampler_matches_long_nuts": "test_fit-nuts",
+    "tests/test_fit.py::test_exact_lands_on_its_stored_reference": "test_fit-nuts",
     "tests/test_fit.py::test_exact_falls_back_to_pymcs_own_nuts": "test_fit-nuts",
     "tests/test_fit.py::test_exact_profiles_agree_with_fast_ones": "test_fit-nuts",
     "tests/test_fit.py::test_fast_tie_model_with_position_matches_nuts": "test_fit-nuts",

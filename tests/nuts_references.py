@@ -13,8 +13,8 @@ about it (no divergence, the shape of the draws, the least bulk ESS >= the probl
 the posterior mean and sd of every parameter (full float precision), the least bulk ESS, the largest R-hat, the
 divergences, the sampler and its settings, the library versions (nutpie, pymc, pytensor, numpy), a sha256 of the
 problem's data (X, y, position, prob) and the model's log density and gradient at a few fixed points (PyMC's model
-from ``fit._pymc_model``, compiled by PyTensor, as ``fit_exact`` builds it). Measured: ~110 CPU-s (~60 s wall on
-2 cores, load ~2.5; nutpie's two compiles included), ~25 KB written.
+from ``fit._pymc_model``, compiled by PyTensor, as ``fit_exact`` builds it). Measured: 116 CPU-s (3 min 13 s wall
+at load ~5 on 2 cores; nutpie's two compiles included), 50 KB written.
 
 The tests (``verified``) rebuild each problem's data and compare its sha256 with the stored one, and evaluate the
 current model's log density and gradient at the stored points (rel 1e-10): the stored posterior is then the
@@ -296,7 +296,7 @@ class StaleReference(AssertionError):
 def _stale(name: str, what: str) -> StaleReference:
     return StaleReference(f"stored NUTS reference {name!r} ({PATH.relative_to(PATH.parents[2])}): {what}. If that "
                           f"change is intended, regenerate it: `{COMMAND} {name}` (all of them: `{COMMAND}`, "
-                          f"~2 minutes)")
+                          f"~2 CPU minutes)")
 
 
 def verified(name: str, data: dict[str, Any] | None = None) -> dict[str, Any]:

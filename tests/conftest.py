@@ -32,9 +32,12 @@ def shared_data_path() -> Path:
 #: ``--durations``). Handing them out first lets the many short modules fill the other worker meanwhile,
 #: instead of one long group starting last and running alone at the end (pytest.ini turns off xdist's
 #: own order, by count of tests). The real-server tests (about 9 minutes on one worker where CI installs
-#: llama-cpp-python; skipped at once elsewhere) come first of all.
-LONGEST_GROUPS = ("test_realserver", "test_fit-nuts", "test_fit-coverage", "test_deploy", "test_dissect-autoj",
-                  "browser", "test_app", "test_dissect-pandalm", "test_experiment", "test_dissect", "test_app_annotate")
+#: llama-cpp-python; skipped at once elsewhere) come first of all. ``test_fit-nuts`` (154 worker-s when it ran the
+#: long NUTS references, 108 at load ~6.5 on 2 cores since they are stored: about 55 quiet) now comes after the
+#: browser tests (137-190).
+LONGEST_GROUPS = ("test_realserver", "browser", "test_fit-nuts", "test_fit-coverage", "test_deploy",
+                  "test_dissect-autoj", "test_app", "test_dissect-pandalm", "test_experiment", "test_dissect",
+                  "test_app_annotate")
 
 #: Long tests of a long module given a group of their own, so they run beside the rest of it: they need
 #: none of its costly module fixtures (test -> group, every parametrization of the test with it; or one

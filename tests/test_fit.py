@@ -57,6 +57,20 @@ def test_fast_sampler_matches_long_nuts(name):
     assert rhat.max() < 1.01 and ess.min() > 2000
 
 
+def test_stored_nuts_references_cover_every_problem_in_the_generators_format():
+    """The fixture holds one reference per problem, as the generator writes it (a file edited by hand, or written
+    by another version of the generator, shows here): every float at full precision, the same bytes again."""
+    from tests import nuts_references
+
+    text = nuts_references.PATH.read_text()
+    stored = nuts_references.load()
+    assert list(stored) == list(PROBLEMS)
+    assert nuts_references._dump(json.loads(text)) + "\n" == text
+    for name, ref in stored.items():
+        assert set(ref["versions"]) == set(nuts_references.VERSIONED) and ref["sampler"] == "nutpie-nuts"
+        assert len(ref["mean"]) == len(ref["sd"]) == len(ref["parameters"]) == PROBLEMS[name].dimension()
+
+
 @pytest.mark.slow
 def test_exact_lands_on_its_stored_reference():
     """NUTS live, briefly, on a stored problem: ``fit_exact`` (nutpie, the path the references took) must land

@@ -63,7 +63,7 @@ def wait_until(condition, what: str, timeout: float = 300):
 
 
 #: the fit runs on one scenario group (4 judges): a writer beside the annotation worker, whose size
-#: is not what the test is about (all 17 scopes, 68 profiles, were 17 CPU-s of the test's 20)
+#: is not what the test is about (all 17 scopes, 68 profiles, took 17 CPU-s; one scope 3.5, mostly imports)
 FIT_SCOPES = ["Code"]
 
 

@@ -724,7 +724,7 @@ def cmd_worker(args) -> int:
     import os
 
     # background work: the dashboard's page runs come first when the cores are busy. Lowered before the
-    # imports below (0.7 s of CPU: SQLite utilities, pandas); a worker the dashboard starts is lowered by
+    # imports below (the store layer and the job's modules); a worker the dashboard starts is lowered by
     # it at once (core.jobs.start_worker), one started by hand here
     if hasattr(os, "nice") and os.nice(0) < config.WORKER_NICE:
         os.nice(config.WORKER_NICE - os.nice(0))

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from .intervals import normal_interval
 from .paidwork import Request, gather_all, run_work
 from .prompts import messages, pair, prompts
 from .records import Judge, Label
 from .store import Store
+
+if TYPE_CHECKING:  # pandas is imported where the agreement figures use it: a judge job's worker needs none
+    import pandas as pd
 
 _CODE = {"A": 1, "B": -1, "tie": 0}
 
@@ -33,6 +35,8 @@ def kappa(shared: np.ndarray, agree: np.ndarray, expected: np.ndarray) -> tuple[
         k = (po - pe) / (1.0 - pe)
         se = np.sqrt(po * (1.0 - po) / (shared * (1.0 - pe) ** 2))
     k = np.where(pe < 1.0, k, np.nan)
+    from .intervals import normal_interval  # SciPy: only the agreement figures, not collecting labels
+
     lo, hi = normal_interval(k, se)
     return k, np.clip(lo, -1.0, 1.0), np.clip(hi, -1.0, 1.0), pe
 
@@ -87,6 +91,8 @@ def _pairwise(names: list[str], ids: list[list[str]], flags: list[np.ndarray]):
     matrix per choice and their products (einsum: no BLAS pool to wake for small products).
     ``expected[a, b]`` is the count of agreements by chance on the samples both labelled:
     sum over choices of (a's count of it there) x (b's count of it there) / shared."""
+    import pandas as pd  # only the agreement figures, not a judge job collecting labels
+
     if not names:
         z = np.zeros((0, 0), dtype=np.int64)
         return [], z, z, z.astype(float)
@@ -242,6 +248,8 @@ def judge_summary(store: Store, dataset: str | None = None) -> dict:
     position consistency (labels with a verdict in both orders, how many keep their verdict, the
     share); ``shared`` and ``agree``: judge x judge frames of the samples both labelled and of
     those with the same choice (ties count as a choice), as ``agreement`` counts them."""
+    import pandas as pd
+
     names, ids, flags = _read_labels(store, dataset)
     if not names:
         empty = pd.DataFrame(dtype=int)
@@ -308,6 +316,8 @@ def each_pair_once(frame: pd.DataFrame) -> pd.DataFrame:
 def _long(names: list[str], shared: np.ndarray, agree: np.ndarray, expected: np.ndarray) -> pd.DataFrame:
     """The square counts as one row per ordered pair with a shared sample (row-major order), with
     the chance level and Cohen's kappa (94% interval) beside each agreement rate."""
+    import pandas as pd
+
     i, j = np.nonzero(shared > 0) if len(names) else (np.array([], int), np.array([], int))
     names = np.asarray(names, dtype=object)
     k, lo, hi, pe = kappa(shared[i, j], agree[i, j], np.asarray(expected, dtype=float)[i, j]) if len(i) else \

@@ -879,6 +879,9 @@ class LoopbackServer(_BatchEndpoints):
         self._conn_tasks: set[asyncio.Task] = set()
         self._started = threading.Event()
         self._start_error: BaseException | None = None
+        self._hold_lock = threading.Lock()
+        self._hold_left: int | None = None  # hold(): how many chat requests still pass; None: not held
+        self._held = 0
         self._batch_init()
 
     # ---- configuration at run time ----------------------------------------------------------
@@ -924,6 +927,44 @@ class LoopbackServer(_BatchEndpoints):
 
     def set_script(self, script: Script | None) -> None:
         self._script = script
+
+    def hold(self, after: int = 0) -> None:
+        """Stall, as an overloaded server does: chat requests past the next ``after`` wait, unanswered
+        (not yet counted as in flight), until ``release()``; probes are answered. Called again while
+        holding, it lets ``after`` more through (the longest-waiting first, roughly). A test keeps a job
+        running across an event it controls this way, with no timing to tune."""
+        with self._hold_lock:
+            self._hold_left = max(0, int(after))
+
+    def release(self) -> None:
+        """Answer the held requests and stop holding."""
+        with self._hold_lock:
+            self._hold_left = None
+
+    @property
+    def held(self) -> int:
+        """Chat requests waiting for ``release()`` (or another ``hold``'s allowance) now."""
+        with self._hold_lock:
+            return self._held
+
+    async def _wait_while_held(self) -> None:
+        waiting = False
+        try:
+            while True:
+                with self._hold_lock:
+                    if self._hold_left is None:
+                        return
+                    if self._hold_left > 0:
+                        self._hold_left -= 1
+                        return
+                    if not waiting:
+                        waiting = True
+                        self._held += 1
+                await asyncio.sleep(0.02)
+        finally:
+            if waiting:
+                with self._hold_lock:
+                    self._held -= 1
 
     # ---- observation ------------------------------------------------------------------------
 
@@ -1197,6 +1238,8 @@ class LoopbackServer(_BatchEndpoints):
             body = {**body, "messages": [m for m in body["messages"]
                                          if not (isinstance(m, dict) and m.get("role") == "system")]}
         probe = "[prefdissect probe]" in json.dumps(body.get("messages"))
+        if not probe:
+            await self._wait_while_held()
 
         fault = self._draw_fault()
         if fault is not None:

@@ -7,8 +7,32 @@ version opens by applying the ones it lacks). There is no m006: the numbering sk
 
 from __future__ import annotations
 
-import sqlite_utils
-from sqlite_utils.migrations import Migrations
+import sys
+import threading
+
+
+def _import_sqlite_utils():
+    """sqlite-utils, imported without pandas and numpy when they are not loaded yet and no other thread
+    runs. It imports them whenever they are installed (about 0.8 CPU-s, most of a job worker's or a
+    command's start) only to add their scalar types to ``COLUMN_TYPE_MAPPING``, which it reads when it
+    infers a table's columns from Python values; the store never has it infer one (these migrations
+    create every table in SQL, rows are written by the store's own SQL: ``tests/test_cli.py`` pins
+    this). Whatever uses pandas or numpy still imports them where it uses them. Only with one thread:
+    a module hidden for a moment could fail another thread's import (the dashboard, whose threads
+    have loaded pandas long before, imports sqlite-utils as it is)."""
+    hidden = [name for name in ("pandas", "numpy") if name not in sys.modules] if threading.active_count() == 1 else []
+    sys.modules.update(dict.fromkeys(hidden))  # None in sys.modules: ``import`` raises ImportError
+    try:
+        import sqlite_utils
+        import sqlite_utils.migrations
+    finally:
+        for name in hidden:
+            del sys.modules[name]
+    return sqlite_utils
+
+
+sqlite_utils = _import_sqlite_utils()
+Migrations = sqlite_utils.migrations.Migrations
 
 MIGRATIONS = Migrations("prefdissect")
 

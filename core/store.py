@@ -16,10 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TypedDict
 
-import sqlite_utils
-
 from . import config
-from .migrations import MIGRATIONS, REVISED_TABLES
+from .migrations import MIGRATIONS, REVISED_TABLES, sqlite_utils  # sqlite-utils as imported there (lean)
 from .records import Feature, ImportBatch, ImportResult, Judge, Label, name_key
 
 

@@ -194,15 +194,16 @@ def test_sigkill_and_resume_loses_nothing_and_repeats_no_stored_success(tmp_path
     env = {**os.environ, "PREFDISSECT_LLM_API_KEY": "sk-loopback-secret-123"}
     args = ["--store", str(path), "annotate", "--dataset", "pandalm-test", "--limit", "16", "--concurrency", "4",
             "--model", "loopback-1", "--price-input", "1", "--price-output", "2"]
-    with LoopbackServer(latency=0.15) as server:
+    with LoopbackServer() as server:
+        server.hold(after=16)  # sixteen answers, then the run waits on the server: the kill finds it mid-way
         proc = _run_cli(args + ["--base-url", server.url], env)
         deadline = time.time() + 60
         with Store(path) as watch:
-            while time.time() < deadline and ok_rows(watch) < 12:
+            while time.time() < deadline and (ok_rows(watch) < 12 or not server.held):
                 time.sleep(0.05)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
-            server.set_latency(0.01)  # slow answers only until the kill (which must find the run mid-way)
+            server.release()
             stored_before = {json.loads(r["params"])["messages_sha"] for r in
                              watch.rows("SELECT params FROM annotations WHERE status = 'ok'")}
         assert 12 <= len(stored_before)

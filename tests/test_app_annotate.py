@@ -189,7 +189,8 @@ def test_fit_tab_starts_a_fit_job_that_writes_profiles(store_path):
 
 
 def test_cancel_and_resume_from_the_job_panel(store_path, monkeypatch):
-    with LoopbackServer(latency=0.4) as server:
+    with LoopbackServer() as server:
+        server.hold(after=2)  # two answers, then the job waits on the server: it is running when cancelled
         monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", server.url)
         monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "loopback-1")
         at = open_page(PAGE)
@@ -219,9 +220,8 @@ def test_cancel_and_resume_from_the_job_panel(store_path, monkeypatch):
             assert stopped.message.endswith("resume to continue") and " samples annotated in " in stopped.message
             paid_before = {r["request_key"] for r in s.rows(
                 "SELECT request_key FROM annotations WHERE job_id = ? AND status = 'ok' AND reused = 0", [job.id])}
-            # the slow answers kept the job running until the cancel; the resumed run need not wait 0.4 s an
-            # answer (its ~40 requests were 16 of this test's 26 s)
-            server.set_latency(0.02)
+            # the server's hold kept the job running until the cancel (it was 0.4 s answers, ~8 s of this test)
+            server.release()
             at.run()
             assert at.button(key=f"annotate_watch_resume_{job.id}").disabled is False
             at.button(key=f"annotate_watch_resume_{job.id}").click().run()

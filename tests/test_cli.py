@@ -125,3 +125,52 @@ def test_every_command_has_help(name):
     res = run_cli(name, "--help")
     assert res.returncode == 0, name
     assert res.stdout.startswith("usage: python -m core " + name), res.stdout[:200]
+
+
+def test_a_command_starts_without_pandas_and_numpy(demo_copy):
+    """A job worker or a command paid ~1 CPU-s at start for pandas and numpy, imported by sqlite-utils only
+    for its column-type inference (``core/migrations.py``); a command that does not use them imports neither,
+    and an annotation or judge worker imports no pandas or SciPy."""
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "core", "--store", str(demo_copy), "jobs"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
+    assert "sqlite_utils" in imported and "core.jobs" in imported
+    assert not {"pandas", "numpy"} & imported
+    # what an annotation or judge job's worker imports: no pandas, no SciPy (the judges' agreement figures
+    # import them where they are computed)
+    worker = "import sys, core.jobs, core.annotate, core.judges, core.heuristics; print(sorted(sys.modules))"
+    res = subprocess.run([sys.executable, "-c", worker], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert not {"pandas", "scipy"} & set(eval(res.stdout))
+
+
+def test_the_store_never_asks_sqlite_utils_to_infer_a_column_type(tmp_path, monkeypatch):
+    """Why the store may import sqlite-utils with pandas and numpy hidden: their types only ever reach its
+    ``COLUMN_TYPE_MAPPING``, read when it infers columns from values, and nothing here gives it one (the
+    migrations write SQL, the store its own statements). A demo's build, its annotation and a fit never
+    look up a numpy or pandas type there (sqlite-utils' own migrations table looks up int and str)."""
+    import sqlite_utils.db
+
+    from core import jobs
+    from core.store import Store
+
+    class Watched(dict):
+        def __getitem__(self, key):
+            assert getattr(key, "__module__", "").split(".")[0] not in ("numpy", "pandas"), \
+                f"sqlite-utils inferred a column type from {key!r}"
+            return super().__getitem__(key)
+
+        def get(self, key, default=None):
+            return self[key] if key in self else default
+
+    monkeypatch.setattr(sqlite_utils.db, "COLUMN_TYPE_MAPPING", Watched(sqlite_utils.db.COLUMN_TYPE_MAPPING))
+    with Store(tmp_path / "store.db") as store:
+        demo.build_demo(store, n_per_group=3, fit=False)
+        for kind, params in [("heuristic", {"dataset": demo.DEMO_DATASET, "scenarios": ["Code"]}),
+                             ("fit", {"dataset": demo.DEMO_DATASET, "features": "demo", "scopes": ["all"],
+                                      "judges": ["demo-crowd"]})]:
+            job = jobs.submit(store, kind, params, total=3)
+            assert jobs.claim(store, job.id)
+            assert jobs.run(store, job.id).status == "done"
+        assert store.scalar("SELECT COUNT(*) FROM profiles WHERE method = 'fast'") == 1

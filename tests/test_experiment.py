@@ -235,7 +235,9 @@ def test_a_killed_worker_resumes_and_no_stored_answer_is_sent_again(tmp_path):
     db = tmp_path / "kill.db"
     with Store(db) as store:
         _save_known_profile(store)
-    with _server(0.8, 4, latency=0.15) as server:
+    with _server(0.8, 4) as server:
+        server.hold(after=24)  # twelve answers stored and more, then the run waits on the server: the kill finds
+        # it mid-way (it was 0.15 s answers until the kill, ~2 s of this test's wall)
         args = [sys.executable, "-m", "core", "--store", str(db), "experiment"]
         run = ["run", "--queries-file", str(_queries(tmp_path, 16)), "--profile-dataset", "profiles-src",
                "--judge", "known-judge", "--model", "mut-1", "--base-url", server.url, "--judge-model", "judge-1",
@@ -243,13 +245,12 @@ def test_a_killed_worker_resumes_and_no_stored_answer_is_sent_again(tmp_path):
         proc = subprocess.Popen(args + run, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 90
         with Store(db) as watch:
-            while time.time() < deadline and (watch.scalar(
-                    "SELECT COUNT(*) FROM annotations WHERE status = 'ok'") or 0) < 12:
+            while time.time() < deadline and ((watch.scalar(
+                    "SELECT COUNT(*) FROM annotations WHERE status = 'ok'") or 0) < 12 or not server.held):
                 time.sleep(0.05)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
-            server.set_latency(0.01)  # slow answers only until the kill (which must find the run mid-way): the
-            # resume's ~130 requests at 0.15 s, 4 at a time, were some 5 s of this test's wall
+            server.release()
             stored = {json.loads(r["params"])["messages_sha"] for r in
                       watch.rows("SELECT params FROM annotations WHERE status = 'ok'")}
         assert len(stored) >= 12

@@ -526,6 +526,33 @@ def test_latency_setter_and_restart():
 # ---- concurrency ----------------------------------------------------------------------------
 
 
+def test_hold_stalls_requests_past_an_allowance_until_release(server, make_client):
+    """``hold(after)``: that many more requests are answered, the others wait (``held``) until another
+    hold's allowance or ``release()``; probes are answered while holding."""
+    from core.llm import PROBE_MARK
+
+    client = make_client(timeout=30)
+    deadline = time.time() + 30
+
+    def until(condition):
+        while not condition():
+            assert time.time() < deadline, (server.held, server.stats.completions)
+            time.sleep(0.01)
+
+    server.hold(after=2)
+    with ThreadPoolExecutor(5) as pool:
+        pending = [pool.submit(chat, client, f"held {i}") for i in range(5)]
+        until(lambda: server.held == 3 and sum(f.done() for f in pending) == 2)
+        assert chat(client, f"{PROBE_MARK} Reply with a JSON object.").choices[0].message.content
+        assert server.stats.completions == 2 and server.held == 3
+        server.hold(after=1)  # one more through, the other two still wait
+        until(lambda: sum(f.done() for f in pending) == 3)
+        assert server.held == 2 and server.stats.completions == 3
+        server.release()
+        assert all(f.result(timeout=30).choices[0].message.content for f in pending)
+    assert server.held == 0 and server.stats.completions == 5
+
+
 def test_64_concurrent_requests_overlap(server, make_client):
     server.set_latency(0.2)
     client = make_client(timeout=30)

@@ -59,12 +59,12 @@ def test_the_key_is_nowhere(tmp_path, monkeypatch, demo_copy):
                                            "llm": {"model": "loopback-1", "base_url": llm.url}})
         jobs.start_worker(store, job.id, env={"PREFDISSECT_LLM_API_KEY": KEY,
                                               "PREFDISSECT_LLM_ALLOWED_BASE_URLS": llm.url})
-        for _ in range(600):
+        for _ in range(2400):  # 2 minutes
             with Store(store) as s:
                 if jobs.get(s, job.id).status not in ("queued", "running"):
                     break
             import time
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert llm.stats.completions > 0
     for r in runs:
         assert r.returncode == 0, r.stderr

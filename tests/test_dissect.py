@@ -108,12 +108,11 @@ def test_published_profiles_import_as_means_only(tmp_path, shared_data):
     assert len(store.profiles(dataset="published")) == 528
 
 
-def test_real_judges_of_pandalm_on_heuristic_features(tmp_path, shared_data):
-    """Three humans, their majority and two LLM judges of PandaLM, on the offline features:
-    every judge rewards the longer response, and each predicts held-out choices better than chance."""
-    store = Store(tmp_path / "s.db")
-    importers.import_file(store, "pandalm", shared_data / "pandalm" / "testset-v1.json")
-    annotate.run_heuristics(store, store.samples_for("pandalm-test"))
+def test_real_judges_of_pandalm_on_heuristic_features(tmp_path, pandalm_heuristic_file):
+    """Three humans, their majority and two LLM judges of PandaLM, on the offline features (the session's
+    import and heuristics of PandaLM's test set): every judge rewards the longer response, and each predicts
+    held-out choices better than chance."""
+    store = Store(copy_store(pandalm_heuristic_file, tmp_path / "s.db"))
     fit.dissect(store, "pandalm-test", "heuristic:v1", scopes=["all"])
     profiles = {p["judge"]: p for p in store.profiles(dataset="pandalm-test", scope="all")}
     assert set(profiles) == {"pandalm-annotator1", "pandalm-annotator2", "pandalm-annotator3",
@@ -222,16 +221,16 @@ def test_soft_labels_from_the_store_by_default_and_hard_one_option_away(demo_sto
         fit.dissect(demo_store, demo.DEMO_DATASET, "demo", labels="fuzzy", **kw)
 
 
-def test_soft_and_hard_labels_on_real_pandalm_and_alpacaeval(tmp_path, shared_data):
+def test_soft_and_hard_labels_on_real_pandalm_and_alpacaeval(tmp_path, shared_data, pandalm_heuristic_file):
     """PandaLM's human majority carries its vote share, AlpacaEval's weighted GPT-4-Turbo judge its
     preference probability: both fits run, the soft one is recorded as such, and the two profiles agree
-    in shape (held-out scores are against the same choices)."""
-    store = Store(tmp_path / "s.db")
-    importers.import_file(store, "pandalm", shared_data / "pandalm" / "testset-v1.json")
+    in shape (held-out scores are against the same choices). PandaLM with its heuristic features is the
+    session's; AlpacaEval is imported and rated here."""
+    store = Store(copy_store(pandalm_heuristic_file, tmp_path / "s.db"))
+    assert [d["name"] for d in store.datasets()] == ["pandalm-test"]
     weighted = shared_data / "alpaca_eval" / "gpt-3.5-turbo-0301" / "weighted_alpaca_eval_gpt4_turbo" / "annotations.json"
-    importers.import_file(store, "alpaca_eval", weighted)
-    for d in store.datasets():
-        annotate.run_heuristics(store, store.samples_for(d["name"]))
+    alpaca = importers.import_file(store, "alpaca_eval", weighted).dataset
+    annotate.run_heuristics(store, store.samples_for(alpaca))
     for d in store.datasets():
         judges = [j for j in store.judge_names(d["name"]) if j in ("pandalm-human-majority",) or "weighted" in j]
         assert judges, d["name"]

@@ -418,7 +418,7 @@ def test_calibration_bins_cover_every_labelled_pair(demo_store):
 def test_cli_prints_the_core_results_as_json(demo_store):
     args = ["--dataset", demo.DEMO_DATASET, "--judge", "demo-crowd", "--judge", "demo-gpt-4-turbo",
             "--model", "demo-model-delta", "--opponent", "all", "--inject", "lengthy=0.4", "--suppress", "informal=1",
-            "--rank", "--control", "lengthy"]
+            "--rank", "--control", "lengthy", "--calibration"]
     res = run_cli("simulate", *args, store=demo_store.path)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
@@ -434,6 +434,8 @@ def test_cli_prints_the_core_results_as_json(demo_store):
     assert out["ranking"][0]["gains"] == rank["gains"]
     lb = sim.controlled_win_rates(demo_store, demo.DEMO_DATASET, "demo-gpt-4-turbo", ["lengthy"]).to_dict()
     assert out["leaderboard"][1]["rows"] == lb["rows"]
+    cal = sim.calibration(demo_store, demo.DEMO_DATASET, ["demo-crowd", "demo-gpt-4-turbo"])
+    assert out["calibration"] == json.loads(json.dumps([c.to_dict() for c in cal]))
     bad = run_cli("simulate", "--dataset", demo.DEMO_DATASET, "--judge", "demo-crowd", "--model", "demo-model-delta",
                   "--inject", "lengthy=lots", store=demo_store.path)
     assert bad.returncode == 2 and "ATTRIBUTE=RATE" in bad.stderr

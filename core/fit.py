@@ -134,6 +134,26 @@ def _nutpie_compiled(X: np.ndarray, y: np.ndarray, prior_scale: float, intercept
     return _compiled[key].with_data(**data)
 
 
+def exact_inputs(X: Any, y: Any, *, intercept: bool = False, position: Any = None, ties: str = "drop",
+                 prob: Any = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """What :func:`fit_exact` hands :func:`_pymc_model`: (design, (n, 2) targets, tie model?), the rows without a
+    label dropped. The arguments are :func:`fit_exact`'s (the NUTS references of the tests rebuild a model from
+    them to check that their stored posterior is the current model's)."""
+    tie_model = ties == "davidson"
+    Xd = design_matrix(X, intercept, position, tie_model)
+    yv = label_vector(y, Xd.shape[0], ties)
+    if yv.shape[1] != 1:
+        raise ValueError("fit_exact fits one judge: y must be a single column")
+    target = None if prob is None else soft_targets(yv, prob)[0][:, 0]
+    keep = ~np.isnan(yv[:, 0])
+    Xd, yv = Xd[keep], yv[keep, 0]
+    # (target P(A), tie) per row: a hard label's target is 1 or 0, a soft one's the judge's P(A), a tie's unused
+    t = np.where(yv == 1, 1.0, 0.0)
+    if target is not None:
+        t = np.where(np.isfinite(target[keep]), target[keep], t)
+    return Xd, np.stack([t, (yv == 0.5).astype(float)], axis=1), tie_model
+
+
 def fit_exact(
     X: Any,
     y: Any,
@@ -166,19 +186,7 @@ def fit_exact(
     """
     if not 0.0 < target_accept < 1.0:
         raise ValueError(f"target_accept must be in (0, 1), not {target_accept}")
-    tie_model = ties == "davidson"
-    Xd = design_matrix(X, intercept, position, tie_model)
-    yv = label_vector(y, Xd.shape[0], ties)
-    if yv.shape[1] != 1:
-        raise ValueError("fit_exact fits one judge: y must be a single column")
-    target = None if prob is None else soft_targets(yv, prob)[0][:, 0]
-    keep = ~np.isnan(yv[:, 0])
-    Xd, yv = Xd[keep], yv[keep, 0]
-    # (target P(A), tie) per row: a hard label's target is 1 or 0, a soft one's the judge's P(A), a tie's unused
-    t = np.where(yv == 1, 1.0, 0.0)
-    if target is not None:
-        t = np.where(np.isfinite(target[keep]), target[keep], t)
-    yv = np.stack([t, (yv == 0.5).astype(float)], axis=1)
+    Xd, yv, tie_model = exact_inputs(X, y, intercept=intercept, position=position, ties=ties, prob=prob)
     cores = cores or min(chains, os.cpu_count() or 1)
     settings = dict(prior_scale=prior_scale, draws=draws, tune=tune, chains=chains, seed=seed, intercept=intercept,
                     ties=ties, target_accept=target_accept)
@@ -189,8 +197,10 @@ def fit_exact(
             import nutpie
 
             compiled = _nutpie_compiled(Xd, yv, prior_scale, intercept, tie_model)
+            # save_warmup=False: nothing here reads the warm-up, and storing it cost ~10% of the sampling's CPU
+            # (n = 400: 12.1 -> 10.9 CPU-s); the kept draws are the same for a seed either way
             trace = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
-                                  progress_bar=False, target_accept=target_accept)
+                                  progress_bar=False, target_accept=target_accept, save_warmup=False)
             sampler = "nutpie-nuts"
         except Exception as exc:  # pragma: no cover - depends on the platform's numba
             if backend == "nutpie":

@@ -6,6 +6,7 @@ browser test module shares one server and one Chromium per session.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -75,6 +76,19 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+#: The browser's own services that a test has no use for, off (what Puppeteer turns off): none of them changes
+#: what a page renders. Measured with ``benchmarks/tree_cpu.py`` over one Chromium's full load and a sweep of
+#: eight pages of the demo, five rounds interleaved with the flags left out (load 6-9 on 2 cores): 19.1 CPU s
+#: against 21.1 (Chromium, chromedriver and the client together), four rounds of five lower.
+QUIET_FLAGS = ("--disable-ipc-flooding-protection", "--disable-hang-monitor", "--disable-breakpad",
+               "--disable-client-side-phishing-detection", "--disable-default-apps", "--disable-domain-reliability",
+               "--metrics-recording-only", "--mute-audio", "--password-store=basic", "--use-mock-keychain",
+               "--no-default-browser-check", "--disable-extensions",
+               "--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider,"
+               "InterestFeedContentSuggestions,CertificateTransparencyComponentUpdater,AutofillServerCommunication,"
+               "OptimizationGuideModelDownloading")
+
+
 def chrome():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -83,7 +97,7 @@ def chrome():
     opts.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--window-size=1400,1000"):
+                 "--disable-sync", "--window-size=1400,1000", *QUIET_FLAGS):
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
@@ -91,17 +105,139 @@ def chrome():
     return driver
 
 
-def body_text(driver) -> str:
-    return driver.find_element("tag name", "body").text
+class AnotherBrowser:
+    """A window of the session's Chromium in a browser context of its own (DevTools' ``Target.createBrowserContext``,
+    what an incognito window is): its own cookie jar, storage and cache, so to the server it is another browser,
+    without starting a second Chromium (about 1 CPU s and the first page's full load). Made by ``another_browser``,
+    which switches the driver to this window; ``first()`` switches back to the window the driver had, for a
+    while. The context lives as long as the DevTools connection that made it (``disposeOnDetach``)."""
+
+    def __init__(self, driver):
+        import json
+        import urllib.request
+
+        import websocket  # websocket-client, which Selenium itself depends on
+
+        self.driver, self.first_window, self._n = driver, driver.current_window_handle, 0
+        # the browser's own DevTools endpoint: Selenium's execute_cdp_cmd talks to the page, which may not make contexts
+        address = driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
+        with urllib.request.urlopen(f"http://{address}/json/version", timeout=10) as r:
+            endpoint = json.load(r)["webSocketDebuggerUrl"]
+        self._ws = websocket.create_connection(endpoint, timeout=30, suppress_origin=True)
+        self.context = self.cdp("Target.createBrowserContext", disposeOnDetach=True)["browserContextId"]
+        size = driver.get_window_size()
+        self.window = self.cdp("Target.createTarget", url="about:blank", browserContextId=self.context,
+                               width=size["width"], height=size["height"])["targetId"]
+        driver.switch_to.window(self.window)
+
+    def cdp(self, method: str, **params) -> dict:
+        import json
+
+        self._n += 1
+        self._ws.send(json.dumps({"id": self._n, "method": method, "params": params}))
+        while True:
+            got = json.loads(self._ws.recv())
+            if got.get("id") == self._n:
+                if "error" in got:
+                    raise RuntimeError(f"{method}: {got['error']}")
+                return got["result"]
+
+    @contextlib.contextmanager
+    def first(self):
+        """The driver in the window it had before (the session's own browser context), then back in this one."""
+        self.driver.switch_to.window(self.first_window)
+        try:
+            yield self.driver
+        finally:
+            self.driver.switch_to.window(self.window)
+
+    def close(self) -> None:
+        try:
+            if self.window in self.driver.window_handles:
+                self.driver.switch_to.window(self.window)
+                self.driver.close()
+        finally:
+            self.driver.switch_to.window(self.first_window)
+            try:
+                self.cdp("Target.disposeBrowserContext", browserContextId=self.context)
+            finally:
+                self._ws.close()
 
 
-#: ``wait_for_text``'s wait in the page: its rendered text (``innerText``, whitespace collapsed) read every
-#: 100 ms until it holds the text (true) or ``arguments[1]`` seconds have passed (false).
-WAIT_TEXT_JS = """
-const [text, timeout, done] = [arguments[0].replace(/\\s+/g, " "), arguments[1] * 1000, arguments[arguments.length - 1]];
+@contextlib.contextmanager
+def another_browser(driver):
+    """The driver switched to a window of ``AnotherBrowser`` (its own cookie jar) for the block; then that
+    window and its context are gone and the driver is back in its own window."""
+    other = AnotherBrowser(driver)
+    try:
+        yield other
+    finally:
+        other.close()
+
+
+def page_text(driver) -> str:
+    """The body's ``innerText``: what the page renders, with every element hidden by ``display`` or
+    ``visibility`` left out, and no more than a few ms of Chromium to read. A superset of what is shown
+    (it keeps an element at opacity 0 or clipped away), so the right read for a check that a text is
+    absent, and for a failure message; a check that a text is shown asks ``shown`` (or waits for it:
+    ``wait_for_text``)."""
+    return driver.execute_script("return document.body ? document.body.innerText : ''")
+
+
+#: ``shown``'s check in the page: ``SHOWN(text)`` is whether the page displays ``text`` (whitespace collapsed),
+#: as Selenium's text of the body would (which drops zero-width spaces, as this does: our pages put one inside
+#: each would-be autolink of a name, ``dashboard/render.py``): the deepest elements whose rendered text (``innerText``; an SVG text's
+#: ``textContent``) holds it, found from the body down through the children that hold it, and one of them
+#: displayed (``checkVisibility`` with opacity and visibility: not hidden by display, visibility or opacity 0,
+#: its own or an ancestor's) with an area left once every ancestor that hides its overflow has clipped it (an
+#: ancestor that scrolls can bring it into its own box, which the ancestors above it then clip: Streamlit's
+#: main section scrolls within a box that hides its overflow).
+#: Where Selenium's text walks every element of the page with its computed style (0.5-1.4 CPU s of Chromium a
+#: read on our pages with charts), this reads the styles of the few elements on the way to the text (a few ms).
+SHOWN_JS = r"""
+const norm = s => (s || "").replace(/\u200b/g, "").replace(/\s+/g, " ");
+const rendered = e => norm(e.innerText ?? e.textContent);
+const area = e => {
+  const r = e.getBoundingClientRect();
+  let [left, top, right, bottom] = [r.left, r.top, r.right, r.bottom];
+  for (let a = e.parentElement; a && a !== document.documentElement; a = a.parentElement) {
+    const s = getComputedStyle(a), c = a.getBoundingClientRect();
+    // clipped by a box that hides its overflow; one that scrolls it can bring it into its own box
+    if (/hidden|clip/.test(s.overflowX)) [left, right] = [Math.max(left, c.left), Math.min(right, c.right)];
+    else if (/auto|scroll/.test(s.overflowX) && right > left) [left, right] = [c.left, c.right];
+    if (/hidden|clip/.test(s.overflowY)) [top, bottom] = [Math.max(top, c.top), Math.min(bottom, c.bottom)];
+    else if (/auto|scroll/.test(s.overflowY) && bottom > top) [top, bottom] = [c.top, c.bottom];
+  }
+  return right > left && bottom > top;
+};
+const displayed = e => e.checkVisibility({opacityProperty: true, visibilityProperty: true}) && area(e);
+const holds = (e, text) => {
+  const inner = [...e.children].filter(c => rendered(c).includes(text));
+  return inner.length ? inner.some(c => holds(c, text)) : displayed(e);
+};
+const SHOWN = text => !!document.body && rendered(document.body).includes(norm(text)) && holds(document.body, norm(text));
+"""
+
+
+def shown(driver, *texts) -> list:
+    """Of ``texts``, those the page does not display (``SHOWN_JS``), checked in one WebDriver call."""
+    return driver.execute_script(SHOWN_JS + "return arguments[0].filter(t => !SHOWN(t));", list(texts))
+
+
+def assert_shown(driver, *texts, context=None) -> None:
+    """Every one of ``texts`` is displayed on the page (``shown``); else fail naming the missing ones,
+    with ``context`` and the page's text."""
+    missing = shown(driver, *texts)
+    assert not missing, f"{context or ''} not shown: {missing}; page shows: {page_text(driver)[:1500]!r}"
+
+
+#: ``wait_for_text``'s wait in the page: ``SHOWN(text)`` checked every 100 ms until it holds (true) or
+#: ``arguments[1]`` seconds have passed (false); ``SHOWN``'s walk runs only once the body's text holds the text.
+WAIT_TEXT_JS = SHOWN_JS + """
+const [text, timeout, done] = [arguments[0], arguments[1] * 1000, arguments[arguments.length - 1]];
 const start = performance.now();
 const tick = () => {
-  if (document.body && document.body.innerText.replace(/\\s+/g, " ").includes(text)) return done(true);
+  if (SHOWN(text)) return done(true);
   if (performance.now() - start >= timeout) return done(false);
   setTimeout(tick, 100);
 };
@@ -109,56 +245,59 @@ tick();
 """
 
 
-def _text_in_page(driver, text, seconds: float) -> bool:
-    """``WAIT_TEXT_JS``: whether the body's rendered text holds ``text`` within ``seconds`` (False also
-    where the document went away under the wait)."""
+def wait_for_text(driver, text, timeout=90) -> None:
+    """Wait until the page displays ``text`` (``SHOWN_JS``: what Selenium's text of the body would hold), in
+    the page (``WAIT_TEXT_JS``, one WebDriver call, which a full load replacing the document ends: the wait
+    then goes on in the new document). Check further texts of the page with ``assert_shown``."""
     from selenium.common.exceptions import JavascriptException, TimeoutException
 
-    try:
-        driver.set_script_timeout(max(seconds, 0) + 30)
-        return bool(driver.execute_async_script(WAIT_TEXT_JS, text, max(seconds, 0)))
-    except (JavascriptException, TimeoutException):  # the document went away under the wait
-        return False
-
-
-def wait_for_rendered_text(driver, text, timeout=90) -> None:
-    """Wait until the body's rendered text (``innerText``, whitespace collapsed) holds ``text``, in the page
-    (``WAIT_TEXT_JS``), without reading Selenium's text: for a caller that reads that text itself once the
-    page has settled (``wait_idle``) and asserts ``text`` is in it."""
     deadline = time.time() + timeout
-    while not _text_in_page(driver, text, deadline - time.time()):
-        if time.time() >= deadline:
-            raise AssertionError(f"{text!r} never appeared; page shows: {body_text(driver)[:1500]!r}")
-        time.sleep(0.1)
-
-
-def wait_for_text(driver, text, timeout=90) -> str:
-    """Wait until the page shows ``text`` (Selenium's text of the body: what is displayed) and return that
-    text. The wait itself runs in the page (``WAIT_TEXT_JS``: the body's ``innerText``, a few ms) and
-    Selenium's text is read once it holds the text, and at least every 5 s: that read walks every element
-    with its computed style (0.1-1 CPU s of Chromium on a page of ours), where a poll of it every 0.3 s
-    cost more CPU than the pages themselves."""
-    deadline = time.time() + timeout
-    body = ""
     while True:
-        _text_in_page(driver, text, min(5.0, deadline - time.time()))
-        body = body_text(driver)
-        if text in body:
-            return body
+        left = max(deadline - time.time(), 0)
+        try:
+            driver.set_script_timeout(left + 30)
+            if driver.execute_async_script(WAIT_TEXT_JS, text, left):
+                return
+        except (JavascriptException, TimeoutException):  # the document went away under the wait
+            pass
         if time.time() >= deadline:
-            raise AssertionError(f"{text!r} never appeared; page shows: {body[:1500]!r}")
+            raise AssertionError(f"{text!r} never appeared; page shows: {page_text(driver)[:1500]!r}")
         time.sleep(0.1)
+
+
+#: ``wait_for_count``'s wait in the page: the elements matching ``arguments[0]`` counted every 100 ms until there
+#: are ``arguments[1]`` or ``arguments[2]`` seconds have passed; the last count.
+WAIT_COUNT_JS = """
+const [css, n, timeout, done] = [arguments[0], arguments[1], arguments[2] * 1000, arguments[arguments.length - 1]];
+const start = performance.now();
+const tick = () => {
+  const found = document.querySelectorAll(css).length;
+  if (found >= n || performance.now() - start >= timeout) return done(found);
+  setTimeout(tick, 100);
+};
+tick();
+"""
 
 
 def wait_for_count(driver, css, n, timeout=90) -> int:
+    """Wait until the page has at least ``n`` elements matching ``css`` and return how many, counted in the
+    page (``WAIT_COUNT_JS``, one WebDriver call, where a poll from here cost a round trip every 0.3 s)."""
+    from selenium.common.exceptions import JavascriptException, TimeoutException
+
     deadline = time.time() + timeout
     found = 0
-    while time.time() < deadline:
-        found = len(driver.find_elements("css selector", css))
+    while True:
+        left = max(deadline - time.time(), 0)
+        try:
+            driver.set_script_timeout(left + 30)
+            found = driver.execute_async_script(WAIT_COUNT_JS, css, n, left)
+        except (JavascriptException, TimeoutException):  # the document went away under the wait
+            found = 0
         if found >= n:
             return found
-        time.sleep(0.3)
-    raise AssertionError(f"expected {n} elements matching {css!r}, found {found}")
+        if time.time() >= deadline:
+            raise AssertionError(f"expected {n} elements matching {css!r}, found {found}")
+        time.sleep(0.1)
 
 
 #: What the page shows of its state, read in one go (``wait_idle``): the script run's state on ``stApp``

@@ -32,9 +32,12 @@ def shared_data_path() -> Path:
 #: ``--durations``). Handing them out first lets the many short modules fill the other worker meanwhile,
 #: instead of one long group starting last and running alone at the end (pytest.ini turns off xdist's
 #: own order, by count of tests). The real-server tests (about 9 minutes on one worker where CI installs
-#: llama-cpp-python; skipped at once elsewhere) come first of all.
-LONGEST_GROUPS = ("test_realserver", "test_fit-nuts", "test_fit-coverage", "test_deploy", "test_dissect-autoj",
-                  "browser", "test_app", "test_dissect-pandalm", "test_experiment", "test_dissect", "test_app_annotate")
+#: llama-cpp-python; skipped at once elsewhere) come first of all. ``test_fit-nuts`` (154 worker-s when it ran the
+#: long NUTS references, 108 at load ~6.5 on 2 cores since they are stored: about 55 quiet) now comes after the
+#: browser tests (137-190).
+LONGEST_GROUPS = ("test_realserver", "browser", "test_fit-nuts", "test_fit-coverage", "test_deploy",
+                  "test_dissect-autoj", "test_app", "test_dissect-pandalm", "test_experiment", "test_dissect",
+                  "test_app_annotate")
 
 #: Long tests of a long module given a group of their own, so they run beside the rest of it: they need
 #: none of its costly module fixtures (test -> group, every parametrization of the test with it; or one
@@ -47,7 +50,12 @@ OWN_GROUPS = {
     # for the model checks (~4 CPU-s). Measured (load ~5 on 2 cores): a first compile 14-18 CPU-s, a second
     # shape in the same process 7-10. The binary and tie-model tests ran in two groups and paid all of it twice:
     # the 12 tests took 171.7 / 175.5 CPU-s as two processes, 152.1 / 131.4 as one (-n 0, A/B/A/B, load 5-7).
+    # Since the long NUTS references are stored (tests/nuts_references.py), nutpie compiles one shape here (the
+    # binary one: the exact-profile test and the live check against a stored reference share it); the reference
+    # tests still build and compile PyMC's model (PyTensor's C backend) to verify what they read, as the model
+    # test does, so they stay beside them.
     "tests/test_fit.py::test_fast_sampler_matches_long_nuts": "test_fit-nuts",
+    "tests/test_fit.py::test_exact_lands_on_its_stored_reference": "test_fit-nuts",
     "tests/test_fit.py::test_exact_falls_back_to_pymcs_own_nuts": "test_fit-nuts",
     "tests/test_fit.py::test_exact_profiles_agree_with_fast_ones": "test_fit-nuts",
     "tests/test_fit.py::test_fast_tie_model_with_position_matches_nuts": "test_fit-nuts",

@@ -47,8 +47,7 @@ def test_hostile_text_is_inert_on_every_page(streamlit_server, browser):
             wait_for_text(browser, marker)
             browserkit.wait_idle(browser)  # the run over, charts drawn, every image loaded or failed
             if path == sample_page:
-                body = browserkit.body_text(browser)
-                assert "<iframe src=" in body and "onerror=" in body  # shown as the text it is
+                browserkit.assert_shown(browser, "<iframe src=", "onerror=")  # shown as the text it is
                 browserkit.screenshot(browser, "hostile")
             assert browser.execute_script("return typeof window.__pwned") == "undefined", path
             for tag in ("iframe", "img", "object", "link", "svg"):

@@ -66,7 +66,7 @@ def test_overview_agreement_heatmap_names_every_judge_on_both_axes(page):
     texts = settle(page, "/", 2, "overview")
     # a team tool: Streamlit's deploy button is not offered to the people reading it (client.toolbarMode)
     assert not page.find_elements(By.CSS_SELECTOR, "[data-testid='stAppDeployButton']")
-    assert "Deploy" not in browserkit.body_text(page)
+    assert "Deploy" not in browserkit.page_text(page)  # innerText: all that is shown, and more
     assert_readable(texts)
     heat = next(t for t in texts if sum(j in t for j in JUDGE_NAMES) >= 2)
     for judge in JUDGE_NAMES:

@@ -3,99 +3,94 @@ pieces are tested in test_sampler.py, the synthetic data in test_synthetic.py)."
 
 from __future__ import annotations
 
-import functools
 import json
 
 import numpy as np
 import pytest
-from scipy import special
 
 from core import catalogue, fit, sampler, synthetic
 from core.profile import INTERCEPT, POSITION, TIE, beats_baselines, best_baseline, display_percent
 from core.store import Store
+from tests.nuts_references import (BINARY, NUTS_ACCEPT, NUTS_TUNE, PROBLEMS, logp_and_gradient, soft_problem,
+                                   sparse_weights, verified)
 
 D = len(catalogue.attribute_keys())
 
 
-def sparse_weights(rng: np.random.Generator) -> np.ndarray:
-    """Realistic weights: most small, a few clearly positive or negative (like the paper's)."""
-    w = rng.laplace(0.0, 0.05, D)
-    strong = rng.random(D) < 0.2
-    return np.where(strong, rng.normal(0.0, 0.4, D), w)
-
-
 # --------------------------------------------------------------------------- faithfulness to NUTS
 
-# Three problems like real ones: n = 400 (a scenario group), n = 120 (a small query case),
-# and n = 400 with 15% of the labels missing (ties), each with its NUTS draws per chain and the least bulk
-# ESS (per weight, 4 chains) its reference must reach, asserted. Both samplers run long enough that the
-# Monte-Carlo error of the comparison is well inside the bar (0.01 absolute on a mean, 10% relative on an
-# sd), so the test is not flaky; seeds are fixed. The fast sampler's 4 x 10000 draws give an ESS >= 15,800;
-# with NUTS's >= 9,000 and posterior sds <= 0.18 on the n = 400 problems, the standard error of a mean
-# difference is <= 0.0024 (the bar is > 4.2 of them on the widest weight) and of an sd ratio <= 0.009 (the
-# bar is > 10 of them; the fast sampler's own sd gap was <= 0.031). n = 120 (sds up to 0.23) asks NUTS for
-# >= 18,000: se <= 0.0021. Measured (target_accept 0.6, below; the closed-form model of fit._pymc_model):
-# min ESS 10,810 (n400), 10,171 (n400-missing) from 5000 draws per chain, 20,161 (n120) from 11,000
-# (10,689 / 10,543 / 20,091 with pm.Bernoulli: the same sampler on the same density, another rounding).
-# Gaps measured: means 0.0027 / 0.0037 / 0.0045, sds 3.8% / 3.4% / 2.9%.
-PROBLEMS = {"n400": (400, 0.0, 5000, 9000), "n120": (120, 0.0, 11000, 18000),
-            "n400-missing": (400, 0.15, 5000, 9000)}
-
-#: Warm-up draws per chain of every NUTS reference (not kept). nutpie's adaptation settles well inside it:
-#: on n400, tune 1000 / 500 / 300 gave the same step size (0.149 / 0.148 / 0.149), tree size (30.9), no
-#: divergence and a bulk ESS of 9,734 / 9,644 / 10,218 from the 12,000 kept draws; 500 (nutpie's default
-#: is 300) keeps a margin and saves an eighth of each reference's gradient evaluations.
-NUTS_TUNE = 500
-
-#: The acceptance every NUTS reference tunes its step size to (``fit_exact``; 0.8 is the samplers' default).
-#: Still exact; the Laplace prior's kink at 0 is what limits the step, and a lower target takes longer
-#: steps at a lower acceptance for more ESS per gradient. Measured on the references (4 chains, tune 500):
-#: 0.8 -> 0.6 doubles the step (0.148 -> 0.294 on n400) and halves the tree (30.9 -> 15.1 leapfrog steps
-#: per draw) while the bulk ESS per draw falls from ~0.8 to ~0.53, so min ESS per 1000 gradients rose
-#: 26.0 -> 35.4 (n400), 26.6 -> 34.8 (n400-missing), 18.6 -> 27.1 (n120), 22.9 -> 30.7 (ties with
-#: position), 24.8 -> 37.1 and 28.1 -> 37.9 (soft labels), none divergent; 0.5 gained no more (33.4 on
-#: n400, a third of its proposals rejected). So each reference draws more for less: 5000 draws per chain
-#: at 0.6 cost ~25% fewer gradients than 3000 at 0.8 and give more ESS, which each test asserts.
-NUTS_ACCEPT = 0.6
+# The fast sampler against long NUTS runs on problems like real ones. The NUTS reference posteriors are stored
+# (tests/fixtures/nuts_references.json, written by `python -m tests.nuts_references`, whose module owns the
+# problems, the NUTS settings and why each reference's precision suffices for the bars below): each test first
+# shows that the stored posterior is the current model's posterior of the current data (`verified`: data sha256,
+# log density and gradient at stored points) and that its diagnostics hold, then runs the fast sampler live.
 
 
-def nuts_min_ess(post) -> float:
-    """The least bulk ESS over the weights of a NUTS posterior (rank-normalised, by chain)."""
-    return float(sampler.rhat_ess(post.by_chain())[1].min())
-
-
-@functools.cache
-def reference(name: str):
-    """(X, y, NUTS posterior) of one problem, computed on first use, once per process: each test needs only
-    its own problem (the module fixture this replaces fitted all three, and an xdist run of the suite set
-    it up twice: the n400 and n400-missing tests each showed the whole setup in --durations)."""
-    n, missing, draws, _ = PROBLEMS[name]
-    rng = np.random.default_rng(sum(map(ord, name)))
-    X = synthetic.simulate_features(n, rng)
-    y = synthetic.simulate_labels(X, sparse_weights(rng), rng).astype(float)
-    y[rng.random(n) < missing] = np.nan
-    return X, y, fit.fit_exact(X, y, draws=draws, tune=NUTS_TUNE, chains=4, seed=1, target_accept=NUTS_ACCEPT)
+def _reference(name: str) -> tuple[dict, dict]:
+    """(data, stored reference) of a problem, its diagnostics asserted as when the tests ran it: no divergence,
+    the draws' shape, and the least bulk ESS the precision of the comparison rests on."""
+    problem = PROBLEMS[name]
+    data = problem.data()
+    ref = verified(name, data)
+    assert ref["draws_shape"] == [problem.chains * problem.draws, problem.dimension()]
+    assert ref["divergences"] == 0
+    if problem.ess_bar is not None:
+        assert ref["min_bulk_ess"] >= problem.ess_bar  # the precision the comments in nuts_references rest on
+    return data, ref
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(PROBLEMS))
+@pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")  # the model check's C backend: speed only
+@pytest.mark.parametrize("name", list(BINARY))
 def test_fast_sampler_matches_long_nuts(name):
-    X, y, ref = reference(name)
-    fast = sampler.fit_fast(X, y, draws=10000, tune=1000, chains=4, seed=2)
+    data, ref = _reference(name)
+    fast = sampler.fit_fast(data["X"], data["y"], draws=10000, tune=1000, chains=4, seed=2)
     m_fast, s_fast = fast.mean[0], fast.sd[0]
-    m_ref, s_ref = ref.mean, ref.sd
+    m_ref, s_ref = np.array(ref["mean"]), np.array(ref["sd"])
     mean_gap = np.abs(m_fast - m_ref).max()
     sd_gap = np.abs(s_fast / s_ref - 1).max()
-    ref_ess = nuts_min_ess(ref)
     print(f"{name}: max |mean diff| {mean_gap:.4f}, max relative sd diff {sd_gap:.3f}, "
-          f"NUTS {ref.sampler} divergences {ref.diagnostics['divergences']}, min bulk ESS {ref_ess:.0f}")
-    assert ref.draws.shape == (4 * PROBLEMS[name][2], D)
-    assert ref.diagnostics["divergences"] == 0
-    assert ref_ess >= PROBLEMS[name][3]  # the precision the comment above PROBLEMS rests on
+          f"NUTS {ref['sampler']} divergences {ref['divergences']}, min bulk ESS {ref['min_bulk_ess']:.0f}")
     assert mean_gap < 0.01
     assert sd_gap < 0.10
     rhat, ess = sampler.rhat_ess(fast.by_chain())
     assert rhat.max() < 1.01 and ess.min() > 2000
+
+
+def test_stored_nuts_references_cover_every_problem_in_the_generators_format():
+    """The fixture holds one reference per problem, as the generator writes it (a file edited by hand, or written
+    by another version of the generator, shows here): every float at full precision, the same bytes again."""
+    from tests import nuts_references
+
+    text = nuts_references.PATH.read_text()
+    stored = nuts_references.load()
+    assert list(stored) == list(PROBLEMS)
+    assert nuts_references._dump(json.loads(text)) + "\n" == text
+    for name, ref in stored.items():
+        assert set(ref["versions"]) == set(nuts_references.VERSIONED) and ref["sampler"] == "nutpie-nuts"
+        assert len(ref["mean"]) == len(ref["sd"]) == len(ref["parameters"]) == PROBLEMS[name].dimension()
+
+
+@pytest.mark.slow
+def test_exact_lands_on_its_stored_reference():
+    """NUTS live, briefly, on a stored problem: ``fit_exact`` (nutpie, the path the references took) must land
+    within its own Monte-Carlo error of the stored posterior mean, 5 standard errors of the difference per
+    weight (from each run's bulk ESS), so a broken exact path shows against the references too. n120, binary:
+    the cheapest problem (0.5 CPU-s of sampling; n400 took 1.3; the binary model nutpie compiles for the
+    exact-profile test serves it, where a tie-model problem would add a compile of ~7 CPU-s). The bar is 0.02-0.05
+    and has teeth: measured (seed 0), the right model lands within 2.8 standard errors, while a prior of scale
+    0.2 or 0.07 instead of 0.1 lands 34 / 25 away, and flipping 3 of the 120 labels 7."""
+    name = "n120"
+    data, ref = _reference(name)
+    post = fit.fit_exact(data["X"], data["y"], draws=500, tune=NUTS_TUNE, chains=2, seed=0, target_accept=NUTS_ACCEPT)
+    assert post.sampler == "nutpie-nuts" and post.diagnostics["divergences"] == 0
+    _, ess = sampler.rhat_ess(post.by_chain())
+    se = np.sqrt(post.sd**2 / ess + np.array(ref["sd"]) ** 2 / ref["min_bulk_ess"])
+    z = np.abs(post.mean - np.array(ref["mean"])) / se
+    print(f"exact on {name}: max |mean diff| {np.abs(post.mean - np.array(ref['mean'])).max():.4f}, "
+          f"max {z.max():.2f} standard errors, min bulk ESS {ess.min():.0f}")
+    assert ess.min() >= 300  # so the bar is at most ~0.3 posterior sd: a meaningful check
+    assert z.max() < 5
 
 
 @pytest.mark.slow
@@ -140,14 +135,6 @@ def _pymc_reference_model(Xd: np.ndarray, t: np.ndarray, tie: np.ndarray, ties: 
     return model
 
 
-def _logp_and_gradient(model):
-    """One compiled function: point -> [log density, its gradient per free variable]."""
-    import pytensor
-
-    logp = model.logp()
-    return model.compile_fn([logp, *pytensor.grad(logp, model.value_vars)])
-
-
 @pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")  # its C backend here: speed only
 @pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
 @pytest.mark.parametrize("ties", [False, True], ids=["binary", "ties+position"])
@@ -167,7 +154,7 @@ def test_nuts_model_is_pymcs_bernoulli_and_categorical(ties, soft):
     ours = fit._pymc_model(Xd, np.stack([t, tie], axis=1), 0.1, ties, ties)
     ref = _pymc_reference_model(Xd, t, tie, ties, soft)
     assert [v.name for v in ours.value_vars] == [v.name for v in ref.value_vars]
-    f, f_ref = _logp_and_gradient(ours), _logp_and_gradient(ref)
+    f, f_ref = logp_and_gradient(ours), logp_and_gradient(ref)
     for scale, theta in ((0.1, 0.0), (0.5, -1.0), (1.0, 2.0), (5.0, -30.0), (20.0, 30.0)):
         point = {"w": rng.normal(0.0, scale, D)}
         if ties:
@@ -395,73 +382,45 @@ def test_length_only_baseline_and_the_flag():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")  # the model check's C backend: speed only
 def test_fast_tie_model_with_position_matches_nuts():
     """Davidson's tie model with the position term: the fast sampler against NUTS, as the binary model is."""
-    rng = np.random.default_rng(3)
-    n = 400
-    X = synthetic.simulate_features(n, rng)
-    w = sparse_weights(rng)
-    pos = np.where(rng.random(n) < 0.5, 1.0, -1.0)
-    y = synthetic.simulate_outcomes(X, w, rng, position=pos, bias=0.4, theta=np.log(0.6))[:, 0]
-    fast = sampler.fit_fast(X, y, draws=6000, tune=1000, chains=4, seed=1, intercept=True, position=pos, ties="davidson")
-    ref = fit.fit_exact(X, y, draws=5000, tune=NUTS_TUNE, chains=4, seed=1, intercept=True, position=pos, ties="davidson",
-                        target_accept=NUTS_ACCEPT)
-    assert ref.draws.shape == (20000, D + 2) and ref.diagnostics["divergences"] == 0
-    # 8,765 measured (9,336 with pm.Categorical, 7,945 from the 3000 draws at target_accept 0.8 this test
-    # used before): sds <= 0.18, so NUTS's share of the se of a mean difference is <= 0.0020 and the bar 0.015
-    # is > 7 of them; gaps measured 0.0038 (means) and 4.0% (sds)
-    ref_ess = nuts_min_ess(ref)
-    assert ref_ess >= 8000
-    mean_gap = np.abs(fast.mean[0] - ref.mean).max()
-    sd_gap = np.abs(fast.sd[0] / ref.sd - 1).max()
-    print(f"ties: max |mean diff| {mean_gap:.4f}, max relative sd diff {sd_gap:.3f}, NUTS min bulk ESS {ref_ess:.0f}")
+    data, ref = _reference("ties+position")
+    fast = sampler.fit_fast(data["X"], data["y"], draws=6000, tune=1000, chains=4, seed=1, intercept=True,
+                            position=data["position"], ties="davidson")
+    m_ref, s_ref = np.array(ref["mean"]), np.array(ref["sd"])
+    mean_gap = np.abs(fast.mean[0] - m_ref).max()
+    sd_gap = np.abs(fast.sd[0] / s_ref - 1).max()
+    print(f"ties: max |mean diff| {mean_gap:.4f}, max relative sd diff {sd_gap:.3f}, "
+          f"NUTS min bulk ESS {ref['min_bulk_ess']:.0f}")
     assert mean_gap < 0.015 and sd_gap < 0.10
 
 
 # --------------------------------------------------------------------------- soft labels (issue 15, point 2)
 
 
-def _soft_problem(seed: int, n: int = 400):
-    """A judge that reports its own P(A) (the true model's, blurred) and whose verdict is a draw from it."""
-    rng = np.random.default_rng(seed)
-    X = synthetic.simulate_features(n, rng)
-    w = sparse_weights(rng)
-    p = special.expit(X @ w + rng.normal(0.0, 0.5, n))
-    y = (rng.random(n) < p).astype(float)
-    return rng, X, w, p, y
-
-
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")  # the model check's C backend: speed only
 @pytest.mark.parametrize("model", ["binary", "ties+position"])
 def test_fast_soft_labels_match_nuts(model):
     """Soft labels in both samplers (the fast path's targets, NUTS's pm.Potential): the same posterior,
     to the bar the binary and tie models meet (means within ~0.1 posterior sd, sds within 10%)."""
-    rng, X, w, p, y = _soft_problem(21)
-    kw = {}
-    if model != "binary":
-        pos = np.where(rng.random(len(y)) < 0.5, 1.0, -1.0)
-        y[rng.random(len(y)) < 0.2] = 0.5  # ties stay ties
-        kw = dict(intercept=True, position=pos, ties="davidson")
-    fast = sampler.fit_fast(X, y, prob=p, draws=6000, tune=1000, chains=4, seed=1, **kw)
-    ref = fit.fit_exact(X, y, prob=p, draws=5000, tune=NUTS_TUNE, chains=4, seed=1, target_accept=NUTS_ACCEPT, **kw)
-    hard = fit.fit_exact(X, y, draws=1000, tune=500, chains=2, seed=1, target_accept=NUTS_ACCEPT, **kw)
-    assert ref.diagnostics["divergences"] == 0
-    # 11,346 (binary) and 10,867 (ties+position) measured (11,171 and 11,449 before the closed-form model,
-    # 9,169 and 10,447 from the 3000 draws at target_accept 0.8 before that): sds <= 0.16, NUTS's share of
-    # the se of a mean difference <= 0.0017; gaps measured 0.0037 / 0.0029 (means), 3.5% / 4.0% (sds)
-    ref_ess = nuts_min_ess(ref)
-    assert ref_ess >= 9000
-    mean_gap = np.abs(fast.mean[0] - ref.mean).max()
-    sd_gap = np.abs(fast.sd[0] / ref.sd - 1).max()
+    data, ref = _reference(f"soft-{model}")
+    _, hard = _reference(f"hard-{model}")  # the same verdicts without the probabilities
+    kw = dict(intercept=True, position=data["position"], ties="davidson") if model != "binary" else {}
+    fast = sampler.fit_fast(data["X"], data["y"], prob=data["prob"], draws=6000, tune=1000, chains=4, seed=1, **kw)
+    m_ref, s_ref = np.array(ref["mean"]), np.array(ref["sd"])
+    mean_gap = np.abs(fast.mean[0] - m_ref).max()
+    sd_gap = np.abs(fast.sd[0] / s_ref - 1).max()
     print(f"soft {model}: max |mean diff| {mean_gap:.4f}, max relative sd diff {sd_gap:.3f}, "
-          f"NUTS min bulk ESS {ref_ess:.0f}")
+          f"NUTS min bulk ESS {ref['min_bulk_ess']:.0f}")
     assert mean_gap < 0.015 and sd_gap < 0.10
     # and the soft posterior is another posterior than the hard one (NUTS used the probabilities)
-    assert np.abs(hard.mean - ref.mean).max() > 5 * mean_gap
+    assert np.abs(np.array(hard["mean"]) - m_ref).max() > 5 * mean_gap
 
 
 def test_soft_labels_are_an_option_recorded_in_the_settings_and_provenance():
-    rng, X, w, p, y = _soft_problem(22, n=250)
+    rng, X, w, p, y = soft_problem(22, n=250)
     y[-20:] = np.nan
     # verdicts drawn from P(A) fall on its other side now and then: used as given, and counted
     crossed = int(((y == 1) & (p < 0.5)).sum() + ((y == 0) & (p > 0.5)).sum())

@@ -1174,15 +1174,24 @@ def cmd_simulate(args) -> int:
                                  **common)
         out: dict[str, Any] = {"dataset": args.dataset, "scope": args.scope, "model": args.model,
                                "opponent": args.opponent, "results": [s.to_dict() for s in sims]}
+        # the scope's pairs read once per feature set for every table below (each would read them again)
+        loaded: dict[str, simulate.PairSet] = {}
+
+        def pairs(sim: simulate.Simulation) -> simulate.PairSet:
+            if sim.feature_source not in loaded:
+                loaded[sim.feature_source] = simulate.load_pairs(store, args.dataset, sim.feature_source, args.scope)
+            return loaded[sim.feature_source]
+
         if args.rank:
-            out["ranking"] = [simulate.injection_ranking(store, args.dataset, j, model=args.model,
-                                                         opponent=args.opponent, **common).to_dict()
-                              for j in args.judge]
+            out["ranking"] = [simulate.injection_ranking(store, args.dataset, s.judge, model=args.model,
+                                                         opponent=args.opponent, pairs=pairs(s), **common).to_dict()
+                              for s in sims]
         if args.control:
-            out["leaderboard"] = [simulate.controlled_win_rates(store, args.dataset, j, args.control, **common).to_dict()
-                                  for j in args.judge]
+            out["leaderboard"] = [simulate.controlled_win_rates(store, args.dataset, s.judge, args.control,
+                                                                pairs=pairs(s), **common).to_dict() for s in sims]
         if args.calibration:
-            out["calibration"] = [c.to_dict() for c in simulate.calibration(store, args.dataset, args.judge, **common)]
+            out["calibration"] = [c.to_dict() for c in simulate.calibration(
+                store, args.dataset, args.judge, pairs=pairs(sims[0]), **common)]
     print(json.dumps(out, indent=2))
     return 0
 

@@ -400,6 +400,21 @@ def pandalm_file(tmp_path_factory, shared_data) -> Path:
     return built_once(tmp_path_factory, "pandalm", build)[0]
 
 
+@pytest.fixture(scope="session")
+def pandalm_heuristic_file(tmp_path_factory, pandalm_file) -> Path:
+    """PandaLM's test set with its offline heuristic features (``heuristic:v1``), made once per test run from
+    the session's import: copy it, never write to it (two dissection tests fit it; rating its 1,998 responses
+    took 2-3 CPU-s each time)."""
+    from core import annotate
+
+    def build(path):
+        copy_store(pandalm_file, path)
+        with Store(path) as s:
+            annotate.run_heuristics(s, s.samples_for("pandalm-test"))
+
+    return built_once(tmp_path_factory, "pandalm-heuristic", build)[0]
+
+
 @pytest.fixture
 def pandalm_store(pandalm_file, tmp_path):
     """PandaLM's test set (999 real pairs) in a private store (a copy of the session's import: the import

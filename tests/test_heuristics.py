@@ -276,6 +276,27 @@ def all_texts():
     return [t for case in CASES for t in case[2:]] + EDGE_TEXTS + [PROSE]
 
 
+def test_patterns_written_for_speed_match_as_their_plain_forms():
+    """The emoticon and numbered-marker patterns open on their first character and check what precedes it
+    afterwards (so the regex engine skips to candidates); the repetition rules take the text's words from its
+    sentences. Each against its plain form on random strings of the characters that matter (seeded)."""
+    import re
+
+    emoticon = re.compile(r"(?<![\w:/])[:;][-']?[)(DPp3\]](?![\w)(])|(?<!\w)<3(?!\d)|\bxD\b")
+    marker = re.compile(r"(?:^|(?<=\s))(\d{1,2})[.)](?=[ \t]+\S)", re.M)
+    rng = random.Random(13)
+    alphabet = list(" \t\n\r.!?:;-'\"()[]/<_xXDPp3ab19\u00e9\u03a3\u00a0\u2028") + ["```\n", ":)", "<3", "xD", "1) "]
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+        assert heuristics._EMOTICON.findall(text) == emoticon.findall(text), text
+        assert heuristics._NUMBER_MARKER.findall(text) == marker.findall(text), text
+        t = heuristics.prepare(text)
+        assert [w for words in t.sentence_words for w in words] == heuristics._WORD.findall(t.lower), text
+    for text in all_texts():
+        t = heuristics.prepare(text)
+        assert [w for words in t.sentence_words for w in words] == heuristics._WORD.findall(t.lower), text
+
+
 def test_ratings_stay_on_the_scale_and_are_deterministic():
     for text in all_texts():
         ratings = rate("q", text)

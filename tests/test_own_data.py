@@ -397,6 +397,40 @@ def test_deeply_nested_json_list_file_is_an_input_error(tmp_path, store):
         import_file(store, "generic", tmp_path / "deep.json")
 
 
+def test_the_nesting_check_counts_brackets_outside_strings_as_a_walk_over_every_character_does():
+    """The depth check cuts strings out with a regular expression and walks the brackets left; against a walk
+    over every character (in or out of a string, after a backslash or not) on random texts and edge cases."""
+    import random
+
+    from core.importers import MAX_DEPTH, _too_deep
+
+    def walk(text):
+        depth, in_str, esc = 0, False, False
+        for ch in text:
+            if in_str:
+                esc, in_str = (False, True) if esc else (ch == "\\", ch != '"')
+            elif ch == '"':
+                in_str = True
+            elif ch in "[{":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return True
+            elif ch in "]}":
+                depth -= 1
+        return False
+
+    rng = random.Random(5)
+    chars, weights = '[{]}"\\a', (10, 10, 2, 2, 1, 1, 1)  # mostly opening brackets: near the limit either way
+    texts = ["".join(rng.choices(chars, weights, k=rng.randint(150, 400))) for _ in range(2_000)]
+    for d in (MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, 100):
+        texts += ["[" * d + "]" * d, '{"a":' * d + "1" + "}" * d, '["' + "[" * d + '"]', '"\\"' + "[" * d,
+                  "[" * d + '"' + "]" * d, '["\\\\"' + "[" * d, "]" * 5 + "[" * d]
+    deep = sum(map(walk, texts))
+    assert 400 < deep < 1_600, deep  # both answers well represented
+    for text in texts:
+        assert _too_deep(text) == walk(text), text
+
+
 def test_an_all_empty_labels_file_is_refused_and_creates_no_judge(tmp_path, seeded):
     (tmp_path / "empty.json").write_text(json.dumps([None] * 4))
     (tmp_path / "empty.csv").write_text("sample_id,label\nown-0,\nown-1,\n")

@@ -233,11 +233,6 @@ def density(problem: Problem, data: dict[str, Any], points: list[dict[str, Any]]
     return out
 
 
-def min_bulk_ess(post) -> float:
-    """The least bulk ESS over the parameters of a NUTS posterior (rank-normalised, by chain)."""
-    return float(sampler.rhat_ess(post.by_chain())[1].min())
-
-
 def compute(problem: Problem) -> dict[str, Any]:
     """Run one reference's NUTS, assert its diagnostics, and return what is stored of it."""
     data = problem.data()

@@ -245,24 +245,33 @@ tick();
 """
 
 
-def wait_for_text(driver, text, timeout=90) -> None:
-    """Wait until the page displays ``text`` (``SHOWN_JS``: what Selenium's text of the body would hold), in
-    the page (``WAIT_TEXT_JS``, one WebDriver call, which a full load replacing the document ends: the wait
-    then goes on in the new document). Check further texts of the page with ``assert_shown``."""
+def _wait_in_page(driver, script: str, args: tuple, ready, timeout: float):
+    """Run ``script``, an in-page wait given ``args`` and the seconds left (it returns once its condition holds
+    or those seconds have passed), until ``ready(result)`` or ``timeout`` seconds; the last result, None where
+    the document went away under the wait (a full load replacing it ends the call: the wait then goes on in
+    the new document)."""
     from selenium.common.exceptions import JavascriptException, TimeoutException
 
     deadline = time.time() + timeout
     while True:
         left = max(deadline - time.time(), 0)
+        result = None
         try:
             driver.set_script_timeout(left + 30)
-            if driver.execute_async_script(WAIT_TEXT_JS, text, left):
-                return
+            result = driver.execute_async_script(script, *args, left)
         except (JavascriptException, TimeoutException):  # the document went away under the wait
             pass
-        if time.time() >= deadline:
-            raise AssertionError(f"{text!r} never appeared; page shows: {page_text(driver)[:1500]!r}")
+        if ready(result) or time.time() >= deadline:
+            return result
         time.sleep(0.1)
+
+
+def wait_for_text(driver, text, timeout=90) -> None:
+    """Wait until the page displays ``text`` (``SHOWN_JS``: what Selenium's text of the body would hold), in
+    the page (``WAIT_TEXT_JS``, one WebDriver call at a time: ``_wait_in_page``). Check further texts of the
+    page with ``assert_shown``."""
+    if not _wait_in_page(driver, WAIT_TEXT_JS, (text,), bool, timeout):
+        raise AssertionError(f"{text!r} never appeared; page shows: {page_text(driver)[:1500]!r}")
 
 
 #: ``wait_for_count``'s wait in the page: the elements matching ``arguments[0]`` counted every 100 ms until there
@@ -281,23 +290,12 @@ tick();
 
 def wait_for_count(driver, css, n, timeout=90) -> int:
     """Wait until the page has at least ``n`` elements matching ``css`` and return how many, counted in the
-    page (``WAIT_COUNT_JS``, one WebDriver call, where a poll from here cost a round trip every 0.3 s)."""
-    from selenium.common.exceptions import JavascriptException, TimeoutException
-
-    deadline = time.time() + timeout
-    found = 0
-    while True:
-        left = max(deadline - time.time(), 0)
-        try:
-            driver.set_script_timeout(left + 30)
-            found = driver.execute_async_script(WAIT_COUNT_JS, css, n, left)
-        except (JavascriptException, TimeoutException):  # the document went away under the wait
-            found = 0
-        if found >= n:
-            return found
-        if time.time() >= deadline:
-            raise AssertionError(f"expected {n} elements matching {css!r}, found {found}")
-        time.sleep(0.1)
+    page (``WAIT_COUNT_JS``, one WebDriver call at a time: ``_wait_in_page``), where a poll from here cost a
+    round trip every 0.3 s."""
+    found = _wait_in_page(driver, WAIT_COUNT_JS, (css, n), lambda got: (got or 0) >= n, timeout) or 0
+    if found < n:
+        raise AssertionError(f"expected {n} elements matching {css!r}, found {found}")
+    return found
 
 
 #: What the page shows of its state, read in one go (``wait_idle``): the script run's state on ``stApp``

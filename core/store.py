@@ -1036,11 +1036,11 @@ class Store:
 
     def fit_probs(self, dataset: str, judge: str, *, position: bool) -> dict[str, float]:
         """sample id -> the judge's P(A) as a fit takes it (``designs``' P, or with the position term
-        P_ab: only where the label has no per-order verdicts, see ``designs``), for labels that carry one."""
+        P_ab: ``PROB_A_FIRST_SQL``), for labels that carry one."""
+        prob = PROB_A_FIRST_SQL if position else "prob_a"
         return dict(self.conn.execute(
-            "SELECT sample_id, prob_a FROM labels WHERE judge = ? AND prob_a IS NOT NULL"
-            + (" AND verdict_ab IS NULL AND verdict_ba IS NULL" if position else "")
-            + " AND sample_id IN (SELECT id FROM samples WHERE dataset = ?)", (judge, dataset)))
+            f"SELECT sample_id, p FROM (SELECT sample_id, {prob} AS p FROM labels WHERE judge = ?"
+            " AND sample_id IN (SELECT id FROM samples WHERE dataset = ?)) WHERE p IS NOT NULL", (judge, dataset)))
 
     def sample_labels(self, sample_id: str) -> list[SampleLabelRow]:
         """Every judge's vote on one sample: choice, P(A), the verdicts in both orders, the judge's kind."""
@@ -1235,7 +1235,8 @@ class Store:
             names: list[str] = []
             Y_all = np.empty((len(ids_all), 0))
         else:
-            lab_sql = ("SELECT l.sample_id, l.judge, l.choice, l.verdict_ab, l.verdict_ba, l.prob_a FROM labels l"
+            lab_sql = ("SELECT l.sample_id, l.judge, l.choice, l.verdict_ab, l.verdict_ba, l.prob_a,"
+                       f" {PROB_A_FIRST_SQL} AS prob_a_first FROM labels l"
                        " JOIN samples s ON s.id = l.sample_id WHERE s.dataset = ?")
             params: list[Any] = [dataset]
             if judges:
@@ -1252,9 +1253,8 @@ class Store:
                 y=labs["choice"].map(code),
                 ab=labs["verdict_ab"].map(code).where(~single, labs["choice"].map(code)),
                 ba=labs["verdict_ba"].map(code),
-                # the judge's P(A): for the combined choice, and for the A-first row where the label is that
-                # row (no per-order verdicts; a two-order label's P(A) pools both orders and fits neither)
-                p=labs["prob_a"], p_ab=labs["prob_a"].where(single))
+                # the judge's P(A): for the combined choice, and for the A-first row (PROB_A_FIRST_SQL)
+                p=labs["prob_a"], p_ab=labs["prob_a_first"])
             row_of = pd.Series(np.arange(len(ids_all)), index=ids_all)
             col_of = pd.Series(np.arange(len(names)), index=names)
             ri = coded["sample_id"].map(row_of).to_numpy()
@@ -1928,6 +1928,12 @@ class Design:
     P: Any = None
     P_ab: Any = None
 
+
+#: The judge's P(A) that the A-first row of a fit with the position term takes (``Design.P_ab``): a label's
+#: probability is that row's only where the label has no per-order verdicts (it is then the verdict as shown,
+#: A first); a two-order label's P(A) pools both orders and fits neither row. One rule for ``designs`` and
+#: ``fit_probs`` (the simulator recomputes a soft fit's input key from it).
+PROB_A_FIRST_SQL = "CASE WHEN verdict_ab IS NULL AND verdict_ba IS NULL THEN prob_a END"
 
 _DESIGN_FIELD = {"y": "Y_y", "ab": "Y_ab", "ba": "Y_ba", "p": "P", "p_ab": "P_ab"}
 

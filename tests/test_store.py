@@ -323,6 +323,32 @@ def test_designs_pack_features_correctly_for_any_catalogue_size(tmp_path, monkey
     s.close()
 
 
+def test_designs_and_fit_probs_take_a_judges_probability_by_one_rule(tmp_path):
+    """A label's P(A) is the combined choice's (``Design.P``); the A-first row of a fit with the position term
+    takes it only where the label has no per-order verdicts (``Design.P_ab``). ``fit_probs``, from which the
+    simulator recomputes a soft fit's input key, must read the same values as the fit's design, or a profile
+    is called stale (or fresh) on inputs the fit never took."""
+    import numpy as np
+
+    samples = [Sample("ds", f"question {i}", f"answer A{i}", f"answer B{i}", scenario_group="Code") for i in range(5)]
+    labels = [Label(samples[0].id, "j1", "A", prob_a=0.8),  # one order, as shown: both rows' probability
+              Label(samples[1].id, "j1", "tie", prob_a=0.5, verdict_ab="A", verdict_ba="B"),  # pools both orders
+              Label(samples[2].id, "j1", "B", prob_a=0.3, verdict_ba="B"),  # B shown first only
+              Label(samples[3].id, "j1", "A"),  # no probability
+              Label(samples[4].id, "j1", "B", prob_a=0.1, verdict_ab="B")]  # A shown first only
+    s = Store(tmp_path / "s.db")
+    s.write_batch(ImportBatch(dataset=Dataset("ds", source="test"), samples=samples, judges=[Judge("j1", "llm")],
+                              labels=labels, features=[Feature(x.id, "t", "clear", 1) for x in samples]))
+    d = s.design("ds", "t")
+    nan = np.nan
+    np.testing.assert_array_equal(d.P[:, 0], [0.8, 0.5, 0.3, nan, 0.1])
+    np.testing.assert_array_equal(d.P_ab[:, 0], [0.8, nan, nan, nan, nan])
+    for position, design in ((False, d.P), (True, d.P_ab)):
+        expected = {i: p for i, p in zip(d.sample_ids, design[:, 0]) if not np.isnan(p)}
+        assert s.fit_probs("ds", "j1", position=position) == expected
+    s.close()
+
+
 def test_a_store_written_before_the_migrations_moved_opens_unchanged(tmp_path):
     """The migrations moved from core/store.py to core/migrations.py (issue 13). A store written by
     the code before the move (commit 0faf2d0: three samples, one judge, one feature) opens with

@@ -432,6 +432,26 @@ def _tls_context_for(cafile: str | None, capath: str | None):
     return httpx2.create_ssl_context(verify=True)
 
 
+@lru_cache(maxsize=1)
+def _http_client_class():
+    """The SDK's aiohttp client, but a certificate that fails verification ends the request at once: the SDK
+    retries what its transport reports as a connect timeout (a failed TLS handshake is reported so), up to
+    ``max_retries`` times with backoff (some 20 s at the default), and no retry can make an untrusted
+    certificate trusted. An error of the SDK's own is passed on as it is, without retries."""
+    import openai
+
+    class VerifyingAioHttpClient(openai.DefaultAioHttpClient):
+        async def send(self, request, **kwargs):
+            try:
+                return await super().send(request, **kwargs)
+            except Exception as e:
+                if _untrusted_certificate(e) is None:
+                    raise
+                raise openai.APIConnectionError(message=f"untrusted certificate: {_short(e)}", request=request) from e
+
+    return VerifyingAioHttpClient
+
+
 class LLM:
     """An OpenAI-compatible chat endpoint. Use one per event loop (``async with`` or ``aclose``).
 
@@ -450,8 +470,7 @@ class LLM:
                                timeout=settings.timeout_s, max_retries=settings.max_retries,
                                # the SDK's aiohttp transport: half the CPU per request of the default;
                                # the process's one verifying TLS context, not a CA bundle loaded per client
-                               http_client=openai.DefaultAioHttpClient(timeout=settings.timeout_s,
-                                                                       verify=tls_context()))
+                               http_client=_http_client_class()(timeout=settings.timeout_s, verify=tls_context()))
             for _ in range(n_clients)
         ]
         self._next_client = 0

@@ -369,13 +369,15 @@ def _self_signed(tmp_path):
 def test_https_endpoints_keep_verified_tls_with_one_context_per_process(tmp_path, monkeypatch):
     """LLM objects share one TLS context (a CA bundle loaded per client cost ~60 ms of CPU each), and
     it still verifies: a server whose certificate nobody trusts never gets the request, nor the key, and
-    the error says so (not "timed out"); trusting its certificate through SSL_CERT_FILE (read when set, not cached past it) lets it through."""
+    the error says so (not "timed out") after one handshake: the SDK retried it as a connect timeout, with
+    backoff, though no retry can help; trusting its certificate through SSL_CERT_FILE (read when set, not
+    cached past it) lets it through."""
     import asyncio
     import http.server
     import ssl
 
     cert_pem, key_pem = _self_signed(tmp_path)
-    seen = []
+    seen, handshakes = [], []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
@@ -394,13 +396,18 @@ def test_https_endpoints_keep_verified_tls_with_one_context_per_process(tmp_path
         def log_message(self, *a):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(http.server.ThreadingHTTPServer):
+        def get_request(self):  # accepting is the TLS handshake (the socket is wrapped)
+            handshakes.append(1)
+            return super().get_request()
+
+    server = Server(("127.0.0.1", 0), Handler)
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert_pem, key_pem)
     server.socket = server_ctx.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     settings = LLMSettings(model="m", base_url=f"https://127.0.0.1:{server.server_address[1]}/v1",
-                           api_key="sk-only-for-trusted", timeout_s=5.0, max_retries=0, response_mode="text")
+                           api_key="sk-only-for-trusted", timeout_s=5.0, max_retries=2, response_mode="text")
 
     async def ask():
         async with llm.LLM(settings) as client:
@@ -417,7 +424,7 @@ def test_https_endpoints_keep_verified_tls_with_one_context_per_process(tmp_path
         # said as what it is (the transport calls it a connect timeout), not retried, nothing charged
         assert e.value.kind == "certificate" and e.value.deterministic and not e.value.estimated, e.value
         assert "certificate is not trusted" in str(e.value) and "SSL_CERT_FILE" in str(e.value)
-        assert seen == []
+        assert seen == [] and len(handshakes) == 1
 
         monkeypatch.setenv("SSL_CERT_FILE", str(cert_pem))
         assert llm.tls_context() is not ctx and llm.tls_context().verify_mode == ssl.CERT_REQUIRED

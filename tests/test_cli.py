@@ -139,10 +139,11 @@ def test_a_command_starts_without_pandas_and_numpy(demo_copy):
     assert not {"pandas", "numpy"} & imported
     # what an annotation or judge job's worker imports: no pandas, no SciPy (the judges' agreement figures
     # import them where they are computed)
-    worker = "import sys, core.jobs, core.annotate, core.judges, core.heuristics; print(sorted(sys.modules))"
+    worker = ("import json, sys, core.jobs, core.annotate, core.judges, core.heuristics;"
+              " print(json.dumps(sorted(sys.modules)))")
     res = subprocess.run([sys.executable, "-c", worker], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert not {"pandas", "scipy"} & set(eval(res.stdout))
+    assert not {"pandas", "scipy"} & set(json.loads(res.stdout))
 
 
 def test_the_store_never_asks_sqlite_utils_to_infer_a_column_type(tmp_path, monkeypatch):

@@ -12,7 +12,6 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from enum import Enum
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 from uuid import UUID
@@ -543,15 +542,14 @@ def test_hold_stalls_requests_past_an_allowance_until_release(server, make_clien
     from core.llm import PROBE_MARK
 
     client = make_client(timeout=30)
-    until = partial(_until, server)
     server.hold(after=2)
     with ThreadPoolExecutor(5) as pool:
         pending = [pool.submit(chat, client, f"held {i}") for i in range(5)]
-        until(lambda: server.held == 3 and sum(f.done() for f in pending) == 2)
+        _until(server, lambda: server.held == 3 and sum(f.done() for f in pending) == 2)
         assert chat(client, f"{PROBE_MARK} Reply with a JSON object.").choices[0].message.content
         assert server.stats.completions == 2 and server.held == 3
         server.hold(after=1)  # one more through, the other two still wait
-        until(lambda: sum(f.done() for f in pending) == 3)
+        _until(server, lambda: sum(f.done() for f in pending) == 3)
         assert server.held == 2 and server.stats.completions == 3
         server.release()
         assert all(f.result(timeout=30).choices[0].message.content for f in pending)

@@ -47,7 +47,7 @@ from pydantic import ValidationError
 
 from .paidwork import Progress, Request, Work, annotation_id, messages_sha
 from .prompts import prompts
-from .llm import LLMSettings, dialect_body, parse_json_tolerant
+from .llm import LLMSettings, dialect_body, http_client, parse_json_tolerant
 from .store import Store
 
 ENDPOINT = "/v1/chat/completions"
@@ -303,7 +303,8 @@ def client_for(settings: LLMSettings):
     import openai
 
     return openai.OpenAI(api_key=settings.api_key or "not-set", base_url=settings.base_url,
-                         timeout=settings.timeout_s, max_retries=settings.max_retries)
+                         timeout=settings.timeout_s, max_retries=settings.max_retries,
+                         http_client=http_client(settings.timeout_s, sync=True))
 
 
 def submit(store: Store, client, batch: dict[str, Any], completion_window: str = "24h") -> dict[str, Any]:

@@ -432,24 +432,45 @@ def _tls_context_for(cafile: str | None, capath: str | None):
     return httpx2.create_ssl_context(verify=True)
 
 
+def http_client(timeout_s: float, *, sync: bool = False):
+    """The SDK's HTTP client for an LLM endpoint (aiohttp for the async client, its httpx default for the
+    sync one, the Batch API's), with the process's verifying TLS context (``tls_context``), and a
+    certificate that fails verification ends the request at once: the SDK retries what its transport
+    reports as a connect timeout or error (a failed TLS handshake is reported so), up to ``max_retries``
+    times with backoff (some 20 s at the default), and no retry can make an untrusted certificate trusted.
+    An error of the SDK's own is passed on as it is, without retries."""
+    return _http_client_classes()[not sync](timeout=timeout_s, verify=tls_context())
+
+
 @lru_cache(maxsize=1)
-def _http_client_class():
-    """The SDK's aiohttp client, but a certificate that fails verification ends the request at once: the SDK
-    retries what its transport reports as a connect timeout (a failed TLS handshake is reported so), up to
-    ``max_retries`` times with backoff (some 20 s at the default), and no retry can make an untrusted
-    certificate trusted. An error of the SDK's own is passed on as it is, without retries."""
+def _http_client_classes():
     import openai
 
-    class VerifyingAioHttpClient(openai.DefaultAioHttpClient):
+    def certificate_error(e: Exception, request):
+        """The SDK's own error for an untrusted certificate behind ``e`` (passed on without retries), or None."""
+        if _untrusted_certificate(e) is not None:
+            return openai.APIConnectionError(message=f"untrusted certificate: {_short(e)}", request=request)
+        return None
+
+    class Client(openai.DefaultHttpxClient):
+        def send(self, request, **kwargs):
+            try:
+                return super().send(request, **kwargs)
+            except Exception as e:
+                if (err := certificate_error(e, request)) is None:
+                    raise
+                raise err from e
+
+    class AsyncClient(openai.DefaultAioHttpClient):
         async def send(self, request, **kwargs):
             try:
                 return await super().send(request, **kwargs)
             except Exception as e:
-                if _untrusted_certificate(e) is None:
+                if (err := certificate_error(e, request)) is None:
                     raise
-                raise openai.APIConnectionError(message=f"untrusted certificate: {_short(e)}", request=request) from e
+                raise err from e
 
-    return VerifyingAioHttpClient
+    return Client, AsyncClient
 
 
 class LLM:
@@ -470,7 +491,7 @@ class LLM:
                                timeout=settings.timeout_s, max_retries=settings.max_retries,
                                # the SDK's aiohttp transport: half the CPU per request of the default;
                                # the process's one verifying TLS context, not a CA bundle loaded per client
-                               http_client=_http_client_class()(timeout=settings.timeout_s, verify=tls_context()))
+                               http_client=http_client(settings.timeout_s))
             for _ in range(n_clients)
         ]
         self._next_client = 0

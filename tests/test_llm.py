@@ -367,14 +367,18 @@ def _self_signed(tmp_path):
 
 
 def test_https_endpoints_keep_verified_tls_with_one_context_per_process(tmp_path, monkeypatch):
-    """LLM objects share one TLS context (a CA bundle loaded per client cost ~60 ms of CPU each), and
-    it still verifies: a server whose certificate nobody trusts never gets the request, nor the key, and
-    the error says so (not "timed out") after one handshake: the SDK retried it as a connect timeout, with
-    backoff, though no retry can help; trusting its certificate through SSL_CERT_FILE (read when set, not
-    cached past it) lets it through."""
+    """LLM objects and the Batch API's client share one TLS context (a CA bundle loaded per client cost ~60 ms
+    of CPU each), and it still verifies: a server whose certificate nobody trusts never gets the request,
+    nor the key, and the error says so (not "timed out") after one handshake (the SDK retried it as a
+    connect timeout, with backoff, though no retry can help); trusting its certificate through
+    SSL_CERT_FILE (read when set, not cached past it) lets it through."""
     import asyncio
     import http.server
     import ssl
+
+    import openai
+
+    from core import batch
 
     cert_pem, key_pem = _self_signed(tmp_path)
     seen, handshakes = [], []
@@ -425,11 +429,17 @@ def test_https_endpoints_keep_verified_tls_with_one_context_per_process(tmp_path
         assert e.value.kind == "certificate" and e.value.deterministic and not e.value.estimated, e.value
         assert "certificate is not trusted" in str(e.value) and "SSL_CERT_FILE" in str(e.value)
         assert seen == [] and len(handshakes) == 1
+        # the Batch API's (sync) client: the same context, the same single handshake
+        with pytest.raises(openai.APIConnectionError) as e:
+            batch.client_for(settings).post("/chat/completions", body={}, cast_to=object)
+        assert llm._untrusted_certificate(e.value) is not None
+        assert seen == [] and len(handshakes) == 2
 
         monkeypatch.setenv("SSL_CERT_FILE", str(cert_pem))
         assert llm.tls_context() is not ctx and llm.tls_context().verify_mode == ssl.CERT_REQUIRED
         assert asyncio.run(ask()).content == "hello"
-        assert seen == ["Bearer sk-only-for-trusted"]
+        assert batch.client_for(settings).post("/chat/completions", body={}, cast_to=object)["choices"]
+        assert seen == ["Bearer sk-only-for-trusted"] * 2
     finally:
         server.shutdown()
         server.server_close()

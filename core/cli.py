@@ -87,14 +87,29 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
-def _money(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an amount in USD, not {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
+def _more_than_zero(what: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+        return value
+    return parse
+
+
+_money = _more_than_zero("an amount in USD")
+_seconds = _more_than_zero("a number of seconds")
+
+
+def _timeout_args(g) -> None:
+    g.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="seconds a request may take before it is given up (default 120, PREFDISSECT_LLM_TIMEOUT; "
+                        "a slow local server gets longer at its measured pace)")
+    g.add_argument("--max-retries", type=_non_negative_int, metavar="N",
+                   help="retries of a request that failed in a way a retry can help (default 6, "
+                        "PREFDISSECT_LLM_MAX_RETRIES)")
 
 
 def _llm_args(p: argparse.ArgumentParser) -> None:
@@ -108,6 +123,7 @@ def _llm_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tpm", type=float, help="tokens per minute limit")
     g.add_argument("--price-input", type=float, help="USD per million input tokens")
     g.add_argument("--price-output", type=float, help="USD per million output tokens")
+    _timeout_args(g)
     b = p.add_argument_group("batch mode (core/batch.py; see the README's 'Batch mode')")
     b.add_argument("--batch", action="store_true",
                    help="send the requests as JSONL files through the server's Batch API (files and batches "
@@ -537,6 +553,7 @@ def _llm_overrides(args) -> dict[str, Any]:
         "model": args.model, "base_url": args.base_url, "concurrency": args.concurrency,
         "temperature": args.temperature, "max_tokens": args.max_tokens, "requests_per_minute": args.rpm,
         "tokens_per_minute": args.tpm, "price_input": args.price_input, "price_output": args.price_output,
+        "timeout_s": args.timeout, "max_retries": args.max_retries,
         "batch": True if getattr(args, "batch", False) or getattr(args, "batch_file_only", None)
         or getattr(args, "ingest", None) else None,
     }.items() if v is not None}
@@ -1258,6 +1275,7 @@ def _experiment_args(xe: argparse.ArgumentParser) -> None:
     g.add_argument("--tpm", type=float)
     g.add_argument("--price-input", type=float)
     g.add_argument("--price-output", type=float)
+    _timeout_args(g)
 
 
 @command("experiment", help="run the manipulation experiment; list, show, export or resume one",

@@ -119,6 +119,10 @@ class LLMSettings:
             **({"response_mode": self.response_mode} if self.response_mode else {}),
             **({"system_role": self.system_role} if self.system_role else {}),
             **({"batch": True} if self.batch else {}),
+            # a job's own timeout and retries (the page's field, --timeout, --max-retries): its worker reads its
+            # settings from the job over its own environment
+            **({"timeout_s": self.timeout_s} if self.timeout_s != LLMSettings.timeout_s else {}),
+            **({"max_retries": self.max_retries} if self.max_retries != LLMSettings.max_retries else {}),
         }
 
     def check(self) -> None:

@@ -85,14 +85,14 @@ def llm_configured() -> bool:
 
 
 def endpoint_form(prefix: str) -> dict:
-    """Base URL, model, prices and requests in flight (defaults from ``PREFDISSECT_LLM_*``) and
-    whether a key is set. Returns the public settings (no key), as jobs store them."""
+    """Base URL, model, prices, requests in flight and the seconds a request may take (defaults from
+    ``PREFDISSECT_LLM_*``) and whether a key is set. Returns the public settings (no key), as jobs store them."""
     env = LLMSettings.from_env()
     c1, c2 = st.columns(2)
     base_url = c1.text_input("Base URL (OpenAI-compatible)", value=env.base_url or "", key=f"{prefix}_base_url",
                              placeholder="empty: OpenAI", help="OpenAI, vLLM, Ollama, a gateway, the loopback server")
     model = c2.text_input("Model", value=env.model, key=f"{prefix}_model")
-    c3, c4, c5 = st.columns(3)
+    c3, c4, c5, c6 = st.columns(4)
     # empty: the price table's figure for the model (core/prices.py), or unknown
     price_in = c3.number_input("USD per million input tokens", min_value=0.0, value=env.price_input,
                                step=0.05, format="%.3f", key=f"{prefix}_price_in", placeholder="from the price table")
@@ -100,6 +100,10 @@ def endpoint_form(prefix: str) -> dict:
                                 step=0.05, format="%.3f", key=f"{prefix}_price_out", placeholder="from the price table")
     concurrency = c5.number_input("Requests in flight", min_value=1, max_value=512, value=int(env.concurrency),
                                   key=f"{prefix}_concurrency")
+    timeout = c6.number_input("Seconds per request", min_value=1.0, max_value=3600.0, value=float(env.timeout_s),
+                              step=10.0, format="%.0f", key=f"{prefix}_timeout",
+                              help="a request that takes longer is given up, and retried where a retry can help; "
+                                   "a slow local server gets longer at its measured pace")
     source = key_source()
     typed_base = base_url.strip() or None
     if not config.key_allowed_for(typed_base):
@@ -126,7 +130,7 @@ def endpoint_form(prefix: str) -> dict:
     settings = replace(env, base_url=base_url.strip() or None, model=model.strip() or env.model,
                        price_input=None if price_in is None else float(price_in),
                        price_output=None if price_out is None else float(price_out), concurrency=int(concurrency),
-                       batch=bool(batch))
+                       timeout_s=float(timeout), batch=bool(batch))
     st.caption(f":material/sell: {settings.price.describe()}")
     return settings.public()
 

@@ -119,6 +119,8 @@ def test_start_an_annotation_job_against_the_loopback_server_and_watch_it_finish
         at.multiselect(key="ann_groups").set_value(["Code"])
         at.number_input(key="ann_limit").set_value(6)
         at.number_input(key="ann_concurrency").set_value(4)
+        assert at.number_input(key="ann_timeout").value == 120  # PREFDISSECT_LLM_TIMEOUT's default
+        at.number_input(key="ann_timeout").set_value(300)
         at.run()
         assert metrics(at)["Samples"] == "6"
         at.button(key="ann_start").click().run()
@@ -128,6 +130,7 @@ def test_start_an_annotation_job_against_the_loopback_server_and_watch_it_finish
             (job,) = jobs.list_jobs(s)
         assert job.kind == "annotate" and job.total == 6
         assert job.params["llm"]["base_url"] == server.url and "api_key" not in job.params["llm"]
+        assert job.params["llm"]["timeout_s"] == 300  # the job's own, read by its worker over its environment
         assert at.selectbox(key="annotate_watch_pick").value == job.id
 
         # a second click while it is live starts no second worker

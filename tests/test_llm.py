@@ -282,22 +282,25 @@ def test_a_job_whose_requests_all_fail_one_way_stops_early_and_says_why(pandalm,
 def test_timed_out_requests_carry_estimated_spend_and_the_run_says_so(pandalm, monkeypatch):
     store = pandalm
     monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", "test-key")
-    # a job's endpoint settings come from its parameters (which hold no timeout nor retries) over the
-    # worker's environment: without these the job used the defaults and waited out seven 3 s holds per
-    # request with backoff between them (~40 s) instead of one 0.3 s timeout each
-    monkeypatch.setenv("PREFDISSECT_LLM_TIMEOUT", "0.3")
-    monkeypatch.setenv("PREFDISSECT_LLM_MAX_RETRIES", "0")
+    # the job's own timeout and retries, from its parameters: the worker's environment says nothing of them
+    # (its defaults waited out seven 3 s holds per request with backoff between them, ~40 s, instead of one
+    # 0.3 s timeout each)
+    monkeypatch.delenv("PREFDISSECT_LLM_TIMEOUT", raising=False)
+    monkeypatch.delenv("PREFDISSECT_LLM_MAX_RETRIES", raising=False)
     with LoopbackServer(faults={"timeout": 1.0}, timeout_hold=3.0) as server:
         s = settings_for(server, timeout_s=0.3, max_retries=0, price_input=1.0, price_output=2.0)
         store.save_llm_dialect(s.base_url, s.model, Dialect().as_dict())
         job = jobs.submit(store, "annotate", {"dataset": "pandalm-test", "limit": 1, "llm": s.public()})
+        assert job.params["llm"]["timeout_s"] == 0.3 and job.params["llm"]["max_retries"] == 0
         t, out = _run_job_in_thread(store.path, job.id)
         t.join(60)
+        sent = server.stats.chat_requests
     final = out["job"]
     rows = store.rows("SELECT prompt_tokens, completion_tokens, cost, usage_estimated FROM annotations")
     assert rows and all(r["usage_estimated"] == 1 and r["prompt_tokens"] > 0 and r["cost"] > 0 for r in rows)
     assert final.status == "done" and final.cost > 0  # timeouts may pass: a resume is offered
     assert "resume to retry" in final.message and "spend estimated" in final.message
+    assert sent == len(rows)  # each sent once, as the job's max_retries 0 says, and given up after its 0.3 s
     # what failed, why and where (issue 17: the log and the message say it)
     (sample_id,) = {r["sample_id"] for r in store.job_failures(job.id, 100)}
     assert final.message.startswith("finished: 0 of 1 samples annotated in ")
@@ -325,11 +328,12 @@ def test_the_cli_probes_an_endpoint_and_says_a_wrong_key_in_one_line(pandalm, mo
     monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", "wrong-key")
     with LoopbackServer(api_key="right-key") as server:
         code = cli.main(["--store", str(pandalm.path), "annotate", "--dataset", "pandalm-test", "--limit", "2",
-                         "--base-url", server.url, "--model", "loopback-1"])
+                         "--base-url", server.url, "--model", "loopback-1", "--timeout", "45", "--max-retries", "1"])
         err = capsys.readouterr().err
         assert code == 2 and "401" in err and "Incorrect API key" in err and "wrong-key" not in err
         (job,) = jobs.list_jobs(pandalm)
         assert job.status == "failed" and "401" in job.error
+        assert job.params["llm"]["timeout_s"] == 45 and job.params["llm"]["max_retries"] == 1  # the job's own
     monkeypatch.setenv("PREFDISSECT_LLM_API_KEY", "any")
     with LoopbackServer(**LLAMA_CPP) as server:
         args = ["--store", str(pandalm.path), "probe", "--base-url", server.url, "--model", "loopback-1"]

@@ -70,37 +70,24 @@ def _scope_names(values) -> list[str] | None:
     return _names(values, scopes.fit_choices())
 
 
-def _int_at_least(minimum: int):
-    """An argparse type: a whole number no smaller than ``minimum``."""
-    def parse(text: str) -> int:
+def _number(convert, what: str, allowed, limit: str):
+    """An argparse type: ``convert(text)`` ("expected WHAT" when it cannot), refused unless ``allowed(value)``
+    ("must be LIMIT")."""
+    def parse(text: str):
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {value}")
-        return value
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
-
-
-def _more_than_zero(what: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
+            value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
-        if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+        if not allowed(value):
+            raise argparse.ArgumentTypeError(f"must be {limit}, not {text}")
         return value
     return parse
 
 
-_money = _more_than_zero("an amount in USD")
-_seconds = _more_than_zero("a number of seconds")
+_positive_int = _number(int, "a whole number", lambda v: v >= 1, "1 or more")
+_non_negative_int = _number(int, "a whole number", lambda v: v >= 0, "0 or more")
+_money = _number(float, "an amount in USD", lambda v: 0 < v < float("inf"), "more than 0")
+_seconds = _number(float, "a number of seconds", lambda v: 0 < v < float("inf"), "more than 0")
 
 
 def _timeout_args(g) -> None:

@@ -100,8 +100,9 @@ def endpoint_form(prefix: str) -> dict:
                                 step=0.05, format="%.3f", key=f"{prefix}_price_out", placeholder="from the price table")
     concurrency = c5.number_input("Requests in flight", min_value=1, max_value=512, value=int(env.concurrency),
                                   key=f"{prefix}_concurrency")
-    timeout = c6.number_input("Seconds per request", min_value=1.0, max_value=3600.0, value=float(env.timeout_s),
-                              step=10.0, format="%.0f", key=f"{prefix}_timeout",
+    # no upper bound, and the deployment's own value shown as it is (a bound below it would fail the page)
+    timeout = c6.number_input("Seconds per request", min_value=0.1, value=max(0.1, float(env.timeout_s)),
+                              step=10.0, format="%g", key=f"{prefix}_timeout",
                               help="a request that takes longer is given up, and retried where a retry can help; "
                                    "a slow local server gets longer at its measured pace")
     source = key_source()

@@ -113,13 +113,14 @@ def test_start_an_annotation_job_against_the_loopback_server_and_watch_it_finish
     with LoopbackServer(latency=0.3) as server:
         monkeypatch.setenv("PREFDISSECT_LLM_BASE_URL", server.url)
         monkeypatch.setenv("PREFDISSECT_LLM_MODEL", "loopback-1")
+        monkeypatch.setenv("PREFDISSECT_LLM_TIMEOUT", "7200")
         at = open_page(PAGE)
         assert at.text_input(key="ann_base_url").value == server.url
         assert at.text_input(key="ann_model").value == "loopback-1"
         at.multiselect(key="ann_groups").set_value(["Code"])
         at.number_input(key="ann_limit").set_value(6)
         at.number_input(key="ann_concurrency").set_value(4)
-        assert at.number_input(key="ann_timeout").value == 120  # PREFDISSECT_LLM_TIMEOUT's default
+        assert at.number_input(key="ann_timeout").value == 7200  # the deployment's own, shown as it is
         at.number_input(key="ann_timeout").set_value(300)
         at.run()
         assert metrics(at)["Samples"] == "6"

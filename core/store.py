@@ -1036,11 +1036,11 @@ class Store:
 
     def fit_probs(self, dataset: str, judge: str, *, position: bool) -> dict[str, float]:
         """sample id -> the judge's P(A) as a fit takes it (``designs``' P, or with the position term
-        P_ab: ``PROB_A_FIRST_SQL``), for labels that carry one."""
-        prob = PROB_A_FIRST_SQL if position else "prob_a"
+        P_ab: only a label without per-order verdicts, ``ONE_ORDER_SQL``), for labels that carry one."""
         return dict(self.conn.execute(
-            f"SELECT sample_id, p FROM (SELECT sample_id, {prob} AS p FROM labels WHERE judge = ?"
-            " AND sample_id IN (SELECT id FROM samples WHERE dataset = ?)) WHERE p IS NOT NULL", (judge, dataset)))
+            "SELECT sample_id, prob_a FROM labels WHERE judge = ? AND prob_a IS NOT NULL"
+            + (f" AND {ONE_ORDER_SQL}" if position else "")
+            + " AND sample_id IN (SELECT id FROM samples WHERE dataset = ?)", (judge, dataset)))
 
     def sample_labels(self, sample_id: str) -> list[SampleLabelRow]:
         """Every judge's vote on one sample: choice, P(A), the verdicts in both orders, the judge's kind."""
@@ -1236,7 +1236,7 @@ class Store:
             Y_all = np.empty((len(ids_all), 0))
         else:
             lab_sql = ("SELECT l.sample_id, l.judge, l.choice, l.verdict_ab, l.verdict_ba, l.prob_a,"
-                       f" {PROB_A_FIRST_SQL} AS prob_a_first FROM labels l"
+                       f" {ONE_ORDER_SQL} AS one_order FROM labels l"
                        " JOIN samples s ON s.id = l.sample_id WHERE s.dataset = ?")
             params: list[Any] = [dataset]
             if judges:
@@ -1248,13 +1248,13 @@ class Store:
             # per presentation order (1 A, 0 B, 0.5 tie, NaN none): a label with no per-order verdicts
             # is taken as given with A shown first; one with only the B-first verdict has no A-first one
             code = {"A": 1.0, "B": 0.0, "tie": 0.5}
-            single = labs["verdict_ab"].isna() & labs["verdict_ba"].isna()
+            single = labs["one_order"].astype(bool)
             coded = labs.assign(
                 y=labs["choice"].map(code),
                 ab=labs["verdict_ab"].map(code).where(~single, labs["choice"].map(code)),
                 ba=labs["verdict_ba"].map(code),
-                # the judge's P(A): for the combined choice, and for the A-first row (PROB_A_FIRST_SQL)
-                p=labs["prob_a"], p_ab=labs["prob_a_first"])
+                # the judge's P(A): for the combined choice, and for the A-first row where the label is that row
+                p=labs["prob_a"], p_ab=labs["prob_a"].where(single))
             row_of = pd.Series(np.arange(len(ids_all)), index=ids_all)
             col_of = pd.Series(np.arange(len(names)), index=names)
             ri = coded["sample_id"].map(row_of).to_numpy()
@@ -1929,11 +1929,11 @@ class Design:
     P_ab: Any = None
 
 
-#: The judge's P(A) that the A-first row of a fit with the position term takes (``Design.P_ab``): a label's
-#: probability is that row's only where the label has no per-order verdicts (it is then the verdict as shown,
-#: A first); a two-order label's P(A) pools both orders and fits neither row. One rule for ``designs`` and
-#: ``fit_probs`` (the simulator recomputes a soft fit's input key from it).
-PROB_A_FIRST_SQL = "CASE WHEN verdict_ab IS NULL AND verdict_ba IS NULL THEN prob_a END"
+#: A label without per-order verdicts: it is the verdict as shown, A first, so it is the A-first row of a fit with
+#: the position term, its choice (``Design.Y_ab``) and its P(A) (``Design.P_ab``); a two-order label's P(A) pools
+#: both orders and fits neither row. One rule for ``designs`` and ``fit_probs`` (the simulator recomputes a soft
+#: fit's input key from it).
+ONE_ORDER_SQL = "(verdict_ab IS NULL AND verdict_ba IS NULL)"
 
 _DESIGN_FIELD = {"y": "Y_y", "ab": "Y_ab", "ba": "Y_ba", "p": "P", "p_ab": "P_ab"}
 

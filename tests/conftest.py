@@ -298,6 +298,17 @@ def run_cli(*args, store: Path | str | None = None) -> CLIResult:
     return CLIResult(code or 0, out.getvalue(), err.getvalue())
 
 
+def wait_until(condition, what: str, timeout: float = 300):
+    """``condition()``'s first true value, polled every 50 ms; past ``timeout`` seconds fail saying ``what``."""
+    import time
+
+    deadline = time.time() + timeout
+    while not (value := condition()):
+        assert time.time() < deadline, f"{what}: not after {timeout} s"
+        time.sleep(0.05)
+    return value
+
+
 def store_sha256(path: Path) -> str:
     """The store file's sha256 after folding the WAL in, so the file alone holds every committed write."""
     import hashlib

@@ -16,6 +16,7 @@ from core import annotate, demo, jobs
 from core.loopback import LoopbackServer
 from core.store import Store
 from tests import browserkit
+from tests.conftest import wait_until
 from tests.stsession import Session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,14 +53,6 @@ def browse(url: str, stop: threading.Event, runs: list, spans: list, errors: lis
                 stop.wait(PACE_S)
     except Exception as e:  # a dropped connection is a failure too
         errors.append(("session", type(e).__name__, str(e)))
-
-
-def wait_until(condition, what: str, timeout: float = 300):
-    deadline = time.time() + timeout
-    while not (value := condition()):
-        assert time.time() < deadline, f"{what}: not after {timeout} s"
-        time.sleep(0.05)
-    return value
 
 
 #: the fit runs on one scenario group (4 judges): a writer beside the annotation worker, whose size

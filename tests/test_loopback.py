@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from core.llm import tls_context
 from core.loopback import FAULTS, LoopbackServer, SchemaError, generate_instance, tokenize
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -528,14 +529,6 @@ def test_latency_setter_and_restart():
 # ---- concurrency ----------------------------------------------------------------------------
 
 
-def _until(server, condition, timeout: float = 30.0) -> None:
-    """Wait for ``condition()`` (polled every 10 ms); past ``timeout`` fail with what the server holds and answered."""
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, (server.held, server.stats.completions)
-        time.sleep(0.01)
-
-
 def test_hold_stalls_requests_past_an_allowance_until_release(server, make_client):
     """``hold(after)``: that many more requests are answered, the others wait (``held``) until another
     hold's allowance or ``release()``; probes are answered while holding."""
@@ -545,11 +538,11 @@ def test_hold_stalls_requests_past_an_allowance_until_release(server, make_clien
     server.hold(after=2)
     with ThreadPoolExecutor(5) as pool:
         pending = [pool.submit(chat, client, f"held {i}") for i in range(5)]
-        _until(server, lambda: server.held == 3 and sum(f.done() for f in pending) == 2)
+        wait_until(lambda: server.held == 3 and sum(f.done() for f in pending) == 2, "3 held, 2 answered", 30)
         assert chat(client, f"{PROBE_MARK} Reply with a JSON object.").choices[0].message.content
         assert server.stats.completions == 2 and server.held == 3
         server.hold(after=1)  # one more through, the other two still wait
-        _until(server, lambda: sum(f.done() for f in pending) == 3)
+        wait_until(lambda: sum(f.done() for f in pending) == 3, "a third answered", 30)
         assert server.held == 2 and server.stats.completions == 3
         server.release()
         assert all(f.result(timeout=30).choices[0].message.content for f in pending)
@@ -565,7 +558,7 @@ def test_64_concurrent_requests_overlap(server, make_client):
     server.hold()
     with ThreadPoolExecutor(64) as pool:
         pending = [pool.submit(chat, client, f"parallel {i}") for i in range(64)]
-        _until(server, lambda: server.held == 64)
+        wait_until(lambda: server.held == 64, "64 requests held at once", 30)
         server.release()
         results = [f.result(timeout=30) for f in pending]
     assert len(results) == 64 and server.stats.completions == 64

@@ -20,7 +20,7 @@ import openai
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
-from core.llm import tls_context
+from core.llm import http_client
 from core.loopback import FAULTS, LoopbackServer, SchemaError, generate_instance, tokenize
 from tests.conftest import wait_until
 
@@ -28,11 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def sync_client(url: str, **kw) -> openai.OpenAI:
-    """The real openai client for a loopback server, on an HTTP client that shares the process's TLS
-    context (``core.llm.tls_context``): the SDK's default loads the CA bundle per client, most of a
-    client's cost, for servers that speak plain HTTP."""
-    http = openai.DefaultHttpxClient(verify=tls_context(), timeout=kw.get("timeout", openai.DEFAULT_TIMEOUT))
-    return openai.OpenAI(base_url=url, http_client=http, **kw)
+    """The real openai client for a loopback server, on the product's sync HTTP client (``core.llm.http_client``),
+    which shares the process's TLS context: the SDK's default loads the CA bundle per client, most of a client's
+    cost, for servers that speak plain HTTP."""
+    return openai.OpenAI(base_url=url, http_client=http_client(kw.get("timeout", openai.DEFAULT_TIMEOUT), sync=True),
+                         **kw)
 
 
 # ---- models the generator must satisfy ----------------------------------------------------
